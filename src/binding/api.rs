@@ -1,0 +1,347 @@
+//! `ChatGPTAPI`: the drop-in for the `chatgpt` package's class of the same name.
+//!
+//! This file only converts: JS options to core requests, AbortSignals to cancellation tokens,
+//! `onProgress` to a [`ProgressSink`], and core results and errors back to JS. All HTTP, SSE and
+//! protocol work happens in `crate::core` on napi's tokio runtime, off the JS thread.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use tokio_util::sync::CancellationToken;
+
+use super::errors::{invalid_arg, to_napi_error};
+use super::options::{describe, Opts};
+use super::progress::ProgressSink;
+use crate::core::client::{ChatClient, ChatReply, SendRequest};
+use crate::core::config::{ClientConfig, ClientOptions};
+
+/// Options of `new ChatGPTAPI(options)`. Every field is optional.
+#[napi(
+    object,
+    js_name = "ChatGPTAPIOptions",
+    object_from_js = false,
+    object_to_js = false
+)]
+pub struct ChatGPTAPIOptions {
+    /// API key sent as `Authorization: Bearer ...`. Falls back to `OPENAI_API_KEY`; a missing
+    /// key throws `ERR_CHATGPT_INVALID_ARG`. Never logged or included in errors.
+    pub api_key: Option<String>,
+    /// Base URL of any OpenAI-compatible server (vLLM, llama.cpp, LiteLLM, Ollama, the bundled
+    /// simulator). Falls back to `OPENAI_BASE_URL`.
+    /// @default 'https://api.openai.com/v1'
+    pub api_base_url: Option<String>,
+    /// Sent as the `OpenAI-Organization` header. Falls back to `OPENAI_ORG_ID`.
+    pub api_org: Option<String>,
+    /// Request parameters merged into every request (`model`, `temperature`, ...). `messages`,
+    /// `stream` and `n` are set by the client and rejected here.
+    /// @default { model: 'gpt-4.1-mini', temperature: 0.8, top_p: 1, presence_penalty: 1 }
+    #[napi(ts_type = "Record<string, unknown>")]
+    pub completion_params: Option<serde_json::Value>,
+    /// System message sent first; `''` sends none.
+    /// @default "You are ChatGPT, a large language model trained by OpenAI. Answer as concisely as possible.\nCurrent date: <today>"
+    pub system_message: Option<String>,
+    /// Context window of the model, in tokens.
+    /// @default 4000
+    pub max_model_tokens: Option<u32>,
+    /// Most tokens a reply may use; the request's `max_tokens` is what the window leaves, capped here.
+    /// @default 1000
+    pub max_response_tokens: Option<u32>,
+    /// Bound on a whole `sendMessage` call, in milliseconds.
+    /// @default 600000
+    pub timeout_ms: Option<u32>,
+    /// Longest silence tolerated between two reads of a response body, in milliseconds: a
+    /// stream that hangs fails with `ERR_CHATGPT_TIMEOUT` instead of hanging forever.
+    /// @default 60000
+    pub idle_timeout_ms: Option<u32>,
+    /// Largest response body, or single stream event, accepted, in bytes.
+    /// @default 33554432 (32 MiB)
+    pub max_response_bytes: Option<u32>,
+    /// Messages kept by the in-memory conversation store.
+    /// @default 10000
+    pub message_store_size: Option<u32>,
+    /// Extra headers sent with every request.
+    #[napi(ts_type = "Record<string, string>")]
+    pub headers: Option<std::collections::HashMap<String, String>>,
+    /// Log one line per request to stderr (URL, model, status, latency, request id; never the
+    /// key or the prompt).
+    /// @default false
+    pub debug: Option<bool>,
+}
+
+/// A chunk of a reply as passed to `onProgress`: `text` so far and the new `delta`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct PartialChatMessage {
+    /// The completion id (`chatcmpl-...`).
+    pub id: String,
+    /// Everything received so far.
+    pub text: String,
+    /// What this chunk added.
+    pub delta: String,
+    #[napi(ts_type = "'assistant'")]
+    pub role: String,
+    /// The id of the user message this replies to.
+    pub parent_message_id: String,
+    pub conversation_id: Option<String>,
+}
+
+/// Options of `sendMessage(text, options)`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct SendMessageOptions {
+    /// Overrides the instance's `systemMessage` for this call; `''` sends none.
+    pub system_message: Option<String>,
+    /// Merged over the instance's `completionParams` for this call.
+    #[napi(ts_type = "Record<string, unknown>")]
+    pub completion_params: Option<serde_json::Value>,
+    /// Id of the user message being sent.
+    /// @default a random UUID v4
+    pub message_id: Option<String>,
+    /// Id of the message this one answers (a previous reply's `id`).
+    pub parent_message_id: Option<String>,
+    /// Passed through to the result, for your own bookkeeping.
+    pub conversation_id: Option<String>,
+    /// The user's `name`, sent with the user message.
+    pub name: Option<String>,
+    /// Stream the reply with server-sent events.
+    /// @default !!onProgress
+    pub stream: Option<bool>,
+    /// Called once per content delta, in order; every call has run before the Promise settles.
+    /// If it throws, the request is cancelled and the Promise rejects with what it threw.
+    #[napi(ts_type = "(partial: PartialChatMessage) => void")]
+    pub on_progress: Option<serde_json::Value>,
+    /// Cancels the call: the Promise rejects with `name: 'AbortError'`, `code: 'ABORT_ERR'`.
+    #[napi(ts_type = "AbortSignal")]
+    pub abort_signal: Option<serde_json::Value>,
+    /// Overrides the instance's `timeoutMs` for this call.
+    pub timeout_ms: Option<u32>,
+}
+
+/// Token usage of a reply.
+#[napi(object)]
+pub struct ChatUsage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub total_tokens: u32,
+    /// True when the server sent no usage and it was counted locally with the model's tokenizer.
+    pub estimated: bool,
+}
+
+/// A reply, as `chatgpt` v5's `ChatMessage` plus `usage`, `finishReason` and `requestId`.
+#[napi(object)]
+pub struct ChatMessage {
+    /// The completion id (`chatcmpl-...`): pass it as the next call's `parentMessageId`.
+    pub id: String,
+    pub text: String,
+    #[napi(ts_type = "'user' | 'assistant' | 'system'")]
+    pub role: String,
+    pub name: Option<String>,
+    pub delta: Option<String>,
+    /// The raw response, or the last chunk of a stream.
+    #[napi(ts_type = "Record<string, any>")]
+    pub detail: Option<serde_json::Value>,
+    /// The id of the user message this replies to.
+    pub parent_message_id: Option<String>,
+    pub conversation_id: Option<String>,
+    pub usage: Option<ChatUsage>,
+    /// `stop`, `length`, `content_filter`, ...
+    pub finish_reason: Option<String>,
+    /// `x-request-id` of the response.
+    pub request_id: Option<String>,
+}
+
+impl From<ChatReply> for ChatMessage {
+    fn from(r: ChatReply) -> Self {
+        ChatMessage {
+            id: r.id,
+            text: r.text,
+            role: r.role,
+            name: None,
+            delta: None,
+            detail: Some(r.detail),
+            parent_message_id: Some(r.parent_message_id),
+            conversation_id: r.conversation_id,
+            usage: Some(ChatUsage {
+                prompt_tokens: r.usage.prompt_tokens,
+                completion_tokens: r.usage.completion_tokens,
+                total_tokens: r.usage.total_tokens,
+                estimated: r.usage.estimated,
+            }),
+            finish_reason: r.finish_reason,
+            request_id: r.request_id,
+        }
+    }
+}
+
+/// Client for OpenAI-compatible chat-completions APIs; a drop-in for `chatgpt`'s `ChatGPTAPI`.
+#[napi(js_name = "ChatGPTAPI")]
+pub struct ChatGPTAPI {
+    client: Arc<ChatClient>,
+}
+
+#[napi]
+impl ChatGPTAPI {
+    /// Create a client. Throws `ERR_CHATGPT_INVALID_ARG` for a missing key or a bad option.
+    #[napi(constructor, ts_args_type = "options?: ChatGPTAPIOptions")]
+    pub fn new(env: Env, options: Option<Unknown>) -> Result<Self> {
+        let o = Opts::from_arg(&env, options, "options")?;
+        let client_opts = ClientOptions {
+            api_key: o.secret_string("apiKey")?,
+            api_base_url: o.string("apiBaseUrl")?,
+            api_org: o.string("apiOrg")?,
+            completion_params: o.json_object("completionParams")?,
+            system_message: o.string("systemMessage")?,
+            max_model_tokens: o.positive_u32("maxModelTokens")?,
+            max_response_tokens: o.positive_u32("maxResponseTokens")?,
+            timeout_ms: o.positive_int("timeoutMs")?,
+            idle_timeout_ms: o.positive_int("idleTimeoutMs")?,
+            max_response_bytes: o.positive_int("maxResponseBytes")?.map(|n| n as usize),
+            message_store_size: o.positive_int("messageStoreSize")?.map(|n| n as usize),
+            headers: o.string_record("headers")?,
+            debug: o.bool("debug")?.unwrap_or(false),
+        };
+        let client = ClientConfig::build(client_opts)
+            .and_then(ChatClient::new)
+            .map_err(|e| to_napi_error(&env, &e))?;
+        Ok(ChatGPTAPI {
+            client: Arc::new(client),
+        })
+    }
+
+    /// The base URL requests go to (without a trailing slash).
+    #[napi(getter)]
+    pub fn api_base_url(&self) -> String {
+        self.client.config().api_base_url.clone()
+    }
+
+    /// The default model (`completionParams.model`).
+    #[napi(getter)]
+    pub fn model(&self) -> String {
+        self.client.config().model().to_owned()
+    }
+
+    /// Send a message and resolve with the reply. Streams when `onProgress` is given (or
+    /// `stream: true`). Rejects with a `ChatGPTError`; throws synchronously on invalid arguments.
+    #[napi(
+        ts_args_type = "text: string, options?: SendMessageOptions",
+        ts_return_type = "Promise<ChatMessage>"
+    )]
+    pub fn send_message<'env>(
+        &self,
+        env: &'env Env,
+        text: Unknown<'env>,
+        options: Option<Unknown<'env>>,
+    ) -> Result<PromiseRaw<'env, ChatMessage>> {
+        if text.get_type()? != ValueType::String {
+            return Err(invalid_arg(
+                env,
+                format!(
+                    "Expected `text` to be a string, got {}",
+                    describe(env, &text)
+                ),
+            ));
+        }
+        let text: String = unsafe { text.cast() }?;
+        let o = Opts::from_arg(env, options, "options")?;
+        let on_progress = o.function("onProgress")?;
+        let stream = o.bool("stream")?.unwrap_or(on_progress.is_some());
+        let req = SendRequest {
+            text,
+            system_message: o.string("systemMessage")?,
+            completion_params: o.json_object("completionParams")?,
+            message_id: o.string("messageId")?,
+            parent_message_id: o.string("parentMessageId")?,
+            conversation_id: o.string("conversationId")?,
+            name: o.string("name")?,
+            stream,
+            timeout: o.positive_int("timeoutMs")?.map(Duration::from_millis),
+        };
+        if let Some(params) = &req.completion_params {
+            crate::core::config::check_completion_params(params, "completionParams")
+                .map_err(|e| to_napi_error(env, &e))?;
+        }
+
+        let cancel = CancellationToken::new();
+        let abort = match o.object("abortSignal")? {
+            Some(signal) => Some(AbortListener::attach(env, signal, cancel.clone())?),
+            None => None,
+        };
+        // Deltas only flow when streaming; a callback on a non-streaming call is never invoked.
+        let sink = match (&on_progress, stream) {
+            (Some(f), true) => Some(ProgressSink::new(env, *f, cancel.clone())?),
+            _ => None,
+        };
+
+        let client = self.client.clone();
+        let fut = async move {
+            let mut sink = sink;
+            let result = client
+                .send(
+                    req,
+                    sink.as_mut()
+                        .map(|s| s as &mut dyn crate::core::client::DeltaSink),
+                    &cancel,
+                )
+                .await;
+            if let Some(s) = &sink {
+                s.barrier().await;
+            }
+            let callback_error = sink.as_ref().and_then(ProgressSink::take_error);
+            Ok((result, callback_error))
+        };
+        env.spawn_future_with_callback(fut, move |env, (result, callback_error)| {
+            if let Some(listener) = abort {
+                listener.detach(env);
+            }
+            if let Some(err) = callback_error {
+                return Err(err);
+            }
+            match result {
+                Ok(reply) => Ok(ChatMessage::from(reply)),
+                Err(e) => Err(to_napi_error(env, &e)),
+            }
+        })
+    }
+}
+
+/// An `abort` listener on the caller's AbortSignal, removed again when the call settles so a
+/// long-lived signal does not accumulate listeners.
+struct AbortListener {
+    signal: ObjectRef,
+    listener: FunctionRef<Unknown<'static>, ()>,
+}
+
+impl AbortListener {
+    fn attach(env: &Env, signal: Object, cancel: CancellationToken) -> Result<Self> {
+        let aborted: Option<bool> = signal.get("aborted")?;
+        if aborted.unwrap_or(false) {
+            cancel.cancel();
+        }
+        let listener =
+            env.create_function_from_closure::<Unknown, (), _>("onAbort", move |_ctx| {
+                cancel.cancel();
+                Ok(())
+            })?;
+        let add: Function<FnArgs<(&str, Function<Unknown, ()>)>, Unknown> = signal
+            .get("addEventListener")?
+            .ok_or_else(|| invalid_arg(env, "Expected `abortSignal` to be an AbortSignal"))?;
+        add.apply(signal, FnArgs::from(("abort", listener)))?;
+        Ok(AbortListener {
+            signal: signal.create_ref()?,
+            listener: listener.create_ref()?,
+        })
+    }
+
+    fn detach(self, env: &Env) {
+        let _ = (|| -> Result<()> {
+            let signal = self.signal.get_value(env)?;
+            let listener = self.listener.borrow_back(env)?;
+            let remove: Function<FnArgs<(&str, Function<Unknown, ()>)>, Unknown> = signal
+                .get("removeEventListener")?
+                .ok_or_else(|| Error::from_reason("no removeEventListener"))?;
+            remove.apply(signal, FnArgs::from(("abort", listener)))?;
+            Ok(())
+        })();
+        let _ = self.signal.unref(env);
+    }
+}

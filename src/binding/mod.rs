@@ -1,0 +1,8 @@
+//! The napi layer: the only place `#[napi]` appears. It converts options, callbacks,
+//! AbortSignals and errors between JavaScript and `crate::core`, and holds no HTTP or protocol
+//! logic of its own.
+
+pub mod api;
+pub mod errors;
+pub mod options;
+pub mod progress;

@@ -1,0 +1,354 @@
+//! Client configuration: validated values with their documented defaults.
+//!
+//! The binding checks JavaScript types and hands plain Rust values to [`ClientConfig::build`],
+//! which applies environment fallbacks (`OPENAI_API_KEY`, `OPENAI_BASE_URL`, `OPENAI_ORG_ID`)
+//! and range checks, so every front end (the Node class today, a CLI later) validates the same
+//! way and reports the same messages.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::error::ChatError;
+
+/// Default upstream, as in the `chatgpt` package and openai-node.
+pub const DEFAULT_API_BASE_URL: &str = "https://api.openai.com/v1";
+/// Default model: current, inexpensive, and accepts the sampling parameters `chatgpt` v5 sends
+/// by default (the gpt-5 and o-series reasoning models reject `temperature` other than 1).
+pub const DEFAULT_MODEL: &str = "gpt-4.1-mini";
+/// `chatgpt` v5's defaults, kept so switching packages does not change answers.
+pub const DEFAULT_MAX_MODEL_TOKENS: u32 = 4000;
+pub const DEFAULT_MAX_RESPONSE_TOKENS: u32 = 1000;
+/// Whole-call bound: openai-node's per-attempt default.
+pub const DEFAULT_TIMEOUT_MS: u64 = 600_000;
+/// Longest silence tolerated inside a streaming body (openai-node has none: a known complaint).
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
+/// Largest response body or single stream event accepted.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+/// Messages kept by the in-memory conversation store (the `chatgpt` package's LRU size).
+pub const DEFAULT_MESSAGE_STORE_SIZE: usize = 10_000;
+
+/// The API key. Its `Debug` never shows the value, so a stray `{:?}` cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+/// What the caller gave, before defaults and environment fallbacks.
+#[derive(Debug, Default, Clone)]
+pub struct ClientOptions {
+    pub api_key: Option<String>,
+    pub api_base_url: Option<String>,
+    pub api_org: Option<String>,
+    pub completion_params: Option<Map<String, Value>>,
+    pub system_message: Option<String>,
+    pub max_model_tokens: Option<u32>,
+    pub max_response_tokens: Option<u32>,
+    pub timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub max_response_bytes: Option<usize>,
+    pub message_store_size: Option<usize>,
+    pub headers: Vec<(String, String)>,
+    pub debug: bool,
+}
+
+/// Validated configuration of one client instance.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub api_key: ApiKey,
+    /// Without a trailing slash; requests go to `{api_base_url}/chat/completions`.
+    pub api_base_url: String,
+    pub api_org: Option<String>,
+    /// Merged under every request's own `completionParams`.
+    pub completion_params: Map<String, Value>,
+    /// `None` uses the dated default; `Some("")` sends no system message.
+    pub system_message: Option<String>,
+    pub max_model_tokens: u32,
+    pub max_response_tokens: u32,
+    pub timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_response_bytes: usize,
+    pub message_store_size: usize,
+    pub headers: Vec<(String, String)>,
+    pub debug: bool,
+}
+
+/// Reads an environment variable, treating empty as unset.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl ClientConfig {
+    /// Apply fallbacks and defaults, then check what types alone cannot.
+    pub fn build(opts: ClientOptions) -> Result<Self, ChatError> {
+        let api_key = opts
+            .api_key
+            .filter(|k| !k.is_empty())
+            .or_else(|| env_var("OPENAI_API_KEY"))
+            .ok_or_else(|| {
+                ChatError::invalid_arg(
+                    "Missing API key: pass `apiKey` or set the OPENAI_API_KEY environment variable",
+                )
+            })?;
+        if api_key.chars().any(|c| c.is_control() || c == ' ') {
+            // Never echo it: say what is wrong without the value.
+            return Err(ChatError::invalid_arg(
+                "Expected `apiKey` to contain no spaces or control characters",
+            ));
+        }
+
+        let base = opts
+            .api_base_url
+            .or_else(|| env_var("OPENAI_BASE_URL"))
+            .unwrap_or_else(|| DEFAULT_API_BASE_URL.to_owned());
+        let api_base_url = validate_base_url(&base)?;
+
+        let max_model_tokens = opts.max_model_tokens.unwrap_or(DEFAULT_MAX_MODEL_TOKENS);
+        let max_response_tokens = opts
+            .max_response_tokens
+            .unwrap_or(DEFAULT_MAX_RESPONSE_TOKENS);
+        if max_model_tokens == 0 {
+            return Err(ChatError::invalid_arg(
+                "Expected `maxModelTokens` to be a positive integer, got 0",
+            ));
+        }
+        if max_response_tokens == 0 {
+            return Err(ChatError::invalid_arg(
+                "Expected `maxResponseTokens` to be a positive integer, got 0",
+            ));
+        }
+        if max_response_tokens >= max_model_tokens {
+            return Err(ChatError::invalid_arg(format!(
+                "Expected `maxResponseTokens` ({max_response_tokens}) to be less than `maxModelTokens` ({max_model_tokens})"
+            )));
+        }
+
+        let mut completion_params = Map::new();
+        completion_params.insert("model".into(), Value::from(DEFAULT_MODEL));
+        completion_params.insert("temperature".into(), Value::from(0.8));
+        completion_params.insert("top_p".into(), Value::from(1.0));
+        completion_params.insert("presence_penalty".into(), Value::from(1.0));
+        if let Some(params) = opts.completion_params {
+            check_completion_params(&params, "completionParams")?;
+            completion_params.extend(params);
+        }
+
+        for (name, value) in &opts.headers {
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                ChatError::invalid_arg(format!(
+                    "Expected `headers` keys to be valid header names, got {name:?}"
+                ))
+            })?;
+            reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+                ChatError::invalid_arg(format!(
+                    "Expected `headers[{name:?}]` to be a valid header value"
+                ))
+            })?;
+        }
+
+        let timeout_ms = opts.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+        check_positive("timeoutMs", timeout_ms)?;
+        let idle_timeout_ms = opts.idle_timeout_ms.unwrap_or(DEFAULT_IDLE_TIMEOUT_MS);
+        check_positive("idleTimeoutMs", idle_timeout_ms)?;
+        let max_response_bytes = opts
+            .max_response_bytes
+            .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
+        check_positive("maxResponseBytes", max_response_bytes as u64)?;
+        let message_store_size = opts
+            .message_store_size
+            .unwrap_or(DEFAULT_MESSAGE_STORE_SIZE);
+        check_positive("messageStoreSize", message_store_size as u64)?;
+
+        Ok(ClientConfig {
+            api_key: ApiKey(api_key),
+            api_base_url,
+            api_org: opts.api_org.or_else(|| env_var("OPENAI_ORG_ID")),
+            completion_params,
+            system_message: opts.system_message,
+            max_model_tokens,
+            max_response_tokens,
+            timeout: Duration::from_millis(timeout_ms),
+            idle_timeout: Duration::from_millis(idle_timeout_ms),
+            max_response_bytes,
+            message_store_size,
+            headers: opts.headers,
+            debug: opts.debug,
+        })
+    }
+
+    /// The model requests use unless a call overrides it.
+    pub fn model(&self) -> &str {
+        self.completion_params
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or(DEFAULT_MODEL)
+    }
+}
+
+fn check_positive(name: &str, value: u64) -> Result<(), ChatError> {
+    if value == 0 {
+        return Err(ChatError::invalid_arg(format!(
+            "Expected `{name}` to be a positive integer, got 0"
+        )));
+    }
+    Ok(())
+}
+
+/// The request body is built by us: these keys belong to the protocol, not to the caller
+/// (`chatgpt` v5 documents the same exclusions).
+const RESERVED_PARAMS: [&str; 3] = ["messages", "stream", "n"];
+
+/// Reject parameters that would corrupt the request we build.
+pub fn check_completion_params(params: &Map<String, Value>, option: &str) -> Result<(), ChatError> {
+    for key in RESERVED_PARAMS {
+        if params.contains_key(key) {
+            return Err(ChatError::invalid_arg(format!(
+                "Expected `{option}` not to contain `{key}`: it is set by the client"
+            )));
+        }
+    }
+    if let Some(model) = params.get("model") {
+        if !model.as_str().is_some_and(|m| !m.is_empty()) {
+            return Err(ChatError::invalid_arg(format!(
+                "Expected `{option}.model` to be a non-empty string, got {model}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Accept `http(s)://host[:port][/path]`, return it without a trailing slash.
+pub fn validate_base_url(raw: &str) -> Result<String, ChatError> {
+    let url = reqwest::Url::parse(raw.trim()).map_err(|_| {
+        ChatError::invalid_arg(format!(
+            "Expected `apiBaseUrl` to be an http(s) URL, got {raw:?}"
+        ))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ChatError::invalid_arg(format!(
+            "Expected `apiBaseUrl` to be an http(s) URL, got {raw:?}"
+        )));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ChatError::invalid_arg(format!(
+            "Expected `apiBaseUrl` to have no query or fragment, got {raw:?}"
+        )));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// `chatgpt` v5's default system message, dated like the original.
+pub fn default_system_message() -> String {
+    format!(
+        "You are ChatGPT, a large language model trained by OpenAI. Answer as concisely as possible.\nCurrent date: {}",
+        today_utc()
+    )
+}
+
+/// Today's date (UTC) as YYYY-MM-DD, from the civil-from-days algorithm (Howard Hinnant's):
+/// a dozen lines, not worth a date-time crate.
+fn today_utc() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts_with_key() -> ClientOptions {
+        ClientOptions {
+            api_key: Some("sk-test".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let cfg = ClientConfig::build(ClientOptions {
+            api_base_url: Some(DEFAULT_API_BASE_URL.into()),
+            ..opts_with_key()
+        })
+        .unwrap();
+        assert_eq!(cfg.api_base_url, "https://api.openai.com/v1");
+        assert_eq!(cfg.model(), DEFAULT_MODEL);
+        assert_eq!(cfg.max_model_tokens, 4000);
+        assert_eq!(cfg.max_response_tokens, 1000);
+        assert_eq!(cfg.timeout, Duration::from_millis(600_000));
+        assert_eq!(
+            cfg.completion_params.get("temperature"),
+            Some(&Value::from(0.8))
+        );
+    }
+
+    #[test]
+    fn base_url_loses_its_trailing_slash_and_must_be_http() {
+        assert_eq!(
+            validate_base_url("http://127.0.0.1:8080/v1/").unwrap(),
+            "http://127.0.0.1:8080/v1"
+        );
+        assert!(validate_base_url("ftp://example.com").is_err());
+        assert!(validate_base_url("not a url").is_err());
+        assert!(validate_base_url("http://x/v1?a=b").is_err());
+    }
+
+    #[test]
+    fn reserved_completion_params_are_rejected() {
+        let mut p = Map::new();
+        p.insert("messages".into(), Value::Array(vec![]));
+        let err = check_completion_params(&p, "completionParams").unwrap_err();
+        assert!(err.message.contains("messages"));
+    }
+
+    #[test]
+    fn response_budget_must_fit_the_window() {
+        let err = ClientConfig::build(ClientOptions {
+            max_model_tokens: Some(100),
+            max_response_tokens: Some(100),
+            ..opts_with_key()
+        })
+        .unwrap_err();
+        assert!(err.message.contains("maxResponseTokens"));
+    }
+
+    #[test]
+    fn api_key_debug_is_redacted() {
+        let cfg = ClientConfig::build(opts_with_key()).unwrap();
+        assert!(!format!("{cfg:?}").contains("sk-test"));
+    }
+
+    #[test]
+    fn civil_dates_are_right() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_418), (2025, 11, 26));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+}

@@ -1,0 +1,11 @@
+//! Plain-Rust core of chatgpt-native: no napi here, so everything is testable with `cargo test`
+//! and reusable by other front ends. One module per concern.
+
+pub mod chat;
+pub mod client;
+pub mod config;
+pub mod conversation;
+pub mod error;
+pub mod sse;
+pub mod tokens;
+pub mod transport;

@@ -1,0 +1,319 @@
+//! HTTP transport: one reqwest client (keep-alive pool, rustls, gzip) per API instance, and the
+//! mapping from HTTP failures to [`ChatError`]s.
+//!
+//! Only this module touches reqwest. It knows nothing about chat semantics beyond the shape of
+//! OpenAI's error body, so retries, pacing and key pools (later layers) can wrap it.
+
+use std::sync::Once;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use serde_json::Value;
+
+use super::config::ClientConfig;
+use super::error::{code_for_status, ChatError, ErrorCode};
+
+/// rustls needs a process-wide crypto provider; we ship `ring` (smaller and faster to build than
+/// aws-lc-rs). Installing twice is harmless, and another library may have installed one first.
+fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// A started response: status 2xx, headers read, body not yet consumed.
+pub struct Response {
+    pub inner: reqwest::Response,
+    pub request_id: Option<String>,
+}
+
+/// The HTTP side of a client.
+pub struct Transport {
+    client: reqwest::Client,
+    chat_url: String,
+    headers: HeaderMap,
+    max_response_bytes: usize,
+}
+
+impl Transport {
+    pub fn new(cfg: &ClientConfig) -> Result<Self, ChatError> {
+        install_crypto_provider();
+        let mut headers = HeaderMap::new();
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", cfg.api_key.expose()))
+            .map_err(|_| ChatError::invalid_arg("Expected `apiKey` to be a valid header value"))?;
+        // Sensitive values are left out of reqwest's Debug output and marked for HTTP/2 HPACK
+        // never-index: the key must not end up in logs or compression tables.
+        auth.set_sensitive(true);
+        headers.insert(AUTHORIZATION, auth);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(org) = &cfg.api_org {
+            let value = HeaderValue::from_str(org).map_err(|_| {
+                ChatError::invalid_arg("Expected `apiOrg` to be a valid header value")
+            })?;
+            headers.insert(HeaderName::from_static("openai-organization"), value);
+        }
+        for (name, value) in &cfg.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| ChatError::invalid_arg(format!("Invalid header name {name:?}")))?;
+            let value = HeaderValue::from_str(value).map_err(|_| {
+                ChatError::invalid_arg(format!("Invalid value for header {name:?}"))
+            })?;
+            headers.insert(name, value);
+        }
+
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("chatgpt-native/", env!("CARGO_PKG_VERSION")))
+            .gzip(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(30).min(cfg.timeout))
+            .build()
+            .map_err(|e| {
+                ChatError::new(
+                    ErrorCode::Network,
+                    format!("Could not create the HTTP client: {e}"),
+                )
+            })?;
+
+        Ok(Transport {
+            client,
+            chat_url: format!("{}/chat/completions", cfg.api_base_url),
+            headers,
+            max_response_bytes: cfg.max_response_bytes,
+        })
+    }
+
+    pub fn max_response_bytes(&self) -> usize {
+        self.max_response_bytes
+    }
+
+    /// POST a chat-completions body. Resolves once the status line and headers are in; a non-2xx
+    /// status is read (bounded) and turned into an error here, so callers only see successes.
+    pub async fn post_chat(&self, body: Bytes, stream: bool) -> Result<Response, ChatError> {
+        let mut req = self
+            .client
+            .post(&self.chat_url)
+            .headers(self.headers.clone())
+            .body(body);
+        if stream {
+            req = req.header(reqwest::header::ACCEPT, "text/event-stream");
+        }
+        let resp = req.send().await.map_err(network_error)?;
+        let request_id = resp
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if resp.status().is_success() {
+            return Ok(Response {
+                inner: resp,
+                request_id,
+            });
+        }
+        Err(self.status_error(resp, request_id).await)
+    }
+
+    /// Build the error for a non-2xx response from its status, headers and OpenAI error body.
+    async fn status_error(&self, resp: reqwest::Response, request_id: Option<String>) -> ChatError {
+        let status = resp.status();
+        let retry_after = parse_retry_after(resp.headers());
+        // Error bodies are small; cap what we read so a hostile server cannot make us buffer more.
+        let body = read_capped(resp, 64 * 1024).await.unwrap_or_default();
+        status_to_error(
+            status.as_u16(),
+            status.canonical_reason(),
+            &body,
+            request_id,
+            retry_after,
+        )
+    }
+}
+
+/// Read a whole body, failing when it exceeds `limit` bytes.
+pub async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, ChatError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(network_error)? {
+        if out.len() + chunk.len() > limit {
+            return Err(too_large(limit));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+pub fn too_large(limit: usize) -> ChatError {
+    ChatError::new(
+        ErrorCode::ResponseTooLarge,
+        format!("The response exceeded `maxResponseBytes` ({limit} bytes)"),
+    )
+}
+
+/// Turn a status and an (optional) OpenAI error body into an error.
+pub fn status_to_error(
+    status: u16,
+    reason: Option<&str>,
+    body: &[u8],
+    request_id: Option<String>,
+    retry_after: Option<Duration>,
+) -> ChatError {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let err_obj = parsed.as_ref().and_then(|v| v.get("error"));
+    let field = |name: &str| err_obj.and_then(|e| e.get(name)).and_then(value_to_string);
+    let server_message = field("message").or_else(|| {
+        // Some servers send `{"error": "text"}` or plain text.
+        err_obj
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| {
+                let text = String::from_utf8_lossy(body);
+                let text = text.trim();
+                (!text.is_empty() && parsed.is_none()).then(|| text.chars().take(500).collect())
+            })
+    });
+    let server_code = field("code");
+    let error_type = field("type");
+    let code = code_for_status(status, server_code.as_deref(), error_type.as_deref());
+    let reason_text = reason.unwrap_or("");
+    let message = match server_message {
+        Some(m) => format!("OpenAI error {status} {reason_text}: {m}"),
+        None => format!("OpenAI error {status} {reason_text}"),
+    };
+    ChatError {
+        code,
+        message: message.trim_end().to_owned(),
+        status: Some(status),
+        status_text: reason.map(str::to_owned),
+        error_type,
+        param: field("param"),
+        server_code,
+        request_id,
+        partial_text: None,
+        retry_after,
+    }
+}
+
+/// Strings stay strings, numbers (llama.cpp's numeric codes) become strings, null is absent.
+pub fn value_to_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// `retry-after-ms` (float milliseconds) first, then `retry-after` (seconds or an HTTP date).
+pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(ms) = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+    {
+        if ms.is_finite() && ms >= 0.0 {
+            return Some(Duration::from_secs_f64(ms / 1000.0));
+        }
+    }
+    let raw = headers.get("retry-after")?.to_str().ok()?.trim();
+    if let Ok(secs) = raw.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let at = httpdate::parse_http_date(raw).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// Map a reqwest failure. The message walks the source chain ("connection refused") because
+/// reqwest's top-level text alone ("error sending request") does not say what happened; the URL
+/// is dropped since a base URL may carry credentials.
+pub fn network_error(err: reqwest::Error) -> ChatError {
+    let code = if err.is_timeout() {
+        ErrorCode::Timeout
+    } else {
+        ErrorCode::Network
+    };
+    let err = err.without_url();
+    let mut message = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = s.source();
+    }
+    ChatError::new(code, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_error_body_fills_every_field() {
+        let body = br#"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#;
+        let e = status_to_error(
+            429,
+            Some("Too Many Requests"),
+            body,
+            Some("req_1".into()),
+            None,
+        );
+        assert_eq!(e.code, ErrorCode::RateLimited);
+        assert_eq!(e.status, Some(429));
+        assert_eq!(e.status_text.as_deref(), Some("Too Many Requests"));
+        assert_eq!(e.error_type.as_deref(), Some("requests"));
+        assert_eq!(e.server_code.as_deref(), Some("rate_limit_exceeded"));
+        assert_eq!(e.param, None);
+        assert_eq!(e.request_id.as_deref(), Some("req_1"));
+        assert!(e.message.contains("Rate limit reached"));
+    }
+
+    #[test]
+    fn numeric_server_codes_become_strings() {
+        let body = br#"{"error":{"message":"bad","type":"invalid_request_error","code":400}}"#;
+        let e = status_to_error(400, Some("Bad Request"), body, None, None);
+        assert_eq!(e.server_code.as_deref(), Some("400"));
+        assert_eq!(e.code, ErrorCode::Http);
+    }
+
+    #[test]
+    fn plain_text_bodies_are_kept_in_the_message() {
+        let e = status_to_error(502, Some("Bad Gateway"), b"upstream died", None, None);
+        assert!(e.message.contains("upstream died"));
+    }
+
+    #[test]
+    fn retry_after_ms_wins_over_retry_after() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("3"));
+        assert_eq!(parse_retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert("retry-after-ms", HeaderValue::from_static("150.5"));
+        assert_eq!(parse_retry_after(&h), Some(Duration::from_micros(150_500)));
+    }
+
+    #[test]
+    fn retry_after_accepts_http_dates() {
+        let mut h = HeaderMap::new();
+        let later = std::time::SystemTime::now() + Duration::from_secs(30);
+        h.insert(
+            "retry-after",
+            HeaderValue::from_str(&httpdate::fmt_http_date(later)).unwrap(),
+        );
+        let d = parse_retry_after(&h).unwrap();
+        assert!(
+            d <= Duration::from_secs(30) && d >= Duration::from_secs(28),
+            "{d:?}"
+        );
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(parse_retry_after(&h), Some(Duration::ZERO));
+    }
+}
