@@ -33,7 +33,7 @@ export declare class ChatGPTAPI {
  * `instanceof ChatGPTError` and `instanceof Error` both hold. Aborts have `name === 'AbortError'`
  * and `code === 'ABORT_ERR'`, like `fetch`. Fields the failure did not have are absent.
  */
-export declare class ChatGptError {
+export declare class ChatGPTError {
   /**
    * Stable code: `ERR_CHATGPT_HTTP`, `ERR_CHATGPT_AUTH`, `ERR_CHATGPT_RATE_LIMITED`,
    * `ERR_CHATGPT_INSUFFICIENT_QUOTA`, `ERR_CHATGPT_TIMEOUT`, `ERR_CHATGPT_NETWORK`,
@@ -63,7 +63,28 @@ export declare class ChatGptError {
    */
   constructor(message: string, options?: ChatGPTErrorOptions)
 }
-export type ChatGPTError = ChatGptError
+
+/** An OpenAI-compatible chat-completions server on 127.0.0.1 with scriptable faults. */
+export declare class ChatGPTSimulator {
+  /** Start a simulator; resolves once it is listening. */
+  static start(options?: SimulatorOptions): Promise<ChatGPTSimulator>
+  /** Base URL to pass as `apiBaseUrl`, e.g. `http://127.0.0.1:41234/v1`. */
+  get url(): string
+  /** The port it listens on. */
+  get port(): number
+  /** Queue a fault for the next chat request (FIFO, one fault per request). */
+  enqueueFault(fault: SimulatorFault): void
+  /** Drop every queued fault. */
+  clearFaults(): void
+  /** Faults still queued. */
+  get pendingFaults(): number
+  /** A snapshot of the counters. */
+  stats(): SimulatorStats
+  /** Zero the counters (`maxInFlight` restarts from what is in flight now). */
+  resetStats(): void
+  /** Stop listening and drop open connections. Idempotent. */
+  close(): Promise<void>
+}
 
 /** Options of `new ChatGPTAPI(options)`. Every field is optional. */
 export interface ChatGPTAPIOptions {
@@ -133,7 +154,7 @@ export interface ChatGPTAPIOptions {
 }
 
 /** Fields accepted by the `ChatGPTError` constructor. */
-export interface ChatGptErrorOptions {
+export interface ChatGPTErrorOptions {
   /** @default 'ERR_CHATGPT_HTTP' */
   code?: string
   statusCode?: number
@@ -222,4 +243,91 @@ export interface SendMessageOptions {
   abortSignal?: AbortSignal
   /** Overrides the instance's `timeoutMs` for this call. */
   timeoutMs?: number
+}
+
+/**
+ * A fault applied to one chat request (queued with `enqueueFault`, or sent per request as the
+ * JSON header `x-sim-fault`).
+ */
+export interface SimulatorFault {
+  /** What goes wrong. */
+  kind: 'status' | 'reset' | 'disconnect' | 'stall' | 'malformed' | 'errorEvent' | 'truncate' | 'noDone' | 'delay'
+  /**
+   * `kind: 'status'`: the HTTP status.
+   * @default 500
+   */
+  status?: number
+  /** Error body `message`. */
+  message?: string
+  /** Error body `type`. */
+  type?: string
+  /** Error body `code`, e.g. 'rate_limit_exceeded' or 'insufficient_quota'. */
+  code?: string
+  /** Error body `param`. */
+  param?: string
+  /** `retry-after` header value (seconds or an HTTP date). */
+  retryAfter?: string
+  /** `retry-after-ms` header value. */
+  retryAfterMs?: string
+  /** Sends `x-should-retry: true|false`. */
+  shouldRetry?: boolean
+  /**
+   * Content deltas sent before the fault strikes (stream faults).
+   * @default 0
+   */
+  afterChunks?: number
+  /**
+   * `kind: 'errorEvent'`: send it as `event: error` instead of a `data: {"error":...}` line.
+   * @default false
+   */
+  sseEvent?: boolean
+  /** `kind: 'delay'`: extra milliseconds before the response headers. */
+  delayMs?: number
+}
+
+/** Options of `ChatGPTSimulator.start(options)`. */
+export interface SimulatorOptions {
+  /**
+   * Port on 127.0.0.1; 0 picks a free one.
+   * @default 0
+   */
+  port?: number
+  /** When set, requests must send `Authorization: Bearer <apiKey>` or get OpenAI's 401. */
+  apiKey?: string
+  /**
+   * Model name reported when a request names none.
+   * @default 'sim-gpt'
+   */
+  model?: string
+  /**
+   * Delay before the first content token (and before a non-streaming answer), in milliseconds.
+   * @default 0
+   */
+  ttftMs?: number
+  /**
+   * Delay between content tokens, in milliseconds.
+   * @default 0
+   */
+  tokenDelayMs?: number
+  /**
+   * Length of generated answers in tokens (a request's `max_tokens` cuts it short, and the
+   * header `x-sim-response-tokens` overrides it per request).
+   * @default 16
+   */
+  responseTokens?: number
+}
+
+/** Counters tests can read. */
+export interface SimulatorStats {
+  /** Every HTTP request received, any path. */
+  requests: number
+  /** `POST /v1/chat/completions` requests received. */
+  chatRequests: number
+  /** Chat requests being answered right now. */
+  inFlight: number
+  /** Most chat requests answered at once since start or `resetStats()`. */
+  maxInFlight: number
+  promptTokens: number
+  completionTokens: number
+  faultsInjected: number
 }

@@ -836,5 +836,5 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.ChatGPTAPI = nativeBinding.ChatGPTAPI
-module.exports.ChatGptError = nativeBinding.ChatGptError
 module.exports.ChatGPTError = nativeBinding.ChatGPTError
+module.exports.ChatGPTSimulator = nativeBinding.ChatGPTSimulator

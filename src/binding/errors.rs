@@ -35,7 +35,7 @@ const ERROR_CLASS_SOURCE: &str = r#"(() => {
 ///
 /// `instanceof ChatGPTError` and `instanceof Error` both hold. Aborts have `name === 'AbortError'`
 /// and `code === 'ABORT_ERR'`, like `fetch`. Fields the failure did not have are absent.
-#[napi]
+#[napi(js_name = "ChatGPTError")]
 pub struct ChatGPTError {
     /// Stable code: `ERR_CHATGPT_HTTP`, `ERR_CHATGPT_AUTH`, `ERR_CHATGPT_RATE_LIMITED`,
     /// `ERR_CHATGPT_INSUFFICIENT_QUOTA`, `ERR_CHATGPT_TIMEOUT`, `ERR_CHATGPT_NETWORK`,
@@ -90,7 +90,7 @@ impl ChatGPTError {
 }
 
 /// Fields accepted by the `ChatGPTError` constructor.
-#[napi(object)]
+#[napi(object, js_name = "ChatGPTErrorOptions")]
 #[derive(Default)]
 pub struct ChatGPTErrorOptions {
     /// @default 'ERR_CHATGPT_HTTP'

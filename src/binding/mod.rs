@@ -6,3 +6,4 @@ pub mod api;
 pub mod errors;
 pub mod options;
 pub mod progress;
+pub mod simulator;

@@ -96,8 +96,31 @@ impl ProgressSink {
                     return Ok(());
                 }
                 let f = user.borrow_back(ctx.env)?;
-                f.call(arg)?;
-                Ok(())
+                // A raw call, not `Function::call`: on a throw the exception must stay pending so
+                // it propagates out of this wrapper untouched (`Function::call` converts it into
+                // an error, which fails for thrown primitives such as `throw 'oops'`). napi then
+                // captures it, whatever its type, for `call_with_return_value` below.
+                let mut recv = std::ptr::null_mut();
+                let mut ret = std::ptr::null_mut();
+                let raw_env = ctx.env.raw();
+                let status = unsafe {
+                    napi::sys::napi_get_undefined(raw_env, &mut recv);
+                    napi::sys::napi_call_function(
+                        raw_env,
+                        recv,
+                        f.raw(),
+                        1,
+                        [arg.raw()].as_ptr(),
+                        &mut ret,
+                    )
+                };
+                match status {
+                    napi::sys::Status::napi_ok => Ok(()),
+                    napi::sys::Status::napi_pending_exception => {
+                        Err(Error::from_status(Status::PendingException))
+                    }
+                    other => Err(Error::new(Status::from(other), "Calling onProgress failed")),
+                }
             })?;
         let tsfn = wrapper
             .build_threadsafe_function::<Option<Partial>>()

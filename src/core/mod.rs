@@ -6,6 +6,7 @@ pub mod client;
 pub mod config;
 pub mod conversation;
 pub mod error;
+pub mod simulator;
 pub mod sse;
 pub mod tokens;
 pub mod transport;

@@ -1,0 +1,72 @@
+// AbortSignal: before the request, during the wait for headers, and mid-stream.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { ChatGPTError } from '../index.js'
+import { startSimulator, clientFor, rejection } from './helpers.mjs'
+
+let sim
+before(async () => {
+  sim = await startSimulator({ responseTokens: 400, tokenDelayMs: 5 })
+})
+after(() => sim.close())
+
+test('an already-aborted signal rejects with ABORT_ERR before any request is sent', async () => {
+  sim.resetStats()
+  const controller = new AbortController()
+  controller.abort()
+  const err = await rejection(clientFor(sim).sendMessage('never sent', { abortSignal: controller.signal }))
+  assert.ok(err instanceof ChatGPTError)
+  assert.equal(err.name, 'AbortError')
+  assert.equal(err.code, 'ABORT_ERR')
+  assert.equal(sim.stats().chatRequests, 0)
+})
+
+test('aborting while waiting for the response rejects at once', async () => {
+  sim.enqueueFault({ kind: 'stall' })
+  const controller = new AbortController()
+  const pending = clientFor(sim).sendMessage('stalled', { abortSignal: controller.signal })
+  setTimeout(() => controller.abort(), 50)
+  const started = Date.now()
+  const err = await rejection(pending)
+  assert.equal(err.code, 'ABORT_ERR')
+  assert.equal(err.name, 'AbortError')
+  assert.ok(Date.now() - started < 2000)
+})
+
+test('aborting mid-stream rejects with the partial text and stops the deltas', async () => {
+  const controller = new AbortController()
+  const deltas = []
+  const err = await rejection(
+    clientFor(sim).sendMessage('long stream', {
+      abortSignal: controller.signal,
+      onProgress: (p) => {
+        deltas.push(p.delta)
+        if (deltas.length === 5) controller.abort()
+      },
+    }),
+  )
+  assert.equal(err.code, 'ABORT_ERR')
+  assert.ok(err.partialText.startsWith(deltas.slice(0, 5).join('')))
+  const seen = deltas.length
+  await new Promise((r) => setTimeout(r, 100))
+  assert.equal(deltas.length, seen, 'no delta arrives after the rejection')
+  const deadline = Date.now() + 2000
+  while (sim.stats().inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
+  assert.equal(sim.stats().inFlight, 0, 'the upstream request was cancelled')
+})
+
+test('a signal reused across calls does not accumulate listeners', async () => {
+  const controller = new AbortController()
+  const api = clientFor(sim, { headers: { 'x-sim-response-tokens': '1' } })
+  for (let i = 0; i < 30; i++) await api.sendMessage(`call ${i}`, { abortSignal: controller.signal })
+  // Node warns (MaxListenersExceededWarning) past 10 listeners on one EventTarget; count them.
+  const { getEventListeners } = await import('node:events')
+  assert.equal(getEventListeners(controller.signal, 'abort').length, 0)
+})
+
+test('aborting after completion is harmless', async () => {
+  const controller = new AbortController()
+  const reply = await clientFor(sim, { headers: { 'x-sim-response-tokens': '2' } }).sendMessage('quick', { abortSignal: controller.signal })
+  controller.abort()
+  assert.equal(reply.finishReason, 'stop')
+})

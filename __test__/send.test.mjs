@@ -1,0 +1,100 @@
+// sendMessage end to end against the simulator: results, usage, ids, streaming and non-streaming.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { ChatGPTAPI } from '../index.js'
+import { startSimulator, clientFor, API_KEY } from './helpers.mjs'
+
+let sim
+before(async () => {
+  sim = await startSimulator({ responseTokens: 12 })
+})
+after(() => sim.close())
+
+test('resolves with a chatgpt-compatible ChatMessage', async () => {
+  const api = clientFor(sim)
+  const reply = await api.sendMessage('Hello there', { conversationId: 'conv-1', messageId: 'user-1' })
+  assert.equal(reply.role, 'assistant')
+  assert.match(reply.id, /^chatcmpl-/)
+  assert.equal(typeof reply.text, 'string')
+  assert.ok(reply.text.length > 0)
+  assert.equal(reply.parentMessageId, 'user-1')
+  assert.equal(reply.conversationId, 'conv-1')
+  assert.equal(reply.finishReason, 'stop')
+  assert.match(reply.requestId, /^req_/)
+  assert.equal(reply.detail.object, 'chat.completion')
+  assert.equal(reply.detail.choices[0].message.content, reply.text)
+})
+
+test('reports the server usage, not an estimate', async () => {
+  const api = clientFor(sim)
+  const reply = await api.sendMessage('Count my tokens')
+  assert.equal(reply.usage.completionTokens, 12)
+  assert.equal(reply.usage.estimated, false)
+  assert.equal(reply.usage.totalTokens, reply.usage.promptTokens + reply.usage.completionTokens)
+  assert.deepEqual(
+    { prompt_tokens: reply.usage.promptTokens, completion_tokens: 12, total_tokens: reply.usage.totalTokens },
+    reply.detail.usage,
+  )
+})
+
+test('generates a fresh user message id when none is given', async () => {
+  const api = clientFor(sim)
+  const a = await api.sendMessage('one')
+  const b = await api.sendMessage('one')
+  assert.match(a.parentMessageId, /^[0-9a-f-]{36}$/)
+  assert.notEqual(a.parentMessageId, b.parentMessageId)
+})
+
+test('streams and non-streams the same answer for the same prompt', async () => {
+  const api = clientFor(sim)
+  const plain = await api.sendMessage('same prompt')
+  const streamed = await api.sendMessage('same prompt', { stream: true })
+  assert.equal(streamed.text, plain.text)
+  assert.equal(streamed.id.startsWith('chatcmpl-'), true)
+  assert.equal(streamed.usage.estimated, false, 'stream_options.include_usage is requested')
+  assert.equal(streamed.usage.completionTokens, 12)
+})
+
+test('finishReason is length when max_tokens cuts the answer', async () => {
+  const api = clientFor(sim)
+  const reply = await api.sendMessage('long please', { completionParams: { max_tokens: 5 } })
+  assert.equal(reply.finishReason, 'length')
+  assert.equal(reply.usage.completionTokens, 5)
+})
+
+test('sends extra headers with every request', async () => {
+  // The simulator reads `x-sim-response-tokens`, so a custom header visibly changes the answer.
+  const api = clientFor(sim, { headers: { 'x-sim-response-tokens': '3' } })
+  const reply = await api.sendMessage('short please')
+  assert.equal(reply.usage.completionTokens, 3)
+})
+
+test('falls back to OPENAI_API_KEY and OPENAI_BASE_URL', async () => {
+  const saved = { key: process.env.OPENAI_API_KEY, url: process.env.OPENAI_BASE_URL }
+  process.env.OPENAI_API_KEY = API_KEY
+  process.env.OPENAI_BASE_URL = sim.url
+  try {
+    const api = new ChatGPTAPI({ completionParams: { model: 'sim-gpt' } })
+    assert.equal(api.apiBaseUrl, sim.url)
+    const reply = await api.sendMessage('from the environment')
+    assert.equal(reply.finishReason, 'stop')
+  } finally {
+    for (const [k, v] of [['OPENAI_API_KEY', saved.key], ['OPENAI_BASE_URL', saved.url]]) {
+      if (v === undefined) delete process.env[k]
+      else process.env[k] = v
+    }
+  }
+})
+
+test('defaults to the documented model and base URL', () => {
+  const api = new ChatGPTAPI({ apiKey: 'sk-x', apiBaseUrl: 'https://api.openai.com/v1/' })
+  assert.equal(api.model, 'gpt-4.1-mini')
+  assert.equal(api.apiBaseUrl, 'https://api.openai.com/v1')
+})
+
+test('runs many calls concurrently over one client', async () => {
+  const api = clientFor(sim)
+  const replies = await Promise.all(Array.from({ length: 50 }, (_, i) => api.sendMessage(`prompt ${i}`)))
+  assert.equal(replies.length, 50)
+  assert.equal(new Set(replies.map((r) => r.id)).size, 50)
+})

@@ -1,0 +1,215 @@
+//! `ChatGPTSimulator`: the bundled OpenAI-compatible server, started from JavaScript for tests,
+//! demos and benchmarks. It runs on napi's tokio runtime, so it costs the JS thread nothing and
+//! does not keep the process alive on its own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+use super::errors::{invalid_arg, to_napi_error};
+use super::options::Opts;
+use crate::core::error::{ChatError, ErrorCode};
+use crate::core::simulator::{Fault, Simulator, SimulatorConfig};
+
+/// Options of `ChatGPTSimulator.start(options)`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct SimulatorOptions {
+    /// Port on 127.0.0.1; 0 picks a free one.
+    /// @default 0
+    pub port: Option<u32>,
+    /// When set, requests must send `Authorization: Bearer <apiKey>` or get OpenAI's 401.
+    pub api_key: Option<String>,
+    /// Model name reported when a request names none.
+    /// @default 'sim-gpt'
+    pub model: Option<String>,
+    /// Delay before the first content token (and before a non-streaming answer), in milliseconds.
+    /// @default 0
+    pub ttft_ms: Option<u32>,
+    /// Delay between content tokens, in milliseconds.
+    /// @default 0
+    pub token_delay_ms: Option<u32>,
+    /// Length of generated answers in tokens (a request's `max_tokens` cuts it short, and the
+    /// header `x-sim-response-tokens` overrides it per request).
+    /// @default 16
+    pub response_tokens: Option<u32>,
+}
+
+/// A fault applied to one chat request (queued with `enqueueFault`, or sent per request as the
+/// JSON header `x-sim-fault`).
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct SimulatorFault {
+    /// What goes wrong.
+    #[napi(
+        ts_type = "'status' | 'reset' | 'disconnect' | 'stall' | 'malformed' | 'errorEvent' | 'truncate' | 'noDone' | 'delay'"
+    )]
+    pub kind: String,
+    /// `kind: 'status'`: the HTTP status.
+    /// @default 500
+    pub status: Option<u32>,
+    /// Error body `message`.
+    pub message: Option<String>,
+    /// Error body `type`.
+    #[napi(js_name = "type")]
+    pub error_type: Option<String>,
+    /// Error body `code`, e.g. 'rate_limit_exceeded' or 'insufficient_quota'.
+    pub code: Option<String>,
+    /// Error body `param`.
+    pub param: Option<String>,
+    /// `retry-after` header value (seconds or an HTTP date).
+    pub retry_after: Option<String>,
+    /// `retry-after-ms` header value.
+    pub retry_after_ms: Option<String>,
+    /// Sends `x-should-retry: true|false`.
+    pub should_retry: Option<bool>,
+    /// Content deltas sent before the fault strikes (stream faults).
+    /// @default 0
+    pub after_chunks: Option<u32>,
+    /// `kind: 'errorEvent'`: send it as `event: error` instead of a `data: {"error":...}` line.
+    /// @default false
+    pub sse_event: Option<bool>,
+    /// `kind: 'delay'`: extra milliseconds before the response headers.
+    pub delay_ms: Option<u32>,
+}
+
+/// Counters tests can read.
+#[napi(object)]
+pub struct SimulatorStats {
+    /// Every HTTP request received, any path.
+    pub requests: f64,
+    /// `POST /v1/chat/completions` requests received.
+    pub chat_requests: f64,
+    /// Chat requests being answered right now.
+    pub in_flight: f64,
+    /// Most chat requests answered at once since start or `resetStats()`.
+    pub max_in_flight: f64,
+    pub prompt_tokens: f64,
+    pub completion_tokens: f64,
+    pub faults_injected: f64,
+}
+
+/// An OpenAI-compatible chat-completions server on 127.0.0.1 with scriptable faults.
+#[napi(js_name = "ChatGPTSimulator")]
+pub struct ChatGPTSimulator {
+    inner: Arc<Simulator>,
+}
+
+fn ms(v: Option<u64>) -> Duration {
+    Duration::from_millis(v.unwrap_or(0))
+}
+
+#[napi]
+impl ChatGPTSimulator {
+    /// Start a simulator; resolves once it is listening.
+    #[napi(
+        ts_args_type = "options?: SimulatorOptions",
+        ts_return_type = "Promise<ChatGPTSimulator>"
+    )]
+    pub fn start<'env>(
+        env: &'env Env,
+        options: Option<Unknown<'env>>,
+    ) -> Result<PromiseRaw<'env, ChatGPTSimulator>> {
+        let o = Opts::from_arg(env, options, "options")?;
+        let port = o.non_negative_int("port")?.unwrap_or(0);
+        if port > u16::MAX as u64 {
+            return Err(invalid_arg(
+                env,
+                format!("Expected `port` to be at most 65535, got {port}"),
+            ));
+        }
+        let mut config = SimulatorConfig {
+            port: port as u16,
+            api_key: o.secret_string("apiKey")?,
+            ttft: ms(o.non_negative_int("ttftMs")?),
+            token_delay: ms(o.non_negative_int("tokenDelayMs")?),
+            ..SimulatorConfig::default()
+        };
+        if let Some(model) = o.string("model")? {
+            config.model = model;
+        }
+        if let Some(n) = o.non_negative_int("responseTokens")? {
+            config.response_tokens = n.min(u32::MAX as u64) as u32;
+        }
+        env.spawn_future_with_callback(
+            async move { Ok(Simulator::start(config).await) },
+            |env, started| match started {
+                Ok(sim) => Ok(ChatGPTSimulator {
+                    inner: Arc::new(sim),
+                }),
+                Err(e) => Err(to_napi_error(
+                    env,
+                    &ChatError::new(
+                        ErrorCode::Network,
+                        format!("The simulator could not listen: {e}"),
+                    ),
+                )),
+            },
+        )
+    }
+
+    /// Base URL to pass as `apiBaseUrl`, e.g. `http://127.0.0.1:41234/v1`.
+    #[napi(getter)]
+    pub fn url(&self) -> String {
+        self.inner.base_url()
+    }
+
+    /// The port it listens on.
+    #[napi(getter)]
+    pub fn port(&self) -> u32 {
+        self.inner.port() as u32
+    }
+
+    /// Queue a fault for the next chat request (FIFO, one fault per request).
+    #[napi(ts_args_type = "fault: SimulatorFault")]
+    pub fn enqueue_fault(&self, env: Env, fault: Unknown) -> Result<()> {
+        let fault: Fault = env.from_js_value(fault).map_err(|e| {
+            invalid_arg(
+                &env,
+                format!("Expected `fault` to be a simulator fault: {}", e.reason),
+            )
+        })?;
+        self.inner.enqueue_fault(fault);
+        Ok(())
+    }
+
+    /// Drop every queued fault.
+    #[napi]
+    pub fn clear_faults(&self) {
+        self.inner.clear_faults();
+    }
+
+    /// Faults still queued.
+    #[napi(getter)]
+    pub fn pending_faults(&self) -> u32 {
+        self.inner.pending_faults() as u32
+    }
+
+    /// A snapshot of the counters.
+    #[napi]
+    pub fn stats(&self) -> SimulatorStats {
+        let s = self.inner.stats();
+        SimulatorStats {
+            requests: s.requests as f64,
+            chat_requests: s.chat_requests as f64,
+            in_flight: s.in_flight as f64,
+            max_in_flight: s.max_in_flight as f64,
+            prompt_tokens: s.prompt_tokens as f64,
+            completion_tokens: s.completion_tokens as f64,
+            faults_injected: s.faults_injected as f64,
+        }
+    }
+
+    /// Zero the counters (`maxInFlight` restarts from what is in flight now).
+    #[napi]
+    pub fn reset_stats(&self) {
+        self.inner.reset_stats();
+    }
+
+    /// Stop listening and drop open connections. Idempotent.
+    #[napi]
+    pub async fn close(&self) -> Result<()> {
+        self.inner.close().await;
+        Ok(())
+    }
+}
