@@ -306,6 +306,10 @@ impl ChatGPTAPI {
 
 /// An `abort` listener on the caller's AbortSignal, removed again when the call settles so a
 /// long-lived signal does not accumulate listeners.
+/// `signal.addEventListener` / `removeEventListener` as called from Rust.
+type ListenerMethod<'a> =
+    Function<'a, FnArgs<(&'a str, Function<'a, Unknown<'a>, ()>)>, Unknown<'a>>;
+
 struct AbortListener {
     signal: ObjectRef,
     listener: FunctionRef<Unknown<'static>, ()>,
@@ -322,7 +326,7 @@ impl AbortListener {
                 cancel.cancel();
                 Ok(())
             })?;
-        let add: Function<FnArgs<(&str, Function<Unknown, ()>)>, Unknown> = signal
+        let add: ListenerMethod = signal
             .get("addEventListener")?
             .ok_or_else(|| invalid_arg(env, "Expected `abortSignal` to be an AbortSignal"))?;
         add.apply(signal, FnArgs::from(("abort", listener)))?;
@@ -336,7 +340,7 @@ impl AbortListener {
         let _ = (|| -> Result<()> {
             let signal = self.signal.get_value(env)?;
             let listener = self.listener.borrow_back(env)?;
-            let remove: Function<FnArgs<(&str, Function<Unknown, ()>)>, Unknown> = signal
+            let remove: ListenerMethod = signal
                 .get("removeEventListener")?
                 .ok_or_else(|| Error::from_reason("no removeEventListener"))?;
             remove.apply(signal, FnArgs::from(("abort", listener)))?;

@@ -219,7 +219,7 @@ pub fn check_completion_params(params: &Map<String, Value>, option: &str) -> Res
         }
     }
     if let Some(model) = params.get("model") {
-        if !model.as_str().is_some_and(|m| !m.is_empty()) {
+        if model.as_str().is_none_or(|m| m.is_empty()) {
             return Err(ChatError::invalid_arg(format!(
                 "Expected `{option}.model` to be a non-empty string, got {model}"
             )));

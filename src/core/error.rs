@@ -65,9 +65,14 @@ impl fmt::Display for ErrorCode {
     }
 }
 
+/// A failed call. Boxed so `Result<T, ChatError>` stays one pointer wide on the hot paths that
+/// return it; fields are reached through `Deref` (`err.code`, `err.status`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatError(Box<ErrorInfo>);
+
 /// Everything known about a failed call. Optional fields are filled where the failure had them.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ChatError {
+pub struct ErrorInfo {
     pub code: ErrorCode,
     pub message: String,
     /// HTTP status of the failed response.
@@ -91,7 +96,7 @@ pub struct ChatError {
 impl ChatError {
     /// An error with a code and message and nothing else known.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ChatError {
+        ChatError::from(ErrorInfo {
             code,
             message: message.into(),
             status: None,
@@ -102,7 +107,7 @@ impl ChatError {
             request_id: None,
             partial_text: None,
             retry_after: None,
-        }
+        })
     }
 
     pub fn invalid_arg(message: impl Into<String>) -> Self {
@@ -126,6 +131,25 @@ impl ChatError {
             self.request_id = request_id.map(str::to_owned);
         }
         self
+    }
+}
+
+impl From<ErrorInfo> for ChatError {
+    fn from(info: ErrorInfo) -> Self {
+        ChatError(Box::new(info))
+    }
+}
+
+impl std::ops::Deref for ChatError {
+    type Target = ErrorInfo;
+    fn deref(&self) -> &ErrorInfo {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ChatError {
+    fn deref_mut(&mut self) -> &mut ErrorInfo {
+        &mut self.0
     }
 }
 

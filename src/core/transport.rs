@@ -12,7 +12,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT
 use serde_json::Value;
 
 use super::config::ClientConfig;
-use super::error::{code_for_status, ChatError, ErrorCode};
+use super::error::{code_for_status, ChatError, ErrorCode, ErrorInfo};
 
 /// rustls needs a process-wide crypto provider; we ship `ring` (smaller and faster to build than
 /// aws-lc-rs). Installing twice is harmless, and another library may have installed one first.
@@ -181,7 +181,7 @@ pub fn status_to_error(
         Some(m) => format!("OpenAI error {status} {reason_text}: {m}"),
         None => format!("OpenAI error {status} {reason_text}"),
     };
-    ChatError {
+    ChatError::from(ErrorInfo {
         code,
         message: message.trim_end().to_owned(),
         status: Some(status),
@@ -192,7 +192,7 @@ pub fn status_to_error(
         request_id,
         partial_text: None,
         retry_after,
-    }
+    })
 }
 
 /// Strings stay strings, numbers (llama.cpp's numeric codes) become strings, null is absent.
