@@ -249,7 +249,11 @@ impl ChatGPTAPI {
             text,
             system_message: o.string("systemMessage")?,
             completion_params: o.json_object("completionParams")?,
-            message_id: o.string("messageId")?,
+            // Resolved here, not in core: the onProgress relay needs it as `parentMessageId`.
+            message_id: Some(
+                o.string("messageId")?
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            ),
             parent_message_id: o.string("parentMessageId")?,
             conversation_id: o.string("conversationId")?,
             name: o.string("name")?,
@@ -268,7 +272,13 @@ impl ChatGPTAPI {
         };
         // Deltas only flow when streaming; a callback on a non-streaming call is never invoked.
         let sink = match (&on_progress, stream) {
-            (Some(f), true) => Some(ProgressSink::new(env, *f, cancel.clone())?),
+            (Some(f), true) => Some(ProgressSink::new(
+                env,
+                *f,
+                req.message_id.clone().unwrap_or_default(),
+                req.conversation_id.clone(),
+                cancel.clone(),
+            )?),
             _ => None,
         };
 

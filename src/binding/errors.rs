@@ -9,11 +9,12 @@
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
+use super::init::BindingData;
 use crate::core::error::{ChatError, ErrorCode};
 
 /// Evaluated once per environment. Only defined option fields become own properties, so
 /// `'statusCode' in err` tells whether the failure had a status.
-const ERROR_CLASS_SOURCE: &str = r#"(() => {
+pub(crate) const ERROR_CLASS_SOURCE: &str = r#"(() => {
   const FIELDS = ['code', 'statusCode', 'statusText', 'type', 'param', 'errorCode', 'requestId', 'partialText', 'attempts'];
   class ChatGPTError extends Error {
     constructor(message, options) {
@@ -109,27 +110,9 @@ pub struct ChatGPTErrorOptions {
     pub cause: Option<serde_json::Value>,
 }
 
-/// Per-environment data: the live `ChatGPTError` constructor.
-struct BindingData {
-    error_class: FunctionRef<FnArgs<(String, Object<'static>)>, Unknown<'static>>,
-}
-
-#[napi(module_exports)]
-pub fn init(mut exports: Object, env: Env) -> Result<()> {
-    let class: Function<FnArgs<(String, Object<'static>)>, Unknown<'static>> =
-        env.run_script(ERROR_CLASS_SOURCE)?;
-    let error_class = class.create_ref()?;
-    exports.set("ChatGPTError", class)?;
-    env.set_instance_data(BindingData { error_class }, 0u8, |_| {})?;
-    Ok(())
-}
-
 /// Build a `ChatGPTError` object for `e`.
 pub fn js_error<'env>(env: &'env Env, e: &ChatError) -> Result<Unknown<'env>> {
-    let data = env
-        .get_instance_data::<BindingData>()?
-        .ok_or_else(|| Error::from_reason("chatgpt-native was not initialised"))?;
-    let class = data.error_class.borrow_back(env)?;
+    let class = BindingData::get(env)?.error_class.borrow_back(env)?;
     let mut options = Object::new(env)?;
     options.set("code", e.code.as_str())?;
     if let Some(s) = e.status {

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod errors;
+pub mod init;
 pub mod options;
 pub mod progress;
 pub mod simulator;

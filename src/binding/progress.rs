@@ -7,9 +7,13 @@
 //! - NonBlocking calls alone may still be queued when the Promise resolves (it settles through
 //!   napi's own queue). So after the stream ends we make one *awaited* call through the same
 //!   queue: a barrier. FIFO order means every delta has run once the barrier returns.
-//! - The ThreadsafeFunction does not call the user's function directly but a small wrapper made
-//!   here. The wrapper ignores the barrier's `null` (so the user never sees it) and skips the
-//!   remaining deltas once the callback has thrown.
+//! - The ThreadsafeFunction does not call the user's function directly but a small JavaScript
+//!   relay made per call (factory below, compiled once per environment). Only the delta crosses
+//!   the boundary; the relay appends it to the text with a string concatenation (a rope in V8:
+//!   O(1)) and builds the partial message in JIT-compiled JS. Sending the accumulated text from
+//!   Rust instead copies O(n²) bytes over a long stream (measured: 13 µs per delta at 20k
+//!   deltas). The relay ignores the barrier's `null`, so the user never sees it, and stops
+//!   calling back once the callback has thrown.
 //! - Every call uses `call_with_return_value`: napi catches a throw and hands it to us as an
 //!   `Err` holding the original JS value. We keep the first one, cancel the request, and the
 //!   Promise rejects with exactly that value. A plain `.call()` would raise an uncaught
@@ -22,43 +26,41 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use tokio_util::sync::CancellationToken;
 
+use super::init::BindingData;
 use crate::core::client::{DeltaSink, Progress};
 
-/// The ids a partial message repeats on every delta; shared, not copied per delta.
-pub struct PartialIds {
-    pub id: String,
-    pub parent_message_id: String,
-    pub conversation_id: Option<String>,
-}
-
-/// One delta on its way to JavaScript.
-pub struct Partial {
-    ids: Arc<PartialIds>,
-    delta: String,
-    text: String,
-}
-
-impl ToNapiValue for Partial {
-    unsafe fn to_napi_value(env: napi::sys::napi_env, val: Self) -> Result<napi::sys::napi_value> {
-        let env = Env::from_raw(env);
-        let mut o = Object::new(&env)?;
-        o.set("role", "assistant")?;
-        o.set("id", val.ids.id.as_str())?;
-        o.set("text", val.text)?;
-        o.set("delta", val.delta)?;
-        o.set("parentMessageId", val.ids.parent_message_id.as_str())?;
-        if let Some(c) = &val.ids.conversation_id {
-            o.set("conversationId", c.as_str())?;
-        }
-        Ok(o.raw())
+/// `makeRelay(onProgress, parentMessageId, conversationId)` returns `relay(delta, id)`.
+pub(crate) const RELAY_FACTORY_SOURCE: &str = r#"(function makeRelay(onProgress, parentMessageId, conversationId) {
+  let text = ''
+  let id = ''
+  let failed = false
+  return function relay(delta, newId) {
+    if (delta == null || failed) return
+    if (newId != null) id = newId
+    text += delta
+    const partial = { role: 'assistant', id, parentMessageId, text, delta }
+    if (conversationId != null) partial.conversationId = conversationId
+    try {
+      onProgress(partial)
+    } catch (err) {
+      failed = true
+      throw err
     }
-}
+  }
+})"#;
 
-type ProgressFn = ThreadsafeFunction<Option<Partial>, (), Option<Partial>, Status, false>;
+/// What one relay call carries: the delta (None for the barrier) and the completion id when
+/// it changed since the last call.
+type RelayArgs = FnArgs<(Option<String>, Option<String>)>;
+type Relay = Function<'static, RelayArgs, ()>;
+/// The factory's result as napi sees it.
+pub type RelayFactory = Relay;
 
-/// State shared between the Rust stream and the JS-thread callbacks.
+type RelayFn = ThreadsafeFunction<(Option<String>, Option<String>), (), RelayArgs, Status, false>;
+
+/// State shared between the Rust stream and the JS-thread return callbacks.
 struct Shared {
-    /// Set once the user's callback threw: the wrapper stops calling it.
+    /// Set once the user's callback threw.
     failed: AtomicBool,
     /// The first thrown value, as an error that rejects with the original JS value.
     error: Mutex<Option<Error>>,
@@ -67,69 +69,40 @@ struct Shared {
 
 /// The `onProgress` side of one streaming call.
 pub struct ProgressSink {
-    tsfn: ProgressFn,
+    tsfn: RelayFn,
     shared: Arc<Shared>,
-    ids: Option<Arc<PartialIds>>,
+    last_id: String,
     sent: u32,
 }
 
 impl ProgressSink {
-    /// Wrap `on_progress`; `cancel` is cancelled if it throws.
+    /// Relay deltas of the reply to `parent_message_id` into `on_progress`; `cancel` is cancelled
+    /// if it throws.
     pub fn new(
         env: &Env,
         on_progress: Function<'_, Unknown<'static>, Unknown<'static>>,
+        parent_message_id: String,
+        conversation_id: Option<String>,
         cancel: CancellationToken,
     ) -> Result<Self> {
+        let factory = BindingData::get(env)?.relay_factory.borrow_back(env)?;
+        // SAFETY of the lifetime: the function value is only used during this call.
+        let user: Function<'static, Unknown<'static>, Unknown<'static>> =
+            unsafe { Function::from_napi_value(env.raw(), on_progress.raw())? };
+        let relay = factory.call(FnArgs::from((user, parent_message_id, conversation_id)))?;
+        let tsfn = relay
+            .build_threadsafe_function::<(Option<String>, Option<String>)>()
+            .callee_handled::<false>()
+            .build_callback(|ctx| Ok(FnArgs::from(ctx.value)))?;
         let shared = Arc::new(Shared {
             failed: AtomicBool::new(false),
             error: Mutex::new(None),
             cancel,
         });
-        let user = on_progress.create_ref()?;
-        let wrapper_shared = shared.clone();
-        let wrapper =
-            env.create_function_from_closure::<Unknown, (), _>("onProgress", move |ctx| {
-                let arg: Unknown<'static> = ctx.get(0)?;
-                if matches!(arg.get_type()?, ValueType::Null | ValueType::Undefined)
-                    || wrapper_shared.failed.load(Ordering::Acquire)
-                {
-                    return Ok(());
-                }
-                let f = user.borrow_back(ctx.env)?;
-                // A raw call, not `Function::call`: on a throw the exception must stay pending so
-                // it propagates out of this wrapper untouched (`Function::call` converts it into
-                // an error, which fails for thrown primitives such as `throw 'oops'`). napi then
-                // captures it, whatever its type, for `call_with_return_value` below.
-                let mut recv = std::ptr::null_mut();
-                let mut ret = std::ptr::null_mut();
-                let raw_env = ctx.env.raw();
-                let status = unsafe {
-                    napi::sys::napi_get_undefined(raw_env, &mut recv);
-                    napi::sys::napi_call_function(
-                        raw_env,
-                        recv,
-                        f.raw(),
-                        1,
-                        [arg.raw()].as_ptr(),
-                        &mut ret,
-                    )
-                };
-                match status {
-                    napi::sys::Status::napi_ok => Ok(()),
-                    napi::sys::Status::napi_pending_exception => {
-                        Err(Error::from_status(Status::PendingException))
-                    }
-                    other => Err(Error::new(Status::from(other), "Calling onProgress failed")),
-                }
-            })?;
-        let tsfn = wrapper
-            .build_threadsafe_function::<Option<Partial>>()
-            .callee_handled::<false>()
-            .build_callback(|ctx| Ok(ctx.value))?;
         Ok(ProgressSink {
             tsfn,
             shared,
-            ids: None,
+            last_id: String::new(),
             sent: 0,
         })
     }
@@ -137,9 +110,9 @@ impl ProgressSink {
     /// Wait until every delta queued so far has been delivered (or skipped after a throw).
     pub async fn barrier(&self) {
         if self.sent > 0 {
-            // The wrapper returns at once for `None`; only the queue position matters. An error
-            // here means the environment is shutting down: nothing is left to wait for.
-            let _ = self.tsfn.call_async_catch(None).await;
+            // The relay returns at once for a null delta; only the queue position matters. An
+            // error here means the environment is shutting down: nothing is left to wait for.
+            let _ = self.tsfn.call_async_catch((None, None)).await;
         }
     }
 
@@ -154,26 +127,18 @@ impl DeltaSink for ProgressSink {
         if self.shared.failed.load(Ordering::Acquire) {
             return;
         }
-        let ids = match &self.ids {
-            Some(ids) if ids.id == p.id => ids.clone(),
-            _ => {
-                let ids = Arc::new(PartialIds {
-                    id: p.id.to_owned(),
-                    parent_message_id: p.parent_message_id.to_owned(),
-                    conversation_id: p.conversation_id.map(str::to_owned),
-                });
-                self.ids = Some(ids.clone());
-                ids
-            }
+        let id = if p.id != self.last_id {
+            self.last_id = p.id.to_owned();
+            Some(self.last_id.clone())
+        } else {
+            None
         };
         self.sent += 1;
         let shared = self.shared.clone();
+        // Every call goes through `call_with_return_value`: napi then catches a throw and hands
+        // us the original value, where a plain `.call()` would raise an uncaught exception.
         self.tsfn.call_with_return_value(
-            Some(Partial {
-                ids,
-                delta: p.delta.to_owned(),
-                text: p.text.to_owned(),
-            }),
+            (Some(p.delta.to_owned()), id),
             ThreadsafeFunctionCallMode::NonBlocking,
             move |ret, _env| {
                 if let Err(err) = ret {
