@@ -98,3 +98,15 @@ test('runs many calls concurrently over one client', async () => {
   assert.equal(replies.length, 50)
   assert.equal(new Set(replies.map((r) => r.id)).size, 50)
 })
+
+test('sends the user name and the system message in the prompt', async () => {
+  const api = clientFor(sim)
+  const plain = await api.sendMessage('who am I')
+  const named = await api.sendMessage('who am I', { name: 'alice' })
+  // OpenAI's formula: a name costs one token plus its own tokens.
+  assert.equal(named.usage.promptTokens, plain.usage.promptTokens + 2)
+  const withSystem = await api.sendMessage('who am I', { systemMessage: 'Be brief.' })
+  assert.ok(withSystem.usage.promptTokens > plain.usage.promptTokens + 3)
+  const defaultSystem = await clientFor(sim, { systemMessage: undefined }).sendMessage('who am I')
+  assert.ok(defaultSystem.usage.promptTokens > withSystem.usage.promptTokens, 'the dated default system message is sent')
+})

@@ -255,6 +255,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn requests_carry_auth_org_and_extra_headers_with_the_key_marked_sensitive() {
+        let cfg = crate::core::config::ClientConfig::build(crate::core::config::ClientOptions {
+            api_key: Some("sk-abc".into()),
+            api_base_url: Some("http://127.0.0.1:1/v1/".into()),
+            api_org: Some("org-42".into()),
+            headers: vec![("x-extra".into(), "1".into())],
+            ..Default::default()
+        })
+        .unwrap();
+        let t = Transport::new(&cfg).unwrap();
+        assert_eq!(t.chat_url, "http://127.0.0.1:1/v1/chat/completions");
+        assert_eq!(t.headers["openai-organization"], "org-42");
+        assert_eq!(t.headers["x-extra"], "1");
+        assert!(t.headers[AUTHORIZATION].is_sensitive());
+        assert!(!format!("{:?}", t.headers).contains("sk-abc"));
+    }
+
+    #[test]
     fn openai_error_body_fills_every_field() {
         let body = br#"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#;
         let e = status_to_error(
