@@ -21,6 +21,12 @@ export declare class ChatGPTAPI {
   /** The default model (`completionParams.model`). */
   get model(): string
   /**
+   * Build the prompt `sendMessage(text, options)` would send — system message, history walked
+   * through `parentMessageId` within the token budget, the new message — without sending it.
+   * Rejects with `ERR_CHATGPT_CONTEXT_TOO_LONG` exactly when `sendMessage` would.
+   */
+  buildMessages(text: string, options?: SendMessageOptions): Promise<BuiltMessages>
+  /**
    * Send a message and resolve with the reply. Streams when `onProgress` is given (or
    * `stream: true`). Rejects with a `ChatGPTError`; throws synchronously on invalid arguments.
    */
@@ -38,7 +44,8 @@ export declare class ChatGPTError {
    * Stable code: `ERR_CHATGPT_HTTP`, `ERR_CHATGPT_AUTH`, `ERR_CHATGPT_RATE_LIMITED`,
    * `ERR_CHATGPT_INSUFFICIENT_QUOTA`, `ERR_CHATGPT_TIMEOUT`, `ERR_CHATGPT_NETWORK`,
    * `ERR_CHATGPT_BAD_RESPONSE`, `ERR_CHATGPT_STREAM_INCOMPLETE`, `ERR_CHATGPT_STREAM_ERROR`,
-   * `ERR_CHATGPT_RESPONSE_TOO_LARGE`, `ERR_CHATGPT_INVALID_ARG` or `ABORT_ERR`.
+   * `ERR_CHATGPT_RESPONSE_TOO_LARGE`, `ERR_CHATGPT_CONTEXT_TOO_LONG`, `ERR_CHATGPT_STORE`,
+   * `ERR_CHATGPT_INVALID_ARG` or `ABORT_ERR`.
    */
   code: string
   /** HTTP status of the failed response. */
@@ -57,6 +64,10 @@ export declare class ChatGPTError {
   partialText?: string
   /** How many HTTP attempts were made. */
   attempts?: number
+  /** `ERR_CHATGPT_CONTEXT_TOO_LONG`: tokens the system and user messages need. */
+  promptTokens?: number
+  /** `ERR_CHATGPT_CONTEXT_TOO_LONG`: the prompt budget, `maxModelTokens - maxResponseTokens`. */
+  maxPromptTokens?: number
   /**
    * Build one yourself, e.g. to fake failures in your tests:
    * `new ChatGPTError('boom', { code: 'ERR_CHATGPT_HTTP', statusCode: 500 })`.
@@ -84,6 +95,17 @@ export declare class ChatGPTSimulator {
   resetStats(): void
   /** Stop listening and drop open connections. Idempotent. */
   close(): Promise<void>
+}
+
+/** What `sendMessage` would send: the result of `buildMessages`. */
+export interface BuiltMessages {
+  /** System message, history oldest first, then the new user message. */
+  messages: Array<PromptMessageJs>
+  /** Prompt tokens as the API bills them (OpenAI's per-message overhead included). */
+  numTokens: number
+  /** The `max_tokens` the request would carry: what the window leaves, capped at `maxResponseTokens`. */
+  maxTokens: number
+  history: ChatHistory
 }
 
 /** Options of `new ChatGPTAPI(options)`. Every field is optional. */
@@ -146,6 +168,15 @@ export interface ChatGPTAPIOptions {
   /** Extra headers sent with every request. */
   headers?: Record<string, string>
   /**
+   * Conversation store: `async (id) => ChatMessage | undefined`, used with `upsertMessage`
+   * instead of the in-memory store (the `chatgpt` package's hook).
+   */
+  getMessageById?: (id: string) => Promise<StoredChatMessage | undefined | null> | StoredChatMessage | undefined | null
+  /** Conversation store: `async (message) => void`, called for every sent and received message. */
+  upsertMessage?: (message: StoredChatMessage) => Promise<unknown> | unknown
+  /** A Keyv-style store (`get(id)` / `set(id, message)`), e.g. `new Keyv('redis://...')`. */
+  messageStore?: { get(key: string): Promise<any> | any; set(key: string, value: any): Promise<unknown> | unknown }
+  /**
    * Log one line per request to stderr (URL, model, status, latency, request id; never the
    * key or the prompt).
    * @default false
@@ -165,8 +196,23 @@ export interface ChatGPTErrorOptions {
   requestId?: string
   partialText?: string
   attempts?: number
+  promptTokens?: number
+  maxPromptTokens?: number
   /** The underlying error, kept as the standard `cause`. */
   cause?: unknown
+}
+
+/** The history sent with a prompt. */
+export interface ChatHistory {
+  /** Earlier messages (walked through `parentMessageId`) included in the prompt. */
+  messages: number
+  /** True when the walk stopped before the start of the conversation. */
+  truncated: boolean
+  /**
+   * Why it stopped: `'budget'` (the next message did not fit `maxModelTokens -
+   * maxResponseTokens`) or `'missing-parent'` (an ancestor was not in the store).
+   */
+  truncatedBy?: 'budget' | 'missing-parent'
 }
 
 /** A reply, as `chatgpt` v5's `ChatMessage` plus `usage`, `finishReason` and `requestId`. */
@@ -187,6 +233,8 @@ export interface ChatMessage {
   finishReason?: string
   /** `x-request-id` of the response. */
   requestId?: string
+  /** How the conversation history was assembled for this reply's prompt. */
+  history?: ChatHistory
 }
 
 /** Token usage of a reply. */
@@ -197,6 +245,35 @@ export interface ChatUsage {
   /** True when the server sent no usage and it was counted locally with the model's tokenizer. */
   estimated: boolean
 }
+
+/** A chat message to count. */
+export interface CountableMessage {
+  role: string
+  content: string
+  name?: string
+}
+
+/**
+ * Prompt tokens of a chat request as the API bills them: per message 3 tokens plus role,
+ * content and name (a name costs 1 more), plus 3 for reply priming.
+ */
+export declare function countMessageTokens(messages: CountableMessage[], options?: TokenizerOptions): number
+
+/**
+ * Count the tokens of `text`. Special-token text such as `<|endoftext|>` counts as plain
+ * text, as the API bills it. Runs on the calling thread: prefer `countTokensAsync` for
+ * megabytes.
+ */
+export declare function countTokens(text: string, options?: TokenizerOptions): number
+
+/** `countTokens` off the JavaScript thread. */
+export declare function countTokensAsync(text: string, options?: TokenizerOptions): Promise<number>
+
+/** Text of token ids. Ids that end mid-character decode to U+FFFD. */
+export declare function decode(tokens: Uint32Array | number[], options?: TokenizerOptions): string
+
+/** Token ids of `text` (special-token text encoded as plain text), identical to tiktoken's. */
+export declare function encode(text: string, options?: TokenizerOptions): Uint32Array
 
 /** A chunk of a reply as passed to `onProgress`: `text` so far and the new `delta`. */
 export interface PartialChatMessage {
@@ -210,6 +287,13 @@ export interface PartialChatMessage {
   /** The id of the user message this replies to. */
   parentMessageId: string
   conversationId?: string
+}
+
+/** One message of a built prompt. */
+export interface PromptMessageJs {
+  role: 'system' | 'user' | 'assistant'
+  content: string
+  name?: string
 }
 
 /** Options of `sendMessage(text, options)`. */
@@ -330,4 +414,28 @@ export interface SimulatorStats {
   promptTokens: number
   completionTokens: number
   faultsInjected: number
+}
+
+/**
+ * A stored message as JavaScript stores see it (the `chatgpt` package's `ChatMessage` shape;
+ * other fields a store keeps are ignored).
+ */
+export interface StoredChatMessage {
+  id: string
+  text: string
+  role: 'user' | 'assistant' | 'system'
+  name?: string
+  parentMessageId?: string
+  conversationId?: string
+}
+
+/** Which tokenizer to use. `encoding` wins over `model`; with neither, `o200k_base`. */
+export interface TokenizerOptions {
+  /**
+   * A model name: gpt-4o, gpt-4.1, gpt-5 and o-series models use `o200k_base`; gpt-4 and
+   * gpt-3.5 models use `cl100k_base`.
+   */
+  model?: string
+  /** An encoding name. */
+  encoding?: 'o200k_base' | 'cl100k_base'
 }

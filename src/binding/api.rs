@@ -14,16 +14,13 @@ use tokio_util::sync::CancellationToken;
 use super::errors::{invalid_arg, to_napi_error};
 use super::options::{describe, Opts};
 use super::progress::ProgressSink;
+use super::store::{JsStore, JsStoreParts};
 use crate::core::client::{ChatClient, ChatReply, SendRequest};
 use crate::core::config::{ClientConfig, ClientOptions};
+use crate::core::conversation::{ConversationStore, Truncation};
 
 /// Options of `new ChatGPTAPI(options)`. Every field is optional.
-#[napi(
-    object,
-    js_name = "ChatGPTAPIOptions",
-    object_from_js = false,
-    object_to_js = false
-)]
+#[napi(object, js_name = "ChatGPTAPIOptions", object_from_js = false, object_to_js = false)]
 pub struct ChatGPTAPIOptions {
     /// API key sent as `Authorization: Bearer ...`. Falls back to `OPENAI_API_KEY`; a missing
     /// key throws `ERR_CHATGPT_INVALID_ARG`. Never logged or included in errors.
@@ -64,6 +61,20 @@ pub struct ChatGPTAPIOptions {
     /// Extra headers sent with every request.
     #[napi(ts_type = "Record<string, string>")]
     pub headers: Option<std::collections::HashMap<String, String>>,
+    /// Conversation store: `async (id) => ChatMessage | undefined`, used with `upsertMessage`
+    /// instead of the in-memory store (the `chatgpt` package's hook).
+    #[napi(
+        ts_type = "(id: string) => Promise<StoredChatMessage | undefined | null> | StoredChatMessage | undefined | null"
+    )]
+    pub get_message_by_id: Option<serde_json::Value>,
+    /// Conversation store: `async (message) => void`, called for every sent and received message.
+    #[napi(ts_type = "(message: StoredChatMessage) => Promise<unknown> | unknown")]
+    pub upsert_message: Option<serde_json::Value>,
+    /// A Keyv-style store (`get(id)` / `set(id, message)`), e.g. `new Keyv('redis://...')`.
+    #[napi(
+        ts_type = "{ get(key: string): Promise<any> | any; set(key: string, value: any): Promise<unknown> | unknown }"
+    )]
+    pub message_store: Option<serde_json::Value>,
     /// Log one line per request to stderr (URL, model, status, latency, request id; never the
     /// key or the prompt).
     /// @default false
@@ -148,6 +159,42 @@ pub struct ChatMessage {
     pub finish_reason: Option<String>,
     /// `x-request-id` of the response.
     pub request_id: Option<String>,
+    /// How the conversation history was assembled for this reply's prompt.
+    pub history: Option<ChatHistory>,
+}
+
+/// The history sent with a prompt.
+#[napi(object)]
+pub struct ChatHistory {
+    /// Earlier messages (walked through `parentMessageId`) included in the prompt.
+    pub messages: u32,
+    /// True when the walk stopped before the start of the conversation.
+    pub truncated: bool,
+    /// Why it stopped: `'budget'` (the next message did not fit `maxModelTokens -
+    /// maxResponseTokens`) or `'missing-parent'` (an ancestor was not in the store).
+    #[napi(ts_type = "'budget' | 'missing-parent'")]
+    pub truncated_by: Option<String>,
+}
+
+/// One message of a built prompt.
+#[napi(object)]
+pub struct PromptMessageJs {
+    #[napi(ts_type = "'system' | 'user' | 'assistant'")]
+    pub role: String,
+    pub content: String,
+    pub name: Option<String>,
+}
+
+/// What `sendMessage` would send: the result of `buildMessages`.
+#[napi(object)]
+pub struct BuiltMessages {
+    /// System message, history oldest first, then the new user message.
+    pub messages: Vec<PromptMessageJs>,
+    /// Prompt tokens as the API bills them (OpenAI's per-message overhead included).
+    pub num_tokens: u32,
+    /// The `max_tokens` the request would carry: what the window leaves, capped at `maxResponseTokens`.
+    pub max_tokens: u32,
+    pub history: ChatHistory,
 }
 
 impl From<ChatReply> for ChatMessage {
@@ -169,7 +216,52 @@ impl From<ChatReply> for ChatMessage {
             }),
             finish_reason: r.finish_reason,
             request_id: r.request_id,
+            history: Some(history(r.history_messages, r.truncated)),
         }
+    }
+}
+
+/// Read and validate `sendMessage(text, options)` arguments (shared with `buildMessages`).
+fn read_request<'env>(
+    env: &'env Env,
+    text: Unknown<'env>,
+    options: Option<Unknown<'env>>,
+) -> Result<(SendRequest, Opts<'env>)> {
+    if text.get_type()? != ValueType::String {
+        return Err(invalid_arg(
+            env,
+            format!("Expected `text` to be a string, got {}", describe(env, &text)),
+        ));
+    }
+    let text: String = unsafe { text.cast() }?;
+    let o = Opts::from_arg(env, options, "options")?;
+    let has_progress = o.function("onProgress")?.is_some();
+    let req = SendRequest {
+        text,
+        system_message: o.string("systemMessage")?,
+        completion_params: o.json_object("completionParams")?,
+        // Resolved here, not in core: the onProgress relay needs it as `parentMessageId`.
+        message_id: Some(
+            o.string("messageId")?
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        ),
+        parent_message_id: o.string("parentMessageId")?,
+        conversation_id: o.string("conversationId")?,
+        name: o.string("name")?,
+        stream: o.bool("stream")?.unwrap_or(has_progress),
+        timeout: o.positive_int("timeoutMs")?.map(Duration::from_millis),
+    };
+    if let Some(params) = &req.completion_params {
+        crate::core::config::check_completion_params(params, "completionParams").map_err(|e| to_napi_error(env, &e))?;
+    }
+    Ok((req, o))
+}
+
+fn history(messages: u32, truncated: Option<Truncation>) -> ChatHistory {
+    ChatHistory {
+        messages,
+        truncated: truncated.is_some(),
+        truncated_by: truncated.map(|t| t.as_str().to_owned()),
     }
 }
 
@@ -200,8 +292,46 @@ impl ChatGPTAPI {
             headers: o.string_record("headers")?,
             debug: o.bool("debug")?.unwrap_or(false),
         };
+        let get_message_by_id = o.function("getMessageById")?;
+        let upsert_message = o.function("upsertMessage")?;
+        let message_store = o.object("messageStore")?;
+        if get_message_by_id.is_some() != upsert_message.is_some() {
+            return Err(invalid_arg(
+                &env,
+                "Expected `getMessageById` and `upsertMessage` to be given together",
+            ));
+        }
+        if message_store.is_some() && get_message_by_id.is_some() {
+            return Err(invalid_arg(
+                &env,
+                "Expected either `messageStore` or `getMessageById`/`upsertMessage`, not both",
+            ));
+        }
+        if let Some(store) = &message_store {
+            for method in ["get", "set"] {
+                let f: Option<Unknown> = store.get(method)?;
+                if !matches!(f.map(|f| f.get_type()), Some(Ok(ValueType::Function))) {
+                    return Err(invalid_arg(
+                        &env,
+                        format!("Expected `messageStore.{method}` to be a function"),
+                    ));
+                }
+            }
+        }
+        let store: Option<Arc<dyn ConversationStore>> = if get_message_by_id.is_some() || message_store.is_some() {
+            Some(Arc::new(JsStore::new(
+                &env,
+                JsStoreParts {
+                    get_message_by_id,
+                    upsert_message,
+                    message_store,
+                },
+            )?))
+        } else {
+            None
+        };
         let client = ClientConfig::build(client_opts)
-            .and_then(ChatClient::new)
+            .and_then(|cfg| ChatClient::new(cfg, store))
             .map_err(|e| to_napi_error(&env, &e))?;
         Ok(ChatGPTAPI {
             client: Arc::new(client),
@@ -220,6 +350,40 @@ impl ChatGPTAPI {
         self.client.config().model().to_owned()
     }
 
+    /// Build the prompt `sendMessage(text, options)` would send — system message, history walked
+    /// through `parentMessageId` within the token budget, the new message — without sending it.
+    /// Rejects with `ERR_CHATGPT_CONTEXT_TOO_LONG` exactly when `sendMessage` would.
+    #[napi(
+        ts_args_type = "text: string, options?: SendMessageOptions",
+        ts_return_type = "Promise<BuiltMessages>"
+    )]
+    pub fn build_messages<'env>(
+        &self,
+        env: &'env Env,
+        text: Unknown<'env>,
+        options: Option<Unknown<'env>>,
+    ) -> Result<PromiseRaw<'env, BuiltMessages>> {
+        let (req, _) = read_request(env, text, options)?;
+        let client = self.client.clone();
+        env.spawn_future_with_callback(async move { Ok(client.prepare(&req).await) }, |env, prepared| {
+            let p = prepared.map_err(|e| to_napi_error(env, &e))?.prompt;
+            Ok(BuiltMessages {
+                messages: p
+                    .messages
+                    .into_iter()
+                    .map(|m| PromptMessageJs {
+                        role: m.role,
+                        content: m.content,
+                        name: m.name,
+                    })
+                    .collect(),
+                num_tokens: p.prompt_tokens,
+                max_tokens: p.max_tokens,
+                history: history(p.history_messages, p.truncated),
+            })
+        })
+    }
+
     /// Send a message and resolve with the reply. Streams when `onProgress` is given (or
     /// `stream: true`). Rejects with a `ChatGPTError`; throws synchronously on invalid arguments.
     #[napi(
@@ -232,38 +396,8 @@ impl ChatGPTAPI {
         text: Unknown<'env>,
         options: Option<Unknown<'env>>,
     ) -> Result<PromiseRaw<'env, ChatMessage>> {
-        if text.get_type()? != ValueType::String {
-            return Err(invalid_arg(
-                env,
-                format!(
-                    "Expected `text` to be a string, got {}",
-                    describe(env, &text)
-                ),
-            ));
-        }
-        let text: String = unsafe { text.cast() }?;
-        let o = Opts::from_arg(env, options, "options")?;
+        let (req, o) = read_request(env, text, options)?;
         let on_progress = o.function("onProgress")?;
-        let stream = o.bool("stream")?.unwrap_or(on_progress.is_some());
-        let req = SendRequest {
-            text,
-            system_message: o.string("systemMessage")?,
-            completion_params: o.json_object("completionParams")?,
-            // Resolved here, not in core: the onProgress relay needs it as `parentMessageId`.
-            message_id: Some(
-                o.string("messageId")?
-                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-            ),
-            parent_message_id: o.string("parentMessageId")?,
-            conversation_id: o.string("conversationId")?,
-            name: o.string("name")?,
-            stream,
-            timeout: o.positive_int("timeoutMs")?.map(Duration::from_millis),
-        };
-        if let Some(params) = &req.completion_params {
-            crate::core::config::check_completion_params(params, "completionParams")
-                .map_err(|e| to_napi_error(env, &e))?;
-        }
 
         let cancel = CancellationToken::new();
         let abort = match o.object("abortSignal")? {
@@ -271,7 +405,7 @@ impl ChatGPTAPI {
             None => None,
         };
         // Deltas only flow when streaming; a callback on a non-streaming call is never invoked.
-        let sink = match (&on_progress, stream) {
+        let sink = match (&on_progress, req.stream) {
             (Some(f), true) => Some(ProgressSink::new(
                 env,
                 *f,
@@ -288,8 +422,7 @@ impl ChatGPTAPI {
             let result = client
                 .send(
                     req,
-                    sink.as_mut()
-                        .map(|s| s as &mut dyn crate::core::client::DeltaSink),
+                    sink.as_mut().map(|s| s as &mut dyn crate::core::client::DeltaSink),
                     &cancel,
                 )
                 .await;
@@ -317,8 +450,7 @@ impl ChatGPTAPI {
 /// An `abort` listener on the caller's AbortSignal, removed again when the call settles so a
 /// long-lived signal does not accumulate listeners.
 /// `signal.addEventListener` / `removeEventListener` as called from Rust.
-type ListenerMethod<'a> =
-    Function<'a, FnArgs<(&'a str, Function<'a, Unknown<'a>, ()>)>, Unknown<'a>>;
+type ListenerMethod<'a> = Function<'a, FnArgs<(&'a str, Function<'a, Unknown<'a>, ()>)>, Unknown<'a>>;
 
 struct AbortListener {
     signal: ObjectRef,
@@ -331,11 +463,10 @@ impl AbortListener {
         if aborted.unwrap_or(false) {
             cancel.cancel();
         }
-        let listener =
-            env.create_function_from_closure::<Unknown, (), _>("onAbort", move |_ctx| {
-                cancel.cancel();
-                Ok(())
-            })?;
+        let listener = env.create_function_from_closure::<Unknown, (), _>("onAbort", move |_ctx| {
+            cancel.cancel();
+            Ok(())
+        })?;
         let add: ListenerMethod = signal
             .get("addEventListener")?
             .ok_or_else(|| invalid_arg(env, "Expected `abortSignal` to be an AbortSignal"))?;

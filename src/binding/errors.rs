@@ -15,7 +15,7 @@ use crate::core::error::{ChatError, ErrorCode};
 /// Evaluated once per environment. Only defined option fields become own properties, so
 /// `'statusCode' in err` tells whether the failure had a status.
 pub(crate) const ERROR_CLASS_SOURCE: &str = r#"(() => {
-  const FIELDS = ['code', 'statusCode', 'statusText', 'type', 'param', 'errorCode', 'requestId', 'partialText', 'attempts'];
+  const FIELDS = ['code', 'statusCode', 'statusText', 'type', 'param', 'errorCode', 'requestId', 'partialText', 'attempts', 'promptTokens', 'maxPromptTokens'];
   class ChatGPTError extends Error {
     constructor(message, options) {
       super(message, options && options.cause !== undefined ? { cause: options.cause } : undefined);
@@ -41,7 +41,8 @@ pub struct ChatGPTError {
     /// Stable code: `ERR_CHATGPT_HTTP`, `ERR_CHATGPT_AUTH`, `ERR_CHATGPT_RATE_LIMITED`,
     /// `ERR_CHATGPT_INSUFFICIENT_QUOTA`, `ERR_CHATGPT_TIMEOUT`, `ERR_CHATGPT_NETWORK`,
     /// `ERR_CHATGPT_BAD_RESPONSE`, `ERR_CHATGPT_STREAM_INCOMPLETE`, `ERR_CHATGPT_STREAM_ERROR`,
-    /// `ERR_CHATGPT_RESPONSE_TOO_LARGE`, `ERR_CHATGPT_INVALID_ARG` or `ABORT_ERR`.
+    /// `ERR_CHATGPT_RESPONSE_TOO_LARGE`, `ERR_CHATGPT_CONTEXT_TOO_LONG`, `ERR_CHATGPT_STORE`,
+    /// `ERR_CHATGPT_INVALID_ARG` or `ABORT_ERR`.
     pub code: String,
     /// HTTP status of the failed response.
     pub status_code: Option<u32>,
@@ -60,24 +61,23 @@ pub struct ChatGPTError {
     pub partial_text: Option<String>,
     /// How many HTTP attempts were made.
     pub attempts: Option<u32>,
+    /// `ERR_CHATGPT_CONTEXT_TOO_LONG`: tokens the system and user messages need.
+    pub prompt_tokens: Option<u32>,
+    /// `ERR_CHATGPT_CONTEXT_TOO_LONG`: the prompt budget, `maxModelTokens - maxResponseTokens`.
+    pub max_prompt_tokens: Option<u32>,
 }
 
 #[napi]
 impl ChatGPTError {
     /// Build one yourself, e.g. to fake failures in your tests:
     /// `new ChatGPTError('boom', { code: 'ERR_CHATGPT_HTTP', statusCode: 500 })`.
-    #[napi(
-        constructor,
-        ts_args_type = "message: string, options?: ChatGPTErrorOptions"
-    )]
+    #[napi(constructor, ts_args_type = "message: string, options?: ChatGPTErrorOptions")]
     pub fn new(message: String, options: Option<ChatGPTErrorOptions>) -> Self {
         // Never runs: the module-init hook replaces this class with the JS one above.
         let _ = message;
         let o = options.unwrap_or_default();
         ChatGPTError {
-            code: o
-                .code
-                .unwrap_or_else(|| ErrorCode::Http.as_str().to_owned()),
+            code: o.code.unwrap_or_else(|| ErrorCode::Http.as_str().to_owned()),
             status_code: o.status_code,
             status_text: o.status_text,
             error_type: o.error_type,
@@ -86,6 +86,8 @@ impl ChatGPTError {
             request_id: o.request_id,
             partial_text: o.partial_text,
             attempts: o.attempts,
+            prompt_tokens: o.prompt_tokens,
+            max_prompt_tokens: o.max_prompt_tokens,
         }
     }
 }
@@ -105,6 +107,8 @@ pub struct ChatGPTErrorOptions {
     pub request_id: Option<String>,
     pub partial_text: Option<String>,
     pub attempts: Option<u32>,
+    pub prompt_tokens: Option<u32>,
+    pub max_prompt_tokens: Option<u32>,
     /// The underlying error, kept as the standard `cause`.
     #[napi(ts_type = "unknown")]
     pub cause: Option<serde_json::Value>,
@@ -124,6 +128,12 @@ pub fn js_error<'env>(env: &'env Env, e: &ChatError) -> Result<Unknown<'env>> {
     set_opt(&mut options, "errorCode", &e.server_code)?;
     set_opt(&mut options, "requestId", &e.request_id)?;
     set_opt(&mut options, "partialText", &e.partial_text)?;
+    if let Some(n) = e.prompt_tokens {
+        options.set("promptTokens", n)?;
+    }
+    if let Some(n) = e.max_prompt_tokens {
+        options.set("maxPromptTokens", n)?;
+    }
     // SAFETY of the lifetime cast: the object is used immediately within this call scope.
     let options: Object<'static> = Object::from_raw(env.raw(), options.raw());
     class.new_instance(FnArgs::from((e.message.clone(), options)))

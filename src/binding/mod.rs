@@ -8,3 +8,5 @@ pub mod init;
 pub mod options;
 pub mod progress;
 pub mod simulator;
+pub mod store;
+pub mod tokens;

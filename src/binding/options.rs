@@ -80,10 +80,7 @@ impl<'a> Opts<'a> {
                 _ => {
                     return Err(invalid_arg(
                         env,
-                        format!(
-                            "Expected `{name}` to be an object, got {}",
-                            describe(env, &v)
-                        ),
+                        format!("Expected `{name}` to be an object, got {}", describe(env, &v)),
                     ))
                 }
             },
@@ -125,9 +122,7 @@ impl<'a> Opts<'a> {
     pub fn string(&self, key: &str) -> Result<Option<String>> {
         match self.raw(key)? {
             None => Ok(None),
-            Some(v) if v.get_type()? == ValueType::String => {
-                Ok(Some(unsafe { v.cast::<String>() }?))
-            }
+            Some(v) if v.get_type()? == ValueType::String => Ok(Some(unsafe { v.cast::<String>() }?)),
             Some(v) => Err(self.type_error(key, "a string", &v)),
         }
     }
@@ -136,9 +131,7 @@ impl<'a> Opts<'a> {
     pub fn secret_string(&self, key: &str) -> Result<Option<String>> {
         match self.raw(key)? {
             None => Ok(None),
-            Some(v) if v.get_type()? == ValueType::String => {
-                Ok(Some(unsafe { v.cast::<String>() }?))
-            }
+            Some(v) if v.get_type()? == ValueType::String => Ok(Some(unsafe { v.cast::<String>() }?)),
             Some(v) => {
                 let kind = match v.get_type()? {
                     ValueType::Number => "a number",
@@ -157,9 +150,7 @@ impl<'a> Opts<'a> {
     pub fn bool(&self, key: &str) -> Result<Option<bool>> {
         match self.raw(key)? {
             None => Ok(None),
-            Some(v) if v.get_type()? == ValueType::Boolean => {
-                Ok(Some(unsafe { v.cast::<bool>() }?))
-            }
+            Some(v) if v.get_type()? == ValueType::Boolean => Ok(Some(unsafe { v.cast::<bool>() }?)),
             Some(v) => Err(self.type_error(key, "a boolean", &v)),
         }
     }
@@ -167,9 +158,7 @@ impl<'a> Opts<'a> {
     fn number(&self, key: &str, expected: &str) -> Result<Option<(f64, Unknown<'a>)>> {
         match self.raw(key)? {
             None => Ok(None),
-            Some(v) if v.get_type()? == ValueType::Number => {
-                Ok(Some((unsafe { v.cast::<f64>() }?, v)))
-            }
+            Some(v) if v.get_type()? == ValueType::Number => Ok(Some((unsafe { v.cast::<f64>() }?, v))),
             Some(v) => Err(self.type_error(key, expected, &v)),
         }
     }
@@ -198,20 +187,13 @@ impl<'a> Opts<'a> {
         match self.positive_int(key)? {
             Some(n) if n > u32::MAX as u64 => Err(invalid_arg(
                 self.env,
-                format!(
-                    "Expected `{}` to be at most {}, got {n}",
-                    self.name(key),
-                    u32::MAX
-                ),
+                format!("Expected `{}` to be at most {}, got {n}", self.name(key), u32::MAX),
             )),
             other => Ok(other.map(|n| n as u32)),
         }
     }
 
-    pub fn function(
-        &self,
-        key: &str,
-    ) -> Result<Option<Function<'a, Unknown<'static>, Unknown<'static>>>> {
+    pub fn function(&self, key: &str) -> Result<Option<Function<'a, Unknown<'static>, Unknown<'static>>>> {
         match self.raw(key)? {
             None => Ok(None),
             Some(v) if v.get_type()? == ValueType::Function => Ok(Some(unsafe { v.cast() }?)),
@@ -222,9 +204,7 @@ impl<'a> Opts<'a> {
     pub fn object(&self, key: &str) -> Result<Option<Object<'a>>> {
         match self.raw(key)? {
             None => Ok(None),
-            Some(v) if v.get_type()? == ValueType::Object => {
-                Ok(Some(unsafe { v.cast::<Object>() }?))
-            }
+            Some(v) if v.get_type()? == ValueType::Object => Ok(Some(unsafe { v.cast::<Object>() }?)),
             Some(v) => Err(self.type_error(key, "an object", &v)),
         }
     }
@@ -237,10 +217,7 @@ impl<'a> Opts<'a> {
         if obj.is_array()? {
             return Err(invalid_arg(
                 self.env,
-                format!(
-                    "Expected `{}` to be an object, got an array",
-                    self.name(key)
-                ),
+                format!("Expected `{}` to be an object, got an array", self.name(key)),
             ));
         }
         let value: Value = self.env.from_js_value(obj).map_err(|e| {
@@ -269,9 +246,7 @@ impl<'a> Opts<'a> {
         };
         let mut out = Vec::new();
         for k in Object::keys(&obj)? {
-            let v: Unknown = obj
-                .get(&k)?
-                .ok_or_else(|| Error::from_reason("property vanished"))?;
+            let v: Unknown = obj.get(&k)?.ok_or_else(|| Error::from_reason("property vanished"))?;
             if v.get_type()? != ValueType::String {
                 return Err(invalid_arg(
                     self.env,

@@ -106,10 +106,7 @@ impl ChatGPTSimulator {
         ts_args_type = "options?: SimulatorOptions",
         ts_return_type = "Promise<ChatGPTSimulator>"
     )]
-    pub fn start<'env>(
-        env: &'env Env,
-        options: Option<Unknown<'env>>,
-    ) -> Result<PromiseRaw<'env, ChatGPTSimulator>> {
+    pub fn start<'env>(env: &'env Env, options: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, ChatGPTSimulator>> {
         let o = Opts::from_arg(env, options, "options")?;
         let port = o.non_negative_int("port")?.unwrap_or(0);
         if port > u16::MAX as u64 {
@@ -134,15 +131,10 @@ impl ChatGPTSimulator {
         env.spawn_future_with_callback(
             async move { Ok(Simulator::start(config).await) },
             |env, started| match started {
-                Ok(sim) => Ok(ChatGPTSimulator {
-                    inner: Arc::new(sim),
-                }),
+                Ok(sim) => Ok(ChatGPTSimulator { inner: Arc::new(sim) }),
                 Err(e) => Err(to_napi_error(
                     env,
-                    &ChatError::new(
-                        ErrorCode::Network,
-                        format!("The simulator could not listen: {e}"),
-                    ),
+                    &ChatError::new(ErrorCode::Network, format!("The simulator could not listen: {e}")),
                 )),
             },
         )
@@ -163,12 +155,9 @@ impl ChatGPTSimulator {
     /// Queue a fault for the next chat request (FIFO, one fault per request).
     #[napi(ts_args_type = "fault: SimulatorFault")]
     pub fn enqueue_fault(&self, env: Env, fault: Unknown) -> Result<()> {
-        let fault: Fault = env.from_js_value(fault).map_err(|e| {
-            invalid_arg(
-                &env,
-                format!("Expected `fault` to be a simulator fault: {}", e.reason),
-            )
-        })?;
+        let fault: Fault = env
+            .from_js_value(fault)
+            .map_err(|e| invalid_arg(&env, format!("Expected `fault` to be a simulator fault: {}", e.reason)))?;
         self.inner.enqueue_fault(fault);
         Ok(())
     }

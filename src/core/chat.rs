@@ -39,11 +39,7 @@ pub struct Usage {
 
 /// Build the JSON body: `{ ...params, messages, stream }` (plus `stream_options.include_usage`
 /// when streaming, so usage is real rather than estimated).
-pub fn build_body(
-    params: &Map<String, Value>,
-    messages: &[PromptMessage],
-    stream: bool,
-) -> Vec<u8> {
+pub fn build_body(params: &Map<String, Value>, messages: &[PromptMessage], stream: bool) -> Vec<u8> {
     let mut body = params.clone();
     let msgs: Vec<Value> = messages
         .iter()
@@ -81,12 +77,8 @@ pub struct Completion {
 
 /// Parse a non-streaming response body.
 pub fn parse_completion(body: &[u8]) -> Result<Completion, ChatError> {
-    let detail: Value = serde_json::from_slice(body).map_err(|e| {
-        ChatError::new(
-            ErrorCode::BadResponse,
-            format!("The server sent invalid JSON: {e}"),
-        )
-    })?;
+    let detail: Value = serde_json::from_slice(body)
+        .map_err(|e| ChatError::new(ErrorCode::BadResponse, format!("The server sent invalid JSON: {e}")))?;
     if let Some(err) = detail.get("error").filter(|e| !e.is_null()) {
         return Err(error_from_object(err));
     }
@@ -95,17 +87,10 @@ pub fn parse_completion(body: &[u8]) -> Result<Completion, ChatError> {
         .and_then(Value::as_array)
         .and_then(|c| c.first())
         .ok_or_else(|| ChatError::new(ErrorCode::BadResponse, "The response has no `choices`"))?;
-    let message = choice.get("message").ok_or_else(|| {
-        ChatError::new(
-            ErrorCode::BadResponse,
-            "The response's choice has no `message`",
-        )
-    })?;
-    let text = message
-        .get("content")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
+    let message = choice
+        .get("message")
+        .ok_or_else(|| ChatError::new(ErrorCode::BadResponse, "The response's choice has no `message`"))?;
+    let text = message.get("content").and_then(Value::as_str).unwrap_or("").to_owned();
     let role = message
         .get("role")
         .and_then(Value::as_str)
@@ -116,10 +101,7 @@ pub fn parse_completion(body: &[u8]) -> Result<Completion, ChatError> {
         id: detail.get("id").and_then(Value::as_str).map(str::to_owned),
         text,
         role,
-        finish_reason: choice
-            .get("finish_reason")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        finish_reason: choice.get("finish_reason").and_then(Value::as_str).map(str::to_owned),
         usage,
         detail,
     })
@@ -310,10 +292,10 @@ mod tests {
     #[test]
     fn stream_folds_deltas_finish_and_usage() {
         let mut s = StreamState::default();
-        let role = r#"{"id":"c1","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#;
+        let role =
+            r#"{"id":"c1","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#;
         assert_eq!(s.on_event(&ev(role)).unwrap(), StreamStep::Nothing);
-        let d =
-            r#"{"id":"c1","choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}"#;
+        let d = r#"{"id":"c1","choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}"#;
         assert_eq!(s.on_event(&ev(d)).unwrap(), StreamStep::Delta("Hel".into()));
         let null_content = r#"{"id":"c1","choices":[{"index":0,"delta":{"content":null}}]}"#;
         assert_eq!(s.on_event(&ev(null_content)).unwrap(), StreamStep::Nothing);
@@ -333,10 +315,8 @@ mod tests {
     #[test]
     fn stream_without_done_or_finish_is_incomplete() {
         let mut s = StreamState::default();
-        s.on_event(&ev(
-            r#"{"choices":[{"index":0,"delta":{"content":"par"}}]}"#,
-        ))
-        .unwrap();
+        s.on_event(&ev(r#"{"choices":[{"index":0,"delta":{"content":"par"}}]}"#))
+            .unwrap();
         let e = s.finish().unwrap_err();
         assert_eq!(e.code, ErrorCode::StreamIncomplete);
         assert_eq!(e.partial_text.as_deref(), Some("par"));
@@ -356,9 +336,7 @@ mod tests {
     fn error_objects_in_streams_reject() {
         let mut s = StreamState::default();
         let e = s
-            .on_event(&ev(
-                r#"{"error":{"message":"boom","type":"server_error","code":null}}"#,
-            ))
+            .on_event(&ev(r#"{"error":{"message":"boom","type":"server_error","code":null}}"#))
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::StreamError);
         assert_eq!(e.error_type.as_deref(), Some("server_error"));
@@ -385,10 +363,7 @@ mod tests {
         let c = parse_completion(body).unwrap();
         assert_eq!(c.text, "hi");
         assert_eq!(c.usage.unwrap().prompt_tokens, 3);
-        assert_eq!(
-            parse_completion(b"{").unwrap_err().code,
-            ErrorCode::BadResponse
-        );
+        assert_eq!(parse_completion(b"{").unwrap_err().code, ErrorCode::BadResponse);
         assert_eq!(
             parse_completion(b"{\"choices\":[]}").unwrap_err().code,
             ErrorCode::BadResponse

@@ -7,6 +7,7 @@
 //! abort mid-stream can still report `partialText`.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -16,11 +17,11 @@ use futures::FutureExt;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::chat::{
-    build_body, parse_completion, Completion, PromptMessage, StreamState, StreamStep, Usage,
-};
+use super::chat::{build_body, parse_completion, Completion, PromptMessage, StreamState, StreamStep, Usage};
 use super::config::{check_completion_params, default_system_message, ClientConfig};
-use super::conversation::{MessageStore, StoredMessage};
+use super::conversation::{
+    build_prompt, Budget, BuiltPrompt, ConversationStore, MessageStore, StoredMessage, TokenCountCache, Truncation,
+};
 use super::error::{ChatError, ErrorCode};
 use super::sse::{SseDecoder, SseError, SseEvent};
 use super::tokens::{self, Encoding};
@@ -77,13 +78,26 @@ pub struct ChatReply {
     pub request_id: Option<String>,
     /// Number of content deltas delivered (0 for non-streaming calls).
     pub deltas: u32,
+    /// Ancestors sent as history, and why the walk stopped early (if it did).
+    pub history_messages: u32,
+    pub truncated: Option<Truncation>,
+}
+
+/// A request ready to send: body parameters, prompt and the model's encoding.
+pub struct PreparedRequest {
+    pub params: Map<String, Value>,
+    pub model: String,
+    pub encoding: Encoding,
+    pub prompt: BuiltPrompt,
+    pub message_id: String,
 }
 
 /// One configured client. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct ChatClient {
     cfg: ClientConfig,
     transport: Transport,
-    store: MessageStore,
+    store: Arc<dyn ConversationStore>,
+    counts: TokenCountCache,
 }
 
 /// Models that take `max_completion_tokens` and reject `max_tokens`.
@@ -93,13 +107,16 @@ fn uses_max_completion_tokens(model: &str) -> bool {
 }
 
 impl ChatClient {
-    pub fn new(cfg: ClientConfig) -> Result<Self, ChatError> {
+    /// A client with the default in-memory store, or `store` when given.
+    pub fn new(cfg: ClientConfig, store: Option<Arc<dyn ConversationStore>>) -> Result<Self, ChatError> {
         let transport = Transport::new(&cfg)?;
-        let store = MessageStore::new(cfg.message_store_size);
+        let store = store.unwrap_or_else(|| Arc::new(MessageStore::new(cfg.message_store_size)));
+        let counts = TokenCountCache::new(cfg.message_store_size);
         Ok(ChatClient {
             cfg,
             transport,
             store,
+            counts,
         })
     }
 
@@ -107,25 +124,9 @@ impl ChatClient {
         &self.cfg
     }
 
-    pub fn store(&self) -> &MessageStore {
-        &self.store
-    }
-
-    /// Send one message. `sink` receives deltas when `req.stream` is set.
-    pub async fn send(
-        &self,
-        req: SendRequest,
-        sink: Option<&mut dyn DeltaSink>,
-        cancel: &CancellationToken,
-    ) -> Result<ChatReply, ChatError> {
-        // An already-aborted signal must reject before anything is sent.
-        if cancel.is_cancelled() {
-            return Err(ChatError::aborted());
-        }
-        let started = Instant::now();
-        let timeout = req.timeout.unwrap_or(self.cfg.timeout);
-        let deadline = started + timeout;
-
+    /// Resolve parameters and build the prompt (history within the token budget) without
+    /// sending anything: what `send` would send.
+    pub async fn prepare(&self, req: &SendRequest) -> Result<PreparedRequest, ChatError> {
         let message_id = req
             .message_id
             .clone()
@@ -142,70 +143,105 @@ impl ChatClient {
             .to_owned();
         let encoding = Encoding::for_model(&model);
 
-        let system = req
-            .system_message
-            .clone()
-            .or_else(|| self.cfg.system_message.clone());
+        let system = req.system_message.clone().or_else(|| self.cfg.system_message.clone());
         let system = system.unwrap_or_else(default_system_message);
-        let mut messages = Vec::with_capacity(2);
-        if !system.is_empty() {
-            messages.push(PromptMessage {
-                role: "system".into(),
-                content: system,
-                name: None,
-            });
-        }
-        messages.push(PromptMessage {
+        let system = (!system.is_empty()).then(|| PromptMessage {
+            role: "system".into(),
+            content: system,
+            name: None,
+        });
+        let user = PromptMessage {
             role: "user".into(),
             content: req.text.clone(),
             name: req.name.clone(),
-        });
+        };
+        let budget = Budget {
+            max_model_tokens: self.cfg.max_model_tokens,
+            max_response_tokens: self.cfg.max_response_tokens,
+            encoding,
+        };
+        let prompt = build_prompt(
+            &*self.store,
+            &self.counts,
+            &budget,
+            system,
+            user,
+            req.parent_message_id.as_deref(),
+        )
+        .await?;
 
-        // Response budget as in `chatgpt` v5: what the window leaves, capped at maxResponseTokens.
-        // (History selection within the budget builds on this.)
-        let prompt_tokens = tokens::prompt_tokens(encoding, &messages) as u32;
+        // The caller's own max_tokens wins, as in `chatgpt` v5's body spread.
         if !params.contains_key("max_tokens") && !params.contains_key("max_completion_tokens") {
-            let left = self.cfg.max_model_tokens.saturating_sub(prompt_tokens);
-            let max_tokens = left.min(self.cfg.max_response_tokens).max(1);
             let key = if uses_max_completion_tokens(&model) {
                 "max_completion_tokens"
             } else {
                 "max_tokens"
             };
-            params.insert(key.into(), Value::from(max_tokens));
+            params.insert(key.into(), Value::from(prompt.max_tokens));
         }
+        Ok(PreparedRequest {
+            params,
+            model,
+            encoding,
+            prompt,
+            message_id,
+        })
+    }
 
-        let body = Bytes::from(build_body(&params, &messages, req.stream));
+    /// Send one message. `sink` receives deltas when `req.stream` is set.
+    pub async fn send(
+        &self,
+        req: SendRequest,
+        sink: Option<&mut dyn DeltaSink>,
+        cancel: &CancellationToken,
+    ) -> Result<ChatReply, ChatError> {
+        // An already-aborted signal must reject before anything is sent.
+        if cancel.is_cancelled() {
+            return Err(ChatError::aborted());
+        }
+        let started = Instant::now();
+        let timeout = req.timeout.unwrap_or(self.cfg.timeout);
+        let deadline = started + timeout;
+        let g = Guard {
+            deadline,
+            timeout,
+            idle: self.cfg.idle_timeout,
+            cancel,
+        };
+
+        // A JS store is awaited here, so the history walk is bounded by the deadline and abort too.
+        let prepared = g.run(self.prepare(&req), false).await?;
+        let PreparedRequest {
+            params,
+            model,
+            encoding,
+            prompt,
+            message_id,
+        } = prepared;
+        let prompt_tokens = prompt.prompt_tokens;
+
+        let body = Bytes::from(build_body(&params, &prompt.messages, req.stream));
         let progress_ids = ProgressIds {
             parent: &message_id,
             conversation: req.conversation_id.as_deref(),
         };
-        let outcome = self
-            .run(
-                body,
-                req.stream,
-                deadline,
-                timeout,
-                cancel,
-                sink,
-                progress_ids,
-            )
-            .await;
+        let outcome = self.run(body, req.stream, &g, sink, progress_ids).await;
         if self.cfg.debug {
             self.debug_log(&model, req.stream, started.elapsed(), &outcome);
         }
         let (completion, request_id, deltas) = outcome?;
 
-        let usage = completion.usage.unwrap_or_else(|| Usage {
-            prompt_tokens,
-            completion_tokens: encoding.count(&completion.text) as u32,
-            total_tokens: prompt_tokens + encoding.count(&completion.text) as u32,
-            estimated: true,
+        let usage = completion.usage.unwrap_or_else(|| {
+            let completion_tokens = encoding.count(&completion.text) as u32;
+            Usage {
+                prompt_tokens,
+                completion_tokens,
+                total_tokens: prompt_tokens + completion_tokens,
+                estimated: true,
+            }
         });
         let reply = ChatReply {
-            id: completion
-                .id
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            id: completion.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             text: completion.text,
             role: completion.role,
             parent_message_id: message_id.clone(),
@@ -215,43 +251,45 @@ impl ChatClient {
             finish_reason: completion.finish_reason,
             request_id,
             deltas,
+            history_messages: prompt.history_messages,
+            truncated: prompt.truncated,
         };
-        self.store.upsert(StoredMessage {
+
+        // Store both messages (awaited, as `chatgpt` v5 does) so the reply's id can be the next
+        // call's parentMessageId. Their token counts are known now: cache them for that walk.
+        let user_message = StoredMessage {
             id: message_id,
             role: "user".into(),
             text: req.text,
             name: req.name,
             parent_message_id: req.parent_message_id,
             conversation_id: req.conversation_id.clone(),
-        });
-        self.store.upsert(StoredMessage {
+        };
+        let reply_message = StoredMessage {
             id: reply.id.clone(),
             role: reply.role.clone(),
             text: reply.text.clone(),
             name: None,
             parent_message_id: Some(reply.parent_message_id.clone()),
             conversation_id: req.conversation_id,
-        });
+        };
+        if let Some(user) = prompt.messages.last() {
+            self.counts
+                .remember(encoding, &user_message, tokens::message_tokens(encoding, user) as u32);
+        }
+        g.run(self.store.upsert(user_message), false).await?;
+        g.run(self.store.upsert(reply_message), false).await?;
         Ok(reply)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn run(
         &self,
         body: Bytes,
         stream: bool,
-        deadline: Instant,
-        timeout: Duration,
-        cancel: &CancellationToken,
+        g: &Guard<'_>,
         sink: Option<&mut dyn DeltaSink>,
         ids: ProgressIds<'_>,
     ) -> Result<(Completion, Option<String>, u32), ChatError> {
-        let g = Guard {
-            deadline,
-            timeout,
-            idle: self.cfg.idle_timeout,
-            cancel,
-        };
         let resp = g.run(self.transport.post_chat(body, stream), false).await?;
         let request_id = resp.request_id.clone();
         let max = self.transport.max_response_bytes();
@@ -260,8 +298,7 @@ impl ChatClient {
                 .run(read_capped(resp.inner, max), true)
                 .await
                 .map_err(|e| e.with_request_id(request_id.as_deref()))?;
-            let completion =
-                parse_completion(&bytes).map_err(|e| e.with_request_id(request_id.as_deref()))?;
+            let completion = parse_completion(&bytes).map_err(|e| e.with_request_id(request_id.as_deref()))?;
             return Ok((completion, request_id, 0));
         }
 
@@ -272,10 +309,7 @@ impl ChatClient {
         let mut received = 0usize;
         let mut deltas = 0u32;
         let mut sink = sink;
-        let fail = |e: ChatError, text: &str| {
-            e.with_partial_text(text)
-                .with_request_id(request_id.as_deref())
-        };
+        let fail = |e: ChatError, text: &str| e.with_partial_text(text).with_request_id(request_id.as_deref());
         'read: loop {
             let chunk = g
                 .run(async { body.chunk().await.map_err(network_error) }, true)
@@ -320,9 +354,7 @@ impl ChatClient {
             // already arrived complete, which returns the connection to the keep-alive pool.
             let _ = body.chunk().now_or_never();
         }
-        let completion = state
-            .finish()
-            .map_err(|e| e.with_request_id(request_id.as_deref()))?;
+        let completion = state.finish().map_err(|e| e.with_request_id(request_id.as_deref()))?;
         Ok((completion, request_id, deltas))
     }
 
@@ -376,11 +408,7 @@ struct Guard<'a> {
 }
 
 impl Guard<'_> {
-    async fn run<T>(
-        &self,
-        fut: impl Future<Output = Result<T, ChatError>>,
-        idle: bool,
-    ) -> Result<T, ChatError> {
+    async fn run<T>(&self, fut: impl Future<Output = Result<T, ChatError>>, idle: bool) -> Result<T, ChatError> {
         let idle_limit = if idle { Some(self.idle) } else { None };
         let idle_sleep = async move {
             match idle_limit {

@@ -97,9 +97,7 @@ impl ClientConfig {
             .filter(|k| !k.is_empty())
             .or_else(|| env_var("OPENAI_API_KEY"))
             .ok_or_else(|| {
-                ChatError::invalid_arg(
-                    "Missing API key: pass `apiKey` or set the OPENAI_API_KEY environment variable",
-                )
+                ChatError::invalid_arg("Missing API key: pass `apiKey` or set the OPENAI_API_KEY environment variable")
             })?;
         if api_key.chars().any(|c| c.is_control() || c == ' ') {
             // Never echo it: say what is wrong without the value.
@@ -115,9 +113,7 @@ impl ClientConfig {
         let api_base_url = validate_base_url(&base)?;
 
         let max_model_tokens = opts.max_model_tokens.unwrap_or(DEFAULT_MAX_MODEL_TOKENS);
-        let max_response_tokens = opts
-            .max_response_tokens
-            .unwrap_or(DEFAULT_MAX_RESPONSE_TOKENS);
+        let max_response_tokens = opts.max_response_tokens.unwrap_or(DEFAULT_MAX_RESPONSE_TOKENS);
         if max_model_tokens == 0 {
             return Err(ChatError::invalid_arg(
                 "Expected `maxModelTokens` to be a positive integer, got 0",
@@ -151,9 +147,7 @@ impl ClientConfig {
                 ))
             })?;
             reqwest::header::HeaderValue::from_str(value).map_err(|_| {
-                ChatError::invalid_arg(format!(
-                    "Expected `headers[{name:?}]` to be a valid header value"
-                ))
+                ChatError::invalid_arg(format!("Expected `headers[{name:?}]` to be a valid header value"))
             })?;
         }
 
@@ -161,13 +155,9 @@ impl ClientConfig {
         check_positive("timeoutMs", timeout_ms)?;
         let idle_timeout_ms = opts.idle_timeout_ms.unwrap_or(DEFAULT_IDLE_TIMEOUT_MS);
         check_positive("idleTimeoutMs", idle_timeout_ms)?;
-        let max_response_bytes = opts
-            .max_response_bytes
-            .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
+        let max_response_bytes = opts.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
         check_positive("maxResponseBytes", max_response_bytes as u64)?;
-        let message_store_size = opts
-            .message_store_size
-            .unwrap_or(DEFAULT_MESSAGE_STORE_SIZE);
+        let message_store_size = opts.message_store_size.unwrap_or(DEFAULT_MESSAGE_STORE_SIZE);
         check_positive("messageStoreSize", message_store_size as u64)?;
 
         Ok(ClientConfig {
@@ -230,11 +220,8 @@ pub fn check_completion_params(params: &Map<String, Value>, option: &str) -> Res
 
 /// Accept `http(s)://host[:port][/path]`, return it without a trailing slash.
 pub fn validate_base_url(raw: &str) -> Result<String, ChatError> {
-    let url = reqwest::Url::parse(raw.trim()).map_err(|_| {
-        ChatError::invalid_arg(format!(
-            "Expected `apiBaseUrl` to be an http(s) URL, got {raw:?}"
-        ))
-    })?;
+    let url = reqwest::Url::parse(raw.trim())
+        .map_err(|_| ChatError::invalid_arg(format!("Expected `apiBaseUrl` to be an http(s) URL, got {raw:?}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(ChatError::invalid_arg(format!(
             "Expected `apiBaseUrl` to be an http(s) URL, got {raw:?}"
@@ -303,10 +290,7 @@ mod tests {
         assert_eq!(cfg.max_model_tokens, 4000);
         assert_eq!(cfg.max_response_tokens, 1000);
         assert_eq!(cfg.timeout, Duration::from_millis(600_000));
-        assert_eq!(
-            cfg.completion_params.get("temperature"),
-            Some(&Value::from(0.8))
-        );
+        assert_eq!(cfg.completion_params.get("temperature"), Some(&Value::from(0.8)));
     }
 
     #[test]

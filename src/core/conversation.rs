@@ -1,13 +1,30 @@
-//! Conversation storage: every sent user message and every reply, keyed by id, linked by
-//! `parent_message_id`, so a later call can rebuild history by walking the chain.
+//! Conversations: storing every sent user message and every reply, and rebuilding a prompt's
+//! history by walking `parent_message_id` links within a token budget.
 //!
-//! The default store is a bounded in-memory cache (quick_cache, S3-FIFO eviction, lock-striped so
-//! concurrent calls do not serialise on one mutex). Messages are `Arc`s: history walks clone
-//! pointers, not text.
+//! The `chatgpt` package's algorithm, fixed:
+//! - it re-encoded the whole prompt once per ancestor (quadratic); here each message is counted
+//!   once, cached by (encoding, id), so a 1,000-message walk is linear;
+//! - it ignored OpenAI's per-message overhead (prompts overflowed with
+//!   `context_length_exceeded`); here every message costs its role, content, name and the
+//!   documented 3-token wrapper, plus 3 tokens of reply priming;
+//! - when the system and user messages alone exceeded the budget it silently sent only the system
+//!   message; here that is an `ERR_CHATGPT_CONTEXT_TOO_LONG` error with the counts;
+//! - a missing ancestor or the budget stops the walk, and the result says so.
+//!
+//! Stores are pluggable through [`ConversationStore`]: the default [`MessageStore`] is a bounded
+//! in-memory cache (quick_cache, lock-striped so concurrent calls do not serialise on one mutex);
+//! the binding adapts JavaScript stores (`getMessageById` / `upsertMessage`, Keyv-style `get` /
+//! `set`) to the same trait.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
+use futures::future::{self, BoxFuture};
 use quick_cache::sync::Cache;
+
+use super::chat::PromptMessage;
+use super::error::{ChatError, ErrorCode};
+use super::tokens::{self, Encoding};
 
 /// One stored message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +37,23 @@ pub struct StoredMessage {
     pub conversation_id: Option<String>,
 }
 
-/// Bounded in-memory message store.
+impl StoredMessage {
+    fn as_prompt(&self) -> PromptMessage {
+        PromptMessage {
+            role: self.role.clone(),
+            content: self.text.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// Where conversation messages live. Implementations must be cheap to call concurrently.
+pub trait ConversationStore: Send + Sync {
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Arc<StoredMessage>>, ChatError>>;
+    fn upsert(&self, message: StoredMessage) -> BoxFuture<'_, Result<(), ChatError>>;
+}
+
+/// Bounded in-memory message store (the default).
 pub struct MessageStore {
     cache: Cache<String, Arc<StoredMessage>>,
 }
@@ -33,11 +66,11 @@ impl MessageStore {
         }
     }
 
-    pub fn get(&self, id: &str) -> Option<Arc<StoredMessage>> {
+    pub fn get_now(&self, id: &str) -> Option<Arc<StoredMessage>> {
         self.cache.get(id)
     }
 
-    pub fn upsert(&self, message: StoredMessage) {
+    pub fn insert(&self, message: StoredMessage) {
         self.cache.insert(message.id.clone(), Arc::new(message));
     }
 
@@ -50,38 +83,351 @@ impl MessageStore {
     }
 }
 
+impl ConversationStore for MessageStore {
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Arc<StoredMessage>>, ChatError>> {
+        Box::pin(future::ready(Ok(self.get_now(id))))
+    }
+
+    fn upsert(&self, message: StoredMessage) -> BoxFuture<'_, Result<(), ChatError>> {
+        self.insert(message);
+        Box::pin(future::ready(Ok(())))
+    }
+}
+
+/// Why the history walk stopped before the root of the conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truncation {
+    /// The next ancestor did not fit the token budget.
+    Budget,
+    /// An ancestor id was not in the store (evicted, or never stored there).
+    MissingParent,
+}
+
+impl Truncation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Truncation::Budget => "budget",
+            Truncation::MissingParent => "missing-parent",
+        }
+    }
+}
+
+/// A prompt ready to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuiltPrompt {
+    /// System message (if any), history oldest first, then the new user message.
+    pub messages: Vec<PromptMessage>,
+    /// Prompt tokens as the API bills them.
+    pub prompt_tokens: u32,
+    /// What the window leaves for the reply, capped at `max_response_tokens` (at least 1).
+    pub max_tokens: u32,
+    /// Ancestors included.
+    pub history_messages: u32,
+    pub truncated: Option<Truncation>,
+}
+
+/// Per-message token counts, computed once per (encoding, message id).
+pub struct TokenCountCache {
+    cache: Cache<(Encoding, String), u32>,
+}
+
+impl TokenCountCache {
+    pub fn new(capacity: usize) -> Self {
+        TokenCountCache {
+            cache: Cache::new(capacity.max(1)),
+        }
+    }
+
+    fn count(&self, enc: Encoding, m: &StoredMessage) -> u32 {
+        let key = (enc, m.id.clone());
+        if let Some(n) = self.cache.get(&key) {
+            return n;
+        }
+        let n = tokens::message_tokens(enc, &m.as_prompt()) as u32;
+        self.cache.insert(key, n);
+        n
+    }
+
+    /// Record a count already known (a message just sent), so the next walk does not recount.
+    pub fn remember(&self, enc: Encoding, m: &StoredMessage, n: u32) {
+        self.cache.insert((enc, m.id.clone()), n);
+    }
+}
+
+/// The budget inputs of one prompt.
+pub struct Budget {
+    pub max_model_tokens: u32,
+    pub max_response_tokens: u32,
+    pub encoding: Encoding,
+}
+
+/// Build `[system?, ...history, user]` within `max_model_tokens - max_response_tokens`.
+pub async fn build_prompt(
+    store: &dyn ConversationStore,
+    counts: &TokenCountCache,
+    budget: &Budget,
+    system: Option<PromptMessage>,
+    user: PromptMessage,
+    parent_message_id: Option<&str>,
+) -> Result<BuiltPrompt, ChatError> {
+    let enc = budget.encoding;
+    let limit = budget.max_model_tokens.saturating_sub(budget.max_response_tokens);
+    let system_tokens = system.as_ref().map_or(0, |m| tokens::message_tokens(enc, m));
+    let user_tokens = tokens::message_tokens(enc, &user);
+    let mut used = (tokens::REPLY_PRIMING_TOKENS + system_tokens + user_tokens) as u32;
+    if used > limit {
+        let mut e = ChatError::new(
+            ErrorCode::ContextTooLong,
+            format!(
+                "The prompt needs {used} tokens (system message {system_tokens}, user message {user_tokens}, \
+                 reply priming {}) but only {limit} fit (`maxModelTokens` {} - `maxResponseTokens` {}); \
+                 shorten the message or split it with splitText()",
+                tokens::REPLY_PRIMING_TOKENS,
+                budget.max_model_tokens,
+                budget.max_response_tokens
+            ),
+        );
+        e.prompt_tokens = Some(used);
+        e.max_prompt_tokens = Some(limit);
+        return Err(e);
+    }
+
+    // Walk newest to oldest; a visited set guards against cycles in a user-supplied store.
+    let mut history: Vec<Arc<StoredMessage>> = Vec::new();
+    let mut truncated = None;
+    let mut visited: HashSet<String> = HashSet::new();
+    let mut next = parent_message_id.map(str::to_owned);
+    while let Some(id) = next.take() {
+        if !visited.insert(id.clone()) {
+            break;
+        }
+        let Some(message) = store.get(&id).await? else {
+            truncated = Some(Truncation::MissingParent);
+            break;
+        };
+        let n = counts.count(enc, &message);
+        if used + n > limit {
+            truncated = Some(Truncation::Budget);
+            break;
+        }
+        used += n;
+        next = message.parent_message_id.clone();
+        history.push(message);
+    }
+
+    let mut messages = Vec::with_capacity(history.len() + 2);
+    messages.extend(system);
+    messages.extend(history.iter().rev().map(|m| m.as_prompt()));
+    messages.push(user);
+    let max_tokens = budget
+        .max_model_tokens
+        .saturating_sub(used)
+        .min(budget.max_response_tokens)
+        .max(1);
+    Ok(BuiltPrompt {
+        messages,
+        prompt_tokens: used,
+        max_tokens,
+        history_messages: history.len() as u32,
+        truncated,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn msg(id: &str, parent: Option<&str>) -> StoredMessage {
+    fn msg(id: &str, parent: Option<&str>, text: &str) -> StoredMessage {
         StoredMessage {
             id: id.into(),
-            role: "user".into(),
-            text: format!("text of {id}"),
+            role: if id.starts_with('u') { "user" } else { "assistant" }.into(),
+            text: text.into(),
             name: None,
             parent_message_id: parent.map(str::to_owned),
             conversation_id: None,
         }
     }
 
-    #[test]
-    fn stored_messages_link_to_their_parents() {
+    fn user(text: &str) -> PromptMessage {
+        PromptMessage {
+            role: "user".into(),
+            content: text.into(),
+            name: None,
+        }
+    }
+
+    fn budget(max_model: u32, max_response: u32) -> Budget {
+        Budget {
+            max_model_tokens: max_model,
+            max_response_tokens: max_response,
+            encoding: Encoding::O200kBase,
+        }
+    }
+
+    /// u1 <- a1 <- u2 <- a2: a four-message conversation.
+    fn chain() -> MessageStore {
+        let store = MessageStore::new(100);
+        store.insert(msg("u1", None, "hello there"));
+        store.insert(msg("a1", Some("u1"), "hi, how can I help"));
+        store.insert(msg("u2", Some("a1"), "tell me a joke"));
+        store.insert(msg("a2", Some("u2"), "why did the chicken cross the road"));
+        store
+    }
+
+    #[tokio::test]
+    async fn history_is_rebuilt_oldest_first_between_system_and_user() {
+        let store = chain();
+        let counts = TokenCountCache::new(100);
+        let system = PromptMessage {
+            role: "system".into(),
+            content: "be nice".into(),
+            name: None,
+        };
+        let p = build_prompt(
+            &store,
+            &counts,
+            &budget(4000, 1000),
+            Some(system),
+            user("another"),
+            Some("a2"),
+        )
+        .await
+        .unwrap();
+        let texts: Vec<&str> = p.messages.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "be nice",
+                "hello there",
+                "hi, how can I help",
+                "tell me a joke",
+                "why did the chicken cross the road",
+                "another"
+            ]
+        );
+        assert_eq!(p.history_messages, 4);
+        assert_eq!(p.truncated, None);
+        assert_eq!(
+            p.prompt_tokens as usize,
+            tokens::prompt_tokens(Encoding::O200kBase, &p.messages)
+        );
+        assert_eq!(p.max_tokens, 1000);
+    }
+
+    #[tokio::test]
+    async fn the_walk_stops_exactly_at_the_budget_edge() {
+        let store = chain();
+        let counts = TokenCountCache::new(100);
+        let enc = Encoding::O200kBase;
+        let base = tokens::prompt_tokens(enc, &[user("another")]) as u32;
+        let a2 = tokens::message_tokens(enc, &store.get_now("a2").unwrap().as_prompt()) as u32;
+        let u2 = tokens::message_tokens(enc, &store.get_now("u2").unwrap().as_prompt()) as u32;
+        // Room for exactly a2 and u2: a1 must be left out.
+        let limit = base + a2 + u2;
+        let p = build_prompt(
+            &store,
+            &counts,
+            &budget(limit + 100, 100),
+            None,
+            user("another"),
+            Some("a2"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(p.history_messages, 2);
+        assert_eq!(p.truncated, Some(Truncation::Budget));
+        assert_eq!(p.prompt_tokens, limit);
+        // One token less and u2 no longer fits.
+        let p = build_prompt(
+            &store,
+            &counts,
+            &budget(limit + 99, 100),
+            None,
+            user("another"),
+            Some("a2"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(p.history_messages, 1);
+    }
+
+    #[tokio::test]
+    async fn max_tokens_is_what_the_window_leaves_capped_at_the_response_budget() {
+        let store = chain();
+        let counts = TokenCountCache::new(100);
+        let p = build_prompt(&store, &counts, &budget(60, 50), None, user("hi"), None)
+            .await
+            .unwrap();
+        assert_eq!(p.max_tokens, 50);
+        assert_eq!(p.prompt_tokens, 3 + 3 + 1 + 1);
+    }
+
+    #[tokio::test]
+    async fn a_missing_ancestor_stops_the_walk_and_says_so() {
+        let store = chain();
+        let counts = TokenCountCache::new(100);
+        let p = build_prompt(&store, &counts, &budget(4000, 1000), None, user("x"), Some("gone"))
+            .await
+            .unwrap();
+        assert_eq!(p.history_messages, 0);
+        assert_eq!(p.truncated, Some(Truncation::MissingParent));
+    }
+
+    #[tokio::test]
+    async fn system_plus_user_over_budget_is_an_error_with_counts() {
+        let store = chain();
+        let counts = TokenCountCache::new(100);
+        let long = "word ".repeat(200);
+        let err = build_prompt(&store, &counts, &budget(100, 50), None, user(&long), None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::ContextTooLong);
+        assert_eq!(err.max_prompt_tokens, Some(50));
+        assert!(err.prompt_tokens.unwrap() > 50);
+    }
+
+    #[tokio::test]
+    async fn a_cyclic_store_does_not_loop_forever() {
         let store = MessageStore::new(10);
-        store.upsert(msg("a", None));
-        store.upsert(msg("b", Some("a")));
-        let b = store.get("b").unwrap();
-        let a = store.get(b.parent_message_id.as_deref().unwrap()).unwrap();
-        assert_eq!(a.text, "text of a");
+        store.insert(msg("a", Some("b"), "one"));
+        store.insert(msg("b", Some("a"), "two"));
+        let counts = TokenCountCache::new(10);
+        let p = build_prompt(&store, &counts, &budget(4000, 100), None, user("x"), Some("a"))
+            .await
+            .unwrap();
+        assert_eq!(p.history_messages, 2);
+    }
+
+    #[tokio::test]
+    async fn a_thousand_message_walk_counts_each_message_once() {
+        let store = MessageStore::new(2000);
+        let mut parent: Option<String> = None;
+        for i in 0..1000 {
+            let id = format!("m{i}");
+            store.insert(msg(&id, parent.as_deref(), "a short message of a few tokens"));
+            parent = Some(id);
+        }
+        let counts = TokenCountCache::new(2000);
+        let b = budget(1_000_000, 1000);
+        let p = build_prompt(&store, &counts, &b, None, user("x"), parent.as_deref())
+            .await
+            .unwrap();
+        assert_eq!(p.history_messages, 1000);
+        assert_eq!(counts.cache.len(), 1000);
+        let again = build_prompt(&store, &counts, &b, None, user("x"), parent.as_deref())
+            .await
+            .unwrap();
+        assert_eq!(again.prompt_tokens, p.prompt_tokens);
+        assert_eq!(counts.cache.len(), 1000, "second walk used the cached counts");
     }
 
     #[test]
     fn the_store_is_bounded() {
         let store = MessageStore::new(100);
         for i in 0..1000 {
-            store.upsert(msg(&i.to_string(), None));
+            store.insert(msg(&i.to_string(), None, "x"));
         }
         assert!(store.len() <= 100, "len {}", store.len());
-        assert!(store.get("999").is_some(), "the newest survives");
+        assert!(store.get_now("999").is_some(), "the newest survives");
     }
 }

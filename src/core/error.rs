@@ -37,6 +37,11 @@ pub enum ErrorCode {
     InvalidArg,
     /// The caller aborted through its `AbortSignal`.
     Aborted,
+    /// The system message plus the new user message alone exceed the prompt budget
+    /// (`maxModelTokens - maxResponseTokens`): sending would truncate or fail upstream.
+    ContextTooLong,
+    /// A conversation store (`getMessageById` / `upsertMessage` / `messageStore`) failed.
+    Store,
 }
 
 impl ErrorCode {
@@ -55,6 +60,8 @@ impl ErrorCode {
             ErrorCode::ResponseTooLarge => "ERR_CHATGPT_RESPONSE_TOO_LARGE",
             ErrorCode::InvalidArg => "ERR_CHATGPT_INVALID_ARG",
             ErrorCode::Aborted => "ABORT_ERR",
+            ErrorCode::ContextTooLong => "ERR_CHATGPT_CONTEXT_TOO_LONG",
+            ErrorCode::Store => "ERR_CHATGPT_STORE",
         }
     }
 }
@@ -91,6 +98,9 @@ pub struct ErrorInfo {
     pub partial_text: Option<String>,
     /// `retry-after-ms` / `retry-after` of the response, parsed (used by the retry layer).
     pub retry_after: Option<Duration>,
+    /// For `ContextTooLong`: the prompt's tokens and the budget it had to fit.
+    pub prompt_tokens: Option<u32>,
+    pub max_prompt_tokens: Option<u32>,
 }
 
 impl ChatError {
@@ -107,6 +117,8 @@ impl ChatError {
             request_id: None,
             partial_text: None,
             retry_after: None,
+            prompt_tokens: None,
+            max_prompt_tokens: None,
         })
     }
 
@@ -163,11 +175,7 @@ impl std::error::Error for ChatError {}
 
 /// Map an HTTP error response to a code. `server_code` / `error_type` come from the error body;
 /// 429 is split on them because quota exhaustion must not be retried like load.
-pub fn code_for_status(
-    status: u16,
-    server_code: Option<&str>,
-    error_type: Option<&str>,
-) -> ErrorCode {
+pub fn code_for_status(status: u16, server_code: Option<&str>, error_type: Option<&str>) -> ErrorCode {
     match status {
         401 | 403 => ErrorCode::Auth,
         429 if is_quota(server_code, error_type) => ErrorCode::InsufficientQuota,
@@ -180,9 +188,7 @@ pub fn code_for_status(
 pub fn code_for_stream_error(server_code: Option<&str>, error_type: Option<&str>) -> ErrorCode {
     if is_quota(server_code, error_type) {
         ErrorCode::InsufficientQuota
-    } else if server_code == Some("rate_limit_exceeded")
-        || error_type == Some("rate_limit_exceeded")
-    {
+    } else if server_code == Some("rate_limit_exceeded") || error_type == Some("rate_limit_exceeded") {
         ErrorCode::RateLimited
     } else {
         ErrorCode::StreamError

@@ -79,8 +79,7 @@ const HEADER_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const HEADER_RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
 const HEADER_SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
 
-const QUOTA_MESSAGE: &str =
-    "You exceeded your current quota, please check your plan and billing details.";
+const QUOTA_MESSAGE: &str = "You exceeded your current quota, please check your plan and billing details.";
 
 /// Words the answers are made of. Every entry, with its leading space and
 /// without it, is exactly one token in both `cl100k_base` and `o200k_base`
@@ -466,11 +465,7 @@ impl Drop for Simulator {
 
 /// Accepts connections until shutdown, then aborts every connection task so
 /// that stalled responses cannot keep `close()` waiting.
-async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -507,12 +502,8 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
 
 /// Routes one request. Returning `Err` makes hyper close the connection
 /// without writing anything, which is how the `reset` fault works.
-async fn handle(
-    shared: Arc<Shared>,
-    request: Request<Incoming>,
-) -> Result<Response<SimBody>, BoxError> {
-    let is_chat =
-        request.method() == Method::POST && request.uri().path() == "/v1/chat/completions";
+async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Response<SimBody>, BoxError> {
+    let is_chat = request.method() == Method::POST && request.uri().path() == "/v1/chat/completions";
     let in_flight = {
         let mut stats = shared.stats();
         stats.requests += 1;
@@ -637,19 +628,13 @@ fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, Bytes> {
         model: options.model.filter(|model| !model.is_empty()),
         messages,
         stream: options.stream.unwrap_or(false),
-        include_usage: options
-            .stream_options
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false),
+        include_usage: options.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
         max_tokens: options.max_completion_tokens.or(options.max_tokens),
     })
 }
 
 /// Reads the per-request simulator headers; `Err` is a ready 400 body.
-fn simulator_headers(
-    headers: &HeaderMap,
-    default_tokens: u32,
-) -> Result<(Option<Fault>, u64), Bytes> {
+fn simulator_headers(headers: &HeaderMap, default_tokens: u32) -> Result<(Option<Fault>, u64), Bytes> {
     let fault = match headers.get(HEADER_FAULT) {
         None => None,
         Some(value) => {
@@ -687,39 +672,22 @@ async fn chat_completions(
     in_flight: InFlight,
 ) -> Result<Response<SimBody>, BoxError> {
     let (parts, body) = request.into_parts();
-    let (header_fault, wanted_tokens) =
-        match simulator_headers(&parts.headers, shared.config.response_tokens) {
-            Ok(found) => found,
-            Err(body) => {
-                return Ok(json_response(
-                    StatusCode::BAD_REQUEST,
-                    body,
-                    Some(in_flight),
-                ))
-            }
-        };
+    let (header_fault, wanted_tokens) = match simulator_headers(&parts.headers, shared.config.response_tokens) {
+        Ok(found) => found,
+        Err(body) => return Ok(json_response(StatusCode::BAD_REQUEST, body, Some(in_flight))),
+    };
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => {
             let body = bad_request("Request body too large.", None);
-            return Ok(json_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                body,
-                Some(in_flight),
-            ));
+            return Ok(json_response(StatusCode::PAYLOAD_TOO_LARGE, body, Some(in_flight)));
         }
         // The client went away while sending; there is nobody to answer.
         Err(error) => return Err(error),
     };
     let chat = match parse_chat_request(&body) {
         Ok(chat) => chat,
-        Err(body) => {
-            return Ok(json_response(
-                StatusCode::BAD_REQUEST,
-                body,
-                Some(in_flight),
-            ))
-        }
+        Err(body) => return Ok(json_response(StatusCode::BAD_REQUEST, body, Some(in_flight))),
     };
 
     // Only now, with a request we would answer, is a queued fault consumed.
@@ -742,9 +710,7 @@ async fn chat_completions(
             sleep_if_needed(Duration::from_millis(fault.delay_ms)).await;
             answer_normally(shared, answer, chat, None, in_flight).await
         }
-        FaultKind::NoDone if !chat.stream => {
-            answer_normally(shared, answer, chat, None, in_flight).await
-        }
+        FaultKind::NoDone if !chat.stream => answer_normally(shared, answer, chat, None, in_flight).await,
         _ if chat.stream => answer_normally(shared, answer, chat, Some(fault), in_flight).await,
         FaultKind::Stall => {
             // Never answer; hyper drops this future when the client hangs
@@ -802,10 +768,7 @@ async fn answer_normally(
     let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    headers.insert(
-        hyper::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache"),
-    );
+    headers.insert(hyper::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     insert_request_id(headers);
     Ok(response)
 }
@@ -878,11 +841,7 @@ async fn produce_stream(
                 tx.closed().await;
             }
             FaultKind::Malformed => {
-                send(
-                    tx,
-                    Bytes::from_static(b"data: {\"id\": \"broken\", \"choices\": [\n\n"),
-                )
-                .await?;
+                send(tx, Bytes::from_static(b"data: {\"id\": \"broken\", \"choices\": [\n\n")).await?;
                 send(tx, Bytes::from_static(b"data: [DONE]\n\n")).await?;
             }
             FaultKind::ErrorEvent => {
@@ -975,9 +934,7 @@ impl Answer {
     /// How long a non-streaming answer takes: `ttft + n * token_delay`.
     fn total_delay(&self, config: &SimulatorConfig) -> Duration {
         let n = u32::try_from(self.tokens.len()).unwrap_or(u32::MAX);
-        config
-            .ttft
-            .saturating_add(config.token_delay.saturating_mul(n))
+        config.ttft.saturating_add(config.token_delay.saturating_mul(n))
     }
 
     fn completion_json(&self) -> Bytes {
@@ -1077,9 +1034,7 @@ fn answer_tokens(seed: u64, wanted: usize, delivered: usize) -> Vec<&'static str
 /// text such as `<|endoftext|>` as plain text, which is how the API counts
 /// user content, and never fails on it.
 fn count_tokens(text: &str) -> u64 {
-    tiktoken_rs::o200k_base_singleton()
-        .encode_ordinary(text)
-        .len() as u64
+    tiktoken_rs::o200k_base_singleton().encode_ordinary(text).len() as u64
 }
 
 /// OpenAI's chat formula: 3 per message + role + content (+ 1 + name), plus
@@ -1097,10 +1052,7 @@ fn prompt_tokens(messages: &[ChatMessage]) -> u64 {
     let per_message: u64 = messages
         .iter()
         .map(|message| {
-            let name = message
-                .name
-                .as_deref()
-                .map_or(0, |name| 1 + count_tokens(name));
+            let name = message.name.as_deref().map_or(0, |name| 1 + count_tokens(name));
             3 + count_tokens(&message.role) + content_tokens(&message.content) + name
         })
         .sum();
@@ -1113,20 +1065,13 @@ fn fault_error(fault: &Fault, default_status: u16) -> ErrorFields {
     let status = fault.status.unwrap_or(default_status);
     let quota = status == 429 && fault.code.as_deref() == Some("insufficient_quota");
     let (message, error_type, code) = if quota {
-        (
-            QUOTA_MESSAGE,
-            "insufficient_quota",
-            Some("insufficient_quota"),
-        )
+        (QUOTA_MESSAGE, "insufficient_quota", Some("insufficient_quota"))
     } else {
         default_error(status)
     };
     ErrorFields {
         message: fault.message.clone().unwrap_or_else(|| message.to_string()),
-        error_type: fault
-            .error_type
-            .clone()
-            .unwrap_or_else(|| error_type.to_string()),
+        error_type: fault.error_type.clone().unwrap_or_else(|| error_type.to_string()),
         param: fault.param.clone(),
         code: fault.code.clone().or_else(|| code.map(str::to_string)),
     }
@@ -1141,11 +1086,7 @@ fn default_error(status: u16) -> (&'static str, &'static str, Option<&'static st
             "invalid_request_error",
             Some("invalid_api_key"),
         ),
-        403 => (
-            "You are not allowed to access this resource.",
-            "permission_error",
-            None,
-        ),
+        403 => ("You are not allowed to access this resource.", "permission_error", None),
         404 => (
             "The model does not exist or you do not have access to it.",
             "invalid_request_error",
@@ -1245,11 +1186,7 @@ fn with_json_headers(status: StatusCode, body: SimBody) -> Response<SimBody> {
     response
 }
 
-fn json_response(
-    status: StatusCode,
-    body: Bytes,
-    in_flight: Option<InFlight>,
-) -> Response<SimBody> {
+fn json_response(status: StatusCode, body: Bytes, in_flight: Option<InFlight>) -> Response<SimBody> {
     with_json_headers(status, SimBody::full(body, in_flight))
 }
 
@@ -1262,9 +1199,7 @@ fn to_bytes(value: &Value) -> Bytes {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 async fn sleep_if_needed(duration: Duration) {
@@ -1291,10 +1226,7 @@ struct SimBody {
 
 enum BodyInner {
     Full(Option<Bytes>),
-    Channel {
-        rx: mpsc::Receiver<Chunk>,
-        aborting: bool,
-    },
+    Channel { rx: mpsc::Receiver<Chunk>, aborting: bool },
 }
 
 impl SimBody {
@@ -1311,10 +1243,7 @@ impl SimBody {
     fn channel(exact_len: Option<u64>, in_flight: InFlight) -> (mpsc::Sender<Chunk>, Self) {
         let (tx, rx) = mpsc::channel(STREAM_CHANNEL_CAPACITY);
         let body = Self {
-            inner: BodyInner::Channel {
-                rx,
-                aborting: false,
-            },
+            inner: BodyInner::Channel { rx, aborting: false },
             exact_len,
             _in_flight: Some(in_flight),
         };
@@ -1326,10 +1255,7 @@ impl Body for SimBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match &mut self.get_mut().inner {
             BodyInner::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             BodyInner::Channel { rx, aborting } => {
@@ -1359,8 +1285,7 @@ impl Body for SimBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.exact_len
-            .map_or_else(SizeHint::default, SizeHint::with_exact)
+        self.exact_len.map_or_else(SizeHint::default, SizeHint::with_exact)
     }
 }
 
@@ -1384,10 +1309,7 @@ mod tests {
         // client panics unless a crypto provider is installed (once per
         // process: later calls just report "already installed").
         let _ = rustls::crypto::ring::default_provider().install_default();
-        reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("client builds")
+        reqwest::Client::builder().no_proxy().build().expect("client builds")
     }
 
     fn chat_request(content: &str, extra: Value) -> Value {
@@ -1409,8 +1331,7 @@ mod tests {
         sim: &Simulator,
         body: &Value,
         headers: &[(&str, &str)],
-    ) -> impl std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static
-    {
+    ) -> impl std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static {
         let mut request = client()
             .post(format!("{}/chat/completions", sim.base_url()))
             .header("content-type", "application/json")
@@ -1489,9 +1410,7 @@ mod tests {
     }
 
     fn o200k_len(text: &str) -> usize {
-        tiktoken_rs::o200k_base_singleton()
-            .encode_ordinary(text)
-            .len()
+        tiktoken_rs::o200k_base_singleton().encode_ordinary(text).len()
     }
 
     #[test]
@@ -1511,13 +1430,7 @@ mod tests {
     fn generated_text_tokenizes_to_exactly_the_generated_count() {
         let cl100k = tiktoken_rs::cl100k_base_singleton();
         let o200k = tiktoken_rs::o200k_base_singleton();
-        for (seed, n) in [
-            (1_u64, 1_usize),
-            (2, 2),
-            (3, 16),
-            (42, 300),
-            (u64::MAX, 1000),
-        ] {
+        for (seed, n) in [(1_u64, 1_usize), (2, 2), (3, 16), (42, 300), (u64::MAX, 1000)] {
             let text = answer_tokens(seed, n, n).concat();
             assert_eq!(cl100k.encode_ordinary(&text).len(), n, "{text}");
             assert_eq!(o200k.encode_ordinary(&text).len(), n, "{text}");
@@ -1538,10 +1451,7 @@ mod tests {
         assert_eq!(fault.retry_after.as_deref(), Some("2"));
         assert_eq!(fault.retry_after_ms.as_deref(), Some("150"));
         assert_eq!(fault.should_retry, Some(false));
-        assert_eq!(
-            (fault.after_chunks, fault.sse_event, fault.delay_ms),
-            (3, true, 5)
-        );
+        assert_eq!((fault.after_chunks, fault.sse_event, fault.delay_ms), (3, true, 5));
         let no_done: Fault = serde_json::from_str(r#"{"kind":"noDone"}"#).expect("parses");
         assert_eq!(no_done.kind, FaultKind::NoDone);
         assert!(serde_json::from_str::<Fault>(r#"{"kind":"bogus"}"#).is_err());
@@ -1623,15 +1533,9 @@ mod tests {
         assert_eq!(body["usage"]["prompt_tokens"], 8);
         assert_eq!(body["usage"]["completion_tokens"], 7);
         assert_eq!(body["usage"]["total_tokens"], 15);
-        let content = body["choices"][0]["message"]["content"]
-            .as_str()
-            .expect("text");
+        let content = body["choices"][0]["message"]["content"].as_str().expect("text");
         assert_eq!(o200k_len(content), 7);
-        assert_eq!(
-            content.split(' ').count(),
-            6,
-            "six words and a full stop: {content}"
-        );
+        assert_eq!(content.split(' ').count(), 6, "six words and a full stop: {content}");
 
         // Names cost 1 + their tokens; special-token text counts as plain text.
         let special = "say <|endoftext|> please";
@@ -1659,9 +1563,7 @@ mod tests {
             let body = json_body(post_ok(&sim, &request, &[]).await).await;
             assert_eq!(body["choices"][0]["finish_reason"], "length");
             assert_eq!(body["usage"]["completion_tokens"], 5);
-            let content = body["choices"][0]["message"]["content"]
-                .as_str()
-                .expect("text");
+            let content = body["choices"][0]["message"]["content"].as_str().expect("text");
             assert_eq!(o200k_len(content), 5);
             assert!(!content.ends_with('.'));
         }
@@ -1674,10 +1576,7 @@ mod tests {
     #[tokio::test]
     async fn streaming_frames_come_in_openai_order() {
         let sim = start_default().await;
-        let request = chat_request(
-            "Hi",
-            json!({"stream": true, "stream_options": {"include_usage": true}}),
-        );
+        let request = chat_request("Hi", json!({"stream": true, "stream_options": {"include_usage": true}}));
         let response = post_ok(&sim, &request, &[("x-sim-response-tokens", "4")]).await;
         assert_eq!(response.headers()["content-type"], "text/event-stream");
         let (text, end) = read_stream(response, Duration::from_secs(5)).await;
@@ -1691,9 +1590,7 @@ mod tests {
             .collect();
         let id = &chunks[0]["id"];
         assert!(chunks.iter().all(|c| &c["id"] == id));
-        assert!(chunks
-            .iter()
-            .all(|c| c["object"] == "chat.completion.chunk"));
+        assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
         assert_eq!(
             chunks[0]["choices"][0]["delta"],
             json!({"role": "assistant", "content": ""})
@@ -1709,10 +1606,7 @@ mod tests {
         assert_eq!(chunks[6]["usage"]["completion_tokens"], 4);
         assert_eq!(
             chunks[6]["usage"]["total_tokens"],
-            chunks[6]["usage"]["prompt_tokens"]
-                .as_u64()
-                .expect("prompt")
-                + 4
+            chunks[6]["usage"]["prompt_tokens"].as_u64().expect("prompt") + 4
         );
 
         // Without include_usage there is no usage chunk.
@@ -1731,10 +1625,7 @@ mod tests {
         let (text, _) = read_stream(streamed, Duration::from_secs(5)).await;
         let deltas = content_deltas(&data_frames(&text));
         assert_eq!(deltas.len(), 16);
-        assert_eq!(
-            json!(deltas.concat()),
-            plain["choices"][0]["message"]["content"]
-        );
+        assert_eq!(json!(deltas.concat()), plain["choices"][0]["message"]["content"]);
     }
 
     #[tokio::test]
@@ -1746,12 +1637,7 @@ mod tests {
         })
         .await;
         let started = tokio::time::Instant::now();
-        let response = post_ok(
-            &sim,
-            &chat_request("Hi", json!({})),
-            &[("x-sim-response-tokens", "5")],
-        )
-        .await;
+        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[("x-sim-response-tokens", "5")]).await;
         assert!(started.elapsed() >= Duration::from_millis(200));
         drop(response);
 
@@ -1785,12 +1671,7 @@ mod tests {
             assert_eq!(body["error"]["message"], "Incorrect API key provided.");
         }
         let good = format!("Bearer {KEY}");
-        let response = post_ok(
-            &sim,
-            &chat_request("Hi", json!({})),
-            &[("authorization", &good)],
-        )
-        .await;
+        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[("authorization", &good)]).await;
         assert_eq!(response.status(), 200);
         let models = client()
             .get(format!("{}/models", sim.base_url()))
@@ -1804,12 +1685,7 @@ mod tests {
     async fn invalid_requests_get_400_with_openai_error_bodies() {
         let sim = start_default().await;
         let url = format!("{}/chat/completions", sim.base_url());
-        let response = client()
-            .post(&url)
-            .body("{not json")
-            .send()
-            .await
-            .expect("sent");
+        let response = client().post(&url).body("{not json").send().await.expect("sent");
         assert_eq!(response.status(), 400);
         let body = json_body(response).await;
         assert_eq!(body["error"]["type"], "invalid_request_error");
@@ -1824,12 +1700,7 @@ mod tests {
             let body = json_body(post_ok(&sim, &bad, &[]).await).await;
             assert_eq!(body["error"]["param"], "messages", "{bad}");
         }
-        let response = post_ok(
-            &sim,
-            &chat_request("Hi", json!({})),
-            &[("x-sim-fault", "{oops")],
-        )
-        .await;
+        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[("x-sim-fault", "{oops")]).await;
         assert_eq!(response.status(), 400);
         let response = post_ok(
             &sim,
@@ -1859,9 +1730,7 @@ mod tests {
     async fn keep_alive_serves_several_requests_on_one_connection() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let sim = start_default().await;
-        let mut socket = TcpStream::connect(("127.0.0.1", sim.port()))
-            .await
-            .expect("connect");
+        let mut socket = TcpStream::connect(("127.0.0.1", sim.port())).await.expect("connect");
         let body = chat_request("Hi", json!({"stream": true})).to_string();
         let chat = format!(
             "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
@@ -1880,9 +1749,7 @@ mod tests {
             while !String::from_utf8_lossy(&received).ends_with(end) {
                 let read = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buffer))
                     .await
-                    .unwrap_or_else(|_| {
-                        panic!("timed out after {:?}", String::from_utf8_lossy(&received))
-                    })
+                    .unwrap_or_else(|_| panic!("timed out after {:?}", String::from_utf8_lossy(&received)))
                     .expect("read");
                 assert!(read > 0, "connection closed early");
                 received.extend_from_slice(&buffer[..read]);
@@ -1898,10 +1765,7 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for _ in 0..5 {
             let response = post_ok(&sim, &chat_request("Hi", json!({})), &[]).await;
-            let id = response.headers()["x-request-id"]
-                .to_str()
-                .expect("text")
-                .to_string();
+            let id = response.headers()["x-request-id"].to_str().expect("text").to_string();
             assert!(id.starts_with("req_") && id.len() == 36, "{id}");
             assert!(id["req_".len()..].chars().all(|c| c.is_ascii_hexdigit()));
             assert!(seen.insert(id));
@@ -1947,24 +1811,14 @@ mod tests {
         assert_eq!(body["error"]["type"], "requests");
 
         let quota = r#"{"kind":"status","status":429,"code":"insufficient_quota"}"#;
-        let response = post_ok(
-            &sim,
-            &chat_request("Hi", json!({})),
-            &[("x-sim-fault", quota)],
-        )
-        .await;
+        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[("x-sim-fault", quota)]).await;
         assert!(!response.headers().contains_key("retry-after"));
         let body = json_body(response).await;
         assert_eq!(body["error"]["type"], "insufficient_quota");
         assert_eq!(body["error"]["message"], QUOTA_MESSAGE);
 
         let server = r#"{"kind":"status"}"#;
-        let response = post_ok(
-            &sim,
-            &chat_request("Hi", json!({})),
-            &[("x-sim-fault", server)],
-        )
-        .await;
+        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[("x-sim-fault", server)]).await;
         assert_eq!(response.status(), 500);
         assert_eq!(json_body(response).await["error"]["type"], "server_error");
         assert_eq!(sim.stats().faults_injected, 3);
@@ -1982,10 +1836,7 @@ mod tests {
                 .await
                 .expect_err("no response");
             assert!(error.status().is_none());
-            assert!(
-                error.is_request() || error.is_connect() || error.is_body(),
-                "{error:?}"
-            );
+            assert!(error.is_request() || error.is_connect() || error.is_body(), "{error:?}");
         }
         wait_until_idle(&sim).await;
         // The server keeps serving afterwards.
@@ -2007,12 +1858,7 @@ mod tests {
         assert_eq!(content_deltas(&frames).len(), 3);
 
         let fault = r#"{"kind":"disconnect"}"#;
-        let response = post_ok(
-            &sim,
-            &chat_request("Hi", json!({})),
-            &[("x-sim-fault", fault)],
-        )
-        .await;
+        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[("x-sim-fault", fault)]).await;
         assert_eq!(response.status(), 200);
         assert!(response.bytes().await.is_err());
         wait_until_idle(&sim).await;
@@ -2031,14 +1877,8 @@ mod tests {
         wait_until_idle(&sim).await;
 
         let fault = r#"{"kind":"stall"}"#;
-        let pending = post(
-            &sim,
-            &chat_request("Hi", json!({})),
-            &[("x-sim-fault", fault)],
-        );
-        assert!(tokio::time::timeout(Duration::from_millis(300), pending)
-            .await
-            .is_err());
+        let pending = post(&sim, &chat_request("Hi", json!({})), &[("x-sim-fault", fault)]);
+        assert!(tokio::time::timeout(Duration::from_millis(300), pending).await.is_err());
         wait_until_idle(&sim).await;
     }
 
@@ -2056,12 +1896,7 @@ mod tests {
         assert_eq!(frames[3], "[DONE]");
 
         let fault = r#"{"kind":"malformed"}"#;
-        let response = post_ok(
-            &sim,
-            &chat_request("Hi", json!({})),
-            &[("x-sim-fault", fault)],
-        )
-        .await;
+        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[("x-sim-fault", fault)]).await;
         assert_eq!(response.status(), 200);
         let bytes = response.bytes().await.expect("complete body");
         assert!(serde_json::from_slice::<Value>(&bytes).is_err());
@@ -2089,12 +1924,7 @@ mod tests {
             assert!(error["error"]["param"].is_null());
         }
         let fault = r#"{"kind":"errorEvent"}"#;
-        let response = post_ok(
-            &sim,
-            &chat_request("Hi", json!({})),
-            &[("x-sim-fault", fault)],
-        )
-        .await;
+        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[("x-sim-fault", fault)]).await;
         assert_eq!(response.status(), 500);
         assert_eq!(json_body(response).await["error"]["type"], "server_error");
     }
@@ -2111,12 +1941,7 @@ mod tests {
         assert_eq!(content_deltas(&data_frames(&text)).len(), 4);
 
         let fault = r#"{"kind":"truncate"}"#;
-        let response = post_ok(
-            &sim,
-            &chat_request("Hi", json!({})),
-            &[("x-sim-fault", fault)],
-        )
-        .await;
+        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[("x-sim-fault", fault)]).await;
         assert_eq!(response.status(), 200);
         let bytes = response.bytes().await.expect("complete body");
         assert!(!bytes.is_empty());
@@ -2126,10 +1951,7 @@ mod tests {
     #[tokio::test]
     async fn no_done_fault_omits_only_the_done_marker() {
         let sim = start_default().await;
-        let request = chat_request(
-            "Hi",
-            json!({"stream": true, "stream_options": {"include_usage": true}}),
-        );
+        let request = chat_request("Hi", json!({"stream": true, "stream_options": {"include_usage": true}}));
         let response = post_ok(&sim, &request, &[("x-sim-fault", r#"{"kind":"noDone"}"#)]).await;
         let (text, end) = read_stream(response, Duration::from_secs(5)).await;
         assert_eq!(end, StreamEnd::Clean);
@@ -2145,17 +1967,9 @@ mod tests {
         let sim = start_default().await;
         let started = tokio::time::Instant::now();
         let fault = r#"{"kind":"delay","delayMs":250}"#;
-        let response = post_ok(
-            &sim,
-            &chat_request("Hi", json!({})),
-            &[("x-sim-fault", fault)],
-        )
-        .await;
+        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[("x-sim-fault", fault)]).await;
         assert!(started.elapsed() >= Duration::from_millis(250));
-        assert_eq!(
-            json_body(response).await["choices"][0]["finish_reason"],
-            "stop"
-        );
+        assert_eq!(json_body(response).await["choices"][0]["finish_reason"], "stop");
     }
 
     #[tokio::test]
@@ -2167,12 +1981,7 @@ mod tests {
             ..Fault::default()
         });
         let header = r#"{"kind":"status","status":418}"#;
-        let response = post_ok(
-            &sim,
-            &chat_request("Hi", json!({})),
-            &[("x-sim-fault", header)],
-        )
-        .await;
+        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[("x-sim-fault", header)]).await;
         assert_eq!(response.status(), 418);
         assert_eq!(sim.pending_faults(), 1);
         let response = post_ok(&sim, &chat_request("Hi", json!({})), &[]).await;
@@ -2239,9 +2048,7 @@ mod tests {
             }
         });
         let answers = futures::future::join_all(requests).await;
-        assert!(answers
-            .iter()
-            .all(|a| a["usage"]["completion_tokens"] == 16));
+        assert!(answers.iter().all(|a| a["usage"]["completion_tokens"] == 16));
         wait_until_idle(&sim).await;
         let stats = sim.stats();
         assert_eq!(stats.requests, 6);

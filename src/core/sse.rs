@@ -85,10 +85,7 @@ impl fmt::Display for SseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SseError::EventTooLarge { limit } => {
-                write!(
-                    f,
-                    "server-sent event exceeds the size limit of {limit} bytes"
-                )
+                write!(f, "server-sent event exceeds the size limit of {limit} bytes")
             }
         }
     }
@@ -404,10 +401,7 @@ mod tests {
         let mut d = SseDecoder::default();
         assert!(feed_only(&mut d, b"event: completion\n").is_empty());
         assert!(feed_only(&mut d, b"data: {\"foo\":true}\n").is_empty());
-        assert_eq!(
-            feed_only(&mut d, b"\n"),
-            vec![ev(Some("completion"), "{\"foo\":true}")]
-        );
+        assert_eq!(feed_only(&mut d, b"\n"), vec![ev(Some("completion"), "{\"foo\":true}")]);
     }
 
     #[test]
@@ -432,10 +426,7 @@ mod tests {
     fn multiple_data_lines_are_joined_with_newline() {
         assert_eq!(
             decode_whole(b"event: fooevent\ndata: {\"content\":\"hello\"}\ndata: {\"content\":\"world\"}\n\n"),
-            vec![ev(
-                Some("fooevent"),
-                "{\"content\":\"hello\"}\n{\"content\":\"world\"}"
-            )]
+            vec![ev(Some("fooevent"), "{\"content\":\"hello\"}\n{\"content\":\"world\"}")]
         );
     }
 
@@ -471,14 +462,8 @@ mod tests {
         // Split inside the first two-byte character "п" and inside "в".
         let (a, rest) = stream.split_at(start + 1);
         let (b, c) = rest.split_at(6);
-        assert_eq!(
-            decode_chunks(&[a, b, c]),
-            vec![ev(None, "{\"content\":\"привет\"}")]
-        );
-        assert_eq!(
-            decode_bytewise(stream),
-            vec![ev(None, "{\"content\":\"привет\"}")]
-        );
+        assert_eq!(decode_chunks(&[a, b, c]), vec![ev(None, "{\"content\":\"привет\"}")]);
+        assert_eq!(decode_bytewise(stream), vec![ev(None, "{\"content\":\"привет\"}")]);
     }
 
     #[test]
@@ -486,33 +471,20 @@ mod tests {
         let stream = "data: x😀y\n\n".as_bytes();
         for split in 0..=stream.len() {
             let (a, b) = stream.split_at(split);
-            assert_eq!(
-                decode_chunks(&[a, b]),
-                vec![ev(None, "x😀y")],
-                "split at {split}"
-            );
+            assert_eq!(decode_chunks(&[a, b]), vec![ev(None, "x😀y")], "split at {split}");
         }
     }
 
     #[test]
     fn invalid_utf8_is_replaced_not_fatal() {
-        assert_eq!(
-            decode_whole(b"data: a\xFFb\n\n"),
-            vec![ev(None, "a\u{FFFD}b")]
-        );
+        assert_eq!(decode_whole(b"data: a\xFFb\n\n"), vec![ev(None, "a\u{FFFD}b")]);
     }
 
     #[test]
     fn keepalive_comments_between_fields_and_events_are_ignored() {
         let stream = b": keepalive\n\n: keepalive\nevent: a\n: keepalive\ndata: 1\n: keepalive\n\n: keepalive\n\ndata: 2\n\n:keepalive\n\n";
-        assert_eq!(
-            decode_whole(stream),
-            vec![ev(Some("a"), "1"), ev(None, "2")]
-        );
-        assert_eq!(
-            decode_bytewise(stream),
-            vec![ev(Some("a"), "1"), ev(None, "2")]
-        );
+        assert_eq!(decode_whole(stream), vec![ev(Some("a"), "1"), ev(None, "2")]);
+        assert_eq!(decode_bytewise(stream), vec![ev(Some("a"), "1"), ev(None, "2")]);
     }
 
     #[test]
@@ -530,20 +502,11 @@ mod tests {
                     // `cr_followed_by_lf_is_never_a_blank_line`.
                     continue;
                 }
-                let stream = format!(
-                    "event: a{line_end}data: 1{line_end}{blank}data: 2{line_end}data: 3{line_end}{blank}"
-                );
+                let stream =
+                    format!("event: a{line_end}data: 1{line_end}{blank}data: 2{line_end}data: 3{line_end}{blank}");
                 let expected = vec![ev(Some("a"), "1"), ev(None, "2\n3")];
-                assert_eq!(
-                    decode_bytewise(stream.as_bytes()),
-                    expected,
-                    "bytewise {stream:?}"
-                );
-                assert_eq!(
-                    decode_whole(stream.as_bytes()),
-                    expected,
-                    "whole {stream:?}"
-                );
+                assert_eq!(decode_bytewise(stream.as_bytes()), expected, "bytewise {stream:?}");
+                assert_eq!(decode_whole(stream.as_bytes()), expected, "whole {stream:?}");
                 // Without `finish`: both events must come from `feed` alone.
                 let mut d = SseDecoder::default();
                 let mut out = Vec::new();
@@ -636,8 +599,7 @@ mod tests {
 
     #[test]
     fn id_is_recorded_per_event_and_nul_ids_are_ignored() {
-        let out =
-            decode_whole(b"id: 7\ndata: a\n\ndata: b\n\nid: x\0y\ndata: c\n\nid: 9\n\ndata: d\n\n");
+        let out = decode_whole(b"id: 7\ndata: a\n\ndata: b\n\nid: x\0y\ndata: c\n\nid: 9\n\ndata: d\n\n");
         let ids: Vec<Option<&str>> = out.iter().map(|e| e.id.as_deref()).collect();
         assert_eq!(ids, vec![Some("7"), None, None, None]);
         let data: Vec<&str> = out.iter().map(|e| e.data.as_str()).collect();
@@ -662,10 +624,7 @@ mod tests {
             decode_whole(b"\xEF\xBB\xBF\xEF\xBB\xBFdata: a\n\n"),
             Vec::<SseEvent>::new()
         );
-        assert_eq!(
-            decode_whole(b"data: \xEF\xBB\xBFa\n\n"),
-            vec![ev(None, "\u{FEFF}a")]
-        );
+        assert_eq!(decode_whole(b"data: \xEF\xBB\xBFa\n\n"), vec![ev(None, "\u{FEFF}a")]);
     }
 
     #[test]
@@ -673,17 +632,12 @@ mod tests {
         // EF BB followed by something else is not a BOM; those bytes start the
         // first line (here making its field name unrecognisable).
         assert!(decode_bytewise(b"\xEF\xBBdata: a\n\n").is_empty());
-        assert_eq!(
-            decode_bytewise(b"\xEF\xBB\ndata: a\n\n"),
-            vec![ev(None, "a")]
-        );
+        assert_eq!(decode_bytewise(b"\xEF\xBB\ndata: a\n\n"), vec![ev(None, "a")]);
     }
 
     #[test]
     fn large_event_in_64k_pieces_decodes_intact() {
-        let payload: String = (0..8 * 1024 * 1024)
-            .map(|i| (b'a' + (i % 26) as u8) as char)
-            .collect();
+        let payload: String = (0..8 * 1024 * 1024).map(|i| (b'a' + (i % 26) as u8) as char).collect();
         let stream = format!("data: {payload}\n\n");
         let mut d = SseDecoder::default();
         let mut out = Vec::new();
@@ -710,10 +664,7 @@ mod tests {
         }
         assert_eq!(result, Err(SseError::EventTooLarge { limit }));
         // The decoder stays failed.
-        assert_eq!(
-            d.feed(b"\n\n", &mut out),
-            Err(SseError::EventTooLarge { limit })
-        );
+        assert_eq!(d.feed(b"\n\n", &mut out), Err(SseError::EventTooLarge { limit }));
         d.finish(&mut out);
         assert!(out.is_empty());
     }
@@ -729,8 +680,7 @@ mod tests {
         );
         // Completed events are unaffected by the limit on the next one.
         let mut d = SseDecoder::new(20);
-        d.feed(b"data: 0123456789\n\ndata: 0123456789\n\n", &mut out)
-            .unwrap();
+        d.feed(b"data: 0123456789\n\ndata: 0123456789\n\n", &mut out).unwrap();
         assert_eq!(out.len(), 2);
     }
 
@@ -776,7 +726,9 @@ mod tests {
 
     #[test]
     fn random_chunking_matches_whole_decoding() {
-        let stream: &[u8] = "\u{FEFF}event: a\r\ndata: héllo 😀\r\n: c\r\n\r\ndata: привет\rdata: x\r\rid: 3\nevent: e\n\ndata\n\n".as_bytes();
+        let stream: &[u8] =
+            "\u{FEFF}event: a\r\ndata: héllo 😀\r\n: c\r\n\r\ndata: привет\rdata: x\r\rid: 3\nevent: e\n\ndata\n\n"
+                .as_bytes();
         let expected = decode_whole(stream);
         assert_eq!(expected.len(), 4);
         let mut state: u64 = 0x2545_F491_4F6C_DD1D;

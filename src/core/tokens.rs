@@ -9,7 +9,7 @@ use tiktoken_rs::CoreBPE;
 use super::chat::PromptMessage;
 
 /// The BPE encodings we ship.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Encoding {
     O200kBase,
     Cl100kBase,
@@ -85,11 +85,7 @@ pub fn message_tokens(enc: Encoding, m: &PromptMessage) -> usize {
 
 /// Prompt tokens of a whole request, as the API bills them.
 pub fn prompt_tokens(enc: Encoding, messages: &[PromptMessage]) -> usize {
-    messages
-        .iter()
-        .map(|m| message_tokens(enc, m))
-        .sum::<usize>()
-        + REPLY_PRIMING_TOKENS
+    messages.iter().map(|m| message_tokens(enc, m)).sum::<usize>() + REPLY_PRIMING_TOKENS
 }
 
 #[cfg(test)]
@@ -105,14 +101,8 @@ mod tests {
         assert_eq!(Encoding::for_model("gpt-4"), Encoding::Cl100kBase);
         assert_eq!(Encoding::for_model("gpt-4-turbo"), Encoding::Cl100kBase);
         assert_eq!(Encoding::for_model("gpt-3.5-turbo"), Encoding::Cl100kBase);
-        assert_eq!(
-            Encoding::for_model("openai/gpt-3.5-turbo"),
-            Encoding::Cl100kBase
-        );
-        assert_eq!(
-            Encoding::for_model("text-embedding-3-small"),
-            Encoding::Cl100kBase
-        );
+        assert_eq!(Encoding::for_model("openai/gpt-3.5-turbo"), Encoding::Cl100kBase);
+        assert_eq!(Encoding::for_model("text-embedding-3-small"), Encoding::Cl100kBase);
     }
 
     #[test]

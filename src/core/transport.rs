@@ -49,17 +49,15 @@ impl Transport {
         headers.insert(AUTHORIZATION, auth);
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(org) = &cfg.api_org {
-            let value = HeaderValue::from_str(org).map_err(|_| {
-                ChatError::invalid_arg("Expected `apiOrg` to be a valid header value")
-            })?;
+            let value = HeaderValue::from_str(org)
+                .map_err(|_| ChatError::invalid_arg("Expected `apiOrg` to be a valid header value"))?;
             headers.insert(HeaderName::from_static("openai-organization"), value);
         }
         for (name, value) in &cfg.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| ChatError::invalid_arg(format!("Invalid header name {name:?}")))?;
-            let value = HeaderValue::from_str(value).map_err(|_| {
-                ChatError::invalid_arg(format!("Invalid value for header {name:?}"))
-            })?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| ChatError::invalid_arg(format!("Invalid value for header {name:?}")))?;
             headers.insert(name, value);
         }
 
@@ -71,12 +69,7 @@ impl Transport {
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(30).min(cfg.timeout))
             .build()
-            .map_err(|e| {
-                ChatError::new(
-                    ErrorCode::Network,
-                    format!("Could not create the HTTP client: {e}"),
-                )
-            })?;
+            .map_err(|e| ChatError::new(ErrorCode::Network, format!("Could not create the HTTP client: {e}")))?;
 
         Ok(Transport {
             client,
@@ -164,14 +157,11 @@ pub fn status_to_error(
     let field = |name: &str| err_obj.and_then(|e| e.get(name)).and_then(value_to_string);
     let server_message = field("message").or_else(|| {
         // Some servers send `{"error": "text"}` or plain text.
-        err_obj
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .or_else(|| {
-                let text = String::from_utf8_lossy(body);
-                let text = text.trim();
-                (!text.is_empty() && parsed.is_none()).then(|| text.chars().take(500).collect())
-            })
+        err_obj.and_then(Value::as_str).map(str::to_owned).or_else(|| {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            (!text.is_empty() && parsed.is_none()).then(|| text.chars().take(500).collect())
+        })
     });
     let server_code = field("code");
     let error_type = field("type");
@@ -192,6 +182,8 @@ pub fn status_to_error(
         request_id,
         partial_text: None,
         retry_after,
+        prompt_tokens: None,
+        max_prompt_tokens: None,
     })
 }
 
@@ -275,13 +267,7 @@ mod tests {
     #[test]
     fn openai_error_body_fills_every_field() {
         let body = br#"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#;
-        let e = status_to_error(
-            429,
-            Some("Too Many Requests"),
-            body,
-            Some("req_1".into()),
-            None,
-        );
+        let e = status_to_error(429, Some("Too Many Requests"), body, Some("req_1".into()), None);
         assert_eq!(e.code, ErrorCode::RateLimited);
         assert_eq!(e.status, Some(429));
         assert_eq!(e.status_text.as_deref(), Some("Too Many Requests"));
@@ -324,14 +310,8 @@ mod tests {
             HeaderValue::from_str(&httpdate::fmt_http_date(later)).unwrap(),
         );
         let d = parse_retry_after(&h).unwrap();
-        assert!(
-            d <= Duration::from_secs(30) && d >= Duration::from_secs(28),
-            "{d:?}"
-        );
-        h.insert(
-            "retry-after",
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
-        );
+        assert!(d <= Duration::from_secs(30) && d >= Duration::from_secs(28), "{d:?}");
+        h.insert("retry-after", HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
         assert_eq!(parse_retry_after(&h), Some(Duration::ZERO));
     }
 }

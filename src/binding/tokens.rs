@@ -1,0 +1,166 @@
+//! Token counting exports: `countTokens`, `countTokensAsync`, `countMessageTokens`, `encode`,
+//! `decode`. Thin conversions around `core::tokens`; the encoders are loaded once per process.
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+use super::errors::{invalid_arg, to_napi_error};
+use super::options::{describe, Opts};
+use crate::core::chat::PromptMessage;
+use crate::core::error::{ChatError, ErrorCode};
+use crate::core::tokens::{self, Encoding};
+
+/// Which tokenizer to use. `encoding` wins over `model`; with neither, `o200k_base`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct TokenizerOptions {
+    /// A model name: gpt-4o, gpt-4.1, gpt-5 and o-series models use `o200k_base`; gpt-4 and
+    /// gpt-3.5 models use `cl100k_base`.
+    pub model: Option<String>,
+    /// An encoding name.
+    #[napi(ts_type = "'o200k_base' | 'cl100k_base'")]
+    pub encoding: Option<String>,
+}
+
+/// A chat message to count.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct CountableMessage {
+    pub role: String,
+    pub content: String,
+    pub name: Option<String>,
+}
+
+fn read_text(env: &Env, text: &Unknown, what: &str) -> Result<String> {
+    if text.get_type()? != ValueType::String {
+        return Err(invalid_arg(
+            env,
+            format!("Expected `{what}` to be a string, got {}", describe(env, text)),
+        ));
+    }
+    unsafe { text.cast() }
+}
+
+pub(crate) fn read_encoding(env: &Env, options: Option<Unknown>) -> Result<Encoding> {
+    let o = Opts::from_arg(env, options, "options")?;
+    if let Some(name) = o.string("encoding")? {
+        return Encoding::from_name(&name).ok_or_else(|| {
+            invalid_arg(
+                env,
+                format!("Expected `encoding` to be 'o200k_base' or 'cl100k_base', got {name:?}"),
+            )
+        });
+    }
+    Ok(o.string("model")?
+        .map(|m| Encoding::for_model(&m))
+        .unwrap_or(Encoding::O200kBase))
+}
+
+/// Count the tokens of `text`. Special-token text such as `<|endoftext|>` counts as plain
+/// text, as the API bills it. Runs on the calling thread: prefer `countTokensAsync` for
+/// megabytes.
+#[napi(ts_args_type = "text: string, options?: TokenizerOptions")]
+pub fn count_tokens(env: Env, text: Unknown, options: Option<Unknown>) -> Result<u32> {
+    let text = read_text(&env, &text, "text")?;
+    let enc = read_encoding(&env, options)?;
+    Ok(enc.count(&text) as u32)
+}
+
+/// `countTokens` off the JavaScript thread.
+#[napi(
+    ts_args_type = "text: string, options?: TokenizerOptions",
+    ts_return_type = "Promise<number>"
+)]
+pub fn count_tokens_async<'env>(
+    env: &'env Env,
+    text: Unknown<'env>,
+    options: Option<Unknown<'env>>,
+) -> Result<PromiseRaw<'env, u32>> {
+    let text = read_text(env, &text, "text")?;
+    let enc = read_encoding(env, options)?;
+    env.spawn_future_with_callback(
+        async move {
+            Ok(tokio::task::spawn_blocking(move || enc.count(&text) as u32)
+                .await
+                .map_err(|e| ChatError::new(ErrorCode::InvalidArg, format!("Token counting failed: {e}"))))
+        },
+        |env, counted| counted.map_err(|e| to_napi_error(env, &e)),
+    )
+}
+
+/// Prompt tokens of a chat request as the API bills them: per message 3 tokens plus role,
+/// content and name (a name costs 1 more), plus 3 for reply priming.
+#[napi(ts_args_type = "messages: CountableMessage[], options?: TokenizerOptions")]
+pub fn count_message_tokens(env: Env, messages: Unknown, options: Option<Unknown>) -> Result<u32> {
+    let enc = read_encoding(&env, options)?;
+    let is_array = messages.get_type()? == ValueType::Object && unsafe { messages.cast::<Object>() }?.is_array()?;
+    if !is_array {
+        return Err(invalid_arg(
+            &env,
+            format!("Expected `messages` to be an array, got {}", describe(&env, &messages)),
+        ));
+    }
+    let array: Array = unsafe { messages.cast() }?;
+    let mut prompt = Vec::with_capacity(array.len() as usize);
+    for i in 0..array.len() {
+        let item: Option<Unknown> = array.get(i)?;
+        let o = Opts::from_arg(&env, item, &format!("messages[{i}]"))?;
+        let field = |key: &str| -> Result<String> {
+            o.string(key)?
+                .ok_or_else(|| invalid_arg(&env, format!("Expected `messages[{i}].{key}` to be a string")))
+        };
+        prompt.push(PromptMessage {
+            role: field("role")?,
+            content: field("content")?,
+            name: o.string("name")?,
+        });
+    }
+    Ok(tokens::prompt_tokens(enc, &prompt) as u32)
+}
+
+/// Token ids of `text` (special-token text encoded as plain text), identical to tiktoken's.
+#[napi(ts_args_type = "text: string, options?: TokenizerOptions")]
+pub fn encode(env: Env, text: Unknown, options: Option<Unknown>) -> Result<Uint32Array> {
+    let text = read_text(&env, &text, "text")?;
+    let enc = read_encoding(&env, options)?;
+    Ok(Uint32Array::new(enc.bpe().encode_ordinary(&text)))
+}
+
+/// Text of token ids. Ids that end mid-character decode to U+FFFD.
+#[napi(ts_args_type = "tokens: Uint32Array | number[], options?: TokenizerOptions")]
+pub fn decode(env: Env, tokens: Unknown, options: Option<Unknown>) -> Result<String> {
+    let enc = read_encoding(&env, options)?;
+    let ids: Vec<u32> = match tokens.get_type()? {
+        ValueType::Object => {
+            let obj: Object = unsafe { tokens.cast() }?;
+            if obj.is_typedarray()? {
+                let arr: Uint32Array = unsafe { tokens.cast() }?;
+                arr.to_vec()
+            } else if obj.is_array()? {
+                env.from_js_value(obj).map_err(|_| {
+                    invalid_arg(
+                        &env,
+                        "Expected `tokens` to be an array of non-negative integer token ids",
+                    )
+                })?
+            } else {
+                return Err(invalid_arg(
+                    &env,
+                    "Expected `tokens` to be a Uint32Array or an array of numbers",
+                ));
+            }
+        }
+        _ => {
+            return Err(invalid_arg(
+                &env,
+                format!(
+                    "Expected `tokens` to be a Uint32Array or an array of numbers, got {}",
+                    describe(&env, &tokens)
+                ),
+            ))
+        }
+    };
+    let bytes = enc
+        .bpe()
+        .decode_bytes(&ids)
+        .map_err(|e| invalid_arg(&env, format!("Expected `tokens` to be valid token ids: {e}")))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
