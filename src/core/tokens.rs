@@ -59,13 +59,72 @@ impl Encoding {
         }
     }
 
-    /// Tokens in `text`, special-token text counted as plain text.
+    /// Tokens in `text`, special-token text counted as plain text. Large texts are counted on
+    /// every core at once (see [`split_for_parallel_count`]).
     pub fn count(self, text: &str) -> usize {
         if text.is_empty() {
             return 0;
         }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if text.len() < PARALLEL_MIN_BYTES || threads < 2 {
+            return self.bpe().encode_ordinary(text).len();
+        }
+        let pieces = split_for_parallel_count(text, threads);
+        if pieces.len() < 2 {
+            return self.bpe().encode_ordinary(text).len();
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = pieces
+                .iter()
+                .map(|piece| scope.spawn(move || self.bpe().encode_ordinary(piece).len()))
+                .collect();
+            // A piece whose thread failed (it cannot: encoding does not panic) is counted here.
+            handles
+                .into_iter()
+                .zip(&pieces)
+                .map(|(h, piece)| h.join().unwrap_or_else(|_| self.count_serial(piece)))
+                .sum()
+        })
+    }
+
+    fn count_serial(self, text: &str) -> usize {
         self.bpe().encode_ordinary(text).len()
     }
+}
+
+/// Below this size one thread is faster than spawning several.
+const PARALLEL_MIN_BYTES: usize = 256 * 1024;
+
+/// Cut `text` into about `parts` pieces whose token counts add up exactly to the whole's.
+///
+/// BPE merges never cross the pre-tokenizer's pieces, and in both encodings' patterns a run of
+/// line breaks is a piece of its own that ends where the next non-whitespace character begins
+/// (no pattern lets a letter, digit or symbol piece start with `\n`). So a cut right after
+/// `\n\n` and before a non-whitespace character is a piece boundary, and counts are additive
+/// there. Texts without such a place stay whole.
+pub fn split_for_parallel_count(text: &str, parts: usize) -> Vec<&str> {
+    let bytes = text.as_bytes();
+    let target = text.len() / parts.max(1);
+    let mut out = Vec::with_capacity(parts);
+    let mut start = 0;
+    while out.len() + 1 < parts {
+        let from = start + target;
+        if from >= bytes.len() {
+            break;
+        }
+        let cut = (from..bytes.len().saturating_sub(1))
+            .find(|&i| i >= 2 && bytes[i - 1] == b'\n' && bytes[i - 2] == b'\n' && !bytes[i].is_ascii_whitespace());
+        match cut {
+            // `i` follows an ASCII byte, so it is a char boundary.
+            Some(i) => {
+                out.push(&text[start..i]);
+                start = i;
+            }
+            None => break,
+        }
+    }
+    out.push(&text[start..]);
+    out
 }
 
 /// OpenAI's documented chat overhead: every message costs 3 tokens plus its fields, a `name`
@@ -103,6 +162,27 @@ mod tests {
         assert_eq!(Encoding::for_model("gpt-3.5-turbo"), Encoding::Cl100kBase);
         assert_eq!(Encoding::for_model("openai/gpt-3.5-turbo"), Encoding::Cl100kBase);
         assert_eq!(Encoding::for_model("text-embedding-3-small"), Encoding::Cl100kBase);
+    }
+
+    #[test]
+    fn parallel_counts_equal_serial_counts() {
+        let unit = "First paragraph with words.\n\n  indented second\n\n\n\nThird: 42 + 7 = 49 \u{1F600}\n\n日本語の段落です。\r\n\r\nend   \n\n";
+        let text = unit.repeat(20_000);
+        assert!(text.len() > PARALLEL_MIN_BYTES);
+        for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
+            let pieces = split_for_parallel_count(&text, 4);
+            assert!(pieces.len() > 1);
+            assert_eq!(pieces.concat(), text);
+            let summed: usize = pieces.iter().map(|p| enc.count_serial(p)).sum();
+            assert_eq!(summed, enc.count_serial(&text));
+            assert_eq!(enc.count(&text), enc.count_serial(&text));
+        }
+    }
+
+    #[test]
+    fn text_without_paragraph_breaks_stays_whole() {
+        let text = "word ".repeat(100_000);
+        assert_eq!(split_for_parallel_count(&text, 4).len(), 1);
     }
 
     #[test]
