@@ -34,6 +34,10 @@ pub const DEFAULT_MESSAGE_STORE_SIZE: usize = 10_000;
 pub struct ApiKey(String);
 
 impl ApiKey {
+    pub fn new(key: String) -> Self {
+        ApiKey(key)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

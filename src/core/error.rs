@@ -42,6 +42,16 @@ pub enum ErrorCode {
     ContextTooLong,
     /// A conversation store (`getMessageById` / `upsertMessage` / `messageStore`) failed.
     Store,
+    /// A stream failed after deltas had been delivered, so it could not be retried.
+    StreamInterrupted,
+    /// `maxQueue` calls were already waiting for a concurrency slot.
+    QueueFull,
+    /// The request's token estimate exceeds `rateLimit.tokensPerMinute`: it could never be sent.
+    RequestTooLarge,
+    /// The circuit breaker is open: the upstream failed too often recently.
+    CircuitOpen,
+    /// Every API key is disabled, or cooling down past the call's deadline.
+    NoKeyAvailable,
 }
 
 impl ErrorCode {
@@ -62,6 +72,11 @@ impl ErrorCode {
             ErrorCode::Aborted => "ABORT_ERR",
             ErrorCode::ContextTooLong => "ERR_CHATGPT_CONTEXT_TOO_LONG",
             ErrorCode::Store => "ERR_CHATGPT_STORE",
+            ErrorCode::StreamInterrupted => "ERR_CHATGPT_STREAM_INTERRUPTED",
+            ErrorCode::QueueFull => "ERR_CHATGPT_QUEUE_FULL",
+            ErrorCode::RequestTooLarge => "ERR_CHATGPT_REQUEST_TOO_LARGE",
+            ErrorCode::CircuitOpen => "ERR_CHATGPT_CIRCUIT_OPEN",
+            ErrorCode::NoKeyAvailable => "ERR_CHATGPT_NO_KEY_AVAILABLE",
         }
     }
 }
@@ -101,6 +116,10 @@ pub struct ErrorInfo {
     /// For `ContextTooLong`: the prompt's tokens and the budget it had to fit.
     pub prompt_tokens: Option<u32>,
     pub max_prompt_tokens: Option<u32>,
+    /// The server's `x-should-retry` header, which overrides the retry rules.
+    pub should_retry: Option<bool>,
+    /// HTTP attempts made for the call (set on the error the call finally rejects with).
+    pub attempts: Option<u32>,
 }
 
 impl ChatError {
@@ -119,6 +138,8 @@ impl ChatError {
             retry_after: None,
             prompt_tokens: None,
             max_prompt_tokens: None,
+            should_retry: None,
+            attempts: None,
         })
     }
 

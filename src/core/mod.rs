@@ -6,6 +6,8 @@ pub mod client;
 pub mod config;
 pub mod conversation;
 pub mod error;
+pub mod keys;
+pub mod retry;
 pub mod simulator;
 pub mod sse;
 pub mod tokens;

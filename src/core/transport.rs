@@ -113,15 +113,22 @@ impl Transport {
     async fn status_error(&self, resp: reqwest::Response, request_id: Option<String>) -> ChatError {
         let status = resp.status();
         let retry_after = parse_retry_after(resp.headers());
+        let should_retry = match resp.headers().get("x-should-retry").and_then(|v| v.to_str().ok()) {
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            _ => None,
+        };
         // Error bodies are small; cap what we read so a hostile server cannot make us buffer more.
         let body = read_capped(resp, 64 * 1024).await.unwrap_or_default();
-        status_to_error(
+        let mut e = status_to_error(
             status.as_u16(),
             status.canonical_reason(),
             &body,
             request_id,
             retry_after,
-        )
+        );
+        e.should_retry = should_retry;
+        e
     }
 }
 
@@ -184,6 +191,8 @@ pub fn status_to_error(
         retry_after,
         prompt_tokens: None,
         max_prompt_tokens: None,
+        should_retry: None,
+        attempts: None,
     })
 }
 

@@ -1,0 +1,296 @@
+//! A pool of API keys with failover: spread load, cool a key down on 429, disable it on 401/403.
+//!
+//! Each request leases the healthy key with the fewest requests in flight (ties go to the key
+//! used least recently, so load spreads evenly). A 429 cools that key down for the server's
+//! `retry-after` and the retry leases another key at once, without waiting (LiteLLM's router
+//! does the same per deployment). A 401 or 403 disables the key for the life of the client. When
+//! every key is cooling, callers wait for the earliest to come back; when every key is disabled,
+//! the call fails.
+//!
+//! Keys are never logged or reported in clear: they are identified by index and a fingerprint
+//! that shows only the last four characters (`sk-…abcd`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::config::ApiKey;
+
+/// Longest a 429 without a usable `retry-after` cools a key down.
+pub const DEFAULT_COOL_DOWN: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+struct KeyState {
+    key: ApiKey,
+    in_flight: u32,
+    cooling_until: Option<Instant>,
+    disabled: bool,
+    last_used: u64,
+    requests: u64,
+    cool_downs: u64,
+}
+
+/// Public view of one key (no secret in it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyStatus {
+    pub index: usize,
+    /// `sk-…abcd`: enough to tell keys apart in a dashboard, useless to an attacker.
+    pub fingerprint: String,
+    pub in_flight: u32,
+    pub cooling: bool,
+    pub disabled: bool,
+    pub requests: u64,
+    pub cool_downs: u64,
+}
+
+/// Why no key could be leased right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoKey {
+    /// All usable keys are cooling down; the first is back at this instant.
+    CoolingUntil(Instant),
+    /// Every key has been disabled (401/403).
+    AllDisabled,
+}
+
+/// The pool. Cheap to share: all methods take `&self`.
+#[derive(Debug)]
+pub struct KeyPool {
+    keys: Mutex<Vec<KeyState>>,
+    clock: AtomicU64,
+}
+
+/// One request's use of a key. Releases the in-flight count on drop.
+#[derive(Debug)]
+pub struct KeyLease {
+    pool: Arc<KeyPool>,
+    pub index: usize,
+    pub key: ApiKey,
+}
+
+impl Drop for KeyLease {
+    fn drop(&mut self) {
+        let mut keys = self.pool.lock();
+        if let Some(k) = keys.get_mut(self.index) {
+            k.in_flight = k.in_flight.saturating_sub(1);
+        }
+    }
+}
+
+/// `sk-…abcd` (or `…` alone for keys too short to show anything safely).
+pub fn fingerprint(key: &str) -> String {
+    let chars: Vec<char> = key.chars().collect();
+    if chars.len() < 12 {
+        return "…".into();
+    }
+    let prefix: String = chars
+        .iter()
+        .take_while(|c| **c != '-')
+        .chain(std::iter::once(&'-'))
+        .take(4)
+        .collect();
+    let prefix = if prefix.ends_with('-') { prefix } else { String::new() };
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{prefix}…{tail}")
+}
+
+impl KeyPool {
+    pub fn new(keys: Vec<ApiKey>) -> Arc<Self> {
+        let keys = keys
+            .into_iter()
+            .map(|key| KeyState {
+                key,
+                in_flight: 0,
+                cooling_until: None,
+                disabled: false,
+                last_used: 0,
+                requests: 0,
+                cool_downs: 0,
+            })
+            .collect();
+        Arc::new(KeyPool {
+            keys: Mutex::new(keys),
+            clock: AtomicU64::new(0),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<KeyState>> {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// Lease the healthy key with the fewest requests in flight.
+    pub fn acquire(self: &Arc<Self>) -> Result<KeyLease, NoKey> {
+        let now = Instant::now();
+        let tick = self.clock.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut keys = self.lock();
+        // Expired cool-downs end here; the earliest still running is what a caller waits for.
+        let mut earliest: Option<Instant> = None;
+        for k in keys.iter_mut().filter(|k| !k.disabled) {
+            match k.cooling_until {
+                Some(until) if until > now => earliest = Some(earliest.map_or(until, |e| e.min(until))),
+                Some(_) => k.cooling_until = None,
+                None => {}
+            }
+        }
+        let pick = keys
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| !k.disabled && k.cooling_until.is_none())
+            .min_by_key(|(_, k)| (k.in_flight, k.last_used))
+            .map(|(i, _)| i);
+        match pick {
+            Some(i) => {
+                let k = &mut keys[i];
+                k.in_flight += 1;
+                k.last_used = tick;
+                k.requests += 1;
+                Ok(KeyLease {
+                    pool: self.clone(),
+                    index: i,
+                    key: k.key.clone(),
+                })
+            }
+            None => match earliest {
+                Some(until) => Err(NoKey::CoolingUntil(until)),
+                None => Err(NoKey::AllDisabled),
+            },
+        }
+    }
+
+    /// A 429 on this key: rest it for `retry_after` (or [`DEFAULT_COOL_DOWN`]).
+    pub fn cool_down(&self, index: usize, retry_after: Option<Duration>) {
+        let until = Instant::now() + retry_after.unwrap_or(DEFAULT_COOL_DOWN);
+        let mut keys = self.lock();
+        if let Some(k) = keys.get_mut(index) {
+            k.cooling_until = Some(k.cooling_until.map_or(until, |u| u.max(until)));
+            k.cool_downs += 1;
+        }
+    }
+
+    /// A 401/403 on this key: never use it again. Returns true the first time.
+    pub fn disable(&self, index: usize) -> bool {
+        let mut keys = self.lock();
+        match keys.get_mut(index) {
+            Some(k) if !k.disabled => {
+                k.disabled = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Keys cooling down right now.
+    pub fn cooling(&self) -> usize {
+        let now = Instant::now();
+        self.lock()
+            .iter()
+            .filter(|k| !k.disabled && k.cooling_until.is_some_and(|u| u > now))
+            .count()
+    }
+
+    pub fn status(&self) -> Vec<KeyStatus> {
+        let now = Instant::now();
+        self.lock()
+            .iter()
+            .enumerate()
+            .map(|(index, k)| KeyStatus {
+                index,
+                fingerprint: fingerprint(k.key.expose()),
+                in_flight: k.in_flight,
+                cooling: k.cooling_until.is_some_and(|u| u > now),
+                disabled: k.disabled,
+                requests: k.requests,
+                cool_downs: k.cool_downs,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(n: usize) -> Arc<KeyPool> {
+        KeyPool::new(
+            (0..n)
+                .map(|i| ApiKey::new(format!("sk-test-key-number-{i:04}")))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn fingerprints_show_only_the_tail() {
+        assert_eq!(fingerprint("sk-abcdefghijklmnop1234"), "sk-…1234");
+        assert_eq!(fingerprint("short"), "…");
+        assert!(!fingerprint("sk-proj-secretsecretsecret9876").contains("secret"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn load_spreads_to_the_least_busy_key() {
+        let p = pool(3);
+        let a = p.acquire().unwrap();
+        let b = p.acquire().unwrap();
+        let c = p.acquire().unwrap();
+        let mut used = [a.index, b.index, c.index];
+        used.sort();
+        assert_eq!(used, [0, 1, 2]);
+        let freed = b.index;
+        drop(b);
+        // The only key with nothing in flight gets the next request.
+        let again = p.acquire().unwrap();
+        assert_eq!(again.index, freed);
+        assert_eq!(p.status().iter().map(|s| s.in_flight).sum::<u32>(), 3);
+        drop((a, c, again));
+        // Idle keys are used round-robin (least recently used first).
+        let order: Vec<usize> = (0..6).map(|_| p.acquire().unwrap().index).collect();
+        assert_eq!(&order[..3], &order[3..]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cooling_key_is_skipped_until_its_retry_after() {
+        let p = pool(2);
+        let first = p.acquire().unwrap();
+        p.cool_down(first.index, Some(Duration::from_secs(5)));
+        drop(first);
+        let cooled = p.status().iter().find(|s| s.cooling).unwrap().index;
+        for _ in 0..3 {
+            assert_ne!(p.acquire().unwrap().index, cooled);
+        }
+        assert_eq!(p.cooling(), 1);
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(p.cooling(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn all_cooling_reports_the_earliest_return() {
+        let p = pool(2);
+        p.cool_down(0, Some(Duration::from_secs(5)));
+        p.cool_down(1, Some(Duration::from_secs(2)));
+        let now = Instant::now();
+        match p.acquire() {
+            Err(NoKey::CoolingUntil(t)) => assert_eq!(t - now, Duration::from_secs(2)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn disabled_keys_are_never_used_again() {
+        let p = pool(2);
+        assert!(p.disable(0));
+        assert!(!p.disable(0));
+        for _ in 0..5 {
+            assert_eq!(p.acquire().unwrap().index, 1);
+        }
+        p.disable(1);
+        assert_eq!(p.acquire().unwrap_err(), NoKey::AllDisabled);
+    }
+}
