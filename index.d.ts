@@ -91,6 +91,8 @@ export declare class ChatGPTSimulator {
   get pendingFaults(): number
   /** A snapshot of the counters. */
   stats(): SimulatorStats
+  /** Change the rate limits (0 = unlimited); both buckets start full again. */
+  setLimits(rateLimitRpm: number, rateLimitTpm: number): void
   /** Zero the counters (`maxInFlight` restarts from what is in flight now). */
   resetStats(): void
   /** Stop listening and drop open connections. Idempotent. */
@@ -399,6 +401,27 @@ export interface SimulatorOptions {
    * @default 16
    */
   responseTokens?: number
+  /**
+   * Requests per minute allowed, OpenAI-style (continuous bucket, 429 with `retry-after-ms`,
+   * `x-ratelimit-*` headers on every response); 0 = unlimited.
+   * @default 0
+   */
+  rateLimitRpm?: number
+  /**
+   * Tokens per minute allowed; a request costs its prompt tokens plus its `max_tokens`.
+   * @default 0
+   */
+  rateLimitTpm?: number
+  /**
+   * Share of chat requests, 0 to 1, that fail with a random 500/502/503.
+   * @default 0
+   */
+  failureRate?: number
+  /**
+   * Seed of the random failures, so a run can be repeated.
+   * @default 0
+   */
+  seed?: number
 }
 
 /** Counters tests can read. */
@@ -414,6 +437,32 @@ export interface SimulatorStats {
   promptTokens: number
   completionTokens: number
   faultsInjected: number
+  /** 429s sent by the rate limiter. */
+  rateLimited: number
+  /** Random failures sent (`failureRate`). */
+  randomFailures: number
+}
+
+/**
+ * Split a long document into chunks of at most `maxTokens` tokens that end at paragraph, then
+ * sentence boundaries (Latin and CJK punctuation), never inside a character, and are filled
+ * as full as whole sentences allow. Chunk edges are trimmed of whitespace.
+ */
+export declare function splitText(text: string, options: SplitTextOptions): Array<TextChunk>
+
+/** Options of `splitText`. */
+export interface SplitTextOptions {
+  /** Most tokens in one chunk. */
+  maxTokens: number
+  /**
+   * Tokens of whole trailing sentences repeated at the start of the next chunk; less than
+   * half of `maxTokens`.
+   * @default 0
+   */
+  overlapTokens?: number
+  /** The model whose tokenizer counts (see `TokenizerOptions`). */
+  model?: string
+  encoding?: 'o200k_base' | 'cl100k_base'
 }
 
 /**
@@ -427,6 +476,13 @@ export interface StoredChatMessage {
   name?: string
   parentMessageId?: string
   conversationId?: string
+}
+
+/** One chunk of `splitText`. */
+export interface TextChunk {
+  text: string
+  /** Its exact token count, at most `maxTokens`. */
+  tokens: number
 }
 
 /** Which tokenizer to use. `encoding` wins over `model`; with neither, `o200k_base`. */

@@ -843,3 +843,4 @@ module.exports.countTokens = nativeBinding.countTokens
 module.exports.countTokensAsync = nativeBinding.countTokensAsync
 module.exports.decode = nativeBinding.decode
 module.exports.encode = nativeBinding.encode
+module.exports.splitText = nativeBinding.splitText

@@ -34,6 +34,19 @@ pub struct SimulatorOptions {
     /// header `x-sim-response-tokens` overrides it per request).
     /// @default 16
     pub response_tokens: Option<u32>,
+    /// Requests per minute allowed, OpenAI-style (continuous bucket, 429 with `retry-after-ms`,
+    /// `x-ratelimit-*` headers on every response); 0 = unlimited.
+    /// @default 0
+    pub rate_limit_rpm: Option<u32>,
+    /// Tokens per minute allowed; a request costs its prompt tokens plus its `max_tokens`.
+    /// @default 0
+    pub rate_limit_tpm: Option<u32>,
+    /// Share of chat requests, 0 to 1, that fail with a random 500/502/503.
+    /// @default 0
+    pub failure_rate: Option<f64>,
+    /// Seed of the random failures, so a run can be repeated.
+    /// @default 0
+    pub seed: Option<u32>,
 }
 
 /// A fault applied to one chat request (queued with `enqueueFault`, or sent per request as the
@@ -87,6 +100,10 @@ pub struct SimulatorStats {
     pub prompt_tokens: f64,
     pub completion_tokens: f64,
     pub faults_injected: f64,
+    /// 429s sent by the rate limiter.
+    pub rate_limited: f64,
+    /// Random failures sent (`failureRate`).
+    pub random_failures: f64,
 }
 
 /// An OpenAI-compatible chat-completions server on 127.0.0.1 with scriptable faults.
@@ -127,6 +144,19 @@ impl ChatGPTSimulator {
         }
         if let Some(n) = o.non_negative_int("responseTokens")? {
             config.response_tokens = n.min(u32::MAX as u64) as u32;
+        }
+        config.rate_limit_rpm = o.non_negative_int("rateLimitRpm")?.unwrap_or(0).min(u32::MAX as u64) as u32;
+        config.rate_limit_tpm = o.non_negative_int("rateLimitTpm")?.unwrap_or(0).min(u32::MAX as u64) as u32;
+        config.seed = o.non_negative_int("seed")?.unwrap_or(0);
+        if let Some(rate) = o.raw("failureRate")? {
+            let rate: f64 = match rate.get_type()? {
+                ValueType::Number => unsafe { rate.cast() }?,
+                _ => f64::NAN,
+            };
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(invalid_arg(env, "Expected `failureRate` to be a number from 0 to 1"));
+            }
+            config.failure_rate = rate;
         }
         env.spawn_future_with_callback(
             async move { Ok(Simulator::start(config).await) },
@@ -186,7 +216,15 @@ impl ChatGPTSimulator {
             prompt_tokens: s.prompt_tokens as f64,
             completion_tokens: s.completion_tokens as f64,
             faults_injected: s.faults_injected as f64,
+            rate_limited: s.rate_limited as f64,
+            random_failures: s.random_failures as f64,
         }
+    }
+
+    /// Change the rate limits (0 = unlimited); both buckets start full again.
+    #[napi]
+    pub fn set_limits(&self, rate_limit_rpm: u32, rate_limit_tpm: u32) {
+        self.inner.set_limits(rate_limit_rpm, rate_limit_tpm);
     }
 
     /// Zero the counters (`maxInFlight` restarts from what is in flight now).

@@ -121,7 +121,7 @@ pub fn count_message_tokens(env: Env, messages: Unknown, options: Option<Unknown
 pub fn encode(env: Env, text: Unknown, options: Option<Unknown>) -> Result<Uint32Array> {
     let text = read_text(&env, &text, "text")?;
     let enc = read_encoding(&env, options)?;
-    Ok(Uint32Array::new(enc.bpe().encode_ordinary(&text)))
+    Ok(Uint32Array::new(enc.encode(&text)))
 }
 
 /// Text of token ids. Ids that end mid-character decode to U+FFFD.
@@ -163,4 +163,71 @@ pub fn decode(env: Env, tokens: Unknown, options: Option<Unknown>) -> Result<Str
         .decode_bytes(&ids)
         .map_err(|e| invalid_arg(&env, format!("Expected `tokens` to be valid token ids: {e}")))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Options of `splitText`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct SplitTextOptions {
+    /// Most tokens in one chunk.
+    pub max_tokens: u32,
+    /// Tokens of whole trailing sentences repeated at the start of the next chunk; less than
+    /// half of `maxTokens`.
+    /// @default 0
+    pub overlap_tokens: Option<u32>,
+    /// The model whose tokenizer counts (see `TokenizerOptions`).
+    pub model: Option<String>,
+    #[napi(ts_type = "'o200k_base' | 'cl100k_base'")]
+    pub encoding: Option<String>,
+}
+
+/// One chunk of `splitText`.
+#[napi(object)]
+pub struct TextChunk {
+    pub text: String,
+    /// Its exact token count, at most `maxTokens`.
+    pub tokens: u32,
+}
+
+/// Split a long document into chunks of at most `maxTokens` tokens that end at paragraph, then
+/// sentence boundaries (Latin and CJK punctuation), never inside a character, and are filled
+/// as full as whole sentences allow. Chunk edges are trimmed of whitespace.
+#[napi(ts_args_type = "text: string, options: SplitTextOptions")]
+pub fn split_text(env: Env, text: Unknown, options: Unknown) -> Result<Vec<TextChunk>> {
+    let text = read_text(&env, &text, "text")?;
+    let o = Opts::from_arg(&env, Some(options), "options")?;
+    let max_tokens = o
+        .positive_u32("maxTokens")?
+        .ok_or_else(|| invalid_arg(&env, "Expected `maxTokens` to be a positive integer, got undefined"))?;
+    let overlap_tokens = o.non_negative_int("overlapTokens")?.unwrap_or(0);
+    let encoding = read_encoding(&env, Some(options))?;
+    let chunks = crate::core::chunking::split_text(
+        &text,
+        crate::core::chunking::SplitOptions {
+            max_tokens: max_tokens as usize,
+            overlap_tokens: overlap_tokens as usize,
+            encoding,
+        },
+    )
+    .map_err(|e| {
+        use crate::core::chunking::SplitError;
+        invalid_arg(
+            &env,
+            match e {
+                SplitError::ZeroMaxTokens => "Expected `maxTokens` to be a positive integer, got 0".to_owned(),
+                SplitError::OverlapTooLarge { overlap, max } => {
+                    format!("Expected `overlapTokens` to be less than half of `maxTokens` ({max}), got {overlap}")
+                }
+                SplitError::CharacterTooLarge { character, tokens, max } => format!(
+                    "Expected `maxTokens` to be at least {tokens}: the character {character:?} alone takes {tokens} tokens, got {max}"
+                ),
+            },
+        )
+    })?;
+    Ok(chunks
+        .into_iter()
+        .map(|c| TextChunk {
+            text: c.text,
+            tokens: c.tokens as u32,
+        })
+        .collect())
 }

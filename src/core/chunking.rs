@@ -717,7 +717,6 @@ fn assemble(text: &str, units: &[Unit], plan: &Plan, opts: SplitOptions) -> Vec<
 mod tests {
     use super::*;
     use std::sync::OnceLock;
-    use std::time::Instant;
 
     const ENCODINGS: [Encoding; 2] = [Encoding::O200kBase, Encoding::Cl100kBase];
 
@@ -1328,23 +1327,15 @@ mod tests {
     }
 
     #[test]
-    fn tiny_units_under_a_huge_limit_stay_fast() {
-        // Debug builds tokenize ~20x slower: a smaller text still exercises the same paths.
-        let lines = if cfg!(debug_assertions) { 30_000 } else { 300_000 };
+    fn tiny_units_under_a_huge_limit_are_packed() {
+        // Many tiny units under a huge limit exercise the planner's window; speed is measured in
+        // bench/, not asserted here (shared machines are noisy).
+        let lines = 30_000;
         let text = "a.\n".repeat(lines);
         for overlap in [0, 1000] {
             let o = opts(Encoding::O200kBase, lines / 3, overlap);
-            let t = Instant::now();
             let chunks = split_checked_any_overlap(&text, o);
-            let elapsed = t.elapsed();
-            eprintln!(
-                "{lines} one-line units, max {}, overlap {overlap}: {elapsed:?}",
-                lines / 3
-            );
             assert!(chunks.len() >= 6);
-            if !cfg!(debug_assertions) {
-                assert!(elapsed.as_secs_f64() < 2.0, "took {elapsed:?}");
-            }
         }
     }
 
@@ -1447,28 +1438,5 @@ mod tests {
             [false, true, false, false, true, false]
         );
         assert_eq!(flags("A.\n \n B."), [false, true]);
-    }
-
-    // ---- speed ---------------------------------------------------------------------------
-
-    #[test]
-    fn a_mebibyte_of_prose_splits_quickly() {
-        let text = english(21, 1 << 20);
-        let o = opts(Encoding::O200kBase, 512, 0);
-        let _ = Encoding::O200kBase.count("warm up the tokenizer");
-        let t = Instant::now();
-        let chunks = split_text(&text, o).expect("valid options");
-        let elapsed = t.elapsed();
-        eprintln!(
-            "1 MiB English, max 512: {} chunks in {elapsed:?} (fill {:.4})",
-            chunks.len(),
-            mean_fill(&chunks, 512)
-        );
-        let t = Instant::now();
-        let chunks = split_text(&text, opts(Encoding::O200kBase, 512, 64)).expect("valid");
-        eprintln!("  with overlap 64: {} chunks in {:?}", chunks.len(), t.elapsed());
-        if !cfg!(debug_assertions) {
-            assert!(elapsed.as_secs_f64() < 1.0, "took {elapsed:?}");
-        }
     }
 }

@@ -1,12 +1,15 @@
 //! Plain-Rust core of chatgpt-native: no napi here, so everything is testable with `cargo test`
 //! and reusable by other front ends. One module per concern.
 
+pub mod breaker;
 pub mod chat;
+pub mod chunking;
 pub mod client;
 pub mod config;
 pub mod conversation;
 pub mod error;
 pub mod keys;
+pub mod limits;
 pub mod retry;
 pub mod simulator;
 pub mod sse;

@@ -32,6 +32,40 @@
 //! The length of an answer can be chosen per request with the header
 //! `x-sim-response-tokens: <n>`; timing comes from [`SimulatorConfig`].
 //!
+//! # Rate limits and random failures
+//!
+//! [`SimulatorConfig::rate_limit_rpm`] and [`SimulatorConfig::rate_limit_tpm`]
+//! model OpenAI's limits as two continuous token buckets: each holds up to its
+//! per-minute limit, starts full and refills at limit/60 per second. A chat
+//! request costs one request and, like OpenAI's up-front estimate, its prompt
+//! tokens plus its `max_completion_tokens`/`max_tokens` (without a cap, the
+//! length of the answer it is going to get). A request takes both amounts or
+//! nothing: a rejected request is not charged, so a client that waits the
+//! advertised `retry-after-ms` gets through unless others used the budget in
+//! the meantime. The rejection is a 429 with OpenAI's `rate_limit_exceeded`
+//! body, whose `type` (`requests` or `tokens`) names the limit that keeps the
+//! request waiting longest, plus `retry-after-ms` and `retry-after`. A request
+//! costing more than the whole TPM limit can never pass: it gets OpenAI's
+//! "Request too large" 429 without retry headers, since waiting cannot help.
+//! Every response to a chat request that reached the limiter (200 or 429,
+//! streaming or not, and scripted or random failures) carries the
+//! `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers of the
+//! limits that are on, the resets being Go durations (`12ms`, `1.5s`, `6m0s`)
+//! like OpenAI's. [`Simulator::set_limits`] changes the limits at runtime.
+//!
+//! [`SimulatorConfig::failure_rate`] makes that share of the chat requests
+//! fail at once with a 500, 502 or 503 and an OpenAI `server_error` body. The
+//! verdicts come from a PRNG seeded with [`SimulatorConfig::seed`] that is
+//! rolled exactly once per request the limiter admits, so the n-th admitted
+//! request gets the same verdict in every run (with concurrent requests, the
+//! n-th to reach the limiter).
+//!
+//! A valid chat request meets these in order: the rate limiter (a 429 there
+//! consumes no queued fault), then a scripted fault, then the random failure,
+//! which applies only when no scripted fault did. A request failed by either
+//! has still used its rate budget, as it would upstream. Requests rejected
+//! earlier (401, 400, 413) meet none of them.
+//!
 //! Nothing in here may panic: it runs inside a Node process, so every failure
 //! is mapped to an HTTP error or a closed connection. API keys are never
 //! echoed in responses and nothing is logged.
@@ -57,6 +91,7 @@ use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 
 /// Largest request body accepted; anything bigger gets a 413 instead of
 /// letting a runaway test exhaust memory.
@@ -78,6 +113,30 @@ const HEADER_RESPONSE_TOKENS: &str = "x-sim-response-tokens";
 const HEADER_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const HEADER_RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
 const HEADER_SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
+/// `x-ratelimit-{limit,remaining,reset}-requests`, in that order.
+const HEADERS_RATE_REQUESTS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-requests"),
+    HeaderName::from_static("x-ratelimit-remaining-requests"),
+    HeaderName::from_static("x-ratelimit-reset-requests"),
+];
+/// `x-ratelimit-{limit,remaining,reset}-tokens`, in that order.
+const HEADERS_RATE_TOKENS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-tokens"),
+    HeaderName::from_static("x-ratelimit-remaining-tokens"),
+    HeaderName::from_static("x-ratelimit-reset-tokens"),
+];
+
+/// The limits are per minute; buckets refill continuously over this window.
+const RATE_WINDOW_MS: f64 = 60_000.0;
+
+/// Slack for floating-point refills: an amount this close to being available
+/// counts as available, so a client that waited exactly the advertised
+/// `retry-after-ms` is not turned away by rounding.
+const BUCKET_EPSILON: f64 = 1e-6;
+
+/// Organization named in rate-limit messages, where OpenAI names the caller's.
+const RATE_LIMIT_ORGANIZATION: &str = "org-simulator";
+const RATE_LIMIT_HELP: &str = "Visit https://platform.openai.com/account/rate-limits to learn more.";
 
 const QUOTA_MESSAGE: &str = "You exceeded your current quota, please check your plan and billing details.";
 
@@ -178,10 +237,26 @@ pub struct SimulatorConfig {
     /// Default answer length in tokens, overridable per request with the
     /// `x-sim-response-tokens` header.
     pub response_tokens: u32,
+    /// Requests per minute allowed (0 = unlimited). The starting value: see
+    /// [`Simulator::set_limits`] to change it while running.
+    pub rate_limit_rpm: u32,
+    /// Tokens per minute allowed (0 = unlimited). A request costs its prompt
+    /// tokens plus its `max_tokens`/`max_completion_tokens` (or the generated
+    /// length if none), like OpenAI's estimate. The starting value: see
+    /// [`Simulator::set_limits`] to change it while running.
+    pub rate_limit_tpm: u32,
+    /// Probability in [0,1] that a chat request fails with a random
+    /// 500/502/503 (OpenAI error body, type `server_error`), decided by a
+    /// PRNG seeded with [`SimulatorConfig::seed`] so runs are reproducible.
+    /// Values outside the range are clamped; NaN means 0.
+    pub failure_rate: f64,
+    /// Seed for the PRNG behind [`SimulatorConfig::failure_rate`].
+    pub seed: u64,
 }
 
 impl Default for SimulatorConfig {
-    /// Port 0, no API key, model `sim-gpt`, no delays, 16-token answers.
+    /// Port 0, no API key, model `sim-gpt`, no delays, 16-token answers, no
+    /// rate limits and no random failures (seed 0).
     fn default() -> Self {
         Self {
             port: 0,
@@ -190,6 +265,10 @@ impl Default for SimulatorConfig {
             ttft: Duration::ZERO,
             token_delay: Duration::ZERO,
             response_tokens: 16,
+            rate_limit_rpm: 0,
+            rate_limit_tpm: 0,
+            failure_rate: 0.0,
+            seed: 0,
         }
     }
 }
@@ -307,8 +386,13 @@ pub struct SimulatorStats {
     pub prompt_tokens: u64,
     /// Sum of `completion_tokens` of all completed answers.
     pub completion_tokens: u64,
-    /// Number of faults applied to requests (from the header or the queue).
+    /// Number of scripted faults applied to requests (from the header or the
+    /// queue); random failures are counted in `random_failures` instead.
     pub faults_injected: u64,
+    /// 429s sent by the rate limiter (including "request too large").
+    pub rate_limited: u64,
+    /// Requests failed by [`SimulatorConfig::failure_rate`].
+    pub random_failures: u64,
 }
 
 /// State shared by the handle and every connection task.
@@ -316,6 +400,8 @@ struct Shared {
     config: SimulatorConfig,
     faults: Mutex<VecDeque<Fault>>,
     stats: Mutex<SimulatorStats>,
+    limiter: Mutex<RateLimiter>,
+    dice: Mutex<FailureDice>,
 }
 
 impl Shared {
@@ -327,6 +413,14 @@ impl Shared {
 
     fn faults(&self) -> MutexGuard<'_, VecDeque<Fault>> {
         self.faults.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn limiter(&self) -> MutexGuard<'_, RateLimiter> {
+        self.limiter.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn dice(&self) -> MutexGuard<'_, FailureDice> {
+        self.dice.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -384,10 +478,14 @@ impl Simulator {
 
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, config.port)).await?;
         let port = listener.local_addr()?.port();
+        let limiter = RateLimiter::new(config.rate_limit_rpm, config.rate_limit_tpm, Instant::now());
+        let dice = FailureDice::new(config.seed, config.failure_rate);
         let shared = Arc::new(Shared {
             config,
             faults: Mutex::new(VecDeque::new()),
             stats: Mutex::new(SimulatorStats::default()),
+            limiter: Mutex::new(limiter),
+            dice: Mutex::new(dice),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let server = tokio::spawn(accept_loop(listener, Arc::clone(&shared), shutdown_rx));
@@ -423,6 +521,13 @@ impl Simulator {
     /// Number of queued faults not yet taken by a request.
     pub fn pending_faults(&self) -> usize {
         self.shared.faults().len()
+    }
+
+    /// Replaces the rate limits (0 turns a limit off) with full buckets, as
+    /// if the simulator had just started with them. Requests already admitted
+    /// are not affected.
+    pub fn set_limits(&self, rpm: u32, tpm: u32) {
+        *self.shared.limiter() = RateLimiter::new(rpm, tpm, Instant::now());
     }
 
     /// A snapshot of the counters.
@@ -690,16 +795,54 @@ async fn chat_completions(
         Err(body) => return Ok(json_response(StatusCode::BAD_REQUEST, body, Some(in_flight))),
     };
 
+    let answer = Answer::new(&shared.config, &chat, wanted_tokens);
+    // OpenAI's up-front estimate: the prompt plus the most the answer may use.
+    let cost = answer
+        .prompt_tokens
+        .saturating_add(chat.max_tokens.unwrap_or(wanted_tokens));
+    // A statement of its own, so the lock is released before any await.
+    let admission = shared.limiter().admit(cost, Instant::now());
+    let (mut result, snapshot) = match admission {
+        Ok(snapshot) => (respond(shared, chat, answer, header_fault, in_flight).await, snapshot),
+        Err(rejection) => {
+            shared.stats().rate_limited += 1;
+            let response = rate_limited_response(&rejection.reason, &answer.model, in_flight);
+            (Ok(response), rejection.snapshot)
+        }
+    };
+    if let Ok(response) = &mut result {
+        snapshot.apply(response.headers_mut());
+    }
+    result
+}
+
+/// Answers a request the rate limiter admitted: with its scripted fault if it
+/// has one, else with a random failure if the dice say so, else normally.
+async fn respond(
+    shared: Arc<Shared>,
+    chat: ChatRequest,
+    answer: Answer,
+    header_fault: Option<Fault>,
+    in_flight: InFlight,
+) -> Result<Response<SimBody>, BoxError> {
     // Only now, with a request we would answer, is a queued fault consumed.
     let fault = header_fault.or_else(|| shared.faults().pop_front());
-    if fault.is_some() {
-        shared.stats().faults_injected += 1;
-    }
-
-    let answer = Answer::new(&shared.config, &chat, wanted_tokens);
+    // Rolled for every admitted request, even one with a scripted fault, so
+    // that the n-th admitted request gets the same verdict whatever faults
+    // are scripted around it.
+    let random_failure = shared.dice().roll();
     let Some(fault) = fault else {
+        if let Some(status) = random_failure {
+            shared.stats().random_failures += 1;
+            let fault = Fault {
+                status: Some(status),
+                ..Fault::default()
+            };
+            return Ok(fault_status_response(&fault, in_flight));
+        }
         return answer_normally(shared, answer, chat, None, in_flight).await;
     };
+    shared.stats().faults_injected += 1;
     match fault.kind {
         FaultKind::Status => Ok(fault_status_response(&fault, in_flight)),
         FaultKind::Reset => Err("simulated connection reset".into()),
@@ -1034,7 +1177,8 @@ fn answer_tokens(seed: u64, wanted: usize, delivered: usize) -> Vec<&'static str
 /// text such as `<|endoftext|>` as plain text, which is how the API counts
 /// user content, and never fails on it.
 fn count_tokens(text: &str) -> u64 {
-    tiktoken_rs::o200k_base_singleton().encode_ordinary(text).len() as u64
+    // Through the project tokenizer wrapper: it survives whitespace runs that crash tiktoken.
+    crate::core::tokens::Encoding::O200kBase.count(text) as u64
 }
 
 /// OpenAI's chat formula: 3 per message + role + content (+ 1 + name), plus
@@ -1168,6 +1312,324 @@ fn fault_status_response(fault: &Fault, in_flight: InFlight) -> Response<SimBody
         fault.should_retry.map(|r| if r { "true" } else { "false" }),
     );
     response
+}
+
+/// Which of the two limits a rejected request ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LimitKind {
+    Requests,
+    Tokens,
+}
+
+impl LimitKind {
+    /// The error `type` OpenAI sends for this limit.
+    fn error_type(self) -> &'static str {
+        match self {
+            LimitKind::Requests => "requests",
+            LimitKind::Tokens => "tokens",
+        }
+    }
+
+    /// How OpenAI's messages name the limit.
+    fn per_minute(self) -> &'static str {
+        match self {
+            LimitKind::Requests => "requests per min (RPM)",
+            LimitKind::Tokens => "tokens per min (TPM)",
+        }
+    }
+}
+
+/// One continuous token bucket: holds up to `limit` and refills at `limit`
+/// per minute.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    limit: u32,
+    level: f64,
+}
+
+/// What the `x-ratelimit-*` headers report about one bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BucketState {
+    limit: u32,
+    remaining: u64,
+    /// Milliseconds until the bucket is full again.
+    reset_ms: u64,
+}
+
+impl Bucket {
+    /// A full bucket, or `None` when the limit is off (0).
+    fn new(limit: u32) -> Option<Self> {
+        (limit > 0).then(|| Self {
+            limit,
+            level: f64::from(limit),
+        })
+    }
+
+    fn capacity(&self) -> f64 {
+        f64::from(self.limit)
+    }
+
+    fn refill(&mut self, elapsed_ms: f64) {
+        let refilled = self.level + elapsed_ms * self.capacity() / RATE_WINDOW_MS;
+        self.level = refilled.min(self.capacity());
+    }
+
+    /// Milliseconds until the bucket holds `amount`; 0 when it already does.
+    fn ms_until(&self, amount: f64) -> f64 {
+        let missing = amount - self.level;
+        if missing <= BUCKET_EPSILON {
+            0.0
+        } else {
+            missing * RATE_WINDOW_MS / self.capacity()
+        }
+    }
+
+    /// Tokens (or requests) taken and not yet refilled, as OpenAI's "Used".
+    fn used(&self) -> u64 {
+        (self.capacity() - self.level).max(0.0).ceil() as u64
+    }
+
+    fn state(&self) -> BucketState {
+        BucketState {
+            limit: self.limit,
+            // Whole units only, like OpenAI; the level may dip a hair below 0
+            // because of BUCKET_EPSILON.
+            remaining: self.level.max(0.0).floor() as u64,
+            reset_ms: ceil_ms(self.ms_until(self.capacity())),
+        }
+    }
+}
+
+/// Rounds milliseconds up, ignoring floating-point noise (so 100.000000001
+/// is 100, not 101).
+fn ceil_ms(ms: f64) -> u64 {
+    (ms - BUCKET_EPSILON).ceil().max(0.0) as u64
+}
+
+/// The state of both buckets for the `x-ratelimit-*` headers; a limit that is
+/// off has no headers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct RateSnapshot {
+    requests: Option<BucketState>,
+    tokens: Option<BucketState>,
+}
+
+impl RateSnapshot {
+    fn apply(&self, headers: &mut HeaderMap) {
+        for (state, names) in [
+            (self.requests, &HEADERS_RATE_REQUESTS),
+            (self.tokens, &HEADERS_RATE_TOKENS),
+        ] {
+            let Some(state) = state else { continue };
+            let [limit, remaining, reset] = names;
+            headers.insert(limit.clone(), HeaderValue::from(state.limit));
+            headers.insert(remaining.clone(), HeaderValue::from(state.remaining));
+            if let Ok(value) = HeaderValue::from_str(&go_duration(state.reset_ms)) {
+                headers.insert(reset.clone(), value);
+            }
+        }
+    }
+}
+
+/// Why the limiter turned a request away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RejectReason {
+    /// Not enough budget yet; there will be in `retry_ms` (at least 1).
+    Wait {
+        kind: LimitKind,
+        limit: u32,
+        used: u64,
+        requested: u64,
+        retry_ms: u64,
+    },
+    /// The request costs more tokens than the TPM limit ever allows.
+    TooLarge { limit: u32, requested: u64 },
+}
+
+#[derive(Debug)]
+struct Rejection {
+    reason: RejectReason,
+    /// The buckets as they are (a rejected request takes nothing).
+    snapshot: RateSnapshot,
+}
+
+/// The RPM and TPM buckets, refilled lazily whenever a request arrives.
+struct RateLimiter {
+    requests: Option<Bucket>,
+    tokens: Option<Bucket>,
+    /// When the buckets were last refilled.
+    updated: Instant,
+}
+
+impl RateLimiter {
+    fn new(rpm: u32, tpm: u32, now: Instant) -> Self {
+        Self {
+            requests: Bucket::new(rpm),
+            tokens: Bucket::new(tpm),
+            updated: now,
+        }
+    }
+
+    fn snapshot(&self) -> RateSnapshot {
+        RateSnapshot {
+            requests: self.requests.as_ref().map(Bucket::state),
+            tokens: self.tokens.as_ref().map(Bucket::state),
+        }
+    }
+
+    /// Takes one request and `cost` tokens if both buckets hold them at
+    /// `now`, otherwise takes nothing and says why and for how long.
+    fn admit(&mut self, cost: u64, now: Instant) -> Result<RateSnapshot, Rejection> {
+        let elapsed_ms = now.saturating_duration_since(self.updated).as_secs_f64() * 1000.0;
+        // `max` keeps the clock monotonic even if a caller's `now` is stale.
+        self.updated = self.updated.max(now);
+        for bucket in self.requests.iter_mut().chain(self.tokens.iter_mut()) {
+            bucket.refill(elapsed_ms);
+        }
+        // Precision beyond 2^53 tokens is irrelevant: such a request is far
+        // over any u32 limit either way.
+        let cost_f = cost as f64;
+        if let Some(tokens) = &self.tokens {
+            if cost_f > tokens.capacity() {
+                let reason = RejectReason::TooLarge {
+                    limit: tokens.limit,
+                    requested: cost,
+                };
+                return Err(Rejection {
+                    reason,
+                    snapshot: self.snapshot(),
+                });
+            }
+        }
+        // The limit that keeps the request waiting longest is the one to
+        // report (requests on a tie), and its wait is when both are enough.
+        let blocked = [
+            (LimitKind::Requests, self.requests, 1),
+            (LimitKind::Tokens, self.tokens, cost),
+        ]
+        .into_iter()
+        .filter_map(|(kind, bucket, requested)| {
+            let bucket = bucket?;
+            let wait_ms = bucket.ms_until(requested as f64);
+            (wait_ms > 0.0).then_some((kind, bucket, requested, wait_ms))
+        })
+        .reduce(|worst, next| if next.3 > worst.3 { next } else { worst });
+        if let Some((kind, bucket, requested, wait_ms)) = blocked {
+            let reason = RejectReason::Wait {
+                kind,
+                limit: bucket.limit,
+                used: bucket.used(),
+                requested,
+                retry_ms: ceil_ms(wait_ms).max(1),
+            };
+            return Err(Rejection {
+                reason,
+                snapshot: self.snapshot(),
+            });
+        }
+        if let Some(requests) = &mut self.requests {
+            requests.level -= 1.0;
+        }
+        if let Some(tokens) = &mut self.tokens {
+            tokens.level -= cost_f;
+        }
+        Ok(self.snapshot())
+    }
+}
+
+/// Decides the random failures: SplitMix64 from the configured seed, rolled
+/// once per admitted request.
+struct FailureDice {
+    state: u64,
+    rate: f64,
+}
+
+impl FailureDice {
+    fn new(seed: u64, rate: f64) -> Self {
+        let rate = if rate.is_nan() { 0.0 } else { rate.clamp(0.0, 1.0) };
+        Self { state: seed, rate }
+    }
+
+    /// The status this request fails with, or `None` if it does not fail.
+    fn roll(&mut self) -> Option<u16> {
+        if self.rate <= 0.0 {
+            return None;
+        }
+        let value = splitmix64(&mut self.state);
+        // The top 53 bits as a uniform float in [0, 1), so a rate of 1.0
+        // always fails.
+        let unit = (value >> 11) as f64 / (1_u64 << 53) as f64;
+        (unit < self.rate).then_some(match value % 3 {
+            0 => 500,
+            1 => 502,
+            _ => 503,
+        })
+    }
+}
+
+/// OpenAI's 429 for a request the limiter turned away: `rate_limit_exceeded`
+/// with the retry headers, except for a request that can never pass.
+fn rate_limited_response(reason: &RejectReason, model: &str, in_flight: InFlight) -> Response<SimBody> {
+    let (message, error_type, retry_ms) = match *reason {
+        RejectReason::Wait {
+            kind,
+            limit,
+            used,
+            requested,
+            retry_ms,
+        } => (
+            format!(
+                "Rate limit reached for {model} in organization {RATE_LIMIT_ORGANIZATION} on {}: \
+                 Limit {limit}, Used {used}, Requested {requested}. Please try again in {}. {RATE_LIMIT_HELP}",
+                kind.per_minute(),
+                go_duration(retry_ms),
+            ),
+            kind.error_type(),
+            Some(retry_ms),
+        ),
+        RejectReason::TooLarge { limit, requested } => (
+            format!(
+                "Request too large for {model} in organization {RATE_LIMIT_ORGANIZATION} on {}: \
+                 Limit {limit}, Requested {requested}. The input or output tokens must be reduced in order \
+                 to run successfully. {RATE_LIMIT_HELP}",
+                LimitKind::Tokens.per_minute(),
+            ),
+            LimitKind::Tokens.error_type(),
+            None,
+        ),
+    };
+    let body = error_json(&message, error_type, None, Some("rate_limit_exceeded"));
+    let mut response = json_response(StatusCode::TOO_MANY_REQUESTS, body, Some(in_flight));
+    if let Some(retry_ms) = retry_ms {
+        let headers = response.headers_mut();
+        headers.insert(HEADER_RETRY_AFTER_MS, HeaderValue::from(retry_ms));
+        headers.insert(RETRY_AFTER, HeaderValue::from(retry_ms.div_ceil(1000)));
+    }
+    response
+}
+
+/// Formats whole milliseconds like Go's `time.Duration.String()`, which is
+/// what OpenAI's `x-ratelimit-reset-*` headers and "try again in" messages
+/// use: `0s`, `12ms`, `1.5s`, `6m0s`, `1h2m3.004s`.
+fn go_duration(ms: u64) -> String {
+    if ms == 0 {
+        return "0s".to_string();
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let hours = ms / 3_600_000;
+    let minutes = ms / 60_000 % 60;
+    let seconds = ms / 1000 % 60;
+    let fraction = match ms % 1000 {
+        0 => String::new(),
+        millis => format!(".{}", format!("{millis:03}").trim_end_matches('0')),
+    };
+    match (hours, minutes) {
+        (0, 0) => format!("{seconds}{fraction}s"),
+        (0, minutes) => format!("{minutes}m{seconds}{fraction}s"),
+        (hours, minutes) => format!("{hours}h{minutes}m{seconds}{fraction}s"),
+    }
 }
 
 fn insert_request_id(headers: &mut HeaderMap) {
@@ -2095,5 +2557,470 @@ mod tests {
             .expect("task");
         assert!(waited.is_err());
         assert_eq!(sim.stats().in_flight, 0);
+    }
+
+    /// `chat_request("Hi", ..)`'s prompt tokens by OpenAI's formula.
+    fn hi_prompt_tokens() -> u64 {
+        let system = 3 + o200k_len("system") + o200k_len("You are terse.");
+        let user = 3 + o200k_len("user") + o200k_len("Hi");
+        (system + user + 3) as u64
+    }
+
+    /// Like `post`, but on a given client, for loops of many requests.
+    async fn post_with(client: &reqwest::Client, sim: &Simulator, body: &Value) -> reqwest::Response {
+        client
+            .post(format!("{}/chat/completions", sim.base_url()))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request succeeds")
+    }
+
+    fn header(response: &reqwest::Response, name: &str) -> String {
+        response
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_else(|| panic!("no {name} header in {:?}", response.headers()))
+            .to_string()
+    }
+
+    fn header_u64(response: &reqwest::Response, name: &str) -> u64 {
+        header(response, name).parse().expect("integer header")
+    }
+
+    fn has_rate_headers(response: &reqwest::Response, kind: &str) -> bool {
+        ["limit", "remaining", "reset"]
+            .iter()
+            .any(|what| response.headers().contains_key(format!("x-ratelimit-{what}-{kind}")))
+    }
+
+    #[test]
+    fn go_durations_are_formatted_like_go() {
+        for (ms, expected) in [
+            (0, "0s"),
+            (1, "1ms"),
+            (12, "12ms"),
+            (999, "999ms"),
+            (1000, "1s"),
+            (1500, "1.5s"),
+            (8640, "8.64s"),
+            (59_999, "59.999s"),
+            (60_000, "1m0s"),
+            (90_500, "1m30.5s"),
+            (360_000, "6m0s"),
+            (3_600_000, "1h0m0s"),
+            (3_723_004, "1h2m3.004s"),
+            (90_000_000, "25h0m0s"),
+        ] {
+            assert_eq!(go_duration(ms), expected, "{ms} ms");
+        }
+    }
+
+    #[test]
+    fn rate_limiter_refills_continuously_and_charges_nothing_on_rejection() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        // 1 request per second, 10 tokens per second.
+        let mut limiter = RateLimiter::new(60, 600, start);
+        let first = limiter.admit(300, start).expect("full buckets");
+        let requests = BucketState {
+            limit: 60,
+            remaining: 59,
+            reset_ms: 1000,
+        };
+        let tokens = BucketState {
+            limit: 600,
+            remaining: 300,
+            reset_ms: 30_000,
+        };
+        assert_eq!(first.requests, Some(requests));
+        assert_eq!(first.tokens, Some(tokens));
+        limiter.admit(300, start).expect("the rest of the tokens");
+
+        // One second later 10 tokens are back; 50 more take 4 more seconds.
+        let rejection = limiter.admit(50, at(1000)).expect_err("tokens exhausted");
+        let reason = RejectReason::Wait {
+            kind: LimitKind::Tokens,
+            limit: 600,
+            used: 590,
+            requested: 50,
+            retry_ms: 4000,
+        };
+        assert_eq!(rejection.reason, reason);
+        assert_eq!(rejection.snapshot.tokens.map(|t| t.remaining), Some(10));
+        // The rejected request took nothing, so waiting retry_ms is enough.
+        let admitted = limiter.admit(50, at(5000)).expect("refilled");
+        let tokens = BucketState {
+            limit: 600,
+            remaining: 0,
+            reset_ms: 60_000,
+        };
+        assert_eq!(admitted.tokens, Some(tokens));
+        // 58 requests left + 5 refilled, capped at 60, then one taken.
+        assert_eq!(admitted.requests.map(|r| (r.remaining, r.reset_ms)), Some((59, 1000)));
+
+        // Requests alone: 2 per minute, the third waits 30 s.
+        let mut limiter = RateLimiter::new(2, 0, start);
+        limiter.admit(1_000_000, start).expect("no token limit");
+        let snapshot = limiter.admit(0, at(10)).expect("second request");
+        assert!(snapshot.tokens.is_none());
+        let rejection = limiter.admit(0, at(10)).expect_err("third request");
+        let reason = RejectReason::Wait {
+            kind: LimitKind::Requests,
+            limit: 2,
+            used: 2,
+            requested: 1,
+            retry_ms: 29_990,
+        };
+        assert_eq!(rejection.reason, reason);
+        limiter.admit(0, at(30_000)).expect("refilled");
+
+        // No limits: everything passes and there is nothing to report.
+        let mut limiter = RateLimiter::new(0, 0, start);
+        assert_eq!(limiter.admit(u64::MAX, start).ok(), Some(RateSnapshot::default()));
+    }
+
+    #[test]
+    fn rate_limiter_rejects_requests_larger_than_the_tpm_limit() {
+        let start = Instant::now();
+        let mut limiter = RateLimiter::new(10, 100, start);
+        for _ in 0..3 {
+            let rejection = limiter.admit(101, start).expect_err("too large");
+            let reason = RejectReason::TooLarge {
+                limit: 100,
+                requested: 101,
+            };
+            assert_eq!(rejection.reason, reason);
+        }
+        let snapshot = limiter.admit(100, start).expect("exactly the limit fits");
+        assert_eq!(snapshot.requests.map(|r| r.remaining), Some(9));
+        assert_eq!(snapshot.tokens.map(|t| t.remaining), Some(0));
+    }
+
+    #[test]
+    fn failure_dice_follow_the_seed_and_the_rate() {
+        let rolls = |seed: u64, rate: f64| {
+            let mut dice = FailureDice::new(seed, rate);
+            (0..1000).map(|_| dice.roll()).collect::<Vec<_>>()
+        };
+        assert_eq!(rolls(9, 0.3), rolls(9, 0.3));
+        assert_ne!(rolls(9, 0.3), rolls(10, 0.3));
+        let failures = rolls(9, 0.3).iter().flatten().count();
+        assert!((240..=360).contains(&failures), "{failures}");
+        for status in [500, 502, 503] {
+            assert!(rolls(9, 0.3).contains(&Some(status)));
+        }
+        for off in [0.0, -1.0, f64::NAN] {
+            assert!(rolls(9, off).iter().all(Option::is_none));
+        }
+        for always in [1.0, 7.0, f64::INFINITY] {
+            assert!(rolls(9, always).iter().all(Option::is_some));
+        }
+    }
+
+    #[tokio::test]
+    async fn rpm_limit_answers_429_with_retry_headers_until_the_bucket_refills() {
+        let sim = start(SimulatorConfig {
+            rate_limit_rpm: 60,
+            ..SimulatorConfig::default()
+        })
+        .await;
+        let client = client();
+        let request = chat_request("Hi", json!({}));
+        let started = std::time::Instant::now();
+        for i in 0..60 {
+            let response = post_with(&client, &sim, &request).await;
+            assert_eq!(response.status(), 200, "request {i}");
+        }
+        let limited = post_with(&client, &sim, &request).await;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        assert_eq!(limited.status(), 429);
+        // The bucket refills one request per second and has been refilling
+        // since the first request, at most `elapsed_ms` ago.
+        let retry_ms = header_u64(&limited, "retry-after-ms");
+        assert!(
+            retry_ms <= 1000 && retry_ms >= 1000_u64.saturating_sub(elapsed_ms),
+            "{retry_ms}"
+        );
+        assert_eq!(header(&limited, "retry-after"), "1");
+        assert_eq!(header(&limited, "x-ratelimit-limit-requests"), "60");
+        assert_eq!(header(&limited, "x-ratelimit-remaining-requests"), "0");
+        assert!(!has_rate_headers(&limited, "tokens"));
+        let body = json_body(limited).await;
+        assert_eq!(body["error"]["type"], "requests");
+        assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+        assert!(body["error"]["param"].is_null());
+        let message = body["error"]["message"].as_str().expect("message");
+        assert!(
+            message.starts_with(
+                "Rate limit reached for gpt-test in organization org-simulator on requests per min (RPM): \
+                 Limit 60, Used 60, Requested 1. Please try again in "
+            ),
+            "{message}"
+        );
+
+        tokio::time::sleep(Duration::from_millis(retry_ms)).await;
+        let response = post_with(&client, &sim, &request).await;
+        assert_eq!(response.status(), 200);
+        let stats = sim.stats();
+        assert_eq!((stats.chat_requests, stats.rate_limited), (62, 1));
+        assert_eq!((stats.faults_injected, stats.random_failures), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn tpm_limit_charges_prompt_tokens_plus_the_completion_cap() {
+        // 100 tokens per second.
+        let sim = start(SimulatorConfig {
+            rate_limit_tpm: 6000,
+            ..SimulatorConfig::default()
+        })
+        .await;
+        let prompt = hi_prompt_tokens();
+        let started = std::time::Instant::now();
+
+        // The bucket is full, so the first request's numbers are exact.
+        let capped = chat_request("Hi", json!({"max_tokens": 3000}));
+        let response = post_ok(&sim, &capped, &[]).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(header(&response, "x-ratelimit-limit-tokens"), "6000");
+        assert_eq!(header_u64(&response, "x-ratelimit-remaining-tokens"), 3000 - prompt);
+        // (prompt + 3000) tokens at 100 per second, in milliseconds.
+        let reset = go_duration((prompt + 3000) * 10);
+        assert_eq!(header(&response, "x-ratelimit-reset-tokens"), reset);
+        assert!(!has_rate_headers(&response, "requests"));
+        // Only 16 tokens were generated, but the cap is what was charged.
+        assert_eq!(json_body(response).await["usage"]["completion_tokens"], 16);
+
+        // About 3000 - prompt left: too few for prompt + 3000.
+        let capped = chat_request("Hi", json!({"max_completion_tokens": 3000}));
+        let limited = post_ok(&sim, &capped, &[]).await;
+        assert_eq!(limited.status(), 429);
+        let retry_ms = header_u64(&limited, "retry-after-ms");
+        assert!(retry_ms > 0 && retry_ms <= 2 * prompt * 10, "{retry_ms}");
+        assert_eq!(header_u64(&limited, "retry-after"), retry_ms.div_ceil(1000));
+        let body = json_body(limited).await;
+        assert_eq!(body["error"]["type"], "tokens");
+        assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+        let message = body["error"]["message"].as_str().expect("message");
+        let expected = format!("on tokens per min (TPM): Limit 6000, Used {}", prompt + 3000);
+        assert!(message.contains(&expected), "{message}");
+        assert!(message.contains(&format!("Requested {}.", prompt + 3000)), "{message}");
+
+        // Without a cap the cost is the prompt plus the answer's length, and
+        // the rejected request above took nothing.
+        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[("x-sim-response-tokens", "5")]).await;
+        assert_eq!(response.status(), 200);
+        let remaining = header_u64(&response, "x-ratelimit-remaining-tokens");
+        let expected = 3000 - prompt - (prompt + 5);
+        let refilled = started.elapsed().as_millis() as u64 / 10 + 1;
+        assert!(remaining >= expected && remaining <= expected + refilled, "{remaining}");
+        assert_eq!(json_body(response).await["usage"]["completion_tokens"], 5);
+        assert_eq!(sim.stats().rate_limited, 1);
+    }
+
+    #[tokio::test]
+    async fn request_larger_than_the_tpm_limit_always_gets_429() {
+        let sim = start(SimulatorConfig {
+            rate_limit_rpm: 10,
+            rate_limit_tpm: 100,
+            ..SimulatorConfig::default()
+        })
+        .await;
+        let prompt = hi_prompt_tokens();
+        let huge = chat_request("Hi", json!({"max_tokens": 200}));
+        for _ in 0..3 {
+            let response = post_ok(&sim, &huge, &[]).await;
+            assert_eq!(response.status(), 429);
+            // Waiting cannot help, so no retry hint is given.
+            assert!(!response.headers().contains_key("retry-after"));
+            assert!(!response.headers().contains_key("retry-after-ms"));
+            // Nothing was charged.
+            assert_eq!(header(&response, "x-ratelimit-remaining-requests"), "10");
+            assert_eq!(header(&response, "x-ratelimit-remaining-tokens"), "100");
+            assert_eq!(header(&response, "x-ratelimit-reset-tokens"), "0s");
+            let body = json_body(response).await;
+            assert_eq!(body["error"]["type"], "tokens");
+            assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+            let message = body["error"]["message"].as_str().expect("message");
+            let expected = format!(
+                "Request too large for gpt-test in organization org-simulator on tokens per min (TPM): \
+                 Limit 100, Requested {}.",
+                prompt + 200
+            );
+            assert!(message.starts_with(&expected), "{message}");
+        }
+        let small = chat_request("Hi", json!({"max_tokens": 10}));
+        let response = post_ok(&sim, &small, &[]).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(header_u64(&response, "x-ratelimit-remaining-tokens"), 100 - prompt - 10);
+        assert_eq!(sim.stats().rate_limited, 3);
+    }
+
+    #[tokio::test]
+    async fn rate_limit_headers_use_go_durations_on_streaming_and_429_responses() {
+        // One request per minute; 1000 tokens per second.
+        let sim = start(SimulatorConfig {
+            rate_limit_rpm: 1,
+            rate_limit_tpm: 60_000,
+            ..SimulatorConfig::default()
+        })
+        .await;
+        let prompt = hi_prompt_tokens();
+        let request = chat_request("Hi", json!({"stream": true}));
+        let response = post_ok(&sim, &request, &[]).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        assert_eq!(header(&response, "x-ratelimit-limit-requests"), "1");
+        assert_eq!(header(&response, "x-ratelimit-remaining-requests"), "0");
+        assert_eq!(header(&response, "x-ratelimit-reset-requests"), "1m0s");
+        assert_eq!(header(&response, "x-ratelimit-limit-tokens"), "60000");
+        assert_eq!(
+            header_u64(&response, "x-ratelimit-remaining-tokens"),
+            60_000 - prompt - 16
+        );
+        assert_eq!(
+            header(&response, "x-ratelimit-reset-tokens"),
+            format!("{}ms", prompt + 16)
+        );
+        let (_, end) = read_stream(response, Duration::from_secs(5)).await;
+        assert_eq!(end, StreamEnd::Clean);
+
+        let limited = post_ok(&sim, &chat_request("Hi", json!({})), &[]).await;
+        assert_eq!(limited.status(), 429);
+        let retry_ms = header_u64(&limited, "retry-after-ms");
+        assert!((55_000..=60_000).contains(&retry_ms), "{retry_ms}");
+        assert_eq!(header_u64(&limited, "retry-after"), retry_ms.div_ceil(1000));
+        assert_eq!(header(&limited, "x-ratelimit-remaining-requests"), "0");
+        // The one request refills in what is left of the minute: `59.987s`
+        // (or `1m0s` if less than a millisecond went by).
+        let reset = header(&limited, "x-ratelimit-reset-requests");
+        assert_eq!(reset, go_duration(retry_ms));
+        assert!(
+            reset == "1m0s" || (reset.starts_with('5') && !reset.ends_with("ms")),
+            "{reset}"
+        );
+        assert!(has_rate_headers(&limited, "tokens"));
+        let message = json_body(limited).await["error"]["message"].clone();
+        let expected = format!("Please try again in {reset}.");
+        assert!(message.as_str().is_some_and(|m| m.contains(&expected)), "{message}");
+    }
+
+    #[tokio::test]
+    async fn random_failures_follow_the_seed() {
+        async fn run(seed: u64) -> (Vec<u16>, SimulatorStats) {
+            let sim = start(SimulatorConfig {
+                failure_rate: 0.5,
+                seed,
+                ..SimulatorConfig::default()
+            })
+            .await;
+            let client = client();
+            let request = chat_request("Hi", json!({}));
+            let mut statuses = Vec::new();
+            for _ in 0..200 {
+                let response = post_with(&client, &sim, &request).await;
+                let status = response.status().as_u16();
+                let body = json_body(response).await;
+                if status != 200 {
+                    assert_eq!(body["error"]["type"], "server_error", "{body}");
+                    assert!(body["error"]["code"].is_null());
+                }
+                statuses.push(status);
+            }
+            (statuses, sim.stats())
+        }
+        let (first, stats) = run(7).await;
+        let (again, _) = run(7).await;
+        let (other, _) = run(8).await;
+        assert_eq!(first, again);
+        assert_ne!(first, other);
+
+        let failures = first.iter().filter(|status| **status != 200).count() as u64;
+        assert!((70..=130).contains(&failures), "{failures}");
+        for status in [500, 502, 503] {
+            assert!(first.contains(&status), "{first:?}");
+        }
+        assert!(first.iter().all(|s| [200, 500, 502, 503].contains(s)));
+        let mut dice = FailureDice::new(7, 0.5);
+        let predicted: Vec<u16> = (0..200).map(|_| dice.roll().unwrap_or(200)).collect();
+        assert_eq!(first, predicted);
+        assert_eq!(stats.random_failures, failures);
+        assert_eq!(
+            (stats.chat_requests, stats.faults_injected, stats.rate_limited),
+            (200, 0, 0)
+        );
+        // A failed request produced no answer, so only the others add usage.
+        assert_eq!(stats.completion_tokens, (200 - failures) * 16);
+    }
+
+    #[tokio::test]
+    async fn rate_limit_comes_first_then_scripted_faults_then_random_failures() {
+        let sim = start(SimulatorConfig {
+            rate_limit_rpm: 2,
+            failure_rate: 1.0,
+            seed: 1,
+            ..SimulatorConfig::default()
+        })
+        .await;
+        sim.enqueue_fault(Fault {
+            kind: FaultKind::Status,
+            status: Some(418),
+            ..Fault::default()
+        });
+        let request = chat_request("Hi", json!({}));
+        // A scripted fault wins over the (certain) random failure.
+        let scripted = post_ok(&sim, &request, &[]).await;
+        assert_eq!(scripted.status(), 418);
+        assert_eq!(header(&scripted, "x-ratelimit-remaining-requests"), "1");
+        // Without one the random failure applies, after taking rate budget.
+        let random = post_ok(&sim, &request, &[]).await;
+        assert!([500, 502, 503].contains(&random.status().as_u16()));
+        assert_eq!(header(&random, "x-ratelimit-remaining-requests"), "0");
+        assert_eq!(json_body(random).await["error"]["type"], "server_error");
+        // Both failed requests used the budget: the limiter answers first and
+        // leaves the queued fault alone.
+        sim.enqueue_fault(Fault::default());
+        let limited = post_ok(&sim, &request, &[("x-sim-fault", r#"{"kind":"reset"}"#)]).await;
+        assert_eq!(limited.status(), 429);
+        assert_eq!(sim.pending_faults(), 1);
+        let stats = sim.stats();
+        assert_eq!(
+            (stats.faults_injected, stats.random_failures, stats.rate_limited),
+            (1, 1, 1)
+        );
+        sim.reset_stats();
+        assert_eq!(sim.stats(), SimulatorStats::default());
+    }
+
+    #[tokio::test]
+    async fn set_limits_replaces_the_limits_with_full_buckets() {
+        let sim = start_default().await;
+        let request = chat_request("Hi", json!({}));
+        let response = post_ok(&sim, &request, &[]).await;
+        assert_eq!(response.status(), 200);
+        assert!(!has_rate_headers(&response, "requests") && !has_rate_headers(&response, "tokens"));
+
+        sim.set_limits(1, 0);
+        // Invalid requests are rejected before the limiter and cost nothing.
+        let invalid = post_ok(&sim, &json!({"messages": []}), &[]).await;
+        assert_eq!(invalid.status(), 400);
+        assert!(!has_rate_headers(&invalid, "requests"));
+        let response = post_ok(&sim, &request, &[]).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(header(&response, "x-ratelimit-limit-requests"), "1");
+        assert!(!has_rate_headers(&response, "tokens"));
+        assert_eq!(post_ok(&sim, &request, &[]).await.status(), 429);
+
+        sim.set_limits(1, 0);
+        assert_eq!(post_ok(&sim, &request, &[]).await.status(), 200);
+        sim.set_limits(0, 0);
+        for _ in 0..3 {
+            let response = post_ok(&sim, &request, &[]).await;
+            assert_eq!(response.status(), 200);
+            assert!(!has_rate_headers(&response, "requests"));
+        }
+        assert_eq!(sim.stats().rate_limited, 1);
     }
 }

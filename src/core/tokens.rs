@@ -67,11 +67,11 @@ impl Encoding {
         }
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         if text.len() < PARALLEL_MIN_BYTES || threads < 2 {
-            return self.bpe().encode_ordinary(text).len();
+            return self.count_serial(text);
         }
         let pieces = split_for_parallel_count(text, threads);
         if pieces.len() < 2 {
-            return self.bpe().encode_ordinary(text).len();
+            return self.count_serial(text);
         }
         std::thread::scope(|scope| {
             let handles: Vec<_> = pieces
@@ -88,8 +88,90 @@ impl Encoding {
     }
 
     fn count_serial(self, text: &str) -> usize {
-        self.bpe().encode_ordinary(text).len()
+        self.encode(text).len()
     }
+
+    /// Token ids of `text`, special-token text encoded as plain text.
+    ///
+    /// tiktoken's pre-tokenizer regex overflows its stack (a panic, which would abort Node) on
+    /// very long whitespace runs, so text containing a run of [`LONG_WHITESPACE`] or more
+    /// whitespace characters is encoded piecewise instead: the run is cut into short pieces,
+    /// keeping its last character with the text that follows (where tiktoken attaches it). For
+    /// such input the result may differ from tiktoken's by a token per cut; everything else is
+    /// encoded exactly.
+    pub fn encode(self, text: &str) -> Vec<u32> {
+        if !has_long_whitespace_run(text) {
+            return self.bpe().encode_ordinary(text);
+        }
+        let mut out = Vec::new();
+        for piece in split_long_whitespace(text) {
+            out.extend(self.bpe().encode_ordinary(piece));
+        }
+        out
+    }
+}
+
+/// Whitespace runs this long (in characters) are encoded piecewise; see [`Encoding::encode`].
+pub const LONG_WHITESPACE: usize = 1024;
+/// Size of the pieces a long run is cut into.
+const WHITESPACE_PIECE: usize = 256;
+
+fn has_long_whitespace_run(text: &str) -> bool {
+    // Cheap pre-check on bytes: fewer than LONG_WHITESPACE bytes in total cannot hold such a run.
+    if text.len() < LONG_WHITESPACE {
+        return false;
+    }
+    let mut run = 0usize;
+    for c in text.chars() {
+        if c.is_whitespace() {
+            run += 1;
+            if run >= LONG_WHITESPACE {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
+}
+
+/// Cut `text` so that no piece holds a whitespace run of [`LONG_WHITESPACE`] characters.
+fn split_long_whitespace(text: &str) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut start = 0; // start of the current piece
+    let mut run_start: Option<usize> = None;
+    let mut run_len = 0usize;
+    let mut iter = text.char_indices().peekable();
+    while let Some((i, c)) = iter.next() {
+        if c.is_whitespace() {
+            if run_start.is_none() {
+                run_start = Some(i);
+                run_len = 0;
+            }
+            run_len += 1;
+            // Cut inside a long run every WHITESPACE_PIECE characters, but never right before its
+            // last character (that one stays with the following text).
+            let next_is_space = iter.peek().is_some_and(|(_, n)| n.is_whitespace());
+            if run_len >= WHITESPACE_PIECE && next_is_space {
+                let end = i + c.len_utf8();
+                let next_next_is_space = {
+                    let mut look = iter.clone();
+                    look.next();
+                    look.peek().is_some_and(|(_, n)| n.is_whitespace()) || look.peek().is_none()
+                };
+                if next_next_is_space {
+                    pieces.push(&text[start..end]);
+                    start = end;
+                    run_len = 0;
+                }
+            }
+        } else {
+            run_start = None;
+        }
+    }
+    pieces.push(&text[start..]);
+    pieces.retain(|p| !p.is_empty());
+    pieces
 }
 
 /// Below this size one thread is faster than spawning several.
@@ -177,6 +259,46 @@ mod tests {
             assert_eq!(summed, enc.count_serial(&text));
             assert_eq!(enc.count(&text), enc.count_serial(&text));
         }
+    }
+
+    #[test]
+    fn huge_whitespace_runs_do_not_crash_the_tokenizer() {
+        for ws in [" ", "\n", "\t", " \n"] {
+            let text = format!("start{}word and more", ws.repeat(1_000_000 / ws.len()));
+            for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
+                let n = enc.count(&text);
+                assert!(n > 3, "{n}");
+                assert_eq!(enc.count(&text), n, "deterministic");
+            }
+        }
+    }
+
+    #[test]
+    fn whitespace_runs_below_the_limit_encode_exactly() {
+        let text = format!("a{}b{}c", " ".repeat(LONG_WHITESPACE - 1), "\n".repeat(500));
+        assert!(!has_long_whitespace_run(&text));
+        assert_eq!(
+            Encoding::O200kBase.encode(&text),
+            Encoding::O200kBase.bpe().encode_ordinary(&text)
+        );
+    }
+
+    #[test]
+    fn long_runs_are_cut_without_losing_text() {
+        let text = format!("x{}y", " ".repeat(5000));
+        let pieces = split_long_whitespace(&text);
+        assert!(pieces.len() > 1);
+        assert_eq!(pieces.concat(), text);
+        assert!(
+            pieces.last().unwrap().ends_with(" y"),
+            "the last space stays with the word"
+        );
+        // Cutting a long run changes the count by at most a token per cut.
+        let exact_piecewise: usize = pieces
+            .iter()
+            .map(|p| Encoding::O200kBase.bpe().encode_ordinary(p).len())
+            .sum();
+        assert_eq!(Encoding::O200kBase.count(&text), exact_piecewise);
     }
 
     #[test]
