@@ -44,7 +44,7 @@ export function mixedText(bytes, seed = 42) {
   let s = seed >>> 0
   const rand = (n) => {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0
-    return s % n
+    return (s >>> 8) % n
   }
   const parts = []
   let size = 0

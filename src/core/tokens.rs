@@ -65,8 +65,11 @@ impl Encoding {
         if text.is_empty() {
             return 0;
         }
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if text.len() < PARALLEL_MIN_BYTES || threads < 2 {
+        if text.len() < PARALLEL_MIN_BYTES {
+            return self.count_serial(text);
+        }
+        let threads = cores();
+        if threads < 2 {
             return self.count_serial(text);
         }
         let pieces = split_for_parallel_count(text, threads);
@@ -172,6 +175,13 @@ fn split_long_whitespace(text: &str) -> Vec<&str> {
     pieces.push(&text[start..]);
     pieces.retain(|p| !p.is_empty());
     pieces
+}
+
+/// Cores available to this process, read once: `available_parallelism` reads cgroup files, far
+/// too slow for a per-call check on a path that counts many short texts.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Below this size one thread is faster than spawning several.
