@@ -45,7 +45,9 @@ export declare class ChatGPTError {
    * `ERR_CHATGPT_INSUFFICIENT_QUOTA`, `ERR_CHATGPT_TIMEOUT`, `ERR_CHATGPT_NETWORK`,
    * `ERR_CHATGPT_BAD_RESPONSE`, `ERR_CHATGPT_STREAM_INCOMPLETE`, `ERR_CHATGPT_STREAM_ERROR`,
    * `ERR_CHATGPT_RESPONSE_TOO_LARGE`, `ERR_CHATGPT_CONTEXT_TOO_LONG`, `ERR_CHATGPT_STORE`,
-   * `ERR_CHATGPT_INVALID_ARG` or `ABORT_ERR`.
+   * `ERR_CHATGPT_STREAM_INTERRUPTED`, `ERR_CHATGPT_QUEUE_FULL`, `ERR_CHATGPT_REQUEST_TOO_LARGE`,
+   * `ERR_CHATGPT_CIRCUIT_OPEN`, `ERR_CHATGPT_NO_KEY_AVAILABLE`, `ERR_CHATGPT_INVALID_ARG` or
+   * `ABORT_ERR`.
    */
   code: string
   /** HTTP status of the failed response. */
@@ -178,6 +180,56 @@ export interface ChatGPTAPIOptions {
   upsertMessage?: (message: StoredChatMessage) => Promise<unknown> | unknown
   /** A Keyv-style store (`get(id)` / `set(id, message)`), e.g. `new Keyv('redis://...')`. */
   messageStore?: { get(key: string): Promise<any> | any; set(key: string, value: any): Promise<unknown> | unknown }
+  /**
+   * Several keys instead of `apiKey`: each request uses the healthy key with the fewest
+   * requests in flight; a 429 cools a key down for its `retry-after` and the retry moves to
+   * another key at once; a 401/403 disables a key. Keys are never logged.
+   */
+  apiKeys?: Array<string>
+  /**
+   * Retries after the first attempt, for connection errors, timeouts, 408, 409, 429
+   * `rate_limit_exceeded` and 5xx (`x-should-retry` overrides). Never for 400, 401, 403, 404,
+   * 422 or 429 `insufficient_quota`. Do not wrap calls in another retry loop.
+   * @default 2
+   */
+  maxRetries?: number
+  /**
+   * First retry delay; it doubles per retry, with jitter adding up to as much again.
+   * A server's `retry-after-ms` / `retry-after` (up to 60 s) is used instead when sent.
+   * @default 500
+   */
+  retryBaseMs?: number
+  /**
+   * Cap on the exponential retry delay (before jitter).
+   * @default 8000
+   */
+  retryMaxMs?: number
+  /**
+   * Bound on one HTTP attempt; a timed-out attempt is retried while `timeoutMs` allows.
+   * @default no per-attempt bound (only `timeoutMs`)
+   */
+  attemptTimeoutMs?: number
+  /**
+   * Requests in flight at once for this instance; further calls wait in a FIFO queue.
+   * @default unlimited
+   */
+  maxConcurrency?: number
+  /**
+   * Calls allowed to wait for a slot; more reject at once with `ERR_CHATGPT_QUEUE_FULL`.
+   * @default unlimited
+   */
+  maxQueue?: number
+  /**
+   * Client-side pacing per key, like OpenAI's limits: a request reserves its prompt tokens
+   * plus `max_tokens` and is sent when both budgets allow; real usage is credited back; the
+   * server's `x-ratelimit-*` headers and 429s pause new sends until the reset.
+   */
+  rateLimit?: { requestsPerMinute?: number; tokensPerMinute?: number }
+  /**
+   * Circuit breaker for the upstream: `false` turns it off, an object tunes it.
+   * @default { windowMs: 10000, volumeThreshold: 20, errorThresholdPercentage: 50, resetTimeoutMs: 30000 }
+   */
+  circuitBreaker?: boolean | { windowMs?: number; volumeThreshold?: number; errorThresholdPercentage?: number; resetTimeoutMs?: number }
   /**
    * Log one line per request to stderr (URL, model, status, latency, request id; never the
    * key or the prompt).

@@ -11,7 +11,7 @@ test('debug logs each request to stderr without the key or the prompt', () => {
     const { ChatGPTAPI, ChatGPTSimulator } = require('./index.js')
     ;(async () => {
       const sim = await ChatGPTSimulator.start({ apiKey: 'sk-super-secret-key-42' })
-      const api = new ChatGPTAPI({ apiKey: 'sk-super-secret-key-42', apiBaseUrl: sim.url, debug: true })
+      const api = new ChatGPTAPI({ apiKey: 'sk-super-secret-key-42', apiBaseUrl: sim.url, debug: true, maxRetries: 0 })
       await api.sendMessage('my private prompt')
       sim.enqueueFault({ kind: 'status', status: 500 })
       await api.sendMessage('my private prompt', { stream: true }).catch(() => {})

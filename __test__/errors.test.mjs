@@ -1,4 +1,5 @@
 // Every error code against the simulator's scripted faults, with the fields each carries.
+// These clients do not retry (maxRetries: 0): retries are resilience.test.mjs's subject.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { ChatGPTError } from '../index.js'
@@ -12,7 +13,7 @@ after(() => sim.close())
 
 async function failWith(fault, options = {}, clientOptions = {}) {
   sim.enqueueFault(fault)
-  const err = await rejection(clientFor(sim, clientOptions).sendMessage('fail please', options))
+  const err = await rejection(clientFor(sim, { maxRetries: 0, ...clientOptions }).sendMessage('fail please', options))
   assert.ok(err instanceof ChatGPTError, `expected a ChatGPTError, got ${err}`)
   assert.ok(err instanceof Error)
   return err
@@ -40,6 +41,7 @@ test('rejects with ERR_CHATGPT_HTTP on a 400 and keeps the server message', asyn
 test('rejects with ERR_CHATGPT_AUTH on a wrong key, without echoing the key', async () => {
   const secret = 'sk-wrong-key-never-echoed-123'
   const err = await rejection(clientFor(sim, { apiKey: secret }).sendMessage('hi'))
+  assert.equal(err.attempts, 1, '401 is never retried')
   assert.equal(err.code, 'ERR_CHATGPT_AUTH')
   assert.equal(err.statusCode, 401)
   assert.equal(err.errorCode, 'invalid_api_key')
@@ -76,10 +78,17 @@ test('rejects with ERR_CHATGPT_NETWORK when nothing listens', async () => {
   assert.equal(err.code, 'ERR_CHATGPT_NETWORK')
 })
 
-test('rejects with ERR_CHATGPT_NETWORK and partialText when a stream disconnects', async () => {
+test('rejects with ERR_CHATGPT_NETWORK when a stream disconnects before any delta', async () => {
+  const err = await failWith({ kind: 'disconnect', afterChunks: 0 }, { stream: true })
+  assert.equal(err.code, 'ERR_CHATGPT_NETWORK')
+  assert.match(err.requestId, /^req_/)
+})
+
+test('rejects with ERR_CHATGPT_STREAM_INTERRUPTED and partialText when a stream disconnects after deltas', async () => {
   const deltas = []
   const err = await failWith({ kind: 'disconnect', afterChunks: 3 }, { onProgress: (p) => deltas.push(p.delta) })
-  assert.equal(err.code, 'ERR_CHATGPT_NETWORK')
+  assert.equal(err.code, 'ERR_CHATGPT_STREAM_INTERRUPTED')
+  assert.match(err.message, /ERR_CHATGPT_NETWORK/)
   assert.equal(deltas.length, 3, 'deltas before the failure were delivered')
   assert.equal(err.partialText, deltas.join(''))
   assert.match(err.requestId, /^req_/)
@@ -94,9 +103,15 @@ test('rejects with ERR_CHATGPT_BAD_RESPONSE on a malformed chunk or body', async
 })
 
 test('rejects with ERR_CHATGPT_STREAM_INCOMPLETE when a stream ends without [DONE] or finish_reason', async () => {
+  const err = await failWith({ kind: 'truncate', afterChunks: 0 }, { stream: true })
+  assert.equal(err.code, 'ERR_CHATGPT_STREAM_INCOMPLETE')
+})
+
+test('a stream truncated after deltas is ERR_CHATGPT_STREAM_INTERRUPTED with the partial text', async () => {
   const deltas = []
   const err = await failWith({ kind: 'truncate', afterChunks: 4 }, { onProgress: (p) => deltas.push(p.delta) })
-  assert.equal(err.code, 'ERR_CHATGPT_STREAM_INCOMPLETE')
+  assert.equal(err.code, 'ERR_CHATGPT_STREAM_INTERRUPTED')
+  assert.match(err.message, /ERR_CHATGPT_STREAM_INCOMPLETE/)
   assert.equal(deltas.length, 4)
   assert.equal(err.partialText, deltas.join(''))
 })
@@ -114,11 +129,18 @@ for (const sseEvent of [false, true]) {
       { kind: 'errorEvent', afterChunks: 2, sseEvent, message: 'model overloaded', type: 'server_error' },
       { onProgress: (p) => deltas.push(p.delta) },
     )
-    assert.equal(err.code, 'ERR_CHATGPT_STREAM_ERROR')
+    // Deltas were delivered, so it cannot be retried: interrupted, with the server's error kept.
+    assert.equal(err.code, 'ERR_CHATGPT_STREAM_INTERRUPTED')
     assert.equal(err.type, 'server_error')
     assert.match(err.message, /model overloaded/)
     assert.equal(deltas.length, 2)
     assert.equal(err.partialText, deltas.join(''))
+  })
+
+  test(`rejects with ERR_CHATGPT_STREAM_ERROR from ${sseEvent ? 'an event: error' : 'a data: {"error"}'} before any delta`, async () => {
+    const err = await failWith({ kind: 'errorEvent', sseEvent, message: 'model overloaded', type: 'server_error' }, { stream: true })
+    assert.equal(err.code, 'ERR_CHATGPT_STREAM_ERROR')
+    assert.equal(err.type, 'server_error')
   })
 }
 
@@ -166,7 +188,7 @@ test('no error message or field ever contains the API key', async () => {
   ]
   for (const fault of faults) {
     sim.enqueueFault(fault)
-    const err = await rejection(clientFor(sim).sendMessage('x', { stream: fault.kind === 'truncate' }))
+    const err = await rejection(clientFor(sim, { maxRetries: 0 }).sendMessage('x', { stream: fault.kind === 'truncate' }))
     const everything = JSON.stringify({ ...err }) + err.message + err.stack
     assert.ok(!everything.includes(API_KEY), `key leaked in ${fault.kind}`)
   }

@@ -15,9 +15,11 @@ use super::errors::{invalid_arg, to_napi_error};
 use super::options::{describe, Opts};
 use super::progress::ProgressSink;
 use super::store::{JsStore, JsStoreParts};
+use crate::core::breaker::BreakerConfig;
 use crate::core::client::{ChatClient, ChatReply, SendRequest};
 use crate::core::config::{ClientConfig, ClientOptions};
 use crate::core::conversation::{ConversationStore, Truncation};
+use crate::core::limits::RateLimitConfig;
 
 /// Options of `new ChatGPTAPI(options)`. Every field is optional.
 #[napi(object, js_name = "ChatGPTAPIOptions", object_from_js = false, object_to_js = false)]
@@ -75,6 +77,42 @@ pub struct ChatGPTAPIOptions {
         ts_type = "{ get(key: string): Promise<any> | any; set(key: string, value: any): Promise<unknown> | unknown }"
     )]
     pub message_store: Option<serde_json::Value>,
+    /// Several keys instead of `apiKey`: each request uses the healthy key with the fewest
+    /// requests in flight; a 429 cools a key down for its `retry-after` and the retry moves to
+    /// another key at once; a 401/403 disables a key. Keys are never logged.
+    pub api_keys: Option<Vec<String>>,
+    /// Retries after the first attempt, for connection errors, timeouts, 408, 409, 429
+    /// `rate_limit_exceeded` and 5xx (`x-should-retry` overrides). Never for 400, 401, 403, 404,
+    /// 422 or 429 `insufficient_quota`. Do not wrap calls in another retry loop.
+    /// @default 2
+    pub max_retries: Option<u32>,
+    /// First retry delay; it doubles per retry, with jitter adding up to as much again.
+    /// A server's `retry-after-ms` / `retry-after` (up to 60 s) is used instead when sent.
+    /// @default 500
+    pub retry_base_ms: Option<u32>,
+    /// Cap on the exponential retry delay (before jitter).
+    /// @default 8000
+    pub retry_max_ms: Option<u32>,
+    /// Bound on one HTTP attempt; a timed-out attempt is retried while `timeoutMs` allows.
+    /// @default no per-attempt bound (only `timeoutMs`)
+    pub attempt_timeout_ms: Option<u32>,
+    /// Requests in flight at once for this instance; further calls wait in a FIFO queue.
+    /// @default unlimited
+    pub max_concurrency: Option<u32>,
+    /// Calls allowed to wait for a slot; more reject at once with `ERR_CHATGPT_QUEUE_FULL`.
+    /// @default unlimited
+    pub max_queue: Option<u32>,
+    /// Client-side pacing per key, like OpenAI's limits: a request reserves its prompt tokens
+    /// plus `max_tokens` and is sent when both budgets allow; real usage is credited back; the
+    /// server's `x-ratelimit-*` headers and 429s pause new sends until the reset.
+    #[napi(ts_type = "{ requestsPerMinute?: number; tokensPerMinute?: number }")]
+    pub rate_limit: Option<serde_json::Value>,
+    /// Circuit breaker for the upstream: `false` turns it off, an object tunes it.
+    /// @default { windowMs: 10000, volumeThreshold: 20, errorThresholdPercentage: 50, resetTimeoutMs: 30000 }
+    #[napi(
+        ts_type = "boolean | { windowMs?: number; volumeThreshold?: number; errorThresholdPercentage?: number; resetTimeoutMs?: number }"
+    )]
+    pub circuit_breaker: Option<serde_json::Value>,
     /// Log one line per request to stderr (URL, model, status, latency, request id; never the
     /// key or the prompt).
     /// @default false
@@ -221,6 +259,45 @@ impl From<ChatReply> for ChatMessage {
     }
 }
 
+/// `rateLimit: { requestsPerMinute?, tokensPerMinute? }`.
+fn read_rate_limit(o: &Opts) -> Result<Option<RateLimitConfig>> {
+    let Some(rl) = o.nested("rateLimit")? else {
+        return Ok(None);
+    };
+    Ok(Some(RateLimitConfig {
+        requests_per_minute: rl.positive_u32("requestsPerMinute")?,
+        tokens_per_minute: rl.positive_u32("tokensPerMinute")?,
+    }))
+}
+
+/// `circuitBreaker: false | true | { windowMs, volumeThreshold, errorThresholdPercentage, resetTimeoutMs }`.
+fn read_breaker(o: &Opts) -> Result<Option<Option<BreakerConfig>>> {
+    if let Some(flag) = o.bool_or_object("circuitBreaker")? {
+        return Ok(Some(flag.then(BreakerConfig::default)));
+    }
+    let Some(b) = o.nested("circuitBreaker")? else {
+        return Ok(None);
+    };
+    let d = BreakerConfig::default();
+    let percentage = b
+        .non_negative_int("errorThresholdPercentage")?
+        .unwrap_or(d.error_threshold_percentage as u64);
+    if percentage > 100 {
+        return Err(b.invalid(format!(
+            "Expected `circuitBreaker.errorThresholdPercentage` to be at most 100, got {percentage}"
+        )));
+    }
+    Ok(Some(Some(BreakerConfig {
+        window: b.positive_int("windowMs")?.map_or(d.window, Duration::from_millis),
+        buckets: d.buckets,
+        volume_threshold: b.positive_u32("volumeThreshold")?.unwrap_or(d.volume_threshold),
+        error_threshold_percentage: percentage as u8,
+        reset_timeout: b
+            .positive_int("resetTimeoutMs")?
+            .map_or(d.reset_timeout, Duration::from_millis),
+    })))
+}
+
 /// Read and validate `sendMessage(text, options)` arguments (shared with `buildMessages`).
 fn read_request<'env>(
     env: &'env Env,
@@ -291,6 +368,15 @@ impl ChatGPTAPI {
             message_store_size: o.positive_int("messageStoreSize")?.map(|n| n as usize),
             headers: o.string_record("headers")?,
             debug: o.bool("debug")?.unwrap_or(false),
+            api_keys: o.string_array("apiKeys")?.unwrap_or_default(),
+            max_retries: o.non_negative_int("maxRetries")?.map(|n| n.min(100) as u32),
+            retry_base_ms: o.positive_int("retryBaseMs")?,
+            retry_max_ms: o.positive_int("retryMaxMs")?,
+            attempt_timeout_ms: o.positive_int("attemptTimeoutMs")?,
+            max_concurrency: o.positive_int("maxConcurrency")?.map(|n| n as usize),
+            max_queue: o.non_negative_int("maxQueue")?.map(|n| n as usize),
+            rate_limit: read_rate_limit(&o)?,
+            circuit_breaker: read_breaker(&o)?,
         };
         let get_message_by_id = o.function("getMessageById")?;
         let upsert_message = o.function("upsertMessage")?;

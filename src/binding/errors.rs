@@ -42,7 +42,9 @@ pub struct ChatGPTError {
     /// `ERR_CHATGPT_INSUFFICIENT_QUOTA`, `ERR_CHATGPT_TIMEOUT`, `ERR_CHATGPT_NETWORK`,
     /// `ERR_CHATGPT_BAD_RESPONSE`, `ERR_CHATGPT_STREAM_INCOMPLETE`, `ERR_CHATGPT_STREAM_ERROR`,
     /// `ERR_CHATGPT_RESPONSE_TOO_LARGE`, `ERR_CHATGPT_CONTEXT_TOO_LONG`, `ERR_CHATGPT_STORE`,
-    /// `ERR_CHATGPT_INVALID_ARG` or `ABORT_ERR`.
+    /// `ERR_CHATGPT_STREAM_INTERRUPTED`, `ERR_CHATGPT_QUEUE_FULL`, `ERR_CHATGPT_REQUEST_TOO_LARGE`,
+    /// `ERR_CHATGPT_CIRCUIT_OPEN`, `ERR_CHATGPT_NO_KEY_AVAILABLE`, `ERR_CHATGPT_INVALID_ARG` or
+    /// `ABORT_ERR`.
     pub code: String,
     /// HTTP status of the failed response.
     pub status_code: Option<u32>,
@@ -128,6 +130,9 @@ pub fn js_error<'env>(env: &'env Env, e: &ChatError) -> Result<Unknown<'env>> {
     set_opt(&mut options, "errorCode", &e.server_code)?;
     set_opt(&mut options, "requestId", &e.request_id)?;
     set_opt(&mut options, "partialText", &e.partial_text)?;
+    if let Some(n) = e.attempts {
+        options.set("attempts", n)?;
+    }
     if let Some(n) = e.prompt_tokens {
         options.set("promptTokens", n)?;
     }

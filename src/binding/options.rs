@@ -239,6 +239,63 @@ impl<'a> Opts<'a> {
         }
     }
 
+    /// A nested options object, read with names prefixed (`rateLimit.requestsPerMinute`).
+    pub fn nested(&self, key: &str) -> Result<Option<Opts<'a>>> {
+        Ok(self.object(key)?.map(|obj| Opts {
+            env: self.env,
+            obj: Some(obj),
+            prefix: format!("{}{key}.", self.prefix),
+        }))
+    }
+
+    /// `Some(bool)` for a boolean, `None` for absent or an object (read it with `nested`).
+    pub fn bool_or_object(&self, key: &str) -> Result<Option<bool>> {
+        match self.raw(key)? {
+            None => Ok(None),
+            Some(v) => match v.get_type()? {
+                ValueType::Boolean => Ok(Some(unsafe { v.cast::<bool>() }?)),
+                ValueType::Object => Ok(None),
+                _ => Err(self.type_error(key, "a boolean or an object", &v)),
+            },
+        }
+    }
+
+    /// A validation error for this object.
+    pub fn invalid(&self, message: String) -> Error {
+        invalid_arg(self.env, message)
+    }
+
+    /// An array of strings whose values are secrets (API keys): never described.
+    pub fn string_array(&self, key: &str) -> Result<Option<Vec<String>>> {
+        let Some(v) = self.raw(key)? else { return Ok(None) };
+        let fail = || {
+            invalid_arg(
+                self.env,
+                format!("Expected `{}` to be a non-empty array of strings", self.name(key)),
+            )
+        };
+        if v.get_type()? != ValueType::Object {
+            return Err(fail());
+        }
+        let obj: Object = unsafe { v.cast() }?;
+        if !obj.is_array()? {
+            return Err(fail());
+        }
+        let array: Array = unsafe { v.cast() }?;
+        if array.len() == 0 {
+            return Err(fail());
+        }
+        let mut out = Vec::with_capacity(array.len() as usize);
+        for i in 0..array.len() {
+            let item: Option<Unknown> = array.get(i)?;
+            match item {
+                Some(item) if item.get_type()? == ValueType::String => out.push(unsafe { item.cast::<String>() }?),
+                _ => return Err(fail()),
+            }
+        }
+        Ok(Some(out))
+    }
+
     /// A `Record<string, string>` (extra headers).
     pub fn string_record(&self, key: &str) -> Result<Vec<(String, String)>> {
         let Some(obj) = self.object(key)? else {

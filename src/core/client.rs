@@ -17,12 +17,18 @@ use futures::FutureExt;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use super::breaker::{BreakerState, BreakerStats, CircuitBreaker, Outcome};
 use super::chat::{build_body, parse_completion, Completion, PromptMessage, StreamState, StreamStep, Usage};
+use super::config::ApiKey;
 use super::config::{check_completion_params, default_system_message, ClientConfig};
 use super::conversation::{
     build_prompt, Budget, BuiltPrompt, ConversationStore, MessageStore, StoredMessage, TokenCountCache, Truncation,
 };
 use super::error::{ChatError, ErrorCode};
+use super::keys::{KeyPool, KeyStatus, NoKey};
+use super::limits::{AcquireError, ConcurrencyLimiter, RateLimitConfig, RateLimitError, RateLimiter};
+use super::metrics::{Metrics, MetricsSnapshot};
+use super::retry::{decide, is_retryable, Decision};
 use super::sse::{SseDecoder, SseError, SseEvent};
 use super::tokens::{self, Encoding};
 use super::transport::{network_error, read_capped, too_large, Transport};
@@ -98,6 +104,12 @@ pub struct ChatClient {
     transport: Transport,
     store: Arc<dyn ConversationStore>,
     counts: TokenCountCache,
+    concurrency: ConcurrencyLimiter,
+    keys: Arc<KeyPool>,
+    /// One per key when `rateLimit` is set: providers limit each key (organisation) separately.
+    limiters: Vec<RateLimiter>,
+    breaker: Option<CircuitBreaker>,
+    metrics: Metrics,
 }
 
 /// Models that take `max_completion_tokens` and reject `max_tokens`.
@@ -112,12 +124,39 @@ impl ChatClient {
         let transport = Transport::new(&cfg)?;
         let store = store.unwrap_or_else(|| Arc::new(MessageStore::new(cfg.message_store_size)));
         let counts = TokenCountCache::new(cfg.message_store_size);
+        let concurrency = ConcurrencyLimiter::new(cfg.max_concurrency, cfg.max_queue);
+        let keys = KeyPool::new(cfg.api_keys.clone());
+        // A limiter per key even without `rateLimit`: it then starts unlimited but still learns
+        // from 429s and `x-ratelimit-*` headers.
+        let limit = cfg.rate_limit.unwrap_or(RateLimitConfig {
+            requests_per_minute: None,
+            tokens_per_minute: None,
+        });
+        let limiters = cfg.api_keys.iter().map(|_| RateLimiter::new(limit)).collect();
+        let breaker = cfg.circuit_breaker.clone().map(CircuitBreaker::new);
         Ok(ChatClient {
             cfg,
             transport,
             store,
             counts,
+            concurrency,
+            keys,
+            limiters,
+            breaker,
+            metrics: Metrics::default(),
         })
+    }
+
+    /// Counters and live gauges of this client.
+    pub fn stats(&self) -> ClientStats {
+        ClientStats {
+            metrics: self.metrics.snapshot(),
+            in_flight: self.concurrency.in_flight(),
+            queued: self.concurrency.queued(),
+            breaker_state: self.breaker.as_ref().map(|b| b.state()),
+            breaker: self.breaker.as_ref().map(|b| b.stats()).unwrap_or_default(),
+            keys: self.keys.status(),
+        }
     }
 
     pub fn config(&self) -> &ClientConfig {
@@ -195,6 +234,21 @@ impl ChatClient {
         sink: Option<&mut dyn DeltaSink>,
         cancel: &CancellationToken,
     ) -> Result<ChatReply, ChatError> {
+        Metrics::inc(&self.metrics.calls_started);
+        let result = self.send_inner(req, sink, cancel).await;
+        match &result {
+            Ok(_) => Metrics::inc(&self.metrics.calls_succeeded),
+            Err(e) => self.metrics.record_failure(e.code),
+        }
+        result
+    }
+
+    async fn send_inner(
+        &self,
+        req: SendRequest,
+        sink: Option<&mut dyn DeltaSink>,
+        cancel: &CancellationToken,
+    ) -> Result<ChatReply, ChatError> {
         // An already-aborted signal must reject before anything is sent.
         if cancel.is_cancelled() {
             return Err(ChatError::aborted());
@@ -207,6 +261,7 @@ impl ChatClient {
             timeout,
             idle: self.cfg.idle_timeout,
             cancel,
+            attempt: None,
         };
 
         // A JS store is awaited here, so the history walk is bounded by the deadline and abort too.
@@ -225,7 +280,13 @@ impl ChatClient {
             parent: &message_id,
             conversation: req.conversation_id.as_deref(),
         };
-        let outcome = self.run(body, req.stream, &g, sink, progress_ids).await;
+        // What the rate limiter reserves before sending: prompt plus the most the reply may use.
+        let reply_cap = ["max_tokens", "max_completion_tokens"]
+            .iter()
+            .find_map(|k| params.get(*k).and_then(Value::as_u64))
+            .map_or(prompt.max_tokens, |n| n.min(u32::MAX as u64) as u32);
+        let estimate = prompt_tokens.saturating_add(reply_cap);
+        let outcome = self.execute(body, req.stream, &g, sink, progress_ids, estimate).await;
         if self.cfg.debug {
             self.debug_log(&model, req.stream, started.elapsed(), &outcome);
         }
@@ -282,15 +343,224 @@ impl ChatClient {
         Ok(reply)
     }
 
-    async fn run(
+    /// One call's attempts: a concurrency slot, the breaker, a key, the rate limiter, then the
+    /// request; on failure, the retry decision. Returns the completion, its request id and the
+    /// number of deltas delivered.
+    async fn execute<'d>(
         &self,
         body: Bytes,
         stream: bool,
         g: &Guard<'_>,
-        sink: Option<&mut dyn DeltaSink>,
+        mut sink: Option<&mut (dyn DeltaSink + 'd)>,
         ids: ProgressIds<'_>,
+        estimate: u32,
     ) -> Result<(Completion, Option<String>, u32), ChatError> {
-        let resp = g.run(self.transport.post_chat(body, stream), false).await?;
+        let mut schedule = self.cfg.retry.schedule(None);
+        let mut attempts = 0u32;
+        let finish = |mut e: ChatError, attempts: u32| {
+            if attempts > 1 {
+                e.message = format!("{} (after {attempts} attempts)", e.message);
+            }
+            if attempts > 0 {
+                e.attempts = Some(attempts);
+            }
+            e
+        };
+        loop {
+            // A concurrency slot, FIFO; the queue is bounded by maxQueue. Held for this attempt
+            // only: a call waiting out a backoff does not occupy one.
+            let slot = g
+                .run(
+                    async {
+                        self.concurrency
+                            .acquire()
+                            .await
+                            .map_err(|AcquireError::QueueFull { max_queue }| {
+                                ChatError::new(
+                                    ErrorCode::QueueFull,
+                                    format!("{max_queue} calls are already waiting for a slot (`maxQueue`)"),
+                                )
+                            })
+                    },
+                    false,
+                )
+                .await
+                .map_err(|e| finish(e, attempts))?;
+
+            let permit = match &self.breaker {
+                Some(b) => Some(b.try_acquire().map_err(|open| {
+                    finish(
+                        ChatError::new(
+                            ErrorCode::CircuitOpen,
+                            format!(
+                                "The circuit breaker is open after repeated upstream failures; next probe in {} ms",
+                                open.retry_in.as_millis()
+                            ),
+                        ),
+                        attempts,
+                    )
+                })?),
+                None => None,
+            };
+
+            let lease = loop {
+                match self.keys.acquire() {
+                    Ok(lease) => break lease,
+                    Err(NoKey::CoolingUntil(until)) if until < g.deadline => {
+                        g.run(sleep_ok(tokio::time::sleep_until(until)), false)
+                            .await
+                            .map_err(|e| finish(e, attempts))?;
+                    }
+                    Err(NoKey::CoolingUntil(_)) => {
+                        return Err(finish(
+                            ChatError::new(
+                                ErrorCode::NoKeyAvailable,
+                                "Every API key is cooling down after 429s past the call's deadline",
+                            ),
+                            attempts,
+                        ))
+                    }
+                    Err(NoKey::AllDisabled) => {
+                        return Err(finish(
+                            ChatError::new(ErrorCode::NoKeyAvailable, "Every API key was rejected (401/403)"),
+                            attempts,
+                        ))
+                    }
+                }
+            };
+
+            let limiter = self.limiters.get(lease.index);
+            let rate = match limiter {
+                Some(l) => Some(
+                    g.run(
+                        async {
+                            l.acquire(estimate).await.map_err(|RateLimitError::RequestTooLarge { estimate, tokens_per_minute }| {
+                                ChatError::new(
+                                    ErrorCode::RequestTooLarge,
+                                    format!(
+                                        "The request needs about {estimate} tokens but `rateLimit.tokensPerMinute` is {tokens_per_minute}: it could never be sent"
+                                    ),
+                                )
+                            })
+                        },
+                        false,
+                    )
+                    .await
+                    .map_err(|e| finish(e, attempts))?,
+                ),
+                None => None,
+            };
+
+            attempts += 1;
+            Metrics::inc(&self.metrics.attempts);
+            if attempts > 1 {
+                Metrics::inc(&self.metrics.retries);
+            }
+            let observe = |headers: &reqwest::header::HeaderMap| {
+                if let Some(l) = limiter {
+                    l.observe_headers(headers);
+                }
+            };
+            let attempt_guard = g.for_attempt(self.cfg.attempt_timeout);
+            let mut delivered = 0u32;
+            let outcome = self
+                .run(
+                    body.clone(),
+                    stream,
+                    &attempt_guard,
+                    sink.as_deref_mut(),
+                    ids,
+                    &lease.key,
+                    &observe,
+                    &mut delivered,
+                )
+                .await;
+            drop(slot);
+            let mut e = match outcome {
+                Ok((completion, request_id)) => {
+                    if let Some(p) = permit {
+                        p.record(Outcome::Success);
+                    }
+                    if let Some(r) = rate {
+                        r.settle(completion.usage.map_or(estimate, |u| u.total_tokens));
+                    }
+                    return Ok((completion, request_id, delivered));
+                }
+                Err(e) => e,
+            };
+
+            if let Some(p) = permit {
+                p.record(breaker_outcome(&e));
+            }
+            if e.code == ErrorCode::RateLimited {
+                Metrics::inc(&self.metrics.rate_limited_responses);
+                if let Some(l) = limiter {
+                    l.pause_for(e.retry_after);
+                }
+                if self.keys.len() > 1 {
+                    self.keys.cool_down(lease.index, e.retry_after);
+                    Metrics::inc(&self.metrics.key_cool_downs);
+                }
+            }
+            // A rejected key in a pool is disabled and the call fails over to the next key at once.
+            if e.code == ErrorCode::Auth && self.keys.len() > 1 {
+                if self.keys.disable(lease.index) {
+                    Metrics::inc(&self.metrics.keys_disabled);
+                }
+                if self.keys.acquire().is_ok() && delivered == 0 {
+                    continue;
+                }
+            }
+            if delivered > 0 {
+                // Deltas reached the caller: a retry would repeat them, so the call ends here.
+                if is_retryable(&e) && e.code != ErrorCode::Timeout {
+                    let cause = e.code;
+                    e.code = ErrorCode::StreamInterrupted;
+                    e.message = format!(
+                        "The stream was interrupted after {delivered} deltas ({cause}): {}",
+                        e.message
+                    );
+                }
+                return Err(finish(e, attempts));
+            }
+            let remaining = g.deadline.saturating_duration_since(Instant::now());
+            match decide(&e, &mut schedule, remaining) {
+                Decision::Stop => return Err(finish(e, attempts)),
+                Decision::RetryAfter(delay) => {
+                    // After a 429 another key may be free right now: fail over without waiting.
+                    let delay = if e.code == ErrorCode::RateLimited
+                        && self.keys.len() > 1
+                        && self.keys.cooling() < self.keys.len()
+                    {
+                        Duration::ZERO
+                    } else {
+                        delay
+                    };
+                    if !delay.is_zero() {
+                        g.run(sleep_ok(tokio::time::sleep(delay)), false)
+                            .await
+                            .map_err(|e| finish(e, attempts))?;
+                    }
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run<'d>(
+        &self,
+        body: Bytes,
+        stream: bool,
+        g: &Guard<'_>,
+        sink: Option<&mut (dyn DeltaSink + 'd)>,
+        ids: ProgressIds<'_>,
+        key: &ApiKey,
+        observe: &(dyn Fn(&reqwest::header::HeaderMap) + Sync),
+        delivered: &mut u32,
+    ) -> Result<(Completion, Option<String>), ChatError> {
+        let resp = g
+            .run(self.transport.post_chat(body, stream, key, observe), false)
+            .await?;
         let request_id = resp.request_id.clone();
         let max = self.transport.max_response_bytes();
         if !stream {
@@ -299,7 +569,7 @@ impl ChatClient {
                 .await
                 .map_err(|e| e.with_request_id(request_id.as_deref()))?;
             let completion = parse_completion(&bytes).map_err(|e| e.with_request_id(request_id.as_deref()))?;
-            return Ok((completion, request_id, 0));
+            return Ok((completion, request_id));
         }
 
         let mut body = resp.inner;
@@ -307,7 +577,6 @@ impl ChatClient {
         let mut state = StreamState::default();
         let mut events: Vec<SseEvent> = Vec::new();
         let mut received = 0usize;
-        let mut deltas = 0u32;
         let mut sink = sink;
         let fail = |e: ChatError, text: &str| e.with_partial_text(text).with_request_id(request_id.as_deref());
         'read: loop {
@@ -330,7 +599,7 @@ impl ChatClient {
             for ev in events.drain(..) {
                 match state.on_event(&ev).map_err(|e| fail(e, &state.text))? {
                     StreamStep::Delta(delta) => {
-                        deltas += 1;
+                        *delivered += 1;
                         if let Some(s) = sink.as_deref_mut() {
                             s.on_delta(&Progress {
                                 id: state.id.as_deref().unwrap_or(""),
@@ -355,7 +624,7 @@ impl ChatClient {
             let _ = body.chunk().now_or_never();
         }
         let completion = state.finish().map_err(|e| e.with_request_id(request_id.as_deref()))?;
-        Ok((completion, request_id, deltas))
+        Ok((completion, request_id))
     }
 
     fn debug_log(
@@ -398,21 +667,44 @@ fn sse_error(e: SseError, max: usize) -> ChatError {
     }
 }
 
-/// Races one await point against cancellation, the call's deadline and (for body reads) the
-/// idle timeout.
+/// Races one await point against cancellation, the call's deadline, the attempt's deadline (when
+/// `attemptTimeoutMs` is set) and, for body reads, the idle timeout.
 struct Guard<'a> {
     deadline: Instant,
     timeout: Duration,
     idle: Duration,
     cancel: &'a CancellationToken,
+    /// This attempt's own deadline and bound, earlier than `deadline`.
+    attempt: Option<(Instant, Duration)>,
 }
 
-impl Guard<'_> {
+impl<'a> Guard<'a> {
+    /// The guard for one attempt: bounded by `attempt_timeout` too, when that ends first.
+    fn for_attempt(&self, attempt_timeout: Option<Duration>) -> Guard<'a> {
+        let attempt = attempt_timeout
+            .map(|t| (Instant::now() + t, t))
+            .filter(|(at, _)| *at < self.deadline);
+        Guard {
+            deadline: self.deadline,
+            timeout: self.timeout,
+            idle: self.idle,
+            cancel: self.cancel,
+            attempt,
+        }
+    }
+
     async fn run<T>(&self, fut: impl Future<Output = Result<T, ChatError>>, idle: bool) -> Result<T, ChatError> {
         let idle_limit = if idle { Some(self.idle) } else { None };
         let idle_sleep = async move {
             match idle_limit {
                 Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let attempt = self.attempt;
+        let attempt_sleep = async move {
+            match attempt {
+                Some((at, _)) => tokio::time::sleep_until(at).await,
                 None => std::future::pending::<()>().await,
             }
         };
@@ -423,6 +715,13 @@ impl Guard<'_> {
                 ErrorCode::Timeout,
                 format!("The request timed out after {} ms (`timeoutMs`)", self.timeout.as_millis()),
             )),
+            _ = attempt_sleep => Err(ChatError::new(
+                ErrorCode::Timeout,
+                format!(
+                    "The attempt timed out after {} ms (`attemptTimeoutMs`)",
+                    self.attempt.map_or(0, |(_, t)| t.as_millis())
+                ),
+            )),
             _ = idle_sleep => Err(ChatError::new(
                 ErrorCode::Timeout,
                 format!("The stream was idle for more than {} ms (`idleTimeoutMs`)", self.idle.as_millis()),
@@ -430,6 +729,37 @@ impl Guard<'_> {
             r = fut => r,
         }
     }
+}
+
+/// A sleep as a fallible future, for `Guard::run` (which can cut it short).
+async fn sleep_ok(sleep: tokio::time::Sleep) -> Result<(), ChatError> {
+    sleep.await;
+    Ok(())
+}
+
+/// What a failure says about the upstream's health: only failures of the server or the path to
+/// it count; the caller's own mistakes (4xx), aborts and rate limiting (handled by pacing) do not.
+fn breaker_outcome(e: &ChatError) -> Outcome {
+    match e.code {
+        ErrorCode::Network
+        | ErrorCode::Timeout
+        | ErrorCode::StreamError
+        | ErrorCode::StreamIncomplete
+        | ErrorCode::BadResponse => Outcome::Failure,
+        ErrorCode::Http if e.status.is_some_and(|s| s >= 500) => Outcome::Failure,
+        _ => Outcome::Ignored,
+    }
+}
+
+/// Counters plus live gauges of a client.
+#[derive(Debug, Clone)]
+pub struct ClientStats {
+    pub metrics: MetricsSnapshot,
+    pub in_flight: usize,
+    pub queued: usize,
+    pub breaker_state: Option<BreakerState>,
+    pub breaker: BreakerStats,
+    pub keys: Vec<KeyStatus>,
 }
 
 #[cfg(test)]
@@ -452,6 +782,7 @@ mod tests {
             timeout: Duration::from_millis(50),
             idle: Duration::from_secs(10),
             cancel: &cancel,
+            attempt: None,
         };
         let r: Result<(), _> = g.run(std::future::pending(), false).await;
         assert_eq!(r.unwrap_err().code, ErrorCode::Timeout);
@@ -465,6 +796,7 @@ mod tests {
             timeout: Duration::from_secs(100),
             idle: Duration::from_millis(20),
             cancel: &cancel,
+            attempt: None,
         };
         let r: Result<(), _> = g.run(std::future::pending(), true).await;
         let e = r.unwrap_err();
@@ -481,6 +813,7 @@ mod tests {
             timeout: Duration::ZERO,
             idle: Duration::ZERO,
             cancel: &cancel,
+            attempt: None,
         };
         let r: Result<(), _> = g.run(async { Ok(()) }, true).await;
         assert_eq!(r.unwrap_err().code, ErrorCode::Aborted);

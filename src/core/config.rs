@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::breaker::BreakerConfig;
 use super::error::ChatError;
+use super::limits::RateLimitConfig;
+use super::retry::RetryPolicy;
 
 /// Default upstream, as in the `chatgpt` package and openai-node.
 pub const DEFAULT_API_BASE_URL: &str = "https://api.openai.com/v1";
@@ -65,6 +68,17 @@ pub struct ClientOptions {
     pub message_store_size: Option<usize>,
     pub headers: Vec<(String, String)>,
     pub debug: bool,
+    /// A pool of keys used instead of `api_key` (failover, load spreading).
+    pub api_keys: Vec<String>,
+    pub max_retries: Option<u32>,
+    pub retry_base_ms: Option<u64>,
+    pub retry_max_ms: Option<u64>,
+    pub attempt_timeout_ms: Option<u64>,
+    pub max_concurrency: Option<usize>,
+    pub max_queue: Option<usize>,
+    pub rate_limit: Option<RateLimitConfig>,
+    /// `None`: the default breaker; `Some(None)`: no breaker; `Some(Some(c))`: this one.
+    pub circuit_breaker: Option<Option<BreakerConfig>>,
 }
 
 /// Validated configuration of one client instance.
@@ -86,6 +100,15 @@ pub struct ClientConfig {
     pub message_store_size: usize,
     pub headers: Vec<(String, String)>,
     pub debug: bool,
+    /// Every key requests may use (one for `apiKey`, several for `apiKeys`).
+    pub api_keys: Vec<ApiKey>,
+    pub retry: RetryPolicy,
+    /// Bound on one HTTP attempt (`None`: only the whole call is bounded).
+    pub attempt_timeout: Option<Duration>,
+    pub max_concurrency: Option<usize>,
+    pub max_queue: Option<usize>,
+    pub rate_limit: Option<RateLimitConfig>,
+    pub circuit_breaker: Option<BreakerConfig>,
 }
 
 /// Reads an environment variable, treating empty as unset.
@@ -96,8 +119,21 @@ fn env_var(name: &str) -> Option<String> {
 impl ClientConfig {
     /// Apply fallbacks and defaults, then check what types alone cannot.
     pub fn build(opts: ClientOptions) -> Result<Self, ChatError> {
+        if !opts.api_keys.is_empty() && opts.api_key.is_some() {
+            return Err(ChatError::invalid_arg(
+                "Expected either `apiKey` or `apiKeys`, not both",
+            ));
+        }
+        for (i, key) in opts.api_keys.iter().enumerate() {
+            if key.is_empty() || key.chars().any(|c| c.is_control() || c == ' ') {
+                return Err(ChatError::invalid_arg(format!(
+                    "Expected `apiKeys[{i}]` to be a non-empty key without spaces or control characters"
+                )));
+            }
+        }
         let api_key = opts
             .api_key
+            .or_else(|| opts.api_keys.first().cloned())
             .filter(|k| !k.is_empty())
             .or_else(|| env_var("OPENAI_API_KEY"))
             .ok_or_else(|| {
@@ -164,7 +200,37 @@ impl ClientConfig {
         let message_store_size = opts.message_store_size.unwrap_or(DEFAULT_MESSAGE_STORE_SIZE);
         check_positive("messageStoreSize", message_store_size as u64)?;
 
+        let api_keys = if opts.api_keys.is_empty() {
+            vec![ApiKey(api_key.clone())]
+        } else {
+            opts.api_keys.into_iter().map(ApiKey).collect()
+        };
+        let defaults = RetryPolicy::default();
+        let retry = RetryPolicy {
+            max_retries: opts.max_retries.unwrap_or(defaults.max_retries),
+            base: opts.retry_base_ms.map_or(defaults.base, Duration::from_millis),
+            max: opts.retry_max_ms.map_or(defaults.max, Duration::from_millis),
+        };
+        if retry.base > retry.max {
+            return Err(ChatError::invalid_arg(format!(
+                "Expected `retryBaseMs` ({}) to be at most `retryMaxMs` ({})",
+                retry.base.as_millis(),
+                retry.max.as_millis()
+            )));
+        }
+        if let Some(0) = opts.attempt_timeout_ms {
+            return Err(ChatError::invalid_arg(
+                "Expected `attemptTimeoutMs` to be a positive integer, got 0",
+            ));
+        }
         Ok(ClientConfig {
+            api_keys,
+            retry,
+            attempt_timeout: opts.attempt_timeout_ms.map(Duration::from_millis),
+            max_concurrency: opts.max_concurrency,
+            max_queue: opts.max_queue,
+            rate_limit: opts.rate_limit,
+            circuit_breaker: opts.circuit_breaker.unwrap_or_else(|| Some(BreakerConfig::default())),
             api_key: ApiKey(api_key),
             api_base_url,
             api_org: opts.api_org.or_else(|| env_var("OPENAI_ORG_ID")),

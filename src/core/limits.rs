@@ -450,9 +450,12 @@ impl RateLimiter {
     /// `x-ratelimit-remaining-requests` / `-tokens` lower the matching bucket when the server
     /// reports less than we believe we have (other processes may share the key); they never raise
     /// it, because a response reflects the server at an earlier moment than our own accounting.
-    /// A remaining count of 0 pauses new acquisitions until `x-ratelimit-reset-requests` /
-    /// `-tokens` (Go durations such as `"6m0s"`, or plain seconds), or for 1 s if no reset is
-    /// given. Missing or unparsable headers are ignored.
+    /// When no limit is configured for a bucket but the server sends `x-ratelimit-limit-*`, that
+    /// limit is adopted (level = remaining), so pacing starts from the server's own numbers; a
+    /// bucket at 0 then simply waits for its refill. Without any limit to pace with, a remaining
+    /// count of 0 pauses new acquisitions until `x-ratelimit-reset-requests` / `-tokens` (Go
+    /// durations such as `"6m0s"`, or plain seconds), or for 1 s if no reset is given. Missing or
+    /// unparsable headers are ignored.
     pub fn observe_headers(&self, headers: &http::HeaderMap) {
         let number = |name: &str| -> Option<f64> {
             let text = headers.get(name)?.to_str().ok()?.trim();
@@ -478,13 +481,29 @@ impl RateLimiter {
             } else {
                 &mut state.tokens
             };
-            if let Some(bucket) = bucket.as_mut() {
-                bucket.level = bucket.level.min(remaining);
-            }
-            if remaining <= 0.0 {
-                // Honoured even for an unlimited bucket: the server has told us it will refuse.
-                let reset = duration(reset_header).unwrap_or(DEFAULT_PAUSE);
-                state.pause_until(instant_after(now, reset));
+            let limit_header = if is_requests {
+                "x-ratelimit-limit-requests"
+            } else {
+                "x-ratelimit-limit-tokens"
+            };
+            match (bucket.as_mut(), number(limit_header).filter(|l| *l > 0.0)) {
+                (Some(bucket), _) => bucket.level = bucket.level.min(remaining),
+                // No limit configured but the server states its own: adopt it as a learned
+                // bucket, so later sends are paced smoothly instead of bursting into 429s.
+                (None, Some(limit)) => {
+                    *bucket = Some(Bucket {
+                        limit,
+                        level: remaining.min(limit),
+                    })
+                }
+                (None, None) => {
+                    if remaining <= 0.0 {
+                        // Nothing to pace with: the server has told us it will refuse, so wait
+                        // until it says it resets.
+                        let reset = duration(reset_header).unwrap_or(DEFAULT_PAUSE);
+                        state.pause_until(instant_after(now, reset));
+                    }
+                }
             }
         }
     }
@@ -942,7 +961,9 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn remaining_zero_pauses_until_the_reset() {
+    async fn remaining_zero_empties_the_bucket_which_then_refills_at_its_rate() {
+        // With a limit to pace by, a reported 0 empties the bucket: the next request waits for one
+        // request's refill (60 s / 600 = 0.1 s), not for the 2.5 s full reset.
         let limiter = rate(Some(600), Some(100_000));
         let start = Instant::now();
         limiter.observe_headers(&headers(&[
@@ -951,11 +972,28 @@ mod tests {
             ("x-ratelimit-remaining-tokens", "5000"),
             ("x-ratelimit-reset-tokens", "1m30s"),
         ]));
-        assert_eq!(limiter.paused_until(), Some(start + Duration::from_millis(2500)));
         limiter.acquire(100).await.unwrap();
         let waited = secs(start.elapsed());
-        assert!((waited - 2.5).abs() < 0.01, "waited {waited}");
-        assert_eq!(limiter.paused_until(), None);
+        assert!((waited - 0.1).abs() < 0.01, "waited {waited}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_server_stated_limit_is_adopted_when_none_is_configured() {
+        let limiter = rate(None, None);
+        let start = Instant::now();
+        limiter.observe_headers(&headers(&[
+            ("x-ratelimit-limit-requests", "60"),
+            ("x-ratelimit-remaining-requests", "1"),
+            ("x-ratelimit-reset-requests", "59s"),
+        ]));
+        limiter.acquire(1).await.unwrap();
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        limiter.acquire(1).await.unwrap();
+        let waited = secs(start.elapsed());
+        assert!(
+            (waited - 1.0).abs() < 0.01,
+            "one request per second at 60/min, waited {waited}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -10,6 +10,7 @@ pub mod conversation;
 pub mod error;
 pub mod keys;
 pub mod limits;
+pub mod metrics;
 pub mod retry;
 pub mod simulator;
 pub mod sse;

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use serde_json::Value;
 
-use super::config::ClientConfig;
+use super::config::{ApiKey, ClientConfig};
 use super::error::{code_for_status, ChatError, ErrorCode, ErrorInfo};
 
 /// rustls needs a process-wide crypto provider; we ship `ring` (smaller and faster to build than
@@ -41,12 +41,10 @@ impl Transport {
     pub fn new(cfg: &ClientConfig) -> Result<Self, ChatError> {
         install_crypto_provider();
         let mut headers = HeaderMap::new();
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", cfg.api_key.expose()))
-            .map_err(|_| ChatError::invalid_arg("Expected `apiKey` to be a valid header value"))?;
-        // Sensitive values are left out of reqwest's Debug output and marked for HTTP/2 HPACK
-        // never-index: the key must not end up in logs or compression tables.
-        auth.set_sensitive(true);
-        headers.insert(AUTHORIZATION, auth);
+        // Keys are validated here once; each request attaches its (pool-chosen) key itself.
+        for key in &cfg.api_keys {
+            bearer(key)?;
+        }
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(org) = &cfg.api_org {
             let value = HeaderValue::from_str(org)
@@ -85,16 +83,25 @@ impl Transport {
 
     /// POST a chat-completions body. Resolves once the status line and headers are in; a non-2xx
     /// status is read (bounded) and turned into an error here, so callers only see successes.
-    pub async fn post_chat(&self, body: Bytes, stream: bool) -> Result<Response, ChatError> {
+    /// `observe` sees the headers of every response, success or failure (rate-limit learning).
+    pub async fn post_chat(
+        &self,
+        body: Bytes,
+        stream: bool,
+        key: &ApiKey,
+        observe: &(dyn Fn(&HeaderMap) + Sync),
+    ) -> Result<Response, ChatError> {
         let mut req = self
             .client
             .post(&self.chat_url)
             .headers(self.headers.clone())
+            .header(AUTHORIZATION, bearer(key)?)
             .body(body);
         if stream {
             req = req.header(reqwest::header::ACCEPT, "text/event-stream");
         }
         let resp = req.send().await.map_err(network_error)?;
+        observe(resp.headers());
         let request_id = resp
             .headers()
             .get("x-request-id")
@@ -130,6 +137,16 @@ impl Transport {
         e.should_retry = should_retry;
         e
     }
+}
+
+/// `Bearer <key>`, marked sensitive: reqwest leaves sensitive values out of its Debug output and
+/// HTTP/2 never indexes them in HPACK tables, so the key cannot end up in logs or compression
+/// state.
+fn bearer(key: &ApiKey) -> Result<HeaderValue, ChatError> {
+    let mut auth = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+        .map_err(|_| ChatError::invalid_arg("Expected `apiKey` to be a valid header value"))?;
+    auth.set_sensitive(true);
+    Ok(auth)
 }
 
 /// Read a whole body, failing when it exceeds `limit` bytes.
@@ -269,7 +286,7 @@ mod tests {
         assert_eq!(t.chat_url, "http://127.0.0.1:1/v1/chat/completions");
         assert_eq!(t.headers["openai-organization"], "org-42");
         assert_eq!(t.headers["x-extra"], "1");
-        assert!(t.headers[AUTHORIZATION].is_sensitive());
+        assert!(bearer(&cfg.api_keys[0]).unwrap().is_sensitive());
         assert!(!format!("{:?}", t.headers).contains("sk-abc"));
     }
 
