@@ -218,6 +218,20 @@ test('the circuit breaker opens after repeated 5xx, fails fast, then half-opens 
   assert.equal((await api.sendMessage('closed')).finishReason, 'stop')
 })
 
+test('the circuit breaker is on by default: 20 upstream failures in 10 s open it', async () => {
+  const api = clientFor(sim, { maxRetries: 0 })
+  for (let i = 0; i < 20; i++) {
+    sim.enqueueFault({ kind: 'status', status: 503 })
+    assert.equal((await rejection(api.sendMessage('x'))).code, 'ERR_CHATGPT_HTTP')
+  }
+  assert.equal((await rejection(api.sendMessage('x'))).code, 'ERR_CHATGPT_CIRCUIT_OPEN')
+  const off = clientFor(sim, { maxRetries: 0, circuitBreaker: false })
+  for (let i = 0; i < 25; i++) {
+    sim.enqueueFault({ kind: 'status', status: 503 })
+    assert.equal((await rejection(off.sendMessage('x'))).code, 'ERR_CHATGPT_HTTP')
+  }
+})
+
 test('4xx answers never open the circuit', async () => {
   const api = clientFor(sim, { maxRetries: 0, circuitBreaker: { volumeThreshold: 2, resetTimeoutMs: 10000 } })
   for (let i = 0; i < 5; i++) {

@@ -1,4 +1,5 @@
-// npm run simulate [-- --port 8080 --ttft-ms 200 --token-delay-ms 20 --response-tokens 64 --api-key sk-test]
+// npm run simulate [-- --port 8080 --ttft-ms 200 --token-delay-ms 20 --response-tokens 64 --api-key sk-test
+//                      --rpm 600 --tpm 60000 --failure-rate 0.05 --seed 1]
 // Starts the bundled OpenAI-compatible simulator and keeps it running until Ctrl+C.
 import { parseArgs } from 'node:util'
 import { ChatGPTSimulator } from '../index.js'
@@ -11,6 +12,10 @@ const { values } = parseArgs({
     'response-tokens': { type: 'string', default: '16' },
     'api-key': { type: 'string' },
     model: { type: 'string' },
+    rpm: { type: 'string', default: '0' },
+    tpm: { type: 'string', default: '0' },
+    'failure-rate': { type: 'string', default: '0' },
+    seed: { type: 'string', default: '0' },
   },
 })
 
@@ -21,6 +26,10 @@ const sim = await ChatGPTSimulator.start({
   responseTokens: Number(values['response-tokens']),
   apiKey: values['api-key'],
   model: values.model,
+  rateLimitRpm: Number(values.rpm),
+  rateLimitTpm: Number(values.tpm),
+  failureRate: Number(values['failure-rate']),
+  seed: Number(values.seed),
 })
 console.log(`chatgpt-native simulator listening on ${sim.url}`)
 console.log(`  try: curl ${sim.url}/chat/completions -H 'content-type: application/json' -d '{"model":"sim-gpt","messages":[{"role":"user","content":"hi"}]}'`)
