@@ -231,6 +231,13 @@ export interface ChatGPTAPIOptions {
    */
   circuitBreaker?: boolean | { windowMs?: number; volumeThreshold?: number; errorThresholdPercentage?: number; resetTimeoutMs?: number }
   /**
+   * Response cache: identical requests (same base URL, model, messages and answer-changing
+   * parameters) get the stored answer, and identical calls in flight share one request.
+   * `false` turns both off; per call, `sendMessage(text, { cache: false })`.
+   * @default { maxEntries: 1024, maxBytes: 67108864, ttlMs: 3600000 }
+   */
+  cache?: boolean | { maxEntries?: number; maxBytes?: number; ttlMs?: number }
+  /**
    * Log one line per request to stderr (URL, model, status, latency, request id; never the
    * key or the prompt).
    * @default false
@@ -289,6 +296,8 @@ export interface ChatMessage {
   requestId?: string
   /** How the conversation history was assembled for this reply's prompt. */
   history?: ChatHistory
+  /** True when served from the response cache (no request was sent). */
+  cached: boolean
 }
 
 /** Token usage of a reply. */
@@ -381,6 +390,12 @@ export interface SendMessageOptions {
   abortSignal?: AbortSignal
   /** Overrides the instance's `timeoutMs` for this call. */
   timeoutMs?: number
+  /**
+   * `false`: neither read nor write the response cache (nor share an identical call in
+   * flight) for this call.
+   * @default true
+   */
+  cache?: boolean
 }
 
 /**

@@ -14,7 +14,7 @@ test('debug logs each request to stderr without the key or the prompt', () => {
       const api = new ChatGPTAPI({ apiKey: 'sk-super-secret-key-42', apiBaseUrl: sim.url, debug: true, maxRetries: 0 })
       await api.sendMessage('my private prompt')
       sim.enqueueFault({ kind: 'status', status: 500 })
-      await api.sendMessage('my private prompt', { stream: true }).catch(() => {})
+      await api.sendMessage('my private prompt, again', { stream: true }).catch(() => {})
       await sim.close()
     })()
   `

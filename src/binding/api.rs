@@ -16,6 +16,7 @@ use super::options::{describe, Opts};
 use super::progress::ProgressSink;
 use super::store::{JsStore, JsStoreParts};
 use crate::core::breaker::BreakerConfig;
+use crate::core::cache::CacheConfig;
 use crate::core::client::{ChatClient, ChatReply, SendRequest};
 use crate::core::config::{ClientConfig, ClientOptions};
 use crate::core::conversation::{ConversationStore, Truncation};
@@ -113,6 +114,12 @@ pub struct ChatGPTAPIOptions {
         ts_type = "boolean | { windowMs?: number; volumeThreshold?: number; errorThresholdPercentage?: number; resetTimeoutMs?: number }"
     )]
     pub circuit_breaker: Option<serde_json::Value>,
+    /// Response cache: identical requests (same base URL, model, messages and answer-changing
+    /// parameters) get the stored answer, and identical calls in flight share one request.
+    /// `false` turns both off; per call, `sendMessage(text, { cache: false })`.
+    /// @default { maxEntries: 1024, maxBytes: 67108864, ttlMs: 3600000 }
+    #[napi(ts_type = "boolean | { maxEntries?: number; maxBytes?: number; ttlMs?: number }")]
+    pub cache: Option<serde_json::Value>,
     /// Log one line per request to stderr (URL, model, status, latency, request id; never the
     /// key or the prompt).
     /// @default false
@@ -164,6 +171,10 @@ pub struct SendMessageOptions {
     pub abort_signal: Option<serde_json::Value>,
     /// Overrides the instance's `timeoutMs` for this call.
     pub timeout_ms: Option<u32>,
+    /// `false`: neither read nor write the response cache (nor share an identical call in
+    /// flight) for this call.
+    /// @default true
+    pub cache: Option<bool>,
 }
 
 /// Token usage of a reply.
@@ -199,6 +210,8 @@ pub struct ChatMessage {
     pub request_id: Option<String>,
     /// How the conversation history was assembled for this reply's prompt.
     pub history: Option<ChatHistory>,
+    /// True when served from the response cache (no request was sent).
+    pub cached: bool,
 }
 
 /// The history sent with a prompt.
@@ -255,6 +268,7 @@ impl From<ChatReply> for ChatMessage {
             finish_reason: r.finish_reason,
             request_id: r.request_id,
             history: Some(history(r.history_messages, r.truncated)),
+            cached: r.cached,
         }
     }
 }
@@ -298,6 +312,20 @@ fn read_breaker(o: &Opts) -> Result<Option<Option<BreakerConfig>>> {
     })))
 }
 
+/// `cache: false | { maxEntries, maxBytes, ttlMs }`.
+fn read_cache(o: &Opts) -> Result<Option<Option<CacheConfig>>> {
+    if let Some(flag) = o.bool_or_object("cache")? {
+        return Ok(Some(flag.then(CacheConfig::default)));
+    }
+    let Some(c) = o.nested("cache")? else { return Ok(None) };
+    let d = CacheConfig::default();
+    Ok(Some(Some(CacheConfig {
+        max_entries: c.positive_int("maxEntries")?.map_or(d.max_entries, |n| n as usize),
+        max_bytes: c.positive_int("maxBytes")?.unwrap_or(d.max_bytes),
+        ttl: c.positive_int("ttlMs")?.map_or(d.ttl, Duration::from_millis),
+    })))
+}
+
 /// Read and validate `sendMessage(text, options)` arguments (shared with `buildMessages`).
 fn read_request<'env>(
     env: &'env Env,
@@ -327,6 +355,7 @@ fn read_request<'env>(
         name: o.string("name")?,
         stream: o.bool("stream")?.unwrap_or(has_progress),
         timeout: o.positive_int("timeoutMs")?.map(Duration::from_millis),
+        cache: o.bool("cache")?.unwrap_or(true),
     };
     if let Some(params) = &req.completion_params {
         crate::core::config::check_completion_params(params, "completionParams").map_err(|e| to_napi_error(env, &e))?;
@@ -377,6 +406,7 @@ impl ChatGPTAPI {
             max_queue: o.non_negative_int("maxQueue")?.map(|n| n as usize),
             rate_limit: read_rate_limit(&o)?,
             circuit_breaker: read_breaker(&o)?,
+            cache: read_cache(&o)?,
         };
         let get_message_by_id = o.function("getMessageById")?;
         let upsert_message = o.function("upsertMessage")?;

@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::breaker::{BreakerState, BreakerStats, CircuitBreaker, Outcome};
+use super::cache::{cache_key, is_cacheable, CachedCompletion, Flight, FlightResult, Flights, ResponseCache};
 use super::chat::{build_body, parse_completion, Completion, PromptMessage, StreamState, StreamStep, Usage};
 use super::config::ApiKey;
 use super::config::{check_completion_params, default_system_message, ClientConfig};
@@ -34,7 +35,7 @@ use super::tokens::{self, Encoding};
 use super::transport::{network_error, read_capped, too_large, Transport};
 
 /// One call's options (the `sendMessage` options minus the JS-only ones).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct SendRequest {
     pub text: String,
     /// Overrides the instance's system message for this call; `Some("")` sends none.
@@ -50,6 +51,8 @@ pub struct SendRequest {
     pub stream: bool,
     /// Overrides the instance's `timeoutMs` for this call.
     pub timeout: Option<Duration>,
+    /// Read and write the response cache (and coalesce identical in-flight calls).
+    pub cache: bool,
 }
 
 /// What a sink sees for each delta.
@@ -87,6 +90,8 @@ pub struct ChatReply {
     /// Ancestors sent as history, and why the walk stopped early (if it did).
     pub history_messages: u32,
     pub truncated: Option<Truncation>,
+    /// Served from the response cache.
+    pub cached: bool,
 }
 
 /// A request ready to send: body parameters, prompt and the model's encoding.
@@ -110,6 +115,8 @@ pub struct ChatClient {
     limiters: Vec<RateLimiter>,
     breaker: Option<CircuitBreaker>,
     metrics: Metrics,
+    cache: Option<ResponseCache>,
+    flights: Flights,
 }
 
 /// Models that take `max_completion_tokens` and reject `max_tokens`.
@@ -134,6 +141,7 @@ impl ChatClient {
         });
         let limiters = cfg.api_keys.iter().map(|_| RateLimiter::new(limit)).collect();
         let breaker = cfg.circuit_breaker.clone().map(CircuitBreaker::new);
+        let cfg_cache = cfg.cache.map(ResponseCache::new);
         Ok(ChatClient {
             cfg,
             transport,
@@ -144,6 +152,8 @@ impl ChatClient {
             limiters,
             breaker,
             metrics: Metrics::default(),
+            cache: cfg_cache,
+            flights: Flights::default(),
         })
     }
 
@@ -229,24 +239,42 @@ impl ChatClient {
 
     /// Send one message. `sink` receives deltas when `req.stream` is set.
     pub async fn send(
-        &self,
+        self: &Arc<Self>,
         req: SendRequest,
         sink: Option<&mut dyn DeltaSink>,
         cancel: &CancellationToken,
     ) -> Result<ChatReply, ChatError> {
         Metrics::inc(&self.metrics.calls_started);
-        let result = self.send_inner(req, sink, cancel).await;
+        let started = Instant::now();
+        let mut timing = TimingSink {
+            inner: sink,
+            first_delta: None,
+        };
+        let result = self.send_inner(req, &mut timing, cancel).await;
+        self.metrics.record_latency(started.elapsed());
+        if let Some(first) = timing.first_delta {
+            self.metrics.record_ttft(first.saturating_duration_since(started));
+        }
         match &result {
-            Ok(_) => Metrics::inc(&self.metrics.calls_succeeded),
+            Ok(reply) => {
+                Metrics::inc(&self.metrics.calls_succeeded);
+                if !reply.cached {
+                    self.metrics.record_usage(
+                        reply.usage.prompt_tokens as u64,
+                        reply.usage.completion_tokens as u64,
+                        self.cfg.max_model_tokens as u64,
+                    );
+                }
+            }
             Err(e) => self.metrics.record_failure(e.code),
         }
         result
     }
 
     async fn send_inner(
-        &self,
+        self: &Arc<Self>,
         req: SendRequest,
-        sink: Option<&mut dyn DeltaSink>,
+        sink: &mut TimingSink<'_, '_>,
         cancel: &CancellationToken,
     ) -> Result<ChatReply, ChatError> {
         // An already-aborted signal must reject before anything is sent.
@@ -286,11 +314,21 @@ impl ChatClient {
             .find_map(|k| params.get(*k).and_then(Value::as_u64))
             .map_or(prompt.max_tokens, |n| n.min(u32::MAX as u64) as u32);
         let estimate = prompt_tokens.saturating_add(reply_cap);
-        let outcome = self.execute(body, req.stream, &g, sink, progress_ids, estimate).await;
+        let use_cache = req.cache && self.cache.is_some();
+        let outcome = if use_cache {
+            let key = cache_key(&self.cfg.api_base_url, &params, &prompt.messages);
+            self.send_shared(key, body, req.stream, &g, sink, progress_ids, estimate)
+                .await
+        } else {
+            let delivered_sink: Option<&mut dyn DeltaSink> = Some(sink);
+            self.execute(body, req.stream, &g, delivered_sink, progress_ids, estimate)
+                .await
+                .map(|(c, rid, n)| (c, rid, n, false))
+        };
         if self.cfg.debug {
             self.debug_log(&model, req.stream, started.elapsed(), &outcome);
         }
-        let (completion, request_id, deltas) = outcome?;
+        let (completion, request_id, deltas, cached) = outcome?;
 
         let usage = completion.usage.unwrap_or_else(|| {
             let completion_tokens = encoding.count(&completion.text) as u32;
@@ -314,6 +352,7 @@ impl ChatClient {
             deltas,
             history_messages: prompt.history_messages,
             truncated: prompt.truncated,
+            cached,
         };
 
         // Store both messages (awaited, as `chatgpt` v5 does) so the reply's id can be the next
@@ -341,6 +380,162 @@ impl ChatClient {
         g.run(self.store.upsert(user_message), false).await?;
         g.run(self.store.upsert(reply_message), false).await?;
         Ok(reply)
+    }
+
+    /// A cached answer, or a share of one upstream call for identical requests in flight.
+    /// Returns the completion, request id, deltas delivered to this caller, and whether it came
+    /// from the cache.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_shared(
+        self: &Arc<Self>,
+        key: u128,
+        body: Bytes,
+        stream: bool,
+        g: &Guard<'_>,
+        sink: &mut TimingSink<'_, '_>,
+        ids: ProgressIds<'_>,
+        estimate: u32,
+    ) -> Result<(Completion, Option<String>, u32, bool), ChatError> {
+        let Some(cache) = &self.cache else {
+            return Err(ChatError::new(ErrorCode::InvalidArg, "the response cache is disabled"));
+        };
+        if let Some(hit) = cache.get(key) {
+            Metrics::inc(&self.metrics.cache_hits);
+            // A fresh id: the conversation store keys messages by id, and this reply is a new one.
+            let id = new_completion_id();
+            let mut delivered = 0;
+            if stream {
+                let mut text = String::with_capacity(hit.text.len());
+                for delta in hit.deltas() {
+                    text.push_str(delta);
+                    delivered += 1;
+                    sink.on_delta(&Progress {
+                        id: &id,
+                        delta,
+                        text: &text,
+                        parent_message_id: ids.parent,
+                        conversation_id: ids.conversation,
+                    });
+                }
+            }
+            return Ok((completion_from_cache(&hit, id), None, delivered, true));
+        }
+        Metrics::inc(&self.metrics.cache_misses);
+
+        // Coalesce with an identical call in flight; streamed and plain calls are kept apart
+        // (their `detail` differs).
+        let flight_key = key ^ u128::from(stream);
+        let (flight, created) = self.flights.join_or_create(flight_key);
+        let _waiter = flight.join();
+        if created {
+            self.start_flight(
+                flight.clone(),
+                key,
+                flight_key,
+                body,
+                stream,
+                g.deadline,
+                g.timeout,
+                estimate,
+            );
+        } else {
+            Metrics::inc(&self.metrics.coalesced);
+        }
+        // The creator keeps the upstream id; later joiners get their own, for the same reason as
+        // cache hits.
+        let own_id = (!created).then(new_completion_id);
+        let mut seen = 0usize;
+        let mut text = String::new();
+        let mut delivered = 0u32;
+        let outcome = {
+            let mut on_delta = |upstream_id: &str, delta: &str| {
+                text.push_str(delta);
+                delivered += 1;
+                sink.on_delta(&Progress {
+                    id: own_id.as_deref().unwrap_or(upstream_id),
+                    delta,
+                    text: &text,
+                    parent_message_id: ids.parent,
+                    conversation_id: ids.conversation,
+                });
+            };
+            g.run(async { Ok(flight.next(&mut seen, &mut on_delta).await) }, false)
+                .await
+        };
+        let outcome = outcome.map_err(|e| e.with_partial_text(&text))?;
+        match outcome {
+            Some(Ok(result)) => {
+                let id = own_id.or(result.id.clone()).unwrap_or_else(new_completion_id);
+                Ok((
+                    completion_from_cache(&result.completion, id),
+                    result.request_id,
+                    delivered,
+                    false,
+                ))
+            }
+            Some(Err(e)) => Err(e),
+            None => Err(ChatError::aborted()),
+        }
+    }
+
+    /// Run the upstream call of a flight in its own task, so no single caller's abort ends it.
+    #[allow(clippy::too_many_arguments)]
+    fn start_flight(
+        self: &Arc<Self>,
+        flight: Arc<Flight>,
+        cache_key: u128,
+        flight_key: u128,
+        body: Bytes,
+        stream: bool,
+        deadline: Instant,
+        timeout: Duration,
+        estimate: u32,
+    ) {
+        let client = self.clone();
+        tokio::spawn(async move {
+            let g = Guard {
+                deadline,
+                timeout,
+                idle: client.cfg.idle_timeout,
+                cancel: &flight.cancel,
+                attempt: None,
+            };
+            let mut recorder = FlightSink {
+                flight: &flight,
+                ends: Vec::new(),
+                len: 0,
+            };
+            let ids = ProgressIds {
+                parent: "",
+                conversation: None,
+            };
+            let outcome = client
+                .execute(body, stream, &g, Some(&mut recorder), ids, estimate)
+                .await;
+            let ends = std::mem::take(&mut recorder.ends);
+            let result = outcome.map(|(completion, request_id, _)| {
+                let stored = CachedCompletion {
+                    text: completion.text,
+                    delta_ends: if stream { ends } else { Vec::new() },
+                    role: completion.role,
+                    finish_reason: completion.finish_reason,
+                    usage: completion.usage,
+                    detail: completion.detail,
+                };
+                if let Some(cache) = &client.cache {
+                    if is_cacheable(stored.finish_reason.as_deref(), &stored.detail) {
+                        cache.insert(cache_key, stored.clone());
+                    }
+                }
+                FlightResult {
+                    completion: Arc::new(stored),
+                    id: completion.id,
+                    request_id,
+                }
+            });
+            flight.finish(result);
+            client.flights.remove(flight_key, &flight);
+        });
     }
 
     /// One call's attempts: a concurrency slot, the breaker, a key, the rate limiter, then the
@@ -632,11 +827,11 @@ impl ChatClient {
         model: &str,
         stream: bool,
         elapsed: Duration,
-        outcome: &Result<(Completion, Option<String>, u32), ChatError>,
+        outcome: &Result<(Completion, Option<String>, u32, bool), ChatError>,
     ) {
         // Never the key, never the prompt: only what helps find a request in server logs.
         match outcome {
-            Ok((c, rid, _)) => eprintln!(
+            Ok((c, rid, _, _)) => eprintln!(
                 "[chatgpt-native] POST {}/chat/completions model={model} stream={stream} -> ok in {} ms, finish={} request_id={}",
                 self.cfg.api_base_url,
                 elapsed.as_millis(),
@@ -664,6 +859,54 @@ struct ProgressIds<'a> {
 fn sse_error(e: SseError, max: usize) -> ChatError {
     match e {
         SseError::EventTooLarge { .. } => too_large(max),
+    }
+}
+
+/// `chatcmpl-` plus a random UUID: the id given to replies served from the cache or shared.
+fn new_completion_id() -> String {
+    format!("chatcmpl-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn completion_from_cache(c: &CachedCompletion, id: String) -> Completion {
+    Completion {
+        id: Some(id),
+        text: c.text.clone(),
+        role: c.role.clone(),
+        finish_reason: c.finish_reason.clone(),
+        usage: c.usage,
+        detail: c.detail.clone(),
+    }
+}
+
+/// Records a flight's deltas for its waiters and the cache.
+struct FlightSink<'a> {
+    flight: &'a Flight,
+    ends: Vec<usize>,
+    len: usize,
+}
+
+impl DeltaSink for FlightSink<'_> {
+    fn on_delta(&mut self, p: &Progress<'_>) {
+        self.len += p.delta.len();
+        self.ends.push(self.len);
+        self.flight.push_delta(p.id, p.delta);
+    }
+}
+
+/// The caller's sink, timing the first delta (time to first token).
+pub struct TimingSink<'a, 'd> {
+    inner: Option<&'a mut (dyn DeltaSink + 'd)>,
+    first_delta: Option<Instant>,
+}
+
+impl DeltaSink for TimingSink<'_, '_> {
+    fn on_delta(&mut self, p: &Progress<'_>) {
+        if self.first_delta.is_none() {
+            self.first_delta = Some(Instant::now());
+        }
+        if let Some(inner) = self.inner.as_deref_mut() {
+            inner.on_delta(p);
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::breaker::BreakerConfig;
+use super::cache::CacheConfig;
 use super::error::ChatError;
 use super::limits::RateLimitConfig;
 use super::retry::RetryPolicy;
@@ -79,6 +80,8 @@ pub struct ClientOptions {
     pub rate_limit: Option<RateLimitConfig>,
     /// `None`: the default breaker; `Some(None)`: no breaker; `Some(Some(c))`: this one.
     pub circuit_breaker: Option<Option<BreakerConfig>>,
+    /// `None`: the default cache; `Some(None)`: no cache; `Some(Some(c))`: this one.
+    pub cache: Option<Option<CacheConfig>>,
 }
 
 /// Validated configuration of one client instance.
@@ -109,6 +112,7 @@ pub struct ClientConfig {
     pub max_queue: Option<usize>,
     pub rate_limit: Option<RateLimitConfig>,
     pub circuit_breaker: Option<BreakerConfig>,
+    pub cache: Option<CacheConfig>,
 }
 
 /// Reads an environment variable, treating empty as unset.
@@ -231,6 +235,7 @@ impl ClientConfig {
             max_queue: opts.max_queue,
             rate_limit: opts.rate_limit,
             circuit_breaker: opts.circuit_breaker.unwrap_or_else(|| Some(BreakerConfig::default())),
+            cache: opts.cache.unwrap_or_else(|| Some(CacheConfig::default())),
             api_key: ApiKey(api_key),
             api_base_url,
             api_org: opts.api_org.or_else(|| env_var("OPENAI_ORG_ID")),

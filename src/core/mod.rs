@@ -2,6 +2,7 @@
 //! and reusable by other front ends. One module per concern.
 
 pub mod breaker;
+pub mod cache;
 pub mod chat;
 pub mod chunking;
 pub mod client;

@@ -1,0 +1,485 @@
+//! Response cache and in-flight coalescing.
+//!
+//! **Cache.** Complete answers (one choice, `finish_reason` `stop` or `length`) are kept in a
+//! quick_cache weighted by bytes, keyed by a 128-bit xxh3 hash of the canonical request actually
+//! sent: the base URL, the full messages array after history building, and every body parameter
+//! except `stream`, `stream_options` and `user` (they do not change the answer). The API key is
+//! never part of the key. quick_cache has no TTL, so expiry is checked on read: an entry older
+//! than `ttl` is removed and reported as a miss. Each entry weighs at least `max_bytes /
+//! max_entries`, which bounds the entry count as well as the memory. Streamed answers keep the
+//! boundaries of their original deltas, so a streaming hit replays them one by one rather than
+//! as one lump.
+//!
+//! **Coalescing.** Identical requests in flight at the same time share one upstream call
+//! (singleflight): the first creates a [`Flight`], later ones join it. Every event the upstream
+//! call produces is recorded in the flight, so a caller that joins late still receives every
+//! delta from the first. The upstream call runs in its own task and holds its own cancellation
+//! token, cancelled only when the last waiter leaves: one caller aborting does not cancel the
+//! request for the others. A failure reaches every waiter and is never cached.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quick_cache::sync::Cache;
+use quick_cache::Weighter;
+use serde_json::{Map, Value};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::chat::{PromptMessage, Usage};
+use super::error::ChatError;
+
+/// Cache settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    pub max_entries: usize,
+    pub max_bytes: u64,
+    pub ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    /// 1,024 entries (the seed's maxsize), 64 MiB, one hour.
+    fn default() -> Self {
+        CacheConfig {
+            max_entries: 1024,
+            max_bytes: 64 * 1024 * 1024,
+            ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// A complete answer as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedCompletion {
+    pub text: String,
+    /// End offsets (bytes) of the original stream deltas in `text`; empty for non-streamed ones.
+    pub delta_ends: Vec<usize>,
+    pub role: String,
+    pub finish_reason: Option<String>,
+    pub usage: Option<Usage>,
+    pub detail: Value,
+}
+
+impl CachedCompletion {
+    /// The original deltas, in order (the whole text as one when the answer was not streamed).
+    pub fn deltas(&self) -> Vec<&str> {
+        if self.delta_ends.is_empty() {
+            return if self.text.is_empty() {
+                Vec::new()
+            } else {
+                vec![self.text.as_str()]
+            };
+        }
+        let mut out = Vec::with_capacity(self.delta_ends.len());
+        let mut start = 0;
+        for &end in &self.delta_ends {
+            if let Some(piece) = self.text.get(start..end) {
+                out.push(piece);
+            }
+            start = end;
+        }
+        out
+    }
+
+    fn bytes(&self) -> u64 {
+        // Text, offsets and the raw detail (serialised size as an estimate) plus fixed overhead.
+        let detail = serde_json::to_string(&self.detail).map_or(0, |s| s.len());
+        (self.text.len() + self.delta_ends.len() * 8 + detail + self.role.len() + 128) as u64
+    }
+}
+
+struct Entry {
+    completion: Arc<CachedCompletion>,
+    stored_at: Instant,
+    bytes: u64,
+}
+
+#[derive(Clone)]
+struct EntryWeighter {
+    min_weight: u64,
+}
+
+impl Weighter<u128, Arc<Entry>> for EntryWeighter {
+    fn weight(&self, _key: &u128, val: &Arc<Entry>) -> u64 {
+        val.bytes.max(self.min_weight)
+    }
+}
+
+/// The response cache of one client.
+pub struct ResponseCache {
+    cache: Cache<u128, Arc<Entry>, EntryWeighter>,
+    ttl: Duration,
+}
+
+impl ResponseCache {
+    pub fn new(cfg: CacheConfig) -> Self {
+        let max_entries = cfg.max_entries.max(1);
+        let min_weight = (cfg.max_bytes / max_entries as u64).max(1);
+        ResponseCache {
+            cache: Cache::with_weighter(max_entries, cfg.max_bytes.max(1), EntryWeighter { min_weight }),
+            ttl: cfg.ttl,
+        }
+    }
+
+    /// A fresh, unexpired answer for `key`.
+    pub fn get(&self, key: u128) -> Option<Arc<CachedCompletion>> {
+        let entry = self.cache.get(&key)?;
+        if entry.stored_at.elapsed() >= self.ttl {
+            self.cache.remove(&key);
+            return None;
+        }
+        Some(entry.completion.clone())
+    }
+
+    pub fn insert(&self, key: u128, completion: CachedCompletion) {
+        let bytes = completion.bytes();
+        self.cache.insert(
+            key,
+            Arc::new(Entry {
+                completion: Arc::new(completion),
+                stored_at: Instant::now(),
+                bytes,
+            }),
+        );
+    }
+
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+
+    /// Bytes actually held (not the weight charged).
+    pub fn bytes(&self) -> u64 {
+        self.cache.iter().map(|(_, e)| e.bytes).sum()
+    }
+
+    pub fn clear(&self) {
+        self.cache.clear();
+    }
+}
+
+/// Whether an answer may be stored: complete, one choice, no error.
+pub fn is_cacheable(finish_reason: Option<&str>, detail: &Value) -> bool {
+    let one_choice = match detail.get("choices").and_then(Value::as_array) {
+        Some(choices) => choices.len() <= 1,
+        None => true,
+    };
+    matches!(finish_reason, Some("stop" | "length")) && one_choice
+}
+
+/// The cache key: a hash of what determines the answer.
+pub fn cache_key(base_url: &str, params: &Map<String, Value>, messages: &[PromptMessage]) -> u128 {
+    use xxhash_rust::xxh3::Xxh3;
+    let mut h = Xxh3::new();
+    h.update(base_url.as_bytes());
+    h.update(&[0]);
+    // serde_json's Map is ordered by key, so this serialisation is canonical.
+    let mut canonical = params.clone();
+    for skip in ["stream", "stream_options", "user"] {
+        canonical.remove(skip);
+    }
+    h.update(serde_json::to_string(&canonical).unwrap_or_default().as_bytes());
+    for m in messages {
+        h.update(&[1]);
+        h.update(m.role.as_bytes());
+        h.update(&[2]);
+        h.update(m.content.as_bytes());
+        h.update(&[3]);
+        if let Some(name) = &m.name {
+            h.update(name.as_bytes());
+        }
+    }
+    h.digest128()
+}
+
+/// What the shared upstream call produced.
+#[derive(Debug, Clone)]
+pub struct FlightResult {
+    pub completion: Arc<CachedCompletion>,
+    pub id: Option<String>,
+    pub request_id: Option<String>,
+}
+
+#[derive(Default)]
+struct FlightState {
+    deltas: Vec<String>,
+    id: Option<String>,
+    done: Option<Result<FlightResult, ChatError>>,
+}
+
+/// One shared upstream call and everything it has produced so far.
+pub struct Flight {
+    state: Mutex<FlightState>,
+    notify: Notify,
+    waiters: AtomicUsize,
+    /// Cancels the upstream call; fired when the last waiter leaves.
+    pub cancel: CancellationToken,
+}
+
+impl Flight {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FlightState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Record a delta and wake the waiters.
+    pub fn push_delta(&self, id: &str, delta: &str) {
+        {
+            let mut st = self.lock();
+            if st.id.is_none() && !id.is_empty() {
+                st.id = Some(id.to_owned());
+            }
+            st.deltas.push(delta.to_owned());
+        }
+        self.notify.notify_waiters();
+    }
+
+    /// Record the outcome and wake the waiters.
+    pub fn finish(&self, result: Result<FlightResult, ChatError>) {
+        self.lock().done = Some(result);
+        self.notify.notify_waiters();
+    }
+
+    /// Register a waiter; the returned guard leaves on drop.
+    pub fn join(self: &Arc<Self>) -> WaiterGuard {
+        self.waiters.fetch_add(1, Ordering::AcqRel);
+        WaiterGuard { flight: self.clone() }
+    }
+
+    /// Wait for the next events: calls `on_delta(id, delta)` for every delta after `*seen`, and
+    /// returns the outcome once there is one. Cancel-safe.
+    pub async fn next(
+        &self,
+        seen: &mut usize,
+        on_delta: &mut (dyn FnMut(&str, &str) + Send),
+    ) -> Option<Result<FlightResult, ChatError>> {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            // Register before reading, so an event between the read and the wait is not missed.
+            notified.as_mut().enable();
+            let (new, id, done) = {
+                let st = self.lock();
+                let new: Vec<String> = st.deltas.get(*seen..).map(|d| d.to_vec()).unwrap_or_default();
+                (new, st.id.clone().unwrap_or_default(), st.done.clone())
+            };
+            *seen += new.len();
+            for d in &new {
+                on_delta(&id, d);
+            }
+            if let Some(done) = done {
+                return Some(done);
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A waiter's membership of a flight: when the last one leaves, the upstream call is cancelled.
+pub struct WaiterGuard {
+    flight: Arc<Flight>,
+}
+
+impl Drop for WaiterGuard {
+    fn drop(&mut self) {
+        if self.flight.waiters.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let done = self.flight.lock().done.is_some();
+            if !done {
+                self.flight.cancel.cancel();
+            }
+        }
+    }
+}
+
+/// The flights in progress of one client.
+#[derive(Default)]
+pub struct Flights {
+    map: Mutex<HashMap<u128, Arc<Flight>>>,
+}
+
+impl Flights {
+    /// The flight for `key`, and whether the caller created it (and must start the upstream call).
+    pub fn join_or_create(&self, key: u128) -> (Arc<Flight>, bool) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = map.get(&key) {
+            // A flight whose waiters all left is being cancelled: do not join it.
+            if !f.cancel.is_cancelled() {
+                return (f.clone(), false);
+            }
+        }
+        let flight = Arc::new(Flight {
+            state: Mutex::new(FlightState::default()),
+            notify: Notify::new(),
+            waiters: AtomicUsize::new(0),
+            cancel: CancellationToken::new(),
+        });
+        map.insert(key, flight.clone());
+        (flight, true)
+    }
+
+    /// The upstream call finished: later identical requests start a new flight (or hit the cache).
+    pub fn remove(&self, key: u128, flight: &Arc<Flight>) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.get(&key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
+            map.remove(&key);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn completion(text: &str, ends: Vec<usize>) -> CachedCompletion {
+        CachedCompletion {
+            text: text.into(),
+            delta_ends: ends,
+            role: "assistant".into(),
+            finish_reason: Some("stop".into()),
+            usage: None,
+            detail: Value::Null,
+        }
+    }
+
+    fn msgs(text: &str) -> Vec<PromptMessage> {
+        vec![PromptMessage {
+            role: "user".into(),
+            content: text.into(),
+            name: None,
+        }]
+    }
+
+    fn params(model: &str) -> Map<String, Value> {
+        let mut p = Map::new();
+        p.insert("model".into(), Value::from(model));
+        p.insert("temperature".into(), Value::from(0.5));
+        p
+    }
+
+    #[test]
+    fn keys_ignore_stream_and_user_but_not_what_changes_the_answer() {
+        let base = cache_key("http://a/v1", &params("m"), &msgs("hi"));
+        let mut streamed = params("m");
+        streamed.insert("stream".into(), Value::Bool(true));
+        streamed.insert("user".into(), Value::from("u1"));
+        assert_eq!(cache_key("http://a/v1", &streamed, &msgs("hi")), base);
+        assert_ne!(cache_key("http://b/v1", &params("m"), &msgs("hi")), base);
+        assert_ne!(cache_key("http://a/v1", &params("m2"), &msgs("hi")), base);
+        assert_ne!(cache_key("http://a/v1", &params("m"), &msgs("hi!")), base);
+        let mut hot = params("m");
+        hot.insert("temperature".into(), Value::from(1.5));
+        assert_ne!(cache_key("http://a/v1", &hot, &msgs("hi")), base);
+    }
+
+    #[test]
+    fn streamed_answers_replay_their_original_deltas() {
+        let c = completion("Hello, world", vec![5, 7, 12]);
+        assert_eq!(c.deltas(), ["Hello", ", ", "world"]);
+        assert_eq!(completion("lump", vec![]).deltas(), ["lump"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_expire_after_the_ttl() {
+        let cache = ResponseCache::new(CacheConfig {
+            ttl: Duration::from_secs(10),
+            ..CacheConfig::default()
+        });
+        cache.insert(1, completion("x", vec![]));
+        assert!(cache.get(1).is_some());
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(cache.get(1).is_none());
+        assert_eq!(cache.len(), 0, "expired entries are removed on read");
+    }
+
+    #[test]
+    fn entry_count_and_bytes_are_bounded() {
+        let cache = ResponseCache::new(CacheConfig {
+            max_entries: 10,
+            max_bytes: 100_000,
+            ttl: Duration::from_secs(60),
+        });
+        for i in 0..100 {
+            cache.insert(i, completion("short", vec![]));
+        }
+        assert!(cache.len() <= 10, "len {}", cache.len());
+        let big = "x".repeat(30_000);
+        for i in 100..120 {
+            cache.insert(i, completion(&big, vec![]));
+        }
+        assert!(cache.bytes() <= 100_000, "bytes {}", cache.bytes());
+    }
+
+    #[test]
+    fn only_complete_single_choice_answers_are_cacheable() {
+        assert!(is_cacheable(Some("stop"), &Value::Null));
+        assert!(is_cacheable(Some("length"), &Value::Null));
+        assert!(!is_cacheable(Some("content_filter"), &Value::Null));
+        assert!(!is_cacheable(None, &Value::Null));
+        let two = serde_json::json!({"choices": [{}, {}]});
+        assert!(!is_cacheable(Some("stop"), &two));
+    }
+
+    #[tokio::test]
+    async fn a_late_waiter_receives_every_delta_and_the_result() {
+        let flights = Flights::default();
+        let (flight, created) = flights.join_or_create(7);
+        assert!(created);
+        let (same, created_again) = flights.join_or_create(7);
+        assert!(!created_again && Arc::ptr_eq(&flight, &same));
+        let _w = flight.join();
+        flight.push_delta("id1", "a");
+        flight.push_delta("id1", "b");
+        let producer = {
+            let flight = flight.clone();
+            tokio::spawn(async move {
+                tokio::task::yield_now().await;
+                flight.push_delta("id1", "c");
+                flight.finish(Ok(FlightResult {
+                    completion: Arc::new(completion("abc", vec![1, 2, 3])),
+                    id: Some("id1".into()),
+                    request_id: None,
+                }));
+            })
+        };
+        let mut seen = 0;
+        let mut got = Vec::new();
+        let result = flight
+            .next(&mut seen, &mut |_, d| got.push(d.to_owned()))
+            .await
+            .unwrap()
+            .unwrap();
+        producer.await.unwrap();
+        assert_eq!(got, ["a", "b", "c"]);
+        assert_eq!(result.completion.text, "abc");
+    }
+
+    #[test]
+    fn the_last_waiter_leaving_cancels_the_flight() {
+        let flights = Flights::default();
+        let (flight, _) = flights.join_or_create(1);
+        let a = flight.join();
+        let b = flight.join();
+        drop(a);
+        assert!(!flight.cancel.is_cancelled());
+        drop(b);
+        assert!(flight.cancel.is_cancelled());
+        let (fresh, created) = flights.join_or_create(1);
+        assert!(
+            created && !Arc::ptr_eq(&fresh, &flight),
+            "a cancelled flight is not joined"
+        );
+    }
+}
