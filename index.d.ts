@@ -21,6 +21,30 @@ export declare class ChatGPTAPI {
   /** The default model (`completionParams.model`). */
   get model(): string
   /**
+   * A snapshot of this client's metrics: calls, failures by code, retries, 429s, cache,
+   * coalescing, latency and time-to-first-token percentiles, tokens, breaker and keys.
+   */
+  metrics(): ChatMetrics
+  /** The same metrics in Prometheus text exposition format (serve it at `/metrics`). */
+  metricsText(): string
+  /** Zero the counters and histograms. */
+  resetMetrics(): void
+  /**
+   * Open a connection to the server before the first real call (TCP, TLS, HTTP/2 when
+   * offered), with a `GET {apiBaseUrl}/models` whose status does not matter. Resolves with
+   * the milliseconds it took.
+   */
+  warmup(): Promise<number>
+  /**
+   * Send many messages under this instance's concurrency, rate limits and retries. Resolves
+   * with one `{ ok: true, message }` or `{ ok: false, error }` per input, in input order; one
+   * item's failure never rejects the batch. Inputs are strings (sent with `options`' message
+   * options) or `{ text, ...sendMessage options }` (their own options; per-item `onProgress`
+   * and `abortSignal` are not used). `onItem(index, result)` reports each completion as it
+   * happens; `abortSignal` cancels what is left (those items fail with `ABORT_ERR`).
+   */
+  sendMany(inputs: Array<string | ({ text: string } & SendMessageOptions)>, options?: SendManyOptions): Promise<Array<SendManyResult>>
+  /**
    * Build the prompt `sendMessage(text, options)` would send — system message, history walked
    * through `parentMessageId` within the token budget, the new message — without sending it.
    * Rejects with `ERR_CHATGPT_CONTEXT_TOO_LONG` exactly when `sendMessage` would.
@@ -300,6 +324,44 @@ export interface ChatMessage {
   cached: boolean
 }
 
+/** A snapshot of a client's metrics (`api.metrics()`). */
+export interface ChatMetrics {
+  /** `sendMessage` calls started, succeeded and failed (each item of `sendMany` is a call). */
+  callsStarted: number
+  callsSucceeded: number
+  callsFailed: number
+  /** Failed calls by error code. */
+  failuresByCode: Record<string, number>
+  /** HTTP attempts (first tries and retries) and retries alone. */
+  attempts: number
+  retries: number
+  /** 429 responses received. */
+  rateLimitedResponses: number
+  cacheHits: number
+  cacheMisses: number
+  cacheEntries: number
+  cacheBytes: number
+  /** Calls that shared an identical request already in flight. */
+  coalesced: number
+  /** Requests in flight and calls waiting for a slot, now. */
+  inFlight: number
+  queued: number
+  /** Whole-call latency, successful or not. */
+  latencyMs: LatencyPercentiles
+  /** Time to the first delta of streamed calls. */
+  timeToFirstTokenMs: LatencyPercentiles
+  promptTokens: number
+  completionTokens: number
+  /** Mean of (prompt + completion tokens) / `maxModelTokens` over answered calls. */
+  tokenUtilization: number
+  /** `'closed' | 'open' | 'half-open' | 'disabled'`. */
+  breakerState: string
+  breakerOpened: number
+  keyCoolDowns: number
+  keysDisabled: number
+  keys: Array<KeyMetrics>
+}
+
 /** Token usage of a reply. */
 export interface ChatUsage {
   promptTokens: number
@@ -338,6 +400,28 @@ export declare function decode(tokens: Uint32Array | number[], options?: Tokeniz
 /** Token ids of `text` (special-token text encoded as plain text), identical to tiktoken's. */
 export declare function encode(text: string, options?: TokenizerOptions): Uint32Array
 
+/** One API key's state; never the key itself. */
+export interface KeyMetrics {
+  index: number
+  /** `sk-…abcd`. */
+  fingerprint: string
+  inFlight: number
+  cooling: boolean
+  disabled: boolean
+  requests: number
+  coolDowns: number
+}
+
+/** Latency percentiles, in milliseconds. */
+export interface LatencyPercentiles {
+  count: number
+  p50: number
+  p95: number
+  p99: number
+  max: number
+  mean: number
+}
+
 /** A chunk of a reply as passed to `onProgress`: `text` so far and the new `delta`. */
 export interface PartialChatMessage {
   /** The completion id (`chatcmpl-...`). */
@@ -357,6 +441,34 @@ export interface PromptMessageJs {
   role: 'system' | 'user' | 'assistant'
   content: string
   name?: string
+}
+
+/**
+ * Options of `sendMany(inputs, options)`: the `sendMessage` options used for string inputs,
+ * plus these.
+ */
+export interface SendManyOptions {
+  /**
+   * Called as each item completes, in completion order; every call has run before the
+   * Promise settles. A throw rejects the batch with what was thrown and cancels the rest.
+   */
+  onItem?: (index: number, result: SendManyResult) => void
+  /** Cancels the items not yet finished. */
+  abortSignal?: AbortSignal
+  systemMessage?: string
+  completionParams?: Record<string, unknown>
+  timeoutMs?: number
+  stream?: boolean
+  cache?: boolean
+}
+
+/** One item of `sendMany`'s result. */
+export interface SendManyResult {
+  ok: boolean
+  /** The reply, when `ok`. */
+  message?: ChatMessage
+  /** The failure, when not `ok`. */
+  error?: ChatGPTError
 }
 
 /** Options of `sendMessage(text, options)`. */

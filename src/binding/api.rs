@@ -11,6 +11,7 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use tokio_util::sync::CancellationToken;
 
+use super::batch::{item_to_js, ChatMetrics, ItemSink};
 use super::errors::{invalid_arg, to_napi_error};
 use super::options::{describe, Opts};
 use super::progress::ProgressSink;
@@ -21,6 +22,7 @@ use crate::core::client::{ChatClient, ChatReply, SendRequest};
 use crate::core::config::{ClientConfig, ClientOptions};
 use crate::core::conversation::{ConversationStore, Truncation};
 use crate::core::limits::RateLimitConfig;
+use std::sync::Mutex;
 
 /// Options of `new ChatGPTAPI(options)`. Every field is optional.
 #[napi(object, js_name = "ChatGPTAPIOptions", object_from_js = false, object_to_js = false)]
@@ -212,6 +214,36 @@ pub struct ChatMessage {
     pub history: Option<ChatHistory>,
     /// True when served from the response cache (no request was sent).
     pub cached: bool,
+}
+
+/// Options of `sendMany(inputs, options)`: the `sendMessage` options used for string inputs,
+/// plus these.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct SendManyOptions {
+    /// Called as each item completes, in completion order; every call has run before the
+    /// Promise settles. A throw rejects the batch with what was thrown and cancels the rest.
+    #[napi(ts_type = "(index: number, result: SendManyResult) => void")]
+    pub on_item: Option<serde_json::Value>,
+    /// Cancels the items not yet finished.
+    #[napi(ts_type = "AbortSignal")]
+    pub abort_signal: Option<serde_json::Value>,
+    pub system_message: Option<String>,
+    #[napi(ts_type = "Record<string, unknown>")]
+    pub completion_params: Option<serde_json::Value>,
+    pub timeout_ms: Option<u32>,
+    pub stream: Option<bool>,
+    pub cache: Option<bool>,
+}
+
+/// One item of `sendMany`'s result.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct SendManyResult {
+    pub ok: bool,
+    /// The reply, when `ok`.
+    pub message: Option<ChatMessage>,
+    /// The failure, when not `ok`.
+    #[napi(ts_type = "ChatGPTError")]
+    pub error: Option<serde_json::Value>,
 }
 
 /// The history sent with a prompt.
@@ -464,6 +496,137 @@ impl ChatGPTAPI {
     #[napi(getter)]
     pub fn model(&self) -> String {
         self.client.config().model().to_owned()
+    }
+
+    /// A snapshot of this client's metrics: calls, failures by code, retries, 429s, cache,
+    /// coalescing, latency and time-to-first-token percentiles, tokens, breaker and keys.
+    #[napi]
+    pub fn metrics(&self) -> ChatMetrics {
+        self.client.stats().into()
+    }
+
+    /// The same metrics in Prometheus text exposition format (serve it at `/metrics`).
+    #[napi]
+    pub fn metrics_text(&self) -> String {
+        self.client.prometheus()
+    }
+
+    /// Zero the counters and histograms.
+    #[napi]
+    pub fn reset_metrics(&self) {
+        self.client.reset_metrics();
+    }
+
+    /// Open a connection to the server before the first real call (TCP, TLS, HTTP/2 when
+    /// offered), with a `GET {apiBaseUrl}/models` whose status does not matter. Resolves with
+    /// the milliseconds it took.
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn warmup<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, f64>> {
+        let client = self.client.clone();
+        env.spawn_future_with_callback(async move { Ok(client.warmup().await) }, |env, r| {
+            r.map(|d| d.as_secs_f64() * 1000.0).map_err(|e| to_napi_error(env, &e))
+        })
+    }
+
+    /// Send many messages under this instance's concurrency, rate limits and retries. Resolves
+    /// with one `{ ok: true, message }` or `{ ok: false, error }` per input, in input order; one
+    /// item's failure never rejects the batch. Inputs are strings (sent with `options`' message
+    /// options) or `{ text, ...sendMessage options }` (their own options; per-item `onProgress`
+    /// and `abortSignal` are not used). `onItem(index, result)` reports each completion as it
+    /// happens; `abortSignal` cancels what is left (those items fail with `ABORT_ERR`).
+    #[napi(
+        ts_args_type = "inputs: Array<string | ({ text: string } & SendMessageOptions)>, options?: SendManyOptions",
+        ts_return_type = "Promise<Array<SendManyResult>>"
+    )]
+    pub fn send_many<'env>(
+        &self,
+        env: &'env Env,
+        inputs: Unknown<'env>,
+        options: Option<Unknown<'env>>,
+    ) -> Result<PromiseRaw<'env, Unknown<'env>>> {
+        let is_array = inputs.get_type()? == ValueType::Object && unsafe { inputs.cast::<Object>() }?.is_array()?;
+        if !is_array {
+            return Err(invalid_arg(
+                env,
+                format!("Expected `inputs` to be an array, got {}", describe(env, &inputs)),
+            ));
+        }
+        let array: Array = unsafe { inputs.cast() }?;
+        let mut requests = Vec::with_capacity(array.len() as usize);
+        for i in 0..array.len() {
+            let item: Unknown = array
+                .get(i)?
+                .ok_or_else(|| invalid_arg(env, format!("Expected `inputs[{i}]`")))?;
+            let req = match item.get_type()? {
+                ValueType::String => read_request(env, item, options)?.0,
+                ValueType::Object => {
+                    let obj: Object = unsafe { item.cast() }?;
+                    let text: Unknown = obj.get("text")?.ok_or_else(|| {
+                        invalid_arg(
+                            env,
+                            format!("Expected `inputs[{i}].text` to be a string, got undefined"),
+                        )
+                    })?;
+                    read_request(env, text, Some(item))?.0
+                }
+                _ => {
+                    return Err(invalid_arg(
+                        env,
+                        format!(
+                            "Expected `inputs[{i}]` to be a string or an object, got {}",
+                            describe(env, &item)
+                        ),
+                    ))
+                }
+            };
+            requests.push(req);
+        }
+        let o = Opts::from_arg(env, options, "options")?;
+        let cancel = CancellationToken::new();
+        let abort = match o.object("abortSignal")? {
+            Some(signal) => Some(AbortListener::attach(env, signal, cancel.clone())?),
+            None => None,
+        };
+        let sink = match o.function("onItem")? {
+            Some(f) => Some(ItemSink::new(env, f, cancel.clone())?),
+            None => None,
+        };
+        let client = self.client.clone();
+        let fut = async move {
+            let sink = Mutex::new(sink);
+            let calls = requests.into_iter().enumerate().map(|(i, req)| {
+                let (client, cancel, sink) = (&client, &cancel, &sink);
+                async move {
+                    let result = client.send(req, None, cancel).await;
+                    if let Ok(mut s) = sink.lock() {
+                        if let Some(s) = s.as_mut() {
+                            s.report(i as u32, result.clone());
+                        }
+                    }
+                    result
+                }
+            });
+            let results = futures::future::join_all(calls).await;
+            let sink = sink.into_inner().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = &sink {
+                s.barrier().await;
+            }
+            let callback_error = sink.as_ref().and_then(ItemSink::take_error);
+            Ok((results, callback_error))
+        };
+        env.spawn_future_with_callback(fut, move |env, (results, callback_error)| {
+            if let Some(listener) = abort {
+                listener.detach(env);
+            }
+            if let Some(err) = callback_error {
+                return Err(err);
+            }
+            let mut out = env.create_array(results.len() as u32)?;
+            for (i, r) in results.iter().enumerate() {
+                out.set(i as u32, item_to_js(env, r)?)?;
+            }
+            Ok(out.to_unknown())
+        })
     }
 
     /// Build the prompt `sendMessage(text, options)` would send — system message, history walked

@@ -3,6 +3,7 @@
 //! logic of its own.
 
 pub mod api;
+pub mod batch;
 pub mod errors;
 pub mod init;
 pub mod options;

@@ -28,7 +28,7 @@ use super::conversation::{
 use super::error::{ChatError, ErrorCode};
 use super::keys::{KeyPool, KeyStatus, NoKey};
 use super::limits::{AcquireError, ConcurrencyLimiter, RateLimitConfig, RateLimitError, RateLimiter};
-use super::metrics::{Metrics, MetricsSnapshot};
+use super::metrics::{prometheus_text, Gauges, Metrics, MetricsSnapshot};
 use super::retry::{decide, is_retryable, Decision};
 use super::sse::{SseDecoder, SseError, SseEvent};
 use super::tokens::{self, Encoding};
@@ -166,6 +166,48 @@ impl ChatClient {
             breaker_state: self.breaker.as_ref().map(|b| b.state()),
             breaker: self.breaker.as_ref().map(|b| b.stats()).unwrap_or_default(),
             keys: self.keys.status(),
+            cache_entries: self.cache.as_ref().map_or(0, |c| c.len() as u64),
+            cache_bytes: self.cache.as_ref().map_or(0, ResponseCache::bytes),
+        }
+    }
+
+    /// The same numbers in Prometheus text exposition format.
+    pub fn prometheus(&self) -> String {
+        let stats = self.stats();
+        let gauges = Gauges {
+            in_flight: stats.in_flight as u64,
+            queued: stats.queued as u64,
+            breaker_state: stats.breaker_state.map_or("disabled", BreakerState::as_str),
+            breaker_opened: stats.breaker.opened,
+            keys_total: stats.keys.len() as u64,
+            keys_cooling: stats.keys.iter().filter(|k| k.cooling).count() as u64,
+            keys_disabled_now: stats.keys.iter().filter(|k| k.disabled).count() as u64,
+            cache_entries: stats.cache_entries,
+            cache_bytes: stats.cache_bytes,
+        };
+        prometheus_text(&stats.metrics, &gauges)
+    }
+
+    /// Zero the counters and histograms (gauges keep reporting the live state).
+    pub fn reset_metrics(&self) {
+        self.metrics.reset();
+    }
+
+    /// Open a connection to the upstream before the first real call (TCP, TLS, HTTP/2 when
+    /// offered) with a `GET {apiBaseUrl}/models`; its status does not matter. Returns how long it
+    /// took.
+    pub async fn warmup(&self) -> Result<Duration, ChatError> {
+        let started = Instant::now();
+        let key = self
+            .cfg
+            .api_keys
+            .first()
+            .cloned()
+            .unwrap_or_else(|| self.cfg.api_key.clone());
+        let timeout = self.cfg.timeout.min(Duration::from_secs(30));
+        match tokio::time::timeout(timeout, self.transport.warmup(&key)).await {
+            Ok(result) => result.map(|_| started.elapsed()),
+            Err(_) => Err(ChatError::new(ErrorCode::Timeout, "Warm-up timed out")),
         }
     }
 
@@ -1003,6 +1045,8 @@ pub struct ClientStats {
     pub breaker_state: Option<BreakerState>,
     pub breaker: BreakerStats,
     pub keys: Vec<KeyStatus>,
+    pub cache_entries: u64,
+    pub cache_bytes: u64,
 }
 
 #[cfg(test)]

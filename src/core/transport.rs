@@ -116,6 +116,22 @@ impl Transport {
         Err(self.status_error(resp, request_id).await)
     }
 
+    /// `GET {base}/models`, reading the (small) body so the connection returns to the pool.
+    pub async fn warmup(&self, key: &ApiKey) -> Result<u16, ChatError> {
+        let url = format!("{}/models", self.chat_url.trim_end_matches("/chat/completions"));
+        let resp = self
+            .client
+            .get(url)
+            .headers(self.headers.clone())
+            .header(AUTHORIZATION, bearer(key)?)
+            .send()
+            .await
+            .map_err(network_error)?;
+        let status = resp.status().as_u16();
+        let _ = read_capped(resp, 1024 * 1024).await;
+        Ok(status)
+    }
+
     /// Build the error for a non-2xx response from its status, headers and OpenAI error body.
     async fn status_error(&self, resp: reqwest::Response, request_id: Option<String>) -> ChatError {
         let status = resp.status();

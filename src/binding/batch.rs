@@ -1,0 +1,268 @@
+//! `sendMany`'s per-item report (`onItem`) and results, and the `metrics()` snapshot objects.
+//!
+//! `onItem(index, result)` uses the same delivery scheme as `onProgress` (see `progress.rs`):
+//! NonBlocking ThreadsafeFunction calls, a throw captured through `call_with_return_value` and
+//! turned into the batch's rejection, and one awaited call at the end as a barrier, so every
+//! `onItem` has run before the Promise settles.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+use tokio_util::sync::CancellationToken;
+
+use super::api::ChatMessage;
+use super::errors::js_error;
+use crate::core::client::{ChatReply, ClientStats};
+use crate::core::error::ChatError;
+use crate::core::metrics::Percentiles;
+
+/// One item's outcome, as JavaScript sees it: `{ ok: true, message }` or `{ ok: false, error }`.
+pub fn item_to_js<'env>(env: &'env Env, result: &std::result::Result<ChatReply, ChatError>) -> Result<Object<'env>> {
+    let mut o = Object::new(env)?;
+    match result {
+        Ok(reply) => {
+            o.set("ok", true)?;
+            o.set("message", ChatMessage::from(reply.clone()))?;
+        }
+        Err(e) => {
+            o.set("ok", false)?;
+            o.set("error", js_error(env, e)?)?;
+        }
+    }
+    Ok(o)
+}
+
+/// What `onItem` receives: the index and the outcome (`None` is the barrier).
+pub type ItemEvent = Option<(u32, std::result::Result<ChatReply, ChatError>)>;
+
+/// `(index, result)` arguments, built on the JS thread.
+pub struct ItemArgs(ItemEvent);
+
+impl ToNapiValue for ItemArgs {
+    unsafe fn to_napi_value(raw_env: napi::sys::napi_env, val: Self) -> Result<napi::sys::napi_value> {
+        let env = Env::from_raw(raw_env);
+        match val.0 {
+            None => {
+                let mut null = std::ptr::null_mut();
+                napi::sys::napi_get_null(raw_env, &mut null);
+                Ok(null)
+            }
+            Some((index, result)) => {
+                let mut pair = env.create_array(2)?;
+                pair.set(0, index)?;
+                pair.set(1, item_to_js(&env, &result)?)?;
+                Ok(pair.raw())
+            }
+        }
+    }
+}
+
+/// Relays `(index, result)` pairs to the user's `onItem`; a null pair is the barrier.
+pub(crate) const ITEM_RELAY_SOURCE: &str = r#"(function makeItemRelay(onItem) {
+  let failed = false
+  return function relay(pair) {
+    if (pair == null || failed) return
+    try {
+      onItem(pair[0], pair[1])
+    } catch (err) {
+      failed = true
+      throw err
+    }
+  }
+})"#;
+
+type ItemFn = ThreadsafeFunction<ItemArgs, (), ItemArgs, Status, false>;
+
+/// The `onItem` side of one batch.
+pub struct ItemSink {
+    tsfn: ItemFn,
+    failed: Arc<AtomicBool>,
+    error: Arc<Mutex<Option<Error>>>,
+    cancel: CancellationToken,
+    sent: u32,
+}
+
+impl ItemSink {
+    pub fn new(
+        env: &Env,
+        on_item: Function<'_, Unknown<'static>, Unknown<'static>>,
+        cancel: CancellationToken,
+    ) -> Result<Self> {
+        let factory: Function<Function<'static, Unknown<'static>, Unknown<'static>>, Function<'static, ItemArgs, ()>> =
+            env.run_script(ITEM_RELAY_SOURCE)?;
+        let user: Function<'static, Unknown<'static>, Unknown<'static>> =
+            unsafe { Function::from_napi_value(env.raw(), on_item.raw())? };
+        let relay = factory.call(user)?;
+        let tsfn = relay
+            .build_threadsafe_function::<ItemArgs>()
+            .callee_handled::<false>()
+            .build_callback(|ctx| Ok(ctx.value))?;
+        Ok(ItemSink {
+            tsfn,
+            failed: Arc::new(AtomicBool::new(false)),
+            error: Arc::new(Mutex::new(None)),
+            cancel,
+            sent: 0,
+        })
+    }
+
+    pub fn report(&mut self, index: u32, result: std::result::Result<ChatReply, ChatError>) {
+        if self.failed.load(Ordering::Acquire) {
+            return;
+        }
+        self.sent += 1;
+        let (failed, error, cancel) = (self.failed.clone(), self.error.clone(), self.cancel.clone());
+        self.tsfn.call_with_return_value(
+            ItemArgs(Some((index, result))),
+            ThreadsafeFunctionCallMode::NonBlocking,
+            move |ret, _env| {
+                if let Err(err) = ret {
+                    if !failed.swap(true, Ordering::AcqRel) {
+                        if let Ok(mut slot) = error.lock() {
+                            *slot = Some(err);
+                        }
+                        cancel.cancel();
+                    }
+                }
+                Ok(())
+            },
+        );
+    }
+
+    pub async fn barrier(&self) {
+        if self.sent > 0 {
+            let _ = self.tsfn.call_async_catch(ItemArgs(None)).await;
+        }
+    }
+
+    pub fn take_error(&self) -> Option<Error> {
+        self.error.lock().ok().and_then(|mut e| e.take())
+    }
+}
+
+/// Latency percentiles, in milliseconds.
+#[napi(object)]
+pub struct LatencyPercentiles {
+    pub count: f64,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl From<Percentiles> for LatencyPercentiles {
+    fn from(p: Percentiles) -> Self {
+        LatencyPercentiles {
+            count: p.count as f64,
+            p50: p.p50_ms,
+            p95: p.p95_ms,
+            p99: p.p99_ms,
+            max: p.max_ms,
+            mean: p.mean_ms,
+        }
+    }
+}
+
+/// One API key's state; never the key itself.
+#[napi(object)]
+pub struct KeyMetrics {
+    pub index: u32,
+    /// `sk-…abcd`.
+    pub fingerprint: String,
+    pub in_flight: u32,
+    pub cooling: bool,
+    pub disabled: bool,
+    pub requests: f64,
+    pub cool_downs: f64,
+}
+
+/// A snapshot of a client's metrics (`api.metrics()`).
+#[napi(object)]
+pub struct ChatMetrics {
+    /// `sendMessage` calls started, succeeded and failed (each item of `sendMany` is a call).
+    pub calls_started: f64,
+    pub calls_succeeded: f64,
+    pub calls_failed: f64,
+    /// Failed calls by error code.
+    pub failures_by_code: std::collections::HashMap<String, f64>,
+    /// HTTP attempts (first tries and retries) and retries alone.
+    pub attempts: f64,
+    pub retries: f64,
+    /// 429 responses received.
+    pub rate_limited_responses: f64,
+    pub cache_hits: f64,
+    pub cache_misses: f64,
+    pub cache_entries: f64,
+    pub cache_bytes: f64,
+    /// Calls that shared an identical request already in flight.
+    pub coalesced: f64,
+    /// Requests in flight and calls waiting for a slot, now.
+    pub in_flight: f64,
+    pub queued: f64,
+    /// Whole-call latency, successful or not.
+    pub latency_ms: LatencyPercentiles,
+    /// Time to the first delta of streamed calls.
+    pub time_to_first_token_ms: LatencyPercentiles,
+    pub prompt_tokens: f64,
+    pub completion_tokens: f64,
+    /// Mean of (prompt + completion tokens) / `maxModelTokens` over answered calls.
+    pub token_utilization: f64,
+    /// `'closed' | 'open' | 'half-open' | 'disabled'`.
+    pub breaker_state: String,
+    pub breaker_opened: f64,
+    pub key_cool_downs: f64,
+    pub keys_disabled: f64,
+    pub keys: Vec<KeyMetrics>,
+}
+
+impl From<ClientStats> for ChatMetrics {
+    fn from(s: ClientStats) -> Self {
+        let m = s.metrics;
+        ChatMetrics {
+            calls_started: m.calls_started as f64,
+            calls_succeeded: m.calls_succeeded as f64,
+            calls_failed: m.calls_failed as f64,
+            failures_by_code: m
+                .failed_by_code
+                .iter()
+                .map(|(c, n)| (c.as_str().to_owned(), *n as f64))
+                .collect(),
+            attempts: m.attempts as f64,
+            retries: m.retries as f64,
+            rate_limited_responses: m.rate_limited_responses as f64,
+            cache_hits: m.cache_hits as f64,
+            cache_misses: m.cache_misses as f64,
+            cache_entries: s.cache_entries as f64,
+            cache_bytes: s.cache_bytes as f64,
+            coalesced: m.coalesced as f64,
+            in_flight: s.in_flight as f64,
+            queued: s.queued as f64,
+            latency_ms: m.latency.into(),
+            time_to_first_token_ms: m.ttft.into(),
+            prompt_tokens: m.prompt_tokens as f64,
+            completion_tokens: m.completion_tokens as f64,
+            token_utilization: m.token_utilization,
+            breaker_state: s.breaker_state.map_or("disabled", |b| b.as_str()).to_owned(),
+            breaker_opened: s.breaker.opened as f64,
+            key_cool_downs: m.key_cool_downs as f64,
+            keys_disabled: m.keys_disabled as f64,
+            keys: s
+                .keys
+                .into_iter()
+                .map(|k| KeyMetrics {
+                    index: k.index as u32,
+                    fingerprint: k.fingerprint,
+                    in_flight: k.in_flight,
+                    cooling: k.cooling,
+                    disabled: k.disabled,
+                    requests: k.requests as f64,
+                    cool_downs: k.cool_downs as f64,
+                })
+                .collect(),
+        }
+    }
+}
