@@ -305,6 +305,19 @@ impl From<ChatReply> for ChatMessage {
     }
 }
 
+/// A Promise already resolved with `value` (napi's deferred, resolved on the spot).
+fn resolved_promise<'env, T: ToNapiValue>(env: &'env Env, value: T) -> Result<PromiseRaw<'env, T>> {
+    let raw_env = env.raw();
+    let mut deferred = std::ptr::null_mut();
+    let mut promise = std::ptr::null_mut();
+    unsafe {
+        napi::check_status!(napi::sys::napi_create_promise(raw_env, &mut deferred, &mut promise))?;
+        let value = T::to_napi_value(raw_env, value)?;
+        napi::check_status!(napi::sys::napi_resolve_deferred(raw_env, deferred, value))?;
+        Ok(PromiseRaw::new(raw_env, promise))
+    }
+}
+
 /// `rateLimit: { requestsPerMinute?, tokensPerMinute? }`.
 fn read_rate_limit(o: &Opts) -> Result<Option<RateLimitConfig>> {
     let Some(rl) = o.nested("rateLimit")? else {
@@ -677,6 +690,18 @@ impl ChatGPTAPI {
     ) -> Result<PromiseRaw<'env, ChatMessage>> {
         let (req, o) = read_request(env, text, options)?;
         let on_progress = o.function("onProgress")?;
+
+        // Fast path: a non-streaming cache hit is answered right here, without a thread hop
+        // (unless the signal is already aborted: that must reject).
+        let already_aborted = match o.object("abortSignal")? {
+            Some(signal) => signal.get::<bool>("aborted")?.unwrap_or(false),
+            None => false,
+        };
+        if !already_aborted {
+            if let Some(reply) = self.client.try_cached(&req) {
+                return resolved_promise(env, ChatMessage::from(reply));
+            }
+        }
 
         let cancel = CancellationToken::new();
         let abort = match o.object("abortSignal")? {

@@ -31,7 +31,7 @@ use super::limits::{AcquireError, ConcurrencyLimiter, RateLimitConfig, RateLimit
 use super::metrics::{prometheus_text, Gauges, Metrics, MetricsSnapshot};
 use super::retry::{decide, is_retryable, Decision};
 use super::sse::{SseDecoder, SseError, SseEvent};
-use super::tokens::{self, Encoding};
+use super::tokens::Encoding;
 use super::transport::{network_error, read_capped, too_large, Transport};
 
 /// One call's options (the `sendMessage` options minus the JS-only ones).
@@ -117,6 +117,9 @@ pub struct ChatClient {
     metrics: Metrics,
     cache: Option<ResponseCache>,
     flights: Flights,
+    /// The conversation store answers without waiting (the built-in one): cache hits can then
+    /// be served synchronously.
+    sync_store: bool,
 }
 
 /// Models that take `max_completion_tokens` and reject `max_tokens`.
@@ -129,6 +132,7 @@ impl ChatClient {
     /// A client with the default in-memory store, or `store` when given.
     pub fn new(cfg: ClientConfig, store: Option<Arc<dyn ConversationStore>>) -> Result<Self, ChatError> {
         let transport = Transport::new(&cfg)?;
+        let sync_store = store.is_none();
         let store = store.unwrap_or_else(|| Arc::new(MessageStore::new(cfg.message_store_size)));
         let counts = TokenCountCache::new(cfg.message_store_size);
         let concurrency = ConcurrencyLimiter::new(cfg.max_concurrency, cfg.max_queue);
@@ -154,6 +158,7 @@ impl ChatClient {
             metrics: Metrics::default(),
             cache: cfg_cache,
             flights: Flights::default(),
+            sync_store,
         })
     }
 
@@ -372,6 +377,30 @@ impl ChatClient {
         }
         let (completion, request_id, deltas, cached) = outcome?;
 
+        let (reply, user_message, reply_message) = self.make_reply(
+            req, encoding, &prompt, message_id, completion, request_id, deltas, cached,
+        );
+        // Store both messages (awaited, as `chatgpt` v5 does) so the reply's id can be the next
+        // call's parentMessageId.
+        g.run(self.store.upsert(user_message), false).await?;
+        g.run(self.store.upsert(reply_message), false).await?;
+        Ok(reply)
+    }
+
+    /// The reply and the two messages to store.
+    #[allow(clippy::too_many_arguments)]
+    fn make_reply(
+        &self,
+        req: SendRequest,
+        encoding: Encoding,
+        prompt: &BuiltPrompt,
+        message_id: String,
+        completion: Completion,
+        request_id: Option<String>,
+        deltas: u32,
+        cached: bool,
+    ) -> (ChatReply, StoredMessage, StoredMessage) {
+        let prompt_tokens = prompt.prompt_tokens;
         let usage = completion.usage.unwrap_or_else(|| {
             let completion_tokens = encoding.count(&completion.text) as u32;
             Usage {
@@ -396,9 +425,6 @@ impl ChatClient {
             truncated: prompt.truncated,
             cached,
         };
-
-        // Store both messages (awaited, as `chatgpt` v5 does) so the reply's id can be the next
-        // call's parentMessageId. Their token counts are known now: cache them for that walk.
         let user_message = StoredMessage {
             id: message_id,
             role: "user".into(),
@@ -415,13 +441,39 @@ impl ChatClient {
             parent_message_id: Some(reply.parent_message_id.clone()),
             conversation_id: req.conversation_id,
         };
-        if let Some(user) = prompt.messages.last() {
-            self.counts
-                .remember(encoding, &user_message, tokens::message_tokens(encoding, user) as u32);
+        (reply, user_message, reply_message)
+    }
+
+    /// A non-streaming cache hit answered synchronously, on the caller's thread, without a
+    /// thread hop: the fast path of `sendMessage`. `None` when it cannot be answered that way
+    /// (streaming, cache off, a JavaScript store, a miss, an invalid request): the caller then
+    /// takes the normal asynchronous path, which does the counting.
+    pub fn try_cached(&self, req: &SendRequest) -> Option<ChatReply> {
+        if req.stream || !req.cache || !self.sync_store {
+            return None;
         }
-        g.run(self.store.upsert(user_message), false).await?;
-        g.run(self.store.upsert(reply_message), false).await?;
-        Ok(reply)
+        let cache = self.cache.as_ref()?;
+        let started = Instant::now();
+        // The in-memory store answers at once, so the prompt is built without waiting.
+        let prepared = self.prepare(req).now_or_never()?.ok()?;
+        let key = cache_key(&self.cfg.api_base_url, &prepared.params, &prepared.prompt.messages);
+        let hit = cache.get(key)?;
+        Metrics::inc(&self.metrics.calls_started);
+        Metrics::inc(&self.metrics.cache_hits);
+        let PreparedRequest {
+            encoding,
+            prompt,
+            message_id,
+            ..
+        } = prepared;
+        let completion = completion_from_cache(&hit, new_completion_id());
+        let (reply, user_message, reply_message) =
+            self.make_reply(req.clone(), encoding, &prompt, message_id, completion, None, 0, true);
+        let _ = self.store.upsert(user_message).now_or_never();
+        let _ = self.store.upsert(reply_message).now_or_never();
+        Metrics::inc(&self.metrics.calls_succeeded);
+        self.metrics.record_latency(started.elapsed());
+        Some(reply)
     }
 
     /// A cached answer, or a share of one upstream call for identical requests in flight.
