@@ -30,6 +30,8 @@ pub struct BindingData {
     pub error_class: ErrorClass,
     pub relay_factory: RelayFactoryRef,
     pub store_factory: StoreFactory,
+    /// `JSON.parse`, for building result objects in one call.
+    pub json_parse: FunctionRef<Unknown<'static>, Unknown<'static>>,
 }
 
 impl BindingData {
@@ -53,11 +55,14 @@ pub fn init(mut exports: Object, env: Env) -> Result<()> {
     let relay_factory = relay.create_ref()?;
     let store: Function<_, Object<'static>> = env.run_script(STORE_ADAPTER_SOURCE)?;
     let store_factory = store.create_ref()?;
+    let parse: Function<Unknown<'static>, Unknown<'static>> = env.run_script("JSON.parse")?;
+    let json_parse = parse.create_ref()?;
     env.set_instance_data(
         BindingData {
             error_class,
             relay_factory,
             store_factory,
+            json_parse,
         },
         0u8,
         |_| {},
