@@ -179,7 +179,8 @@ test('sendMany respects maxConcurrency and abortSignal cancels what is left', as
   try {
     const api = clientFor(slow, { apiKey: 'any', maxConcurrency: 2 })
     const controller = new AbortController()
-    setTimeout(() => controller.abort(), 150)
+    // Each pair takes about 100 ms: by 250 ms one or two pairs are done, the rest are cut.
+    setTimeout(() => controller.abort(), 250)
     const results = await api.sendMany(Array.from({ length: 8 }, (_, i) => `item ${i}`), { abortSignal: controller.signal })
     assert.equal(slow.stats().maxInFlight, 2)
     const ok = results.filter((r) => r.ok).length
