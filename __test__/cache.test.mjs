@@ -129,12 +129,13 @@ test('a failure reaches every waiter and is not cached', async () => {
   const slow = await ChatGPTSimulator.start({ ttftMs: 100 })
   try {
     const api = clientFor(slow, { apiKey: 'any', maxRetries: 0 })
-    slow.enqueueFault({ kind: 'status', status: 503 })
+    // A malformed answer arrives after the 100 ms answer delay, so all five calls are waiting.
+    slow.enqueueFault({ kind: 'malformed' })
     const results = await Promise.allSettled(Array.from({ length: 5 }, () => api.sendMessage('shared failure')))
     assert.equal(slow.stats().chatRequests, 1)
     for (const r of results) {
       assert.equal(r.status, 'rejected')
-      assert.equal(r.reason.code, 'ERR_CHATGPT_HTTP')
+      assert.equal(r.reason.code, 'ERR_CHATGPT_BAD_RESPONSE')
     }
     const again = await api.sendMessage('shared failure')
     assert.equal(again.cached, false)
