@@ -32,7 +32,9 @@ pub struct Response {
 /// The HTTP side of a client.
 pub struct Transport {
     client: reqwest::Client,
-    chat_url: String,
+    /// Parsed once: reqwest would otherwise parse (and IDNA-normalise) the string per request.
+    chat_url: reqwest::Url,
+    models_url: reqwest::Url,
     headers: HeaderMap,
     max_response_bytes: usize,
 }
@@ -71,7 +73,8 @@ impl Transport {
 
         Ok(Transport {
             client,
-            chat_url: format!("{}/chat/completions", cfg.api_base_url),
+            chat_url: parse_url(&format!("{}/chat/completions", cfg.api_base_url))?,
+            models_url: parse_url(&format!("{}/models", cfg.api_base_url))?,
             headers,
             max_response_bytes: cfg.max_response_bytes,
         })
@@ -93,7 +96,7 @@ impl Transport {
     ) -> Result<Response, ChatError> {
         let mut req = self
             .client
-            .post(&self.chat_url)
+            .post(self.chat_url.clone())
             .headers(self.headers.clone())
             .header(AUTHORIZATION, bearer(key)?)
             .body(body);
@@ -118,7 +121,7 @@ impl Transport {
 
     /// `GET {base}/models`, reading the (small) body so the connection returns to the pool.
     pub async fn warmup(&self, key: &ApiKey) -> Result<u16, ChatError> {
-        let url = format!("{}/models", self.chat_url.trim_end_matches("/chat/completions"));
+        let url = self.models_url.clone();
         let resp = self
             .client
             .get(url)
@@ -153,6 +156,11 @@ impl Transport {
         e.should_retry = should_retry;
         e
     }
+}
+
+fn parse_url(url: &str) -> Result<reqwest::Url, ChatError> {
+    reqwest::Url::parse(url)
+        .map_err(|_| ChatError::invalid_arg(format!("Expected `apiBaseUrl` to be an http(s) URL, got {url:?}")))
 }
 
 /// `Bearer <key>`, marked sensitive: reqwest leaves sensitive values out of its Debug output and
@@ -299,7 +307,7 @@ mod tests {
         })
         .unwrap();
         let t = Transport::new(&cfg).unwrap();
-        assert_eq!(t.chat_url, "http://127.0.0.1:1/v1/chat/completions");
+        assert_eq!(t.chat_url.as_str(), "http://127.0.0.1:1/v1/chat/completions");
         assert_eq!(t.headers["openai-organization"], "org-42");
         assert_eq!(t.headers["x-extra"], "1");
         assert!(bearer(&cfg.api_keys[0]).unwrap().is_sensitive());
