@@ -963,13 +963,32 @@ async fn produce_stream(
         }
     };
 
+    // Without a delay between tokens, frames are written in batches of up to 16 KiB (several SSE
+    // events per body frame, as a busy real server's TCP stream delivers them): one write per
+    // token would make the simulator, not the client under test, the bottleneck of a stream.
+    let mut batch: Vec<u8> = Vec::new();
     for (index, token) in answer.tokens.iter().enumerate() {
         if fault_at == Some(index) {
             break;
         }
-        pause(tx, delay_before(index)).await?;
+        let delay = delay_before(index);
+        if !delay.is_zero() && !batch.is_empty() {
+            send(tx, Bytes::from(std::mem::take(&mut batch))).await?;
+        }
+        pause(tx, delay).await?;
         let delta = json!({ "content": token });
-        send(tx, answer.chunk(delta, None, include_usage)).await?;
+        let frame = answer.chunk(delta, None, include_usage);
+        if config.token_delay.is_zero() {
+            batch.extend_from_slice(&frame);
+            if batch.len() >= 16 * 1024 {
+                send(tx, Bytes::from(std::mem::take(&mut batch))).await?;
+            }
+        } else {
+            send(tx, frame).await?;
+        }
+    }
+    if !batch.is_empty() {
+        send(tx, Bytes::from(batch)).await?;
     }
 
     if let (Some(at), Some(fault)) = (fault_at, &fault) {
