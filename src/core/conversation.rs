@@ -442,6 +442,30 @@ mod tests {
         assert_eq!(counts.cache.len(), 1000, "second walk used the cached counts");
     }
 
+    #[tokio::test]
+    async fn a_repeated_system_message_is_counted_once() {
+        let store = chain();
+        let counts = TokenCountCache::new(10);
+        let system = PromptMessage {
+            role: "system".into(),
+            content: "You are terse.".into(),
+            name: None,
+        };
+        let b = budget(4000, 100);
+        let first = build_prompt(&store, &counts, &b, Some(system.clone()), user("a"), None)
+            .await
+            .unwrap();
+        let second = build_prompt(&store, &counts, &b, Some(system.clone()), user("a"), None)
+            .await
+            .unwrap();
+        assert_eq!(first.prompt_tokens, second.prompt_tokens);
+        assert_eq!(
+            first.prompt_tokens as usize,
+            tokens::prompt_tokens(Encoding::O200kBase, &first.messages)
+        );
+        assert_eq!(counts.system.len(), 1);
+    }
+
     #[test]
     fn the_store_is_bounded() {
         let store = MessageStore::new(100);
