@@ -796,7 +796,7 @@ impl ChatClient {
                 if self.keys.disable(lease.index) {
                     Metrics::inc(&self.metrics.keys_disabled);
                 }
-                if self.keys.acquire().is_ok() && delivered == 0 {
+                if self.keys.has_usable() && delivered == 0 {
                     continue;
                 }
             }
@@ -817,10 +817,7 @@ impl ChatClient {
                 Decision::Stop => return Err(finish(e, attempts)),
                 Decision::RetryAfter(delay) => {
                     // After a 429 another key may be free right now: fail over without waiting.
-                    let delay = if e.code == ErrorCode::RateLimited
-                        && self.keys.len() > 1
-                        && self.keys.cooling() < self.keys.len()
-                    {
+                    let delay = if e.code == ErrorCode::RateLimited && self.keys.len() > 1 && self.keys.has_usable() {
                         Duration::ZERO
                     } else {
                         delay

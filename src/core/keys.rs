@@ -188,6 +188,15 @@ impl KeyPool {
         }
     }
 
+    /// Whether some key could be leased right now (enabled and not cooling). Unlike `acquire`,
+    /// this changes nothing: no lease, no request counted, no round-robin step.
+    pub fn has_usable(&self) -> bool {
+        let now = Instant::now();
+        self.lock()
+            .iter()
+            .any(|k| !k.disabled && k.cooling_until.is_none_or(|u| u <= now))
+    }
+
     /// Keys cooling down right now.
     pub fn cooling(&self) -> usize {
         let now = Instant::now();
@@ -280,6 +289,18 @@ mod tests {
             Err(NoKey::CoolingUntil(t)) => assert_eq!(t - now, Duration::from_secs(2)),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn asking_for_a_usable_key_leases_nothing() {
+        let p = pool(2);
+        assert!(p.has_usable());
+        assert_eq!(p.status().iter().map(|s| s.requests).sum::<u64>(), 0);
+        p.disable(0);
+        p.cool_down(1, Some(Duration::from_secs(5)));
+        assert!(!p.has_usable());
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(p.has_usable());
     }
 
     #[tokio::test(start_paused = true)]
