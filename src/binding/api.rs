@@ -16,6 +16,7 @@ use super::errors::{invalid_arg, to_napi_error};
 use super::init::BindingData;
 use super::options::{describe, Opts};
 use super::progress::ProgressSink;
+use super::settle;
 use super::store::{JsStore, JsStoreParts};
 use crate::core::breaker::BreakerConfig;
 use crate::core::cache::CacheConfig;
@@ -565,7 +566,7 @@ impl ChatGPTAPI {
     #[napi(ts_return_type = "Promise<number>")]
     pub fn warmup<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, f64>> {
         let client = self.client.clone();
-        env.spawn_future_with_callback(async move { Ok(client.warmup().await) }, |env, r| {
+        settle::spawn(env, async move { client.warmup().await }, |env, r| {
             r.map(|d| d.as_secs_f64() * 1000.0).map_err(|e| to_napi_error(env, &e))
         })
     }
@@ -654,9 +655,9 @@ impl ChatGPTAPI {
                 s.barrier().await;
             }
             let callback_error = sink.as_ref().and_then(ItemSink::take_error);
-            Ok((results, callback_error))
+            (results, callback_error)
         };
-        env.spawn_future_with_callback(fut, move |env, (results, callback_error)| {
+        settle::spawn(env, fut, move |env, (results, callback_error)| {
             if let Some(listener) = abort {
                 listener.detach(env);
             }
@@ -686,7 +687,7 @@ impl ChatGPTAPI {
     ) -> Result<PromiseRaw<'env, BuiltMessages>> {
         let (req, _) = read_request(env, text, options)?;
         let client = self.client.clone();
-        env.spawn_future_with_callback(async move { Ok(client.prepare(&req).await) }, |env, prepared| {
+        settle::spawn(env, async move { client.prepare(&req).await }, |env, prepared| {
             let p = prepared.map_err(|e| to_napi_error(env, &e))?.prompt;
             Ok(BuiltMessages {
                 messages: p
@@ -765,9 +766,9 @@ impl ChatGPTAPI {
             let callback_error = sink.as_ref().and_then(ProgressSink::take_error);
             // Serialised here, off the JavaScript thread; one JSON.parse there builds the object
             // far faster than setting each property through napi.
-            Ok((result.map(serialize_message), callback_error))
+            (result.map(serialize_message), callback_error)
         };
-        env.spawn_future_with_callback(fut, move |env, (result, callback_error)| {
+        settle::spawn(env, fut, move |env, (result, callback_error)| {
             if let Some(listener) = abort {
                 listener.detach(env);
             }

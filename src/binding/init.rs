@@ -11,6 +11,7 @@ use napi_derive::napi;
 
 use super::errors::ERROR_CLASS_SOURCE;
 use super::progress::{RelayFactory, RELAY_FACTORY_SOURCE};
+use super::settle::Settler;
 use super::store::STORE_ADAPTER_SOURCE;
 
 type ErrorClass = FunctionRef<FnArgs<(String, Object<'static>)>, Unknown<'static>>;
@@ -32,6 +33,8 @@ pub struct BindingData {
     pub store_factory: StoreFactory,
     /// `JSON.parse`, for building result objects in one call.
     pub json_parse: FunctionRef<Unknown<'static>, Unknown<'static>>,
+    /// Settles the Promises of async calls in batches (see `settle.rs`).
+    pub settler: Settler,
 }
 
 impl BindingData {
@@ -63,6 +66,7 @@ pub fn init(mut exports: Object, env: Env) -> Result<()> {
             relay_factory,
             store_factory,
             json_parse,
+            settler: Settler::new(&env)?,
         },
         0u8,
         |_| {},

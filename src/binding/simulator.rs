@@ -158,8 +158,9 @@ impl ChatGPTSimulator {
             }
             config.failure_rate = rate;
         }
-        env.spawn_future_with_callback(
-            async move { Ok(Simulator::start(config).await) },
+        super::settle::spawn(
+            env,
+            async move { Simulator::start(config).await },
             |env, started| match started {
                 Ok(sim) => Ok(ChatGPTSimulator { inner: Arc::new(sim) }),
                 Err(e) => Err(to_napi_error(

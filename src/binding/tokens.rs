@@ -76,11 +76,12 @@ pub fn count_tokens_async<'env>(
 ) -> Result<PromiseRaw<'env, u32>> {
     let text = read_text(env, &text, "text")?;
     let enc = read_encoding(env, options)?;
-    env.spawn_future_with_callback(
+    super::settle::spawn(
+        env,
         async move {
-            Ok(tokio::task::spawn_blocking(move || enc.count(&text) as u32)
+            tokio::task::spawn_blocking(move || enc.count(&text) as u32)
                 .await
-                .map_err(|e| ChatError::new(ErrorCode::InvalidArg, format!("Token counting failed: {e}"))))
+                .map_err(|e| ChatError::new(ErrorCode::InvalidArg, format!("Token counting failed: {e}")))
         },
         |env, counted| counted.map_err(|e| to_napi_error(env, &e)),
     )
