@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -340,7 +341,7 @@ impl ChatClient {
         };
 
         // A JS store is awaited here, so the history walk is bounded by the deadline and abort too.
-        let prepared = g.run(self.prepare(&req), false).await?;
+        let prepared = g.run(Box::pin(self.prepare(&req)), false).await?;
         let PreparedRequest {
             params,
             model,
@@ -364,11 +365,10 @@ impl ChatClient {
         let use_cache = req.cache && self.cache.is_some();
         let outcome = if use_cache {
             let key = cache_key(&self.cfg.api_base_url, &params, &prompt.messages);
-            self.send_shared(key, body, req.stream, &g, sink, progress_ids, estimate)
-                .await
+            Box::pin(self.send_shared(key, body, req.stream, &g, sink, progress_ids, estimate)).await
         } else {
             let delivered_sink: Option<&mut dyn DeltaSink> = Some(sink);
-            self.execute(body, req.stream, &g, delivered_sink, progress_ids, estimate)
+            Box::pin(self.execute(body, req.stream, &g, delivered_sink, progress_ids, estimate))
                 .await
                 .map(|(c, rid, n)| (c, rid, n, false))
         };
@@ -752,18 +752,20 @@ impl ChatClient {
             };
             let attempt_guard = g.for_attempt(self.cfg.attempt_timeout);
             let mut delivered = 0u32;
-            let outcome = self
-                .run(
-                    body.clone(),
-                    stream,
-                    &attempt_guard,
-                    sink.as_deref_mut(),
-                    ids,
-                    &lease.key,
-                    &observe,
-                    &mut delivered,
-                )
-                .await;
+            // Boxed: the attempt's future (reqwest's, the SSE state, the timers) is most of a
+            // call's state, and an unboxed one is copied whole each time the call's future moves
+            // (into its task, out of it): ~6 KB per call.
+            let outcome = Box::pin(self.run(
+                body.clone(),
+                stream,
+                &attempt_guard,
+                sink.as_deref_mut(),
+                ids,
+                &lease.key,
+                &observe,
+                &mut delivered,
+            ))
+            .await;
             drop(slot);
             let mut e = match outcome {
                 Ok((completion, request_id)) => {
@@ -1028,6 +1030,26 @@ impl<'a> Guard<'a> {
     }
 
     async fn run<T>(&self, fut: impl Future<Output = Result<T, ChatError>>, idle: bool) -> Result<T, ChatError> {
+        if self.cancel.is_cancelled() {
+            return Err(ChatError::aborted());
+        }
+        // Most awaits of a call are ready at once (the in-memory store, a free concurrency slot,
+        // a body that arrived with its headers): answer those without arming timers, since each
+        // armed timer takes a lock on the timer wheel to register and another to deregister.
+        let mut fut = std::pin::pin!(fut);
+        if let Poll::Ready(r) = futures::poll!(fut.as_mut()) {
+            return r;
+        }
+        // Boxed so the timers take room only in calls that wait.
+        Box::pin(self.race(fut, idle)).await
+    }
+
+    /// `run`'s waiting half: `fut` against cancellation and the deadlines.
+    async fn race<T>(
+        &self,
+        fut: std::pin::Pin<&mut impl Future<Output = Result<T, ChatError>>>,
+        idle: bool,
+    ) -> Result<T, ChatError> {
         let idle_limit = if idle { Some(self.idle) } else { None };
         let idle_sleep = async move {
             match idle_limit {
