@@ -687,7 +687,7 @@ impl ChatGPTAPI {
     ) -> Result<PromiseRaw<'env, BuiltMessages>> {
         let (req, _) = read_request(env, text, options)?;
         let client = self.client.clone();
-        settle::spawn(env, async move { client.prepare(&req).await }, |env, prepared| {
+        settle::spawn(env, async move { client.prepare(&req, true).await }, |env, prepared| {
             let p = prepared.map_err(|e| to_napi_error(env, &e))?.prompt;
             Ok(BuiltMessages {
                 messages: p

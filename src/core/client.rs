@@ -222,8 +222,9 @@ impl ChatClient {
     }
 
     /// Resolve parameters and build the prompt (history within the token budget) without
-    /// sending anything: what `send` would send.
-    pub async fn prepare(&self, req: &SendRequest) -> Result<PreparedRequest, ChatError> {
+    /// sending anything: what `send` would send. `exact_count` counts the prompt's tokens even
+    /// when an upper bound would do (see `conversation::UNCOUNTED_MAX_TOKENS`).
+    pub async fn prepare(&self, req: &SendRequest, exact_count: bool) -> Result<PreparedRequest, ChatError> {
         let message_id = req
             .message_id
             .clone()
@@ -256,6 +257,7 @@ impl ChatClient {
             max_model_tokens: self.cfg.max_model_tokens,
             max_response_tokens: self.cfg.max_response_tokens,
             encoding,
+            exact: exact_count,
         };
         let prompt = build_prompt(
             &*self.store,
@@ -341,7 +343,7 @@ impl ChatClient {
         };
 
         // A JS store is awaited here, so the history walk is bounded by the deadline and abort too.
-        let prepared = g.run(Box::pin(self.prepare(&req)), false).await?;
+        let prepared = g.run(Box::pin(self.prepare(&req, false)), false).await?;
         let PreparedRequest {
             params,
             model,
@@ -356,7 +358,8 @@ impl ChatClient {
             parent: &message_id,
             conversation: req.conversation_id.as_deref(),
         };
-        // What the rate limiter reserves before sending: prompt plus the most the reply may use.
+        // What the rate limiter reserves before sending: prompt plus the most the reply may use
+        // (for a short prompt sent uncounted, its upper bound; settled with the real usage).
         let reply_cap = ["max_tokens", "max_completion_tokens"]
             .iter()
             .find_map(|k| params.get(*k).and_then(Value::as_u64))
@@ -400,8 +403,13 @@ impl ChatClient {
         deltas: u32,
         cached: bool,
     ) -> (ChatReply, StoredMessage, StoredMessage) {
-        let prompt_tokens = prompt.prompt_tokens;
         let usage = completion.usage.unwrap_or_else(|| {
+            // The server sent no usage: estimate it, counting the prompt now if it was not.
+            let prompt_tokens = if prompt.prompt_tokens_exact {
+                prompt.prompt_tokens
+            } else {
+                super::tokens::prompt_tokens(encoding, &prompt.messages) as u32
+            };
             let completion_tokens = encoding.count(&completion.text) as u32;
             Usage {
                 prompt_tokens,
@@ -455,7 +463,7 @@ impl ChatClient {
         let cache = self.cache.as_ref()?;
         let started = Instant::now();
         // The in-memory store answers at once, so the prompt is built without waiting.
-        let prepared = self.prepare(req).now_or_never()?.ok()?;
+        let prepared = self.prepare(req, false).now_or_never()?.ok()?;
         let key = cache_key(&self.cfg.api_base_url, &prepared.params, &prepared.prompt.messages);
         let hit = cache.get(key)?;
         Metrics::inc(&self.metrics.calls_started);

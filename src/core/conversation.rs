@@ -117,8 +117,10 @@ impl Truncation {
 pub struct BuiltPrompt {
     /// System message (if any), history oldest first, then the new user message.
     pub messages: Vec<PromptMessage>,
-    /// Prompt tokens as the API bills them.
+    /// Prompt tokens as the API bills them; an upper bound instead when `prompt_tokens_exact`
+    /// is false (see [`Budget::exact`]).
     pub prompt_tokens: u32,
+    pub prompt_tokens_exact: bool,
     /// What the window leaves for the reply, capped at `max_response_tokens` (at least 1).
     pub max_tokens: u32,
     /// Ancestors included.
@@ -180,7 +182,18 @@ pub struct Budget {
     pub max_model_tokens: u32,
     pub max_response_tokens: u32,
     pub encoding: Encoding,
+    /// Count the prompt exactly even when an upper bound settles every decision. `false` lets a
+    /// short first message (no history) skip the tokenizer: see [`UNCOUNTED_MAX_TOKENS`].
+    pub exact: bool,
 }
+
+/// A prompt without history whose byte-based upper bound is at most this many tokens, and fits
+/// the window with the full `max_response_tokens` to spare, is sent without being tokenized: the
+/// bound already proves it fits and that `max_tokens` is `max_response_tokens`, and tokenizing a
+/// short message was ~5% of a cheap call's CPU. The bound (a BPE token is at least one byte)
+/// then stands in for the prompt in the rate limiter's reservation, which is settled with the
+/// real usage afterwards; the cap keeps that over-reservation small.
+pub const UNCOUNTED_MAX_TOKENS: u32 = 1024;
 
 /// Build `[system?, ...history, user]` within `max_model_tokens - max_response_tokens`.
 pub async fn build_prompt(
@@ -194,6 +207,24 @@ pub async fn build_prompt(
     let enc = budget.encoding;
     let limit = budget.max_model_tokens.saturating_sub(budget.max_response_tokens);
     let system_tokens = system.as_ref().map_or(0, |m| counts.count_system(enc, m));
+    if !budget.exact && parent_message_id.is_none() {
+        let user_bound = tokens::message_tokens_upper_bound(&user);
+        let bound = (tokens::REPLY_PRIMING_TOKENS + system_tokens + user_bound) as u32;
+        // Within `limit` the reply gets all of `max_response_tokens`, whatever the exact count.
+        if user_bound as u32 <= UNCOUNTED_MAX_TOKENS && bound <= limit {
+            let mut messages = Vec::with_capacity(2);
+            messages.extend(system);
+            messages.push(user);
+            return Ok(BuiltPrompt {
+                messages,
+                prompt_tokens: bound,
+                prompt_tokens_exact: false,
+                max_tokens: budget.max_response_tokens.max(1),
+                history_messages: 0,
+                truncated: None,
+            });
+        }
+    }
     let user_tokens = tokens::message_tokens(enc, &user);
     let mut used = (tokens::REPLY_PRIMING_TOKENS + system_tokens + user_tokens) as u32;
     if used > limit {
@@ -248,6 +279,7 @@ pub async fn build_prompt(
     Ok(BuiltPrompt {
         messages,
         prompt_tokens: used,
+        prompt_tokens_exact: true,
         max_tokens,
         history_messages: history.len() as u32,
         truncated,
@@ -279,6 +311,7 @@ mod tests {
 
     fn budget(max_model: u32, max_response: u32) -> Budget {
         Budget {
+            exact: true,
             max_model_tokens: max_model,
             max_response_tokens: max_response,
             encoding: Encoding::O200kBase,
@@ -464,6 +497,60 @@ mod tests {
             tokens::prompt_tokens(Encoding::O200kBase, &first.messages)
         );
         assert_eq!(counts.system.len(), 1);
+    }
+
+    fn lazy(max_model: u32, max_response: u32) -> Budget {
+        Budget {
+            exact: false,
+            ..budget(max_model, max_response)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_short_first_message_is_sent_with_an_upper_bound_instead_of_a_count() {
+        let (store, counts) = (MessageStore::new(10), TokenCountCache::new(10));
+        let text = "bench 12345: 日本語 \u{1F600}";
+        let p = build_prompt(&store, &counts, &lazy(4000, 1000), None, user(text), None)
+            .await
+            .unwrap();
+        let exact = tokens::prompt_tokens(Encoding::O200kBase, &p.messages) as u32;
+        assert!(!p.prompt_tokens_exact);
+        assert!(p.prompt_tokens >= exact, "{} < {exact}", p.prompt_tokens);
+        assert_eq!(p.max_tokens, 1000);
+        assert_eq!(p.messages.len(), 1);
+        // The same prompt built exactly: same messages and max_tokens, the exact count.
+        let e = build_prompt(&store, &counts, &budget(4000, 1000), None, user(text), None)
+            .await
+            .unwrap();
+        assert!(e.prompt_tokens_exact);
+        assert_eq!(e.prompt_tokens, exact);
+        assert_eq!((e.messages, e.max_tokens), (p.messages, p.max_tokens));
+    }
+
+    #[tokio::test]
+    async fn the_upper_bound_is_not_used_when_it_could_change_the_outcome() {
+        let store = chain();
+        let counts = TokenCountCache::new(10);
+        // History: the walk needs real counts.
+        let p = build_prompt(&store, &counts, &lazy(4000, 100), None, user("hi"), Some("a2"))
+            .await
+            .unwrap();
+        assert!(p.prompt_tokens_exact);
+        assert_eq!(p.history_messages, 4);
+        // A bound over the window although the message fits: counted, and it fits.
+        let text = "word ".repeat(12);
+        let exact = tokens::prompt_tokens(Encoding::O200kBase, &[user(&text)]) as u32;
+        let p = build_prompt(&store, &counts, &lazy(exact + 10, 10), None, user(&text), None)
+            .await
+            .unwrap();
+        assert!(p.prompt_tokens_exact);
+        assert_eq!(p.prompt_tokens, exact);
+        // Longer than UNCOUNTED_MAX_TOKENS bytes: counted.
+        let long = "a ".repeat(UNCOUNTED_MAX_TOKENS as usize);
+        let p = build_prompt(&store, &counts, &lazy(128_000, 1000), None, user(&long), None)
+            .await
+            .unwrap();
+        assert!(p.prompt_tokens_exact);
     }
 
     #[test]

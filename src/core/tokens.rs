@@ -234,6 +234,16 @@ pub fn message_tokens(enc: Encoding, m: &PromptMessage) -> usize {
     n
 }
 
+/// At least [`message_tokens`] for any encoding, without tokenizing: every BPE token stands for
+/// at least one byte, so a text has at most as many tokens as bytes.
+pub fn message_tokens_upper_bound(m: &PromptMessage) -> usize {
+    let mut n = TOKENS_PER_MESSAGE + m.role.len() + m.content.len();
+    if let Some(name) = &m.name {
+        n += TOKENS_PER_NAME + name.len();
+    }
+    n
+}
+
 /// Prompt tokens of a whole request, as the API bills them.
 pub fn prompt_tokens(enc: Encoding, messages: &[PromptMessage]) -> usize {
     messages.iter().map(|m| message_tokens(enc, m)).sum::<usize>() + REPLY_PRIMING_TOKENS
@@ -254,6 +264,33 @@ mod tests {
         assert_eq!(Encoding::for_model("gpt-3.5-turbo"), Encoding::Cl100kBase);
         assert_eq!(Encoding::for_model("openai/gpt-3.5-turbo"), Encoding::Cl100kBase);
         assert_eq!(Encoding::for_model("text-embedding-3-small"), Encoding::Cl100kBase);
+    }
+
+    #[test]
+    fn the_byte_bound_is_never_below_the_count() {
+        let texts = [
+            "",
+            "a",
+            "bench 12345",
+            "  spaces   and\ttabs\n\n",
+            "日本語のテキスト、句読点。",
+            "\u{1F600}\u{1F680} emoji",
+            "ü",
+            "0123456789".repeat(50).as_str(),
+        ]
+        .map(str::to_owned);
+        for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
+            for t in &texts {
+                for name in [None, Some("bob".to_owned())] {
+                    let m = PromptMessage {
+                        role: "user".into(),
+                        content: t.clone(),
+                        name,
+                    };
+                    assert!(message_tokens_upper_bound(&m) >= message_tokens(enc, &m), "{t:?}");
+                }
+            }
+        }
     }
 
     #[test]
