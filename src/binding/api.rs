@@ -20,6 +20,7 @@ use super::settle;
 use super::store::{JsStore, JsStoreParts};
 use crate::core::breaker::BreakerConfig;
 use crate::core::cache::CacheConfig;
+use crate::core::chat::RawJson;
 use crate::core::client::{ChatClient, ChatReply, SendRequest};
 use crate::core::config::{ClientConfig, ClientOptions};
 use crate::core::conversation::{ConversationStore, Truncation};
@@ -194,7 +195,8 @@ pub struct ChatUsage {
 }
 
 /// A reply, as `chatgpt` v5's `ChatMessage` plus `usage`, `finishReason` and `requestId`.
-#[napi(object)]
+// Reaches JavaScript as JSON (one `JSON.parse`), never through napi's per-property conversion.
+#[napi(object, object_to_js = false, object_from_js = false)]
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatMessage {
@@ -210,7 +212,7 @@ pub struct ChatMessage {
     /// The raw response, or the last chunk of a stream.
     #[napi(ts_type = "Record<string, any>")]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<serde_json::Value>,
+    pub detail: Option<RawJson>,
     /// The id of the user message this replies to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_message_id: Option<String>,
@@ -324,12 +326,12 @@ impl From<ChatReply> for ChatMessage {
 }
 
 /// A reply as the JSON of its `ChatMessage`.
-fn serialize_message(reply: ChatReply) -> String {
+pub(crate) fn serialize_message(reply: ChatReply) -> String {
     serde_json::to_string(&ChatMessage::from(reply)).unwrap_or_else(|_| "{}".to_owned())
 }
 
 /// `JSON.parse(json)`.
-fn message_to_js<'env>(env: &'env Env, json: &str) -> Result<Unknown<'env>> {
+pub(crate) fn message_to_js<'env>(env: &'env Env, json: &str) -> Result<Unknown<'env>> {
     let parse = BindingData::get(env)?.json_parse.borrow_back(env)?;
     let text = env.create_string(json)?;
     parse.call(text.to_unknown())

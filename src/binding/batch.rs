@@ -13,7 +13,7 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use tokio_util::sync::CancellationToken;
 
-use super::api::ChatMessage;
+use super::api::{message_to_js, serialize_message};
 use super::errors::js_error;
 use crate::core::client::{ChatReply, ClientStats};
 use crate::core::error::ChatError;
@@ -25,7 +25,7 @@ pub fn item_to_js<'env>(env: &'env Env, result: &std::result::Result<ChatReply, 
     match result {
         Ok(reply) => {
             o.set("ok", true)?;
-            o.set("message", ChatMessage::from(reply.clone()))?;
+            o.set("message", message_to_js(env, &serialize_message(reply.clone()))?)?;
         }
         Err(e) => {
             o.set("ok", false)?;

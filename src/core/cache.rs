@@ -29,7 +29,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::chat::{PromptMessage, Usage};
+use super::chat::{PromptMessage, RawJson, Usage};
 use super::error::ChatError;
 
 /// Cache settings.
@@ -60,7 +60,7 @@ pub struct CachedCompletion {
     pub role: String,
     pub finish_reason: Option<String>,
     pub usage: Option<Usage>,
-    pub detail: Value,
+    pub detail: RawJson,
 }
 
 impl CachedCompletion {
@@ -85,8 +85,8 @@ impl CachedCompletion {
     }
 
     fn bytes(&self) -> u64 {
-        // Text, offsets and the raw detail (serialised size as an estimate) plus fixed overhead.
-        let detail = serde_json::to_string(&self.detail).map_or(0, |s| s.len());
+        // Text, offsets and the raw detail plus fixed overhead.
+        let detail = self.detail.get().len();
         (self.text.len() + self.delta_ends.len() * 8 + detail + self.role.len() + 128) as u64
     }
 }
@@ -165,12 +165,8 @@ impl ResponseCache {
 }
 
 /// Whether an answer may be stored: complete, one choice, no error.
-pub fn is_cacheable(finish_reason: Option<&str>, detail: &Value) -> bool {
-    let one_choice = match detail.get("choices").and_then(Value::as_array) {
-        Some(choices) => choices.len() <= 1,
-        None => true,
-    };
-    matches!(finish_reason, Some("stop" | "length")) && one_choice
+pub fn is_cacheable(finish_reason: Option<&str>, choices: usize) -> bool {
+    matches!(finish_reason, Some("stop" | "length")) && choices <= 1
 }
 
 /// The cache key: a hash of what determines the answer.
@@ -350,7 +346,7 @@ mod tests {
             role: "assistant".into(),
             finish_reason: Some("stop".into()),
             usage: None,
-            detail: Value::Null,
+            detail: RawJson::default(),
         }
     }
 
@@ -424,12 +420,13 @@ mod tests {
 
     #[test]
     fn only_complete_single_choice_answers_are_cacheable() {
-        assert!(is_cacheable(Some("stop"), &Value::Null));
-        assert!(is_cacheable(Some("length"), &Value::Null));
-        assert!(!is_cacheable(Some("content_filter"), &Value::Null));
-        assert!(!is_cacheable(None, &Value::Null));
-        let two = serde_json::json!({"choices": [{}, {}]});
-        assert!(!is_cacheable(Some("stop"), &two));
+        assert!(is_cacheable(Some("stop"), 1));
+        assert!(is_cacheable(Some("length"), 1));
+        // A stream's last chunk may be a usage chunk with no choices.
+        assert!(is_cacheable(Some("stop"), 0));
+        assert!(!is_cacheable(Some("content_filter"), 1));
+        assert!(!is_cacheable(None, 1));
+        assert!(!is_cacheable(Some("stop"), 2));
     }
 
     #[tokio::test]

@@ -7,8 +7,10 @@
 //! and a stream must end with `[DONE]` or a `finish_reason`.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::error::{code_for_stream_error, ChatError, ErrorCode};
@@ -16,10 +18,11 @@ use super::sse::SseEvent;
 use super::transport::value_to_string;
 
 /// One message of the prompt.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PromptMessage {
     pub role: String,
     pub content: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
 
@@ -40,27 +43,91 @@ pub struct Usage {
 /// Build the JSON body: `{ ...params, messages, stream }` (plus `stream_options.include_usage`
 /// when streaming, so usage is real rather than estimated).
 pub fn build_body(params: &Map<String, Value>, messages: &[PromptMessage], stream: bool) -> Vec<u8> {
-    let mut body = params.clone();
-    let msgs: Vec<Value> = messages
-        .iter()
-        .map(|m| {
-            let mut o = Map::new();
-            o.insert("role".into(), Value::from(m.role.as_str()));
-            o.insert("content".into(), Value::from(m.content.as_str()));
-            if let Some(name) = &m.name {
-                o.insert("name".into(), Value::from(name.as_str()));
-            }
-            Value::Object(o)
-        })
-        .collect();
-    body.insert("messages".into(), Value::Array(msgs));
-    body.insert("stream".into(), Value::Bool(stream));
-    if stream && !body.contains_key("stream_options") {
-        let mut so = Map::new();
-        so.insert("include_usage".into(), Value::Bool(true));
-        body.insert("stream_options".into(), Value::Object(so));
+    // Written straight from the borrowed parts: no copy of the parameters, no `Value` per message.
+    struct Body<'a> {
+        params: &'a Map<String, Value>,
+        messages: &'a [PromptMessage],
+        stream: bool,
     }
-    serde_json::to_vec(&Value::Object(body)).unwrap_or_default()
+    impl Serialize for Body<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut map = s.serialize_map(None)?;
+            for (k, v) in self.params {
+                // Ours win over a caller's `messages` / `stream`.
+                if k != "messages" && k != "stream" {
+                    map.serialize_entry(k, v)?;
+                }
+            }
+            map.serialize_entry("messages", self.messages)?;
+            map.serialize_entry("stream", &self.stream)?;
+            if self.stream && !self.params.contains_key("stream_options") {
+                map.serialize_entry("stream_options", &serde_json::json!({ "include_usage": true }))?;
+            }
+            map.end()
+        }
+    }
+    let mut out = Vec::with_capacity(256 + messages.iter().map(|m| m.content.len() + 32).sum::<usize>());
+    // Writing a map of strings and JSON values into a Vec cannot fail.
+    let _ = serde_json::to_writer(
+        &mut out,
+        &Body {
+            params,
+            messages,
+            stream,
+        },
+    );
+    out
+}
+
+/// A JSON document kept as its text (`None` is `null`).
+///
+/// The raw response becomes `ChatMessage.detail` in JavaScript. Parsing it into a `Value` tree
+/// and printing it again was a third of the Rust-side cost of a cheap call's result; as text it
+/// is copied through once, and keeps the server's key order. Cloning shares it.
+#[derive(Clone, Default)]
+pub struct RawJson(Option<Arc<RawValue>>);
+
+impl RawJson {
+    /// `text` if it is one valid JSON document, else `null`.
+    pub fn from_text(text: String) -> Self {
+        RawJson(RawValue::from_string(text).ok().map(Arc::from))
+    }
+
+    fn from_raw(raw: &RawValue) -> Self {
+        RawJson(Some(Arc::from(raw.to_owned())))
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.as_deref().map_or("null", RawValue::get)
+    }
+
+    /// Parsed, for tests and the rare reader that needs a tree.
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(self.get()).unwrap_or(Value::Null)
+    }
+}
+
+impl std::fmt::Debug for RawJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.get())
+    }
+}
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Serialize for RawJson {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Some(raw) => raw.serialize(s),
+            None => s.serialize_unit(),
+        }
+    }
 }
 
 /// A finished completion, streamed or not.
@@ -72,38 +139,79 @@ pub struct Completion {
     pub finish_reason: Option<String>,
     pub usage: Option<Usage>,
     /// The raw response, or the last chunk of a stream.
-    pub detail: Value,
+    pub detail: RawJson,
+    /// How many choices the response (or the stream's last chunk) carried.
+    pub choices: usize,
+}
+
+// Borrowing views of a complete response: each level is kept raw and only the fields read are
+// decoded, so no tree is built. A field of an unexpected type reads as absent, as it would
+// through `Value::as_str`.
+#[derive(Deserialize)]
+struct Body<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    choices: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    usage: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct BodyChoice<'a> {
+    #[serde(borrow, default)]
+    message: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    finish_reason: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize, Default)]
+struct BodyMessage<'a> {
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    role: Option<&'a RawValue>,
+}
+
+/// A raw field as a string, if it is one.
+fn raw_string(raw: Option<&RawValue>) -> Option<String> {
+    raw.and_then(|r| serde_json::from_str::<String>(r.get()).ok())
 }
 
 /// Parse a non-streaming response body.
 pub fn parse_completion(body: &[u8]) -> Result<Completion, ChatError> {
-    let detail: Value = serde_json::from_slice(body)
-        .map_err(|e| ChatError::new(ErrorCode::BadResponse, format!("The server sent invalid JSON: {e}")))?;
-    if let Some(err) = detail.get("error").filter(|e| !e.is_null()) {
-        return Err(error_from_object(err));
+    let bad = |what: String| ChatError::new(ErrorCode::BadResponse, what);
+    let raw: &RawValue = serde_json::from_slice(body).map_err(|e| bad(format!("The server sent invalid JSON: {e}")))?;
+    // Not an object (an array, a string...): valid JSON, but no response.
+    let fields: Body<'_> = serde_json::from_str(raw.get()).map_err(|_| bad("The response has no `choices`".into()))?;
+    if let Some(err) = fields.error {
+        let err: Value = serde_json::from_str(err.get()).unwrap_or(Value::Null);
+        return Err(error_from_object(&err));
     }
-    let choice = detail
-        .get("choices")
-        .and_then(Value::as_array)
-        .and_then(|c| c.first())
-        .ok_or_else(|| ChatError::new(ErrorCode::BadResponse, "The response has no `choices`"))?;
-    let message = choice
-        .get("message")
-        .ok_or_else(|| ChatError::new(ErrorCode::BadResponse, "The response's choice has no `message`"))?;
-    let text = message.get("content").and_then(Value::as_str).unwrap_or("").to_owned();
-    let role = message
-        .get("role")
-        .and_then(Value::as_str)
-        .unwrap_or("assistant")
-        .to_owned();
-    let usage = detail.get("usage").and_then(|u| Usage::deserialize(u).ok());
+    let choices: Vec<&RawValue> = fields
+        .choices
+        .and_then(|c| serde_json::from_str(c.get()).ok())
+        .unwrap_or_default();
+    let choice: BodyChoice<'_> = choices
+        .first()
+        .ok_or_else(|| bad("The response has no `choices`".into()))
+        .and_then(|c| {
+            serde_json::from_str(c.get()).map_err(|_| bad("The response's choice has no `message`".into()))
+        })?;
+    let message: BodyMessage<'_> = choice
+        .message
+        .ok_or_else(|| bad("The response's choice has no `message`".into()))
+        .map(|m| serde_json::from_str(m.get()).unwrap_or_default())?;
     Ok(Completion {
-        id: detail.get("id").and_then(Value::as_str).map(str::to_owned),
-        text,
-        role,
-        finish_reason: choice.get("finish_reason").and_then(Value::as_str).map(str::to_owned),
-        usage,
-        detail,
+        id: raw_string(fields.id),
+        text: raw_string(message.content).unwrap_or_default(),
+        role: raw_string(message.role).unwrap_or_else(|| "assistant".into()),
+        finish_reason: raw_string(choice.finish_reason),
+        usage: fields.usage.and_then(|u| serde_json::from_str(u.get()).ok()),
+        detail: RawJson::from_raw(raw),
+        choices: choices.len(),
     })
 }
 
@@ -175,8 +283,9 @@ pub struct StreamState {
     pub role: Option<String>,
     pub finish_reason: Option<String>,
     pub usage: Option<Usage>,
-    /// Raw JSON of the last chunk, parsed into `detail` only once at the end.
+    /// Raw JSON of the last chunk (the completion's `detail`), and its number of choices.
     last_chunk: Option<String>,
+    last_choices: usize,
     pub done: bool,
 }
 
@@ -212,7 +321,9 @@ impl StreamState {
             self.usage = Some(usage);
         }
         let mut step = StreamStep::Nothing;
-        for choice in chunk.choices.unwrap_or_default() {
+        let choices = chunk.choices.unwrap_or_default();
+        self.last_choices = choices.len();
+        for choice in choices {
             // `n` is never sent, so only the first choice exists; ignore any other defensively.
             if choice.index != 0 {
                 continue;
@@ -243,18 +354,14 @@ impl StreamState {
             )
             .with_partial_text(&self.text));
         }
-        let detail = self
-            .last_chunk
-            .as_deref()
-            .and_then(|s| serde_json::from_str(s).ok())
-            .unwrap_or(Value::Null);
         Ok(Completion {
             id: self.id,
             text: self.text,
             role: self.role.unwrap_or_else(|| "assistant".into()),
             finish_reason: self.finish_reason,
             usage: self.usage,
-            detail,
+            detail: self.last_chunk.map(RawJson::from_text).unwrap_or_default(),
+            choices: self.last_choices,
         })
     }
 }
@@ -287,6 +394,25 @@ mod tests {
         assert_eq!(body["messages"][0]["name"], "ann");
         let body: Value = serde_json::from_slice(&build_body(&p, &msgs, false)).unwrap();
         assert!(body.get("stream_options").is_none());
+        assert!(body["messages"][0].get("name").is_some());
+        // A caller's `messages` / `stream` never reach the wire, and are not duplicated; a
+        // caller's own `stream_options` are kept.
+        p.insert("messages".into(), Value::from("theirs"));
+        p.insert("stream".into(), Value::from(false));
+        p.insert("stream_options".into(), serde_json::json!({"include_usage": false}));
+        let raw = String::from_utf8(build_body(&p, &msgs, true)).unwrap();
+        assert_eq!(raw.matches("\"messages\"").count(), 1);
+        assert_eq!(raw.matches("\"stream\"").count(), 1);
+        let body: Value = serde_json::from_str(&raw).unwrap();
+        assert_eq!(body["messages"][0]["content"], "hi");
+        assert_eq!(body["stream"], true);
+        assert_eq!(body["stream_options"]["include_usage"], false);
+        let unnamed = [PromptMessage {
+            name: None,
+            ..msgs[0].clone()
+        }];
+        let body: Value = serde_json::from_slice(&build_body(&p, &unnamed, false)).unwrap();
+        assert!(body["messages"][0].get("name").is_none());
     }
 
     #[test]
@@ -309,7 +435,8 @@ mod tests {
         assert_eq!(c.id.as_deref(), Some("c1"));
         assert_eq!(c.finish_reason.as_deref(), Some("stop"));
         assert_eq!(c.usage.unwrap().total_tokens, 6);
-        assert_eq!(c.detail["usage"]["prompt_tokens"], 5);
+        assert_eq!(c.detail.to_value()["usage"]["prompt_tokens"], 5);
+        assert_eq!(c.choices, 0);
     }
 
     #[test]
@@ -358,12 +485,62 @@ mod tests {
     }
 
     #[test]
+    fn odd_but_usable_responses_parse_like_their_tree_would() {
+        // llama.cpp-style null content, no role, no id, numbers where strings were expected,
+        // unknown fields, an explicit null error, two choices, whitespace around the document.
+        let body = br#"
+          {"error":null,"id":7,"extra":{"nested":[1,2,{"a":"b"}]},
+           "choices":[{"message":{"content":null},"finish_reason":"stop"},{"message":{"content":"x"}}],
+           "usage":{"prompt_tokens":"many"}}
+        "#;
+        let c = parse_completion(body).unwrap();
+        assert_eq!((c.text.as_str(), c.role.as_str()), ("", "assistant"));
+        assert_eq!((c.id, c.finish_reason.as_deref()), (None, Some("stop")));
+        assert_eq!((c.usage, c.choices), (None, 2));
+        assert_eq!(c.detail.to_value()["extra"]["nested"][2]["a"], "b");
+        assert!(c.detail.get().starts_with('{') && c.detail.get().ends_with('}'));
+        // Escapes decode in the fields and stay intact in the detail.
+        let c =
+            parse_completion(br#"{"choices":[{"message":{"role":"assistant","content":"a\"b\u00e9\n"}}]}"#).unwrap();
+        assert_eq!(c.text, "a\"b\u{e9}\n");
+        assert_eq!(c.detail.to_value()["choices"][0]["message"]["content"], "a\"b\u{e9}\n");
+    }
+
+    #[test]
+    fn an_error_object_in_a_complete_response_rejects() {
+        let e = parse_completion(br#"{"error":{"message":"nope","type":"invalid_request_error","code":"bad"}}"#)
+            .unwrap_err();
+        assert_eq!(e.error_type.as_deref(), Some("invalid_request_error"));
+        assert_eq!(e.server_code.as_deref(), Some("bad"));
+    }
+
+    #[test]
     fn complete_responses_parse() {
         let body = br#"{"id":"c2","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
         let c = parse_completion(body).unwrap();
         assert_eq!(c.text, "hi");
         assert_eq!(c.usage.unwrap().prompt_tokens, 3);
+        assert_eq!(
+            c.detail.get(),
+            std::str::from_utf8(body).unwrap(),
+            "detail is the body, verbatim"
+        );
+        assert_eq!(
+            (c.id.as_deref(), c.role.as_str(), c.choices),
+            (Some("c2"), "assistant", 1)
+        );
         assert_eq!(parse_completion(b"{").unwrap_err().code, ErrorCode::BadResponse);
+        assert_eq!(parse_completion(b"[1]").unwrap_err().code, ErrorCode::BadResponse);
+        assert_eq!(
+            parse_completion(br#"{"choices":{"0":{}}}"#).unwrap_err().code,
+            ErrorCode::BadResponse
+        );
+        assert_eq!(
+            parse_completion(br#"{"choices":[{"finish_reason":"stop"}]}"#)
+                .unwrap_err()
+                .code,
+            ErrorCode::BadResponse
+        );
         assert_eq!(
             parse_completion(b"{\"choices\":[]}").unwrap_err().code,
             ErrorCode::BadResponse

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::breaker::{BreakerState, BreakerStats, CircuitBreaker, Outcome};
 use super::cache::{cache_key, is_cacheable, CachedCompletion, Flight, FlightResult, Flights, ResponseCache};
-use super::chat::{build_body, parse_completion, Completion, PromptMessage, StreamState, StreamStep, Usage};
+use super::chat::{build_body, parse_completion, Completion, PromptMessage, RawJson, StreamState, StreamStep, Usage};
 use super::config::ApiKey;
 use super::config::{check_completion_params, default_system_message, ClientConfig};
 use super::conversation::{
@@ -82,7 +82,7 @@ pub struct ChatReply {
     pub role: String,
     pub parent_message_id: String,
     pub conversation_id: Option<String>,
-    pub detail: Value,
+    pub detail: RawJson,
     pub usage: Usage,
     pub finish_reason: Option<String>,
     pub request_id: Option<String>,
@@ -616,6 +616,7 @@ impl ChatClient {
                 .await;
             let ends = std::mem::take(&mut recorder.ends);
             let result = outcome.map(|(completion, request_id, _)| {
+                let choices = completion.choices;
                 let stored = CachedCompletion {
                     text: completion.text,
                     delta_ends: if stream { ends } else { Vec::new() },
@@ -625,7 +626,7 @@ impl ChatClient {
                     detail: completion.detail,
                 };
                 if let Some(cache) = &client.cache {
-                    if is_cacheable(stored.finish_reason.as_deref(), &stored.detail) {
+                    if is_cacheable(stored.finish_reason.as_deref(), choices) {
                         cache.insert(cache_key, stored.clone());
                     }
                 }
@@ -976,6 +977,7 @@ fn completion_from_cache(c: &CachedCompletion, id: String) -> Completion {
         finish_reason: c.finish_reason.clone(),
         usage: c.usage,
         detail: c.detail.clone(),
+        choices: 1,
     }
 }
 
