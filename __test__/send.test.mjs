@@ -1,6 +1,9 @@
 // sendMessage end to end against the simulator: results, usage, ids, streaming and non-streaming.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
 import { ChatGPTAPI } from '../index.js'
 import { startSimulator, clientFor, API_KEY } from './helpers.mjs'
 
@@ -92,11 +95,36 @@ test('defaults to the documented model and base URL', () => {
   assert.equal(api.apiBaseUrl, 'https://api.openai.com/v1')
 })
 
-test('runs many calls concurrently over one client', async () => {
+test('runs many calls concurrently over one client, each settling with its own reply', async () => {
   const api = clientFor(sim)
-  const replies = await Promise.all(Array.from({ length: 50 }, (_, i) => api.sendMessage(`prompt ${i}`)))
-  assert.equal(replies.length, 50)
-  assert.equal(new Set(replies.map((r) => r.id)).size, 50)
+  // Results are settled in batches on the JavaScript thread: each must still reach its own call.
+  const replies = await Promise.all(Array.from({ length: 200 }, (_, i) => api.sendMessage(`prompt ${i}`, { messageId: `m${i}` })))
+  assert.equal(replies.length, 200)
+  assert.equal(new Set(replies.map((r) => r.id)).size, 200)
+  replies.forEach((r, i) => assert.equal(r.parentMessageId, `m${i}`))
+})
+
+test('a call in flight keeps Node running until it settles, and an idle client lets Node exit', async () => {
+  const slow = await startSimulator({ ttftMs: 300 })
+  try {
+    // Nothing but the call keeps the child's event loop alive (the simulator is in this process).
+    const script = `
+      const { ChatGPTAPI } = require(${JSON.stringify(fileURLToPath(new URL('../index.js', import.meta.url)))})
+      const api = new ChatGPTAPI({ apiKey: ${JSON.stringify(API_KEY)}, apiBaseUrl: process.argv[1], systemMessage: '' })
+      api.sendMessage('hello').then((m) => console.log('settled', m.role))
+    `
+    const child = spawn(process.execPath, ['-e', script, slow.url], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    const killer = setTimeout(() => child.kill('SIGKILL'), 15_000)
+    const [code, signal] = await once(child, 'exit')
+    clearTimeout(killer)
+    assert.equal(out.trim(), 'settled assistant')
+    assert.equal(signal, null, 'the child exited on its own once the call settled')
+    assert.equal(code, 0)
+  } finally {
+    slow.close()
+  }
 })
 
 test('sends the user name and the system message in the prompt', async () => {
