@@ -1,5 +1,6 @@
 //! The practical limit for `bench/throughput.mjs`: a bare Rust loop of reqwest POSTs with the
-//! same body and concurrency, no JavaScript, no client features. Prints requests per second.
+//! same body and concurrency, no JavaScript, no client features. Prints requests per second and,
+//! on Linux, CPU µs per request.
 //!
 //! `cargo run --release --example bare_reqwest -- <base-url> <requests> <concurrency>`
 
@@ -53,5 +54,17 @@ async fn main() {
         w.await.expect("worker");
     }
     let secs = started.elapsed().as_secs_f64();
-    println!("{:.1}", total as f64 / secs);
+    // Requests per second, then (on Linux) this process's CPU time per request in µs.
+    match cpu_seconds() {
+        Some(cpu) => println!("{:.1} {:.2}", total as f64 / secs, cpu * 1e6 / total as f64),
+        None => println!("{:.1}", total as f64 / secs),
+    }
+}
+
+/// User + system CPU time of this process so far, from /proc (clock ticks of 10 ms).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split(' ').collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
