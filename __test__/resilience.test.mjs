@@ -169,6 +169,14 @@ test('a request whose estimate exceeds tokensPerMinute fails at once with ERR_CH
   assert.equal(requests, 0)
 })
 
+test('a request that fits tokensPerMinute by its exact count is sent, even if its byte length would not fit', async () => {
+  // 40 words: about 47 prompt tokens but 210 bytes. With 1,000 reply tokens the exact estimate
+  // (~1,047) fits 1,100 tokens per minute; a byte-based upper bound (~1,210) would not.
+  const api = clientFor(sim, { rateLimit: { tokensPerMinute: 1100 }, maxModelTokens: 4000, maxResponseTokens: 1000 })
+  const reply = await api.sendMessage('word '.repeat(40).trim())
+  assert.equal(reply.role, 'assistant')
+})
+
 test('paces sends to requestsPerMinute', async () => {
   // The bucket starts full (120); three more requests need 1.5 s of refill at 2 per second.
   const api = clientFor(sim, { rateLimit: { requestsPerMinute: 120 } })

@@ -343,7 +343,10 @@ impl ChatClient {
         };
 
         // A JS store is awaited here, so the history walk is bounded by the deadline and abort too.
-        let prepared = g.run(Box::pin(self.prepare(&req, false)), false).await?;
+        // With a configured token rate the reservation must be exact: an upper bound could make a
+        // request look larger than `tokensPerMinute` and fail it as too large.
+        let exact_count = self.cfg.rate_limit.is_some_and(|r| r.tokens_per_minute.is_some());
+        let prepared = g.run(Box::pin(self.prepare(&req, exact_count)), false).await?;
         let PreparedRequest {
             params,
             model,

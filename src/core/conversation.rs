@@ -192,7 +192,8 @@ pub struct Budget {
 /// bound already proves it fits and that `max_tokens` is `max_response_tokens`, and tokenizing a
 /// short message was ~5% of a cheap call's CPU. The bound (a BPE token is at least one byte)
 /// then stands in for the prompt in the rate limiter's reservation, which is settled with the
-/// real usage afterwards; the cap keeps that over-reservation small.
+/// real usage afterwards; the cap keeps that over-reservation small. (With a configured
+/// `rateLimit.tokensPerMinute` the client always counts, so no request looks too large.)
 pub const UNCOUNTED_MAX_TOKENS: u32 = 1024;
 
 /// Build `[system?, ...history, user]` within `max_model_tokens - max_response_tokens`.
