@@ -103,7 +103,8 @@ impl RawJson {
         self.0.as_deref().map_or("null", RawValue::get)
     }
 
-    /// Parsed, for tests and the rare reader that needs a tree.
+    /// Parsed, for tests.
+    #[cfg(test)]
     pub fn to_value(&self) -> Value {
         serde_json::from_str(self.get()).unwrap_or(Value::Null)
     }
