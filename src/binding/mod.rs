@@ -8,6 +8,7 @@ pub mod errors;
 pub mod init;
 pub mod options;
 pub mod progress;
+pub mod runtime;
 pub mod settle;
 pub mod simulator;
 pub mod store;

@@ -158,9 +158,23 @@ impl ChatGPTSimulator {
             }
             config.failure_rate = rate;
         }
+        // Served on the simulators' own runtime (see `runtime.rs`): its connection tasks are
+        // spawned from the start task, so they land there too.
+        let rt = super::runtime::simulator_runtime().map_err(|e| {
+            to_napi_error(
+                env,
+                &ChatError::new(ErrorCode::Network, format!("The simulator could not start: {e}")),
+            )
+        })?;
+        let started = rt.spawn(Simulator::start(config));
         super::settle::spawn(
             env,
-            async move { Simulator::start(config).await },
+            async move {
+                match started.await {
+                    Ok(result) => result,
+                    Err(e) => Err(std::io::Error::other(e)),
+                }
+            },
             |env, started| match started {
                 Ok(sim) => Ok(ChatGPTSimulator { inner: Arc::new(sim) }),
                 Err(e) => Err(to_napi_error(

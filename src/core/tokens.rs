@@ -60,11 +60,19 @@ impl Encoding {
     }
 
     /// Tokens in `text`, special-token text counted as plain text. Large texts are counted on
-    /// every core at once (see [`split_for_parallel_count`]).
+    /// every core at once (see [`split_for_parallel_count`]), and away from the async workers
+    /// (see [`off_async_worker`]).
     pub fn count(self, text: &str) -> usize {
         if text.is_empty() {
             return 0;
         }
+        if text.len() < OFF_WORKER_MIN_BYTES {
+            return self.count_serial(text);
+        }
+        off_async_worker(|| self.count_large(text))
+    }
+
+    fn count_large(self, text: &str) -> usize {
         if text.len() < PARALLEL_MIN_BYTES {
             return self.count_serial(text);
         }
@@ -179,6 +187,25 @@ fn split_long_whitespace(text: &str) -> Vec<&str> {
 
 /// Cores available to this process, read once: `available_parallelism` reads cgroup files, far
 /// too slow for a per-call check on a path that counts many short texts.
+/// Texts this long take a millisecond or more to tokenize; see [`off_async_worker`].
+pub const OFF_WORKER_MIN_BYTES: usize = 16 * 1024;
+
+/// Run `f`, which is CPU-bound for a millisecond or more, without stalling other calls.
+///
+/// On a worker of a multi-threaded tokio runtime (a long prompt is counted inside the call's
+/// future) this is `block_in_place`: the worker's queue and I/O move to another thread while
+/// `f` runs, so the calls it was driving are not held up. The addon's runtime may have a
+/// single worker (see the binding's `runtime.rs`), where a stall would hold up every call.
+/// Anywhere else (the JavaScript thread, a blocking-pool thread, a current-thread runtime,
+/// where `block_in_place` would panic) `f` just runs.
+pub fn off_async_worker<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 fn cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -252,6 +279,46 @@ pub fn prompt_tokens(enc: Encoding, messages: &[PromptMessage]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// On a one-worker runtime, work passed to `off_async_worker` must not hold up the other
+    /// tasks: here it waits for a message only another task can send. Run inline on the
+    /// worker, it would wait out the 10 s and fail.
+    #[test]
+    fn work_off_the_async_worker_lets_other_tasks_run() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let got = rt.block_on(async {
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+            let blocked = tokio::spawn(async move {
+                off_async_worker(|| {
+                    let _ = started_tx.send(());
+                    rx.recv_timeout(Duration::from_secs(10)).is_ok()
+                })
+            });
+            let other = tokio::spawn(async move {
+                let _ = started_rx.await;
+                let _ = tx.send(());
+            });
+            let (got, _) = tokio::join!(blocked, other);
+            got.unwrap()
+        });
+        assert!(got, "the other task ran while the work was in progress");
+    }
+
+    #[test]
+    fn work_off_the_async_worker_runs_inline_elsewhere() {
+        assert_eq!(off_async_worker(|| 7), 7);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        assert_eq!(rt.block_on(async { off_async_worker(|| 8) }), 8);
+        let text = "word ".repeat(OFF_WORKER_MIN_BYTES / 5 + 10);
+        let inside = rt.block_on(async { Encoding::O200kBase.count(&text) });
+        assert_eq!(inside, Encoding::O200kBase.count_serial(&text));
+    }
 
     #[test]
     fn models_map_to_their_encodings() {
