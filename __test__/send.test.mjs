@@ -2,6 +2,7 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
+import http from 'node:http'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { ChatGPTAPI } from '../index.js'
@@ -70,6 +71,42 @@ test('sends extra headers with every request', async () => {
   const api = clientFor(sim, { headers: { 'x-sim-response-tokens': '3' } })
   const reply = await api.sendMessage('short please')
   assert.equal(reply.usage.completionTokens, 3)
+})
+
+test('every request carries the key, the organization, the JSON content type and extra headers', async () => {
+  // A bare HTTP server that records the request's headers and answers a minimal completion.
+  const seen = []
+  const server = http.createServer((req, res) => {
+    seen.push(req.headers)
+    req.resume()
+    req.on('end', () => {
+      res.setHeader('content-type', 'application/json')
+      res.end(JSON.stringify({ id: 'c1', choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }] }))
+    })
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  try {
+    const api = new ChatGPTAPI({
+      apiKey: 'sk-wire-1',
+      apiOrg: 'org-wire',
+      apiBaseUrl: `http://127.0.0.1:${server.address().port}/v1`,
+      headers: { 'x-extra': 'yes' },
+      cache: false,
+    })
+    await api.sendMessage('one')
+    await api.sendMessage('two')
+    assert.equal(seen.length, 2)
+    for (const h of seen) {
+      assert.equal(h.authorization, 'Bearer sk-wire-1')
+      assert.equal(h['openai-organization'], 'org-wire')
+      assert.equal(h['content-type'], 'application/json')
+      assert.equal(h['x-extra'], 'yes')
+      assert.match(h['user-agent'], /^chatgpt-native\//)
+    }
+  } finally {
+    server.close()
+  }
 })
 
 test('falls back to OPENAI_API_KEY and OPENAI_BASE_URL', async () => {

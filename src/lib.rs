@@ -2,6 +2,8 @@
 //! as a Node.js addon. `core` is plain Rust (HTTP, SSE, protocol, simulator); `binding` is the
 //! thin napi layer that converts JavaScript values and errors and calls into `core`.
 
+// Left out of `core-only` builds (see Cargo.toml), which have no Node.js to link against.
+#[cfg(not(feature = "core-only"))]
 pub mod binding;
 pub mod core;
 

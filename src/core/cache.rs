@@ -24,12 +24,11 @@ use std::time::Duration;
 
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
-use serde_json::{Map, Value};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::chat::{PromptMessage, RawJson, Usage};
+use super::chat::{AddedMax, Params, PromptMessage, RawJson, Usage};
 use super::error::ChatError;
 
 /// Cache settings.
@@ -170,17 +169,17 @@ pub fn is_cacheable(finish_reason: Option<&str>, choices: usize) -> bool {
 }
 
 /// The cache key: a hash of what determines the answer.
-pub fn cache_key(base_url: &str, params: &Map<String, Value>, messages: &[PromptMessage]) -> u128 {
+pub fn cache_key(base_url: &str, params: &Params, added_max: AddedMax, messages: &[PromptMessage]) -> u128 {
     use xxhash_rust::xxh3::Xxh3;
     let mut h = Xxh3::new();
     h.update(base_url.as_bytes());
     h.update(&[0]);
-    // serde_json's Map is ordered by key, so this serialisation is canonical.
-    let mut canonical = params.clone();
-    for skip in ["stream", "stream_options", "user"] {
-        canonical.remove(skip);
+    h.update(params.answer_json().as_bytes());
+    h.update(&[0]);
+    if let Some((key, n)) = added_max {
+        h.update(key.as_bytes());
+        h.update(&n.to_le_bytes());
     }
-    h.update(serde_json::to_string(&canonical).unwrap_or_default().as_bytes());
     for m in messages {
         h.update(&[1]);
         h.update(m.role.as_bytes());
@@ -338,6 +337,7 @@ impl Flights {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Map, Value};
 
     fn completion(text: &str, ends: Vec<usize>) -> CachedCompletion {
         CachedCompletion {
@@ -367,17 +367,31 @@ mod tests {
 
     #[test]
     fn keys_ignore_stream_and_user_but_not_what_changes_the_answer() {
-        let base = cache_key("http://a/v1", &params("m"), &msgs("hi"));
+        let key = |base: &str, p: Map<String, Value>, max: AddedMax, m: &[PromptMessage]| {
+            cache_key(base, &Params::new(p), max, m)
+        };
+        let base = key("http://a/v1", params("m"), None, &msgs("hi"));
         let mut streamed = params("m");
         streamed.insert("stream".into(), Value::Bool(true));
+        streamed.insert("stream_options".into(), serde_json::json!({"include_usage": true}));
         streamed.insert("user".into(), Value::from("u1"));
-        assert_eq!(cache_key("http://a/v1", &streamed, &msgs("hi")), base);
-        assert_ne!(cache_key("http://b/v1", &params("m"), &msgs("hi")), base);
-        assert_ne!(cache_key("http://a/v1", &params("m2"), &msgs("hi")), base);
-        assert_ne!(cache_key("http://a/v1", &params("m"), &msgs("hi!")), base);
+        assert_eq!(key("http://a/v1", streamed, None, &msgs("hi")), base);
+        assert_ne!(key("http://b/v1", params("m"), None, &msgs("hi")), base);
+        assert_ne!(key("http://a/v1", params("m2"), None, &msgs("hi")), base);
+        assert_ne!(key("http://a/v1", params("m"), None, &msgs("hi!")), base);
         let mut hot = params("m");
         hot.insert("temperature".into(), Value::from(1.5));
-        assert_ne!(cache_key("http://a/v1", &hot, &msgs("hi")), base);
+        assert_ne!(key("http://a/v1", hot, None, &msgs("hi")), base);
+        // The reply cap changes the answer, whether the caller set it or the client added it.
+        let capped = key("http://a/v1", params("m"), Some(("max_tokens", 10)), &msgs("hi"));
+        assert_ne!(capped, base);
+        assert_ne!(
+            key("http://a/v1", params("m"), Some(("max_tokens", 11)), &msgs("hi")),
+            capped
+        );
+        let mut own = params("m");
+        own.insert("max_tokens".into(), Value::from(10));
+        assert_ne!(key("http://a/v1", own, None, &msgs("hi")), base);
     }
 
     #[test]

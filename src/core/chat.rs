@@ -9,12 +9,14 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::error::{code_for_stream_error, ChatError, ErrorCode};
 use super::sse::SseEvent;
+use super::tokens::Encoding;
 use super::transport::value_to_string;
 
 /// One message of the prompt.
@@ -40,43 +42,101 @@ pub struct Usage {
     pub estimated: bool,
 }
 
-/// Build the JSON body: `{ ...params, messages, stream }` (plus `stream_options.include_usage`
-/// when streaming, so usage is real rather than estimated).
-pub fn build_body(params: &Map<String, Value>, messages: &[PromptMessage], stream: bool) -> Vec<u8> {
-    // Written straight from the borrowed parts: no copy of the parameters, no `Value` per message.
-    struct Body<'a> {
-        params: &'a Map<String, Value>,
-        messages: &'a [PromptMessage],
-        stream: bool,
-    }
-    impl Serialize for Body<'_> {
-        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            use serde::ser::SerializeMap;
-            let mut map = s.serialize_map(None)?;
-            for (k, v) in self.params {
-                // Ours win over a caller's `messages` / `stream`.
-                if k != "messages" && k != "stream" {
-                    map.serialize_entry(k, v)?;
+/// Completion parameters, with the serialisations every request needs made once: a client's
+/// own parameters are shared by all its calls, so most calls copy and format none of them.
+#[derive(Debug)]
+pub struct Params {
+    map: Map<String, Value>,
+    /// `"k":v,...` for every parameter but `messages` and `stream` (ours win).
+    body_entries: String,
+    /// Canonical JSON (the map is ordered by key) of the parameters that change the answer:
+    /// not `stream`, `stream_options` or `user`. Hashed into cache keys.
+    answer_json: String,
+    model: String,
+    encoding: Encoding,
+}
+
+impl Params {
+    pub fn new(map: Map<String, Value>) -> Self {
+        let mut body_entries = String::new();
+        let mut answer = Map::new();
+        for (k, v) in &map {
+            if k != "messages" && k != "stream" {
+                if !body_entries.is_empty() {
+                    body_entries.push(',');
                 }
+                // Strings and JSON values always serialise.
+                body_entries.push_str(&serde_json::to_string(k).unwrap_or_default());
+                body_entries.push(':');
+                body_entries.push_str(&serde_json::to_string(v).unwrap_or_default());
             }
-            map.serialize_entry("messages", self.messages)?;
-            map.serialize_entry("stream", &self.stream)?;
-            if self.stream && !self.params.contains_key("stream_options") {
-                map.serialize_entry("stream_options", &serde_json::json!({ "include_usage": true }))?;
+            if !matches!(k.as_str(), "stream" | "stream_options" | "user") {
+                answer.insert(k.clone(), v.clone());
             }
-            map.end()
+        }
+        let model = map.get("model").and_then(Value::as_str).unwrap_or_default().to_owned();
+        Params {
+            body_entries,
+            answer_json: serde_json::to_string(&answer).unwrap_or_default(),
+            encoding: Encoding::for_model(&model),
+            model,
+            map,
         }
     }
-    let mut out = Vec::with_capacity(256 + messages.iter().map(|m| m.content.len() + 32).sum::<usize>());
-    // Writing a map of strings and JSON values into a Vec cannot fail.
-    let _ = serde_json::to_writer(
-        &mut out,
-        &Body {
-            params,
-            messages,
-            stream,
-        },
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.map.get(key)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.map.contains_key(key)
+    }
+
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// The tokenizer the model uses.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// See [`Params::answer_json`].
+    pub fn answer_json(&self) -> &str {
+        &self.answer_json
+    }
+}
+
+/// The reply cap added to a request whose parameters set none: `max_tokens` (or
+/// `max_completion_tokens` for the models that take it) and its value.
+pub type AddedMax = Option<(&'static str, u32)>;
+
+/// Build the JSON body: `{ ...params, max_tokens?, messages, stream }` (plus
+/// `stream_options.include_usage` when streaming, so usage is real rather than estimated).
+pub fn build_body(params: &Params, added_max: AddedMax, messages: &[PromptMessage], stream: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        64 + params.body_entries.len() + messages.iter().map(|m| m.content.len() + 32).sum::<usize>(),
     );
+    out.push(b'{');
+    out.extend_from_slice(params.body_entries.as_bytes());
+    if !params.body_entries.is_empty() {
+        out.push(b',');
+    }
+    if let Some((key, n)) = added_max {
+        out.extend_from_slice(format!("\"{key}\":{n},").as_bytes());
+    }
+    out.extend_from_slice(b"\"messages\":");
+    // Writing strings into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, messages);
+    out.extend_from_slice(if stream {
+        b",\"stream\":true"
+    } else {
+        b",\"stream\":false"
+    });
+    if stream && !params.contains_key("stream_options") {
+        out.extend_from_slice(b",\"stream_options\":{\"include_usage\":true}");
+    }
+    out.push(b'}');
     out
 }
 
@@ -145,43 +205,230 @@ pub struct Completion {
     pub choices: usize,
 }
 
-// Borrowing views of a complete response: each level is kept raw and only the fields read are
-// decoded, so no tree is built. A field of an unexpected type reads as absent, as it would
-// through `Value::as_str`.
+// Typed views of a complete response, read in one pass over the (already validated) text: only
+// the fields used are decoded, nothing else is built. A field of an unexpected type reads as
+// absent, as it would through `Value::as_str`.
 #[derive(Deserialize)]
 struct Body<'a> {
-    #[serde(borrow, default)]
-    id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    choices: Option<&'a RawValue>,
+    #[serde(default)]
+    id: Lenient<String>,
+    #[serde(default)]
+    choices: Option<Choices>,
     #[serde(borrow, default)]
     usage: Option<&'a RawValue>,
     #[serde(borrow, default)]
     error: Option<&'a RawValue>,
 }
 
+/// `T` if the value is one, else `None` (the value is skipped, not an error).
+struct Lenient<T>(Option<T>);
+
+impl<T> Default for Lenient<T> {
+    fn default() -> Self {
+        Lenient(None)
+    }
+}
+
+/// Skips a value of any type.
+fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// Implements the scalar and container cases of a visitor that accepts anything, answering
+/// `$none` for every type it does not want.
+macro_rules! accept_other_types {
+    ($none:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($none)
+        }
+    };
+}
+
+impl<'de> Deserialize<'de> for Lenient<String> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Lenient<String>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Lenient(Some(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Lenient(Some(v)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                skip_seq(seq).map(|_| Lenient(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                skip_map(map).map(|_| Lenient(None))
+            }
+            accept_other_types!(Lenient(None));
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `choices`: how many there are, and the first one read. Not an array: no choices.
+struct Choices {
+    count: usize,
+    /// `None` when the first choice is not an object.
+    first: Option<Choice>,
+}
+
+#[derive(Default)]
+struct Choice {
+    /// `Some` (possibly empty) whenever the choice has a `message` key.
+    message: Option<Message>,
+    finish_reason: Lenient<String>,
+}
+
+#[derive(Default)]
+struct Message {
+    content: Lenient<String>,
+    role: Lenient<String>,
+}
+
+impl<'de> Deserialize<'de> for Choices {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Choices;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let Some(first) = seq.next_element::<Lenient<Choice>>()? else {
+                    return Ok(Choices { count: 0, first: None });
+                };
+                let mut count = 1;
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    count += 1;
+                }
+                Ok(Choices { count, first: first.0 })
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Choices { count: 0, first: None })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                skip_map(map).map(|_| Choices { count: 0, first: None })
+            }
+            accept_other_types!(Choices { count: 0, first: None });
+        }
+        d.deserialize_any(V)
+    }
+}
+
 #[derive(Deserialize)]
-struct BodyChoice<'a> {
-    #[serde(borrow, default)]
-    message: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    finish_reason: Option<&'a RawValue>,
+#[serde(field_identifier, rename_all = "snake_case")]
+enum ChoiceField {
+    Message,
+    FinishReason,
+    #[serde(other)]
+    Other,
 }
 
-#[derive(Deserialize, Default)]
-struct BodyMessage<'a> {
-    #[serde(borrow, default)]
-    content: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    role: Option<&'a RawValue>,
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum MessageField {
+    Content,
+    Role,
+    #[serde(other)]
+    Other,
 }
 
-/// A raw field as a string, if it is one.
-fn raw_string(raw: Option<&RawValue>) -> Option<String> {
-    raw.and_then(|r| serde_json::from_str::<String>(r.get()).ok())
+impl<'de> Deserialize<'de> for Lenient<Choice> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Lenient<Choice>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut choice = Choice::default();
+                while let Some(key) = map.next_key::<ChoiceField>()? {
+                    match key {
+                        // A null message is absent; one that is not an object is present but empty.
+                        ChoiceField::Message => {
+                            choice.message = map
+                                .next_value::<Option<Lenient<Message>>>()?
+                                .map(|m| m.0.unwrap_or_default())
+                        }
+                        ChoiceField::FinishReason => choice.finish_reason = map.next_value()?,
+                        ChoiceField::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Lenient(Some(choice)))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                skip_seq(seq).map(|_| Lenient(None))
+            }
+            accept_other_types!(Lenient(None));
+        }
+        d.deserialize_any(V)
+    }
 }
 
-/// Parse a non-streaming response body.
+impl<'de> Deserialize<'de> for Lenient<Message> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Lenient<Message>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut message = Message::default();
+                while let Some(key) = map.next_key::<MessageField>()? {
+                    match key {
+                        MessageField::Content => message.content = map.next_value()?,
+                        MessageField::Role => message.role = map.next_value()?,
+                        MessageField::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Lenient(Some(message)))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                skip_seq(seq).map(|_| Lenient(None))
+            }
+            accept_other_types!(Lenient(None));
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Parse a non-streaming response body: one pass to validate it and keep it as `detail`, one to
+/// read the fields used.
 pub fn parse_completion(body: &[u8]) -> Result<Completion, ChatError> {
     let bad = |what: String| ChatError::new(ErrorCode::BadResponse, what);
     let raw: &RawValue = serde_json::from_slice(body).map_err(|e| bad(format!("The server sent invalid JSON: {e}")))?;
@@ -191,28 +438,25 @@ pub fn parse_completion(body: &[u8]) -> Result<Completion, ChatError> {
         let err: Value = serde_json::from_str(err.get()).unwrap_or(Value::Null);
         return Err(error_from_object(&err));
     }
-    let choices: Vec<&RawValue> = fields
-        .choices
-        .and_then(|c| serde_json::from_str(c.get()).ok())
-        .unwrap_or_default();
-    let choice: BodyChoice<'_> = choices
-        .first()
-        .ok_or_else(|| bad("The response has no `choices`".into()))
-        .and_then(|c| {
-            serde_json::from_str(c.get()).map_err(|_| bad("The response's choice has no `message`".into()))
-        })?;
-    let message: BodyMessage<'_> = choice
-        .message
-        .ok_or_else(|| bad("The response's choice has no `message`".into()))
-        .map(|m| serde_json::from_str(m.get()).unwrap_or_default())?;
+    let choices = fields.choices.unwrap_or(Choices { count: 0, first: None });
+    if choices.count == 0 {
+        return Err(bad("The response has no `choices`".into()));
+    }
+    let Some(Choice {
+        message: Some(message),
+        finish_reason,
+    }) = choices.first
+    else {
+        return Err(bad("The response's choice has no `message`".into()));
+    };
     Ok(Completion {
-        id: raw_string(fields.id),
-        text: raw_string(message.content).unwrap_or_default(),
-        role: raw_string(message.role).unwrap_or_else(|| "assistant".into()),
-        finish_reason: raw_string(choice.finish_reason),
+        id: fields.id.0,
+        text: message.content.0.unwrap_or_default(),
+        role: message.role.0.unwrap_or_else(|| "assistant".into()),
+        finish_reason: finish_reason.0,
         usage: fields.usage.and_then(|u| serde_json::from_str(u.get()).ok()),
         detail: RawJson::from_raw(raw),
-        choices: choices.len(),
+        choices: choices.count,
     })
 }
 
@@ -388,12 +632,12 @@ mod tests {
             content: "hi".into(),
             name: Some("ann".into()),
         }];
-        let body: Value = serde_json::from_slice(&build_body(&p, &msgs, true)).unwrap();
+        let body: Value = serde_json::from_slice(&build_body(&Params::new(p.clone()), None, &msgs, true)).unwrap();
         assert_eq!(body["model"], "m");
         assert_eq!(body["stream"], true);
         assert_eq!(body["stream_options"]["include_usage"], true);
         assert_eq!(body["messages"][0]["name"], "ann");
-        let body: Value = serde_json::from_slice(&build_body(&p, &msgs, false)).unwrap();
+        let body: Value = serde_json::from_slice(&build_body(&Params::new(p.clone()), None, &msgs, false)).unwrap();
         assert!(body.get("stream_options").is_none());
         assert!(body["messages"][0].get("name").is_some());
         // A caller's `messages` / `stream` never reach the wire, and are not duplicated; a
@@ -401,7 +645,7 @@ mod tests {
         p.insert("messages".into(), Value::from("theirs"));
         p.insert("stream".into(), Value::from(false));
         p.insert("stream_options".into(), serde_json::json!({"include_usage": false}));
-        let raw = String::from_utf8(build_body(&p, &msgs, true)).unwrap();
+        let raw = String::from_utf8(build_body(&Params::new(p.clone()), None, &msgs, true)).unwrap();
         assert_eq!(raw.matches("\"messages\"").count(), 1);
         assert_eq!(raw.matches("\"stream\"").count(), 1);
         let body: Value = serde_json::from_str(&raw).unwrap();
@@ -412,8 +656,40 @@ mod tests {
             name: None,
             ..msgs[0].clone()
         }];
-        let body: Value = serde_json::from_slice(&build_body(&p, &unnamed, false)).unwrap();
+        let body: Value = serde_json::from_slice(&build_body(&Params::new(p.clone()), None, &unnamed, false)).unwrap();
         assert!(body["messages"][0].get("name").is_none());
+    }
+
+    #[test]
+    fn body_adds_the_reply_cap_and_writes_no_parameters_when_there_are_none() {
+        let msgs = [PromptMessage {
+            role: "user".into(),
+            content: "hi".into(),
+            name: None,
+        }];
+        let raw = build_body(
+            &Params::new(Map::new()),
+            Some(("max_completion_tokens", 7)),
+            &msgs,
+            false,
+        );
+        let body: Value = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(body["max_completion_tokens"], 7);
+        assert_eq!(body["stream"], false);
+        assert_eq!(body.as_object().unwrap().len(), 3);
+        let raw = build_body(&Params::new(Map::new()), None, &msgs, true);
+        let body: Value = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(body.as_object().unwrap().len(), 3, "messages, stream, stream_options");
+    }
+
+    #[test]
+    fn params_know_their_model_and_encoding() {
+        let mut m = Map::new();
+        m.insert("model".into(), Value::from("gpt-4"));
+        let p = Params::new(m);
+        assert_eq!(p.model(), "gpt-4");
+        assert_eq!(p.encoding(), Encoding::Cl100kBase);
+        assert_eq!(Params::new(Map::new()).model(), "");
     }
 
     #[test]
@@ -505,6 +781,42 @@ mod tests {
             parse_completion(br#"{"choices":[{"message":{"role":"assistant","content":"a\"b\u00e9\n"}}]}"#).unwrap();
         assert_eq!(c.text, "a\"b\u{e9}\n");
         assert_eq!(c.detail.to_value()["choices"][0]["message"]["content"], "a\"b\u{e9}\n");
+    }
+
+    #[test]
+    fn fields_of_unexpected_types_read_as_absent_without_failing_the_response() {
+        // A message that is not an object is present but empty; odd types elsewhere read as absent.
+        let c =
+            parse_completion(br#"{"id":{"x":[1]},"choices":[{"message":"hi","finish_reason":{"a":1}},7]}"#).unwrap();
+        assert_eq!(
+            (c.text.as_str(), c.role.as_str(), c.id, c.finish_reason),
+            ("", "assistant", None, None)
+        );
+        assert_eq!(c.choices, 2);
+        let c = parse_completion(br#"{"choices":[{"message":{"content":[1,{"b":2}],"role":true,"x":null}}]}"#).unwrap();
+        assert_eq!((c.text.as_str(), c.role.as_str()), ("", "assistant"));
+        // Escaped keys and values decode.
+        let c = parse_completion(
+            br#"{"choices":[{"message":{"con\u0074ent":"\u00e9t\u00e9"},"finish_\u0072eason":"length"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.text.as_str(), c.finish_reason.as_deref()),
+            ("\u{e9}t\u{e9}", Some("length"))
+        );
+        // The first choice must be an object with a message; `choices` must be a non-empty array.
+        for body in [
+            &br#"{"choices":[7,{"message":{"content":"x"}}]}"#[..],
+            br#"{"choices":"many"}"#,
+            br#"{"choices":null}"#,
+            br#"{"choices":[{"message":null}]}"#,
+        ] {
+            assert_eq!(
+                parse_completion(body).unwrap_err().code,
+                ErrorCode::BadResponse,
+                "{body:?}"
+            );
+        }
     }
 
     #[test]

@@ -20,7 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::breaker::{BreakerState, BreakerStats, CircuitBreaker, Outcome};
 use super::cache::{cache_key, is_cacheable, CachedCompletion, Flight, FlightResult, Flights, ResponseCache};
-use super::chat::{build_body, parse_completion, Completion, PromptMessage, RawJson, StreamState, StreamStep, Usage};
+use super::chat::{
+    build_body, parse_completion, AddedMax, Completion, Params, PromptMessage, RawJson, StreamState, StreamStep, Usage,
+};
 use super::config::ApiKey;
 use super::config::{check_completion_params, default_system_message, ClientConfig};
 use super::conversation::{
@@ -97,8 +99,9 @@ pub struct ChatReply {
 
 /// A request ready to send: body parameters, prompt and the model's encoding.
 pub struct PreparedRequest {
-    pub params: Map<String, Value>,
-    pub model: String,
+    pub params: Arc<Params>,
+    /// The reply cap the client adds when the parameters set none.
+    pub added_max: AddedMax,
     pub encoding: Encoding,
     pub prompt: BuiltPrompt,
     pub message_id: String,
@@ -121,6 +124,10 @@ pub struct ChatClient {
     /// The conversation store answers without waiting (the built-in one): cache hits can then
     /// be served synchronously.
     sync_store: bool,
+    /// `cfg.completion_params`, serialised once for every call that adds none of its own.
+    params: Arc<Params>,
+    /// `store`, when it is the built-in one: written directly, without a boxed future.
+    builtin_store: Option<Arc<MessageStore>>,
 }
 
 /// Models that take `max_completion_tokens` and reject `max_tokens`.
@@ -133,8 +140,14 @@ impl ChatClient {
     /// A client with the default in-memory store, or `store` when given.
     pub fn new(cfg: ClientConfig, store: Option<Arc<dyn ConversationStore>>) -> Result<Self, ChatError> {
         let transport = Transport::new(&cfg)?;
-        let sync_store = store.is_none();
-        let store = store.unwrap_or_else(|| Arc::new(MessageStore::new(cfg.message_store_size)));
+        let (store, builtin_store): (Arc<dyn ConversationStore>, _) = match store {
+            Some(given) => (given, None),
+            None => {
+                let builtin = Arc::new(MessageStore::new(cfg.message_store_size));
+                (builtin.clone(), Some(builtin))
+            }
+        };
+        let sync_store = builtin_store.is_some();
         let counts = TokenCountCache::new(cfg.message_store_size);
         let concurrency = ConcurrencyLimiter::new(cfg.max_concurrency, cfg.max_queue);
         let keys = KeyPool::new(cfg.api_keys.clone());
@@ -147,7 +160,10 @@ impl ChatClient {
         let limiters = cfg.api_keys.iter().map(|_| RateLimiter::new(limit)).collect();
         let breaker = cfg.circuit_breaker.clone().map(CircuitBreaker::new);
         let cfg_cache = cfg.cache.map(ResponseCache::new);
+        let params = Arc::new(Params::new(cfg.completion_params.clone()));
         Ok(ChatClient {
+            params,
+            builtin_store,
             cfg,
             transport,
             store,
@@ -229,17 +245,17 @@ impl ChatClient {
             .message_id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let mut params = self.cfg.completion_params.clone();
-        if let Some(call_params) = &req.completion_params {
-            check_completion_params(call_params, "completionParams")?;
-            params.extend(call_params.clone());
-        }
-        let model = params
-            .get("model")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let encoding = Encoding::for_model(&model);
+        // The client's own parameters are shared; a call's parameters make a merged set.
+        let params = match &req.completion_params {
+            None => self.params.clone(),
+            Some(call_params) => {
+                check_completion_params(call_params, "completionParams")?;
+                let mut merged = self.cfg.completion_params.clone();
+                merged.extend(call_params.clone());
+                Arc::new(Params::new(merged))
+            }
+        };
+        let encoding = params.encoding();
 
         let system = req.system_message.clone().or_else(|| self.cfg.system_message.clone());
         let system = system.unwrap_or_else(default_system_message);
@@ -270,17 +286,16 @@ impl ChatClient {
         .await?;
 
         // The caller's own max_tokens wins, as in `chatgpt` v5's body spread.
-        if !params.contains_key("max_tokens") && !params.contains_key("max_completion_tokens") {
-            let key = if uses_max_completion_tokens(&model) {
-                "max_completion_tokens"
-            } else {
-                "max_tokens"
-            };
-            params.insert(key.into(), Value::from(prompt.max_tokens));
-        }
+        let added_max = if params.contains_key("max_tokens") || params.contains_key("max_completion_tokens") {
+            None
+        } else if uses_max_completion_tokens(params.model()) {
+            Some(("max_completion_tokens", prompt.max_tokens))
+        } else {
+            Some(("max_tokens", prompt.max_tokens))
+        };
         Ok(PreparedRequest {
             params,
-            model,
+            added_max,
             encoding,
             prompt,
             message_id,
@@ -349,14 +364,14 @@ impl ChatClient {
         let prepared = g.run(Box::pin(self.prepare(&req, exact_count)), false).await?;
         let PreparedRequest {
             params,
-            model,
+            added_max,
             encoding,
             prompt,
             message_id,
         } = prepared;
         let prompt_tokens = prompt.prompt_tokens;
 
-        let body = Bytes::from(build_body(&params, &prompt.messages, req.stream));
+        let body = Bytes::from(build_body(&params, added_max, &prompt.messages, req.stream));
         let progress_ids = ProgressIds {
             parent: &message_id,
             conversation: req.conversation_id.as_deref(),
@@ -365,12 +380,12 @@ impl ChatClient {
         // (for a short prompt sent uncounted, its upper bound; settled with the real usage).
         let reply_cap = ["max_tokens", "max_completion_tokens"]
             .iter()
-            .find_map(|k| params.get(*k).and_then(Value::as_u64))
+            .find_map(|k| params.get(k).and_then(Value::as_u64))
             .map_or(prompt.max_tokens, |n| n.min(u32::MAX as u64) as u32);
         let estimate = prompt_tokens.saturating_add(reply_cap);
         let use_cache = req.cache && self.cache.is_some();
         let outcome = if use_cache {
-            let key = cache_key(&self.cfg.api_base_url, &params, &prompt.messages);
+            let key = cache_key(&self.cfg.api_base_url, &params, added_max, &prompt.messages);
             Box::pin(self.send_shared(key, body, req.stream, &g, sink, progress_ids, estimate)).await
         } else {
             let delivered_sink: Option<&mut dyn DeltaSink> = Some(sink);
@@ -379,7 +394,7 @@ impl ChatClient {
                 .map(|(c, rid, n)| (c, rid, n, false))
         };
         if self.cfg.debug {
-            self.debug_log(&model, req.stream, started.elapsed(), &outcome);
+            self.debug_log(params.model(), req.stream, started.elapsed(), &outcome);
         }
         let (completion, request_id, deltas, cached) = outcome?;
 
@@ -388,8 +403,13 @@ impl ChatClient {
         );
         // Store both messages (awaited, as `chatgpt` v5 does) so the reply's id can be the next
         // call's parentMessageId.
-        g.run(self.store.upsert(user_message), false).await?;
-        g.run(self.store.upsert(reply_message), false).await?;
+        if let Some(store) = &self.builtin_store {
+            store.insert(user_message);
+            store.insert(reply_message);
+        } else {
+            g.run(self.store.upsert(user_message), false).await?;
+            g.run(self.store.upsert(reply_message), false).await?;
+        }
         Ok(reply)
     }
 
@@ -467,7 +487,12 @@ impl ChatClient {
         let started = Instant::now();
         // The in-memory store answers at once, so the prompt is built without waiting.
         let prepared = self.prepare(req, false).now_or_never()?.ok()?;
-        let key = cache_key(&self.cfg.api_base_url, &prepared.params, &prepared.prompt.messages);
+        let key = cache_key(
+            &self.cfg.api_base_url,
+            &prepared.params,
+            prepared.added_max,
+            &prepared.prompt.messages,
+        );
         let hit = cache.get(key)?;
         Metrics::inc(&self.metrics.calls_started);
         Metrics::inc(&self.metrics.cache_hits);

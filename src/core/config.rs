@@ -6,6 +6,7 @@
 //! way and reports the same messages.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -34,12 +35,18 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 pub const DEFAULT_MESSAGE_STORE_SIZE: usize = 10_000;
 
 /// The API key. Its `Debug` never shows the value, so a stray `{:?}` cannot leak it.
+/// Shared, so leasing one for a request copies no text.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
+pub struct ApiKey(Arc<str>);
 
 impl ApiKey {
     pub fn new(key: String) -> Self {
-        ApiKey(key)
+        ApiKey(key.into())
+    }
+
+    /// The same key (the same allocation), not merely an equal one.
+    pub fn same(&self, other: &ApiKey) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 
     pub fn expose(&self) -> &str {
@@ -205,9 +212,9 @@ impl ClientConfig {
         check_positive("messageStoreSize", message_store_size as u64)?;
 
         let api_keys = if opts.api_keys.is_empty() {
-            vec![ApiKey(api_key.clone())]
+            vec![ApiKey::new(api_key.clone())]
         } else {
-            opts.api_keys.into_iter().map(ApiKey).collect()
+            opts.api_keys.into_iter().map(ApiKey::new).collect()
         };
         let defaults = RetryPolicy::default();
         let retry = RetryPolicy {
@@ -236,7 +243,7 @@ impl ClientConfig {
             rate_limit: opts.rate_limit,
             circuit_breaker: opts.circuit_breaker.unwrap_or_else(|| Some(BreakerConfig::default())),
             cache: opts.cache.unwrap_or_else(|| Some(CacheConfig::default())),
-            api_key: ApiKey(api_key),
+            api_key: ApiKey::new(api_key),
             api_base_url,
             api_org: opts.api_org.or_else(|| env_var("OPENAI_ORG_ID")),
             completion_params,

@@ -17,6 +17,7 @@
 //! `set`) to the same trait.
 
 use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use futures::future::{self, BoxFuture};
@@ -55,7 +56,33 @@ pub trait ConversationStore: Send + Sync {
 
 /// Bounded in-memory message store (the default).
 pub struct MessageStore {
-    cache: Cache<String, Arc<StoredMessage>>,
+    cache: Cache<ById, Arc<StoredMessage>>,
+}
+
+/// A stored message as its own key, hashed and compared by id: inserting shares the message's
+/// allocation instead of copying its id into a key.
+#[derive(Clone)]
+struct ById(Arc<StoredMessage>);
+
+impl PartialEq for ById {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for ById {}
+
+impl Hash for ById {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `str` hashes, so lookups by `&str` find it.
+        self.0.id.as_str().hash(state);
+    }
+}
+
+impl quick_cache::Equivalent<ById> for str {
+    fn equivalent(&self, key: &ById) -> bool {
+        self == key.0.id
+    }
 }
 
 impl MessageStore {
@@ -71,7 +98,8 @@ impl MessageStore {
     }
 
     pub fn insert(&self, message: StoredMessage) {
-        self.cache.insert(message.id.clone(), Arc::new(message));
+        let message = Arc::new(message);
+        self.cache.insert(ById(message.clone()), message);
     }
 
     pub fn len(&self) -> usize {
@@ -327,6 +355,19 @@ mod tests {
         store.insert(msg("u2", Some("a1"), "tell me a joke"));
         store.insert(msg("a2", Some("u2"), "why did the chicken cross the road"));
         store
+    }
+
+    #[test]
+    fn the_store_finds_messages_by_id_and_an_upsert_replaces_one() {
+        let store = MessageStore::new(10);
+        store.insert(msg("a1", None, "first"));
+        store.insert(msg("u2", Some("a1"), "second"));
+        assert_eq!(store.get_now("a1").unwrap().text, "first");
+        assert_eq!(store.get_now("u2").unwrap().parent_message_id.as_deref(), Some("a1"));
+        store.insert(msg("a1", None, "edited"));
+        assert_eq!(store.get_now("a1").unwrap().text, "edited");
+        assert_eq!(store.len(), 2);
+        assert!(store.get_now("a").is_none());
     }
 
     #[tokio::test]

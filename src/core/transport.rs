@@ -35,33 +35,24 @@ pub struct Transport {
     /// Parsed once: reqwest would otherwise parse (and IDNA-normalise) the string per request.
     chat_url: reqwest::Url,
     models_url: reqwest::Url,
-    headers: HeaderMap,
+    /// `Authorization` for each configured key, made once.
+    auth: Vec<(ApiKey, HeaderValue)>,
     max_response_bytes: usize,
 }
 
 impl Transport {
     pub fn new(cfg: &ClientConfig) -> Result<Self, ChatError> {
         install_crypto_provider();
-        let mut headers = HeaderMap::new();
         // Keys are validated here once; each request attaches its (pool-chosen) key itself.
-        for key in &cfg.api_keys {
-            bearer(key)?;
-        }
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(org) = &cfg.api_org {
-            let value = HeaderValue::from_str(org)
-                .map_err(|_| ChatError::invalid_arg("Expected `apiOrg` to be a valid header value"))?;
-            headers.insert(HeaderName::from_static("openai-organization"), value);
-        }
-        for (name, value) in &cfg.headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| ChatError::invalid_arg(format!("Invalid header name {name:?}")))?;
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| ChatError::invalid_arg(format!("Invalid value for header {name:?}")))?;
-            headers.insert(name, value);
-        }
+        let auth = cfg
+            .api_keys
+            .iter()
+            .map(|key| Ok((key.clone(), bearer(key)?)))
+            .collect::<Result<Vec<_>, ChatError>>()?;
 
+        // The fixed headers are the client's defaults, rather than a map copied into each request.
         let client = reqwest::Client::builder()
+            .default_headers(fixed_headers(cfg)?)
             .user_agent(concat!("chatgpt-native/", env!("CARGO_PKG_VERSION")))
             .gzip(true)
             .pool_idle_timeout(Duration::from_secs(90))
@@ -75,13 +66,21 @@ impl Transport {
             client,
             chat_url: parse_url(&format!("{}/chat/completions", cfg.api_base_url))?,
             models_url: parse_url(&format!("{}/models", cfg.api_base_url))?,
-            headers,
+            auth,
             max_response_bytes: cfg.max_response_bytes,
         })
     }
 
     pub fn max_response_bytes(&self) -> usize {
         self.max_response_bytes
+    }
+
+    /// The `Authorization` value for `key`: made once per configured key.
+    fn authorization(&self, key: &ApiKey) -> Result<HeaderValue, ChatError> {
+        match self.auth.iter().find(|(k, _)| k.same(key)) {
+            Some((_, value)) => Ok(value.clone()),
+            None => bearer(key),
+        }
     }
 
     /// POST a chat-completions body. Resolves once the status line and headers are in; a non-2xx
@@ -97,8 +96,7 @@ impl Transport {
         let mut req = self
             .client
             .post(self.chat_url.clone())
-            .headers(self.headers.clone())
-            .header(AUTHORIZATION, bearer(key)?)
+            .header(AUTHORIZATION, self.authorization(key)?)
             .body(body);
         if stream {
             req = req.header(reqwest::header::ACCEPT, "text/event-stream");
@@ -125,8 +123,7 @@ impl Transport {
         let resp = self
             .client
             .get(url)
-            .headers(self.headers.clone())
-            .header(AUTHORIZATION, bearer(key)?)
+            .header(AUTHORIZATION, self.authorization(key)?)
             .send()
             .await
             .map_err(network_error)?;
@@ -156,6 +153,25 @@ impl Transport {
         e.should_retry = should_retry;
         e
     }
+}
+
+/// The headers every request carries: content type, `apiOrg`, the `headers` option.
+fn fixed_headers(cfg: &ClientConfig) -> Result<HeaderMap, ChatError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(org) = &cfg.api_org {
+        let value = HeaderValue::from_str(org)
+            .map_err(|_| ChatError::invalid_arg("Expected `apiOrg` to be a valid header value"))?;
+        headers.insert(HeaderName::from_static("openai-organization"), value);
+    }
+    for (name, value) in &cfg.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| ChatError::invalid_arg(format!("Invalid header name {name:?}")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| ChatError::invalid_arg(format!("Invalid value for header {name:?}")))?;
+        headers.insert(name, value);
+    }
+    Ok(headers)
 }
 
 fn parse_url(url: &str) -> Result<reqwest::Url, ChatError> {
@@ -308,10 +324,14 @@ mod tests {
         .unwrap();
         let t = Transport::new(&cfg).unwrap();
         assert_eq!(t.chat_url.as_str(), "http://127.0.0.1:1/v1/chat/completions");
-        assert_eq!(t.headers["openai-organization"], "org-42");
-        assert_eq!(t.headers["x-extra"], "1");
+        let headers = fixed_headers(&cfg).unwrap();
+        assert_eq!(headers["openai-organization"], "org-42");
+        assert_eq!(headers["x-extra"], "1");
+        assert!(!format!("{headers:?}").contains("sk-abc"));
         assert!(bearer(&cfg.api_keys[0]).unwrap().is_sensitive());
-        assert!(!format!("{:?}", t.headers).contains("sk-abc"));
+        // Each configured key's header is made once and found again by identity.
+        assert!(t.authorization(&cfg.api_keys[0]).unwrap().is_sensitive());
+        assert_eq!(t.auth.len(), 1);
     }
 
     #[test]
