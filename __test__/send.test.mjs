@@ -109,6 +109,30 @@ test('every request carries the key, the organization, the JSON content type and
   }
 })
 
+test('replies in any script arrive intact, in text and in detail', async () => {
+  const texts = ['plain ASCII reply', 'héllo wörld', '你好，世界', 'emoji 🎉 and \u2028 separators', 'quote " and \\ backslash']
+  let i = 0
+  const server = http.createServer((req, res) => {
+    req.resume()
+    req.on('end', () => {
+      res.setHeader('content-type', 'application/json; charset=utf-8')
+      res.end(JSON.stringify({ id: `c${i}`, choices: [{ index: 0, message: { role: 'assistant', content: texts[i++] }, finish_reason: 'stop' }] }))
+    })
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  try {
+    const api = new ChatGPTAPI({ apiKey: 'sk-x', apiBaseUrl: `http://127.0.0.1:${server.address().port}/v1`, cache: false })
+    for (const expected of texts) {
+      const reply = await api.sendMessage('say something')
+      assert.equal(reply.text, expected)
+      assert.equal(reply.detail.choices[0].message.content, expected)
+    }
+  } finally {
+    server.close()
+  }
+})
+
 test('falls back to OPENAI_API_KEY and OPENAI_BASE_URL', async () => {
   const saved = { key: process.env.OPENAI_API_KEY, url: process.env.OPENAI_BASE_URL }
   process.env.OPENAI_API_KEY = API_KEY
