@@ -1,6 +1,6 @@
 //! The client's Rust core without JavaScript: the same loop as `bare_reqwest.rs` (same body,
 //! concurrency and simulator), but each request goes through `ChatClient::send` (prompt, limits,
-//! breaker, key pool, parsing, conversation store). Its CPU per request minus the bare loop's is
+//! breaker, key pool, parsing, conversation store), on a runtime shaped like the addon's. Its CPU per request minus the bare loop's is
 //! what the core adds; `bench/throughput.mjs` minus this is what the JavaScript side adds.
 //!
 //! `cargo run --release --features core-only --example core_loop -- <base-url> <requests> <concurrency>`
@@ -14,8 +14,21 @@ use chatgpt_native::core::config::{ClientConfig, ClientOptions};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // The addon's runtime shape (see src/binding/runtime.rs): a worker per core less one.
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .saturating_sub(1)
+        .max(1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(run());
+}
+
+async fn run() {
     let args: Vec<String> = std::env::args().collect();
     let base = args
         .get(1)
