@@ -5,6 +5,8 @@
 //!
 //! `cargo run --release --features core-only --example core_loop -- <base-url> <requests> <concurrency>`
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,13 +31,7 @@ fn main() {
 }
 
 async fn run() {
-    let args: Vec<String> = std::env::args().collect();
-    let base = args
-        .get(1)
-        .cloned()
-        .unwrap_or_else(|| "http://127.0.0.1:8080/v1".into());
-    let total: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10_000);
-    let concurrency: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(64);
+    let (base, total, concurrency) = common::args();
     let mut params = Map::new();
     params.insert("model".into(), Value::from("sim-gpt"));
     let cfg = ClientConfig::build(ClientOptions {
@@ -81,17 +77,5 @@ async fn run() {
     for w in workers {
         w.await.expect("worker");
     }
-    let secs = started.elapsed().as_secs_f64();
-    match cpu_seconds() {
-        Some(cpu) => println!("{:.1} {:.2}", total as f64 / secs, cpu * 1e6 / total as f64),
-        None => println!("{:.1}", total as f64 / secs),
-    }
-}
-
-/// User + system CPU time of this process so far, from /proc (clock ticks of 10 ms).
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split(' ').collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
+    common::report(total, started);
 }

@@ -356,64 +356,61 @@ enum MessageField {
     Other,
 }
 
-impl<'de> Deserialize<'de> for Lenient<Choice> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Lenient<Choice>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("any JSON value")
+/// A JSON object read field by field into `Self`; as a [`Lenient`] value any other JSON type
+/// reads as `None`.
+trait ObjectFields<'de>: Default {
+    /// The field names read (`#[serde(field_identifier)]`, with an `Other` for the rest).
+    type Key: Deserialize<'de>;
+    fn read<A: MapAccess<'de>>(&mut self, key: Self::Key, map: &mut A) -> Result<(), A::Error>;
+}
+
+impl<'de> ObjectFields<'de> for Choice {
+    type Key = ChoiceField;
+    fn read<A: MapAccess<'de>>(&mut self, key: ChoiceField, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            // A null message is absent; one that is not an object is present but empty.
+            ChoiceField::Message => {
+                self.message = map
+                    .next_value::<Option<Lenient<Message>>>()?
+                    .map(|m| m.0.unwrap_or_default())
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut choice = Choice::default();
-                while let Some(key) = map.next_key::<ChoiceField>()? {
-                    match key {
-                        // A null message is absent; one that is not an object is present but empty.
-                        ChoiceField::Message => {
-                            choice.message = map
-                                .next_value::<Option<Lenient<Message>>>()?
-                                .map(|m| m.0.unwrap_or_default())
-                        }
-                        ChoiceField::FinishReason => choice.finish_reason = map.next_value()?,
-                        ChoiceField::Other => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(Lenient(Some(choice)))
+            ChoiceField::FinishReason => self.finish_reason = map.next_value()?,
+            ChoiceField::Other => {
+                map.next_value::<IgnoredAny>()?;
             }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(Lenient(None))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-                skip_seq(seq).map(|_| Lenient(None))
-            }
-            accept_other_types!(Lenient(None));
         }
-        d.deserialize_any(V)
+        Ok(())
     }
 }
 
-impl<'de> Deserialize<'de> for Lenient<Message> {
+impl<'de> ObjectFields<'de> for Message {
+    type Key = MessageField;
+    fn read<A: MapAccess<'de>>(&mut self, key: MessageField, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            MessageField::Content => self.content = map.next_value()?,
+            MessageField::Role => self.role = map.next_value()?,
+            MessageField::Other => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'de, T: ObjectFields<'de>> Deserialize<'de> for Lenient<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Lenient<Message>;
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: ObjectFields<'de>> Visitor<'de> for V<T> {
+            type Value = Lenient<T>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("any JSON value")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut message = Message::default();
-                while let Some(key) = map.next_key::<MessageField>()? {
-                    match key {
-                        MessageField::Content => message.content = map.next_value()?,
-                        MessageField::Role => message.role = map.next_value()?,
-                        MessageField::Other => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
+                let mut fields = T::default();
+                while let Some(key) = map.next_key::<T::Key>()? {
+                    fields.read(key, &mut map)?;
                 }
-                Ok(Lenient(Some(message)))
+                Ok(Lenient(Some(fields)))
             }
             fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
                 Ok(Lenient(None))
@@ -423,7 +420,7 @@ impl<'de> Deserialize<'de> for Lenient<Message> {
             }
             accept_other_types!(Lenient(None));
         }
-        d.deserialize_any(V)
+        d.deserialize_any(V(std::marker::PhantomData))
     }
 }
 
