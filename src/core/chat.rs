@@ -7,6 +7,7 @@
 //! and a stream must end with `[DONE]` or a `finish_reason`.
 
 use std::borrow::Cow;
+use std::io::Write;
 use std::sync::Arc;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -123,7 +124,8 @@ pub fn build_body(params: &Params, added_max: AddedMax, messages: &[PromptMessag
         out.push(b',');
     }
     if let Some((key, n)) = added_max {
-        out.extend_from_slice(format!("\"{key}\":{n},").as_bytes());
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "\"{key}\":{n},");
     }
     out.extend_from_slice(b"\"messages\":");
     // Writing strings into a Vec cannot fail.

@@ -121,12 +121,10 @@ pub struct ChatClient {
     metrics: Metrics,
     cache: Option<ResponseCache>,
     flights: Flights,
-    /// The conversation store answers without waiting (the built-in one): cache hits can then
-    /// be served synchronously.
-    sync_store: bool,
     /// `cfg.completion_params`, serialised once for every call that adds none of its own.
     params: Arc<Params>,
-    /// `store`, when it is the built-in one: written directly, without a boxed future.
+    /// `store`, when it is the built-in one: written directly, without a boxed future. It
+    /// answers without waiting, so cache hits can then be served synchronously.
     builtin_store: Option<Arc<MessageStore>>,
 }
 
@@ -147,7 +145,6 @@ impl ChatClient {
                 (builtin.clone(), Some(builtin))
             }
         };
-        let sync_store = builtin_store.is_some();
         let counts = TokenCountCache::new(cfg.message_store_size);
         let concurrency = ConcurrencyLimiter::new(cfg.max_concurrency, cfg.max_queue);
         let keys = KeyPool::new(cfg.api_keys.clone());
@@ -175,7 +172,6 @@ impl ChatClient {
             metrics: Metrics::default(),
             cache: cfg_cache,
             flights: Flights::default(),
-            sync_store,
         })
     }
 
@@ -480,7 +476,7 @@ impl ChatClient {
     /// (streaming, cache off, a JavaScript store, a miss, an invalid request): the caller then
     /// takes the normal asynchronous path, which does the counting.
     pub fn try_cached(&self, req: &SendRequest) -> Option<ChatReply> {
-        if req.stream || !req.cache || !self.sync_store {
+        if req.stream || !req.cache || self.builtin_store.is_none() {
             return None;
         }
         let cache = self.cache.as_ref()?;
