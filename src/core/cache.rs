@@ -14,11 +14,12 @@
 //! (singleflight): the first creates a [`Flight`], later ones join it. Every event the upstream
 //! call produces is recorded in the flight, so a caller that joins late still receives every
 //! delta from the first. The upstream call runs in its own task and holds its own cancellation
-//! token, cancelled only when the last waiter leaves: one caller aborting does not cancel the
-//! request for the others. A failure reaches every waiter and is never cached.
+//! token, cancelled only when the last waiter leaves: one caller aborting or timing out does not
+//! cancel the request for the others. Each waiter keeps its own deadline; the upstream call is
+//! bounded by the latest of them ([`Flight::deadline`]). A failure reaches every waiter and is
+//! never cached.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -197,40 +198,66 @@ pub fn cache_key(base_url: &str, params: &Params, added_max: AddedMax, messages:
 #[derive(Debug, Clone)]
 pub struct FlightResult {
     pub completion: Arc<CachedCompletion>,
-    pub id: Option<String>,
     pub request_id: Option<String>,
 }
 
-#[derive(Default)]
 struct FlightState {
     deltas: Vec<String>,
-    id: Option<String>,
     done: Option<Result<FlightResult, ChatError>>,
+    /// Callers waiting for the outcome. Changed only under this lock, together with the check of
+    /// `cancel`, so a caller never joins a flight that its last waiter is cancelling.
+    waiters: usize,
+    /// The latest deadline of the waiters that joined: the upstream call may run until then.
+    deadline: Instant,
 }
 
 /// One shared upstream call and everything it has produced so far.
 pub struct Flight {
     state: Mutex<FlightState>,
     notify: Notify,
-    waiters: AtomicUsize,
     /// Cancels the upstream call; fired when the last waiter leaves.
     pub cancel: CancellationToken,
 }
 
 impl Flight {
+    /// A flight with its creator as its one waiter (see `Flights::join_or_create`).
+    fn new(deadline: Instant) -> Arc<Self> {
+        Arc::new(Flight {
+            state: Mutex::new(FlightState {
+                deltas: Vec::new(),
+                done: None,
+                waiters: 1,
+                deadline,
+            }),
+            notify: Notify::new(),
+            cancel: CancellationToken::new(),
+        })
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, FlightState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Record a delta and wake the waiters.
-    pub fn push_delta(&self, id: &str, delta: &str) {
-        {
-            let mut st = self.lock();
-            if st.id.is_none() && !id.is_empty() {
-                st.id = Some(id.to_owned());
-            }
-            st.deltas.push(delta.to_owned());
+    /// Join as a waiter whose own deadline is `deadline`, extending the flight's to it if later.
+    /// `None` when the flight is already being cancelled (its last waiter left).
+    fn try_join(self: &Arc<Self>, deadline: Instant) -> Option<WaiterGuard> {
+        let mut st = self.lock();
+        if self.cancel.is_cancelled() {
+            return None;
         }
+        st.waiters = st.waiters.saturating_add(1);
+        st.deadline = st.deadline.max(deadline);
+        Some(WaiterGuard { flight: self.clone() })
+    }
+
+    /// The latest deadline of the waiters so far: no waiter is left to serve after it.
+    pub fn deadline(&self) -> Instant {
+        self.lock().deadline
+    }
+
+    /// Record a delta and wake the waiters.
+    pub fn push_delta(&self, delta: &str) {
+        self.lock().deltas.push(delta.to_owned());
         self.notify.notify_waiters();
     }
 
@@ -240,35 +267,29 @@ impl Flight {
         self.notify.notify_waiters();
     }
 
-    /// Register a waiter; the returned guard leaves on drop.
-    pub fn join(self: &Arc<Self>) -> WaiterGuard {
-        self.waiters.fetch_add(1, Ordering::AcqRel);
-        WaiterGuard { flight: self.clone() }
-    }
-
-    /// Wait for the next events: calls `on_delta(id, delta)` for every delta after `*seen`, and
+    /// Wait for the next events: calls `on_delta(delta)` for every delta after `*seen`, and
     /// returns the outcome once there is one. Cancel-safe.
     pub async fn next(
         &self,
         seen: &mut usize,
-        on_delta: &mut (dyn FnMut(&str, &str) + Send),
-    ) -> Option<Result<FlightResult, ChatError>> {
+        on_delta: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<FlightResult, ChatError> {
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
             // Register before reading, so an event between the read and the wait is not missed.
             notified.as_mut().enable();
-            let (new, id, done) = {
+            let (new, done) = {
                 let st = self.lock();
                 let new: Vec<String> = st.deltas.get(*seen..).map(|d| d.to_vec()).unwrap_or_default();
-                (new, st.id.clone().unwrap_or_default(), st.done.clone())
+                (new, st.done.clone())
             };
-            *seen += new.len();
+            *seen = seen.saturating_add(new.len());
             for d in &new {
-                on_delta(&id, d);
+                on_delta(d);
             }
             if let Some(done) = done {
-                return Some(done);
+                return done;
             }
             notified.await;
         }
@@ -282,13 +303,22 @@ pub struct WaiterGuard {
 
 impl Drop for WaiterGuard {
     fn drop(&mut self) {
-        if self.flight.waiters.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let done = self.flight.lock().done.is_some();
-            if !done {
-                self.flight.cancel.cancel();
-            }
+        let mut st = self.flight.lock();
+        st.waiters = st.waiters.saturating_sub(1);
+        if st.waiters == 0 && st.done.is_none() {
+            // Under the lock, so `try_join` sees the cancellation or the caller it lets in is
+            // counted before this check.
+            self.flight.cancel.cancel();
         }
     }
+}
+
+/// A caller's place in a flight: the flight, its membership, and whether it started the flight
+/// (and so must start the upstream call).
+pub struct Joined {
+    pub flight: Arc<Flight>,
+    pub waiter: WaiterGuard,
+    pub created: bool,
 }
 
 /// The flights in progress of one client.
@@ -298,23 +328,28 @@ pub struct Flights {
 }
 
 impl Flights {
-    /// The flight for `key`, and whether the caller created it (and must start the upstream call).
-    pub fn join_or_create(&self, key: u128) -> (Arc<Flight>, bool) {
+    /// Join the flight for `key` with this caller's `deadline`, or create it.
+    pub fn join_or_create(&self, key: u128, deadline: Instant) -> Joined {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = map.get(&key) {
             // A flight whose waiters all left is being cancelled: do not join it.
-            if !f.cancel.is_cancelled() {
-                return (f.clone(), false);
+            if let Some(waiter) = f.try_join(deadline) {
+                return Joined {
+                    flight: f.clone(),
+                    waiter,
+                    created: false,
+                };
             }
         }
-        let flight = Arc::new(Flight {
-            state: Mutex::new(FlightState::default()),
-            notify: Notify::new(),
-            waiters: AtomicUsize::new(0),
-            cancel: CancellationToken::new(),
-        });
+        let flight = Flight::new(deadline);
+        // The creator is the first waiter.
+        let waiter = WaiterGuard { flight: flight.clone() };
         map.insert(key, flight.clone());
-        (flight, true)
+        Joined {
+            flight,
+            waiter,
+            created: true,
+        }
     }
 
     /// The upstream call finished: later identical requests start a new flight (or hit the cache).
@@ -444,34 +479,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_late_waiter_receives_every_delta_and_the_result() {
+    async fn joiners_share_the_flight_and_replay_every_delta() {
         let flights = Flights::default();
-        let (flight, created) = flights.join_or_create(7);
-        assert!(created);
-        let (same, created_again) = flights.join_or_create(7);
-        assert!(!created_again && Arc::ptr_eq(&flight, &same));
-        let _w = flight.join();
-        flight.push_delta("id1", "a");
-        flight.push_delta("id1", "b");
+        let now = Instant::now();
+        let first = flights.join_or_create(7, now);
+        assert!(first.created);
+        let second = flights.join_or_create(7, now);
+        assert!(!second.created && Arc::ptr_eq(&first.flight, &second.flight));
+        let flight = first.flight.clone();
+        flight.push_delta("a");
+        flight.push_delta("b");
         let producer = {
             let flight = flight.clone();
             tokio::spawn(async move {
                 tokio::task::yield_now().await;
-                flight.push_delta("id1", "c");
+                flight.push_delta("c");
                 flight.finish(Ok(FlightResult {
                     completion: Arc::new(completion("abc", vec![1, 2, 3])),
-                    id: Some("id1".into()),
                     request_id: None,
                 }));
             })
         };
         let mut seen = 0;
         let mut got = Vec::new();
-        let result = flight
-            .next(&mut seen, &mut |_, d| got.push(d.to_owned()))
-            .await
-            .unwrap()
-            .unwrap();
+        let result = flight.next(&mut seen, &mut |d| got.push(d.to_owned())).await.unwrap();
         producer.await.unwrap();
         assert_eq!(got, ["a", "b", "c"]);
         assert_eq!(result.completion.text, "abc");
@@ -480,17 +511,31 @@ mod tests {
     #[test]
     fn the_last_waiter_leaving_cancels_the_flight() {
         let flights = Flights::default();
-        let (flight, _) = flights.join_or_create(1);
-        let a = flight.join();
-        let b = flight.join();
+        let now = Instant::now();
+        let a = flights.join_or_create(1, now);
+        let b = flights.join_or_create(1, now);
+        let flight = a.flight.clone();
         drop(a);
         assert!(!flight.cancel.is_cancelled());
         drop(b);
         assert!(flight.cancel.is_cancelled());
-        let (fresh, created) = flights.join_or_create(1);
+        let fresh = flights.join_or_create(1, now);
         assert!(
-            created && !Arc::ptr_eq(&fresh, &flight),
+            fresh.created && !Arc::ptr_eq(&fresh.flight, &flight),
             "a cancelled flight is not joined"
         );
+    }
+
+    #[test]
+    fn a_flight_runs_until_the_latest_deadline_of_its_waiters() {
+        let flights = Flights::default();
+        let now = Instant::now();
+        let short = flights.join_or_create(3, now + Duration::from_secs(1));
+        assert_eq!(short.flight.deadline(), now + Duration::from_secs(1));
+        let long = flights.join_or_create(3, now + Duration::from_secs(10));
+        assert_eq!(short.flight.deadline(), now + Duration::from_secs(10));
+        // An earlier joiner never shortens it.
+        let _early = flights.join_or_create(3, now);
+        assert_eq!(long.flight.deadline(), now + Duration::from_secs(10));
     }
 }

@@ -344,9 +344,8 @@ impl ChatClient {
         }
         let started = Instant::now();
         let timeout = req.timeout.unwrap_or(self.cfg.timeout);
-        let deadline = started + timeout;
         let g = Guard {
-            deadline,
+            deadline: Deadline::Fixed(started + timeout),
             timeout,
             idle: self.cfg.idle_timeout,
             cancel,
@@ -368,8 +367,15 @@ impl ChatClient {
         let prompt_tokens = prompt.prompt_tokens;
 
         let body = Bytes::from(build_body(&params, added_max, &prompt.messages, req.stream));
+        // The reply's id is ours, never the server's: the store keys messages by id, and servers
+        // may send the same completion id for different replies (see `new_completion_id`).
+        let ids = MessageIds {
+            user: message_id,
+            reply: new_completion_id(),
+        };
         let progress_ids = ProgressIds {
-            parent: &message_id,
+            reply: &ids.reply,
+            parent: &ids.user,
             conversation: req.conversation_id.as_deref(),
         };
         // What the rate limiter reserves before sending: prompt plus the most the reply may use
@@ -394,9 +400,8 @@ impl ChatClient {
         }
         let (completion, request_id, deltas, cached) = outcome?;
 
-        let (reply, user_message, reply_message) = self.make_reply(
-            req, encoding, &prompt, message_id, completion, request_id, deltas, cached,
-        );
+        let (reply, user_message, reply_message) =
+            self.make_reply(req, encoding, &prompt, ids, completion, request_id, deltas, cached);
         // Store both messages (awaited, as `chatgpt` v5 does) so the reply's id can be the next
         // call's parentMessageId.
         if let Some(store) = &self.builtin_store {
@@ -416,7 +421,7 @@ impl ChatClient {
         req: SendRequest,
         encoding: Encoding,
         prompt: &BuiltPrompt,
-        message_id: String,
+        ids: MessageIds,
         completion: Completion,
         request_id: Option<String>,
         deltas: u32,
@@ -438,10 +443,10 @@ impl ChatClient {
             }
         });
         let reply = ChatReply {
-            id: completion.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            id: ids.reply,
             text: completion.text,
             role: completion.role,
-            parent_message_id: message_id.clone(),
+            parent_message_id: ids.user.clone(),
             conversation_id: req.conversation_id.clone(),
             detail: completion.detail,
             usage,
@@ -453,7 +458,7 @@ impl ChatClient {
             cached,
         };
         let user_message = StoredMessage {
-            id: message_id,
+            id: ids.user,
             role: "user".into(),
             text: req.text,
             name: req.name,
@@ -498,9 +503,13 @@ impl ChatClient {
             message_id,
             ..
         } = prepared;
-        let completion = completion_from_cache(&hit, new_completion_id());
+        let ids = MessageIds {
+            user: message_id,
+            reply: new_completion_id(),
+        };
+        let completion = completion_from_cache(&hit);
         let (reply, user_message, reply_message) =
-            self.make_reply(req.clone(), encoding, &prompt, message_id, completion, None, 0, true);
+            self.make_reply(req.clone(), encoding, &prompt, ids, completion, None, 0, true);
         let _ = self.store.upsert(user_message).now_or_never();
         let _ = self.store.upsert(reply_message).now_or_never();
         Metrics::inc(&self.metrics.calls_succeeded);
@@ -527,16 +536,14 @@ impl ChatClient {
         };
         if let Some(hit) = cache.get(key) {
             Metrics::inc(&self.metrics.cache_hits);
-            // A fresh id: the conversation store keys messages by id, and this reply is a new one.
-            let id = new_completion_id();
-            let mut delivered = 0;
+            let mut delivered = 0u32;
             if stream {
                 let mut text = String::with_capacity(hit.text.len());
                 for delta in hit.deltas() {
                     text.push_str(delta);
-                    delivered += 1;
+                    delivered = delivered.saturating_add(1);
                     sink.on_delta(&Progress {
-                        id: &id,
+                        id: ids.reply,
                         delta,
                         text: &text,
                         parent_message_id: ids.parent,
@@ -544,41 +551,40 @@ impl ChatClient {
                     });
                 }
             }
-            return Ok((completion_from_cache(&hit, id), None, delivered, true));
+            return Ok((completion_from_cache(&hit), None, delivered, true));
         }
         Metrics::inc(&self.metrics.cache_misses);
 
         // Coalesce with an identical call in flight; streamed and plain calls are kept apart
-        // (their `detail` differs).
+        // (their `detail` differs). Each caller waits with its own deadline and cancellation;
+        // the shared request runs until the last of them has left.
         let flight_key = key ^ u128::from(stream);
-        let (flight, created) = self.flights.join_or_create(flight_key);
-        let _waiter = flight.join();
-        if created {
+        let joined = self.flights.join_or_create(flight_key, g.deadline());
+        if joined.created {
             self.start_flight(
-                flight.clone(),
-                key,
-                flight_key,
+                joined.flight.clone(),
+                FlightKeys {
+                    cache: key,
+                    flight: flight_key,
+                },
                 body,
                 stream,
-                g.deadline,
                 g.timeout,
                 estimate,
             );
         } else {
             Metrics::inc(&self.metrics.coalesced);
         }
-        // The creator keeps the upstream id; later joiners get their own, for the same reason as
-        // cache hits.
-        let own_id = (!created).then(new_completion_id);
+        let flight = &joined.flight;
         let mut seen = 0usize;
         let mut text = String::new();
         let mut delivered = 0u32;
         let outcome = {
-            let mut on_delta = |upstream_id: &str, delta: &str| {
+            let mut on_delta = |delta: &str| {
                 text.push_str(delta);
-                delivered += 1;
+                delivered = delivered.saturating_add(1);
                 sink.on_delta(&Progress {
-                    id: own_id.as_deref().unwrap_or(upstream_id),
+                    id: ids.reply,
                     delta,
                     text: &text,
                     parent_message_id: ids.parent,
@@ -588,39 +594,32 @@ impl ChatClient {
             g.run(async { Ok(flight.next(&mut seen, &mut on_delta).await) }, false)
                 .await
         };
-        let outcome = outcome.map_err(|e| e.with_partial_text(&text))?;
-        match outcome {
-            Some(Ok(result)) => {
-                let id = own_id.or(result.id.clone()).unwrap_or_else(new_completion_id);
-                Ok((
-                    completion_from_cache(&result.completion, id),
-                    result.request_id,
-                    delivered,
-                    false,
-                ))
-            }
-            Some(Err(e)) => Err(e),
-            None => Err(ChatError::aborted()),
-        }
+        drop(joined.waiter);
+        let result = outcome.and_then(|r| r).map_err(|e| e.with_partial_text(&text))?;
+        Ok((
+            completion_from_cache(&result.completion),
+            result.request_id,
+            delivered,
+            false,
+        ))
     }
 
-    /// Run the upstream call of a flight in its own task, so no single caller's abort ends it.
-    #[allow(clippy::too_many_arguments)]
+    /// Run the upstream call of a flight in its own task, so no single caller's abort or deadline
+    /// ends it: it is cancelled when its last waiter leaves, and bounded by the latest of their
+    /// deadlines.
     fn start_flight(
         self: &Arc<Self>,
         flight: Arc<Flight>,
-        cache_key: u128,
-        flight_key: u128,
+        keys: FlightKeys,
         body: Bytes,
         stream: bool,
-        deadline: Instant,
         timeout: Duration,
         estimate: u32,
     ) {
         let client = self.clone();
         tokio::spawn(async move {
             let g = Guard {
-                deadline,
+                deadline: Deadline::Shared(&flight),
                 timeout,
                 idle: client.cfg.idle_timeout,
                 cancel: &flight.cancel,
@@ -632,6 +631,7 @@ impl ChatClient {
                 len: 0,
             };
             let ids = ProgressIds {
+                reply: "",
                 parent: "",
                 conversation: None,
             };
@@ -651,17 +651,16 @@ impl ChatClient {
                 };
                 if let Some(cache) = &client.cache {
                     if is_cacheable(stored.finish_reason.as_deref(), choices) {
-                        cache.insert(cache_key, stored.clone());
+                        cache.insert(keys.cache, stored.clone());
                     }
                 }
                 FlightResult {
                     completion: Arc::new(stored),
-                    id: completion.id,
                     request_id,
                 }
             });
             flight.finish(result);
-            client.flights.remove(flight_key, &flight);
+            client.flights.remove(keys.flight, &flight);
         });
     }
 
@@ -728,7 +727,7 @@ impl ChatClient {
             let lease = loop {
                 match self.keys.acquire() {
                     Ok(lease) => break lease,
-                    Err(NoKey::CoolingUntil(until)) if until < g.deadline => {
+                    Err(NoKey::CoolingUntil(until)) if until < g.deadline() => {
                         g.run(sleep_ok(tokio::time::sleep_until(until)), false)
                             .await
                             .map_err(|e| finish(e, attempts))?;
@@ -847,7 +846,7 @@ impl ChatClient {
                 }
                 return Err(finish(e, attempts));
             }
-            let remaining = g.deadline.saturating_duration_since(Instant::now());
+            let remaining = g.deadline().saturating_duration_since(Instant::now());
             match decide(&e, &mut schedule, remaining) {
                 Decision::Stop => return Err(finish(e, attempts)),
                 Decision::RetryAfter(delay) => {
@@ -923,7 +922,7 @@ impl ChatClient {
                         *delivered += 1;
                         if let Some(s) = sink.as_deref_mut() {
                             s.on_delta(&Progress {
-                                id: state.id.as_deref().unwrap_or(""),
+                                id: ids.reply,
                                 delta: &delta,
                                 text: &state.text,
                                 parent_message_id: ids.parent,
@@ -976,10 +975,26 @@ impl ChatClient {
     }
 }
 
+/// The ids a call's deltas carry.
 #[derive(Clone, Copy)]
 struct ProgressIds<'a> {
+    /// The reply's id (`MessageIds::reply`).
+    reply: &'a str,
     parent: &'a str,
     conversation: Option<&'a str>,
+}
+
+/// The two messages a call stores: the user's (`messageId`, or a UUID) and the reply's.
+struct MessageIds {
+    user: String,
+    reply: String,
+}
+
+/// The cache key of a shared request, and the key of its flight (streamed and plain calls fly
+/// apart).
+struct FlightKeys {
+    cache: u128,
+    flight: u128,
 }
 
 fn sse_error(e: SseError, max: usize) -> ChatError {
@@ -988,14 +1003,18 @@ fn sse_error(e: SseError, max: usize) -> ChatError {
     }
 }
 
-/// `chatcmpl-` plus a random UUID: the id given to replies served from the cache or shared.
+/// `chatcmpl-` plus a random UUID: the id of every reply. Never the server's own: some servers
+/// send the same completion id for different replies, and the conversation store keys messages
+/// by id, so a reused id would put one conversation's turns into another. The server's id stays
+/// in `detail`.
 fn new_completion_id() -> String {
     format!("chatcmpl-{}", uuid::Uuid::new_v4().simple())
 }
 
-fn completion_from_cache(c: &CachedCompletion, id: String) -> Completion {
+/// A stored answer as a completion (its id is the caller's own, see `MessageIds`).
+fn completion_from_cache(c: &CachedCompletion) -> Completion {
     Completion {
-        id: Some(id),
+        id: None,
         text: c.text.clone(),
         role: c.role.clone(),
         finish_reason: c.finish_reason.clone(),
@@ -1014,9 +1033,9 @@ struct FlightSink<'a> {
 
 impl DeltaSink for FlightSink<'_> {
     fn on_delta(&mut self, p: &Progress<'_>) {
-        self.len += p.delta.len();
+        self.len = self.len.saturating_add(p.delta.len());
         self.ends.push(self.len);
-        self.flight.push_delta(p.id, p.delta);
+        self.flight.push_delta(p.delta);
     }
 }
 
@@ -1037,10 +1056,39 @@ impl DeltaSink for TimingSink<'_, '_> {
     }
 }
 
+/// When a call gives up: its own deadline, or for the shared request of coalesced calls, the
+/// latest deadline of the callers waiting for it (it grows as callers join).
+#[derive(Clone, Copy)]
+enum Deadline<'a> {
+    Fixed(Instant),
+    Shared(&'a Flight),
+}
+
+impl Deadline<'_> {
+    fn at(&self) -> Instant {
+        match self {
+            Deadline::Fixed(at) => *at,
+            Deadline::Shared(flight) => flight.deadline(),
+        }
+    }
+
+    /// Completes once the deadline has passed, re-reading it after each wait (a shared one may
+    /// have been extended meanwhile).
+    async fn passed(self) {
+        loop {
+            let at = self.at();
+            tokio::time::sleep_until(at).await;
+            if self.at() <= Instant::now() {
+                return;
+            }
+        }
+    }
+}
+
 /// Races one await point against cancellation, the call's deadline, the attempt's deadline (when
 /// `attemptTimeoutMs` is set) and, for body reads, the idle timeout.
 struct Guard<'a> {
-    deadline: Instant,
+    deadline: Deadline<'a>,
     timeout: Duration,
     idle: Duration,
     cancel: &'a CancellationToken,
@@ -1053,7 +1101,7 @@ impl<'a> Guard<'a> {
     fn for_attempt(&self, attempt_timeout: Option<Duration>) -> Guard<'a> {
         let attempt = attempt_timeout
             .map(|t| (Instant::now() + t, t))
-            .filter(|(at, _)| *at < self.deadline);
+            .filter(|(at, _)| *at < self.deadline());
         Guard {
             deadline: self.deadline,
             timeout: self.timeout,
@@ -1061,6 +1109,11 @@ impl<'a> Guard<'a> {
             cancel: self.cancel,
             attempt,
         }
+    }
+
+    /// When the call gives up.
+    fn deadline(&self) -> Instant {
+        self.deadline.at()
     }
 
     async fn run<T>(&self, fut: impl Future<Output = Result<T, ChatError>>, idle: bool) -> Result<T, ChatError> {
@@ -1101,7 +1154,7 @@ impl<'a> Guard<'a> {
         tokio::select! {
             biased;
             _ = self.cancel.cancelled() => Err(ChatError::aborted()),
-            _ = tokio::time::sleep_until(self.deadline) => Err(ChatError::new(
+            _ = self.deadline.passed() => Err(ChatError::new(
                 ErrorCode::Timeout,
                 format!("The request timed out after {} ms (`timeoutMs`)", self.timeout.as_millis()),
             )),
@@ -1170,7 +1223,7 @@ mod tests {
     async fn guard_times_out_at_the_deadline() {
         let cancel = CancellationToken::new();
         let g = Guard {
-            deadline: Instant::now() + Duration::from_millis(50),
+            deadline: Deadline::Fixed(Instant::now() + Duration::from_millis(50)),
             timeout: Duration::from_millis(50),
             idle: Duration::from_secs(10),
             cancel: &cancel,
@@ -1184,7 +1237,7 @@ mod tests {
     async fn guard_idle_timeout_applies_only_to_body_reads() {
         let cancel = CancellationToken::new();
         let g = Guard {
-            deadline: Instant::now() + Duration::from_secs(100),
+            deadline: Deadline::Fixed(Instant::now() + Duration::from_secs(100)),
             timeout: Duration::from_secs(100),
             idle: Duration::from_millis(20),
             cancel: &cancel,
@@ -1201,7 +1254,7 @@ mod tests {
         let cancel = CancellationToken::new();
         cancel.cancel();
         let g = Guard {
-            deadline: Instant::now(),
+            deadline: Deadline::Fixed(Instant::now()),
             timeout: Duration::ZERO,
             idle: Duration::ZERO,
             cancel: &cancel,

@@ -1,0 +1,73 @@
+// Coalesced calls (identical requests in flight share one upstream request): each caller keeps
+// its own deadline and abort signal, and the shared request ends only when the last one leaves.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { ChatGPTSimulator } from '../index.js'
+import { clientFor, rejection } from './helpers.mjs'
+
+let slow
+before(async () => {
+  // Answers only after 600 ms: long enough for the short deadlines below to pass first.
+  slow = await ChatGPTSimulator.start({ ttftMs: 600 })
+})
+after(() => slow.close())
+
+/** Resolves once `predicate()` holds, checking on every turn of the event loop (bounded). */
+async function until(predicate, what, limitMs = 5000) {
+  const start = Date.now()
+  while (!predicate()) {
+    if (Date.now() - start > limitMs) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 2))
+  }
+}
+
+test('a joiner with a later deadline outlives the creator that timed out', async () => {
+  slow.resetStats()
+  const api = clientFor(slow, { apiKey: 'any', maxRetries: 0 })
+  const short = api.sendMessage('deadline question', { timeoutMs: 200 })
+  const long = api.sendMessage('deadline question', { timeoutMs: 10_000 })
+  const err = await rejection(short)
+  assert.equal(err.code, 'ERR_CHATGPT_TIMEOUT')
+  const reply = await long
+  assert.equal(reply.cached, false)
+  assert.ok(reply.text.length > 0)
+  assert.equal(slow.stats().chatRequests, 1, 'one upstream request served both')
+})
+
+test('a creator with a later deadline outlives a joiner that timed out', async () => {
+  slow.resetStats()
+  const api = clientFor(slow, { apiKey: 'any', maxRetries: 0 })
+  const long = api.sendMessage('second deadline question', { timeoutMs: 10_000 })
+  const short = api.sendMessage('second deadline question', { timeoutMs: 200 })
+  assert.equal((await rejection(short)).code, 'ERR_CHATGPT_TIMEOUT')
+  assert.ok((await long).text.length > 0)
+  assert.equal(slow.stats().chatRequests, 1)
+})
+
+test('the creator aborting leaves the shared request running for a joiner', async () => {
+  slow.resetStats()
+  const api = clientFor(slow, { apiKey: 'any', maxRetries: 0 })
+  const controller = new AbortController()
+  const creator = api.sendMessage('abort question', { abortSignal: controller.signal })
+  const joiner = api.sendMessage('abort question')
+  await until(() => slow.stats().inFlight === 1, 'the shared request to reach the server')
+  controller.abort()
+  assert.equal((await rejection(creator)).code, 'ABORT_ERR')
+  assert.ok((await joiner).text.length > 0)
+  assert.equal(slow.stats().chatRequests, 1)
+})
+
+test('the shared request is cancelled when the last waiter leaves', async () => {
+  slow.resetStats()
+  const api = clientFor(slow, { apiKey: 'any', maxRetries: 0 })
+  const controllers = [new AbortController(), new AbortController()]
+  const calls = controllers.map((c) => api.sendMessage('abandoned question', { abortSignal: c.signal }))
+  await until(() => slow.stats().inFlight === 1, 'the shared request to reach the server')
+  controllers[0].abort()
+  assert.equal((await rejection(calls[0])).code, 'ABORT_ERR')
+  assert.equal(slow.stats().inFlight, 1, 'still running for the second waiter')
+  controllers[1].abort()
+  assert.equal((await rejection(calls[1])).code, 'ABORT_ERR')
+  await until(() => slow.stats().inFlight === 0, 'the upstream request to be cancelled', 2000)
+  assert.equal(api.metrics().inFlight, 0)
+})
