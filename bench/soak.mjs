@@ -67,6 +67,10 @@ async function parent() {
 
 function print(r, exited) {
   const mib = (bytes) => `${(bytes / 1048576).toFixed(1)} MiB`
+  // V8 grows its young generation's semi-spaces (up to 16 MiB each) as the allocation rate
+  // demands, which raises RSS in steps that have nothing to do with what the addon holds; RSS
+  // less the heap's reserved space is the native side alone.
+  const native = (m) => m.rss - m.heapTotal
   const pct = (a, b) => `${(((a - b) / b) * 100).toFixed(1)}%`
   const lines = [
     `### Soak: ${r.requests.toLocaleString('en-US')} requests, concurrency ${r.concurrency}`,
@@ -84,10 +88,13 @@ function print(r, exited) {
     `| faults queued / injected by the simulator | ${r.faultsQueued} / ${r.sim.faultsInjected} |`,
     `| HTTP requests received / client attempts / retries | ${r.sim.chatRequests} / ${r.metrics.attempts} / ${r.metrics.retries} |`,
     `| left running after the load (client in flight, queued; simulator in flight) | ${r.left.clientInFlight}, ${r.left.clientQueued}; ${r.left.simInFlight} |`,
-    `| RSS at start | ${mib(r.rss.start)} |`,
-    `| RSS after warm-up (${r.warmup.toLocaleString('en-US')} requests) | ${mib(r.rss.warm)} |`,
-    `| RSS at end | ${mib(r.rss.end)} (${pct(r.rss.end, r.rss.warm)} from warm-up) |`,
-    `| RSS every 10% | ${r.rss.samples.map(mib).join(', ')} |`,
+    `| RSS at start | ${mib(r.memory.start.rss)} |`,
+    `| RSS after warm-up (${r.warmup.toLocaleString('en-US')} requests) | ${mib(r.memory.warm.rss)} |`,
+    `| RSS at end | ${mib(r.memory.end.rss)} (${pct(r.memory.end.rss, r.memory.warm.rss)} from warm-up) |`,
+    `| RSS less the V8 heap's reserved space: after warm-up, at end | ${mib(native(r.memory.warm))}, ${mib(native(r.memory.end))} (${pct(native(r.memory.end), native(r.memory.warm))}) |`,
+    `| RSS every 10% | ${r.memory.samples.map((m) => mib(m.rss)).join(', ')} |`,
+    `| V8 heap reserved every 10% | ${r.memory.samples.map((m) => mib(m.heapTotal)).join(', ')} |`,
+    `| V8 heap in use every 10% | ${r.memory.samples.map((m) => mib(m.heapUsed)).join(', ')} |`,
     `| process exits by itself | ${exited} |`,
   ]
   if (r.unexplainedSamples.length > 0) {
@@ -101,9 +108,12 @@ function print(r, exited) {
 async function child() {
   const { ChatGPTAPI, ChatGPTError, ChatGPTSimulator } = await import('../index.js')
   const gc = globalThis.gc ?? (() => {})
-  const rss = () => {
+  /** RSS, with the V8 heap in use and reserved after a full GC: the heap figures tell growth of
+   * JavaScript objects, and of the space V8 keeps for them, from native growth. */
+  const memory = () => {
     gc()
-    return process.memoryUsage().rss
+    const { rss, heapUsed, heapTotal } = process.memoryUsage()
+    return { rss, heapUsed, heapTotal }
   }
 
   // Deterministic randomness, so a run can be repeated.
@@ -148,7 +158,7 @@ async function child() {
     return { kind: 'truncate', afterChunks: randomInt(4) }
   }
 
-  const rssStart = rss()
+  const memoryStart = memory()
   const sim = await ChatGPTSimulator.start({ ttftMs: 2, tokenDelayMs: 1, responseTokens: 8 })
   const api = new ChatGPTAPI({
     apiKey: 'sk-soak',
@@ -254,7 +264,7 @@ async function child() {
 
   const warmup = Math.min(10_000, Math.floor(REQUESTS / 10))
   const samples = []
-  let rssWarm = rssStart
+  let memoryWarm = memoryStart
   let next = 0
   let done = 0
   const started = performance.now()
@@ -263,11 +273,11 @@ async function child() {
       const i = next++
       await one(i)
       done++
-      if (done === warmup) rssWarm = rss()
+      if (done === warmup) memoryWarm = memory()
       if (done % Math.max(1, Math.floor(REQUESTS / 10)) === 0) {
-        samples.push(rss())
+        samples.push(memory())
         const seconds = (performance.now() - started) / 1000
-        process.stderr.write(`soak: ${done}/${REQUESTS} in ${seconds.toFixed(1)} s, unexplained ${counts.unexplained}, rss ${(samples.at(-1) / 1048576).toFixed(1)} MiB\n`)
+        process.stderr.write(`soak: ${done}/${REQUESTS} in ${seconds.toFixed(1)} s, unexplained ${counts.unexplained}, rss ${(samples.at(-1).rss / 1048576).toFixed(1)} MiB\n`)
       }
     }
   }
@@ -282,7 +292,7 @@ async function child() {
   const left = { clientInFlight: metrics.inFlight, clientQueued: metrics.queued, simInFlight: sim.stats().inFlight }
   const simStats = sim.stats()
   await sim.close()
-  const rssEnd = rss()
+  const memoryEnd = memory()
 
   const result = {
     requests: REQUESTS,
@@ -294,7 +304,7 @@ async function child() {
     left,
     sim: { chatRequests: simStats.chatRequests, faultsInjected: simStats.faultsInjected },
     metrics: { attempts: metrics.attempts, retries: metrics.retries },
-    rss: { start: rssStart, warm: rssWarm, end: rssEnd, samples },
+    memory: { start: memoryStart, warm: memoryWarm, end: memoryEnd, samples },
   }
   process.stdout.write(`SOAK_RESULT ${JSON.stringify(result)}\n`)
   // Nothing else: the process must now exit on its own, which the parent measures.
