@@ -34,25 +34,20 @@ async function parent() {
   let buffered = ''
   let result
   let doneAt
+  let killer
   proc.stdout.on('data', (data) => {
     buffered += data
     const match = buffered.match(/^SOAK_RESULT (.*)$/m)
     if (match && !result) {
       result = JSON.parse(match[1])
       doneAt = performance.now()
+      // The child has nothing left to do: it must exit on its own well within this.
+      killer = setTimeout(() => proc.kill('SIGKILL'), EXIT_GRACE_MS)
     }
   })
   const { code, signal, exitMs } = await new Promise((resolve) => {
-    let timer
-    const arm = setInterval(() => {
-      if (doneAt !== undefined && !timer) {
-        clearInterval(arm)
-        timer = setTimeout(() => proc.kill('SIGKILL'), EXIT_GRACE_MS)
-      }
-    }, 50)
     proc.on('exit', (code, signal) => {
-      clearInterval(arm)
-      clearTimeout(timer)
+      clearTimeout(killer)
       resolve({ code, signal, exitMs: doneAt === undefined ? undefined : performance.now() - doneAt })
     })
   })
