@@ -34,6 +34,7 @@ use super::limits::{AcquireError, ConcurrencyLimiter, RateLimitConfig, RateLimit
 use super::metrics::{prometheus_text, Gauges, Metrics, MetricsSnapshot};
 use super::retry::{decide, is_retryable, Decision};
 use super::sse::{SseDecoder, SseError, SseEvent};
+use super::time::instant_after;
 use super::tokens::Encoding;
 use super::transport::{network_error, read_capped, too_large, Transport};
 
@@ -344,7 +345,7 @@ impl ChatClient {
         }
         let started = Instant::now();
         let timeout = req.timeout.unwrap_or(self.cfg.timeout);
-        let deadline = started + timeout;
+        let deadline = instant_after(started, timeout);
         let g = Guard {
             deadline,
             timeout,
@@ -733,14 +734,17 @@ impl ChatClient {
                             .await
                             .map_err(|e| finish(e, attempts))?;
                     }
-                    Err(NoKey::CoolingUntil(_)) => {
-                        return Err(finish(
-                            ChatError::new(
-                                ErrorCode::NoKeyAvailable,
-                                "Every API key is cooling down after 429s past the call's deadline",
+                    Err(NoKey::CoolingUntil(until)) => {
+                        let wait = until.saturating_duration_since(Instant::now());
+                        let mut e = ChatError::new(
+                            ErrorCode::NoKeyAvailable,
+                            format!(
+                                "Every API key is cooling down after 429s for another {} ms, past the call's deadline",
+                                wait.as_millis()
                             ),
-                            attempts,
-                        ))
+                        );
+                        e.retry_after = Some(wait);
+                        return Err(finish(e, attempts));
                     }
                     Err(NoKey::AllDisabled) => {
                         return Err(finish(
@@ -756,14 +760,9 @@ impl ChatClient {
                 Some(l) => Some(
                     g.run(
                         async {
-                            l.acquire(estimate).await.map_err(|RateLimitError::RequestTooLarge { estimate, tokens_per_minute }| {
-                                ChatError::new(
-                                    ErrorCode::RequestTooLarge,
-                                    format!(
-                                        "The request needs about {estimate} tokens but `rateLimit.tokensPerMinute` is {tokens_per_minute}: it could never be sent"
-                                    ),
-                                )
-                            })
+                            l.acquire_before(estimate, Some(g.deadline))
+                                .await
+                                .map_err(rate_limit_error)
                         },
                         false,
                     )
@@ -1052,7 +1051,7 @@ impl<'a> Guard<'a> {
     /// The guard for one attempt: bounded by `attempt_timeout` too, when that ends first.
     fn for_attempt(&self, attempt_timeout: Option<Duration>) -> Guard<'a> {
         let attempt = attempt_timeout
-            .map(|t| (Instant::now() + t, t))
+            .map(|t| (instant_after(Instant::now(), t), t))
             .filter(|(at, _)| *at < self.deadline);
         Guard {
             deadline: self.deadline,
@@ -1117,6 +1116,32 @@ impl<'a> Guard<'a> {
                 format!("The stream was idle for more than {} ms (`idleTimeoutMs`)", self.idle.as_millis()),
             )),
             r = fut => r,
+        }
+    }
+}
+
+/// Why the rate limiter refused a call, as the call's error.
+fn rate_limit_error(e: RateLimitError) -> ChatError {
+    match e {
+        RateLimitError::RequestTooLarge {
+            estimate,
+            tokens_per_minute,
+        } => ChatError::new(
+            ErrorCode::RequestTooLarge,
+            format!(
+                "The request needs about {estimate} tokens but `rateLimit.tokensPerMinute` is {tokens_per_minute}: it could never be sent"
+            ),
+        ),
+        RateLimitError::Paused { retry_after } => {
+            let mut e = ChatError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "The server paused requests (429 or rate-limit headers) for another {} ms, past the call's deadline",
+                    retry_after.as_millis()
+                ),
+            );
+            e.retry_after = Some(retry_after);
+            e
         }
     }
 }
