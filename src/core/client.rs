@@ -7,6 +7,7 @@
 //! abort mid-stream can still report `partialText`.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -620,47 +621,56 @@ impl ChatClient {
     ) {
         let client = self.clone();
         tokio::spawn(async move {
-            let g = Guard {
-                deadline,
-                timeout,
-                idle: client.cfg.idle_timeout,
-                cancel: &flight.cancel,
-                attempt: None,
-            };
-            let mut recorder = FlightSink {
-                flight: &flight,
-                ends: Vec::new(),
-                len: 0,
-            };
-            let ids = ProgressIds {
-                parent: "",
-                conversation: None,
-            };
-            let outcome = client
-                .execute(body, stream, &g, Some(&mut recorder), ids, estimate)
-                .await;
-            let ends = std::mem::take(&mut recorder.ends);
-            let result = outcome.map(|(completion, request_id, _)| {
-                let choices = completion.choices;
-                let stored = CachedCompletion {
-                    text: completion.text,
-                    delta_ends: if stream { ends } else { Vec::new() },
-                    role: completion.role,
-                    finish_reason: completion.finish_reason,
-                    usage: completion.usage,
-                    detail: completion.detail,
+            let run = async {
+                let g = Guard {
+                    deadline,
+                    timeout,
+                    idle: client.cfg.idle_timeout,
+                    cancel: &flight.cancel,
+                    attempt: None,
                 };
-                if let Some(cache) = &client.cache {
-                    if is_cacheable(stored.finish_reason.as_deref(), choices) {
-                        cache.insert(cache_key, stored.clone());
+                let mut recorder = FlightSink {
+                    flight: &flight,
+                    ends: Vec::new(),
+                    len: 0,
+                };
+                let ids = ProgressIds {
+                    parent: "",
+                    conversation: None,
+                };
+                let outcome = client
+                    .execute(body, stream, &g, Some(&mut recorder), ids, estimate)
+                    .await;
+                let ends = std::mem::take(&mut recorder.ends);
+                let result = outcome.map(|(completion, request_id, _)| {
+                    let choices = completion.choices;
+                    let stored = CachedCompletion {
+                        text: completion.text,
+                        delta_ends: if stream { ends } else { Vec::new() },
+                        role: completion.role,
+                        finish_reason: completion.finish_reason,
+                        usage: completion.usage,
+                        detail: completion.detail,
+                    };
+                    if let Some(cache) = &client.cache {
+                        if is_cacheable(stored.finish_reason.as_deref(), choices) {
+                            cache.insert(cache_key, stored.clone());
+                        }
                     }
-                }
-                FlightResult {
-                    completion: Arc::new(stored),
-                    id: completion.id,
-                    request_id,
-                }
-            });
+                    FlightResult {
+                        completion: Arc::new(stored),
+                        id: completion.id,
+                        request_id,
+                    }
+                });
+                result
+            };
+            // A panic inside the call must not leave the waiters waiting for an outcome that
+            // would never come (until each one's own timeout): every waiter gets the error now.
+            let result = AssertUnwindSafe(run)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| Err(ChatError::internal(&*panic)));
             flight.finish(result);
             client.flights.remove(flight_key, &flight);
         });
@@ -678,6 +688,8 @@ impl ChatClient {
         ids: ProgressIds<'_>,
         estimate: u32,
     ) -> Result<(Completion, Option<String>, u32), ChatError> {
+        #[cfg(test)]
+        tests::panic_if_asked(&body).await;
         let mut schedule = self.cfg.retry.schedule(None);
         let mut attempts = 0u32;
         let finish = |mut e: ChatError, attempts: u32| {
@@ -1182,6 +1194,63 @@ pub struct ClientStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::config::ClientOptions;
+    use crate::core::simulator::{Simulator, SimulatorConfig};
+
+    /// A call whose text contains this panics inside `execute` (test builds only), to prove a
+    /// panic reaches every waiter as an error.
+    const PANIC_MARKER: &str = "test hook: panic inside the call";
+
+    pub(super) async fn panic_if_asked(body: &[u8]) {
+        let marker = PANIC_MARKER.as_bytes();
+        if body.windows(marker.len()).any(|w| w == marker) {
+            // Long enough for identical calls to join the flight first.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            std::panic::panic_any("injected by a test");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_inside_a_shared_call_rejects_every_waiter_at_once() {
+        let sim = Simulator::start(SimulatorConfig::default()).await.unwrap();
+        let cfg = ClientConfig::build(ClientOptions {
+            api_key: Some("sk-test".into()),
+            api_base_url: Some(sim.base_url()),
+            ..Default::default()
+        })
+        .unwrap();
+        let client = Arc::new(ChatClient::new(cfg, None).unwrap());
+        let req = SendRequest {
+            text: PANIC_MARKER.into(),
+            system_message: None,
+            completion_params: None,
+            message_id: None,
+            parent_message_id: None,
+            conversation_id: None,
+            name: None,
+            stream: false,
+            timeout: None,
+            cache: true,
+        };
+        let started = Instant::now();
+        let calls: Vec<_> = (0..3)
+            .map(|_| {
+                let client = client.clone();
+                let req = req.clone();
+                tokio::spawn(async move { client.send(req, None, &CancellationToken::new()).await })
+            })
+            .collect();
+        // The default `timeoutMs` is 10 minutes: a waiter left hanging would show here.
+        let results = tokio::time::timeout(Duration::from_secs(10), futures::future::join_all(calls))
+            .await
+            .expect("every waiter settles promptly");
+        for r in results {
+            assert_eq!(r.unwrap().unwrap_err().code, ErrorCode::Internal);
+        }
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(client.stats().metrics.coalesced, 2, "the three calls shared one flight");
+        assert!(client.flights.is_empty());
+    }
 
     #[test]
     fn reasoning_models_use_max_completion_tokens() {
