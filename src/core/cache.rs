@@ -263,7 +263,7 @@ impl Flight {
                 let new: Vec<String> = st.deltas.get(*seen..).map(|d| d.to_vec()).unwrap_or_default();
                 (new, st.id.clone().unwrap_or_default(), st.done.clone())
             };
-            *seen += new.len();
+            *seen = seen.saturating_add(new.len());
             for d in &new {
                 on_delta(&id, d);
             }

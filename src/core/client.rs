@@ -784,7 +784,7 @@ impl ChatClient {
                 None => None,
             };
 
-            attempts += 1;
+            attempts = attempts.saturating_add(1);
             Metrics::inc(&self.metrics.attempts);
             if attempts > 1 {
                 Metrics::inc(&self.metrics.retries);
@@ -1025,7 +1025,7 @@ struct FlightSink<'a> {
 
 impl DeltaSink for FlightSink<'_> {
     fn on_delta(&mut self, p: &Progress<'_>) {
-        self.len += p.delta.len();
+        self.len = self.len.saturating_add(p.delta.len());
         self.ends.push(self.len);
         self.flight.push_delta(p.id, p.delta);
     }

@@ -10,6 +10,8 @@
 //! Keys are never logged or reported in clear: they are identified by index and a fingerprint
 //! that shows only the last four characters (`sk-…abcd`).
 
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -37,6 +37,8 @@
 //! All timing uses [`tokio::time::Instant`] and [`tokio::time::sleep_until`], so the behaviour is
 //! tested deterministically with tokio's paused clock.
 
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

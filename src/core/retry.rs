@@ -12,6 +12,8 @@
 //! Callers should not wrap `sendMessage` in another retry loop: retry layers multiply (3 retries
 //! inside 3 retries is 16 requests).
 
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};

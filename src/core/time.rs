@@ -11,6 +11,8 @@
 //! the client then pauses for a minute and fails calls whose deadline falls earlier (see
 //! `limits` and `keys`), rather than freezing every call for the hour.
 
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -54,7 +56,7 @@ pub fn instant_after(now: Instant, delay: Duration) -> Instant {
         if delay.is_zero() {
             return now;
         }
-        delay /= 2;
+        delay = delay.checked_div(2).unwrap_or(Duration::ZERO);
     }
 }
 

@@ -4,6 +4,8 @@
 //! Only this module touches reqwest. It knows nothing about chat semantics beyond the shape of
 //! OpenAI's error body, so retries, pacing and key pools (later layers) can wrap it.
 
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::sync::Once;
 use std::time::Duration;
 
@@ -194,7 +196,7 @@ fn bearer(key: &ApiKey) -> Result<HeaderValue, ChatError> {
 pub async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, ChatError> {
     let mut out = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(network_error)? {
-        if out.len() + chunk.len() > limit {
+        if out.len().saturating_add(chunk.len()) > limit {
             return Err(too_large(limit));
         }
         out.extend_from_slice(&chunk);
