@@ -313,7 +313,12 @@ impl ChatClient {
             inner: sink,
             first_delta: None,
         };
-        let result = self.send_inner(req, &mut timing, cancel).await;
+        // A panic (a bug) fails this call only, with a code, whatever runs it: `sendMessage`, an
+        // item of `sendMany`, or a test.
+        let result = AssertUnwindSafe(self.send_inner(req, &mut timing, cancel))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| Err(ChatError::internal(&*panic)));
         self.metrics.record_latency(started.elapsed());
         if let Some(first) = timing.first_delta {
             self.metrics.record_ttft(first.saturating_duration_since(started));
@@ -1208,6 +1213,41 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
             std::panic::panic_any("injected by a test");
         }
+    }
+
+    fn request(text: &str, cache: bool) -> SendRequest {
+        SendRequest {
+            text: text.into(),
+            system_message: None,
+            completion_params: None,
+            message_id: None,
+            parent_message_id: None,
+            conversation_id: None,
+            name: None,
+            stream: false,
+            timeout: None,
+            cache,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_inside_one_call_fails_that_call_alone_with_a_code() {
+        let sim = Simulator::start(SimulatorConfig::default()).await.unwrap();
+        let cfg = ClientConfig::build(ClientOptions {
+            api_key: Some("sk-test".into()),
+            api_base_url: Some(sim.base_url()),
+            ..Default::default()
+        })
+        .unwrap();
+        let client = Arc::new(ChatClient::new(cfg, None).unwrap());
+        let cancel = CancellationToken::new();
+        // Side by side, as `sendMany` runs its items.
+        let (panicked, fine) = futures::join!(
+            client.send(request(PANIC_MARKER, false), None, &cancel),
+            client.send(request("a normal call", false), None, &cancel),
+        );
+        assert_eq!(panicked.unwrap_err().code, ErrorCode::Internal);
+        assert_eq!(fine.unwrap().finish_reason.as_deref(), Some("stop"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
