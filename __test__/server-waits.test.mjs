@@ -18,14 +18,14 @@ const KEY_POOL = { apiKey: undefined, apiKeys: ['sk-pool-key-one-0001', 'sk-pool
 const rateLimited = { kind: 'status', status: 429, code: 'rate_limit_exceeded' }
 
 for (const [name, headers, options] of [
-  ['retry-after: 1e20', { retryAfter: '1e20' }, {}],
-  ['retry-after-ms: 1e300', { retryAfterMs: '1e300' }, {}],
-  ['retry-after: 1e19 with a key pool', { retryAfter: '1e19' }, KEY_POOL],
-  ['retry-after: the last HTTP date there is', { retryAfter: 'Fri, 31 Dec 9999 23:59:59 GMT' }, {}],
+  ['retry-after: 1e20', { 'retry-after': '1e20' }, {}],
+  ['retry-after-ms: 1e300', { 'retry-after-ms': '1e300' }, {}],
+  ['retry-after: 1e19 with a key pool', { 'retry-after': '1e19' }, KEY_POOL],
+  ['retry-after: the last HTTP date there is', { 'retry-after': 'Fri, 31 Dec 9999 23:59:59 GMT' }, {}],
 ]) {
   test(`a 429 with ${name} rejects at once with ERR_CHATGPT_RATE_LIMITED`, async () => {
     const api = clientFor(sim, { timeoutMs: 5000, cache: false, ...options })
-    sim.enqueueFault({ ...rateLimited, ...headers })
+    sim.enqueueFault({ ...rateLimited, retryAfter: headers['retry-after'], retryAfterMs: headers['retry-after-ms'] })
     sim.resetStats()
     const started = performance.now()
     const err = await rejection(api.sendMessage('absurd wait'))
@@ -36,14 +36,18 @@ for (const [name, headers, options] of [
   })
 
   test(`a 429 with ${name} rejects every caller sharing the request at once`, async () => {
-    const api = clientFor(sim, { timeoutMs: 5000, ...options })
-    sim.enqueueFault({ ...rateLimited, ...headers })
-    sim.resetStats()
-    const started = performance.now()
-    const errors = await Promise.all([1, 2, 3].map(() => rejection(api.sendMessage('shared absurd wait'))))
-    for (const err of errors) assert.equal(err.code, 'ERR_CHATGPT_RATE_LIMITED')
-    assert.ok(performance.now() - started < 2000, 'no waiter was left to its timeout')
-    assert.equal(sim.stats().chatRequests, 1, 'the three calls shared one request')
+    // The answer is held back a moment so that all three calls surely join the one request.
+    const raw = await rawServer({ status: 429, body: RATE_LIMITED_BODY, headers, delayMs: 200 })
+    try {
+      const api = clientFor({ url: raw.url }, { timeoutMs: 5000, ...options })
+      const started = performance.now()
+      const errors = await Promise.all([1, 2, 3].map(() => rejection(api.sendMessage('shared absurd wait'))))
+      for (const err of errors) assert.equal(err.code, 'ERR_CHATGPT_RATE_LIMITED')
+      assert.ok(performance.now() - started < 2000, 'no waiter was left to its timeout')
+      assert.equal(raw.arrivals.length, 1, 'the three calls shared one request')
+    } finally {
+      await raw.close()
+    }
   })
 }
 
@@ -59,6 +63,10 @@ test('after a 429 asking for an hour, a call whose timeoutMs ends first fails at
   assert.equal(sim.stats().chatRequests, 0)
 })
 
+const RATE_LIMITED_BODY = JSON.stringify({
+  error: { message: 'Rate limit reached', type: 'requests', param: null, code: 'rate_limit_exceeded' },
+})
+
 const COMPLETION = JSON.stringify({
   id: 'chatcmpl-raw',
   object: 'chat.completion',
@@ -68,18 +76,20 @@ const COMPLETION = JSON.stringify({
   usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
 })
 
-/** A loopback server answering every chat request with a completion and `headers`; records when
- * each request arrived and when each answer was sent. */
-async function rawServer(headers) {
+/** A loopback server answering every request with `status`, `headers` and `body` (a completion
+ * by default) after `delayMs`; records when each request arrived and when each answer was sent. */
+async function rawServer({ status = 200, headers = {}, body = COMPLETION, delayMs = 0 }) {
   const arrivals = []
   const answers = []
   const server = http.createServer((req, res) => {
     arrivals.push(performance.now())
     req.resume()
     req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/json', ...headers })
-      res.end(COMPLETION)
-      answers.push(performance.now())
+      setTimeout(() => {
+        res.writeHead(status, { 'content-type': 'application/json', ...headers })
+        res.end(body)
+        answers.push(performance.now())
+      }, delayMs)
     })
   })
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
@@ -90,9 +100,11 @@ async function rawServer(headers) {
 
 test('a 200 with a request limit of 0 and an hour to reset: a call whose timeoutMs ends first fails at once', async () => {
   const raw = await rawServer({
-    'x-ratelimit-limit-requests': '0',
-    'x-ratelimit-remaining-requests': '0',
-    'x-ratelimit-reset-requests': '3600s',
+    headers: {
+      'x-ratelimit-limit-requests': '0',
+      'x-ratelimit-remaining-requests': '0',
+      'x-ratelimit-reset-requests': '3600s',
+    },
   })
   try {
     const api = clientFor({ url: raw.url })
@@ -113,8 +125,10 @@ for (const [kind, rateLimit] of [
 ]) {
   test(`remaining ${kind} 0 with a 1 s reset holds the next send for the reset, even under a faster rateLimit`, async () => {
     const raw = await rawServer({
-      [`x-ratelimit-remaining-${kind}`]: '0',
-      [`x-ratelimit-reset-${kind}`]: '1s',
+      headers: {
+        [`x-ratelimit-remaining-${kind}`]: '0',
+        [`x-ratelimit-reset-${kind}`]: '1s',
+      },
     })
     try {
       const api = clientFor({ url: raw.url }, { rateLimit })
