@@ -18,6 +18,10 @@
 //! result, an AbortSignal listener to remove) waits in a table there, keyed by a call id; only
 //! the call's `Send` output crosses threads.
 //!
+//! A panic inside a call's future is caught at this task boundary and settles its Promise with a
+//! `ChatGPTError` coded `ERR_CHATGPT_INTERNAL`, as does a call the runtime drops unfinished, so
+//! no Promise is left pending and no panic crosses into Node.
+//!
 //! The ThreadsafeFunction is created *weak* (it does not keep Node alive by itself) and is
 //! referenced while at least one call is pending, so a process with calls in flight does not exit
 //! and an idle one is not held open.
@@ -26,17 +30,26 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 
-use super::init::BindingData;
+use futures::FutureExt;
 
-/// A finished call's output, type-erased; `None` when its task ended without one (the runtime
-/// dropped it while shutting down).
-type Output = Option<Box<dyn Any + Send>>;
+use super::errors::to_napi_error;
+use super::init::BindingData;
+use crate::core::error::{ChatError, ErrorCode};
+
+/// How a call's task ended.
+enum Output {
+    /// Its output, type-erased.
+    Done(Box<dyn Any + Send>),
+    /// It panicked, or the runtime dropped it while shutting down: the error to reject with.
+    Failed(ChatError),
+}
 /// Builds the settled value from the output, on the JavaScript thread.
 type Settle = Box<dyn FnOnce(&Env, Output) -> Result<sys::napi_value>>;
 type Wake = ThreadsafeFunction<(), (), (), Status, false, true>;
@@ -117,7 +130,10 @@ impl Settler {
                 continue;
             };
             let raw = env.raw();
-            let settled = (p.settle)(env, output);
+            // The settle callback builds JavaScript values from Rust data; a panic there must
+            // not skip the rejection (nor unwind through napi).
+            let settled = std::panic::catch_unwind(AssertUnwindSafe(|| (p.settle)(env, output)))
+                .unwrap_or_else(|panic| Err(to_napi_error(env, &ChatError::internal(&*panic))));
             // SAFETY: on the JavaScript thread of the environment that created the deferred,
             // which is settled exactly once (its entry was just removed).
             unsafe {
@@ -173,9 +189,18 @@ where
     let id = settler.next_id.get();
     settler.next_id.set(id.wrapping_add(1));
     let settle: Settle = Box::new(move |env: &Env, output: Output| {
-        let value = output
-            .and_then(|o| o.downcast::<T>().ok())
-            .ok_or_else(|| Error::from_reason("chatgpt-native: the call was dropped before it finished"))?;
+        let value = match output {
+            Output::Done(o) => o.downcast::<T>().map_err(|_| {
+                to_napi_error(
+                    env,
+                    &ChatError::new(
+                        ErrorCode::Internal,
+                        "chatgpt-native: a call produced an unexpected output",
+                    ),
+                )
+            })?,
+            Output::Failed(e) => return Err(to_napi_error(env, &e)),
+        };
         // SAFETY: `settle` may build values borrowing `env` (say an `Unknown<'env>`); they are
         // converted to a raw value right here, while the drain's `env` is live, and never kept.
         // napi-rs's own `spawn_future_with_callback` widens the lifetime the same way.
@@ -188,11 +213,15 @@ where
 
     let inbox = settler.inbox.clone();
     napi::bindgen_prelude::spawn(async move {
-        // Pushes `None` if the task is dropped before it finishes, so the Promise still settles.
+        // Pushes a failure if the task is dropped before it finishes, so the Promise still
+        // settles.
         let mut delivery = Delivery { inbox, id, sent: false };
-        let output = fut.await;
+        let output = match AssertUnwindSafe(fut).catch_unwind().await {
+            Ok(output) => Output::Done(Box::new(output)),
+            Err(panic) => Output::Failed(ChatError::internal(&*panic)),
+        };
         delivery.sent = true;
-        delivery.inbox.push(id, Some(Box::new(output)));
+        delivery.inbox.push(id, output);
     });
     Ok(PromiseRaw::new(raw, promise))
 }
@@ -206,7 +235,11 @@ struct Delivery {
 impl Drop for Delivery {
     fn drop(&mut self) {
         if !self.sent {
-            self.inbox.push(self.id, None);
+            let dropped = ChatError::new(
+                ErrorCode::Internal,
+                "chatgpt-native: the call was dropped before it finished (the runtime is shutting down)",
+            );
+            self.inbox.push(self.id, Output::Failed(dropped));
         }
     }
 }

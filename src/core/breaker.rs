@@ -34,6 +34,8 @@
 //! an older generation is discarded. This way a slow success admitted before the circuit opened cannot
 //! close it, and failures from a previous closed period cannot count against a freshly closed one.
 
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::fmt;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -180,7 +182,7 @@ impl Inner {
         self.phase = Phase::Open { opened_at: now };
         self.bump_generation();
         self.clear_buckets();
-        self.stats.opened += 1;
+        self.stats.opened = self.stats.opened.saturating_add(1);
     }
 
     fn close(&mut self) {
@@ -188,7 +190,7 @@ impl Inner {
         self.bump_generation();
         // The old failures led to opening; the successful probe says they no longer apply.
         self.clear_buckets();
-        self.stats.closed += 1;
+        self.stats.closed = self.stats.closed.saturating_add(1);
     }
 }
 
@@ -206,7 +208,11 @@ impl CircuitBreaker {
     /// odd configs degrade gracefully instead of dividing by zero.
     pub fn new(config: BreakerConfig) -> Self {
         let buckets = config.buckets.max(1);
-        let bucket_width = (config.window / buckets).max(Duration::from_nanos(1));
+        let bucket_width = config
+            .window
+            .checked_div(buckets)
+            .unwrap_or(config.window)
+            .max(Duration::from_nanos(1));
         Self {
             bucket_width,
             created: Instant::now(),
@@ -242,18 +248,18 @@ impl CircuitBreaker {
                 let elapsed = now.saturating_duration_since(opened_at);
                 if elapsed >= self.config.reset_timeout {
                     inner.phase = Phase::HalfOpen { probe_out: true };
-                    inner.stats.half_opened += 1;
+                    inner.stats.half_opened = inner.stats.half_opened.saturating_add(1);
                     let generation = inner.bump_generation();
                     Ok(self.permit(generation, true))
                 } else {
-                    inner.stats.rejected += 1;
+                    inner.stats.rejected = inner.stats.rejected.saturating_add(1);
                     Err(BreakerOpen {
-                        retry_in: self.config.reset_timeout - elapsed,
+                        retry_in: self.config.reset_timeout.saturating_sub(elapsed),
                     })
                 }
             }
             Phase::HalfOpen { probe_out: true } => {
-                inner.stats.rejected += 1;
+                inner.stats.rejected = inner.stats.rejected.saturating_add(1);
                 Err(BreakerOpen {
                     retry_in: Duration::ZERO,
                 })
@@ -303,7 +309,8 @@ impl CircuitBreaker {
 
     fn bucket_index(&self, now: Instant) -> u64 {
         let elapsed = now.saturating_duration_since(self.created).as_nanos();
-        u64::try_from(elapsed / self.bucket_width.as_nanos()).unwrap_or(u64::MAX)
+        let index = elapsed.checked_div(self.bucket_width.as_nanos()).unwrap_or(0);
+        u64::try_from(index).unwrap_or(u64::MAX)
     }
 
     fn resolve(&self, generation: u64, probe: bool, outcome: Outcome) {
@@ -336,7 +343,7 @@ impl CircuitBreaker {
         };
         let current = self.bucket_index(now);
         let len = inner.buckets.len() as u64;
-        let slot = usize::try_from(current % len).unwrap_or(0);
+        let slot = usize::try_from(current.checked_rem(len).unwrap_or(0)).unwrap_or(0);
         if let Some(bucket) = inner.buckets.get_mut(slot) {
             if bucket.index != current {
                 // The slot still holds data from a full window ago (or earlier): recycle it.
@@ -346,8 +353,8 @@ impl CircuitBreaker {
                     failures: 0,
                 };
             }
-            bucket.calls += 1;
-            bucket.failures += u64::from(failed);
+            bucket.calls = bucket.calls.saturating_add(1);
+            bucket.failures = bucket.failures.saturating_add(u64::from(failed));
         }
         if !failed {
             return;
@@ -356,7 +363,9 @@ impl CircuitBreaker {
             .buckets
             .iter()
             .filter(|b| current.saturating_sub(b.index) < len)
-            .fold((0u64, 0u64), |(c, f), b| (c + b.calls, f + b.failures));
+            .fold((0u64, 0u64), |(c, f), b| {
+                (c.saturating_add(b.calls), f.saturating_add(b.failures))
+            });
         let threshold = u64::from(self.config.error_threshold_percentage);
         if calls >= u64::from(self.config.volume_threshold)
             && failures.saturating_mul(100) > calls.saturating_mul(threshold)

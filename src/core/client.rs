@@ -7,6 +7,7 @@
 //! abort mid-stream can still report `partialText`.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -34,6 +35,7 @@ use super::limits::{AcquireError, ConcurrencyLimiter, RateLimitConfig, RateLimit
 use super::metrics::{prometheus_text, Gauges, Metrics, MetricsSnapshot};
 use super::retry::{decide, is_retryable, Decision};
 use super::sse::{SseDecoder, SseError, SseEvent};
+use super::time::instant_after;
 use super::tokens::Encoding;
 use super::transport::{network_error, read_capped, too_large, Transport};
 
@@ -311,7 +313,12 @@ impl ChatClient {
             inner: sink,
             first_delta: None,
         };
-        let result = self.send_inner(req, &mut timing, cancel).await;
+        // A panic (a bug) fails this call only, with a code, whatever runs it: `sendMessage`, an
+        // item of `sendMany`, or a test.
+        let result = AssertUnwindSafe(self.send_inner(req, &mut timing, cancel))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| Err(ChatError::internal(&*panic)));
         self.metrics.record_latency(started.elapsed());
         if let Some(first) = timing.first_delta {
             self.metrics.record_ttft(first.saturating_duration_since(started));
@@ -345,7 +352,7 @@ impl ChatClient {
         let started = Instant::now();
         let timeout = req.timeout.unwrap_or(self.cfg.timeout);
         let g = Guard {
-            deadline: Deadline::Fixed(started + timeout),
+            deadline: Deadline::Fixed(instant_after(started, timeout)),
             timeout,
             idle: self.cfg.idle_timeout,
             cancel,
@@ -618,47 +625,56 @@ impl ChatClient {
     ) {
         let client = self.clone();
         tokio::spawn(async move {
-            let g = Guard {
-                deadline: Deadline::Shared(&flight),
-                timeout,
-                idle: client.cfg.idle_timeout,
-                cancel: &flight.cancel,
-                attempt: None,
-            };
-            let mut recorder = FlightSink {
-                flight: &flight,
-                ends: Vec::new(),
-                len: 0,
-            };
-            let ids = ProgressIds {
-                reply: "",
-                parent: "",
-                conversation: None,
-            };
-            let outcome = client
-                .execute(body, stream, &g, Some(&mut recorder), ids, estimate)
-                .await;
-            let ends = std::mem::take(&mut recorder.ends);
-            let result = outcome.map(|(completion, request_id, _)| {
-                let choices = completion.choices;
-                let stored = CachedCompletion {
-                    text: completion.text,
-                    delta_ends: if stream { ends } else { Vec::new() },
-                    role: completion.role,
-                    finish_reason: completion.finish_reason,
-                    usage: completion.usage,
-                    detail: completion.detail,
+            let run = async {
+                let g = Guard {
+                    deadline: Deadline::Shared(&flight),
+                    timeout,
+                    idle: client.cfg.idle_timeout,
+                    cancel: &flight.cancel,
+                    attempt: None,
                 };
-                if let Some(cache) = &client.cache {
-                    if is_cacheable(stored.finish_reason.as_deref(), choices) {
-                        cache.insert(keys.cache, stored.clone());
+                let mut recorder = FlightSink {
+                    flight: &flight,
+                    ends: Vec::new(),
+                    len: 0,
+                };
+                let ids = ProgressIds {
+                    reply: "",
+                    parent: "",
+                    conversation: None,
+                };
+                let outcome = client
+                    .execute(body, stream, &g, Some(&mut recorder), ids, estimate)
+                    .await;
+                let ends = std::mem::take(&mut recorder.ends);
+                let result = outcome.map(|(completion, request_id, _)| {
+                    let choices = completion.choices;
+                    let stored = CachedCompletion {
+                        text: completion.text,
+                        delta_ends: if stream { ends } else { Vec::new() },
+                        role: completion.role,
+                        finish_reason: completion.finish_reason,
+                        usage: completion.usage,
+                        detail: completion.detail,
+                    };
+                    if let Some(cache) = &client.cache {
+                        if is_cacheable(stored.finish_reason.as_deref(), choices) {
+                            cache.insert(keys.cache, stored.clone());
+                        }
                     }
-                }
-                FlightResult {
-                    completion: Arc::new(stored),
-                    request_id,
-                }
-            });
+                    FlightResult {
+                        completion: Arc::new(stored),
+                        request_id,
+                    }
+                });
+                result
+            };
+            // A panic inside the call must not leave the waiters waiting for an outcome that
+            // would never come (until each one's own timeout): every waiter gets the error now.
+            let result = AssertUnwindSafe(run)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| Err(ChatError::internal(&*panic)));
             flight.finish(result);
             client.flights.remove(keys.flight, &flight);
         });
@@ -676,6 +692,8 @@ impl ChatClient {
         ids: ProgressIds<'_>,
         estimate: u32,
     ) -> Result<(Completion, Option<String>, u32), ChatError> {
+        #[cfg(test)]
+        tests::panic_if_asked(&body).await;
         let mut schedule = self.cfg.retry.schedule(None);
         let mut attempts = 0u32;
         let finish = |mut e: ChatError, attempts: u32| {
@@ -732,14 +750,17 @@ impl ChatClient {
                             .await
                             .map_err(|e| finish(e, attempts))?;
                     }
-                    Err(NoKey::CoolingUntil(_)) => {
-                        return Err(finish(
-                            ChatError::new(
-                                ErrorCode::NoKeyAvailable,
-                                "Every API key is cooling down after 429s past the call's deadline",
+                    Err(NoKey::CoolingUntil(until)) => {
+                        let wait = until.saturating_duration_since(Instant::now());
+                        let mut e = ChatError::new(
+                            ErrorCode::NoKeyAvailable,
+                            format!(
+                                "Every API key is cooling down after 429s for another {} ms, past the call's deadline",
+                                wait.as_millis()
                             ),
-                            attempts,
-                        ))
+                        );
+                        e.retry_after = Some(wait);
+                        return Err(finish(e, attempts));
                     }
                     Err(NoKey::AllDisabled) => {
                         return Err(finish(
@@ -755,14 +776,9 @@ impl ChatClient {
                 Some(l) => Some(
                     g.run(
                         async {
-                            l.acquire(estimate).await.map_err(|RateLimitError::RequestTooLarge { estimate, tokens_per_minute }| {
-                                ChatError::new(
-                                    ErrorCode::RequestTooLarge,
-                                    format!(
-                                        "The request needs about {estimate} tokens but `rateLimit.tokensPerMinute` is {tokens_per_minute}: it could never be sent"
-                                    ),
-                                )
-                            })
+                            l.acquire_before(estimate, Some(g.deadline()))
+                                .await
+                                .map_err(rate_limit_error)
                         },
                         false,
                     )
@@ -772,7 +788,7 @@ impl ChatClient {
                 None => None,
             };
 
-            attempts += 1;
+            attempts = attempts.saturating_add(1);
             Metrics::inc(&self.metrics.attempts);
             if attempts > 1 {
                 Metrics::inc(&self.metrics.retries);
@@ -1100,7 +1116,7 @@ impl<'a> Guard<'a> {
     /// The guard for one attempt: bounded by `attempt_timeout` too, when that ends first.
     fn for_attempt(&self, attempt_timeout: Option<Duration>) -> Guard<'a> {
         let attempt = attempt_timeout
-            .map(|t| (Instant::now() + t, t))
+            .map(|t| (instant_after(Instant::now(), t), t))
             .filter(|(at, _)| *at < self.deadline());
         Guard {
             deadline: self.deadline,
@@ -1174,6 +1190,32 @@ impl<'a> Guard<'a> {
     }
 }
 
+/// Why the rate limiter refused a call, as the call's error.
+fn rate_limit_error(e: RateLimitError) -> ChatError {
+    match e {
+        RateLimitError::RequestTooLarge {
+            estimate,
+            tokens_per_minute,
+        } => ChatError::new(
+            ErrorCode::RequestTooLarge,
+            format!(
+                "The request needs about {estimate} tokens but `rateLimit.tokensPerMinute` is {tokens_per_minute}: it could never be sent"
+            ),
+        ),
+        RateLimitError::Paused { retry_after } => {
+            let mut e = ChatError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "The server paused requests (429 or rate-limit headers) for another {} ms, past the call's deadline",
+                    retry_after.as_millis()
+                ),
+            );
+            e.retry_after = Some(retry_after);
+            e
+        }
+    }
+}
+
 /// A sleep as a fallible future, for `Guard::run` (which can cut it short).
 async fn sleep_ok(sleep: tokio::time::Sleep) -> Result<(), ChatError> {
     sleep.await;
@@ -1210,6 +1252,98 @@ pub struct ClientStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::config::ClientOptions;
+    use crate::core::simulator::{Simulator, SimulatorConfig};
+
+    /// A call whose text contains this panics inside `execute` (test builds only), to prove a
+    /// panic reaches every waiter as an error.
+    const PANIC_MARKER: &str = "test hook: panic inside the call";
+
+    pub(super) async fn panic_if_asked(body: &[u8]) {
+        let marker = PANIC_MARKER.as_bytes();
+        if body.windows(marker.len()).any(|w| w == marker) {
+            // Long enough for identical calls to join the flight first.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            std::panic::panic_any("injected by a test");
+        }
+    }
+
+    fn request(text: &str, cache: bool) -> SendRequest {
+        SendRequest {
+            text: text.into(),
+            system_message: None,
+            completion_params: None,
+            message_id: None,
+            parent_message_id: None,
+            conversation_id: None,
+            name: None,
+            stream: false,
+            timeout: None,
+            cache,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_inside_one_call_fails_that_call_alone_with_a_code() {
+        let sim = Simulator::start(SimulatorConfig::default()).await.unwrap();
+        let cfg = ClientConfig::build(ClientOptions {
+            api_key: Some("sk-test".into()),
+            api_base_url: Some(sim.base_url()),
+            ..Default::default()
+        })
+        .unwrap();
+        let client = Arc::new(ChatClient::new(cfg, None).unwrap());
+        let cancel = CancellationToken::new();
+        // Side by side, as `sendMany` runs its items.
+        let (panicked, fine) = futures::join!(
+            client.send(request(PANIC_MARKER, false), None, &cancel),
+            client.send(request("a normal call", false), None, &cancel),
+        );
+        assert_eq!(panicked.unwrap_err().code, ErrorCode::Internal);
+        assert_eq!(fine.unwrap().finish_reason.as_deref(), Some("stop"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_inside_a_shared_call_rejects_every_waiter_at_once() {
+        let sim = Simulator::start(SimulatorConfig::default()).await.unwrap();
+        let cfg = ClientConfig::build(ClientOptions {
+            api_key: Some("sk-test".into()),
+            api_base_url: Some(sim.base_url()),
+            ..Default::default()
+        })
+        .unwrap();
+        let client = Arc::new(ChatClient::new(cfg, None).unwrap());
+        let req = SendRequest {
+            text: PANIC_MARKER.into(),
+            system_message: None,
+            completion_params: None,
+            message_id: None,
+            parent_message_id: None,
+            conversation_id: None,
+            name: None,
+            stream: false,
+            timeout: None,
+            cache: true,
+        };
+        let started = Instant::now();
+        let calls: Vec<_> = (0..3)
+            .map(|_| {
+                let client = client.clone();
+                let req = req.clone();
+                tokio::spawn(async move { client.send(req, None, &CancellationToken::new()).await })
+            })
+            .collect();
+        // The default `timeoutMs` is 10 minutes: a waiter left hanging would show here.
+        let results = tokio::time::timeout(Duration::from_secs(10), futures::future::join_all(calls))
+            .await
+            .expect("every waiter settles promptly");
+        for r in results {
+            assert_eq!(r.unwrap().unwrap_err().code, ErrorCode::Internal);
+        }
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(client.stats().metrics.coalesced, 2, "the three calls shared one flight");
+        assert!(client.flights.is_empty());
+    }
 
     #[test]
     fn reasoning_models_use_max_completion_tokens() {

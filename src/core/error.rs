@@ -7,6 +7,7 @@
 //! Nothing here may ever hold the API key: messages are built from status lines, server error
 //! bodies and our own text, and the transport never formats a request (which carries the key).
 
+use std::any::Any;
 use std::fmt;
 use std::time::Duration;
 
@@ -52,6 +53,9 @@ pub enum ErrorCode {
     CircuitOpen,
     /// Every API key is disabled, or cooling down past the call's deadline.
     NoKeyAvailable,
+    /// A bug in this package ended the call (a Rust panic, caught at the task boundary), or the
+    /// runtime dropped the call while shutting down. The process is unaffected.
+    Internal,
 }
 
 impl ErrorCode {
@@ -77,6 +81,7 @@ impl ErrorCode {
             ErrorCode::RequestTooLarge => "ERR_CHATGPT_REQUEST_TOO_LARGE",
             ErrorCode::CircuitOpen => "ERR_CHATGPT_CIRCUIT_OPEN",
             ErrorCode::NoKeyAvailable => "ERR_CHATGPT_NO_KEY_AVAILABLE",
+            ErrorCode::Internal => "ERR_CHATGPT_INTERNAL",
         }
     }
 }
@@ -149,6 +154,17 @@ impl ChatError {
 
     pub fn aborted() -> Self {
         Self::new(ErrorCode::Aborted, "This operation was aborted")
+    }
+
+    /// The error for a call that panicked, from the panic's payload. Only a literal message
+    /// (`panic!("text")`, a `&'static str`) is quoted: a formatted one may hold runtime data,
+    /// which could include a key or a prompt.
+    pub fn internal(payload: &(dyn Any + Send)) -> Self {
+        let message = match payload.downcast_ref::<&'static str>() {
+            Some(text) => format!("chatgpt-native failed internally (a bug; please report it): {text}"),
+            None => "chatgpt-native failed internally (a bug; please report it)".to_owned(),
+        };
+        Self::new(ErrorCode::Internal, message)
     }
 
     /// Attach the text streamed so far (only when there is some: an empty partial says nothing).
@@ -259,6 +275,17 @@ mod tests {
             code_for_stream_error(None, Some("server_error")),
             ErrorCode::StreamError
         );
+    }
+
+    #[test]
+    fn a_panic_becomes_an_internal_error_quoting_only_literal_messages() {
+        let literal = std::panic::catch_unwind(|| std::panic::panic_any("literal text")).unwrap_err();
+        let e = ChatError::internal(&*literal);
+        assert_eq!(e.code, ErrorCode::Internal);
+        assert_eq!(e.code.as_str(), "ERR_CHATGPT_INTERNAL");
+        assert!(e.message.contains("literal text"));
+        let formatted = std::panic::catch_unwind(|| std::panic::panic_any(format!("sk-{}", "secret"))).unwrap_err();
+        assert!(!ChatError::internal(&*formatted).message.contains("secret"));
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! Keys are never logged or reported in clear: they are identified by index and a fingerprint
 //! that shows only the last four characters (`sk-…abcd`).
 
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,6 +19,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::config::ApiKey;
+use super::time::{cap_server_wait, instant_after};
 
 /// Longest a 429 without a usable `retry-after` cools a key down.
 pub const DEFAULT_COOL_DOWN: Duration = Duration::from_secs(1);
@@ -91,7 +94,7 @@ pub fn fingerprint(key: &str) -> String {
         .take(4)
         .collect();
     let prefix = if prefix.ends_with('-') { prefix } else { String::new() };
-    let tail: String = chars[chars.len() - 4..].iter().collect();
+    let tail: String = chars.iter().skip(chars.len().saturating_sub(4)).collect();
     format!("{prefix}…{tail}")
 }
 
@@ -130,7 +133,7 @@ impl KeyPool {
     /// Lease the healthy key with the fewest requests in flight.
     pub fn acquire(self: &Arc<Self>) -> Result<KeyLease, NoKey> {
         let now = Instant::now();
-        let tick = self.clock.fetch_add(1, Ordering::Relaxed) + 1;
+        let tick = self.clock.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
         let mut keys = self.lock();
         // Expired cool-downs end here; the earliest still running is what a caller waits for.
         let mut earliest: Option<Instant> = None;
@@ -149,10 +152,12 @@ impl KeyPool {
             .map(|(i, _)| i);
         match pick {
             Some(i) => {
-                let k = &mut keys[i];
-                k.in_flight += 1;
+                let Some(k) = keys.get_mut(i) else {
+                    return Err(NoKey::AllDisabled);
+                };
+                k.in_flight = k.in_flight.saturating_add(1);
                 k.last_used = tick;
-                k.requests += 1;
+                k.requests = k.requests.saturating_add(1);
                 Ok(KeyLease {
                     pool: self.clone(),
                     index: i,
@@ -166,13 +171,16 @@ impl KeyPool {
         }
     }
 
-    /// A 429 on this key: rest it for `retry_after` (or [`DEFAULT_COOL_DOWN`]).
+    /// A 429 on this key: rest it for `retry_after` (or [`DEFAULT_COOL_DOWN`]), at most
+    /// [`super::time::SERVER_WAIT_CAP`]: a server asking for an hour must not take the key out of
+    /// the pool for that long.
     pub fn cool_down(&self, index: usize, retry_after: Option<Duration>) {
-        let until = Instant::now() + retry_after.unwrap_or(DEFAULT_COOL_DOWN);
+        let wait = cap_server_wait(retry_after.unwrap_or(DEFAULT_COOL_DOWN));
+        let until = instant_after(Instant::now(), wait);
         let mut keys = self.lock();
         if let Some(k) = keys.get_mut(index) {
             k.cooling_until = Some(k.cooling_until.map_or(until, |u| u.max(until)));
-            k.cool_downs += 1;
+            k.cool_downs = k.cool_downs.saturating_add(1);
         }
     }
 
@@ -289,6 +297,21 @@ mod tests {
             Err(NoKey::CoolingUntil(t)) => assert_eq!(t - now, Duration::from_secs(2)),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn absurd_retry_after_cools_a_key_for_a_minute_at_most() {
+        let p = pool(2);
+        let now = Instant::now();
+        // `retry-after: 1e19` parses to about 317 billion years; adding it to an instant panicked.
+        p.cool_down(0, Some(Duration::from_secs(10_000_000_000_000_000_000)));
+        p.cool_down(1, Some(Duration::MAX));
+        match p.acquire() {
+            Err(NoKey::CoolingUntil(t)) => assert_eq!(t - now, Duration::from_secs(60)),
+            other => panic!("{other:?}"),
+        }
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(p.has_usable());
     }
 
     #[tokio::test(start_paused = true)]

@@ -27,13 +27,17 @@
 //!   - The server's own view is learned from `x-ratelimit-*` response headers
 //!     ([`RateLimiter::observe_headers`]), and a 429 pauses every new acquisition until its
 //!     retry-after ([`RateLimiter::pause_for`]) so a fleet of concurrent callers does not turn one
-//!     429 into a storm of them (the cookbook pauses a fixed 15 s).
+//!     429 into a storm of them (the cookbook pauses a fixed 15 s). A server-imposed pause is
+//!     capped at [`SERVER_WAIT_CAP`](super::time::SERVER_WAIT_CAP), and a caller whose deadline falls before the pause ends is
+//!     refused at once ([`RateLimitError::Paused`]) instead of sleeping into its timeout.
 //!
 //! Both are cancel-safe: nothing is taken unless the `acquire` future completes, because every
 //! take happens synchronously after the last `.await`.
 //!
 //! All timing uses [`tokio::time::Instant`] and [`tokio::time::sleep_until`], so the behaviour is
 //! tested deterministically with tokio's paused clock.
+
+#![warn(clippy::arithmetic_side_effects)]
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,6 +46,8 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::time::Instant;
+
+use super::time::{cap_server_wait, duration_from_secs_f64, instant_after};
 
 // ---------------------------------------------------------------------------------------------
 // Concurrency
@@ -128,7 +134,7 @@ impl ConcurrencyLimiter {
         self.waiting
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| match max_queue {
                 Some(max) if n >= max => None,
-                _ => Some(n + 1),
+                _ => n.checked_add(1),
             })
             .map_err(|_| AcquireError::QueueFull {
                 max_queue: max_queue.unwrap_or(0),
@@ -240,6 +246,12 @@ pub enum RateLimitError {
         /// The configured tokens-per-minute budget.
         tokens_per_minute: u32,
     },
+    /// The server paused sending (a 429's `retry-after`, or a rate-limit header reporting
+    /// nothing left) until after the caller's deadline.
+    Paused {
+        /// Time until the pause ends.
+        retry_after: Duration,
+    },
 }
 
 impl fmt::Display for RateLimitError {
@@ -252,6 +264,11 @@ impl fmt::Display for RateLimitError {
                 f,
                 "request needs an estimated {estimate} tokens, more than the whole tokensPerMinute budget \
                  ({tokens_per_minute})"
+            ),
+            Self::Paused { retry_after } => write!(
+                f,
+                "the server paused requests for another {} ms, past the call's deadline",
+                retry_after.as_millis()
             ),
         }
     }
@@ -306,6 +323,25 @@ const MAX_SLEEP: Duration = Duration::from_secs(3600);
 /// Pause used when a 429 (or `remaining: 0`) arrives without a usable reset time.
 const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
 
+/// The `x-ratelimit-*` header names of one bucket.
+struct BucketHeaders {
+    is_requests: bool,
+    limit: &'static str,
+    reset: &'static str,
+}
+
+const REQUEST_HEADERS: BucketHeaders = BucketHeaders {
+    is_requests: true,
+    limit: "x-ratelimit-limit-requests",
+    reset: "x-ratelimit-reset-requests",
+};
+
+const TOKEN_HEADERS: BucketHeaders = BucketHeaders {
+    is_requests: false,
+    limit: "x-ratelimit-limit-tokens",
+    reset: "x-ratelimit-reset-tokens",
+};
+
 impl Bucket {
     fn new(limit: Option<u32>) -> Option<Self> {
         // Some(0) means "no budget configured", not "never send": see `RateLimitConfig`.
@@ -316,6 +352,7 @@ impl Bucket {
     }
 
     fn refill(&mut self, elapsed_secs: f64) {
+        // Float arithmetic saturates at infinity and `min` brings it back to the limit.
         self.level = (self.level + self.limit * elapsed_secs / 60.0).min(self.limit);
     }
 
@@ -348,10 +385,6 @@ impl RateState {
             self.paused_until = Some(until);
         }
     }
-}
-
-fn instant_after(now: Instant, delay: Duration) -> Instant {
-    now.checked_add(delay.min(MAX_SLEEP * 24 * 365)).unwrap_or(now)
 }
 
 impl RateLimiter {
@@ -388,6 +421,18 @@ impl RateLimiter {
     /// Fails at once with [`RateLimitError::RequestTooLarge`] when the estimate exceeds the whole
     /// tokens-per-minute budget. Cancel-safe: dropping the future while it waits takes nothing.
     pub async fn acquire(&self, estimated_tokens: u32) -> Result<RateLease, RateLimitError> {
+        self.acquire_before(estimated_tokens, None).await
+    }
+
+    /// [`acquire`](Self::acquire) for a caller that gives up at `deadline`: fails at once with
+    /// [`RateLimitError::Paused`] when a server-imposed pause ends after it, whether the pause is
+    /// in force on arrival or arrives while the caller waits. (Waits for the buckets to refill do
+    /// not fail early: a settled lease may credit tokens back sooner than the refill would.)
+    pub async fn acquire_before(
+        &self,
+        estimated_tokens: u32,
+        deadline: Option<Instant>,
+    ) -> Result<RateLease, RateLimitError> {
         let tokens_per_minute = self.inner.config.tokens_per_minute.filter(|&l| l > 0);
         if let Some(tpm) = tokens_per_minute {
             if estimated_tokens > tpm {
@@ -398,6 +443,8 @@ impl RateLimiter {
             }
         }
         let need_tokens = f64::from(estimated_tokens);
+        // A caller that the pause outlasts need not queue behind the others to find that out.
+        self.check_pause(deadline)?;
         // Queue in arrival order. The guard lives until we return, so nobody behind us can take
         // capacity that trickles in while we sleep.
         let _turn = self.inner.gate.lock().await;
@@ -436,12 +483,30 @@ impl RateLimiter {
                         });
                     }
                     None => instant_after(now, wait),
+                    Some(until) if deadline.is_some_and(|d| until > d) => {
+                        return Err(RateLimitError::Paused {
+                            retry_after: until.saturating_duration_since(now),
+                        });
+                    }
                     Some(until) => until.max(instant_after(now, wait)),
                 }
             };
-            // Sleep until capacity should be there, or until a settle credits tokens back. Either
-            // way the loop re-checks: a pause or a lowered bucket may have arrived meanwhile.
+            // Sleep until capacity should be there, until a settle credits tokens back, or until
+            // a new pause is announced. Whichever comes first, the loop re-checks.
             let _ = tokio::time::timeout_at(deadline, credited).await;
+        }
+    }
+
+    /// `Err(Paused)` when a pause in force ends after `deadline`.
+    fn check_pause(&self, deadline: Option<Instant>) -> Result<(), RateLimitError> {
+        let Some(deadline) = deadline else {
+            return Ok(());
+        };
+        match self.paused_until() {
+            Some(until) if until > deadline => Err(RateLimitError::Paused {
+                retry_after: until.saturating_duration_since(Instant::now()),
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -451,10 +516,11 @@ impl RateLimiter {
     /// reports less than we believe we have (other processes may share the key); they never raise
     /// it, because a response reflects the server at an earlier moment than our own accounting.
     /// When no limit is configured for a bucket but the server sends `x-ratelimit-limit-*`, that
-    /// limit is adopted (level = remaining), so pacing starts from the server's own numbers; a
-    /// bucket at 0 then simply waits for its refill. Without any limit to pace with, a remaining
-    /// count of 0 pauses new acquisitions until `x-ratelimit-reset-requests` / `-tokens` (Go
-    /// durations such as `"6m0s"`, or plain seconds), or for 1 s if no reset is given. Missing or
+    /// limit is adopted (level = remaining), so pacing starts from the server's own numbers.
+    /// A remaining count of 0 pauses new acquisitions until `x-ratelimit-reset-requests` /
+    /// `-tokens` (Go durations such as `"6m0s"`, or plain seconds; 1 s if no reset is given,
+    /// [`SERVER_WAIT_CAP`](super::time::SERVER_WAIT_CAP) at most), whatever the configured budget: the server has said it will
+    /// refuse until then, and refilling at a configured rate would send too early. Missing or
     /// unparsable headers are ignored.
     pub fn observe_headers(&self, headers: &http::HeaderMap) {
         let number = |name: &str| -> Option<f64> {
@@ -468,53 +534,57 @@ impl RateLimiter {
             return;
         }
 
-        let mut state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        state.refill(now);
-        for (remaining, reset_header, is_requests) in [
-            (remaining_requests, "x-ratelimit-reset-requests", true),
-            (remaining_tokens, "x-ratelimit-reset-tokens", false),
-        ] {
-            let Some(remaining) = remaining else { continue };
-            let bucket = if is_requests {
-                &mut state.requests
-            } else {
-                &mut state.tokens
-            };
-            let limit_header = if is_requests {
-                "x-ratelimit-limit-requests"
-            } else {
-                "x-ratelimit-limit-tokens"
-            };
-            match (bucket.as_mut(), number(limit_header).filter(|l| *l > 0.0)) {
-                (Some(bucket), _) => bucket.level = bucket.level.min(remaining),
-                // No limit configured but the server states its own: adopt it as a learned
-                // bucket, so later sends are paced smoothly instead of bursting into 429s.
-                (None, Some(limit)) => {
-                    *bucket = Some(Bucket {
-                        limit,
-                        level: remaining.min(limit),
-                    })
-                }
-                (None, None) => {
-                    if remaining <= 0.0 {
-                        // Nothing to pace with: the server has told us it will refuse, so wait
-                        // until it says it resets.
-                        let reset = duration(reset_header).unwrap_or(DEFAULT_PAUSE);
-                        state.pause_until(instant_after(now, reset));
+        let paused = {
+            let mut state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            state.refill(now);
+            let mut paused = false;
+            for (remaining, names) in [(remaining_requests, REQUEST_HEADERS), (remaining_tokens, TOKEN_HEADERS)] {
+                let Some(remaining) = remaining else { continue };
+                let bucket = if names.is_requests {
+                    &mut state.requests
+                } else {
+                    &mut state.tokens
+                };
+                match (bucket.as_mut(), number(names.limit).filter(|l| *l > 0.0)) {
+                    (Some(bucket), _) => bucket.level = bucket.level.min(remaining),
+                    // No limit configured but the server states its own: adopt it as a learned
+                    // bucket, so later sends are paced smoothly instead of bursting into 429s.
+                    (None, Some(limit)) => {
+                        *bucket = Some(Bucket {
+                            limit,
+                            level: remaining.min(limit),
+                        })
                     }
+                    (None, None) => {}
+                }
+                if remaining <= 0.0 {
+                    // The server has told us it will refuse until its reset.
+                    let reset = duration(names.reset).unwrap_or(DEFAULT_PAUSE);
+                    state.pause_until(instant_after(now, cap_server_wait(reset)));
+                    paused = true;
                 }
             }
+            paused
+        };
+        if paused {
+            // The head waiter recomputes its wake-up (and may fail at once if its deadline is
+            // now before the pause ends).
+            self.inner.credited.notify_waiters();
         }
     }
 
-    /// A 429 arrived: pauses all new acquisitions until now + `retry_after` (1 s when unknown),
-    /// so a fleet of concurrent callers backs off together instead of producing a 429 storm.
-    /// An existing later pause is kept.
+    /// A 429 arrived: pauses all new acquisitions until now + `retry_after` (1 s when unknown,
+    /// [`SERVER_WAIT_CAP`](super::time::SERVER_WAIT_CAP) at most), so a fleet of concurrent callers backs off together instead
+    /// of producing a 429 storm. An existing later pause is kept.
     pub fn pause_for(&self, retry_after: Option<Duration>) {
-        let mut state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
-        let until = instant_after(Instant::now(), retry_after.unwrap_or(DEFAULT_PAUSE));
-        state.pause_until(until);
+        {
+            let mut state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            let wait = cap_server_wait(retry_after.unwrap_or(DEFAULT_PAUSE));
+            let until = instant_after(Instant::now(), wait);
+            state.pause_until(until);
+        }
+        self.inner.credited.notify_waiters();
     }
 
     /// When the current pause ends, or `None` if acquisitions are not paused.
@@ -600,8 +670,8 @@ impl fmt::Debug for RateLease {
 
 /// Parses a Go-style duration as sent in OpenAI's `x-ratelimit-reset-*` headers (`"1m30.5s"`,
 /// `"6m0s"`, `"12ms"`, `"1s"`, `"0s"`, `"2h"`; units `h`, `m`, `s`, `ms`, `us`/`µs`, `ns`) or plain
-/// non-negative seconds (`"20"`, `"1.5"`). Returns `None` for anything else, including negative,
-/// non-finite or overflowing values.
+/// non-negative seconds (`"20"`, `"1.5"`). Returns `None` for anything else, including negative
+/// or non-finite values; absurdly long ones saturate (see [`duration_from_secs_f64`]).
 pub fn parse_go_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     if s.is_empty() {
@@ -610,7 +680,7 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
     let (value, rest) = split_number(s)?;
     if rest.is_empty() {
         // Plain seconds, e.g. a `retry-after`-style "20" or "1.5".
-        return Duration::try_from_secs_f64(value).ok();
+        return duration_from_secs_f64(value);
     }
     let mut total_secs = 0.0_f64;
     let mut rest = s;
@@ -629,26 +699,30 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
         ]
         .into_iter()
         .find_map(|(unit, scale)| after_number.strip_prefix(unit).map(|tail| (scale, tail)))?;
+        // Float arithmetic: a huge value becomes infinity, which saturates below.
         total_secs += value * scale;
         rest = after_unit;
     }
-    Duration::try_from_secs_f64(total_secs).ok()
+    duration_from_secs_f64(total_secs)
 }
 
 /// Splits a leading unsigned decimal (`12`, `1.5`, `.5`, `3.`) off `s`. `None` if there is none.
 fn split_number(s: &str) -> Option<(f64, &str)> {
     let end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
-    let number = &s[..end];
+    // `end` is a char boundary: it is where `find` stopped, or the end.
+    let (number, rest) = s.split_at(end);
     if number.matches('.').count() > 1 || !number.bytes().any(|b| b.is_ascii_digit()) {
         return None;
     }
-    let value = number.parse::<f64>().ok().filter(|v| v.is_finite())?;
-    Some((value, &s[end..]))
+    // A run of hundreds of digits parses as infinity: a very long time, saturated by the caller.
+    let value = number.parse::<f64>().ok()?;
+    Some((value, rest))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::time::SERVER_WAIT_CAP;
     use tokio::time::{sleep, timeout};
 
     fn secs(d: Duration) -> f64 {
@@ -691,6 +765,7 @@ mod tests {
             ("1s2", None),
             ("inf", None),
             ("NaN", None),
+            ("1e9s", None),
         ];
         for &(input, expected) in cases {
             let got = parse_go_duration(input).map(secs);
@@ -698,6 +773,14 @@ mod tests {
                 (Some(g), Some(e)) => assert!((g - e).abs() < 1e-9, "{input:?}: got {g}, expected {e}"),
                 (g, e) => assert_eq!(g, e, "{input:?}"),
             }
+        }
+        // Absurd values saturate instead of failing (or panicking).
+        let nines = "9".repeat(400);
+        for input in [nines.as_str(), "99999999999999999999h", "18446744073709551616s"] {
+            assert!(
+                parse_go_duration(input).unwrap() > Duration::from_secs(1 << 40),
+                "{input}"
+            );
         }
     }
 
@@ -961,9 +1044,9 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn remaining_zero_empties_the_bucket_which_then_refills_at_its_rate() {
-        // With a limit to pace by, a reported 0 empties the bucket: the next request waits for one
-        // request's refill (60 s / 600 = 0.1 s), not for the 2.5 s full reset.
+    async fn remaining_zero_waits_for_the_servers_reset_even_when_the_configured_rate_is_higher() {
+        // A configured 600/min would refill one request in 0.1 s; the server said it refuses
+        // until its reset in 2.5 s, so the next request waits for that.
         let limiter = rate(Some(600), Some(100_000));
         let start = Instant::now();
         limiter.observe_headers(&headers(&[
@@ -974,7 +1057,93 @@ mod tests {
         ]));
         limiter.acquire(100).await.unwrap();
         let waited = secs(start.elapsed());
-        assert!((waited - 0.1).abs() < 0.01, "waited {waited}");
+        assert!((waited - 2.5).abs() < 0.01, "waited {waited}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn remaining_tokens_zero_waits_for_the_token_reset() {
+        let limiter = rate(Some(6000), Some(1_000_000));
+        let start = Instant::now();
+        limiter.observe_headers(&headers(&[
+            ("x-ratelimit-remaining-tokens", "0"),
+            ("x-ratelimit-reset-tokens", "1s"),
+        ]));
+        limiter.acquire(10).await.unwrap();
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn server_pauses_are_capped_at_a_minute() {
+        let limiter = rate(None, None);
+        let start = Instant::now();
+        limiter.pause_for(Some(Duration::from_secs(3600)));
+        assert_eq!(limiter.paused_until(), Some(start + SERVER_WAIT_CAP));
+        limiter.pause_for(Some(Duration::MAX));
+        assert_eq!(limiter.paused_until(), Some(start + SERVER_WAIT_CAP));
+        let nines = "9".repeat(400);
+        for reset in ["3600s", "1e400", nines.as_str(), "99999999999999999999h"] {
+            let limiter = rate(Some(60), None);
+            limiter.observe_headers(&headers(&[
+                ("x-ratelimit-limit-requests", "0"),
+                ("x-ratelimit-remaining-requests", "0"),
+                ("x-ratelimit-reset-requests", reset),
+            ]));
+            let until = limiter.paused_until();
+            assert!(
+                until.is_some_and(|u| u <= start + SERVER_WAIT_CAP),
+                "{reset}: {until:?}"
+            );
+        }
+        limiter.acquire(0).await.unwrap();
+        assert_eq!(start.elapsed(), SERVER_WAIT_CAP);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_past_the_deadline_fails_at_once_with_the_time_left() {
+        let limiter = rate(None, None);
+        let start = Instant::now();
+        limiter.pause_for(Some(Duration::from_secs(3600)));
+        let err = limiter
+            .acquire_before(1, Some(start + Duration::from_secs(10)))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            RateLimitError::Paused {
+                retry_after: SERVER_WAIT_CAP
+            }
+        );
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        // A caller whose deadline the pause fits in waits it out.
+        limiter
+            .acquire_before(1, Some(start + Duration::from_secs(61)))
+            .await
+            .unwrap();
+        assert_eq!(start.elapsed(), SERVER_WAIT_CAP);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_arriving_while_waiting_fails_a_waiter_whose_deadline_is_earlier() {
+        let limiter = Arc::new(rate(Some(60), None));
+        for _ in 0..60 {
+            limiter.acquire(0).await.unwrap();
+        }
+        let start = Instant::now();
+        let waiter = {
+            let limiter = Arc::clone(&limiter);
+            tokio::spawn(async move {
+                let r = limiter.acquire_before(0, Some(start + Duration::from_secs(5))).await;
+                (r.map(drop), start.elapsed())
+            })
+        };
+        sleep(Duration::from_millis(500)).await;
+        limiter.observe_headers(&headers(&[
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-reset-requests", "30s"),
+        ]));
+        let (result, elapsed) = waiter.await.unwrap();
+        assert!(matches!(result, Err(RateLimitError::Paused { .. })), "{result:?}");
+        assert_eq!(elapsed, Duration::from_millis(500));
     }
 
     #[tokio::test(start_paused = true)]

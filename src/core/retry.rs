@@ -12,14 +12,17 @@
 //! Callers should not wrap `sendMessage` in another retry loop: retry layers multiply (3 retries
 //! inside 3 retries is 16 requests).
 
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 
 use super::error::{ChatError, ErrorCode};
 
-/// Longest server-requested wait honoured (openai-node's limit).
-pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
+/// Longest server-requested wait honoured (openai-node's limit); the same cap bounds the rate
+/// limiter's pauses and the key pool's cool-downs.
+pub const RETRY_AFTER_CAP: Duration = super::time::SERVER_WAIT_CAP;
 
 /// Retry settings of a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +100,7 @@ pub fn decide(e: &ChatError, schedule: &mut ExponentialBackoff, remaining: Durat
     };
     // A retry needs the wait plus some time to run; without it, fail now with the real error
     // rather than later with a timeout.
-    if delay + Duration::from_millis(10) >= remaining {
+    if delay.saturating_add(Duration::from_millis(10)) >= remaining {
         return Decision::Stop;
     }
     Decision::RetryAfter(delay)

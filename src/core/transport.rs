@@ -4,6 +4,8 @@
 //! Only this module touches reqwest. It knows nothing about chat semantics beyond the shape of
 //! OpenAI's error body, so retries, pacing and key pools (later layers) can wrap it.
 
+#![warn(clippy::arithmetic_side_effects)]
+
 use std::sync::Once;
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use serde_json::Value;
 
 use super::config::{ApiKey, ClientConfig};
 use super::error::{code_for_status, ChatError, ErrorCode, ErrorInfo};
+use super::time::{duration_from_millis_f64, duration_from_secs_f64};
 
 /// rustls needs a process-wide crypto provider; we ship `ring` (smaller and faster to build than
 /// aws-lc-rs). Installing twice is harmless, and another library may have installed one first.
@@ -193,7 +196,7 @@ fn bearer(key: &ApiKey) -> Result<HeaderValue, ChatError> {
 pub async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, ChatError> {
     let mut out = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(network_error)? {
-        if out.len() + chunk.len() > limit {
+        if out.len().saturating_add(chunk.len()) > limit {
             return Err(too_large(limit));
         }
         out.extend_from_slice(&chunk);
@@ -264,19 +267,20 @@ pub fn value_to_string(v: &Value) -> Option<String> {
 }
 
 /// `retry-after-ms` (float milliseconds) first, then `retry-after` (seconds or an HTTP date).
+/// Absurd values saturate (see [`super::time`]) rather than panic; negative and non-numeric ones
+/// are ignored.
 pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     if let Some(ms) = headers
         .get("retry-after-ms")
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse::<f64>().ok())
+        .and_then(duration_from_millis_f64)
     {
-        if ms.is_finite() && ms >= 0.0 {
-            return Some(Duration::from_secs_f64(ms / 1000.0));
-        }
+        return Some(ms);
     }
     let raw = headers.get("retry-after")?.to_str().ok()?.trim();
     if let Ok(secs) = raw.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return duration_from_secs_f64(secs);
     }
     let at = httpdate::parse_http_date(raw).ok()?;
     Some(
@@ -383,5 +387,33 @@ mod tests {
         assert!(d <= Duration::from_secs(30) && d >= Duration::from_secs(28), "{d:?}");
         h.insert("retry-after", HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
         assert_eq!(parse_retry_after(&h), Some(Duration::ZERO));
+        // The latest date the format can say is a long wait, not a panic.
+        h.insert("retry-after", HeaderValue::from_static("Fri, 31 Dec 9999 23:59:59 GMT"));
+        assert!(parse_retry_after(&h).unwrap() > Duration::from_secs(86_400 * 365 * 7000));
+    }
+
+    #[test]
+    fn absurd_retry_after_values_saturate_instead_of_panicking() {
+        for (name, value) in [
+            ("retry-after", "1e20"),
+            ("retry-after", "1e19"),
+            ("retry-after", "1e400"),
+            ("retry-after", "18446744073709551616"),
+            ("retry-after-ms", "1e300"),
+            ("retry-after-ms", "1e400"),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static(value));
+            let d = parse_retry_after(&h).unwrap();
+            assert!(
+                d >= Duration::from_secs(1_000_000_000_000_000),
+                "{name}: {value} -> {d:?}"
+            );
+        }
+        for value in ["-1", "NaN", "-inf", "soon"] {
+            let mut h = HeaderMap::new();
+            h.insert("retry-after", HeaderValue::from_static(value));
+            assert_eq!(parse_retry_after(&h), None, "{value}");
+        }
     }
 }
