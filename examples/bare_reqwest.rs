@@ -4,6 +4,9 @@
 //!
 //! `cargo run --release --example bare_reqwest -- <base-url> <requests> <concurrency>`
 
+// A benchmark program, not the product: a failed setup or request should stop it loudly.
+#![allow(clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
