@@ -14,7 +14,11 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 /** Client for OpenAI-compatible chat-completions APIs; a drop-in for `chatgpt`'s `ChatGPTAPI`. */
 export declare class ChatGPTAPI {
-  /** Create a client. Throws `ERR_CHATGPT_INVALID_ARG` for a missing key or a bad option. */
+  /**
+   * Create a client. Throws `ERR_CHATGPT_INVALID_ARG` for a missing key, a bad option or an
+   * unknown option (with a did-you-mean); `fetch`, which the `chatgpt` package accepts, is
+   * ignored with a one-time warning. Called without `new`, throws a `TypeError`.
+   */
   constructor(options?: ChatGPTAPIOptions)
   /** The base URL requests go to (without a trailing slash). */
   get apiBaseUrl(): string
@@ -52,7 +56,8 @@ export declare class ChatGPTAPI {
   buildMessages(text: string, options?: SendMessageOptions): Promise<BuiltMessages>
   /**
    * Send a message and resolve with the reply. Streams when `onProgress` is given (or
-   * `stream: true`). Rejects with a `ChatGPTError`; throws synchronously on invalid arguments.
+   * `stream: true`). Rejects with a `ChatGPTError`, for invalid arguments too
+   * (`ERR_CHATGPT_INVALID_ARG`): it never throws.
    */
   sendMessage(text: string, options?: SendMessageOptions): Promise<ChatMessage>
 }
@@ -103,7 +108,7 @@ export declare class ChatGPTError {
 
 /** An OpenAI-compatible chat-completions server on 127.0.0.1 with scriptable faults. */
 export declare class ChatGPTSimulator {
-  /** Start a simulator; resolves once it is listening. */
+  /** Start a simulator; resolves once it is listening. Invalid options reject the Promise. */
   static start(options?: SimulatorOptions): Promise<ChatGPTSimulator>
   /** Base URL to pass as `apiBaseUrl`, e.g. `http://127.0.0.1:41234/v1`. */
   get url(): string
@@ -267,6 +272,12 @@ export interface ChatGPTAPIOptions {
    * @default false
    */
   debug?: boolean
+  /**
+   * Accepted for code written for the `chatgpt` package, and ignored with a one-time
+   * `process.emitWarning` (code `CHATGPT_NATIVE_UNSUPPORTED_OPTION`): requests are made in Rust.
+   * @deprecated
+   */
+  fetch?: unknown
 }
 
 /** Fields accepted by the `ChatGPTError` constructor. */
@@ -391,7 +402,7 @@ export declare function countMessageTokens(messages: CountableMessage[], options
  */
 export declare function countTokens(text: string, options?: TokenizerOptions): number
 
-/** `countTokens` off the JavaScript thread. */
+/** `countTokens` off the JavaScript thread. Invalid arguments reject the Promise. */
 export declare function countTokensAsync(text: string, options?: TokenizerOptions): Promise<number>
 
 /** Text of token ids. Ids that end mid-character decode to U+FFFD. */

@@ -99,10 +99,20 @@ impl JsPath {
     }
 }
 
+/// Steps a long path shows at each end; the middle becomes `…`.
+const PATH_ENDS: usize = 4;
+
 impl std::fmt::Display for JsPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.root)?;
-        for step in &self.steps {
+        let len = self.steps.len();
+        for (i, step) in self.steps.iter().enumerate() {
+            if len > 2 * PATH_ENDS + 1 && (PATH_ENDS..len - PATH_ENDS).contains(&i) {
+                if i == PATH_ENDS {
+                    f.write_str("…")?;
+                }
+                continue;
+            }
             match step {
                 Step::Index(i) => write!(f, "[{i}]")?,
                 Step::Key(k) if is_identifier(k) => write!(f, ".{k}")?,
@@ -122,14 +132,31 @@ fn is_identifier(key: &str) -> bool {
 /// Why a value could not be converted.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JsonError<E> {
-    TooDeep { path: JsPath },
-    Circular { path: JsPath, ancestor: JsPath },
-    TooManyValues { path: JsPath },
-    TooMuchText { path: JsPath },
-    NotFinite { path: JsPath, value: f64 },
-    BigInt { path: JsPath },
+    TooDeep {
+        path: JsPath,
+    },
+    Circular {
+        path: JsPath,
+        ancestor: JsPath,
+    },
+    TooManyValues {
+        path: JsPath,
+    },
+    TooMuchText {
+        path: JsPath,
+    },
+    NotFinite {
+        path: JsPath,
+        value: f64,
+    },
+    BigInt {
+        path: JsPath,
+    },
     /// Reading the value at `path` threw.
-    Threw { path: JsPath, error: E },
+    Threw {
+        path: JsPath,
+        error: E,
+    },
 }
 
 impl<E: std::fmt::Display> std::fmt::Display for JsonError<E> {
@@ -389,6 +416,45 @@ pub fn js_string(s: &str, max_chars: usize) -> String {
     }
 }
 
+/// The name in `known` that `key` most likely misspells: the same ignoring case, `_` and `-`,
+/// a small edit, or a shortened form (`overlap` for `overlapTokens`). `None` when none is close.
+pub fn closest_name<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    let normal = |s: &str| -> String {
+        s.chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let wanted = normal(key);
+    let close = |name: &str| -> Option<usize> {
+        let candidate = normal(name);
+        let d = edit_distance(&wanted, &candidate);
+        let shortened = wanted.len() >= 4 && candidate.starts_with(&wanted);
+        (d == 0 || (d <= 3 && d * 2 < name.len()) || shortened).then_some(d)
+    };
+    known
+        .iter()
+        .filter_map(|name| close(name).map(|d| (d, *name)))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, name)| name)
+}
+
+/// Levenshtein distance between two short names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
 /// A JavaScript heap modelled in Rust: values are indices into `values`, so objects can share
 /// children and form cycles. Drives [`to_json`] in tests and fuzz targets without Node.js.
 #[derive(Debug, Clone, Default)]
@@ -407,7 +473,10 @@ pub enum ModelValue {
     BigInt,
     Function,
     /// Elements; `None` is a hole. `length` may exceed the elements given (a sparse array).
-    Array { items: Vec<Option<usize>>, length: u32 },
+    Array {
+        items: Vec<Option<usize>>,
+        length: u32,
+    },
     Object(Vec<(String, usize)>),
     /// A property whose getter throws, with the thrown message.
     Throws(String),
@@ -498,7 +567,17 @@ mod tests {
             items: vec![Some(i), Some(u), None, Some(f)],
             length: 5,
         });
-        let root = object(&mut h, &[("model", s), ("temperature", t), ("skip", u), ("fn", f), ("stop", arr), ("x", b)]);
+        let root = object(
+            &mut h,
+            &[
+                ("model", s),
+                ("temperature", t),
+                ("skip", u),
+                ("fn", f),
+                ("stop", arr),
+                ("x", b),
+            ],
+        );
         let v = to_json(&mut h, &root, "completionParams").unwrap();
         assert_eq!(
             v,
@@ -536,15 +615,24 @@ mod tests {
         }
         let err = to_json(&mut h, &inner, "completionParams").unwrap_err();
         assert!(matches!(err, JsonError::TooDeep { .. }));
-        let expected = format!("`completionParams{}` nests deeper than 64 levels", ".x".repeat(MAX_DEPTH));
-        assert_eq!(err.to_string(), expected);
+        assert_eq!(
+            err.to_string(),
+            "`completionParams.x.x.x.x….x.x.x.x` nests deeper than 64 levels"
+        );
+        let JsonError::TooDeep { path } = err else {
+            unreachable!()
+        };
+        assert_eq!(path.steps.len(), MAX_DEPTH);
 
         let mut h = ModelHeap::default();
         let mut inner = object(&mut h, &[]);
         for _ in 0..MAX_DEPTH - 1 {
             inner = object(&mut h, &[("x", inner)]);
         }
-        assert!(to_json(&mut h, &inner, "p").is_ok(), "exactly {MAX_DEPTH} levels are accepted");
+        assert!(
+            to_json(&mut h, &inner, "p").is_ok(),
+            "exactly {MAX_DEPTH} levels are accepted"
+        );
     }
 
     #[test]
@@ -634,6 +722,29 @@ mod tests {
     fn quotes_strings_as_json_and_cuts_long_ones() {
         assert_eq!(js_string("a\"b\n", 40), "\"a\\\"b\\n\"");
         assert_eq!(js_string(&"é".repeat(50), 3), "\"ééé\"…");
+    }
+
+    #[test]
+    fn suggests_the_closest_option_name_only_when_close() {
+        let known = [
+            "maxRetries",
+            "timeoutMs",
+            "apiKey",
+            "overlapTokens",
+            "model",
+            "name",
+            "n2",
+        ];
+        assert_eq!(closest_name("maxRetry", &known), Some("maxRetries"));
+        assert_eq!(closest_name("timeout", &known), Some("timeoutMs"));
+        assert_eq!(closest_name("api_key", &known), Some("apiKey"));
+        assert_eq!(closest_name("APIKEY", &known), Some("apiKey"));
+        assert_eq!(closest_name("overlap", &known), Some("overlapTokens"));
+        assert_eq!(closest_name("modle", &known), Some("model"));
+        assert_eq!(closest_name("fetch", &known), None);
+        assert_eq!(closest_name("x", &known), None);
+        assert_eq!(closest_name("", &known), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     /// A small deterministic generator, so the property test below needs no extra crate.
