@@ -112,6 +112,8 @@ pub struct Opts<'a> {
     env: &'a Env,
     obj: Option<Object<'a>>,
     prefix: String,
+    /// The object's own name in messages (`options`, `rateLimit`, `inputs[2]`).
+    label: String,
 }
 
 impl<'a> Opts<'a> {
@@ -141,11 +143,13 @@ impl<'a> Opts<'a> {
             env,
             obj,
             prefix: String::new(),
+            label: name.to_owned(),
         })
     }
 
     /// Name options `{prefix}{key}` in messages (`inputs[2].timeoutMs`).
     pub fn with_prefix(mut self, prefix: String) -> Self {
+        self.label = prefix.trim_end_matches('.').to_owned();
         self.prefix = prefix;
         self
     }
@@ -180,9 +184,15 @@ impl<'a> Opts<'a> {
         let Some(obj) = &self.obj else {
             return Ok(());
         };
-        let keys = own_keys(self.env, &obj.to_unknown()).map_err(|e| self.threw("", &e))?;
+        let listing_threw = |e: &Error| {
+            invalid_arg(
+                self.env,
+                format!("Listing the keys of `{}` threw {}", self.label, caught(self.env, e)),
+            )
+        };
+        let keys = own_keys(self.env, &obj.to_unknown()).map_err(|e| listing_threw(&e))?;
         for i in 0..keys.len() {
-            let key: String = keys.get(i).map_err(|e| self.threw("", &e))?.unwrap_or_default();
+            let key: String = keys.get(i).map_err(|e| listing_threw(&e))?.unwrap_or_default();
             if known.contains(&key.as_str()) {
                 continue;
             }
@@ -328,6 +338,7 @@ impl<'a> Opts<'a> {
             env: self.env,
             obj: Some(obj),
             prefix: format!("{}{key}.", self.prefix),
+            label: self.name(key),
         }))
     }
 
