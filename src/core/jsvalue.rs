@@ -494,6 +494,72 @@ impl ModelHeap {
     }
 }
 
+/// Reads a fuzzer's bytes; past the end every read is 0, so any input decodes.
+struct ByteReader<'a> {
+    bytes: std::slice::Iter<'a, u8>,
+}
+
+impl ByteReader<'_> {
+    fn byte(&mut self) -> u8 {
+        self.bytes.next().copied().unwrap_or(0)
+    }
+
+    fn u64(&mut self) -> u64 {
+        (0..8).fold(0, |acc, _| (acc << 8) | u64::from(self.byte()))
+    }
+
+    fn text(&mut self) -> String {
+        let len = usize::from(self.byte() % 16);
+        let raw: Vec<u8> = (0..len).map(|_| self.byte()).collect();
+        String::from_utf8_lossy(&raw).into_owned()
+    }
+}
+
+impl ModelHeap {
+    /// Decode arbitrary bytes into a heap and a root handle, for fuzz targets and property
+    /// tests: every input is a valid heap; children point anywhere in it, so shared children,
+    /// cycles, deep chains, sparse arrays, non-finite numbers and throwing getters all arise.
+    pub fn from_bytes(data: &[u8]) -> (ModelHeap, usize) {
+        let mut r = ByteReader { bytes: data.iter() };
+        let size = usize::from(r.byte()) + 1;
+        let mut heap = ModelHeap::default();
+        for _ in 0..size {
+            let value = match r.byte() % 11 {
+                0 => ModelValue::Undefined,
+                1 => ModelValue::Null,
+                2 => ModelValue::Bool(r.byte() & 1 == 1),
+                3 => ModelValue::Number(f64::from_bits(r.u64())),
+                4 => ModelValue::String(r.text()),
+                5 => ModelValue::BigInt,
+                6 => ModelValue::Function,
+                7 => ModelValue::Throws(r.text()),
+                8 => {
+                    let items = (0..r.byte() % 8)
+                        .map(|_| match r.byte() {
+                            255 => None,
+                            b => Some(usize::from(b) % size),
+                        })
+                        .collect::<Vec<_>>();
+                    let extra = match r.byte() {
+                        255 => u32::MAX,
+                        b => u32::from(b % 4),
+                    };
+                    let length = u32::try_from(items.len()).unwrap_or(0).saturating_add(extra);
+                    ModelValue::Array { items, length }
+                }
+                _ => ModelValue::Object(
+                    (0..r.byte() % 8)
+                        .map(|_| (r.text(), usize::from(r.byte()) % size))
+                        .collect(),
+                ),
+            };
+            heap.add(value);
+        }
+        let root = usize::from(r.byte()) % size;
+        (heap, root)
+    }
+}
+
 impl JsSource for ModelHeap {
     type Value = usize;
     type Key = (String, usize);
@@ -761,38 +827,18 @@ mod tests {
     #[test]
     fn random_heaps_never_panic_and_succeed_only_within_bounds() {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-        for _ in 0..2_000 {
-            let mut h = ModelHeap::default();
-            let size = 1 + rng.next(200);
-            for i in 0..size {
-                let value = match rng.next(11) {
-                    0 => ModelValue::Undefined,
-                    1 => ModelValue::Null,
-                    2 => ModelValue::Bool(rng.next(2) == 0),
-                    3 => ModelValue::Number([0.5, f64::NAN, 1e308, -3.0][rng.next(4)]),
-                    4 => ModelValue::String("s".repeat(rng.next(8))),
-                    5 => ModelValue::BigInt,
-                    6 => ModelValue::Function,
-                    7 => ModelValue::Throws("boom".into()),
-                    8 => ModelValue::Array {
-                        // Children anywhere in the heap: forward references make cycles.
-                        items: (0..rng.next(4)).map(|_| Some(rng.next(size))).collect(),
-                        length: rng.next(6) as u32,
-                    },
-                    _ => ModelValue::Object(
-                        (0..rng.next(4))
-                            .map(|k| (format!("k{k}"), if rng.next(3) == 0 { i } else { rng.next(size) }))
-                            .collect(),
-                    ),
-                };
-                h.add(value);
-            }
-            let root = rng.next(size);
-            if let Ok(v) = to_json(&mut h, &root, "p") {
+        for _ in 0..3_000 {
+            let len = rng.next(600);
+            let bytes: Vec<u8> = (0..len).map(|_| rng.next(256) as u8).collect();
+            let (mut heap, root) = ModelHeap::from_bytes(&bytes);
+            if let Ok(v) = to_json(&mut heap, &root, "p") {
                 // Whatever converts serialises and stays within the bounds.
                 let text = serde_json::to_string(&v).unwrap();
                 assert!(text.len() < MAX_TEXT_BYTES * 2);
             }
         }
+        // Every input decodes, the empty one included.
+        let (heap, root) = ModelHeap::from_bytes(&[]);
+        assert_eq!((heap.values.len(), root), (1, 0));
     }
 }
