@@ -122,7 +122,10 @@ export declare class ChatGPTSimulator {
   get pendingFaults(): number
   /** A snapshot of the counters. */
   stats(): SimulatorStats
-  /** Change the rate limits (0 = unlimited); both buckets start full again. */
+  /**
+   * Change the rate limits (0 = unlimited); both buckets start full again. Throws
+   * `ERR_CHATGPT_INVALID_ARG` unless both are integers from 0 to 2^32 - 1.
+   */
   setLimits(rateLimitRpm: number, rateLimitTpm: number): void
   /** Zero the counters (`maxInFlight` restarts from what is in flight now). */
   resetStats(): void

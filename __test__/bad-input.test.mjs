@@ -374,6 +374,30 @@ for (const option of ['model', 'apiKey']) {
 }
 row('ChatGPTSimulator.start options: a string', () => ChatGPTSimulator.start('x'), { how: 'reject', names: '`options`' })
 
+test('enqueueFault and setLimits reject bad values naming them', { timeout: ROW_TIMEOUT_MS }, async () => {
+  const s = await ChatGPTSimulator.start()
+  try {
+    for (const [fn, names] of [
+      [() => s.enqueueFault({ kind: 'explode' }), '`fault`'],
+      [() => s.enqueueFault({ kind: 'status', status: 1e308 }), '`fault`'],
+      [() => s.enqueueFault(deep(100_000)), '`fault'],
+      [() => s.enqueueFault(withOption({ kind: 'status' }, 'status', THROWS)), '`fault.status`'],
+      [() => s.setLimits(NaN, 0), '`rateLimitRpm`'],
+      [() => s.setLimits(0, -1), '`rateLimitTpm`'],
+      [() => s.setLimits(2 ** 64, 0), '`rateLimitRpm`'],
+      [() => s.setLimits('1', 0), '`rateLimitRpm`'],
+    ]) {
+      const { thrown: err } = await outcome(fn)
+      assert.equal(err?.code, 'ERR_CHATGPT_INVALID_ARG')
+      assert.ok(err.message.includes(names), err.message)
+      assertReadable(err.message)
+    }
+    assert.equal(s.pendingFaults, 0)
+  } finally {
+    await s.close()
+  }
+})
+
 // --- callbacks against a server --------------------------------------------------------------
 
 let sim

@@ -106,6 +106,24 @@ pub fn describe(env: &Env, v: &Unknown) -> String {
     }
 }
 
+/// A positional argument that must be an integer from 0 to `u32::MAX` (`setLimits(rpm, tpm)`).
+pub fn u32_arg(env: &Env, v: &Unknown, name: &str) -> Result<u32> {
+    if v.get_type()? == ValueType::Number {
+        let n: f64 = unsafe { v.cast() }?;
+        if n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&n) {
+            return Ok(n as u32);
+        }
+    }
+    Err(invalid_arg(
+        env,
+        format!(
+            "Expected `{name}` to be an integer from 0 to {}, got {}",
+            u32::MAX,
+            describe(env, v)
+        ),
+    ))
+}
+
 /// Typed access to one options object. `prefix` names nested objects in messages
 /// (`rateLimit.requestsPerMinute`).
 pub struct Opts<'a> {

@@ -10,7 +10,7 @@ use napi_derive::napi;
 
 use super::convert::to_json;
 use super::errors::{invalid_arg, promise_or_rejection, to_napi_error};
-use super::options::{describe, Opts};
+use super::options::{describe, u32_arg, Opts};
 use crate::core::error::{ChatError, ErrorCode};
 use crate::core::simulator::{Fault, Simulator, SimulatorConfig};
 
@@ -269,10 +269,14 @@ impl ChatGPTSimulator {
         }
     }
 
-    /// Change the rate limits (0 = unlimited); both buckets start full again.
-    #[napi]
-    pub fn set_limits(&self, rate_limit_rpm: u32, rate_limit_tpm: u32) {
-        self.inner.set_limits(rate_limit_rpm, rate_limit_tpm);
+    /// Change the rate limits (0 = unlimited); both buckets start full again. Throws
+    /// `ERR_CHATGPT_INVALID_ARG` unless both are integers from 0 to 2^32 - 1.
+    #[napi(ts_args_type = "rateLimitRpm: number, rateLimitTpm: number")]
+    pub fn set_limits(&self, env: Env, rate_limit_rpm: Unknown, rate_limit_tpm: Unknown) -> Result<()> {
+        let rpm = u32_arg(&env, &rate_limit_rpm, "rateLimitRpm")?;
+        let tpm = u32_arg(&env, &rate_limit_tpm, "rateLimitTpm")?;
+        self.inner.set_limits(rpm, tpm);
+        Ok(())
     }
 
     /// Zero the counters (`maxInFlight` restarts from what is in flight now).
