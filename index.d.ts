@@ -45,13 +45,16 @@ export declare class ChatGPTAPI {
    * item's failure never rejects the batch. Inputs are strings (sent with `options`' message
    * options) or `{ text, ...sendMessage options }` (their own options; per-item `onProgress`
    * and `abortSignal` are not used). `onItem(index, result)` reports each completion as it
-   * happens; `abortSignal` cancels what is left (those items fail with `ABORT_ERR`).
+   * happens; `abortSignal` cancels what is left (those items fail with `ABORT_ERR`). At most
+   * 100,000 inputs; an invalid input or option rejects the call with `ERR_CHATGPT_INVALID_ARG`
+   * naming it (`inputs[3].timeoutMs`) before anything is sent. Never throws.
    */
   sendMany(inputs: Array<string | ({ text: string } & SendMessageOptions)>, options?: SendManyOptions): Promise<Array<SendManyResult>>
   /**
    * Build the prompt `sendMessage(text, options)` would send — system message, history walked
    * through `parentMessageId` within the token budget, the new message — without sending it.
-   * Rejects with `ERR_CHATGPT_CONTEXT_TOO_LONG` exactly when `sendMessage` would.
+   * Rejects with `ERR_CHATGPT_CONTEXT_TOO_LONG` exactly when `sendMessage` would, and with
+   * `ERR_CHATGPT_INVALID_ARG` for invalid arguments. Never throws.
    */
   buildMessages(text: string, options?: SendMessageOptions): Promise<BuiltMessages>
   /**

@@ -209,8 +209,32 @@ impl<'a> Opts<'a> {
             )
         };
         let keys = own_keys(self.env, &obj.to_unknown()).map_err(|e| listing_threw(&e))?;
+        // Every call runs this over its options: known names are matched from a stack buffer,
+        // and only an unexpected name is copied into a String.
+        let mut buffer = [0u8; 64];
         for i in 0..keys.len() {
-            let key: String = keys.get(i).map_err(|e| listing_threw(&e))?.unwrap_or_default();
+            let key: Unknown = keys
+                .get(i)
+                .map_err(|e| listing_threw(&e))?
+                .ok_or_else(|| listing_threw(&Error::from_reason("hole")))?;
+            let mut len = 0usize;
+            let status = unsafe {
+                napi::sys::napi_get_value_string_utf8(
+                    self.env.raw(),
+                    key.raw(),
+                    buffer.as_mut_ptr().cast(),
+                    buffer.len(),
+                    &mut len,
+                )
+            };
+            if status == napi::sys::Status::napi_ok && len < buffer.len() - 1 {
+                if let Some(name) = buffer.get(..len).and_then(|b| std::str::from_utf8(b).ok()) {
+                    if known.contains(&name) {
+                        continue;
+                    }
+                }
+            }
+            let key: String = unsafe { key.cast() }?;
             if known.contains(&key.as_str()) {
                 continue;
             }
@@ -221,8 +245,7 @@ impl<'a> Opts<'a> {
             if self.raw(&key)?.is_none() {
                 continue;
             }
-            let shown = js_string(&key, 40);
-            let shown = shown.trim_matches('"');
+            let shown: String = key.chars().take(40).flat_map(char::escape_debug).collect();
             return Err(invalid_arg(
                 self.env,
                 format!(
