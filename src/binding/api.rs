@@ -688,7 +688,10 @@ impl ChatGPTAPI {
         }
         if let Some(store) = &message_store {
             for method in ["get", "set"] {
-                let f: Option<Unknown> = store.get(method)?;
+                let f: Option<Unknown> = store.get(method).map_err(|e| {
+                    let thrown = caught(&env, &e);
+                    invalid_arg(&env, format!("Reading `messageStore.{method}` threw {thrown}"))
+                })?;
                 if !matches!(f.map(|f| f.get_type()), Some(Ok(ValueType::Function))) {
                     return Err(invalid_arg(
                         &env,
