@@ -783,7 +783,7 @@ impl ChatGPTAPI {
         promise_or_rejection(env, || self.start_many(env, inputs, options))
     }
 
-    /// `sendMany` once its arguments are known to be an array and maybe an object.
+    /// `sendMany`'s body; its errors become the Promise's rejection.
     fn start_many<'env>(
         &self,
         env: &'env Env,
@@ -860,6 +860,7 @@ impl ChatGPTAPI {
         })
     }
 
+    /// `buildMessages` once its arguments are read.
     fn start_build<'env>(&self, env: &'env Env, req: SendRequest) -> Result<PromiseRaw<'env, BuiltMessages>> {
         let client = self.client.clone();
         settle::spawn(env, async move { client.prepare(&req, true).await }, |env, prepared| {

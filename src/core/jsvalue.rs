@@ -358,7 +358,6 @@ fn json_number(n: f64) -> Option<Number> {
     // 2^53: beyond it, every f64 is an integer but not every integer an exact one.
     if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
         // Exact: the value is integral and within i64.
-        #[allow(clippy::cast_possible_truncation)]
         return Some(Number::from(n as i64));
     }
     Number::from_f64(n)
