@@ -281,14 +281,11 @@ impl<S: JsSource> Walk<'_, S> {
                 path: self.path.clone(),
             });
         }
-        for depth in 0..self.ancestors.len() {
-            let same = self
-                .source
-                .same(&self.ancestors[depth], value)
-                .map_err(|e| JsonError::Threw {
-                    path: self.path.clone(),
-                    error: e,
-                })?;
+        for (depth, ancestor) in self.ancestors.iter().enumerate() {
+            let same = self.source.same(ancestor, value).map_err(|e| JsonError::Threw {
+                path: self.path.clone(),
+                error: e,
+            })?;
             if same {
                 return Err(JsonError::Circular {
                     path: self.path.clone(),
@@ -438,20 +435,24 @@ pub fn closest_name<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
         .map(|(_, name)| name)
 }
 
-/// Levenshtein distance between two short names.
+/// Levenshtein distance between two short names, one row of the table at a time.
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
+        // `row` holds the previous line; build the next one left to right.
+        let mut next = Vec::with_capacity(row.len());
+        next.push(i + 1);
         for (j, cb) in b.iter().enumerate() {
-            let substitution = diagonal + usize::from(ca != *cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
+            let diagonal = row.get(j).copied().unwrap_or(usize::MAX);
+            let above = row.get(j + 1).copied().unwrap_or(usize::MAX);
+            let left = next.last().copied().unwrap_or(usize::MAX);
+            let cost = diagonal.saturating_add(usize::from(ca != *cb));
+            next.push(cost.min(above.saturating_add(1)).min(left.saturating_add(1)));
         }
+        row = next;
     }
-    row[b.len()]
+    row.last().copied().unwrap_or(0)
 }
 
 /// A JavaScript heap modelled in Rust: values are indices into `values`, so objects can share
