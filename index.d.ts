@@ -14,7 +14,11 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 /** Client for OpenAI-compatible chat-completions APIs; a drop-in for `chatgpt`'s `ChatGPTAPI`. */
 export declare class ChatGPTAPI {
-  /** Create a client. Throws `ERR_CHATGPT_INVALID_ARG` for a missing key or a bad option. */
+  /**
+   * Create a client. Throws `ERR_CHATGPT_INVALID_ARG` for a missing key, a bad option or an
+   * unknown option (with a did-you-mean); `fetch`, which the `chatgpt` package accepts, is
+   * ignored with a one-time warning. Called without `new`, throws a `TypeError`.
+   */
   constructor(options?: ChatGPTAPIOptions)
   /** The base URL requests go to (without a trailing slash). */
   get apiBaseUrl(): string
@@ -41,18 +45,22 @@ export declare class ChatGPTAPI {
    * item's failure never rejects the batch. Inputs are strings (sent with `options`' message
    * options) or `{ text, ...sendMessage options }` (their own options; per-item `onProgress`
    * and `abortSignal` are not used). `onItem(index, result)` reports each completion as it
-   * happens; `abortSignal` cancels what is left (those items fail with `ABORT_ERR`).
+   * happens; `abortSignal` cancels what is left (those items fail with `ABORT_ERR`). At most
+   * 100,000 inputs; an invalid input or option rejects the call with `ERR_CHATGPT_INVALID_ARG`
+   * naming it (`inputs[3].timeoutMs`) before anything is sent. Never throws.
    */
   sendMany(inputs: Array<string | ({ text: string } & SendMessageOptions)>, options?: SendManyOptions): Promise<Array<SendManyResult>>
   /**
    * Build the prompt `sendMessage(text, options)` would send — system message, history walked
    * through `parentMessageId` within the token budget, the new message — without sending it.
-   * Rejects with `ERR_CHATGPT_CONTEXT_TOO_LONG` exactly when `sendMessage` would.
+   * Rejects with `ERR_CHATGPT_CONTEXT_TOO_LONG` exactly when `sendMessage` would, and with
+   * `ERR_CHATGPT_INVALID_ARG` for invalid arguments. Never throws.
    */
   buildMessages(text: string, options?: SendMessageOptions): Promise<BuiltMessages>
   /**
    * Send a message and resolve with the reply. Streams when `onProgress` is given (or
-   * `stream: true`). Rejects with a `ChatGPTError`; throws synchronously on invalid arguments.
+   * `stream: true`). Rejects with a `ChatGPTError`, for invalid arguments too
+   * (`ERR_CHATGPT_INVALID_ARG`): it never throws.
    */
   sendMessage(text: string, options?: SendMessageOptions): Promise<ChatMessage>
 }
@@ -104,7 +112,7 @@ export declare class ChatGPTError {
 
 /** An OpenAI-compatible chat-completions server on 127.0.0.1 with scriptable faults. */
 export declare class ChatGPTSimulator {
-  /** Start a simulator; resolves once it is listening. */
+  /** Start a simulator; resolves once it is listening. Invalid options reject the Promise. */
   static start(options?: SimulatorOptions): Promise<ChatGPTSimulator>
   /** Base URL to pass as `apiBaseUrl`, e.g. `http://127.0.0.1:41234/v1`. */
   get url(): string
@@ -118,7 +126,10 @@ export declare class ChatGPTSimulator {
   get pendingFaults(): number
   /** A snapshot of the counters. */
   stats(): SimulatorStats
-  /** Change the rate limits (0 = unlimited); both buckets start full again. */
+  /**
+   * Change the rate limits (0 = unlimited); both buckets start full again. Throws
+   * `ERR_CHATGPT_INVALID_ARG` unless both are integers from 0 to 2^32 - 1.
+   */
   setLimits(rateLimitRpm: number, rateLimitTpm: number): void
   /** Zero the counters (`maxInFlight` restarts from what is in flight now). */
   resetStats(): void
@@ -268,6 +279,12 @@ export interface ChatGPTAPIOptions {
    * @default false
    */
   debug?: boolean
+  /**
+   * Accepted for code written for the `chatgpt` package, and ignored with a one-time
+   * `process.emitWarning` (code `CHATGPT_NATIVE_UNSUPPORTED_OPTION`): requests are made in Rust.
+   * @deprecated
+   */
+  fetch?: unknown
 }
 
 /** Fields accepted by the `ChatGPTError` constructor. */
@@ -392,7 +409,7 @@ export declare function countMessageTokens(messages: CountableMessage[], options
  */
 export declare function countTokens(text: string, options?: TokenizerOptions): number
 
-/** `countTokens` off the JavaScript thread. */
+/** `countTokens` off the JavaScript thread. Invalid arguments reject the Promise. */
 export declare function countTokensAsync(text: string, options?: TokenizerOptions): Promise<number>
 
 /** Text of token ids. Ids that end mid-character decode to U+FFFD. */

@@ -193,11 +193,13 @@ test('sendMany respects maxConcurrency and abortSignal cancels what is left', as
   }
 })
 
-test('sendMany validates its inputs', () => {
+test('sendMany rejects invalid inputs', async () => {
   const api = clientFor(sim)
-  assert.throws(() => api.sendMany('x'), /`inputs` to be an array/)
-  assert.throws(() => api.sendMany([1]), /`inputs\[0\]`/)
-  assert.throws(() => api.sendMany([{}]), /`inputs\[0\].text`/)
+  for (const [inputs, pattern] of [['x', /`inputs` to be an array/], [[1], /`inputs\[0\]`/], [[{}], /`inputs\[0\].text`/]]) {
+    const err = await rejection(api.sendMany(inputs))
+    assert.equal(err.code, 'ERR_CHATGPT_INVALID_ARG')
+    assert.match(err.message, pattern)
+  }
 })
 
 test('warmup opens the connection before the first call', async () => {

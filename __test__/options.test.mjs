@@ -1,8 +1,9 @@
-// Option validation: synchronous ERR_CHATGPT_INVALID_ARG naming the option and the bad value.
+// Option validation: ERR_CHATGPT_INVALID_ARG naming the option and the bad value, thrown by the
+// constructor and rejected by Promise-returning calls.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { ChatGPTAPI, ChatGPTError } from '../index.js'
-import { thrown } from './helpers.mjs'
+import { thrown, rejection } from './helpers.mjs'
 
 const base = { apiKey: 'sk-valid', apiBaseUrl: 'http://127.0.0.1:1/v1' }
 
@@ -65,7 +66,7 @@ test('options must be an object', () => {
   assert.match(err.message, /`options` to be an object/)
 })
 
-test('sendMessage validates its arguments synchronously', () => {
+test('sendMessage rejects invalid arguments instead of throwing', async () => {
   const api = new ChatGPTAPI(base)
   const cases = [
     [() => api.sendMessage(42), /`text` to be a string, got 42/],
@@ -79,7 +80,9 @@ test('sendMessage validates its arguments synchronously', () => {
     [() => api.sendMessage('hi', { abortSignal: 'x' }), /`abortSignal` to be an object/],
   ]
   for (const [fn, pattern] of cases) {
-    const err = thrown(fn)
+    let promise
+    assert.doesNotThrow(() => { promise = fn() })
+    const err = await rejection(promise)
     assert.equal(err.code, 'ERR_CHATGPT_INVALID_ARG')
     assert.match(err.message, pattern)
   }

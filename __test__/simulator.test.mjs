@@ -111,7 +111,7 @@ test('close() stops it listening and is idempotent', async () => {
   assert.equal(err.code, 'ERR_CHATGPT_NETWORK')
 })
 
-test('rejects invalid options naming the option', () => {
-  assert.throws(() => ChatGPTSimulator.start({ port: 70000 }), /`port`/)
-  assert.throws(() => ChatGPTSimulator.start({ ttftMs: -1 }), /`ttftMs`.*-1/)
+test('rejects invalid options naming the option', async () => {
+  await assert.rejects(ChatGPTSimulator.start({ port: 70000 }), /`port`/)
+  await assert.rejects(ChatGPTSimulator.start({ ttftMs: -1 }), /`ttftMs`.*-1/)
 })

@@ -12,9 +12,10 @@ use napi_derive::napi;
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{item_to_js, ChatMetrics, ItemSink};
-use super::errors::{invalid_arg, to_napi_error};
+use super::convert::caught;
+use super::errors::{invalid_arg, promise_or_rejection, to_napi_error, type_error};
 use super::init::BindingData;
-use super::options::{describe, Opts};
+use super::options::{describe, IgnoredOption, Opts};
 use super::progress::ProgressSink;
 use super::settle;
 use super::store::{JsStore, JsStoreParts};
@@ -129,6 +130,11 @@ pub struct ChatGPTAPIOptions {
     /// key or the prompt).
     /// @default false
     pub debug: Option<bool>,
+    /// Accepted for code written for the `chatgpt` package, and ignored with a one-time
+    /// `process.emitWarning` (code `CHATGPT_NATIVE_UNSUPPORTED_OPTION`): requests are made in Rust.
+    /// @deprecated
+    #[napi(ts_type = "unknown")]
+    pub fetch: Option<serde_json::Value>,
 }
 
 /// A chunk of a reply as passed to `onProgress`: `text` so far and the new `delta`.
@@ -356,11 +362,99 @@ fn resolved_promise<'env, T: ToNapiValue>(env: &'env Env, value: T) -> Result<Pr
     }
 }
 
+/// The options `new ChatGPTAPI(options)` reads; any other name is rejected.
+const CONSTRUCTOR_OPTIONS: &[&str] = &[
+    "apiKey",
+    "apiBaseUrl",
+    "apiOrg",
+    "completionParams",
+    "systemMessage",
+    "maxModelTokens",
+    "maxResponseTokens",
+    "timeoutMs",
+    "idleTimeoutMs",
+    "maxResponseBytes",
+    "messageStoreSize",
+    "headers",
+    "debug",
+    "apiKeys",
+    "maxRetries",
+    "retryBaseMs",
+    "retryMaxMs",
+    "attemptTimeoutMs",
+    "maxConcurrency",
+    "maxQueue",
+    "rateLimit",
+    "circuitBreaker",
+    "cache",
+    "getMessageById",
+    "upsertMessage",
+    "messageStore",
+];
+
+/// Constructor options of the `chatgpt` package (v5) that cannot be honoured: ignored with a
+/// one-time warning. Every other v5 constructor and `sendMessage` option is honoured.
+const CONSTRUCTOR_IGNORED: &[IgnoredOption] = &[IgnoredOption {
+    name: "fetch",
+    why: "requests are made in Rust, not through a fetch function",
+}];
+
+/// The options `sendMessage(text, options)` and `buildMessages` read.
+const SEND_MESSAGE_OPTIONS: &[&str] = &[
+    "systemMessage",
+    "completionParams",
+    "messageId",
+    "parentMessageId",
+    "conversationId",
+    "name",
+    "stream",
+    "onProgress",
+    "abortSignal",
+    "timeoutMs",
+    "cache",
+];
+
+/// `sendMany(inputs, options)`: the `sendMessage` options for string inputs, plus `onItem`.
+const SEND_MANY_OPTIONS: &[&str] = &[
+    "systemMessage",
+    "completionParams",
+    "messageId",
+    "parentMessageId",
+    "conversationId",
+    "name",
+    "stream",
+    "onProgress",
+    "abortSignal",
+    "timeoutMs",
+    "cache",
+    "onItem",
+];
+
+/// An object input of `sendMany`: `text` plus the `sendMessage` options.
+const SEND_MANY_ITEM_OPTIONS: &[&str] = &[
+    "text",
+    "systemMessage",
+    "completionParams",
+    "messageId",
+    "parentMessageId",
+    "conversationId",
+    "name",
+    "stream",
+    "onProgress",
+    "abortSignal",
+    "timeoutMs",
+    "cache",
+];
+
+/// Most inputs of one `sendMany` call.
+pub const MAX_BATCH_INPUTS: u32 = 100_000;
+
 /// `rateLimit: { requestsPerMinute?, tokensPerMinute? }`.
 fn read_rate_limit(o: &Opts) -> Result<Option<RateLimitConfig>> {
     let Some(rl) = o.nested("rateLimit")? else {
         return Ok(None);
     };
+    rl.allow_only(&["requestsPerMinute", "tokensPerMinute"], &[])?;
     Ok(Some(RateLimitConfig {
         requests_per_minute: rl.positive_u32("requestsPerMinute")?,
         tokens_per_minute: rl.positive_u32("tokensPerMinute")?,
@@ -375,6 +469,15 @@ fn read_breaker(o: &Opts) -> Result<Option<Option<BreakerConfig>>> {
     let Some(b) = o.nested("circuitBreaker")? else {
         return Ok(None);
     };
+    b.allow_only(
+        &[
+            "windowMs",
+            "volumeThreshold",
+            "errorThresholdPercentage",
+            "resetTimeoutMs",
+        ],
+        &[],
+    )?;
     let d = BreakerConfig::default();
     let percentage = b
         .non_negative_int("errorThresholdPercentage")?
@@ -401,6 +504,7 @@ fn read_cache(o: &Opts) -> Result<Option<Option<CacheConfig>>> {
         return Ok(Some(flag.then(CacheConfig::default)));
     }
     let Some(c) = o.nested("cache")? else { return Ok(None) };
+    c.allow_only(&["maxEntries", "maxBytes", "ttlMs"], &[])?;
     let d = CacheConfig::default();
     Ok(Some(Some(CacheConfig {
         max_entries: c.positive_int("maxEntries")?.map_or(d.max_entries, |n| n as usize),
@@ -409,20 +513,25 @@ fn read_cache(o: &Opts) -> Result<Option<Option<CacheConfig>>> {
     })))
 }
 
-/// Read and validate `sendMessage(text, options)` arguments (shared with `buildMessages`).
+/// Read and validate `sendMessage(text, options)` arguments (shared with `buildMessages` and
+/// `sendMany`). `text_name` names the text in messages (`text`, `inputs[3].text`); the caller
+/// has checked `o`'s names.
 fn read_request<'env>(
     env: &'env Env,
-    text: Unknown<'env>,
-    options: Option<Unknown<'env>>,
-) -> Result<(SendRequest, Opts<'env>)> {
-    if text.get_type()? != ValueType::String {
-        return Err(invalid_arg(
-            env,
-            format!("Expected `text` to be a string, got {}", describe(env, &text)),
-        ));
-    }
-    let text: String = unsafe { text.cast() }?;
-    let o = Opts::from_arg(env, options, "options")?;
+    text: Option<Unknown<'env>>,
+    text_name: &str,
+    o: &Opts<'env>,
+) -> Result<SendRequest> {
+    let text = match text {
+        Some(text) if text.get_type()? == ValueType::String => unsafe { text.cast::<String>() }?,
+        other => {
+            let got = other.map_or_else(|| "undefined".to_owned(), |v| describe(env, &v));
+            return Err(invalid_arg(
+                env,
+                format!("Expected `{text_name}` to be a string, got {got}"),
+            ));
+        }
+    };
     let has_progress = o.function("onProgress")?.is_some();
     let req = SendRequest {
         text,
@@ -443,7 +552,66 @@ fn read_request<'env>(
     if let Some(params) = &req.completion_params {
         crate::core::config::check_completion_params(params, "completionParams").map_err(|e| to_napi_error(env, &e))?;
     }
+    Ok(req)
+}
+
+/// `sendMessage`'s and `buildMessages`' arguments: `text` and the options object.
+fn read_call<'env>(
+    env: &'env Env,
+    text: Unknown<'env>,
+    options: Option<Unknown<'env>>,
+) -> Result<(SendRequest, Opts<'env>)> {
+    let o = Opts::from_arg(env, options, "options")?;
+    o.allow_only(SEND_MESSAGE_OPTIONS, &[])?;
+    let req = read_request(env, Some(text), "text", &o)?;
     Ok((req, o))
+}
+
+/// `sendMany`'s inputs: strings (sent with `options`) or `{ text, ...options }` objects.
+fn read_inputs<'env>(env: &'env Env, inputs: Unknown<'env>, o: &Opts<'env>) -> Result<Vec<SendRequest>> {
+    let is_array = inputs.get_type()? == ValueType::Object && unsafe { inputs.cast::<Object>() }?.is_array()?;
+    if !is_array {
+        return Err(invalid_arg(
+            env,
+            format!("Expected `inputs` to be an array, got {}", describe(env, &inputs)),
+        ));
+    }
+    let array: Array = unsafe { inputs.cast() }?;
+    if array.len() > MAX_BATCH_INPUTS {
+        return Err(invalid_arg(
+            env,
+            format!(
+                "Expected `inputs` to have at most {MAX_BATCH_INPUTS} items, got {}",
+                array.len()
+            ),
+        ));
+    }
+    let mut requests = Vec::with_capacity(array.len() as usize);
+    for i in 0..array.len() {
+        let item: Option<Unknown> = array.get(i).map_err(|e| {
+            let thrown = caught(env, &e);
+            invalid_arg(env, format!("Reading `inputs[{i}]` threw {thrown}"))
+        })?;
+        let item = item.filter(|v| !matches!(v.get_type(), Ok(ValueType::Undefined)));
+        let req = match item.map(|v| (v.get_type(), v)) {
+            Some((Ok(ValueType::String), text)) => read_request(env, Some(text), &format!("inputs[{i}]"), o)?,
+            Some((Ok(ValueType::Object), object)) => {
+                let item_opts =
+                    Opts::from_arg(env, Some(object), &format!("inputs[{i}]"))?.with_prefix(format!("inputs[{i}]."));
+                item_opts.allow_only(SEND_MANY_ITEM_OPTIONS, &[])?;
+                read_request(env, item_opts.raw("text")?, &format!("inputs[{i}].text"), &item_opts)?
+            }
+            _ => {
+                let got = item.map_or_else(|| "undefined".to_owned(), |v| describe(env, &v));
+                return Err(invalid_arg(
+                    env,
+                    format!("Expected `inputs[{i}]` to be a string or an object, got {got}"),
+                ));
+            }
+        };
+        requests.push(req);
+    }
+    Ok(requests)
 }
 
 fn history(messages: u32, truncated: Option<Truncation>) -> ChatHistory {
@@ -462,10 +630,22 @@ pub struct ChatGPTAPI {
 
 #[napi]
 impl ChatGPTAPI {
-    /// Create a client. Throws `ERR_CHATGPT_INVALID_ARG` for a missing key or a bad option.
+    /// Create a client. Throws `ERR_CHATGPT_INVALID_ARG` for a missing key, a bad option or an
+    /// unknown option (with a did-you-mean); `fetch`, which the `chatgpt` package accepts, is
+    /// ignored with a one-time warning. Called without `new`, throws a `TypeError`.
     #[napi(constructor, ts_args_type = "options?: ChatGPTAPIOptions")]
-    pub fn new(env: Env, options: Option<Unknown>) -> Result<Self> {
+    pub fn new(env: Env, this: This, options: Option<Unknown>) -> Result<Self> {
+        // Without `new`, `this` is the global object (or whatever `.call` passed): wrapping it
+        // would succeed once and corrupt it. Only an object made by `new` for this class (or a
+        // subclass) passes napi-rs's generated instanceof check.
+        if unsafe { <&ChatGPTAPI as ValidateNapiValue>::validate(env.raw(), this.object.raw()) }.is_err() {
+            return Err(type_error(
+                &env,
+                "Class constructor ChatGPTAPI cannot be invoked without 'new'",
+            ));
+        }
         let o = Opts::from_arg(&env, options, "options")?;
+        o.allow_only(CONSTRUCTOR_OPTIONS, CONSTRUCTOR_IGNORED)?;
         let client_opts = ClientOptions {
             api_key: o.secret_string("apiKey")?,
             api_base_url: o.string("apiBaseUrl")?,
@@ -508,7 +688,10 @@ impl ChatGPTAPI {
         }
         if let Some(store) = &message_store {
             for method in ["get", "set"] {
-                let f: Option<Unknown> = store.get(method)?;
+                let f: Option<Unknown> = store.get(method).map_err(|e| {
+                    let thrown = caught(&env, &e);
+                    invalid_arg(&env, format!("Reading `messageStore.{method}` threw {thrown}"))
+                })?;
                 if !matches!(f.map(|f| f.get_type()), Some(Ok(ValueType::Function))) {
                     return Err(invalid_arg(
                         &env,
@@ -584,7 +767,9 @@ impl ChatGPTAPI {
     /// item's failure never rejects the batch. Inputs are strings (sent with `options`' message
     /// options) or `{ text, ...sendMessage options }` (their own options; per-item `onProgress`
     /// and `abortSignal` are not used). `onItem(index, result)` reports each completion as it
-    /// happens; `abortSignal` cancels what is left (those items fail with `ABORT_ERR`).
+    /// happens; `abortSignal` cancels what is left (those items fail with `ABORT_ERR`). At most
+    /// 100,000 inputs; an invalid input or option rejects the call with `ERR_CHATGPT_INVALID_ARG`
+    /// naming it (`inputs[3].timeoutMs`) before anything is sent. Never throws.
     #[napi(
         ts_args_type = "inputs: Array<string | ({ text: string } & SendMessageOptions)>, options?: SendManyOptions",
         ts_return_type = "Promise<Array<SendManyResult>>"
@@ -595,44 +780,19 @@ impl ChatGPTAPI {
         inputs: Unknown<'env>,
         options: Option<Unknown<'env>>,
     ) -> Result<PromiseRaw<'env, Unknown<'env>>> {
-        let is_array = inputs.get_type()? == ValueType::Object && unsafe { inputs.cast::<Object>() }?.is_array()?;
-        if !is_array {
-            return Err(invalid_arg(
-                env,
-                format!("Expected `inputs` to be an array, got {}", describe(env, &inputs)),
-            ));
-        }
-        let array: Array = unsafe { inputs.cast() }?;
-        let mut requests = Vec::with_capacity(array.len() as usize);
-        for i in 0..array.len() {
-            let item: Unknown = array
-                .get(i)?
-                .ok_or_else(|| invalid_arg(env, format!("Expected `inputs[{i}]`")))?;
-            let req = match item.get_type()? {
-                ValueType::String => read_request(env, item, options)?.0,
-                ValueType::Object => {
-                    let obj: Object = unsafe { item.cast() }?;
-                    let text: Unknown = obj.get("text")?.ok_or_else(|| {
-                        invalid_arg(
-                            env,
-                            format!("Expected `inputs[{i}].text` to be a string, got undefined"),
-                        )
-                    })?;
-                    read_request(env, text, Some(item))?.0
-                }
-                _ => {
-                    return Err(invalid_arg(
-                        env,
-                        format!(
-                            "Expected `inputs[{i}]` to be a string or an object, got {}",
-                            describe(env, &item)
-                        ),
-                    ))
-                }
-            };
-            requests.push(req);
-        }
+        promise_or_rejection(env, || self.start_many(env, inputs, options))
+    }
+
+    /// `sendMany`'s body; its errors become the Promise's rejection.
+    fn start_many<'env>(
+        &self,
+        env: &'env Env,
+        inputs: Unknown<'env>,
+        options: Option<Unknown<'env>>,
+    ) -> Result<PromiseRaw<'env, Unknown<'env>>> {
         let o = Opts::from_arg(env, options, "options")?;
+        o.allow_only(SEND_MANY_OPTIONS, &[])?;
+        let requests = read_inputs(env, inputs, &o)?;
         let cancel = CancellationToken::new();
         let abort = match o.object("abortSignal")? {
             Some(signal) => Some(AbortListener::attach(env, signal, cancel.clone())?),
@@ -682,7 +842,8 @@ impl ChatGPTAPI {
 
     /// Build the prompt `sendMessage(text, options)` would send — system message, history walked
     /// through `parentMessageId` within the token budget, the new message — without sending it.
-    /// Rejects with `ERR_CHATGPT_CONTEXT_TOO_LONG` exactly when `sendMessage` would.
+    /// Rejects with `ERR_CHATGPT_CONTEXT_TOO_LONG` exactly when `sendMessage` would, and with
+    /// `ERR_CHATGPT_INVALID_ARG` for invalid arguments. Never throws.
     #[napi(
         ts_args_type = "text: string, options?: SendMessageOptions",
         ts_return_type = "Promise<BuiltMessages>"
@@ -693,7 +854,14 @@ impl ChatGPTAPI {
         text: Unknown<'env>,
         options: Option<Unknown<'env>>,
     ) -> Result<PromiseRaw<'env, BuiltMessages>> {
-        let (req, _) = read_request(env, text, options)?;
+        promise_or_rejection(env, || {
+            let (req, _) = read_call(env, text, options)?;
+            self.start_build(env, req)
+        })
+    }
+
+    /// `buildMessages` once its arguments are read.
+    fn start_build<'env>(&self, env: &'env Env, req: SendRequest) -> Result<PromiseRaw<'env, BuiltMessages>> {
         let client = self.client.clone();
         settle::spawn(env, async move { client.prepare(&req, true).await }, |env, prepared| {
             let p = prepared.map_err(|e| to_napi_error(env, &e))?.prompt;
@@ -715,7 +883,8 @@ impl ChatGPTAPI {
     }
 
     /// Send a message and resolve with the reply. Streams when `onProgress` is given (or
-    /// `stream: true`). Rejects with a `ChatGPTError`; throws synchronously on invalid arguments.
+    /// `stream: true`). Rejects with a `ChatGPTError`, for invalid arguments too
+    /// (`ERR_CHATGPT_INVALID_ARG`): it never throws.
     #[napi(
         ts_args_type = "text: string, options?: SendMessageOptions",
         ts_return_type = "Promise<ChatMessage>"
@@ -726,13 +895,23 @@ impl ChatGPTAPI {
         text: Unknown<'env>,
         options: Option<Unknown<'env>>,
     ) -> Result<PromiseRaw<'env, Unknown<'env>>> {
-        let (req, o) = read_request(env, text, options)?;
+        promise_or_rejection(env, || self.start_message(env, text, options))
+    }
+
+    /// `sendMessage`'s body; its errors become the Promise's rejection.
+    fn start_message<'env>(
+        &self,
+        env: &'env Env,
+        text: Unknown<'env>,
+        options: Option<Unknown<'env>>,
+    ) -> Result<PromiseRaw<'env, Unknown<'env>>> {
+        let (req, o) = read_call(env, text, options)?;
         let on_progress = o.function("onProgress")?;
 
         // Fast path: a non-streaming cache hit is answered right here, without a thread hop
         // (unless the signal is already aborted: that must reject).
         let already_aborted = match o.object("abortSignal")? {
-            Some(signal) => signal.get::<bool>("aborted")?.unwrap_or(false),
+            Some(signal) => signal_aborted(env, &signal)?,
             None => false,
         };
         if !already_aborted {
@@ -794,6 +973,30 @@ impl ChatGPTAPI {
     }
 }
 
+/// The error for a read or call on the caller's `abortSignal` that threw.
+fn signal_threw(env: &Env, what: &str, e: &Error) -> Error {
+    invalid_arg(env, format!("Using `abortSignal.{what}` threw {}", caught(env, e)))
+}
+
+/// `signal.aborted`, which must be a boolean (or absent).
+fn signal_aborted(env: &Env, signal: &Object) -> Result<bool> {
+    let aborted: Option<Unknown> = signal.get("aborted").map_err(|e| signal_threw(env, "aborted", &e))?;
+    match aborted {
+        None => Ok(false),
+        Some(v) => match v.get_type()? {
+            ValueType::Undefined => Ok(false),
+            ValueType::Boolean => unsafe { v.cast::<bool>() },
+            _ => Err(invalid_arg(
+                env,
+                format!(
+                    "Expected `abortSignal.aborted` to be a boolean, got {}",
+                    describe(env, &v)
+                ),
+            )),
+        },
+    }
+}
+
 /// An `abort` listener on the caller's AbortSignal, removed again when the call settles so a
 /// long-lived signal does not accumulate listeners.
 /// `signal.addEventListener` / `removeEventListener` as called from Rust.
@@ -806,18 +1009,24 @@ struct AbortListener {
 
 impl AbortListener {
     fn attach(env: &Env, signal: Object, cancel: CancellationToken) -> Result<Self> {
-        let aborted: Option<bool> = signal.get("aborted")?;
-        if aborted.unwrap_or(false) {
+        if signal_aborted(env, &signal)? {
             cancel.cancel();
         }
         let listener = env.create_function_from_closure::<Unknown, (), _>("onAbort", move |_ctx| {
             cancel.cancel();
             Ok(())
         })?;
-        let add: ListenerMethod = signal
-            .get("addEventListener")?
-            .ok_or_else(|| invalid_arg(env, "Expected `abortSignal` to be an AbortSignal"))?;
-        add.apply(signal, FnArgs::from(("abort", listener)))?;
+        let not_a_signal = || invalid_arg(env, "Expected `abortSignal` to be an AbortSignal");
+        let add: Unknown = signal
+            .get("addEventListener")
+            .map_err(|e| signal_threw(env, "addEventListener", &e))?
+            .ok_or_else(not_a_signal)?;
+        if add.get_type()? != ValueType::Function {
+            return Err(not_a_signal());
+        }
+        let add: ListenerMethod = unsafe { add.cast() }?;
+        add.apply(signal, FnArgs::from(("abort", listener)))
+            .map_err(|e| signal_threw(env, "addEventListener", &e))?;
         Ok(AbortListener {
             signal: signal.create_ref()?,
             listener: listener.create_ref()?,

@@ -166,3 +166,50 @@ pub fn to_napi_error(env: &Env, e: &ChatError) -> Error {
 pub fn invalid_arg(env: &Env, message: impl Into<String>) -> Error {
     to_napi_error(env, &ChatError::invalid_arg(message))
 }
+
+/// A `TypeError` (with `code: 'ERR_CHATGPT_INVALID_ARG'`), for misuse JavaScript itself reports
+/// as one, such as calling a class without `new`.
+pub fn type_error(env: &Env, message: &str) -> Error {
+    let raw = env.raw();
+    let made = (|| -> Result<Unknown<'_>> {
+        let code = env.create_string(ErrorCode::InvalidArg.as_str())?;
+        let text = env.create_string(message)?;
+        let mut out = std::ptr::null_mut();
+        napi::check_status!(unsafe { napi::sys::napi_create_type_error(raw, code.raw(), text.raw(), &mut out) })?;
+        Ok(unsafe { Unknown::from_raw_unchecked(raw, out) })
+    })();
+    match made {
+        Ok(value) => Error::from_unknown_without_coercion(value),
+        Err(_) => Error::new(Status::InvalidArg, message.to_owned()),
+    }
+}
+
+/// A Promise rejected with `err`, or with the JavaScript exception pending because of it (a
+/// callback or getter that threw), which is taken off the environment.
+pub fn rejected_promise<'env, T>(env: &'env Env, err: Error) -> Result<PromiseRaw<'env, T>> {
+    let raw = env.raw();
+    let mut pending = false;
+    let mut reason = std::ptr::null_mut();
+    unsafe {
+        napi::check_status!(napi::sys::napi_is_exception_pending(raw, &mut pending))?;
+        if pending {
+            napi::check_status!(napi::sys::napi_get_and_clear_last_exception(raw, &mut reason))?;
+        } else {
+            reason = JsError::from(err).into_value(raw);
+        }
+        let mut deferred = std::ptr::null_mut();
+        let mut promise = std::ptr::null_mut();
+        napi::check_status!(napi::sys::napi_create_promise(raw, &mut deferred, &mut promise))?;
+        napi::check_status!(napi::sys::napi_reject_deferred(raw, deferred, reason))?;
+        Ok(PromiseRaw::new(raw, promise))
+    }
+}
+
+/// Run `start`, which validates a call's arguments and starts it; a failure rejects the
+/// returned Promise instead of throwing, so a Promise-returning function never throws.
+pub fn promise_or_rejection<'env, T>(
+    env: &'env Env,
+    start: impl FnOnce() -> Result<PromiseRaw<'env, T>>,
+) -> Result<PromiseRaw<'env, T>> {
+    start().or_else(|e| rejected_promise(env, e))
+}

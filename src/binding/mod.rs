@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod batch;
+pub mod convert;
 pub mod errors;
 pub mod init;
 pub mod options;

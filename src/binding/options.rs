@@ -4,29 +4,83 @@
 //! conversion, so that every failure is a `ChatGPTError` with code `ERR_CHATGPT_INVALID_ARG` and
 //! a message naming the option and the bad value: "Expected `maxRetries` to be a non-negative
 //! integer, got -1". `undefined` and `null` both mean "not given".
+//!
+//! Every read is bounded and contained: a getter that throws becomes `ERR_CHATGPT_INVALID_ARG`
+//! naming the option, arrays and records have a maximum length checked before they are read,
+//! JSON-valued options go through `convert` (depth, size and cycle bounds), and an options
+//! object may only hold the names its reader lists ([`Opts::allow_only`]), so a misspelt option
+//! fails with a suggestion instead of being silently ignored.
+
+use std::sync::Mutex;
 
 use napi::bindgen_prelude::*;
 use serde_json::{Map, Value};
 
+use super::convert::{caught, own_keys, to_json_object};
 use super::errors::invalid_arg;
+use crate::core::jsvalue::{closest_name, js_number, js_string};
+
+/// Most entries of `apiKeys`.
+pub const MAX_API_KEYS: u32 = 1024;
+/// Most entries of `headers`.
+pub const MAX_HEADERS: u32 = 256;
+
+/// An option another API accepts (the `chatgpt` package's `fetch`) that this one cannot honour:
+/// given, it is ignored with a one-time warning instead of failing, so drop-in code keeps running.
+pub struct IgnoredOption {
+    pub name: &'static str,
+    /// Why, completing "`name` is ignored: ...".
+    pub why: &'static str,
+}
+
+/// The `code` of the warning emitted for an [`IgnoredOption`].
+pub const UNSUPPORTED_OPTION_WARNING: &str = "CHATGPT_NATIVE_UNSUPPORTED_OPTION";
+
+/// Names already warned about, in this process (all environments share it: one warning each).
+static WARNED: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+
+/// `process.emitWarning(message, { code })`, once per option name per process. Best effort: a
+/// failure to warn (no `process`, a patched `emitWarning` that throws) is swallowed.
+fn warn_ignored(env: &Env, option: &IgnoredOption) {
+    {
+        let Ok(mut warned) = WARNED.lock() else { return };
+        if warned.contains(&option.name) {
+            return;
+        }
+        warned.push(option.name);
+    }
+    let result = (|| -> Result<()> {
+        let process: Object = env.get_global()?.get_named_property("process")?;
+        let emit: Function<FnArgs<(String, Object)>, Unknown> = process.get_named_property("emitWarning")?;
+        let mut options = Object::new(env)?;
+        options.set("code", UNSUPPORTED_OPTION_WARNING)?;
+        let message = format!("`{}` is ignored by chatgpt-native: {}", option.name, option.why);
+        emit.apply(process, FnArgs::from((message, options)))?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = caught(env, &e);
+    }
+}
+
+/// "; did you mean `maxRetries`?" when a known name is close to `key`, else "".
+fn did_you_mean(key: &str, known: &[&str], prefix: &str) -> String {
+    match closest_name(key, known) {
+        Some(name) => format!("; did you mean `{prefix}{name}`?"),
+        None => String::new(),
+    }
+}
 
 /// A short, safe rendering of a JS value for error messages. Strings are quoted and cut short;
 /// callers must not pass secrets (the API key is only ever type-checked, never described).
 pub fn describe(env: &Env, v: &Unknown) -> String {
     match v.get_type() {
         Ok(ValueType::Number) => match unsafe { v.cast::<f64>() } {
-            Ok(n) => format_number(n),
+            Ok(n) => js_number(n),
             Err(_) => "a number".into(),
         },
         Ok(ValueType::String) => match unsafe { v.cast::<String>() } {
-            Ok(s) => {
-                let short: String = s.chars().take(40).collect();
-                if short.len() < s.len() {
-                    format!("{short:?}…")
-                } else {
-                    format!("{short:?}")
-                }
-            }
+            Ok(s) => js_string(&s, 40),
             Err(_) => "a string".into(),
         },
         Ok(ValueType::Boolean) => unsafe { v.cast::<bool>() }
@@ -52,12 +106,22 @@ pub fn describe(env: &Env, v: &Unknown) -> String {
     }
 }
 
-fn format_number(n: f64) -> String {
-    if n.is_finite() && n.fract() == 0.0 && n.abs() < 1e15 {
-        format!("{}", n as i64)
-    } else {
-        format!("{n}")
+/// A positional argument that must be an integer from 0 to `u32::MAX` (`setLimits(rpm, tpm)`).
+pub fn u32_arg(env: &Env, v: &Unknown, name: &str) -> Result<u32> {
+    if v.get_type()? == ValueType::Number {
+        let n: f64 = unsafe { v.cast() }?;
+        if n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&n) {
+            return Ok(n as u32);
+        }
     }
+    Err(invalid_arg(
+        env,
+        format!(
+            "Expected `{name}` to be an integer from 0 to {}, got {}",
+            u32::MAX,
+            describe(env, v)
+        ),
+    ))
 }
 
 /// Typed access to one options object. `prefix` names nested objects in messages
@@ -66,6 +130,8 @@ pub struct Opts<'a> {
     env: &'a Env,
     obj: Option<Object<'a>>,
     prefix: String,
+    /// The object's own name in messages (`options`, `rateLimit`, `inputs[2]`).
+    label: String,
 }
 
 impl<'a> Opts<'a> {
@@ -76,6 +142,12 @@ impl<'a> Opts<'a> {
             None => None,
             Some(v) => match v.get_type()? {
                 ValueType::Undefined | ValueType::Null => None,
+                ValueType::Object if unsafe { v.cast::<Object>() }?.is_array()? => {
+                    return Err(invalid_arg(
+                        env,
+                        format!("Expected `{name}` to be an object, got an array"),
+                    ))
+                }
                 ValueType::Object => Some(unsafe { v.cast::<Object>() }?),
                 _ => {
                     return Err(invalid_arg(
@@ -89,11 +161,27 @@ impl<'a> Opts<'a> {
             env,
             obj,
             prefix: String::new(),
+            label: name.to_owned(),
         })
+    }
+
+    /// Name options `{prefix}{key}` in messages (`inputs[2].timeoutMs`).
+    pub fn with_prefix(mut self, prefix: String) -> Self {
+        self.label = prefix.trim_end_matches('.').to_owned();
+        self.prefix = prefix;
+        self
     }
 
     fn name(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
+    }
+
+    /// The error for a read of `key` that threw (a getter, a Proxy trap).
+    fn threw(&self, key: &str, e: &Error) -> Error {
+        invalid_arg(
+            self.env,
+            format!("Reading `{}` threw {}", self.name(key), caught(self.env, e)),
+        )
     }
 
     /// The raw value, or None when absent, undefined or null.
@@ -101,11 +189,73 @@ impl<'a> Opts<'a> {
         let Some(obj) = &self.obj else {
             return Ok(None);
         };
-        let v: Option<Unknown<'a>> = obj.get(key)?;
+        let v: Option<Unknown<'a>> = obj.get(key).map_err(|e| self.threw(key, &e))?;
         match v {
-            Some(v) if v.get_type()? != ValueType::Null => Ok(Some(v)),
+            Some(v) if !matches!(v.get_type()?, ValueType::Null | ValueType::Undefined) => Ok(Some(v)),
             _ => Ok(None),
         }
+    }
+
+    /// Reject any own key of the object not in `known` (unless its value is `undefined`, as
+    /// object spreads leave them), with a did-you-mean; warn once about each `ignored` one.
+    pub fn allow_only(&self, known: &[&str], ignored: &[IgnoredOption]) -> Result<()> {
+        let Some(obj) = &self.obj else {
+            return Ok(());
+        };
+        let listing_threw = |e: &Error| {
+            invalid_arg(
+                self.env,
+                format!("Listing the keys of `{}` threw {}", self.label, caught(self.env, e)),
+            )
+        };
+        let keys = own_keys(self.env, &obj.to_unknown()).map_err(|e| listing_threw(&e))?;
+        // Every call runs this over its options: known names are matched from a stack buffer,
+        // and only an unexpected name is copied into a String.
+        let mut buffer = [0u8; 64];
+        for i in 0..keys.len() {
+            let key: Unknown = keys
+                .get(i)
+                .map_err(|e| listing_threw(&e))?
+                .ok_or_else(|| listing_threw(&Error::from_reason("hole")))?;
+            let mut len = 0usize;
+            let status = unsafe {
+                napi::sys::napi_get_value_string_utf8(
+                    self.env.raw(),
+                    key.raw(),
+                    buffer.as_mut_ptr().cast(),
+                    buffer.len(),
+                    &mut len,
+                )
+            };
+            if status == napi::sys::Status::napi_ok && len < buffer.len() - 1 {
+                if let Some(name) = buffer.get(..len).and_then(|b| std::str::from_utf8(b).ok()) {
+                    if known.contains(&name) {
+                        continue;
+                    }
+                }
+            }
+            let key: String = unsafe { key.cast() }?;
+            if known.contains(&key.as_str()) {
+                continue;
+            }
+            if let Some(option) = ignored.iter().find(|o| o.name == key) {
+                warn_ignored(self.env, option);
+                continue;
+            }
+            if self.raw(&key)?.is_none() {
+                continue;
+            }
+            let shown: String = key.chars().take(40).flat_map(char::escape_debug).collect();
+            return Err(invalid_arg(
+                self.env,
+                format!(
+                    "Unknown option `{}{shown}`{}",
+                    self.prefix,
+                    did_you_mean(&key, known, &self.prefix)
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn type_error(&self, key: &str, expected: &str, v: &Unknown) -> Error {
@@ -209,7 +359,7 @@ impl<'a> Opts<'a> {
         }
     }
 
-    /// A plain JSON-like object (completion params), converted with serde.
+    /// A plain JSON-like object (completion params), converted within `convert`'s bounds.
     pub fn json_object(&self, key: &str) -> Result<Option<Map<String, Value>>> {
         let Some(obj) = self.object(key)? else {
             return Ok(None);
@@ -220,23 +370,7 @@ impl<'a> Opts<'a> {
                 format!("Expected `{}` to be an object, got an array", self.name(key)),
             ));
         }
-        let value: Value = self.env.from_js_value(obj).map_err(|e| {
-            invalid_arg(
-                self.env,
-                format!(
-                    "Expected `{}` to be a JSON-serialisable object: {}",
-                    self.name(key),
-                    e.reason
-                ),
-            )
-        })?;
-        match value {
-            Value::Object(map) => Ok(Some(map)),
-            _ => Err(invalid_arg(
-                self.env,
-                format!("Expected `{}` to be an object", self.name(key)),
-            )),
-        }
+        to_json_object(self.env, &obj.to_unknown(), &self.name(key)).map(Some)
     }
 
     /// A nested options object, read with names prefixed (`rateLimit.requestsPerMinute`).
@@ -245,6 +379,7 @@ impl<'a> Opts<'a> {
             env: self.env,
             obj: Some(obj),
             prefix: format!("{}{key}.", self.prefix),
+            label: self.name(key),
         }))
     }
 
@@ -271,7 +406,10 @@ impl<'a> Opts<'a> {
         let fail = || {
             invalid_arg(
                 self.env,
-                format!("Expected `{}` to be a non-empty array of strings", self.name(key)),
+                format!(
+                    "Expected `{}` to be a non-empty array of at most {MAX_API_KEYS} strings",
+                    self.name(key)
+                ),
             )
         };
         if v.get_type()? != ValueType::Object {
@@ -282,12 +420,12 @@ impl<'a> Opts<'a> {
             return Err(fail());
         }
         let array: Array = unsafe { v.cast() }?;
-        if array.len() == 0 {
+        if array.len() == 0 || array.len() > MAX_API_KEYS {
             return Err(fail());
         }
         let mut out = Vec::with_capacity(array.len() as usize);
         for i in 0..array.len() {
-            let item: Option<Unknown> = array.get(i)?;
+            let item: Option<Unknown> = array.get(i).map_err(|e| self.threw(&format!("{key}[{i}]"), &e))?;
             match item {
                 Some(item) if item.get_type()? == ValueType::String => out.push(unsafe { item.cast::<String>() }?),
                 _ => return Err(fail()),
@@ -301,15 +439,31 @@ impl<'a> Opts<'a> {
         let Some(obj) = self.object(key)? else {
             return Ok(Vec::new());
         };
+        let keys = own_keys(self.env, &obj.to_unknown()).map_err(|e| self.threw(key, &e))?;
+        if keys.len() > MAX_HEADERS {
+            return Err(invalid_arg(
+                self.env,
+                format!(
+                    "Expected `{}` to have at most {MAX_HEADERS} entries, got {}",
+                    self.name(key),
+                    keys.len()
+                ),
+            ));
+        }
         let mut out = Vec::new();
-        for k in Object::keys(&obj)? {
-            let v: Unknown = obj.get(&k)?.ok_or_else(|| Error::from_reason("property vanished"))?;
+        for i in 0..keys.len() {
+            let k: String = keys.get(i).map_err(|e| self.threw(key, &e))?.unwrap_or_default();
+            let entry = format!("{key}[{}]", js_string(&k, 40));
+            let v: Unknown = obj
+                .get::<Unknown>(&k)
+                .map_err(|e| self.threw(&entry, &e))?
+                .ok_or_else(|| invalid_arg(self.env, format!("Expected `{}` to be a string", self.name(&entry))))?;
             if v.get_type()? != ValueType::String {
                 return Err(invalid_arg(
                     self.env,
                     format!(
-                        "Expected `{}[{k:?}]` to be a string, got {}",
-                        self.name(key),
+                        "Expected `{}` to be a string, got {}",
+                        self.name(&entry),
                         describe(self.env, &v)
                     ),
                 ));

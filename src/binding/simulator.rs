@@ -8,8 +8,9 @@ use std::time::Duration;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-use super::errors::{invalid_arg, to_napi_error};
-use super::options::Opts;
+use super::convert::to_json;
+use super::errors::{invalid_arg, promise_or_rejection, to_napi_error};
+use super::options::{describe, u32_arg, Opts};
 use crate::core::error::{ChatError, ErrorCode};
 use crate::core::simulator::{Fault, Simulator, SimulatorConfig};
 
@@ -116,48 +117,81 @@ fn ms(v: Option<u64>) -> Duration {
     Duration::from_millis(v.unwrap_or(0))
 }
 
+/// The options `ChatGPTSimulator.start` reads.
+const START_OPTIONS: &[&str] = &[
+    "port",
+    "apiKey",
+    "model",
+    "ttftMs",
+    "tokenDelayMs",
+    "responseTokens",
+    "rateLimitRpm",
+    "rateLimitTpm",
+    "failureRate",
+    "seed",
+];
+
+/// `ChatGPTSimulator.start`'s options.
+fn read_config(env: &Env, options: Option<Unknown>) -> Result<SimulatorConfig> {
+    let o = Opts::from_arg(env, options, "options")?;
+    o.allow_only(START_OPTIONS, &[])?;
+    let port = o.non_negative_int("port")?.unwrap_or(0);
+    if port > u16::MAX as u64 {
+        return Err(invalid_arg(
+            env,
+            format!("Expected `port` to be at most 65535, got {port}"),
+        ));
+    }
+    let mut config = SimulatorConfig {
+        port: port as u16,
+        api_key: o.secret_string("apiKey")?,
+        ttft: ms(o.non_negative_int("ttftMs")?),
+        token_delay: ms(o.non_negative_int("tokenDelayMs")?),
+        ..SimulatorConfig::default()
+    };
+    if let Some(model) = o.string("model")? {
+        config.model = model;
+    }
+    if let Some(n) = o.non_negative_int("responseTokens")? {
+        config.response_tokens = n.min(u32::MAX as u64) as u32;
+    }
+    config.rate_limit_rpm = o.non_negative_int("rateLimitRpm")?.unwrap_or(0).min(u32::MAX as u64) as u32;
+    config.rate_limit_tpm = o.non_negative_int("rateLimitTpm")?.unwrap_or(0).min(u32::MAX as u64) as u32;
+    config.seed = o.non_negative_int("seed")?.unwrap_or(0);
+    if let Some(value) = o.raw("failureRate")? {
+        let rate: f64 = match value.get_type()? {
+            ValueType::Number => unsafe { value.cast() }?,
+            _ => f64::NAN,
+        };
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(invalid_arg(
+                env,
+                format!(
+                    "Expected `failureRate` to be a number from 0 to 1, got {}",
+                    describe(env, &value)
+                ),
+            ));
+        }
+        config.failure_rate = rate;
+    }
+    Ok(config)
+}
+
 #[napi]
 impl ChatGPTSimulator {
-    /// Start a simulator; resolves once it is listening.
+    /// Start a simulator; resolves once it is listening. Invalid options reject the Promise.
     #[napi(
         ts_args_type = "options?: SimulatorOptions",
         ts_return_type = "Promise<ChatGPTSimulator>"
     )]
     pub fn start<'env>(env: &'env Env, options: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, ChatGPTSimulator>> {
-        let o = Opts::from_arg(env, options, "options")?;
-        let port = o.non_negative_int("port")?.unwrap_or(0);
-        if port > u16::MAX as u64 {
-            return Err(invalid_arg(
-                env,
-                format!("Expected `port` to be at most 65535, got {port}"),
-            ));
-        }
-        let mut config = SimulatorConfig {
-            port: port as u16,
-            api_key: o.secret_string("apiKey")?,
-            ttft: ms(o.non_negative_int("ttftMs")?),
-            token_delay: ms(o.non_negative_int("tokenDelayMs")?),
-            ..SimulatorConfig::default()
-        };
-        if let Some(model) = o.string("model")? {
-            config.model = model;
-        }
-        if let Some(n) = o.non_negative_int("responseTokens")? {
-            config.response_tokens = n.min(u32::MAX as u64) as u32;
-        }
-        config.rate_limit_rpm = o.non_negative_int("rateLimitRpm")?.unwrap_or(0).min(u32::MAX as u64) as u32;
-        config.rate_limit_tpm = o.non_negative_int("rateLimitTpm")?.unwrap_or(0).min(u32::MAX as u64) as u32;
-        config.seed = o.non_negative_int("seed")?.unwrap_or(0);
-        if let Some(rate) = o.raw("failureRate")? {
-            let rate: f64 = match rate.get_type()? {
-                ValueType::Number => unsafe { rate.cast() }?,
-                _ => f64::NAN,
-            };
-            if !(0.0..=1.0).contains(&rate) {
-                return Err(invalid_arg(env, "Expected `failureRate` to be a number from 0 to 1"));
-            }
-            config.failure_rate = rate;
-        }
+        promise_or_rejection(env, || {
+            let config = read_config(env, options)?;
+            Self::start_with(env, config)
+        })
+    }
+
+    fn start_with(env: &Env, config: SimulatorConfig) -> Result<PromiseRaw<'_, ChatGPTSimulator>> {
         // Served on the simulators' own runtime (see `runtime.rs`): its connection tasks are
         // spawned from the start task, so they land there too.
         let rt = super::runtime::simulator_runtime().map_err(|e| {
@@ -200,9 +234,8 @@ impl ChatGPTSimulator {
     /// Queue a fault for the next chat request (FIFO, one fault per request).
     #[napi(ts_args_type = "fault: SimulatorFault")]
     pub fn enqueue_fault(&self, env: Env, fault: Unknown) -> Result<()> {
-        let fault: Fault = env
-            .from_js_value(fault)
-            .map_err(|e| invalid_arg(&env, format!("Expected `fault` to be a simulator fault: {}", e.reason)))?;
+        let fault: Fault = serde_json::from_value(to_json(&env, &fault, "fault")?)
+            .map_err(|e| invalid_arg(&env, format!("Expected `fault` to be a simulator fault: {e}")))?;
         self.inner.enqueue_fault(fault);
         Ok(())
     }
@@ -236,10 +269,14 @@ impl ChatGPTSimulator {
         }
     }
 
-    /// Change the rate limits (0 = unlimited); both buckets start full again.
-    #[napi]
-    pub fn set_limits(&self, rate_limit_rpm: u32, rate_limit_tpm: u32) {
-        self.inner.set_limits(rate_limit_rpm, rate_limit_tpm);
+    /// Change the rate limits (0 = unlimited); both buckets start full again. Throws
+    /// `ERR_CHATGPT_INVALID_ARG` unless both are integers from 0 to 2^32 - 1.
+    #[napi(ts_args_type = "rateLimitRpm: number, rateLimitTpm: number")]
+    pub fn set_limits(&self, env: Env, rate_limit_rpm: Unknown, rate_limit_tpm: Unknown) -> Result<()> {
+        let rpm = u32_arg(&env, &rate_limit_rpm, "rateLimitRpm")?;
+        let tpm = u32_arg(&env, &rate_limit_tpm, "rateLimitTpm")?;
+        self.inner.set_limits(rpm, tpm);
+        Ok(())
     }
 
     /// Zero the counters (`maxInFlight` restarts from what is in flight now).

@@ -4,7 +4,8 @@
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-use super::errors::{invalid_arg, to_napi_error};
+use super::convert::caught;
+use super::errors::{invalid_arg, promise_or_rejection, to_napi_error};
 use super::options::{describe, Opts};
 use crate::core::chat::PromptMessage;
 use crate::core::error::{ChatError, ErrorCode};
@@ -39,8 +40,21 @@ fn read_text(env: &Env, text: &Unknown, what: &str) -> Result<String> {
     unsafe { text.cast() }
 }
 
-pub(crate) fn read_encoding(env: &Env, options: Option<Unknown>) -> Result<Encoding> {
+/// The options of the tokenizer functions (`TokenizerOptions`).
+const TOKENIZER_OPTIONS: &[&str] = &["model", "encoding"];
+
+/// The options of `splitText`.
+const SPLIT_TEXT_OPTIONS: &[&str] = &["maxTokens", "overlapTokens", "model", "encoding"];
+
+/// `TokenizerOptions`, with unknown names rejected.
+fn read_encoding(env: &Env, options: Option<Unknown>) -> Result<Encoding> {
     let o = Opts::from_arg(env, options, "options")?;
+    o.allow_only(TOKENIZER_OPTIONS, &[])?;
+    encoding_of(env, &o)
+}
+
+/// The encoding `o` names (`encoding` wins over `model`).
+fn encoding_of(env: &Env, o: &Opts) -> Result<Encoding> {
     if let Some(name) = o.string("encoding")? {
         return Encoding::from_name(&name).ok_or_else(|| {
             invalid_arg(
@@ -64,7 +78,7 @@ pub fn count_tokens(env: Env, text: Unknown, options: Option<Unknown>) -> Result
     Ok(enc.count(&text) as u32)
 }
 
-/// `countTokens` off the JavaScript thread.
+/// `countTokens` off the JavaScript thread. Invalid arguments reject the Promise.
 #[napi(
     ts_args_type = "text: string, options?: TokenizerOptions",
     ts_return_type = "Promise<number>"
@@ -74,8 +88,14 @@ pub fn count_tokens_async<'env>(
     text: Unknown<'env>,
     options: Option<Unknown<'env>>,
 ) -> Result<PromiseRaw<'env, u32>> {
-    let text = read_text(env, &text, "text")?;
-    let enc = read_encoding(env, options)?;
+    promise_or_rejection(env, || {
+        let text = read_text(env, &text, "text")?;
+        let enc = read_encoding(env, options)?;
+        start_count(env, text, enc)
+    })
+}
+
+fn start_count(env: &Env, text: String, enc: Encoding) -> Result<PromiseRaw<'_, u32>> {
     super::settle::spawn(
         env,
         async move {
@@ -100,10 +120,20 @@ pub fn count_message_tokens(env: Env, messages: Unknown, options: Option<Unknown
         ));
     }
     let array: Array = unsafe { messages.cast() }?;
-    let mut prompt = Vec::with_capacity(array.len() as usize);
+    // Not `len` up front: a sparse `new Array(2 ** 32 - 1)` costs its creator nothing. The loop
+    // itself stops at the first element that is not a message.
+    let mut prompt = Vec::with_capacity((array.len() as usize).min(1024));
     for i in 0..array.len() {
-        let item: Option<Unknown> = array.get(i)?;
-        let o = Opts::from_arg(&env, item, &format!("messages[{i}]"))?;
+        let item: Option<Unknown> = array
+            .get(i)
+            .map_err(|e| invalid_arg(&env, format!("Reading `messages[{i}]` threw {}", caught(&env, &e))))?;
+        let o = Opts::from_arg(&env, item, &format!("messages[{i}]"))?.with_prefix(format!("messages[{i}]."));
+        if item.is_none_or(|v| matches!(v.get_type(), Ok(ValueType::Undefined | ValueType::Null))) {
+            return Err(invalid_arg(
+                &env,
+                format!("Expected `messages[{i}]` to be an object, got undefined"),
+            ));
+        }
         let field = |key: &str| -> Result<String> {
             o.string(key)?
                 .ok_or_else(|| invalid_arg(&env, format!("Expected `messages[{i}].{key}` to be a string")))
@@ -136,12 +166,7 @@ pub fn decode(env: Env, tokens: Unknown, options: Option<Unknown>) -> Result<Str
                 let arr: Uint32Array = unsafe { tokens.cast() }?;
                 arr.to_vec()
             } else if obj.is_array()? {
-                env.from_js_value(obj).map_err(|_| {
-                    invalid_arg(
-                        &env,
-                        "Expected `tokens` to be an array of non-negative integer token ids",
-                    )
-                })?
+                read_token_ids(&env, unsafe { tokens.cast() }?)?
             } else {
                 return Err(invalid_arg(
                     &env,
@@ -164,6 +189,34 @@ pub fn decode(env: Env, tokens: Unknown, options: Option<Unknown>) -> Result<Str
         .decode_bytes(&ids)
         .map_err(|e| invalid_arg(&env, format!("Expected `tokens` to be valid token ids: {e}")))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// An array of token ids, read element by element: each must be an integer from 0 to 2^32 - 1.
+fn read_token_ids(env: &Env, array: Array) -> Result<Vec<u32>> {
+    let mut ids = Vec::with_capacity((array.len() as usize).min(1 << 20));
+    for i in 0..array.len() {
+        let item: Option<Unknown> = array
+            .get(i)
+            .map_err(|e| invalid_arg(env, format!("Reading `tokens[{i}]` threw {}", caught(env, &e))))?;
+        let id = match item {
+            Some(v) if v.get_type()? == ValueType::Number => {
+                let n: f64 = unsafe { v.cast() }?;
+                (n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&n)).then_some(n as u32)
+            }
+            _ => None,
+        };
+        match id {
+            Some(id) => ids.push(id),
+            None => {
+                let got = item.map_or_else(|| "undefined".to_owned(), |v| describe(env, &v));
+                return Err(invalid_arg(
+                    env,
+                    format!("Expected `tokens[{i}]` to be a non-negative integer token id, got {got}"),
+                ));
+            }
+        }
+    }
+    Ok(ids)
 }
 
 /// Options of `splitText`.
@@ -196,11 +249,12 @@ pub struct TextChunk {
 pub fn split_text(env: Env, text: Unknown, options: Unknown) -> Result<Vec<TextChunk>> {
     let text = read_text(&env, &text, "text")?;
     let o = Opts::from_arg(&env, Some(options), "options")?;
+    o.allow_only(SPLIT_TEXT_OPTIONS, &[])?;
     let max_tokens = o
         .positive_u32("maxTokens")?
         .ok_or_else(|| invalid_arg(&env, "Expected `maxTokens` to be a positive integer, got undefined"))?;
     let overlap_tokens = o.non_negative_int("overlapTokens")?.unwrap_or(0);
-    let encoding = read_encoding(&env, Some(options))?;
+    let encoding = encoding_of(&env, &o)?;
     let chunks = crate::core::chunking::split_text(
         &text,
         crate::core::chunking::SplitOptions {

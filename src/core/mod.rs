@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod conversation;
 pub mod error;
+pub mod jsvalue;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
