@@ -159,6 +159,9 @@ where
     V: ToNapiValue,
 {
     let settler = &BindingData::get(env)?.settler;
+    // Fetched before the Promise exists, so a runtime that cannot start fails the call at once.
+    let runtime = super::runtime::call_runtime()
+        .map_err(|e| Error::from_reason(format!("chatgpt-native could not start its runtime: {e}")))?;
     let raw = env.raw();
     let mut deferred = std::ptr::null_mut();
     let mut promise = std::ptr::null_mut();
@@ -187,7 +190,7 @@ where
     settler.pending.borrow_mut().insert(id, Pending { deferred, settle });
 
     let inbox = settler.inbox.clone();
-    napi::bindgen_prelude::spawn(async move {
+    runtime.spawn(async move {
         // Pushes `None` if the task is dropped before it finishes, so the Promise still settles.
         let mut delivery = Delivery { inbox, id, sent: false };
         let output = fut.await;
