@@ -15,7 +15,7 @@ use super::batch::{item_to_js, ChatMetrics, ItemSink};
 use super::errors::{invalid_arg, to_napi_error};
 use super::init::BindingData;
 use super::options::{describe, Opts};
-use super::progress::ProgressSink;
+use super::progress::{deadline_after, ProgressSink};
 use super::settle;
 use super::store::{JsStore, JsStoreParts};
 use crate::core::breaker::BreakerConfig;
@@ -168,7 +168,9 @@ pub struct SendMessageOptions {
     /// @default !!onProgress
     pub stream: Option<bool>,
     /// Called once per content delta, in order; every call has run before the Promise settles.
-    /// If it throws, the request is cancelled and the Promise rejects with what it threw.
+    /// If it throws, or returns a Promise that rejects, the request is cancelled and the Promise
+    /// rejects with what it threw or rejected with. Promises it returns are awaited before the
+    /// call settles, up to the call's `timeoutMs` (then it rejects with `ERR_CHATGPT_TIMEOUT`).
     #[napi(ts_type = "(partial: PartialChatMessage) => void")]
     pub on_progress: Option<serde_json::Value>,
     /// Cancels the call: the Promise rejects with `name: 'AbortError'`, `code: 'ABORT_ERR'`.
@@ -238,7 +240,9 @@ pub struct ChatMessage {
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct SendManyOptions {
     /// Called as each item completes, in completion order; every call has run before the
-    /// Promise settles. A throw rejects the batch with what was thrown and cancels the rest.
+    /// Promise settles. A throw, or a returned Promise that rejects, rejects the batch with that
+    /// value and cancels the rest. Returned Promises are awaited before the batch settles, up to
+    /// its `timeoutMs` (then it rejects with `ERR_CHATGPT_TIMEOUT`).
     #[napi(ts_type = "(index: number, result: SendManyResult) => void")]
     pub on_item: Option<serde_json::Value>,
     /// Cancels the items not yet finished.
@@ -643,6 +647,13 @@ impl ChatGPTAPI {
             None => None,
         };
         let client = self.client.clone();
+        // Promises `onItem` returned are waited for until the latest deadline an item can have.
+        let timeout = requests
+            .iter()
+            .map(|r| r.timeout.unwrap_or(client.config().timeout))
+            .max()
+            .unwrap_or_default();
+        let deadline = deadline_after(timeout);
         let fut = async move {
             let sink = Mutex::new(sink);
             let calls = requests.into_iter().enumerate().map(|(i, req)| {
@@ -659,18 +670,22 @@ impl ChatGPTAPI {
             });
             let results = futures::future::join_all(calls).await;
             let sink = sink.into_inner().unwrap_or_else(|e| e.into_inner());
-            if let Some(s) = &sink {
-                Box::pin(s.barrier()).await;
-            }
+            let drained = match &sink {
+                Some(s) => Box::pin(s.barrier(deadline)).await,
+                None => Ok(()),
+            };
             let callback_error = sink.as_ref().and_then(ItemSink::take_error);
-            (results, callback_error)
+            (results, drained, callback_error)
         };
-        settle::spawn(env, fut, move |env, (results, callback_error)| {
+        settle::spawn(env, fut, move |env, (results, drained, callback_error)| {
             if let Some(listener) = abort {
                 listener.detach(env);
             }
             if let Some(err) = callback_error {
                 return Err(err);
+            }
+            if let Err(e) = drained {
+                return Err(to_napi_error(env, &e));
             }
             let mut out = env.create_array(results.len() as u32)?;
             for (i, r) in results.iter().enumerate() {
@@ -759,6 +774,7 @@ impl ChatGPTAPI {
         };
 
         let client = self.client.clone();
+        let deadline = deadline_after(req.timeout.unwrap_or(client.config().timeout));
         let fut = async move {
             let mut sink = sink;
             // Boxed, so the call's state machine (~2 KB) is allocated by the tokio worker that
@@ -771,9 +787,14 @@ impl ChatGPTAPI {
                 &cancel,
             ))
             .await;
-            if let Some(s) = &sink {
-                Box::pin(s.barrier()).await;
-            }
+            // A reply is only delivered once every Promise `onProgress` returned has settled.
+            let result = match &sink {
+                Some(s) => match Box::pin(s.barrier(deadline)).await {
+                    Ok(()) => result,
+                    Err(e) => result.and(Err(e)),
+                },
+                None => result,
+            };
             let callback_error = sink.as_ref().and_then(ProgressSink::take_error);
             // Serialised here, off the JavaScript thread; one JSON.parse there builds the object
             // far faster than setting each property through napi.
