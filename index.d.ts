@@ -16,7 +16,11 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare class ChatGPTAPI {
   /** Create a client. Throws `ERR_CHATGPT_INVALID_ARG` for a missing key or a bad option. */
   constructor(options?: ChatGPTAPIOptions)
-  /** The base URL requests go to (without a trailing slash). */
+  /**
+   * The base URL requests go to (without a trailing slash), for display: credentials in it
+   * (`http://user:pass@host`) show as `<redacted>`, so logging it or `util.inspect(api)`
+   * cannot leak them. Requests still use them.
+   */
   get apiBaseUrl(): string
   /** The default model (`completionParams.model`). */
   get model(): string

@@ -25,6 +25,7 @@ use crate::core::client::{ChatClient, ChatReply, SendRequest};
 use crate::core::config::{ClientConfig, ClientOptions};
 use crate::core::conversation::{ConversationStore, Truncation};
 use crate::core::limits::RateLimitConfig;
+use crate::core::redact::redact_url;
 use std::sync::Mutex;
 
 /// Options of `new ChatGPTAPI(options)`. Every field is optional.
@@ -541,10 +542,12 @@ impl ChatGPTAPI {
         })
     }
 
-    /// The base URL requests go to (without a trailing slash).
+    /// The base URL requests go to (without a trailing slash), for display: credentials in it
+    /// (`http://user:pass@host`) show as `<redacted>`, so logging it or `util.inspect(api)`
+    /// cannot leak them. Requests still use them.
     #[napi(getter)]
     pub fn api_base_url(&self) -> String {
-        self.client.config().api_base_url.clone()
+        redact_url(&self.client.config().api_base_url).into_owned()
     }
 
     /// The default model (`completionParams.model`).

@@ -32,6 +32,7 @@ use super::error::{ChatError, ErrorCode};
 use super::keys::{KeyPool, KeyStatus, NoKey};
 use super::limits::{AcquireError, ConcurrencyLimiter, RateLimitConfig, RateLimitError, RateLimiter};
 use super::metrics::{prometheus_text, Gauges, Metrics, MetricsSnapshot};
+use super::redact::Redactor;
 use super::retry::{decide, is_retryable, Decision};
 use super::sse::{SseDecoder, SseError, SseEvent};
 use super::tokens::Encoding;
@@ -224,7 +225,10 @@ impl ChatClient {
             .unwrap_or_else(|| self.cfg.api_key.clone());
         let timeout = self.cfg.timeout.min(Duration::from_secs(30));
         match tokio::time::timeout(timeout, self.transport.warmup(&key)).await {
-            Ok(result) => result.map(|_| started.elapsed()),
+            Ok(result) => result.map(|_| started.elapsed()).map_err(|mut e| {
+                self.redactor().scrub_error(&mut e);
+                e
+            }),
             Err(_) => Err(ChatError::new(ErrorCode::Timeout, "Warm-up timed out")),
         }
     }
@@ -311,7 +315,11 @@ impl ChatClient {
             inner: sink,
             first_delta: None,
         };
-        let result = self.send_inner(req, &mut timing, cancel).await;
+        let mut result = self.send_inner(req, &mut timing, cancel).await;
+        // The one place a call's errors leave the client: scrub what a server may have echoed.
+        if let Err(e) = &mut result {
+            self.redactor().scrub_error(e);
+        }
         self.metrics.record_latency(started.elapsed());
         if let Some(first) = timing.first_delta {
             self.metrics.record_ttft(first.saturating_duration_since(started));
@@ -955,16 +963,17 @@ impl ChatClient {
         elapsed: Duration,
         outcome: &Result<(Completion, Option<String>, u32, bool), ChatError>,
     ) {
-        // Never the key, never the prompt: only what helps find a request in server logs.
-        match outcome {
-            Ok((c, rid, _, _)) => eprintln!(
+        // Never the key, never the prompt, never URL credentials: only what helps find a request
+        // in server logs. The whole line is scrubbed, as the request id comes from the server.
+        let line = match outcome {
+            Ok((c, rid, _, _)) => format!(
                 "[chatgpt-native] POST {}/chat/completions model={model} stream={stream} -> ok in {} ms, finish={} request_id={}",
                 self.cfg.api_base_url,
                 elapsed.as_millis(),
                 c.finish_reason.as_deref().unwrap_or("-"),
                 rid.as_deref().unwrap_or("-"),
             ),
-            Err(e) => eprintln!(
+            Err(e) => format!(
                 "[chatgpt-native] POST {}/chat/completions model={model} stream={stream} -> {} status={} in {} ms request_id={}",
                 self.cfg.api_base_url,
                 e.code,
@@ -972,7 +981,20 @@ impl ChatClient {
                 elapsed.as_millis(),
                 e.request_id.as_deref().unwrap_or("-"),
             ),
-        }
+        };
+        eprintln!("{}", self.redactor().scrub(&line));
+    }
+
+    /// Scrubs this client's keys (and any credentials) from text; see `core/redact.rs`. Built
+    /// on demand: only failures and debug lines need it.
+    fn redactor(&self) -> Redactor {
+        Redactor::new(
+            self.cfg
+                .api_keys
+                .iter()
+                .chain(std::iter::once(&self.cfg.api_key))
+                .map(ApiKey::expose),
+        )
     }
 }
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
+pub mod redact;
 pub mod retry;
 pub mod simulator;
 pub mod sse;
