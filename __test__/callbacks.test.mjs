@@ -173,3 +173,48 @@ test('an onItem Promise that never settles fails the batch at its timeoutMs', as
   )
   assert.equal(err.code, 'ERR_CHATGPT_TIMEOUT')
 })
+
+// Conversation stores are callbacks too: a store that throws, rejects, resolves to nonsense or
+// never settles fails the call with a code, within its timeoutMs, and nothing is unhandled.
+const stored = { id: 'p1', role: 'user', text: 'earlier', parentMessageId: undefined }
+
+test('a rejecting or throwing getMessageById rejects with ERR_CHATGPT_STORE', async () => {
+  for (const getMessageById of [
+    async () => {
+      throw new Error('db down')
+    },
+    () => Promise.reject('db down, as a string'),
+    () => {
+      throw new Error('sync throw')
+    },
+    async () => 42,
+    async () => ({ id: 7 }),
+  ]) {
+    const api = clientFor(sim, { getMessageById, upsertMessage: async () => {} })
+    const err = await rejection(api.sendMessage('hello', { parentMessageId: 'p1' }))
+    assert.equal(err.code, 'ERR_CHATGPT_STORE', String(getMessageById))
+  }
+  await noUnhandledRejection()
+})
+
+test('a rejecting upsertMessage or messageStore.set rejects with ERR_CHATGPT_STORE', async () => {
+  const api = clientFor(sim, { getMessageById: async () => stored, upsertMessage: () => Promise.reject(undefined) })
+  assert.equal((await rejection(api.sendMessage('hello', { parentMessageId: 'p1' }))).code, 'ERR_CHATGPT_STORE')
+  const keyv = { get: async () => undefined, set: async () => Promise.reject(new Error('full')) }
+  assert.equal((await rejection(clientFor(sim, { messageStore: keyv }).sendMessage('hello'))).code, 'ERR_CHATGPT_STORE')
+  await noUnhandledRejection()
+})
+
+test('a store that never settles fails the call at its timeoutMs', async () => {
+  const never = () => new Promise(() => {})
+  for (const options of [
+    { getMessageById: never, upsertMessage: async () => {} },
+    { getMessageById: async () => stored, upsertMessage: never },
+  ]) {
+    const started = Date.now()
+    const err = await rejection(clientFor(sim, options).sendMessage('hello', { parentMessageId: 'p1', timeoutMs: 400 }))
+    assert.equal(err.code, 'ERR_CHATGPT_TIMEOUT')
+    const elapsed = Date.now() - started
+    assert.ok(elapsed >= 300 && elapsed < 5000, `settled after ${elapsed} ms`)
+  }
+})
