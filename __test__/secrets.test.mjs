@@ -16,13 +16,14 @@ const INDEX = fileURLToPath(new URL('../index.js', import.meta.url))
 const KEY = 'sk-proj-SECRETkey0123456789abcdefWXYZ'
 const OTHER_KEY = 'sk-proj-OTHERsecret9876543210zyxw4321'
 const PASSWORD = 'hunter2-pa55w0rd'
+const HEADER_KEY = 'azure-HEADERsecret-0123456789'
 
 /** What the server does with the next request, by path. */
 let server
 let baseUrl
 before(async () => {
   server = http.createServer((req, res) => {
-    const auth = String(req.headers.authorization ?? '')
+    const auth = `${req.headers.authorization ?? ''} ${req.headers['api-key'] ?? ''}`.trim()
     // Echo the credentials back in every place a server can put text.
     const echo = `${auth} (you sent ${auth.replace(/^Bearer /, '')})`
     let body = ''
@@ -72,7 +73,7 @@ function client(mode, options = {}) {
   })
 }
 
-const SECRETS = [KEY, KEY.slice(0, 14), 'SECRETkey', OTHER_KEY.slice(0, 14), 'OTHERsecret', PASSWORD]
+const SECRETS = [KEY, KEY.slice(0, 14), 'SECRETkey', OTHER_KEY.slice(0, 14), 'OTHERsecret', PASSWORD, 'HEADERsecret']
 
 /** Neither the error's own fields nor anything inspect prints of it carries a secret. */
 function assertClean(value, label) {
@@ -93,6 +94,12 @@ test('a 401 body, header and fields that echo the key do not carry it into the e
   assertClean(err, '401')
   // Still useful: the fingerprint says which key failed.
   assert.match(err.message, /sk-…WXYZ|Bearer <redacted>/)
+})
+
+test('a credential sent in an extra header (api-key) is scrubbed like the key', async () => {
+  const err = await rejection(client('json401', { headers: { 'api-key': HEADER_KEY } }).sendMessage('hi'))
+  assert.equal(err.code, 'ERR_CHATGPT_AUTH')
+  assertClean(err, 'api-key header')
 })
 
 test('a 500 text body that echoes the key, cut at the quoting cap, does not leak its prefix', async () => {

@@ -986,14 +986,24 @@ impl ChatClient {
     }
 
     /// Scrubs this client's keys (and any credentials) from text; see `core/redact.rs`. Built
-    /// on demand: only failures and debug lines need it.
+    /// on demand: only failures and debug lines need it. Extra `headers` whose names say they
+    /// carry a credential (`api-key`, `x-auth-token`, `cookie`, ...) count as keys too.
     fn redactor(&self) -> Redactor {
+        const SECRET_HEADER_HINTS: [&str; 6] = ["auth", "key", "token", "secret", "cookie", "password"];
+        let secret_headers = self.cfg.headers.iter().filter_map(|(name, value)| {
+            let name = name.to_ascii_lowercase();
+            SECRET_HEADER_HINTS
+                .iter()
+                .any(|hint| name.contains(hint))
+                .then_some(value.as_str())
+        });
         Redactor::new(
             self.cfg
                 .api_keys
                 .iter()
                 .chain(std::iter::once(&self.cfg.api_key))
-                .map(ApiKey::expose),
+                .map(ApiKey::expose)
+                .chain(secret_headers),
         )
     }
 }
