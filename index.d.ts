@@ -456,7 +456,8 @@ export interface SendManyOptions {
    * Called as each item completes, in completion order; every call has run before the
    * Promise settles. A throw, or a returned Promise that rejects, rejects the batch with that
    * value and cancels the rest. Returned Promises are awaited before the batch settles, up to
-   * its `timeoutMs` (then it rejects with `ERR_CHATGPT_TIMEOUT`).
+   * its `timeoutMs` (then it rejects with `ERR_CHATGPT_TIMEOUT`); an abort during that wait
+   * rejects the batch with `ABORT_ERR`.
    */
   onItem?: (index: number, result: SendManyResult) => void
   /** Cancels the items not yet finished. */
@@ -503,7 +504,8 @@ export interface SendMessageOptions {
    * Called once per content delta, in order; every call has run before the Promise settles.
    * If it throws, or returns a Promise that rejects, the request is cancelled and the Promise
    * rejects with what it threw or rejected with. Promises it returns are awaited before the
-   * call settles, up to the call's `timeoutMs` (then it rejects with `ERR_CHATGPT_TIMEOUT`).
+   * call settles, up to the call's `timeoutMs` (then it rejects with `ERR_CHATGPT_TIMEOUT`)
+   * or an abort.
    */
   onProgress?: (partial: PartialChatMessage) => void
   /** Cancels the call: the Promise rejects with `name: 'AbortError'`, `code: 'ABORT_ERR'`. */

@@ -138,6 +138,19 @@ test('an onProgress Promise that never settles fails the call at its timeoutMs',
   assert.ok(elapsed >= 400 && elapsed < 5000, `settled after ${elapsed} ms`)
 })
 
+test('aborting a call that waits for an onProgress Promise rejects it at once', async () => {
+  const controller = new AbortController()
+  const pending = clientFor(sim).sendMessage('hello', {
+    abortSignal: controller.signal,
+    onProgress: () => {
+      setImmediate(() => controller.abort())
+      return new Promise(() => {})
+    },
+  })
+  const err = await rejection(pending)
+  assert.equal(err.code, 'ABORT_ERR')
+})
+
 test('an async onItem that rejects rejects the batch with that value', async () => {
   const boom = new Error('item')
   const err = await rejection(

@@ -171,7 +171,8 @@ pub struct SendMessageOptions {
     /// Called once per content delta, in order; every call has run before the Promise settles.
     /// If it throws, or returns a Promise that rejects, the request is cancelled and the Promise
     /// rejects with what it threw or rejected with. Promises it returns are awaited before the
-    /// call settles, up to the call's `timeoutMs` (then it rejects with `ERR_CHATGPT_TIMEOUT`).
+    /// call settles, up to the call's `timeoutMs` (then it rejects with `ERR_CHATGPT_TIMEOUT`)
+    /// or an abort.
     #[napi(ts_type = "(partial: PartialChatMessage) => void")]
     pub on_progress: Option<serde_json::Value>,
     /// Cancels the call: the Promise rejects with `name: 'AbortError'`, `code: 'ABORT_ERR'`.
@@ -243,7 +244,8 @@ pub struct SendManyOptions {
     /// Called as each item completes, in completion order; every call has run before the
     /// Promise settles. A throw, or a returned Promise that rejects, rejects the batch with that
     /// value and cancels the rest. Returned Promises are awaited before the batch settles, up to
-    /// its `timeoutMs` (then it rejects with `ERR_CHATGPT_TIMEOUT`).
+    /// its `timeoutMs` (then it rejects with `ERR_CHATGPT_TIMEOUT`); an abort during that wait
+    /// rejects the batch with `ABORT_ERR`.
     #[napi(ts_type = "(index: number, result: SendManyResult) => void")]
     pub on_item: Option<serde_json::Value>,
     /// Cancels the items not yet finished.

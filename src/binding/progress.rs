@@ -26,7 +26,8 @@
 //!   none is left (or one has failed), and the call waits for that before it settles, so a
 //!   rejection that comes after the last delta still rejects the call. That wait ends at the
 //!   call's deadline (`timeoutMs` from the start of the call): a callback Promise that never
-//!   settles fails the call with `ERR_CHATGPT_TIMEOUT` instead of holding it forever.
+//!   settles fails the call with `ERR_CHATGPT_TIMEOUT` instead of holding it forever, and an
+//!   abort ends the wait at once (`ABORT_ERR`).
 //!
 //! [`CallbackState`] is shared with `sendMany`'s `onItem` relay (see `batch.rs`).
 
@@ -201,17 +202,29 @@ impl CallbackState {
     }
 
     /// After the barrier call returned: wait until no Promise returned by the callback is
-    /// pending, or one failed, but not past `deadline`.
+    /// pending, or one failed, but not past `deadline` and not after the call is aborted.
     pub(crate) async fn settled_by(&self, deadline: Instant, callback: &str) -> std::result::Result<(), ChatError> {
-        let wait = tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), self.idle.notified());
-        if wait.await.is_ok() {
-            return Ok(());
+        let deadline = tokio::time::Instant::from_std(deadline);
+        tokio::select! {
+            biased;
+            () = self.idle.notified() => Ok(()),
+            // Our own `fail` cancels too, but it notifies `idle` first through the relay; a
+            // cancel without a failure is the caller's abort.
+            () = self.cancel.cancelled() => {
+                if self.has_failed() {
+                    Ok(())
+                } else {
+                    Err(ChatError::aborted())
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                self.cancel.cancel();
+                Err(ChatError::new(
+                    ErrorCode::Timeout,
+                    format!("A Promise returned by `{callback}` did not settle within the call's `timeoutMs`"),
+                ))
+            }
         }
-        self.cancel.cancel();
-        Err(ChatError::new(
-            ErrorCode::Timeout,
-            format!("A Promise returned by `{callback}` did not settle within the call's `timeoutMs`"),
-        ))
     }
 }
 
