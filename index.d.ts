@@ -20,7 +20,11 @@ export declare class ChatGPTAPI {
    * ignored with a one-time warning. Called without `new`, throws a `TypeError`.
    */
   constructor(options?: ChatGPTAPIOptions)
-  /** The base URL requests go to (without a trailing slash). */
+  /**
+   * The base URL requests go to (without a trailing slash), for display: credentials in it
+   * (`http://user:pass@host`) show as `<redacted>`, so logging it or `util.inspect(api)`
+   * cannot leak them. Requests still use them.
+   */
   get apiBaseUrl(): string
   /** The default model (`completionParams.model`). */
   get model(): string
@@ -468,7 +472,10 @@ export interface PromptMessageJs {
 export interface SendManyOptions {
   /**
    * Called as each item completes, in completion order; every call has run before the
-   * Promise settles. A throw rejects the batch with what was thrown and cancels the rest.
+   * Promise settles. A throw, or a returned Promise that rejects, rejects the batch with that
+   * value and cancels the rest. Returned Promises are awaited before the batch settles, up to
+   * its `timeoutMs` (then it rejects with `ERR_CHATGPT_TIMEOUT`); an abort during that wait
+   * rejects the batch with `ABORT_ERR`.
    */
   onItem?: (index: number, result: SendManyResult) => void
   /** Cancels the items not yet finished. */
@@ -513,7 +520,10 @@ export interface SendMessageOptions {
   stream?: boolean
   /**
    * Called once per content delta, in order; every call has run before the Promise settles.
-   * If it throws, the request is cancelled and the Promise rejects with what it threw.
+   * If it throws, or returns a Promise that rejects, the request is cancelled and the Promise
+   * rejects with what it threw or rejected with. Promises it returns are awaited before the
+   * call settles, up to the call's `timeoutMs` (then it rejects with `ERR_CHATGPT_TIMEOUT`)
+   * or an abort.
    */
   onProgress?: (partial: PartialChatMessage) => void
   /** Cancels the call: the Promise rejects with `name: 'AbortError'`, `code: 'ABORT_ERR'`. */

@@ -16,7 +16,7 @@ use super::convert::caught;
 use super::errors::{invalid_arg, promise_or_rejection, to_napi_error, type_error};
 use super::init::BindingData;
 use super::options::{describe, IgnoredOption, Opts};
-use super::progress::ProgressSink;
+use super::progress::{deadline_after, ProgressSink};
 use super::settle;
 use super::store::{JsStore, JsStoreParts};
 use crate::core::breaker::BreakerConfig;
@@ -26,6 +26,7 @@ use crate::core::client::{ChatClient, ChatReply, SendRequest};
 use crate::core::config::{ClientConfig, ClientOptions};
 use crate::core::conversation::{ConversationStore, Truncation};
 use crate::core::limits::RateLimitConfig;
+use crate::core::redact::redact_url;
 use std::sync::Mutex;
 
 /// Options of `new ChatGPTAPI(options)`. Every field is optional.
@@ -174,7 +175,10 @@ pub struct SendMessageOptions {
     /// @default !!onProgress
     pub stream: Option<bool>,
     /// Called once per content delta, in order; every call has run before the Promise settles.
-    /// If it throws, the request is cancelled and the Promise rejects with what it threw.
+    /// If it throws, or returns a Promise that rejects, the request is cancelled and the Promise
+    /// rejects with what it threw or rejected with. Promises it returns are awaited before the
+    /// call settles, up to the call's `timeoutMs` (then it rejects with `ERR_CHATGPT_TIMEOUT`)
+    /// or an abort.
     #[napi(ts_type = "(partial: PartialChatMessage) => void")]
     pub on_progress: Option<serde_json::Value>,
     /// Cancels the call: the Promise rejects with `name: 'AbortError'`, `code: 'ABORT_ERR'`.
@@ -244,7 +248,10 @@ pub struct ChatMessage {
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct SendManyOptions {
     /// Called as each item completes, in completion order; every call has run before the
-    /// Promise settles. A throw rejects the batch with what was thrown and cancels the rest.
+    /// Promise settles. A throw, or a returned Promise that rejects, rejects the batch with that
+    /// value and cancels the rest. Returned Promises are awaited before the batch settles, up to
+    /// its `timeoutMs` (then it rejects with `ERR_CHATGPT_TIMEOUT`); an abort during that wait
+    /// rejects the batch with `ABORT_ERR`.
     #[napi(ts_type = "(index: number, result: SendManyResult) => void")]
     pub on_item: Option<serde_json::Value>,
     /// Cancels the items not yet finished.
@@ -720,10 +727,12 @@ impl ChatGPTAPI {
         })
     }
 
-    /// The base URL requests go to (without a trailing slash).
+    /// The base URL requests go to (without a trailing slash), for display: credentials in it
+    /// (`http://user:pass@host`) show as `<redacted>`, so logging it or `util.inspect(api)`
+    /// cannot leak them. Requests still use them.
     #[napi(getter)]
     pub fn api_base_url(&self) -> String {
-        self.client.config().api_base_url.clone()
+        redact_url(&self.client.config().api_base_url).into_owned()
     }
 
     /// The default model (`completionParams.model`).
@@ -803,6 +812,13 @@ impl ChatGPTAPI {
             None => None,
         };
         let client = self.client.clone();
+        // Promises `onItem` returned are waited for until the latest deadline an item can have.
+        let timeout = requests
+            .iter()
+            .map(|r| r.timeout.unwrap_or(client.config().timeout))
+            .max()
+            .unwrap_or_default();
+        let deadline = deadline_after(timeout);
         let fut = async move {
             let sink = Mutex::new(sink);
             let calls = requests.into_iter().enumerate().map(|(i, req)| {
@@ -819,18 +835,22 @@ impl ChatGPTAPI {
             });
             let results = futures::future::join_all(calls).await;
             let sink = sink.into_inner().unwrap_or_else(|e| e.into_inner());
-            if let Some(s) = &sink {
-                Box::pin(s.barrier()).await;
-            }
+            let drained = match &sink {
+                Some(s) => Box::pin(s.barrier(deadline)).await,
+                None => Ok(()),
+            };
             let callback_error = sink.as_ref().and_then(ItemSink::take_error);
-            (results, callback_error)
+            (results, drained, callback_error)
         };
-        settle::spawn(env, fut, move |env, (results, callback_error)| {
+        settle::spawn(env, fut, move |env, (results, drained, callback_error)| {
             if let Some(listener) = abort {
                 listener.detach(env);
             }
             if let Some(err) = callback_error {
                 return Err(err);
+            }
+            if let Err(e) = drained {
+                return Err(to_napi_error(env, &e));
             }
             let mut out = env.create_array(results.len() as u32)?;
             for (i, r) in results.iter().enumerate() {
@@ -938,6 +958,7 @@ impl ChatGPTAPI {
         };
 
         let client = self.client.clone();
+        let deadline = deadline_after(req.timeout.unwrap_or(client.config().timeout));
         let fut = async move {
             let mut sink = sink;
             // Boxed, so the call's state machine (~2 KB) is allocated by the tokio worker that
@@ -950,9 +971,14 @@ impl ChatGPTAPI {
                 &cancel,
             ))
             .await;
-            if let Some(s) = &sink {
-                Box::pin(s.barrier()).await;
-            }
+            // A reply is only delivered once every Promise `onProgress` returned has settled.
+            let result = match &sink {
+                Some(s) => match Box::pin(s.barrier(deadline)).await {
+                    Ok(()) => result,
+                    Err(e) => result.and(Err(e)),
+                },
+                None => result,
+            };
             let callback_error = sink.as_ref().and_then(ProgressSink::take_error);
             // Serialised here, off the JavaScript thread; one JSON.parse there builds the object
             // far faster than setting each property through napi.

@@ -1,12 +1,13 @@
 //! `sendMany`'s per-item report (`onItem`) and results, and the `metrics()` snapshot objects.
 //!
 //! `onItem(index, result)` uses the same delivery scheme as `onProgress` (see `progress.rs`):
-//! NonBlocking ThreadsafeFunction calls, a throw captured through `call_with_return_value` and
-//! turned into the batch's rejection, and one awaited call at the end as a barrier, so every
-//! `onItem` has run before the Promise settles.
+//! NonBlocking ThreadsafeFunction calls, a throw or a rejected returned Promise turned into the
+//! batch's rejection, and one awaited call at the end as a barrier, so every `onItem` has run
+//! (and every Promise it returned has settled, within the batch's `timeoutMs`) before the
+//! Promise settles.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Instant;
 
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -15,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::api::{message_to_js, serialize_message};
 use super::errors::js_error;
+use super::progress::{relay_tracking_source, CallbackState};
 use crate::core::client::{ChatReply, ClientStats};
 use crate::core::error::ChatError;
 use crate::core::metrics::Percentiles;
@@ -60,28 +62,36 @@ impl ToNapiValue for ItemArgs {
     }
 }
 
-/// Relays `(index, result)` pairs to the user's `onItem`; a null pair is the barrier.
-pub(crate) const ITEM_RELAY_SOURCE: &str = r#"(function makeItemRelay(onItem) {
-  let failed = false
-  return function relay(pair) {
-    if (pair == null || failed) return
+/// Relays `(index, result)` pairs to the user's `onItem`; a null pair is the barrier. A Promise
+/// `onItem` returns is tracked like `onProgress`'s (see `progress.rs`).
+pub(crate) const ITEM_RELAY_SOURCE: &str = concat!(
+    r#"(function makeItemRelay(onItem, report, idle) {
+  let failed = false"#,
+    relay_tracking_source!(),
+    r#"  return function relay(pair) {
+    if (pair == null) return drain()
+    if (failed) return
+    let ret
     try {
-      onItem(pair[0], pair[1])
+      ret = onItem(pair[0], pair[1])
     } catch (err) {
       failed = true
       throw err
     }
+    watch(ret)
   }
-})"#;
+})"#
+);
 
 type ItemFn = ThreadsafeFunction<ItemArgs, (), ItemArgs, Status, false>;
+/// `makeItemRelay(onItem, report, idle)` as called from Rust.
+type ItemRelayFactory<'env> =
+    Function<'env, FnArgs<(Unknown<'static>, Unknown<'static>, Unknown<'static>)>, Function<'static, ItemArgs, ()>>;
 
 /// The `onItem` side of one batch.
 pub struct ItemSink {
     tsfn: ItemFn,
-    failed: Arc<AtomicBool>,
-    error: Arc<Mutex<Option<Error>>>,
-    cancel: CancellationToken,
+    state: Arc<CallbackState>,
     sent: u32,
 }
 
@@ -91,55 +101,52 @@ impl ItemSink {
         on_item: Function<'_, Unknown<'static>, Unknown<'static>>,
         cancel: CancellationToken,
     ) -> Result<Self> {
-        let factory: Function<Function<'static, Unknown<'static>, Unknown<'static>>, Function<'static, ItemArgs, ()>> =
-            env.run_script(ITEM_RELAY_SOURCE)?;
-        let user: Function<'static, Unknown<'static>, Unknown<'static>> =
-            unsafe { Function::from_napi_value(env.raw(), on_item.raw())? };
-        let relay = factory.call(user)?;
+        let factory: ItemRelayFactory = env.run_script(ITEM_RELAY_SOURCE)?;
+        // SAFETY of the lifetime: the function value is only used during this call.
+        let user: Unknown<'static> = unsafe { Unknown::from_napi_value(env.raw(), on_item.raw())? };
+        let state = CallbackState::new(cancel);
+        let hooks = state.hooks(env)?;
+        let relay = factory.call(FnArgs::from((user, hooks.report, hooks.idle)))?;
         let tsfn = relay
             .build_threadsafe_function::<ItemArgs>()
             .callee_handled::<false>()
             .build_callback(|ctx| Ok(ctx.value))?;
-        Ok(ItemSink {
-            tsfn,
-            failed: Arc::new(AtomicBool::new(false)),
-            error: Arc::new(Mutex::new(None)),
-            cancel,
-            sent: 0,
-        })
+        Ok(ItemSink { tsfn, state, sent: 0 })
     }
 
     pub fn report(&mut self, index: u32, result: std::result::Result<ChatReply, ChatError>) {
-        if self.failed.load(Ordering::Acquire) {
+        if self.state.has_failed() {
             return;
         }
-        self.sent += 1;
-        let (failed, error, cancel) = (self.failed.clone(), self.error.clone(), self.cancel.clone());
+        self.sent = self.sent.saturating_add(1);
+        let state = self.state.clone();
         self.tsfn.call_with_return_value(
             ItemArgs(Some((index, result))),
             ThreadsafeFunctionCallMode::NonBlocking,
             move |ret, _env| {
                 if let Err(err) = ret {
-                    if !failed.swap(true, Ordering::AcqRel) {
-                        if let Ok(mut slot) = error.lock() {
-                            *slot = Some(err);
-                        }
-                        cancel.cancel();
-                    }
+                    state.fail(err);
                 }
                 Ok(())
             },
         );
     }
 
-    pub async fn barrier(&self) {
-        if self.sent > 0 {
-            let _ = self.tsfn.call_async_catch(ItemArgs(None)).await;
+    /// Wait until every `onItem` call has run and every Promise it returned has settled, up to
+    /// `deadline`.
+    pub async fn barrier(&self, deadline: Instant) -> std::result::Result<(), ChatError> {
+        if self.sent == 0 {
+            return Ok(());
         }
+        if self.tsfn.call_async_catch(ItemArgs(None)).await.is_err() {
+            return Ok(());
+        }
+        self.state.settled_by(deadline, "onItem").await
     }
 
+    /// The value `onItem` threw or rejected with, if it did.
     pub fn take_error(&self) -> Option<Error> {
-        self.error.lock().ok().and_then(|mut e| e.take())
+        self.state.take_error()
     }
 }
 

@@ -11,6 +11,7 @@ use napi_derive::napi;
 
 use super::init::BindingData;
 use crate::core::error::{ChatError, ErrorCode};
+use crate::core::redact::Redactor;
 
 /// Evaluated once per environment. Only defined option fields become own properties, so
 /// `'statusCode' in err` tells whether the failure had a status.
@@ -117,8 +118,13 @@ pub struct ChatGPTErrorOptions {
     pub cause: Option<serde_json::Value>,
 }
 
-/// Build a `ChatGPTError` object for `e`.
+/// Build a `ChatGPTError` object for `e`. Whatever its origin, it leaves without authorization
+/// tokens or URL credentials (`core/redact.rs`; a client's errors were already scrubbed of its
+/// keys).
 pub fn js_error<'env>(env: &'env Env, e: &ChatError) -> Result<Unknown<'env>> {
+    let mut scrubbed = e.clone();
+    Redactor::default().scrub_error(&mut scrubbed);
+    let e = &scrubbed;
     let class = BindingData::get(env)?.error_class.borrow_back(env)?;
     let mut options = Object::new(env)?;
     options.set("code", e.code.as_str())?;

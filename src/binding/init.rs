@@ -15,11 +15,14 @@ use super::settle::Settler;
 use super::store::STORE_ADAPTER_SOURCE;
 
 type ErrorClass = FunctionRef<FnArgs<(String, Object<'static>)>, Unknown<'static>>;
+/// `makeRelay(onProgress, parentMessageId, conversationId, report, idle)` as called from Rust.
 type RelayFactoryRef = FunctionRef<
     FnArgs<(
-        Function<'static, Unknown<'static>, Unknown<'static>>,
+        Unknown<'static>,
         String,
         Option<String>,
+        Unknown<'static>,
+        Unknown<'static>,
     )>,
     RelayFactory,
 >;

@@ -1,5 +1,6 @@
 //! Delivering stream deltas to `onProgress`: in order, cheaply, all before the Promise settles,
-//! and with a throwing callback turned into a rejection rather than a crashed process.
+//! and with a throwing (or rejecting) callback turned into a rejection rather than a crashed
+//! process.
 //!
 //! How (measured in bench/progress.mjs, numbers in BENCHMARKS.md):
 //! - One ThreadsafeFunction per streaming call. Each delta is a *NonBlocking* call: the Rust
@@ -13,41 +14,108 @@
 //!   O(1)) and builds the partial message in JIT-compiled JS. Sending the accumulated text from
 //!   Rust instead copies O(n²) bytes over a long stream (measured: 13 µs per delta at 20k
 //!   deltas). The relay ignores the barrier's `null`, so the user never sees it, and stops
-//!   calling back once the callback has thrown.
+//!   calling back once the callback has failed.
 //! - Every call uses `call_with_return_value`: napi catches a throw and hands it to us as an
 //!   `Err` holding the original JS value. We keep the first one, cancel the request, and the
 //!   Promise rejects with exactly that value. A plain `.call()` would raise an uncaught
 //!   exception and kill the process.
+//! - A callback may be `async`. The relay attaches a rejection handler to any thenable it
+//!   returns (so a rejection is never unhandled) and reports the first rejection to Rust through
+//!   `report(reason)`, which then does what a throw does: cancel, and reject with that value.
+//!   The relay counts the thenables that have not settled; at the barrier it calls `idle()` once
+//!   none is left (or one has failed), and the call waits for that before it settles, so a
+//!   rejection that comes after the last delta still rejects the call. That wait ends at the
+//!   call's deadline (`timeoutMs` from the start of the call): a callback Promise that never
+//!   settles fails the call with `ERR_CHATGPT_TIMEOUT` instead of holding it forever, and an
+//!   abort ends the wait at once (`ABORT_ERR`).
+//!
+//! [`CallbackState`] is shared with `sendMany`'s `onItem` relay (see `batch.rs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::init::BindingData;
 use crate::core::client::{DeltaSink, Progress};
+use crate::core::error::{ChatError, ErrorCode};
 
-/// `makeRelay(onProgress, parentMessageId, conversationId)` returns `relay(delta, id)`.
-pub(crate) const RELAY_FACTORY_SOURCE: &str = r#"(function makeRelay(onProgress, parentMessageId, conversationId) {
-  let text = ''
-  let id = ''
-  let failed = false
-  return function relay(delta, newId) {
-    if (delta == null || failed) return
-    if (newId != null) id = newId
-    text += delta
-    const partial = { role: 'assistant', id, parentMessageId, text, delta }
-    if (conversationId != null) partial.conversationId = conversationId
+/// Relay code shared by every relay: `watch(ret)` tracks a thenable the user's callback
+/// returned, `fail(err)` reports the first failure, `drain()` is the barrier's part. Expects
+/// `report`, `idle` and a `failed` flag in scope.
+macro_rules! relay_tracking_source {
+    () => {
+        r#"
+  let pending = 0
+  let draining = false
+  const fail = (err) => {
+    if (failed) return
+    failed = true
+    // A throw out of a rejection handler would be an unhandled rejection: never let one out.
+    try { report(err) } catch (_) {}
+  }
+  const maybeIdle = () => {
+    if (draining && (failed || pending === 0)) idle()
+  }
+  const settled = () => {
+    pending--
+    maybeIdle()
+  }
+  const drain = () => {
+    draining = true
+    maybeIdle()
+  }
+  const watch = (ret) => {
+    if (ret === null || (typeof ret !== 'object' && typeof ret !== 'function')) return
+    let then
     try {
-      onProgress(partial)
+      then = ret.then
     } catch (err) {
       failed = true
       throw err
     }
+    if (typeof then !== 'function') return
+    pending++
+    Promise.resolve(ret).then(settled, (err) => {
+      fail(err)
+      settled()
+    })
   }
-})"#;
+"#
+    };
+}
+pub(crate) use relay_tracking_source;
+
+/// `makeRelay(onProgress, parentMessageId, conversationId, report, idle)` returns
+/// `relay(delta, id)`.
+pub(crate) const RELAY_FACTORY_SOURCE: &str = concat!(
+    r#"(function makeRelay(onProgress, parentMessageId, conversationId, report, idle) {
+  let text = ''
+  let id = ''
+  let failed = false"#,
+    relay_tracking_source!(),
+    r#"  return function relay(delta, newId) {
+    if (delta == null) return drain()
+    if (failed) return
+    if (newId != null) id = newId
+    text += delta
+    const partial = { role: 'assistant', id, parentMessageId, text, delta }
+    if (conversationId != null) partial.conversationId = conversationId
+    let ret
+    try {
+      ret = onProgress(partial)
+    } catch (err) {
+      failed = true
+      throw err
+    }
+    watch(ret)
+  }
+})"#
+);
 
 /// What one relay call carries: the delta (None for the barrier) and the completion id when
 /// it changed since the last call.
@@ -58,26 +126,125 @@ pub type RelayFactory = Relay;
 
 type RelayFn = ThreadsafeFunction<(Option<String>, Option<String>), (), RelayArgs, Status, false>;
 
-/// State shared between the Rust stream and the JS-thread return callbacks.
-struct Shared {
-    /// Set once the user's callback threw.
+/// The deadline of a call that may run for `timeout` from now (saturating far in the future).
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(now)
+}
+
+/// How a user callback (`onProgress`, `onItem`) has fared, shared between the Rust side of a call
+/// and the JavaScript thread that runs the callback.
+pub(crate) struct CallbackState {
+    /// Set once the callback threw or a Promise it returned rejected.
     failed: AtomicBool,
-    /// The first thrown value, as an error that rejects with the original JS value.
+    /// The first thrown or rejected value, as an error that rejects with the original JS value.
     error: Mutex<Option<Error>>,
     cancel: CancellationToken,
+    /// Notified by the relay once the barrier has run and no callback Promise is pending (or
+    /// one failed).
+    idle: Notify,
+}
+
+impl CallbackState {
+    pub(crate) fn new(cancel: CancellationToken) -> Arc<Self> {
+        Arc::new(CallbackState {
+            failed: AtomicBool::new(false),
+            error: Mutex::new(None),
+            cancel,
+            idle: Notify::new(),
+        })
+    }
+
+    pub(crate) fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    /// Keep the first failure and cancel the call.
+    pub(crate) fn fail(&self, err: Error) {
+        if !self.failed.swap(true, Ordering::AcqRel) {
+            if let Ok(mut slot) = self.error.lock() {
+                *slot = Some(err);
+            }
+            self.cancel.cancel();
+        }
+    }
+
+    /// The value the callback threw or rejected with, if it did.
+    pub(crate) fn take_error(&self) -> Option<Error> {
+        self.error.lock().ok().and_then(|mut e| e.take())
+    }
+
+    /// The relay factory's `report(reason)` and `idle()` arguments, as JS functions.
+    pub(crate) fn hooks(self: &Arc<Self>, env: &Env) -> Result<RelayHooks> {
+        let state = self.clone();
+        let report = env.create_function_from_closure::<Unknown, (), _>("reportCallbackFailure", move |ctx| {
+            let reason: Unknown = ctx.get(0)?;
+            // Retains any value (a string, `undefined`) without running its `toString`, which
+            // may throw; the call then rejects with exactly this value.
+            state.fail(Error::from_unknown_without_coercion(reason));
+            Ok(())
+        })?;
+        let state = self.clone();
+        let idle = env.create_function_from_closure::<(), (), _>("callbacksSettled", move |_ctx| {
+            state.idle.notify_one();
+            Ok(())
+        })?;
+        // SAFETY of the lifetimes: both are passed to the factory right away and only kept alive
+        // by the relay that closes over them.
+        unsafe {
+            Ok(RelayHooks {
+                report: Unknown::from_napi_value(env.raw(), report.raw())?,
+                idle: Unknown::from_napi_value(env.raw(), idle.raw())?,
+            })
+        }
+    }
+
+    /// After the barrier call returned: wait until no Promise returned by the callback is
+    /// pending, or one failed, but not past `deadline` and not after the call is aborted.
+    pub(crate) async fn settled_by(&self, deadline: Instant, callback: &str) -> std::result::Result<(), ChatError> {
+        let deadline = tokio::time::Instant::from_std(deadline);
+        tokio::select! {
+            biased;
+            () = self.idle.notified() => Ok(()),
+            // Our own `fail` cancels too, but it notifies `idle` first through the relay; a
+            // cancel without a failure is the caller's abort.
+            () = self.cancel.cancelled() => {
+                if self.has_failed() {
+                    Ok(())
+                } else {
+                    Err(ChatError::aborted())
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                self.cancel.cancel();
+                Err(ChatError::new(
+                    ErrorCode::Timeout,
+                    format!("A Promise returned by `{callback}` did not settle within the call's `timeoutMs`"),
+                ))
+            }
+        }
+    }
+}
+
+/// The functions a relay reports back through.
+pub(crate) struct RelayHooks {
+    pub report: Unknown<'static>,
+    pub idle: Unknown<'static>,
 }
 
 /// The `onProgress` side of one streaming call.
 pub struct ProgressSink {
     tsfn: RelayFn,
-    shared: Arc<Shared>,
+    state: Arc<CallbackState>,
     last_id: String,
     sent: u32,
 }
 
 impl ProgressSink {
-    /// Relay deltas of the reply to `parent_message_id` into `on_progress`; `cancel` is cancelled
-    /// if it throws.
+    /// Relay deltas of the reply to `parent_message_id` into `on_progress`; `cancel` is
+    /// cancelled if it throws or a Promise it returns rejects.
     pub fn new(
         env: &Env,
         on_progress: Function<'_, Unknown<'static>, Unknown<'static>>,
@@ -87,44 +254,51 @@ impl ProgressSink {
     ) -> Result<Self> {
         let factory = BindingData::get(env)?.relay_factory.borrow_back(env)?;
         // SAFETY of the lifetime: the function value is only used during this call.
-        let user: Function<'static, Unknown<'static>, Unknown<'static>> =
-            unsafe { Function::from_napi_value(env.raw(), on_progress.raw())? };
-        let relay = factory.call(FnArgs::from((user, parent_message_id, conversation_id)))?;
+        let user: Unknown<'static> = unsafe { Unknown::from_napi_value(env.raw(), on_progress.raw())? };
+        let state = CallbackState::new(cancel);
+        let hooks = state.hooks(env)?;
+        let relay = factory.call(FnArgs::from((
+            user,
+            parent_message_id,
+            conversation_id,
+            hooks.report,
+            hooks.idle,
+        )))?;
         let tsfn = relay
             .build_threadsafe_function::<(Option<String>, Option<String>)>()
             .callee_handled::<false>()
             .build_callback(|ctx| Ok(FnArgs::from(ctx.value)))?;
-        let shared = Arc::new(Shared {
-            failed: AtomicBool::new(false),
-            error: Mutex::new(None),
-            cancel,
-        });
         Ok(ProgressSink {
             tsfn,
-            shared,
+            state,
             last_id: String::new(),
             sent: 0,
         })
     }
 
-    /// Wait until every delta queued so far has been delivered (or skipped after a throw).
-    pub async fn barrier(&self) {
-        if self.sent > 0 {
-            // The relay returns at once for a null delta; only the queue position matters. An
-            // error here means the environment is shutting down: nothing is left to wait for.
-            let _ = self.tsfn.call_async_catch((None, None)).await;
+    /// Wait until every delta queued so far has been delivered (or skipped after a failure) and
+    /// every Promise `onProgress` returned has settled, up to `deadline`.
+    pub async fn barrier(&self, deadline: Instant) -> std::result::Result<(), ChatError> {
+        if self.sent == 0 {
+            return Ok(());
         }
+        // The relay returns at once for a null delta; only the queue position matters. An
+        // error here means the environment is shutting down: nothing is left to wait for.
+        if self.tsfn.call_async_catch((None, None)).await.is_err() {
+            return Ok(());
+        }
+        self.state.settled_by(deadline, "onProgress").await
     }
 
-    /// The value the callback threw, if it did.
+    /// The value the callback threw or rejected with, if it did.
     pub fn take_error(&self) -> Option<Error> {
-        self.shared.error.lock().ok().and_then(|mut e| e.take())
+        self.state.take_error()
     }
 }
 
 impl DeltaSink for ProgressSink {
     fn on_delta(&mut self, p: &Progress<'_>) {
-        if self.shared.failed.load(Ordering::Acquire) {
+        if self.state.has_failed() {
             return;
         }
         let id = if p.id != self.last_id {
@@ -133,8 +307,8 @@ impl DeltaSink for ProgressSink {
         } else {
             None
         };
-        self.sent += 1;
-        let shared = self.shared.clone();
+        self.sent = self.sent.saturating_add(1);
+        let state = self.state.clone();
         // Every call goes through `call_with_return_value`: napi then catches a throw and hands
         // us the original value, where a plain `.call()` would raise an uncaught exception.
         self.tsfn.call_with_return_value(
@@ -142,12 +316,7 @@ impl DeltaSink for ProgressSink {
             ThreadsafeFunctionCallMode::NonBlocking,
             move |ret, _env| {
                 if let Err(err) = ret {
-                    if !shared.failed.swap(true, Ordering::AcqRel) {
-                        if let Ok(mut slot) = shared.error.lock() {
-                            *slot = Some(err);
-                        }
-                        shared.cancel.cancel();
-                    }
+                    state.fail(err);
                 }
                 Ok(())
             },

@@ -175,6 +175,9 @@ where
     V: ToNapiValue,
 {
     let settler = &BindingData::get(env)?.settler;
+    // Fetched before the Promise exists, so a runtime that cannot start fails the call at once.
+    let runtime = super::runtime::call_runtime()
+        .map_err(|e| Error::from_reason(format!("chatgpt-native could not start its runtime: {e}")))?;
     let raw = env.raw();
     let mut deferred = std::ptr::null_mut();
     let mut promise = std::ptr::null_mut();
@@ -212,7 +215,7 @@ where
     settler.pending.borrow_mut().insert(id, Pending { deferred, settle });
 
     let inbox = settler.inbox.clone();
-    napi::bindgen_prelude::spawn(async move {
+    runtime.spawn(async move {
         // Pushes a failure if the task is dropped before it finishes, so the Promise still
         // settles.
         let mut delivery = Delivery { inbox, id, sent: false };

@@ -286,9 +286,10 @@ impl ChatGPTSimulator {
     }
 
     /// Stop listening and drop open connections. Idempotent.
-    #[napi]
-    pub async fn close(&self) -> Result<()> {
-        self.inner.close().await;
-        Ok(())
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, ()>> {
+        // On the addon's own runtime, like every other Promise (see `runtime.rs`).
+        let sim = self.inner.clone();
+        super::settle::spawn(env, async move { sim.close().await }, |_, ()| Ok(()))
     }
 }

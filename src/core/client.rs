@@ -33,6 +33,7 @@ use super::error::{ChatError, ErrorCode};
 use super::keys::{KeyPool, KeyStatus, NoKey};
 use super::limits::{AcquireError, ConcurrencyLimiter, RateLimitConfig, RateLimitError, RateLimiter};
 use super::metrics::{prometheus_text, Gauges, Metrics, MetricsSnapshot};
+use super::redact::Redactor;
 use super::retry::{decide, is_retryable, Decision};
 use super::sse::{SseDecoder, SseError, SseEvent};
 use super::time::instant_after;
@@ -226,7 +227,10 @@ impl ChatClient {
             .unwrap_or_else(|| self.cfg.api_key.clone());
         let timeout = self.cfg.timeout.min(Duration::from_secs(30));
         match tokio::time::timeout(timeout, self.transport.warmup(&key)).await {
-            Ok(result) => result.map(|_| started.elapsed()),
+            Ok(result) => result.map(|_| started.elapsed()).map_err(|mut e| {
+                self.redactor().scrub_error(&mut e);
+                e
+            }),
             Err(_) => Err(ChatError::new(ErrorCode::Timeout, "Warm-up timed out")),
         }
     }
@@ -315,10 +319,14 @@ impl ChatClient {
         };
         // A panic (a bug) fails this call only, with a code, whatever runs it: `sendMessage`, an
         // item of `sendMany`, or a test.
-        let result = AssertUnwindSafe(self.send_inner(req, &mut timing, cancel))
+        let mut result = AssertUnwindSafe(self.send_inner(req, &mut timing, cancel))
             .catch_unwind()
             .await
             .unwrap_or_else(|panic| Err(ChatError::internal(&*panic)));
+        // The one place a call's errors leave the client: scrub what a server may have echoed.
+        if let Err(e) = &mut result {
+            self.redactor().scrub_error(e);
+        }
         self.metrics.record_latency(started.elapsed());
         if let Some(first) = timing.first_delta {
             self.metrics.record_ttft(first.saturating_duration_since(started));
@@ -970,16 +978,17 @@ impl ChatClient {
         elapsed: Duration,
         outcome: &Result<(Completion, Option<String>, u32, bool), ChatError>,
     ) {
-        // Never the key, never the prompt: only what helps find a request in server logs.
-        match outcome {
-            Ok((c, rid, _, _)) => eprintln!(
+        // Never the key, never the prompt, never URL credentials: only what helps find a request
+        // in server logs. The whole line is scrubbed, as the request id comes from the server.
+        let line = match outcome {
+            Ok((c, rid, _, _)) => format!(
                 "[chatgpt-native] POST {}/chat/completions model={model} stream={stream} -> ok in {} ms, finish={} request_id={}",
                 self.cfg.api_base_url,
                 elapsed.as_millis(),
                 c.finish_reason.as_deref().unwrap_or("-"),
                 rid.as_deref().unwrap_or("-"),
             ),
-            Err(e) => eprintln!(
+            Err(e) => format!(
                 "[chatgpt-native] POST {}/chat/completions model={model} stream={stream} -> {} status={} in {} ms request_id={}",
                 self.cfg.api_base_url,
                 e.code,
@@ -987,7 +996,30 @@ impl ChatClient {
                 elapsed.as_millis(),
                 e.request_id.as_deref().unwrap_or("-"),
             ),
-        }
+        };
+        eprintln!("{}", self.redactor().scrub(&line));
+    }
+
+    /// Scrubs this client's keys (and any credentials) from text; see `core/redact.rs`. Built
+    /// on demand: only failures and debug lines need it. Extra `headers` whose names say they
+    /// carry a credential (`api-key`, `x-auth-token`, `cookie`, ...) count as keys too.
+    fn redactor(&self) -> Redactor {
+        const SECRET_HEADER_HINTS: [&str; 6] = ["auth", "key", "token", "secret", "cookie", "password"];
+        let secret_headers = self.cfg.headers.iter().filter_map(|(name, value)| {
+            let name = name.to_ascii_lowercase();
+            SECRET_HEADER_HINTS
+                .iter()
+                .any(|hint| name.contains(hint))
+                .then_some(value.as_str())
+        });
+        Redactor::new(
+            self.cfg
+                .api_keys
+                .iter()
+                .chain(std::iter::once(&self.cfg.api_key))
+                .map(ApiKey::expose)
+                .chain(secret_headers),
+        )
     }
 }
 

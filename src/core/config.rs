@@ -15,6 +15,7 @@ use super::breaker::BreakerConfig;
 use super::cache::CacheConfig;
 use super::error::ChatError;
 use super::limits::RateLimitConfig;
+use super::redact::redact_url;
 use super::retry::RetryPolicy;
 
 /// Default upstream, as in the `chatgpt` package and openai-node.
@@ -300,18 +301,20 @@ pub fn check_completion_params(params: &Map<String, Value>, option: &str) -> Res
     Ok(())
 }
 
-/// Accept `http(s)://host[:port][/path]`, return it without a trailing slash.
+/// Accept `http(s)://host[:port][/path]`, return it without a trailing slash. Messages show
+/// the value without the credentials a URL may carry.
 pub fn validate_base_url(raw: &str) -> Result<String, ChatError> {
+    let shown = redact_url(raw);
     let url = reqwest::Url::parse(raw.trim())
-        .map_err(|_| ChatError::invalid_arg(format!("Expected `apiBaseUrl` to be an http(s) URL, got {raw:?}")))?;
+        .map_err(|_| ChatError::invalid_arg(format!("Expected `apiBaseUrl` to be an http(s) URL, got {shown:?}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(ChatError::invalid_arg(format!(
-            "Expected `apiBaseUrl` to be an http(s) URL, got {raw:?}"
+            "Expected `apiBaseUrl` to be an http(s) URL, got {shown:?}"
         )));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(ChatError::invalid_arg(format!(
-            "Expected `apiBaseUrl` to have no query or fragment, got {raw:?}"
+            "Expected `apiBaseUrl` to have no query or fragment, got {shown:?}"
         )));
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
@@ -384,6 +387,15 @@ mod tests {
         assert!(validate_base_url("ftp://example.com").is_err());
         assert!(validate_base_url("not a url").is_err());
         assert!(validate_base_url("http://x/v1?a=b").is_err());
+    }
+
+    #[test]
+    fn base_url_messages_never_show_its_credentials() {
+        let err = validate_base_url("http://user:pa55w0rd@127.0.0.1:1/v1?x=1").unwrap_err();
+        assert!(!err.message.contains("pa55w0rd"), "{}", err.message);
+        assert!(err.message.contains("127.0.0.1:1/v1?x=1"), "{}", err.message);
+        let err = validate_base_url("ftp://user:pa55w0rd@example.com").unwrap_err();
+        assert!(!err.message.contains("pa55w0rd"), "{}", err.message);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod jsvalue;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
+pub mod redact;
 pub mod retry;
 pub mod simulator;
 pub mod sse;
