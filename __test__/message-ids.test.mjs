@@ -94,3 +94,20 @@ test('a JavaScript store receives distinct ids for replies the server gave one i
   await Promise.all(['x', 'y', 'z'].map((t) => api.sendMessage(t)))
   assert.equal(map.size, 6, 'three user messages and three replies, none overwritten')
 })
+
+test('sendMany refuses inputs that would share a user-message id', async () => {
+  const api = client()
+  const shared = await api.sendMany(['a', 'b'], { messageId: 'm-1' }).catch((err) => err)
+  assert.equal(shared.code, 'ERR_CHATGPT_INVALID_ARG')
+  assert.match(shared.message, /messageId/)
+  const items = await api
+    .sendMany([{ text: 'a', messageId: 'm-2' }, 'b', { text: 'c', messageId: 'm-2' }])
+    .catch((err) => err)
+  assert.equal(items.code, 'ERR_CHATGPT_INVALID_ARG')
+  // One string input may take options.messageId, and distinct ids are fine.
+  const ok = await api.sendMany(['a', { text: 'b', messageId: 'm-4' }], { messageId: 'm-3' })
+  assert.deepEqual(
+    ok.map((r) => r.message.parentMessageId),
+    ['m-3', 'm-4'],
+  )
+})

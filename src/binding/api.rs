@@ -618,7 +618,29 @@ fn read_inputs<'env>(env: &'env Env, inputs: Unknown<'env>, o: &Opts<'env>) -> R
         };
         requests.push(req);
     }
+    check_unique_message_ids(env, &requests)?;
     Ok(requests)
+}
+
+/// Two items of one batch may not share a user-message id: the store keys messages by id, so the
+/// second would replace the first and a follow-up to one could carry the other's turns. (String
+/// inputs share `options.messageId` when it is given; every other item gets a UUID of its own.)
+fn check_unique_message_ids(env: &Env, requests: &[SendRequest]) -> Result<()> {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::with_capacity(requests.len());
+    for (i, req) in requests.iter().enumerate() {
+        let Some(id) = req.message_id.as_deref() else { continue };
+        if let Some(first) = seen.insert(id, i) {
+            let shown: String = id.chars().take(40).collect();
+            return Err(invalid_arg(
+                env,
+                format!(
+                    "Expected every input of `sendMany` to have its own `messageId`, but `inputs[{first}]` and \
+                     `inputs[{i}]` share {shown:?} (string inputs take `options.messageId`)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn history(messages: u32, truncated: Option<Truncation>) -> ChatHistory {
