@@ -155,7 +155,11 @@ impl KeyMask {
             let start = from.saturating_add(found);
             // Extend the match as far as the text agrees with the key.
             let mut end = start.saturating_add(probe_len);
-            while end < bytes.len() && end.saturating_sub(start) < key.len() && bytes[end] == key[end - start] {
+            while end < bytes.len()
+                && bytes
+                    .get(end)
+                    .is_some_and(|b| key.get(end.saturating_sub(start)) == Some(b))
+            {
                 end += 1;
             }
             while !text.is_char_boundary(end) {
