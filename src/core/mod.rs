@@ -15,5 +15,6 @@ pub mod metrics;
 pub mod retry;
 pub mod simulator;
 pub mod sse;
+pub mod surrogates;
 pub mod tokens;
 pub mod transport;
