@@ -14,6 +14,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 # No sanitizer: the code under test is safe Rust, and panics, overflow (debug assertions, -a)
 # and assertion failures are what the targets look for; without ASan each run executes more.
+# An input (at most 4 KiB) that takes over 10 s counts as a failure too: nothing may hang.
 flags=(-s none -a)
 cargo +nightly fuzz build "${flags[@]}"
 scratch="$(mktemp -d)"
@@ -23,6 +24,6 @@ for target in $(cargo +nightly fuzz list); do
   echo "== $target (${seconds} s)"
   mkdir -p "$scratch/$target" "corpus/$target"
   cargo +nightly fuzz run "${flags[@]}" "$target" "$scratch/$target" "corpus/$target" -- \
-    -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 || status=1
+    -max_total_time="$seconds" -max_len=4096 -timeout=10 -print_final_stats=1 || status=1
 done
 exit "$status"
