@@ -119,9 +119,9 @@ impl Encoding {
     ///   is longer: where a letter meets a digit or punctuation, or a digit meets a letter or
     ///   punctuation (tiktoken's pieces always end there, so such cuts change nothing), else,
     ///   in a run of one kind of character (a megabyte of one letter, say), at any character
-    ///   boundary. A cut of the second kind may change the count by a token or two, well
-    ///   under 1% of such a run (see the tests); text whose letter and punctuation runs are
-    ///   all shorter than a kilobyte is encoded exactly.
+    ///   boundary. A cut of the second kind may change the count by a token: under 0.1% of
+    ///   such a run (see the tests); text whose letter and punctuation runs are all shorter
+    ///   than a kilobyte is encoded exactly.
     ///
     /// Equal consecutive pieces (a run of one character cuts into them) are encoded once.
     pub fn encode(self, text: &str) -> Vec<u32> {
@@ -562,7 +562,7 @@ mod tests {
     }
 
     #[test]
-    fn long_runs_of_one_kind_count_within_a_percent_of_exact() {
+    fn long_runs_of_one_kind_count_within_a_tenth_of_a_percent_of_exact() {
         let lower: Vec<char> = ('a'..='z').collect();
         let texts = [
             "a".repeat(100_000),
@@ -580,7 +580,8 @@ mod tests {
                 let exact = enc.bpe().encode_ordinary(text).len();
                 let ours = enc.count(text);
                 let diff = exact.abs_diff(ours);
-                assert!(diff * 100 <= exact, "{enc:?} {}: {ours} vs exact {exact}", &text[..8]);
+                // Measured: runs of one character exact, random letters 0.01-0.04% high.
+                assert!(diff * 1000 <= exact, "{enc:?} {}: {ours} vs exact {exact}", &text[..8]);
             }
         }
     }
