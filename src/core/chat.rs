@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 
 use super::error::{code_for_stream_error, ChatError, ErrorCode};
 use super::sse::SseEvent;
+use super::surrogates::{decode_string, decode_string_lossy, replace_lone_surrogates};
 use super::tokens::Encoding;
 use super::transport::value_to_string;
 
@@ -431,8 +432,11 @@ impl<'de, T: ObjectFields<'de>> Deserialize<'de> for Lenient<T> {
 pub fn parse_completion(body: &[u8]) -> Result<Completion, ChatError> {
     let bad = |what: String| ChatError::new(ErrorCode::BadResponse, what);
     let raw: &RawValue = serde_json::from_slice(body).map_err(|e| bad(format!("The server sent invalid JSON: {e}")))?;
+    // The raw text (the detail) keeps lone surrogate escapes, which JavaScript's JSON.parse
+    // reads; the fields are read with them as U+FFFD, which serde_json accepts.
+    let text = replace_lone_surrogates(raw.get().as_bytes());
     // Not an object (an array, a string...): valid JSON, but no response.
-    let fields: Body<'_> = serde_json::from_str(raw.get()).map_err(|_| bad("The response has no `choices`".into()))?;
+    let fields: Body<'_> = serde_json::from_slice(&text).map_err(|_| bad("The response has no `choices`".into()))?;
     if let Some(err) = fields.error {
         let err: Value = serde_json::from_str(err.get()).unwrap_or(Value::Null);
         return Err(error_from_object(&err));
@@ -478,16 +482,19 @@ pub fn error_from_object(err: &Value) -> ChatError {
 }
 
 // Typed, borrowing views of a chunk: the per-delta hot path avoids building a `Value` tree.
+// Strings are kept as their JSON text and decoded by `surrogates`, which reads a lone surrogate
+// (half of a character split across chunks) where serde_json would reject the chunk; a field
+// that is not a string reads as absent.
 #[derive(Deserialize)]
 struct Chunk<'a> {
     #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
+    id: Option<&'a RawValue>,
     #[serde(borrow, default)]
     choices: Option<Vec<ChunkChoice<'a>>>,
     #[serde(default)]
     usage: Option<Usage>,
-    #[serde(default)]
-    error: Option<Value>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -497,16 +504,29 @@ struct ChunkChoice<'a> {
     #[serde(borrow, default)]
     delta: Option<Delta<'a>>,
     #[serde(borrow, default)]
-    finish_reason: Option<Cow<'a, str>>,
+    finish_reason: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
 struct Delta<'a> {
     #[serde(borrow, default)]
-    content: Option<Cow<'a, str>>,
+    content: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    role: Option<Cow<'a, str>>,
+    role: Option<&'a RawValue>,
 }
+
+/// The string a raw JSON value holds, lone surrogates as U+FFFD; `None` if it is no string.
+fn raw_string(raw: &RawValue) -> Option<String> {
+    decode_string_lossy(raw.get()).map(Cow::into_owned)
+}
+
+/// A JSON value read with its lone surrogates as U+FFFD; `None` if it is not JSON.
+fn parse_value(json: &[u8]) -> Option<Value> {
+    serde_json::from_slice(&replace_lone_surrogates(json)).ok()
+}
+
+/// What an unpaired surrogate decodes to.
+const REPLACEMENT: char = '\u{FFFD}';
 
 /// What one stream event meant.
 #[derive(Debug, PartialEq, Eq)]
@@ -531,6 +551,9 @@ pub struct StreamState {
     last_chunk: Option<String>,
     last_choices: usize,
     pub done: bool,
+    /// A high surrogate that ended the last content delta, waiting for its low half at the
+    /// start of the next one (see [`super::surrogates`]).
+    pending_high: Option<u16>,
 }
 
 impl StreamState {
@@ -542,7 +565,7 @@ impl StreamState {
             return Ok(StreamStep::Done);
         }
         if ev.event.as_deref() == Some("error") {
-            let parsed: Option<Value> = serde_json::from_str(data).ok();
+            let parsed = parse_value(data.as_bytes());
             let obj = parsed.as_ref().map(|v| v.get("error").unwrap_or(v).clone());
             return Err(error_from_object(&obj.unwrap_or_else(|| Value::from(data))));
         }
@@ -555,11 +578,12 @@ impl StreamState {
                 format!("The server sent a malformed stream chunk: {e}"),
             )
         })?;
-        if let Some(err) = chunk.error.as_ref().filter(|e| !e.is_null()) {
-            return Err(error_from_object(err));
+        if let Some(err) = chunk.error {
+            let err = parse_value(err.get().as_bytes()).unwrap_or(Value::Null);
+            return Err(error_from_object(&err));
         }
         if self.id.is_none() {
-            self.id = chunk.id.map(Cow::into_owned);
+            self.id = chunk.id.and_then(raw_string);
         }
         if let Some(usage) = chunk.usage {
             self.usage = Some(usage);
@@ -573,16 +597,31 @@ impl StreamState {
                 continue;
             }
             if let Some(delta) = choice.delta {
-                if let Some(role) = delta.role {
-                    self.role = Some(role.into_owned());
+                if let Some(role) = delta.role.and_then(raw_string) {
+                    self.role = Some(role);
                 }
-                if let Some(content) = delta.content.filter(|c| !c.is_empty()) {
+                let content = delta
+                    .content
+                    .and_then(|c| decode_string(c.get(), &mut self.pending_high))
+                    .filter(|c| !c.is_empty());
+                if let Some(content) = content {
                     self.text.push_str(&content);
                     step = StreamStep::Delta(content.into_owned());
                 }
             }
-            if let Some(reason) = choice.finish_reason {
-                self.finish_reason = Some(reason.into_owned());
+            if let Some(reason) = choice.finish_reason.and_then(raw_string) {
+                // The choice is over: a held high surrogate will get no low half.
+                if self.pending_high.take().is_some() {
+                    self.text.push(REPLACEMENT);
+                    step = match step {
+                        StreamStep::Delta(mut d) => {
+                            d.push(REPLACEMENT);
+                            StreamStep::Delta(d)
+                        }
+                        _ => StreamStep::Delta(REPLACEMENT.into()),
+                    };
+                }
+                self.finish_reason = Some(reason);
             }
         }
         self.last_chunk = Some(ev.data.clone());
@@ -590,7 +629,10 @@ impl StreamState {
     }
 
     /// The stream ended (cleanly or not). Complete if `[DONE]` or a `finish_reason` was seen.
-    pub fn finish(self) -> Result<Completion, ChatError> {
+    pub fn finish(mut self) -> Result<Completion, ChatError> {
+        if self.pending_high.take().is_some() {
+            self.text.push(REPLACEMENT);
+        }
         if !self.done && self.finish_reason.is_none() {
             return Err(ChatError::new(
                 ErrorCode::StreamIncomplete,
@@ -749,6 +791,112 @@ mod tests {
             id: None,
         };
         assert_eq!(s.on_event(&typed).unwrap_err().code, ErrorCode::RateLimited);
+    }
+
+    /// Streams `contents` as one content delta each (raw JSON string literals), then a finish
+    /// chunk and `[DONE]`; returns the deltas delivered and the completion.
+    fn stream_literals(contents: &[&str]) -> (Vec<String>, Completion) {
+        let mut s = StreamState::default();
+        let mut deltas = Vec::new();
+        let chunks = contents
+            .iter()
+            .map(|c| {
+                format!(r#"{{"id":"c","choices":[{{"index":0,"delta":{{"content":{c}}},"finish_reason":null}}]}}"#)
+            })
+            .chain([r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#.to_owned()]);
+        for chunk in chunks {
+            if let StreamStep::Delta(d) = s.on_event(&ev(&chunk)).unwrap() {
+                deltas.push(d);
+            }
+        }
+        assert_eq!(s.on_event(&ev("[DONE]")).unwrap(), StreamStep::Done);
+        (deltas, s.finish().unwrap())
+    }
+
+    #[test]
+    fn a_surrogate_pair_split_across_chunks_is_delivered_whole() {
+        for (high, low) in [(r#""\ud83c""#, r#""\udf89""#), (r#""\uD83C""#, r#""\uDF89""#)] {
+            let (deltas, c) = stream_literals(&[r#""Party ""#, high, low, r#"" time""#]);
+            assert_eq!(deltas, ["Party ", "🎉", " time"]);
+            assert_eq!(c.text, "Party 🎉 time");
+            assert_eq!(deltas.concat(), c.text);
+        }
+        // With text around the halves, and a role-only chunk between them.
+        let mut s = StreamState::default();
+        let d1 = r#"{"choices":[{"index":0,"delta":{"content":"a\ud83d"}}]}"#;
+        let role = r#"{"choices":[{"index":0,"delta":{"role":"assistant"}}]}"#;
+        let d2 = r#"{"choices":[{"index":0,"delta":{"content":"\ude00b"},"finish_reason":"stop"}]}"#;
+        assert_eq!(s.on_event(&ev(d1)).unwrap(), StreamStep::Delta("a".into()));
+        assert_eq!(s.on_event(&ev(role)).unwrap(), StreamStep::Nothing);
+        assert_eq!(s.on_event(&ev(d2)).unwrap(), StreamStep::Delta("😀b".into()));
+        assert_eq!(s.finish().unwrap().text, "a😀b");
+    }
+
+    #[test]
+    fn pairs_within_one_chunk_and_lone_surrogates_never_fail_the_stream() {
+        let (deltas, c) = stream_literals(&[r#""\ud83c\udf89\uD83D\uDE00""#]);
+        assert_eq!((deltas.concat(), c.text.as_str()), ("🎉😀".into(), "🎉😀"));
+        // Lone low, lone high mid-string, a high followed by text in the next chunk.
+        let (deltas, c) = stream_literals(&[r#""\udf89x""#, r#""y\ud83cz""#, r#""\ud83c""#, r#""w""#]);
+        assert_eq!(c.text, "\u{FFFD}xy\u{FFFD}z\u{FFFD}w");
+        assert_eq!(deltas.concat(), c.text);
+        // An escaped backslash before `u` is text, not an escape.
+        let (_, c) = stream_literals(&[r#""\\ud83c""#, r#""\\udf89""#]);
+        assert_eq!(c.text, "\\ud83c\\udf89");
+    }
+
+    #[test]
+    fn a_high_surrogate_still_held_at_the_end_becomes_a_replacement_character() {
+        // Held when the finish chunk arrives: delivered as U+FFFD with it.
+        let (deltas, c) = stream_literals(&[r#""end \ud83c""#]);
+        assert_eq!(deltas, ["end ", "\u{FFFD}"]);
+        assert_eq!(c.text, "end \u{FFFD}");
+        // Held when the stream just ends: in the text (and the partial text) all the same.
+        let mut s = StreamState::default();
+        s.on_event(&ev(r#"{"choices":[{"index":0,"delta":{"content":"x\ud83c"}}]}"#))
+            .unwrap();
+        assert_eq!(s.finish().unwrap_err().partial_text.as_deref(), Some("x\u{FFFD}"));
+        let mut s = StreamState::default();
+        s.on_event(&ev(r#"{"choices":[{"index":0,"delta":{"content":"x\ud83c"}}]}"#))
+            .unwrap();
+        s.on_event(&ev("[DONE]")).unwrap();
+        assert_eq!(s.finish().unwrap().text, "x\u{FFFD}");
+    }
+
+    #[test]
+    fn lone_surrogates_in_other_stream_fields_and_errors_are_replaced() {
+        let mut s = StreamState::default();
+        let chunk = r#"{"id":"c\ud800","choices":[{"index":0,"delta":{"role":"\udc00r","content":"ok"},"finish_reason":"st\ud800"}]}"#;
+        assert_eq!(s.on_event(&ev(chunk)).unwrap(), StreamStep::Delta("ok".into()));
+        let c = s.finish().unwrap();
+        assert_eq!(c.id.as_deref(), Some("c\u{FFFD}"));
+        assert_eq!(c.role, "\u{FFFD}r");
+        assert_eq!(c.finish_reason.as_deref(), Some("st\u{FFFD}"));
+        // The detail keeps the escapes (JavaScript's JSON.parse reads them).
+        assert!(c.detail.get().contains(r#"\ud800"#));
+        let mut s = StreamState::default();
+        let err = r#"{"error":{"message":"bad \ud83c","type":"server_error"}}"#;
+        let e = s.on_event(&ev(err)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::StreamError);
+        assert!(e.message.contains("bad \u{FFFD}"), "{}", e.message);
+        let typed = SseEvent {
+            event: Some("error".into()),
+            data: r#"{"message":"slow \udf89","code":"rate_limit_exceeded"}"#.into(),
+            id: None,
+        };
+        let e = s.on_event(&typed).unwrap_err();
+        assert_eq!(e.code, ErrorCode::RateLimited);
+        assert!(e.message.contains("slow \u{FFFD}"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_complete_response_with_lone_surrogates_parses() {
+        let body = br#"{"id":"x","choices":[{"message":{"role":"assistant","content":"a\ud83cb \ud83c\udf89 \udf89"},"finish_reason":"stop"}]}"#;
+        let c = parse_completion(body).unwrap();
+        assert_eq!(c.text, "a\u{FFFD}b 🎉 \u{FFFD}");
+        assert_eq!(c.detail.get(), std::str::from_utf8(body).unwrap(), "detail verbatim");
+        let e = parse_completion(br#"{"error":{"message":"no \ud83c","code":"x"}}"#).unwrap_err();
+        assert!(e.message.contains("no \u{FFFD}"), "{}", e.message);
     }
 
     #[test]

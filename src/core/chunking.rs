@@ -56,7 +56,8 @@
 //! it (plus its overlap once), and giant units a few times per piece: about 0.1 s per MiB of
 //! prose in release builds. Tokenizer calls never see a whitespace run of 4 KiB or more,
 //! which keeps fancy-regex well away from its backtracking limit (a run of ~1M spaces makes
-//! tiktoken-rs panic).
+//! tiktoken-rs panic), and go through [`Encoding::encode`], which keeps the cost of giant runs
+//! of one letter linear; so a giant unit costs time linear in its size.
 
 use std::cmp::Reverse;
 use std::fmt;
@@ -456,11 +457,12 @@ impl Measurer<'_> {
 
         // Guess: tokenize a window holding more than `max` tokens and take the bytes of its
         // first `max` tokens (rounded down, as tokens can split a character's bytes).
+        // Through `Encoding::encode`, which bounds the work on giant runs of one letter.
         let bpe = enc.bpe();
         let mut window = max.saturating_mul(8).saturating_add(16).min(end - p);
         let guess = loop {
             let w_end = ceil_boundary(text, p + window).min(end);
-            let tokens = bpe.encode_ordinary(&text[p..w_end]);
+            let tokens = enc.encode(&text[p..w_end]);
             if tokens.len() <= max {
                 if w_end >= end {
                     // The whole rest fits; this is its exact count.
@@ -1306,6 +1308,35 @@ mod tests {
             assert_eq!(chunks.len(), 2);
             let text = format!("First{}second", " ".repeat(1_100_000));
             assert_eq!(split_checked(&text, opts(enc, 64, 0)).len(), 2);
+        }
+    }
+
+    #[test]
+    fn a_multi_mebibyte_run_of_one_letter_is_split() {
+        // Tokenized whole, 8 MiB of one letter took seconds and hundreds of megabytes per call,
+        // and splitting tokenizes every piece several times. Timing is not asserted.
+        let text = "a".repeat(8 << 20);
+        for enc in ENCODINGS {
+            let started = std::time::Instant::now();
+            let chunks = split_checked(&text, opts(enc, 8000, 0));
+            eprintln!(
+                "{enc:?}: 8 MiB of one letter in {} chunks, {:?}",
+                chunks.len(),
+                started.elapsed()
+            );
+            assert!(mean_fill(&chunks, 8000) > 0.95);
+        }
+        let mut seed = 17u64;
+        let random: String = (0..256 * 1024)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (b'a' + (seed % 26) as u8) as char
+            })
+            .collect();
+        for enc in ENCODINGS {
+            split_checked(&random, opts(enc, 512, 0));
         }
     }
 

@@ -17,6 +17,7 @@ pub mod redact;
 pub mod retry;
 pub mod simulator;
 pub mod sse;
+pub mod surrogates;
 pub mod time;
 pub mod tokens;
 pub mod transport;

@@ -219,7 +219,8 @@ pub fn status_to_error(
     request_id: Option<String>,
     retry_after: Option<Duration>,
 ) -> ChatError {
-    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    // Lone surrogate escapes read as U+FFFD rather than making the body unreadable.
+    let parsed: Option<Value> = serde_json::from_slice(&super::surrogates::replace_lone_surrogates(body)).ok();
     let err_obj = parsed.as_ref().and_then(|v| v.get("error"));
     let field = |name: &str| err_obj.and_then(|e| e.get(name)).and_then(value_to_string);
     let server_message = field("message").or_else(|| {
