@@ -628,6 +628,18 @@ impl StreamState {
         Ok(step)
     }
 
+    /// The stream is complete (`[DONE]` or a `finish_reason` seen) but a high surrogate is still
+    /// held: it will get no low half, so it becomes U+FFFD, appended to the text and returned as
+    /// one last delta for the caller to deliver.
+    pub fn flush_held(&mut self) -> Option<String> {
+        if !(self.done || self.finish_reason.is_some()) {
+            return None;
+        }
+        self.pending_high.take()?;
+        self.text.push(REPLACEMENT);
+        Some(REPLACEMENT.into())
+    }
+
     /// The stream ended (cleanly or not). Complete if `[DONE]` or a `finish_reason` was seen.
     pub fn finish(mut self) -> Result<Completion, ChatError> {
         if self.pending_high.take().is_some() {
@@ -843,6 +855,18 @@ mod tests {
         // An escaped backslash before `u` is text, not an escape.
         let (_, c) = stream_literals(&[r#""\\ud83c""#, r#""\\udf89""#]);
         assert_eq!(c.text, "\\ud83c\\udf89");
+    }
+
+    #[test]
+    fn a_high_surrogate_held_when_done_arrives_is_flushed_as_a_last_delta() {
+        let mut s = StreamState::default();
+        let chunk = r#"{"choices":[{"index":0,"delta":{"content":"ok\ud83c"}}]}"#;
+        assert_eq!(s.on_event(&ev(chunk)).unwrap(), StreamStep::Delta("ok".into()));
+        assert_eq!(s.flush_held(), None, "not before the stream is complete");
+        assert_eq!(s.on_event(&ev("[DONE]")).unwrap(), StreamStep::Done);
+        assert_eq!(s.flush_held().as_deref(), Some("\u{fffd}"));
+        assert_eq!(s.flush_held(), None, "flushed once");
+        assert_eq!(s.finish().unwrap().text, "ok\u{fffd}");
     }
 
     #[test]

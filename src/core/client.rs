@@ -942,18 +942,7 @@ impl ChatClient {
             }
             for ev in events.drain(..) {
                 match state.on_event(&ev).map_err(|e| fail(e, &state.text))? {
-                    StreamStep::Delta(delta) => {
-                        *delivered += 1;
-                        if let Some(s) = sink.as_deref_mut() {
-                            s.on_delta(&Progress {
-                                id: ids.reply,
-                                delta: &delta,
-                                text: &state.text,
-                                parent_message_id: ids.parent,
-                                conversation_id: ids.conversation,
-                            });
-                        }
-                    }
+                    StreamStep::Delta(delta) => deliver(sink.as_deref_mut(), ids, &delta, &state.text, delivered),
                     StreamStep::Done => break 'read,
                     StreamStep::Nothing => {}
                 }
@@ -961,6 +950,9 @@ impl ChatClient {
             if chunk.is_none() {
                 break;
             }
+        }
+        if let Some(delta) = state.flush_held() {
+            deliver(sink.as_deref_mut(), ids, &delta, &state.text, delivered);
         }
         if state.done {
             // Nothing after [DONE] is processed. One non-waiting poll lets an end-of-body that has
@@ -1020,6 +1012,26 @@ impl ChatClient {
                 .map(ApiKey::expose)
                 .chain(secret_headers),
         )
+    }
+}
+
+/// Hand one streamed delta to the sink (if any) and count it.
+fn deliver(
+    sink: Option<&mut (dyn DeltaSink + '_)>,
+    ids: ProgressIds<'_>,
+    delta: &str,
+    text: &str,
+    delivered: &mut u32,
+) {
+    *delivered = delivered.saturating_add(1);
+    if let Some(s) = sink {
+        s.on_delta(&Progress {
+            id: ids.reply,
+            delta,
+            text,
+            parent_message_id: ids.parent,
+            conversation_id: ids.conversation,
+        });
     }
 }
 
