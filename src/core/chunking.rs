@@ -473,7 +473,10 @@ impl Measurer<'_> {
             }
             // decode_bytes only fails for ids encode never produces; a zero guess falls back
             // to the binary search below.
-            let bytes = bpe.decode_bytes(&tokens[..max]).map_or(0, |b| b.len());
+            let bytes = tokens
+                .get(..max)
+                .and_then(|first_max| bpe.decode_bytes(first_max).ok())
+                .map_or(0, |b| b.len());
             break floor_boundary(text, p + bytes);
         };
 
@@ -607,7 +610,13 @@ impl Plan {
             prefix.push(u.tokens.saturating_add(last));
         }
         // A chunk a..j: the first unit is trimmed (exact content count), the rest estimated.
-        let est = |a: usize, j: usize| units[a].content_tokens.saturating_add(prefix[j] - prefix[a + 1]);
+        // Out-of-range arguments (never passed) read as "does not fit".
+        let est = |a: usize, j: usize| match (units.get(a), prefix.get(j), prefix.get(a + 1)) {
+            (Some(first), Some(&through_last), Some(&through_first)) => {
+                first.content_tokens.saturating_add(through_last - through_first)
+            }
+            _ => usize::MAX,
+        };
 
         // Overlap start for new content at e: the smallest k whose units k..e fit in
         // `overlap`. That start only moves forward as e grows (up to a token of trimming
@@ -633,31 +642,43 @@ impl Plan {
 
         let mut best: Vec<Cost> = vec![(0, Reverse(0), Reverse(0)); n + 1];
         let mut next = vec![n; n];
-        for e in (0..n).rev() {
-            let a = if e == 0 { 0 } else { overlap_start[e] };
+        for (e, &planned_start) in overlap_start.iter().enumerate().rev() {
+            let a = if e == 0 { 0 } else { planned_start };
+            // `a <= e < n`, so both exist.
+            let (Some(first), Some(&through_first)) = (units.get(a), prefix.get(a + 1)) else {
+                continue;
+            };
             // The furthest end that fits (est grows with j). With no overlap it gives the
             // fewest chunks; only the last PLAN_WINDOW_UNITS ends before it are weighed, which
             // keeps the table linear when tiny units meet a huge limit.
-            let bound = max.saturating_add(prefix[a + 1]) - units[a].content_tokens;
+            let bound = max.saturating_add(through_first) - first.content_tokens;
             let far = prefix.partition_point(|&x| x <= bound).saturating_sub(1);
             let far = far.clamp(e + 1, n);
+            let lo = far.saturating_sub(PLAN_WINDOW_UNITS).max(e + 1);
+            // Candidate ends j in lo..=far: best[j] packs the rest, units[j - 1] is the
+            // chunk's last unit. `e < lo <= far <= n`, so both ranges exist.
+            let (Some(rest_costs), Some(last_units)) = (best.get(lo..=far), units.get(lo - 1..far)) else {
+                continue;
+            };
             let mut choice: Option<(usize, Cost)> = None;
-            for j in far.saturating_sub(PLAN_WINDOW_UNITS).max(e + 1)..=far {
-                let (chunks, Reverse(paragraphs), Reverse(sentences)) = best[j];
-                let ends_paragraph = j < n && units[j].paragraph;
+            for ((j, &(chunks, Reverse(paragraphs), Reverse(sentences))), last) in
+                (lo..).zip(rest_costs).zip(last_units)
+            {
+                // units[j] starts the next chunk; there is none at j == n.
+                let ends_paragraph = units.get(j).is_some_and(|u| u.paragraph);
                 let cand: Cost = (
                     chunks + 1,
                     Reverse(paragraphs + usize::from(ends_paragraph)),
-                    Reverse(sentences + usize::from(units[j - 1].sentence_end)),
+                    Reverse(sentences + usize::from(last.sentence_end)),
                 );
                 // `<=`: among equal costs the longest chunk wins, filling early chunks first.
                 if choice.as_ref().is_none_or(|(_, c)| cand <= *c) {
                     choice = Some((j, cand));
                 }
             }
-            if let Some((j, cost)) = choice {
-                next[e] = j;
-                best[e] = cost;
+            if let (Some((j, cost)), Some(next_e), Some(best_e)) = (choice, next.get_mut(e), best.get_mut(e)) {
+                *next_e = j;
+                *best_e = cost;
             }
         }
         Plan { next, overlap_start }
@@ -672,6 +693,14 @@ fn assemble(text: &str, units: &[Unit], plan: &Plan, opts: SplitOptions) -> Vec<
     let max = opts.max_tokens;
     let n = units.len();
     let mut spans = Vec::new();
+    // The trimmed text of units a..j and its real count; `None` for an empty or out-of-range
+    // run, which the loop below never asks for (`a <= e < j <= n`).
+    let measure = |a: usize, j: usize| -> Option<Span> {
+        let (first, last) = (units.get(a)?, units.get(j.checked_sub(1)?)?);
+        let (start, end) = (first.content, last.end);
+        let tokens = enc.count(text.get(start..end)?);
+        Some(Span { start, end, tokens })
+    };
     let mut e = 0;
     let mut prev_start = 0;
     while e < n {
@@ -680,35 +709,36 @@ fn assemble(text: &str, units: &[Unit], plan: &Plan, opts: SplitOptions) -> Vec<
         let mut a = if e == 0 {
             0
         } else {
-            plan.overlap_start[e].max(prev_start).min(e)
+            plan.overlap_start.get(e).map_or(e, |&k| k.max(prev_start).min(e))
         };
-        while a < e && enc.count(&text[units[a].content..units[e - 1].end]) > opts.overlap_tokens {
+        while a < e && measure(a, e).is_some_and(|overlap| overlap.tokens > opts.overlap_tokens) {
             a += 1;
         }
-        let mut j = plan.next[e].clamp(e + 1, n);
-        let tokens = loop {
-            let real = enc.count(&text[units[a].content..units[j - 1].end]);
+        let mut j = plan.next.get(e).copied().unwrap_or(n).clamp(e + 1, n);
+        let span = loop {
+            let Some(span) = measure(a, j) else {
+                break None;
+            };
             // A lone unit fits by construction (its content was counted exactly).
-            if real <= max || (a == e && j == e + 1) {
-                break real;
+            if span.tokens <= max || (a == e && j == e + 1) {
+                break Some(span);
             }
             if j > e + 1 {
                 // Move units back to the next chunk until the estimate covers the excess.
-                let excess = real - max;
+                let excess = span.tokens - max;
                 let mut removed = 0;
                 while j > e + 1 && removed < excess {
                     j -= 1;
-                    removed += units[j].tokens;
+                    removed += units.get(j).map_or(0, |u| u.tokens);
                 }
             } else {
                 a += 1;
             }
         };
-        spans.push(Span {
-            start: units[a].content,
-            end: units[j - 1].end,
-            tokens,
-        });
+        let Some(span) = span else {
+            break;
+        };
+        spans.push(span);
         prev_start = a;
         e = j;
     }

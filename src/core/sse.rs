@@ -172,7 +172,7 @@ impl SseDecoder {
                     }
                 }
             }
-            let Some(end) = find_line_end(rest) else {
+            let Some((line_part, terminator, after)) = split_at_line_end(rest) else {
                 // Unterminated tail: remember it. Only the new bytes were
                 // scanned, and they are appended after the already scanned
                 // ones, so nothing is ever scanned twice.
@@ -180,21 +180,21 @@ impl SseDecoder {
                 self.line.extend_from_slice(rest);
                 return Ok(());
             };
-            self.check_size(self.line.len() + end)?;
+            self.check_size(self.line.len() + line_part.len())?;
             if self.line.is_empty() {
                 // Fast path: the whole line is inside this chunk; parse it in place.
-                self.process_line(&rest[..end], out);
+                self.process_line(line_part, out);
             } else {
                 let mut line = std::mem::take(&mut self.line);
-                line.extend_from_slice(&rest[..end]);
+                line.extend_from_slice(line_part);
                 self.process_line(&line, out);
                 line.clear();
                 if line.capacity() <= LINE_RETAIN_CAPACITY {
                     self.line = line;
                 }
             }
-            self.skip_lf = rest[end] == b'\r';
-            rest = &rest[end + 1..];
+            self.skip_lf = terminator == b'\r';
+            rest = after;
         }
     }
 
@@ -259,17 +259,22 @@ impl SseDecoder {
 
     /// Interprets one complete line (without its terminator).
     fn process_line(&mut self, line: &[u8], out: &mut Vec<SseEvent>) {
-        let (name, value): (&[u8], &[u8]) = match line.iter().position(|&b| b == b':') {
+        let field = line
+            .iter()
+            .position(|&b| b == b':')
+            .and_then(|colon| line.split_at_checked(colon));
+        let (name, value): (&[u8], &[u8]) = match field {
             None if line.is_empty() => {
                 self.dispatch(out);
                 return;
             }
             // A leading colon marks a comment (e.g. `: keepalive`).
-            Some(0) => return,
-            Some(colon) => {
-                let value = &line[colon + 1..];
+            Some(([], _)) => return,
+            Some((name, colon_value)) => {
+                // Skip the colon.
+                let value = colon_value.get(1..).unwrap_or_default();
                 // Exactly one leading space is part of the syntax, not the value.
-                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+                (name, value.strip_prefix(b" ").unwrap_or(value))
             }
             // No colon: the whole line is the field name, the value is empty.
             None => (line, b""),
@@ -325,6 +330,14 @@ impl SseDecoder {
 /// UTF-8 decoding of a complete line's bytes; invalid sequences become U+FFFD.
 fn decode(bytes: &[u8]) -> Cow<'_, str> {
     String::from_utf8_lossy(bytes)
+}
+
+/// `bytes` cut at its first `\n` or `\r`: the line before it, the terminator, and the bytes
+/// after it.
+fn split_at_line_end(bytes: &[u8]) -> Option<(&[u8], u8, &[u8])> {
+    let (line, rest) = bytes.split_at_checked(find_line_end(bytes)?)?;
+    let (&terminator, after) = rest.split_first()?;
+    Some((line, terminator, after))
 }
 
 /// Index of the first `\n` or `\r` in `bytes`.

@@ -365,8 +365,17 @@ pub fn split_for_parallel_count(text: &str, parts: usize) -> Vec<&str> {
         if from >= bytes.len() {
             break;
         }
-        let cut = (from..bytes.len().saturating_sub(1))
-            .find(|&i| i >= 2 && bytes[i - 1] == b'\n' && bytes[i - 2] == b'\n' && !bytes[i].is_ascii_whitespace());
+        // The first cut `i` in `from..len - 1` (a byte must follow it) with `\n\n` just before
+        // it and a non-whitespace byte at it. Each window is the bytes `i - 2..=i`, so the
+        // scan starts two bytes before `from` (at 0 when `from < 2`, where `i >= 2` anyway).
+        let lo = from.saturating_sub(2);
+        let cut = bytes
+            .get(lo..bytes.len().saturating_sub(1))
+            .and_then(|scan| {
+                scan.windows(3)
+                    .position(|w| matches!(w, [b'\n', b'\n', c] if !c.is_ascii_whitespace()))
+            })
+            .map(|p| lo + p + 2);
         match cut {
             // `i` follows an ASCII byte, so it is a char boundary.
             Some(i) => {
@@ -642,6 +651,48 @@ mod tests {
         let n = Encoding::O200kBase.count(&text);
         eprintln!("2 MiB of random letters: {n} tokens in {:?}", started.elapsed());
         assert!(n > text.len() / 8, "{n}");
+    }
+
+    #[test]
+    fn parallel_cuts_match_naive_index_scan() {
+        // The cut rule written with plain indexing: after `\n\n`, before a non-whitespace
+        // byte, never at the last byte.
+        fn naive(text: &str, parts: usize) -> Vec<&str> {
+            let bytes = text.as_bytes();
+            let target = text.len() / parts.max(1);
+            let (mut out, mut start) = (Vec::new(), 0);
+            while out.len() + 1 < parts && start + target < bytes.len() {
+                let cut = (start + target..bytes.len() - 1).find(|&i| {
+                    i >= 2 && bytes[i - 1] == b'\n' && bytes[i - 2] == b'\n' && !bytes[i].is_ascii_whitespace()
+                });
+                let Some(i) = cut else { break };
+                out.push(&text[start..i]);
+                start = i;
+            }
+            out.push(&text[start..]);
+            out
+        }
+        let alphabet = ["\n", "\n\n", "a", " ", "é", "\r\n"];
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        for len in 0..40 {
+            for _ in 0..50 {
+                let text: String = (0..len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        alphabet[(state % alphabet.len() as u64) as usize]
+                    })
+                    .collect();
+                for parts in 0..6 {
+                    assert_eq!(
+                        split_for_parallel_count(&text, parts),
+                        naive(&text, parts),
+                        "{text:?} {parts}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
