@@ -952,7 +952,7 @@ impl ChatClient {
             }
         }
         if let Some(delta) = state.flush_held() {
-            deliver(sink.as_deref_mut(), ids, &delta, &state.text, delivered);
+            deliver(sink, ids, &delta, &state.text, delivered);
         }
         if state.done {
             // Nothing after [DONE] is processed. One non-waiting poll lets an end-of-body that has
