@@ -205,16 +205,21 @@ impl ChatGPTSimulator {
             env,
             async move {
                 match started.await {
-                    Ok(result) => result,
-                    Err(e) => Err(std::io::Error::other(e)),
+                    Ok(Ok(sim)) => Ok(sim),
+                    Ok(Err(e)) => Err(ChatError::new(
+                        ErrorCode::Network,
+                        format!("The simulator could not listen: {e}"),
+                    )),
+                    // The start task panicked (a bug) or its runtime is shutting down.
+                    Err(_) => Err(ChatError::new(
+                        ErrorCode::Internal,
+                        "The simulator's start task ended early",
+                    )),
                 }
             },
             |env, started| match started {
                 Ok(sim) => Ok(ChatGPTSimulator { inner: Arc::new(sim) }),
-                Err(e) => Err(to_napi_error(
-                    env,
-                    &ChatError::new(ErrorCode::Network, format!("The simulator could not listen: {e}")),
-                )),
+                Err(e) => Err(to_napi_error(env, &e)),
             },
         )
     }
