@@ -419,7 +419,11 @@ export declare function countTokensAsync(text: string, options?: TokenizerOption
 /** Text of token ids. Ids that end mid-character decode to U+FFFD. */
 export declare function decode(tokens: Uint32Array | number[], options?: TokenizerOptions): string
 
-/** Token ids of `text` (special-token text encoded as plain text), identical to tiktoken's. */
+/**
+ * Token ids of `text` (special-token text encoded as plain text), identical to tiktoken's except
+ * for a run of more than 1 KiB without whitespace, which is encoded in pieces so its cost stays
+ * linear (see the README's "Counting tokens").
+ */
 export declare function encode(text: string, options?: TokenizerOptions): Uint32Array
 
 /** One API key's state; never the key itself. */
