@@ -71,3 +71,58 @@ test('the shared request is cancelled when the last waiter leaves', async () => 
   await until(() => slow.stats().inFlight === 0, 'the upstream request to be cancelled', 2000)
   assert.equal(api.metrics().inFlight, 0)
 })
+
+test('10 identical concurrent calls share one upstream request, and every streaming caller gets every delta', async () => {
+  const slow = await ChatGPTSimulator.start({ ttftMs: 150, tokenDelayMs: 5, responseTokens: 6 })
+  try {
+    const api = clientFor(slow, { apiKey: 'any' })
+    const deltas = Array.from({ length: 10 }, () => [])
+    const replies = await Promise.all(
+      deltas.map((list, i) => api.sendMessage('same question', i % 2 ? { onProgress: (p) => list.push(p.delta) } : { stream: true })),
+    )
+    assert.equal(slow.stats().chatRequests, 1)
+    assert.equal(new Set(replies.map((r) => r.text)).size, 1)
+    assert.equal(new Set(replies.map((r) => r.id)).size, 10, 'each caller has its own message id')
+    for (let i = 1; i < 10; i += 2) assert.equal(deltas[i].join(''), replies[0].text)
+    assert.equal(api.metrics().coalesced, 9)
+  } finally {
+    await slow.close()
+  }
+})
+
+test('a failure reaches every waiter and is not cached', async () => {
+  const slow = await ChatGPTSimulator.start({ ttftMs: 100 })
+  try {
+    const api = clientFor(slow, { apiKey: 'any', maxRetries: 0 })
+    // A malformed answer arrives after the 100 ms answer delay, so all five calls are waiting.
+    slow.enqueueFault({ kind: 'malformed' })
+    const results = await Promise.allSettled(Array.from({ length: 5 }, () => api.sendMessage('shared failure')))
+    assert.equal(slow.stats().chatRequests, 1)
+    for (const r of results) {
+      assert.equal(r.status, 'rejected')
+      assert.equal(r.reason.code, 'ERR_CHATGPT_BAD_RESPONSE')
+    }
+    const again = await api.sendMessage('shared failure')
+    assert.equal(again.cached, false)
+    assert.equal(slow.stats().chatRequests, 2)
+  } finally {
+    await slow.close()
+  }
+})
+
+test('aborting one waiter does not cancel the shared request for the others', async () => {
+  const slow = await ChatGPTSimulator.start({ ttftMs: 200 })
+  try {
+    const api = clientFor(slow, { apiKey: 'any' })
+    const controller = new AbortController()
+    const aborted = api.sendMessage('shared', { abortSignal: controller.signal })
+    const others = [api.sendMessage('shared'), api.sendMessage('shared')]
+    setTimeout(() => controller.abort(), 50)
+    assert.equal((await rejection(aborted)).code, 'ABORT_ERR')
+    const replies = await Promise.all(others)
+    assert.equal(replies.length, 2)
+    assert.equal(slow.stats().chatRequests, 1)
+  } finally {
+    await slow.close()
+  }
+})
