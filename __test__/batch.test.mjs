@@ -29,10 +29,14 @@ test('sendMany respects maxConcurrency and abortSignal cancels what is left', as
   try {
     const api = clientFor(slow, { apiKey: 'any', maxConcurrency: 2 })
     const controller = new AbortController()
-    // Each pair takes about 100 ms: by 250 ms one or two pairs are done, the rest are cut.
-    setTimeout(() => controller.abort(), 250)
-    const results = await api.sendMany(Array.from({ length: 8 }, (_, i) => `item ${i}`), { abortSignal: controller.signal })
+    // The first pair runs at once; aborting when its second item is reported cuts the rest.
+    let reported = 0
+    const onItem = () => {
+      if (++reported === 2) controller.abort()
+    }
+    const results = await api.sendMany(Array.from({ length: 8 }, (_, i) => `item ${i}`), { abortSignal: controller.signal, onItem })
     assert.equal(slow.stats().maxInFlight, 2)
+    assert.ok(slow.stats().chatRequests < 8, `the server saw ${slow.stats().chatRequests} of 8 requests`)
     const ok = results.filter((r) => r.ok).length
     const aborted = results.filter((r) => !r.ok && r.error.code === 'ABORT_ERR').length
     assert.ok(ok >= 2 && ok < 8, `ok ${ok}`)
