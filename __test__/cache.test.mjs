@@ -47,6 +47,7 @@ test('different parameters or messages miss', async () => {
 test('entries expire after ttlMs', async () => {
   const api = clientFor(sim, { cache: { ttlMs: 100 } })
   await api.sendMessage('expire me')
+  // Time is what is tested: the entry outlives its 100 ms.
   await new Promise((r) => setTimeout(r, 150))
   const { result, requests } = await counted(() => api.sendMessage('expire me'))
   assert.equal(requests, 1)
