@@ -4,7 +4,7 @@
 // by the call's timeoutMs.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { startSimulator, clientFor, rejection } from './helpers.mjs'
+import { startSimulator, clientFor, rejection, whenIdle } from './helpers.mjs'
 
 let sim
 const unhandled = []
@@ -50,9 +50,11 @@ test('a rejection that comes after the last delta still rejects the call', async
     clientFor(sim).sendMessage('hello', {
       onProgress: async (partial) => {
         deltas++
-        // Rejects only after the stream has ended, on a later turn of the event loop.
-        await new Promise((resolve) => setTimeout(resolve, 50))
-        if (deltas === 8 && partial.text.length > 0) throw boom
+        // The last delta's Promise rejects only once the server has sent the whole answer.
+        if (deltas === 8 && partial.text.length > 0) {
+          await whenIdle(sim)
+          throw boom
+        }
       },
     }),
   )
@@ -65,6 +67,7 @@ test('the call settles only after every Promise onProgress returned has settled'
   let settled = 0
   const reply = await clientFor(sim).sendMessage('hello', {
     onProgress: async () => {
+      // Time is the point here: each Promise settles well after the stream has ended.
       await new Promise((resolve) => setTimeout(resolve, 20))
       settled++
     },
@@ -140,15 +143,22 @@ test('an onProgress Promise that never settles fails the call at its timeoutMs',
 
 test('aborting a call that waits for an onProgress Promise rejects it at once', async () => {
   const controller = new AbortController()
+  let aborted
   const pending = clientFor(sim).sendMessage('hello', {
+    // Without the abort the call would wait for the Promise until this timeoutMs.
+    timeoutMs: 10_000,
     abortSignal: controller.signal,
     onProgress: () => {
-      setImmediate(() => controller.abort())
+      setImmediate(() => {
+        aborted = Date.now()
+        controller.abort()
+      })
       return new Promise(() => {})
     },
   })
   const err = await rejection(pending)
   assert.equal(err.code, 'ABORT_ERR')
+  assert.ok(Date.now() - aborted < 2000, 'rejected at the abort')
 })
 
 test('an async onItem that rejects rejects the batch with that value', async () => {
@@ -170,6 +180,7 @@ test('an async onItem that resolves adds no error, and runs to completion first'
   const seen = []
   const results = await clientFor(sim).sendMany(['a', 'b'], {
     onItem: async (index) => {
+      // Time is the point here: each Promise settles well after its item has completed.
       await new Promise((resolve) => setTimeout(resolve, 20))
       seen.push(index)
     },

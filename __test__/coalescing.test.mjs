@@ -1,9 +1,10 @@
-// Coalesced calls (identical requests in flight share one upstream request): each caller keeps
-// its own deadline and abort signal, and the shared request ends only when the last one leaves.
+// Coalesced calls (identical requests in flight share one upstream request): every caller gets
+// the reply or the failure, each keeps its own deadline and abort signal, and the shared request
+// ends only when the last one leaves.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { ChatGPTSimulator } from '../index.js'
-import { clientFor, rejection } from './helpers.mjs'
+import { clientFor, rejection, whenInFlight, whenIdle } from './helpers.mjs'
 
 let slow
 before(async () => {
@@ -11,15 +12,6 @@ before(async () => {
   slow = await ChatGPTSimulator.start({ ttftMs: 600 })
 })
 after(() => slow.close())
-
-/** Resolves once `predicate()` holds, checking on every turn of the event loop (bounded). */
-async function until(predicate, what, limitMs = 5000) {
-  const start = Date.now()
-  while (!predicate()) {
-    if (Date.now() - start > limitMs) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 2))
-  }
-}
 
 test('a joiner with a later deadline outlives the creator that timed out', async () => {
   slow.resetStats()
@@ -50,7 +42,7 @@ test('the creator aborting leaves the shared request running for a joiner', asyn
   const controller = new AbortController()
   const creator = api.sendMessage('abort question', { abortSignal: controller.signal })
   const joiner = api.sendMessage('abort question')
-  await until(() => slow.stats().inFlight === 1, 'the shared request to reach the server')
+  await whenInFlight(slow, 1)
   controller.abort()
   assert.equal((await rejection(creator)).code, 'ABORT_ERR')
   assert.ok((await joiner).text.length > 0)
@@ -62,12 +54,68 @@ test('the shared request is cancelled when the last waiter leaves', async () => 
   const api = clientFor(slow, { apiKey: 'any', maxRetries: 0 })
   const controllers = [new AbortController(), new AbortController()]
   const calls = controllers.map((c) => api.sendMessage('abandoned question', { abortSignal: c.signal }))
-  await until(() => slow.stats().inFlight === 1, 'the shared request to reach the server')
+  await whenInFlight(slow, 1)
   controllers[0].abort()
   assert.equal((await rejection(calls[0])).code, 'ABORT_ERR')
   assert.equal(slow.stats().inFlight, 1, 'still running for the second waiter')
   controllers[1].abort()
   assert.equal((await rejection(calls[1])).code, 'ABORT_ERR')
-  await until(() => slow.stats().inFlight === 0, 'the upstream request to be cancelled', 2000)
+  await whenIdle(slow)
   assert.equal(api.metrics().inFlight, 0)
+})
+
+test('10 identical concurrent calls share one upstream request, and every streaming caller gets every delta', async () => {
+  const sim = await ChatGPTSimulator.start({ ttftMs: 150, tokenDelayMs: 5, responseTokens: 6 })
+  try {
+    const api = clientFor(sim, { apiKey: 'any' })
+    const deltas = Array.from({ length: 10 }, () => [])
+    const replies = await Promise.all(
+      deltas.map((list, i) => api.sendMessage('same question', i % 2 ? { onProgress: (p) => list.push(p.delta) } : { stream: true })),
+    )
+    assert.equal(sim.stats().chatRequests, 1)
+    assert.equal(new Set(replies.map((r) => r.text)).size, 1)
+    assert.equal(new Set(replies.map((r) => r.id)).size, 10, 'each caller has its own message id')
+    for (let i = 1; i < 10; i += 2) assert.equal(deltas[i].join(''), replies[0].text)
+    assert.equal(api.metrics().coalesced, 9)
+  } finally {
+    await sim.close()
+  }
+})
+
+test('a failure reaches every waiter and is not cached', async () => {
+  const sim = await ChatGPTSimulator.start({ ttftMs: 100 })
+  try {
+    const api = clientFor(sim, { apiKey: 'any', maxRetries: 0 })
+    // A malformed answer arrives after the 100 ms answer delay, so all five calls are waiting.
+    sim.enqueueFault({ kind: 'malformed' })
+    const results = await Promise.allSettled(Array.from({ length: 5 }, () => api.sendMessage('shared failure')))
+    assert.equal(sim.stats().chatRequests, 1)
+    for (const r of results) {
+      assert.equal(r.status, 'rejected')
+      assert.equal(r.reason.code, 'ERR_CHATGPT_BAD_RESPONSE')
+    }
+    const again = await api.sendMessage('shared failure')
+    assert.equal(again.cached, false)
+    assert.equal(sim.stats().chatRequests, 2)
+  } finally {
+    await sim.close()
+  }
+})
+
+test('aborting one waiter does not cancel the shared request for the others', async () => {
+  const sim = await ChatGPTSimulator.start({ ttftMs: 200 })
+  try {
+    const api = clientFor(sim, { apiKey: 'any' })
+    const controller = new AbortController()
+    const aborted = api.sendMessage('shared', { abortSignal: controller.signal })
+    const others = [api.sendMessage('shared'), api.sendMessage('shared')]
+    await whenInFlight(sim, 1)
+    controller.abort()
+    assert.equal((await rejection(aborted)).code, 'ABORT_ERR')
+    const replies = await Promise.all(others)
+    assert.equal(replies.length, 2)
+    assert.equal(sim.stats().chatRequests, 1)
+  } finally {
+    await sim.close()
+  }
 })

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict'
 import http from 'node:http'
 import { readFileSync } from 'node:fs'
 import { ChatGPTError } from '../index.js'
-import { startSimulator, clientFor, rejection } from './helpers.mjs'
+import { startSimulator, clientFor, rejection, until } from './helpers.mjs'
 
 let sim
 before(async () => {
@@ -98,6 +98,7 @@ const endless = ({ head, contentType, piece, everyMs }) => (req, res) => {
   const tick = () => {
     if (res.destroyed || res.writableEnded) return
     const drained = res.write(piece(n++))
+    // A timed drip: the rows using it are about a server that is slow, so time is the subject.
     if (everyMs) setTimeout(tick, everyMs)
     else if (drained) setImmediate(tick)
     else res.once('drain', tick)
@@ -416,13 +417,6 @@ const rows = [
 
 // --- Running a row ------------------------------------------------------------------------------
 
-/** Polls `condition` every 10 ms for up to `ms`; resolves with its last value. */
-async function eventually(condition, ms = 2000) {
-  const deadline = Date.now() + ms
-  while (!condition() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
-  return condition()
-}
-
 /** The row's server: the shared simulator (stats reset, the row's faults queued), a raw server,
  * or only a URL. */
 async function serverFor(row) {
@@ -480,7 +474,7 @@ for (const row of rows) {
       if (expect.atLeastMs !== undefined) assert.ok(elapsedMs >= expect.atLeastMs, `waited ${Math.round(elapsedMs)} ms`)
 
       // Nothing is left running: the server answers nothing more, the client holds no slot.
-      assert.ok(await eventually(() => server.inFlight() === 0), 'no request left in flight at the server')
+      await until(() => server.inFlight() === 0, 'no request left in flight at the server', 2000)
       const metrics = api.metrics()
       assert.equal(metrics.inFlight, 0, 'no request left in flight in the client')
       assert.equal(metrics.queued, 0, 'no call left queued in the client')

@@ -1,4 +1,5 @@
-// Shared test helpers: one simulator per test file, and a client factory pointed at it.
+// Shared test helpers: one simulator per test file, a client factory pointed at it, and waits
+// for a state to be reached (so tests act on events, not on guessed delays).
 import { ChatGPTAPI, ChatGPTSimulator } from '../index.js'
 
 export const API_KEY = 'sk-test-0123456789abcdef'
@@ -37,4 +38,27 @@ export function thrown(fn) {
     return err
   }
   throw new Error('expected a synchronous throw')
+}
+
+/**
+ * Resolves once `predicate()` holds, checking every 2 ms; rejects naming `what` if it does not
+ * hold within `limitMs`. The limit only bounds a broken test; the wait ends as soon as the state
+ * is reached.
+ */
+export async function until(predicate, what, limitMs = 5000) {
+  const start = Date.now()
+  while (!predicate()) {
+    if (Date.now() - start > limitMs) throw new Error(`timed out after ${limitMs} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 2))
+  }
+}
+
+/** Resolves once the simulator `sim` is answering at least `n` chat requests at once. */
+export function whenInFlight(sim, n, limitMs = 5000) {
+  return until(() => sim.stats().inFlight >= n, `${n} chat requests in flight at the simulator`, limitMs)
+}
+
+/** Resolves once the simulator `sim` answers no chat request: each one ended or was cancelled. */
+export function whenIdle(sim, limitMs = 2000) {
+  return until(() => sim.stats().inFlight === 0, 'no chat request in flight at the simulator', limitMs)
 }

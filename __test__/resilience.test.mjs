@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { ChatGPTSimulator } from '../index.js'
-import { startSimulator, clientFor, rejection, API_KEY } from './helpers.mjs'
+import { startSimulator, clientFor, rejection, until, API_KEY } from './helpers.mjs'
 
 let sim
 before(async () => {
@@ -145,12 +145,14 @@ test('rejects with ERR_CHATGPT_QUEUE_FULL at once when maxQueue calls already wa
 })
 
 test('aborting a queued call removes it from the queue', async () => {
-  const slow = await ChatGPTSimulator.start({ ttftMs: 100 })
+  // The running call holds the only slot for 500 ms, so the second one surely waits in the queue.
+  const slow = await ChatGPTSimulator.start({ ttftMs: 500 })
   try {
     const api = clientFor(slow, { apiKey: 'any', maxConcurrency: 1, maxQueue: 1 })
     const running = api.sendMessage('running')
     const controller = new AbortController()
     const queued = api.sendMessage('queued', { abortSignal: controller.signal })
+    await until(() => api.metrics().queued === 1, 'the second call to wait in the queue')
     controller.abort()
     assert.equal((await rejection(queued)).code, 'ABORT_ERR')
     // The queue has room again: this call waits instead of being rejected.
@@ -219,6 +221,7 @@ test('the circuit breaker opens after repeated 5xx, fails fast, then half-opens 
   const open = await requestsDuring(() => rejection(api.sendMessage('x')))
   assert.equal(open.result.code, 'ERR_CHATGPT_CIRCUIT_OPEN')
   assert.equal(open.requests, 0, 'fails without calling the upstream')
+  // Time is what is tested: the circuit half-opens once resetTimeoutMs (300) has passed.
   await new Promise((r) => setTimeout(r, 350))
   // Half-open: one probe; its failure reopens the circuit.
   sim.enqueueFault({ kind: 'status', status: 500 })

@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
 import { ChatGPTSimulator } from '../index.js'
-import { clientFor, rejection } from './helpers.mjs'
+import { clientFor, rejection, until } from './helpers.mjs'
 
 let sim
 before(async () => {
@@ -36,12 +36,15 @@ for (const [name, headers, options] of [
   })
 
   test(`a 429 with ${name} rejects every caller sharing the request at once`, async () => {
-    // The answer is held back a moment so that all three calls surely join the one request.
-    const raw = await rawServer({ status: 429, body: RATE_LIMITED_BODY, headers, delayMs: 200 })
+    // The answer is held back until all three calls have joined the one request.
+    const raw = await rawServer({ status: 429, body: RATE_LIMITED_BODY, headers, held: true })
     try {
       const api = clientFor({ url: raw.url }, { timeoutMs: 5000, ...options })
       const started = performance.now()
-      const errors = await Promise.all([1, 2, 3].map(() => rejection(api.sendMessage('shared absurd wait'))))
+      const pending = [1, 2, 3].map(() => rejection(api.sendMessage('shared absurd wait')))
+      await until(() => api.metrics().coalesced === 2, 'the second and third calls to join the first')
+      raw.release()
+      const errors = await Promise.all(pending)
       for (const err of errors) assert.equal(err.code, 'ERR_CHATGPT_RATE_LIMITED')
       assert.ok(performance.now() - started < 2000, 'no waiter was left to its timeout')
       assert.equal(raw.arrivals.length, 1, 'the three calls shared one request')
@@ -77,25 +80,31 @@ const COMPLETION = JSON.stringify({
 })
 
 /** A loopback server answering every request with `status`, `headers` and `body` (a completion
- * by default) after `delayMs`; records when each request arrived and when each answer was sent. */
-async function rawServer({ status = 200, headers = {}, body = COMPLETION, delayMs = 0 }) {
+ * by default); with `held`, only once `release()` is called. Records when each request arrived
+ * and when each answer was sent. */
+async function rawServer({ status = 200, headers = {}, body = COMPLETION, held = false }) {
   const arrivals = []
   const answers = []
+  let released = !held
+  const waiting = []
+  const answer = (res) => {
+    res.writeHead(status, { 'content-type': 'application/json', ...headers })
+    res.end(body)
+    answers.push(performance.now())
+  }
   const server = http.createServer((req, res) => {
     arrivals.push(performance.now())
     req.resume()
-    req.on('end', () => {
-      setTimeout(() => {
-        res.writeHead(status, { 'content-type': 'application/json', ...headers })
-        res.end(body)
-        answers.push(performance.now())
-      }, delayMs)
-    })
+    req.on('end', () => (released ? answer(res) : waiting.push(res)))
   })
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
   const url = `http://127.0.0.1:${server.address().port}/v1`
+  const release = () => {
+    released = true
+    for (const res of waiting.splice(0)) answer(res)
+  }
   const close = () => new Promise((resolve) => server.close(resolve))
-  return { url, arrivals, answers, close }
+  return { url, arrivals, answers, release, close }
 }
 
 test('a 200 with a request limit of 0 and an hour to reset: a call whose timeoutMs ends first fails at once', async () => {

@@ -4,11 +4,9 @@
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { Worker } from 'node:worker_threads'
-import { once } from 'node:events'
 import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { setTimeout as sleep } from 'node:timers/promises'
-import { startSimulator, clientFor, API_KEY } from './helpers.mjs'
+import { startSimulator, clientFor, whenInFlight, whenIdle, API_KEY } from './helpers.mjs'
 
 const INDEX = fileURLToPath(new URL('../index.js', import.meta.url))
 
@@ -46,10 +44,10 @@ test('calls made from worker threads resolve there, alongside calls on the main 
 
 test('terminating a worker with calls in flight does not crash the process', async () => {
   const w = sender(3)
-  await once(w, 'message') // the calls are in flight (the simulator answers after 300 ms)
+  await whenInFlight(sim, 3) // the simulator answers after 300 ms
   await w.terminate()
-  // The calls finish in Rust after the worker's environment is gone; their results are dropped.
-  await sleep(600)
+  // The calls end in Rust after the worker's environment is gone; their results are dropped.
+  await whenIdle(sim)
   const reply = await clientFor(sim).sendMessage('still alive')
   assert.equal(reply.role, 'assistant')
 })
@@ -63,8 +61,11 @@ const WORK = `
   ;(async () => {
     const sim = await ChatGPTSimulator.start({ responseTokens: 5, ttftMs: workerData.ttftMs ?? 0 })
     const api = new ChatGPTAPI({ apiKey: 'sk-x', apiBaseUrl: sim.url, systemMessage: '' })
+    const first = api.sendMessage('hello')
+    // 'started' tells the parent that the first call has reached the simulator (bounded wait).
+    for (let i = 0; i < 1000 && sim.stats().maxInFlight === 0; i++) await new Promise((r) => setTimeout(r, 5))
     parentPort.postMessage('started')
-    const reply = await api.sendMessage('hello')
+    const reply = await first
     const tokens = await countTokensAsync('hello world')
     let deltas = 0
     const streamed = await api.sendMessage('stream', { onProgress: () => deltas++ })
@@ -153,9 +154,8 @@ test('the main thread loads the addon after every worker that used it has exited
 test('a worker terminated mid-call, then another worker and the main thread use the addon', () => {
   const r = scenario(`(async () => {
     const doomed = spawnWorker('w1', { ttftMs: 5000 })
-    await new Promise((resolve) => doomed.on('message', resolve))
     // Its first call is in flight (the simulator answers after 5 s).
-    await new Promise((resolve) => setTimeout(resolve, 100))
+    await new Promise((resolve) => doomed.on('message', resolve))
     const code = await doomed.terminate()
     const lines = ['w1 terminated:' + code, await work('w2')]
     const { countTokensAsync } = require(index)
