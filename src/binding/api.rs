@@ -11,10 +11,11 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use tokio_util::sync::CancellationToken;
 
-use super::batch::{item_to_js, ChatMetrics, ItemSink};
+use super::batch::{item_to_js, ItemSink};
 use super::convert::caught;
 use super::errors::{invalid_arg, promise_or_rejection, to_napi_error, type_error};
 use super::init::BindingData;
+use super::metrics::ChatMetrics;
 use super::options::{describe, IgnoredOption, Opts};
 use super::progress::{deadline_after, ProgressSink};
 use super::settle;
