@@ -13,8 +13,8 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use tokio_util::sync::CancellationToken;
 
-use super::api::{message_to_js, serialize_message};
 use super::errors::js_error;
+use super::message::{message_to_js, serialize_message};
 use super::progress::{relay_tracking_source, CallbackState};
 use crate::core::client::ChatReply;
 use crate::core::error::ChatError;

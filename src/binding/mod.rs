@@ -7,6 +7,7 @@ pub mod batch;
 pub mod convert;
 pub mod errors;
 pub mod init;
+pub mod message;
 pub mod metrics;
 pub mod options;
 pub mod progress;
