@@ -23,7 +23,7 @@ use super::store::{JsStore, JsStoreParts};
 use crate::core::breaker::BreakerConfig;
 use crate::core::cache::CacheConfig;
 use crate::core::client::{ChatClient, SendRequest};
-use crate::core::config::{ClientConfig, ClientOptions};
+use crate::core::config::{ClientConfig, ClientOptions, Setting};
 use crate::core::conversation::ConversationStore;
 use crate::core::limits::RateLimitConfig;
 use crate::core::redact::redact_url;
@@ -311,12 +311,14 @@ fn read_rate_limit(o: &Opts) -> Result<Option<RateLimitConfig>> {
 }
 
 /// `circuitBreaker: false | true | { windowMs, volumeThreshold, errorThresholdPercentage, resetTimeoutMs }`.
-fn read_breaker(o: &Opts) -> Result<Option<Option<BreakerConfig>>> {
-    if let Some(flag) = o.bool_or_object("circuitBreaker")? {
-        return Ok(Some(flag.then(BreakerConfig::default)));
+fn read_breaker(o: &Opts) -> Result<Setting<BreakerConfig>> {
+    match o.bool_or_object("circuitBreaker")? {
+        Some(true) => return Ok(Setting::Default),
+        Some(false) => return Ok(Setting::Off),
+        None => {}
     }
     let Some(b) = o.nested("circuitBreaker")? else {
-        return Ok(None);
+        return Ok(Setting::Default);
     };
     b.allow_only(
         &[
@@ -336,7 +338,7 @@ fn read_breaker(o: &Opts) -> Result<Option<Option<BreakerConfig>>> {
             "Expected `circuitBreaker.errorThresholdPercentage` to be at most 100, got {percentage}"
         )));
     }
-    Ok(Some(Some(BreakerConfig {
+    Ok(Setting::Custom(BreakerConfig {
         window: b.positive_int("windowMs")?.map_or(d.window, Duration::from_millis),
         buckets: d.buckets,
         volume_threshold: b.positive_u32("volumeThreshold")?.unwrap_or(d.volume_threshold),
@@ -344,22 +346,26 @@ fn read_breaker(o: &Opts) -> Result<Option<Option<BreakerConfig>>> {
         reset_timeout: b
             .positive_int("resetTimeoutMs")?
             .map_or(d.reset_timeout, Duration::from_millis),
-    })))
+    }))
 }
 
 /// `cache: false | { maxEntries, maxBytes, ttlMs }`.
-fn read_cache(o: &Opts) -> Result<Option<Option<CacheConfig>>> {
-    if let Some(flag) = o.bool_or_object("cache")? {
-        return Ok(Some(flag.then(CacheConfig::default)));
+fn read_cache(o: &Opts) -> Result<Setting<CacheConfig>> {
+    match o.bool_or_object("cache")? {
+        Some(true) => return Ok(Setting::Default),
+        Some(false) => return Ok(Setting::Off),
+        None => {}
     }
-    let Some(c) = o.nested("cache")? else { return Ok(None) };
+    let Some(c) = o.nested("cache")? else {
+        return Ok(Setting::Default);
+    };
     c.allow_only(&["maxEntries", "maxBytes", "ttlMs"], &[])?;
     let d = CacheConfig::default();
-    Ok(Some(Some(CacheConfig {
+    Ok(Setting::Custom(CacheConfig {
         max_entries: c.positive_int("maxEntries")?.map_or(d.max_entries, |n| n as usize),
         max_bytes: c.positive_int("maxBytes")?.unwrap_or(d.max_bytes),
         ttl: c.positive_int("ttlMs")?.map_or(d.ttl, Duration::from_millis),
-    })))
+    }))
 }
 
 /// Read and validate `sendMessage(text, options)` arguments (shared with `buildMessages` and
