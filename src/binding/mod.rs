@@ -11,6 +11,7 @@ pub mod message;
 pub mod metrics;
 pub mod options;
 pub mod progress;
+pub mod requests;
 pub mod runtime;
 pub mod settle;
 pub mod simulator;
