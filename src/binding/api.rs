@@ -1,8 +1,9 @@
 //! `ChatGPTAPI`: the drop-in for the `chatgpt` package's class of the same name.
 //!
-//! This file only converts: JS options to core requests, AbortSignals to cancellation tokens,
-//! `onProgress` to a [`ProgressSink`], and core results and errors back to JS. All HTTP, SSE and
-//! protocol work happens in `crate::core` on napi's tokio runtime, off the JS thread.
+//! This file only converts: JS options to core requests (read in `requests.rs`), AbortSignals to
+//! cancellation tokens, `onProgress` to a [`ProgressSink`], and core results and errors back to
+//! JS (replies as `message.rs` serialises them). All HTTP, SSE and protocol work happens in
+//! `crate::core` on napi's tokio runtime, off the JS thread.
 
 use std::sync::Arc;
 

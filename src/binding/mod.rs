@@ -1,6 +1,11 @@
 //! The napi layer: the only place `#[napi]` appears. It converts options, callbacks,
 //! AbortSignals and errors between JavaScript and `crate::core`, and holds no HTTP or protocol
 //! logic of its own.
+//!
+//! `api` is the `ChatGPTAPI` class; `requests` reads what its methods accept (option shapes and
+//! readers, on `options`' checked access to JS objects); `message` and `metrics` are what they
+//! return; `batch` and `progress` relay `onItem` and `onProgress`; `tokens` and `simulator` are
+//! the other exports.
 
 pub mod api;
 pub mod batch;
