@@ -152,6 +152,25 @@ export interface BuiltMessages {
   history: ChatHistory
 }
 
+/** `cache` of `new ChatGPTAPI(options)`: bounds of the response cache. */
+export interface CacheOptions {
+  /**
+   * Most answers kept.
+   * @default 1024
+   */
+  maxEntries?: number
+  /**
+   * Most bytes of answers kept.
+   * @default 67108864 (64 MiB)
+   */
+  maxBytes?: number
+  /**
+   * How long an answer is served, in milliseconds.
+   * @default 3600000
+   */
+  ttlMs?: number
+}
+
 /** Options of `new ChatGPTAPI(options)`. Every field is optional. */
 export interface ChatGPTAPIOptions {
   /**
@@ -264,19 +283,19 @@ export interface ChatGPTAPIOptions {
    * plus `max_tokens` and is sent when both budgets allow; real usage is credited back; the
    * server's `x-ratelimit-*` headers and 429s pause new sends until the reset.
    */
-  rateLimit?: { requestsPerMinute?: number; tokensPerMinute?: number }
+  rateLimit?: RateLimitOptions
   /**
    * Circuit breaker for the upstream: `false` turns it off, an object tunes it.
    * @default { windowMs: 10000, volumeThreshold: 20, errorThresholdPercentage: 50, resetTimeoutMs: 30000 }
    */
-  circuitBreaker?: boolean | { windowMs?: number; volumeThreshold?: number; errorThresholdPercentage?: number; resetTimeoutMs?: number }
+  circuitBreaker?: boolean | CircuitBreakerOptions
   /**
    * Response cache: identical requests (same base URL, model, messages and answer-changing
    * parameters) get the stored answer, and identical calls in flight share one request.
    * `false` turns both off; per call, `sendMessage(text, { cache: false })`.
    * @default { maxEntries: 1024, maxBytes: 67108864, ttlMs: 3600000 }
    */
-  cache?: boolean | { maxEntries?: number; maxBytes?: number; ttlMs?: number }
+  cache?: boolean | CacheOptions
   /**
    * Log one line per request to stderr (URL, model, status, latency, request id; never the
    * key or the prompt).
@@ -393,6 +412,34 @@ export interface ChatUsage {
   estimated: boolean
 }
 
+/**
+ * `circuitBreaker` of `new ChatGPTAPI(options)`: when more than `errorThresholdPercentage`
+ * of at least `volumeThreshold` calls in the last `windowMs` failed, calls fail fast with
+ * `ERR_CHATGPT_CIRCUIT_OPEN` for `resetTimeoutMs`, then one trial call decides.
+ */
+export interface CircuitBreakerOptions {
+  /**
+   * The rolling window failures are counted over, in milliseconds.
+   * @default 10000
+   */
+  windowMs?: number
+  /**
+   * Calls in the window before the breaker may open.
+   * @default 20
+   */
+  volumeThreshold?: number
+  /**
+   * Failure percentage, from 0 to 100, the failures must exceed to open the breaker.
+   * @default 50
+   */
+  errorThresholdPercentage?: number
+  /**
+   * How long the breaker stays open before a trial call, in milliseconds.
+   * @default 30000
+   */
+  resetTimeoutMs?: number
+}
+
 /** A chat message to count. */
 export interface CountableMessage {
   role: string
@@ -470,8 +517,19 @@ export interface PromptMessageJs {
 }
 
 /**
+ * `rateLimit` of `new ChatGPTAPI(options)`: per-key budgets per minute. Each is unlimited
+ * when not given.
+ */
+export interface RateLimitOptions {
+  /** Requests sent per minute. */
+  requestsPerMinute?: number
+  /** Tokens per minute: each request reserves its prompt tokens plus `max_tokens`. */
+  tokensPerMinute?: number
+}
+
+/**
  * Options of `sendMany(inputs, options)`: the `sendMessage` options used for string inputs,
- * plus these.
+ * plus `onItem`.
  */
 export interface SendManyOptions {
   /**
@@ -484,10 +542,38 @@ export interface SendManyOptions {
   onItem?: (index: number, result: SendManyResult) => void
   /** Cancels the items not yet finished. */
   abortSignal?: AbortSignal
+  /** As in `sendMessage`, for string inputs. */
   systemMessage?: string
+  /** As in `sendMessage`, for string inputs. */
   completionParams?: Record<string, unknown>
+  /**
+   * The user-message id of the string inputs: only usable with one string input, as every
+   * item needs its own.
+   * @default a random UUID v4 per item
+   */
+  messageId?: string
+  /** As in `sendMessage`, for string inputs. */
+  parentMessageId?: string
+  /** As in `sendMessage`, for string inputs. */
+  conversationId?: string
+  /** As in `sendMessage`, for string inputs. */
+  name?: string
+  /**
+   * As in `sendMessage`, for string inputs. Promises `onItem` returned are waited for up to
+   * the longest item's bound.
+   */
   timeoutMs?: number
+  /**
+   * As in `sendMessage`, for string inputs.
+   * @default !!onProgress
+   */
   stream?: boolean
+  /** Never called for batch items (use `onItem`); given, string inputs stream by default. */
+  onProgress?: (partial: PartialChatMessage) => void
+  /**
+   * As in `sendMessage`, for string inputs.
+   * @default true
+   */
   cache?: boolean
 }
 

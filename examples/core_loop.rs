@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chatgpt_native::core::client::{ChatClient, SendRequest};
-use chatgpt_native::core::config::{ClientConfig, ClientOptions};
+use chatgpt_native::core::config::{ClientConfig, ClientOptions, Setting};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -39,7 +39,7 @@ async fn run() {
         api_base_url: Some(base),
         system_message: Some(String::new()),
         completion_params: Some(params),
-        cache: Some(None),
+        cache: Setting::Off,
         ..Default::default()
     })
     .expect("config");

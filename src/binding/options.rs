@@ -63,6 +63,17 @@ fn warn_ignored(env: &Env, option: &IgnoredOption) {
     }
 }
 
+/// Warn about `name` if it is one of `ignored`; whether it is.
+fn warn_if_ignored(env: &Env, name: &str, ignored: &[IgnoredOption]) -> bool {
+    match ignored.iter().find(|o| o.name == name) {
+        Some(option) => {
+            warn_ignored(env, option);
+            true
+        }
+        None => false,
+    }
+}
+
 /// "; did you mean `maxRetries`?" when a known name is close to `key`, else "".
 fn did_you_mean(key: &str, known: &[&str], prefix: &str) -> String {
     match closest_name(key, known) {
@@ -197,7 +208,8 @@ impl<'a> Opts<'a> {
     }
 
     /// Reject any own key of the object not in `known` (unless its value is `undefined`, as
-    /// object spreads leave them), with a did-you-mean; warn once about each `ignored` one.
+    /// object spreads leave them), with a did-you-mean; warn once about each `ignored` one
+    /// (listed in `known` too, as in the typings, or not).
     pub fn allow_only(&self, known: &[&str], ignored: &[IgnoredOption]) -> Result<()> {
         let Some(obj) = &self.obj else {
             return Ok(());
@@ -230,16 +242,17 @@ impl<'a> Opts<'a> {
             if status == napi::sys::Status::napi_ok && len < buffer.len() - 1 {
                 if let Some(name) = buffer.get(..len).and_then(|b| std::str::from_utf8(b).ok()) {
                     if known.contains(&name) {
+                        warn_if_ignored(self.env, name, ignored);
                         continue;
                     }
                 }
             }
             let key: String = unsafe { key.cast() }?;
             if known.contains(&key.as_str()) {
+                warn_if_ignored(self.env, &key, ignored);
                 continue;
             }
-            if let Some(option) = ignored.iter().find(|o| o.name == key) {
-                warn_ignored(self.env, option);
+            if warn_if_ignored(self.env, &key, ignored) {
                 continue;
             }
             if self.raw(&key)?.is_none() {
@@ -472,4 +485,58 @@ impl<'a> Opts<'a> {
         }
         Ok(out)
     }
+}
+
+/// Asserts that every `#[napi]` struct named `*Options` in `source` is in `declared` with its
+/// fields, in JavaScript's spelling (napi's camelCase), as the names: both ways, in any order.
+#[cfg(test)]
+pub fn check_option_names(source: &str, declared: &[(&str, &[&str])]) {
+    let file = syn::parse_file(source).expect("the source parses");
+    let mut seen = Vec::new();
+    for item in file.items {
+        let syn::Item::Struct(shape) = item else { continue };
+        let name = shape.ident.to_string();
+        let is_napi = shape.attrs.iter().any(|a| a.path().is_ident("napi"));
+        if !is_napi || !name.ends_with("Options") {
+            continue;
+        }
+        let Some((_, names)) = declared.iter().find(|(n, _)| *n == name) else {
+            panic!("{name} has no `NAMES` in the list checked here");
+        };
+        let mut fields: Vec<String> = shape
+            .fields
+            .iter()
+            .filter_map(|f| f.ident.as_ref())
+            .map(|f| js_name(&f.to_string()))
+            .collect();
+        let mut names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        fields.sort();
+        names.sort();
+        assert_eq!(
+            fields, names,
+            "{name}: its fields (left) and its `NAMES` (right) differ"
+        );
+        seen.push(name);
+    }
+    for (name, _) in declared {
+        assert!(seen.iter().any(|s| s == name), "{name} was not found in the source");
+    }
+}
+
+/// A Rust field name as napi spells it in JavaScript: `timeout_ms` is `timeoutMs`.
+#[cfg(test)]
+fn js_name(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut upper = false;
+    for c in field.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -22,6 +22,11 @@ pub struct TokenizerOptions {
     pub encoding: Option<String>,
 }
 
+impl TokenizerOptions {
+    /// The names the reader accepts: the fields above, as JavaScript spells them.
+    pub const NAMES: &'static [&'static str] = &["model", "encoding"];
+}
+
 /// A chat message to count.
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct CountableMessage {
@@ -40,16 +45,10 @@ fn read_text(env: &Env, text: &Unknown, what: &str) -> Result<String> {
     unsafe { text.cast() }
 }
 
-/// The options of the tokenizer functions (`TokenizerOptions`).
-const TOKENIZER_OPTIONS: &[&str] = &["model", "encoding"];
-
-/// The options of `splitText`.
-const SPLIT_TEXT_OPTIONS: &[&str] = &["maxTokens", "overlapTokens", "model", "encoding"];
-
 /// `TokenizerOptions`, with unknown names rejected.
 fn read_encoding(env: &Env, options: Option<Unknown>) -> Result<Encoding> {
     let o = Opts::from_arg(env, options, "options")?;
-    o.allow_only(TOKENIZER_OPTIONS, &[])?;
+    o.allow_only(TokenizerOptions::NAMES, &[])?;
     encoding_of(env, &o)
 }
 
@@ -237,6 +236,11 @@ pub struct SplitTextOptions {
     pub encoding: Option<String>,
 }
 
+impl SplitTextOptions {
+    /// The names the reader accepts: the fields above, as JavaScript spells them.
+    pub const NAMES: &'static [&'static str] = &["maxTokens", "overlapTokens", "model", "encoding"];
+}
+
 /// One chunk of `splitText`.
 #[napi(object)]
 pub struct TextChunk {
@@ -252,7 +256,7 @@ pub struct TextChunk {
 pub fn split_text(env: Env, text: Unknown, options: Unknown) -> Result<Vec<TextChunk>> {
     let text = read_text(&env, &text, "text")?;
     let o = Opts::from_arg(&env, Some(options), "options")?;
-    o.allow_only(SPLIT_TEXT_OPTIONS, &[])?;
+    o.allow_only(SplitTextOptions::NAMES, &[])?;
     let max_tokens = o
         .positive_u32("maxTokens")?
         .ok_or_else(|| invalid_arg(&env, "Expected `maxTokens` to be a positive integer, got undefined"))?;
@@ -288,4 +292,21 @@ pub fn split_text(env: Env, text: Unknown, options: Unknown) -> Result<Vec<TextC
             tokens: c.tokens as u32,
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binding::options::check_option_names;
+
+    #[test]
+    fn options_names_are_the_struct_fields() {
+        check_option_names(
+            include_str!("tokens.rs"),
+            &[
+                ("TokenizerOptions", TokenizerOptions::NAMES),
+                ("SplitTextOptions", SplitTextOptions::NAMES),
+            ],
+        );
+    }
 }

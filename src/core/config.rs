@@ -61,6 +61,30 @@ impl fmt::Debug for ApiKey {
     }
 }
 
+/// A part of the client that is on by default and can be turned off or tuned (`cache: false`,
+/// `circuitBreaker: { ... }`).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub enum Setting<T> {
+    /// Not given: the part runs with its documented defaults.
+    #[default]
+    Default,
+    /// Turned off (`false`).
+    Off,
+    /// Given: the part runs with this configuration.
+    Custom(T),
+}
+
+impl<T: Default> Setting<T> {
+    /// The configuration the part runs with, or `None` when it is off.
+    pub fn resolve(self) -> Option<T> {
+        match self {
+            Setting::Default => Some(T::default()),
+            Setting::Off => None,
+            Setting::Custom(config) => Some(config),
+        }
+    }
+}
+
 /// What the caller gave, before defaults and environment fallbacks.
 #[derive(Debug, Default, Clone)]
 pub struct ClientOptions {
@@ -86,10 +110,8 @@ pub struct ClientOptions {
     pub max_concurrency: Option<usize>,
     pub max_queue: Option<usize>,
     pub rate_limit: Option<RateLimitConfig>,
-    /// `None`: the default breaker; `Some(None)`: no breaker; `Some(Some(c))`: this one.
-    pub circuit_breaker: Option<Option<BreakerConfig>>,
-    /// `None`: the default cache; `Some(None)`: no cache; `Some(Some(c))`: this one.
-    pub cache: Option<Option<CacheConfig>>,
+    pub circuit_breaker: Setting<BreakerConfig>,
+    pub cache: Setting<CacheConfig>,
 }
 
 /// Validated configuration of one client instance.
@@ -119,7 +141,9 @@ pub struct ClientConfig {
     pub max_concurrency: Option<usize>,
     pub max_queue: Option<usize>,
     pub rate_limit: Option<RateLimitConfig>,
+    /// `None`: no breaker.
     pub circuit_breaker: Option<BreakerConfig>,
+    /// `None`: no response cache (and no coalescing).
     pub cache: Option<CacheConfig>,
 }
 
@@ -242,8 +266,8 @@ impl ClientConfig {
             max_concurrency: opts.max_concurrency,
             max_queue: opts.max_queue,
             rate_limit: opts.rate_limit,
-            circuit_breaker: opts.circuit_breaker.unwrap_or_else(|| Some(BreakerConfig::default())),
-            cache: opts.cache.unwrap_or_else(|| Some(CacheConfig::default())),
+            circuit_breaker: opts.circuit_breaker.resolve(),
+            cache: opts.cache.resolve(),
             api_key: ApiKey::new(api_key),
             api_base_url,
             api_org: opts.api_org.or_else(|| env_var("OPENAI_ORG_ID")),
@@ -421,6 +445,32 @@ mod tests {
     fn api_key_debug_is_redacted() {
         let cfg = ClientConfig::build(opts_with_key()).unwrap();
         assert!(!format!("{cfg:?}").contains("sk-test"));
+    }
+
+    #[test]
+    fn cache_and_breaker_are_on_by_default_and_can_be_turned_off_or_tuned() {
+        let cfg = ClientConfig::build(opts_with_key()).unwrap();
+        assert_eq!(
+            cfg.cache.map(|c| c.max_entries),
+            Some(CacheConfig::default().max_entries)
+        );
+        assert!(cfg.circuit_breaker.is_some());
+        let off = ClientConfig::build(ClientOptions {
+            cache: Setting::Off,
+            circuit_breaker: Setting::Off,
+            ..opts_with_key()
+        })
+        .unwrap();
+        assert!(off.cache.is_none() && off.circuit_breaker.is_none());
+        let tuned = ClientConfig::build(ClientOptions {
+            cache: Setting::Custom(CacheConfig {
+                max_entries: 3,
+                ..CacheConfig::default()
+            }),
+            ..opts_with_key()
+        })
+        .unwrap();
+        assert_eq!(tuned.cache.map(|c| c.max_entries), Some(3));
     }
 
     #[test]

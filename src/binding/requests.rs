@@ -1,0 +1,659 @@
+//! What the `ChatGPTAPI` methods accept: the TypeScript shapes of their options and the
+//! readers that turn JavaScript values into core's [`ClientOptions`] and [`SendRequest`]s.
+//!
+//! An option is written in three places, each checked against the next, so adding one is one
+//! edit per place and a failing test for a place forgotten:
+//! - the field of its typegen-only `*Options` struct: napi's typegen writes `index.d.ts` from it;
+//! - the struct's `NAMES`, the only names [`Opts::allow_only`] accepts: the unit tests below
+//!   (`options_names_are_the_struct_fields`) compare every `*Options` struct's fields with its
+//!   `NAMES`, both ways, so an option cannot be typed but rejected, or accepted but untyped;
+//! - the reader (`o.string("name")` ...): `__test__/option-shapes.test.mjs` passes every option
+//!   of the typings a value no option accepts and expects an error naming it, so an option
+//!   cannot be accepted but never read.
+
+use std::time::Duration;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+use super::convert::caught;
+use super::errors::{invalid_arg, to_napi_error};
+use super::options::{describe, IgnoredOption, Opts};
+use crate::core::breaker::BreakerConfig;
+use crate::core::cache::CacheConfig;
+use crate::core::client::SendRequest;
+use crate::core::config::{ClientOptions, Setting};
+use crate::core::limits::RateLimitConfig;
+
+/// Options of `new ChatGPTAPI(options)`. Every field is optional.
+#[napi(object, js_name = "ChatGPTAPIOptions", object_from_js = false, object_to_js = false)]
+pub struct ChatGPTAPIOptions {
+    /// API key sent as `Authorization: Bearer ...`. Falls back to `OPENAI_API_KEY`; a missing
+    /// key throws `ERR_CHATGPT_INVALID_ARG`. Never logged or included in errors.
+    pub api_key: Option<String>,
+    /// Base URL of any OpenAI-compatible server (vLLM, llama.cpp, LiteLLM, Ollama, the bundled
+    /// simulator). Falls back to `OPENAI_BASE_URL`.
+    /// @default 'https://api.openai.com/v1'
+    pub api_base_url: Option<String>,
+    /// Sent as the `OpenAI-Organization` header. Falls back to `OPENAI_ORG_ID`.
+    pub api_org: Option<String>,
+    /// Request parameters merged into every request (`model`, `temperature`, ...). `messages`,
+    /// `stream` and `n` are set by the client and rejected here.
+    /// @default { model: 'gpt-4.1-mini', temperature: 0.8, top_p: 1, presence_penalty: 1 }
+    #[napi(ts_type = "Record<string, unknown>")]
+    pub completion_params: Option<serde_json::Value>,
+    /// System message sent first; `''` sends none.
+    /// @default "You are ChatGPT, a large language model trained by OpenAI. Answer as concisely as possible.\nCurrent date: <today>"
+    pub system_message: Option<String>,
+    /// Context window of the model, in tokens.
+    /// @default 4000
+    pub max_model_tokens: Option<u32>,
+    /// Most tokens a reply may use; the request's `max_tokens` is what the window leaves, capped here.
+    /// @default 1000
+    pub max_response_tokens: Option<u32>,
+    /// Bound on a whole `sendMessage` call, in milliseconds.
+    /// @default 600000
+    pub timeout_ms: Option<u32>,
+    /// Longest silence tolerated between two reads of a response body, in milliseconds: a
+    /// stream that hangs fails with `ERR_CHATGPT_TIMEOUT` instead of hanging forever.
+    /// @default 60000
+    pub idle_timeout_ms: Option<u32>,
+    /// Largest response body, or single stream event, accepted, in bytes.
+    /// @default 33554432 (32 MiB)
+    pub max_response_bytes: Option<u32>,
+    /// Messages kept by the in-memory conversation store.
+    /// @default 10000
+    pub message_store_size: Option<u32>,
+    /// Extra headers sent with every request.
+    #[napi(ts_type = "Record<string, string>")]
+    pub headers: Option<std::collections::HashMap<String, String>>,
+    /// Conversation store: `async (id) => ChatMessage | undefined`, used with `upsertMessage`
+    /// instead of the in-memory store (the `chatgpt` package's hook).
+    #[napi(
+        ts_type = "(id: string) => Promise<StoredChatMessage | undefined | null> | StoredChatMessage | undefined | null"
+    )]
+    pub get_message_by_id: Option<serde_json::Value>,
+    /// Conversation store: `async (message) => void`, called for every sent and received message.
+    #[napi(ts_type = "(message: StoredChatMessage) => Promise<unknown> | unknown")]
+    pub upsert_message: Option<serde_json::Value>,
+    /// A Keyv-style store (`get(id)` / `set(id, message)`), e.g. `new Keyv('redis://...')`.
+    #[napi(
+        ts_type = "{ get(key: string): Promise<any> | any; set(key: string, value: any): Promise<unknown> | unknown }"
+    )]
+    pub message_store: Option<serde_json::Value>,
+    /// Several keys instead of `apiKey`: each request uses the healthy key with the fewest
+    /// requests in flight; a 429 cools a key down for its `retry-after` and the retry moves to
+    /// another key at once; a 401/403 disables a key. Keys are never logged.
+    pub api_keys: Option<Vec<String>>,
+    /// Retries after the first attempt, for connection errors, timeouts, 408, 409, 429
+    /// `rate_limit_exceeded` and 5xx (`x-should-retry` overrides). Never for 400, 401, 403, 404,
+    /// 422 or 429 `insufficient_quota`. Do not wrap calls in another retry loop.
+    /// @default 2
+    pub max_retries: Option<u32>,
+    /// First retry delay; it doubles per retry, with jitter adding up to as much again.
+    /// A server's `retry-after-ms` / `retry-after` (up to 60 s) is used instead when sent.
+    /// @default 500
+    pub retry_base_ms: Option<u32>,
+    /// Cap on the exponential retry delay (before jitter).
+    /// @default 8000
+    pub retry_max_ms: Option<u32>,
+    /// Bound on one HTTP attempt; a timed-out attempt is retried while `timeoutMs` allows.
+    /// @default no per-attempt bound (only `timeoutMs`)
+    pub attempt_timeout_ms: Option<u32>,
+    /// Requests in flight at once for this instance; further calls wait in a FIFO queue.
+    /// @default unlimited
+    pub max_concurrency: Option<u32>,
+    /// Calls allowed to wait for a slot; more reject at once with `ERR_CHATGPT_QUEUE_FULL`.
+    /// @default unlimited
+    pub max_queue: Option<u32>,
+    /// Client-side pacing per key, like OpenAI's limits: a request reserves its prompt tokens
+    /// plus `max_tokens` and is sent when both budgets allow; real usage is credited back; the
+    /// server's `x-ratelimit-*` headers and 429s pause new sends until the reset.
+    #[napi(ts_type = "RateLimitOptions")]
+    pub rate_limit: Option<serde_json::Value>,
+    /// Circuit breaker for the upstream: `false` turns it off, an object tunes it.
+    /// @default { windowMs: 10000, volumeThreshold: 20, errorThresholdPercentage: 50, resetTimeoutMs: 30000 }
+    #[napi(ts_type = "boolean | CircuitBreakerOptions")]
+    pub circuit_breaker: Option<serde_json::Value>,
+    /// Response cache: identical requests (same base URL, model, messages and answer-changing
+    /// parameters) get the stored answer, and identical calls in flight share one request.
+    /// `false` turns both off; per call, `sendMessage(text, { cache: false })`.
+    /// @default { maxEntries: 1024, maxBytes: 67108864, ttlMs: 3600000 }
+    #[napi(ts_type = "boolean | CacheOptions")]
+    pub cache: Option<serde_json::Value>,
+    /// Log one line per request to stderr (URL, model, status, latency, request id; never the
+    /// key or the prompt).
+    /// @default false
+    pub debug: Option<bool>,
+    /// Accepted for code written for the `chatgpt` package, and ignored with a one-time
+    /// `process.emitWarning` (code `CHATGPT_NATIVE_UNSUPPORTED_OPTION`): requests are made in Rust.
+    /// @deprecated
+    #[napi(ts_type = "unknown")]
+    pub fetch: Option<serde_json::Value>,
+}
+
+impl ChatGPTAPIOptions {
+    /// The names the reader accepts: the fields above, as JavaScript spells them.
+    pub const NAMES: &'static [&'static str] = &[
+        "apiKey",
+        "apiBaseUrl",
+        "apiOrg",
+        "completionParams",
+        "systemMessage",
+        "maxModelTokens",
+        "maxResponseTokens",
+        "timeoutMs",
+        "idleTimeoutMs",
+        "maxResponseBytes",
+        "messageStoreSize",
+        "headers",
+        "getMessageById",
+        "upsertMessage",
+        "messageStore",
+        "apiKeys",
+        "maxRetries",
+        "retryBaseMs",
+        "retryMaxMs",
+        "attemptTimeoutMs",
+        "maxConcurrency",
+        "maxQueue",
+        "rateLimit",
+        "circuitBreaker",
+        "cache",
+        "debug",
+        "fetch",
+    ];
+}
+
+/// Options of `sendMessage(text, options)`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct SendMessageOptions {
+    /// Overrides the instance's `systemMessage` for this call; `''` sends none.
+    pub system_message: Option<String>,
+    /// Merged over the instance's `completionParams` for this call.
+    #[napi(ts_type = "Record<string, unknown>")]
+    pub completion_params: Option<serde_json::Value>,
+    /// Id of the user message being sent.
+    /// @default a random UUID v4
+    pub message_id: Option<String>,
+    /// Id of the message this one answers (a previous reply's `id`).
+    pub parent_message_id: Option<String>,
+    /// Passed through to the result, for your own bookkeeping.
+    pub conversation_id: Option<String>,
+    /// The user's `name`, sent with the user message.
+    pub name: Option<String>,
+    /// Stream the reply with server-sent events.
+    /// @default !!onProgress
+    pub stream: Option<bool>,
+    /// Called once per content delta, in order; every call has run before the Promise settles.
+    /// If it throws, or returns a Promise that rejects, the request is cancelled and the Promise
+    /// rejects with what it threw or rejected with. Promises it returns are awaited before the
+    /// call settles, up to the call's `timeoutMs` (then it rejects with `ERR_CHATGPT_TIMEOUT`)
+    /// or an abort.
+    #[napi(ts_type = "(partial: PartialChatMessage) => void")]
+    pub on_progress: Option<serde_json::Value>,
+    /// Cancels the call: the Promise rejects with `name: 'AbortError'`, `code: 'ABORT_ERR'`.
+    #[napi(ts_type = "AbortSignal")]
+    pub abort_signal: Option<serde_json::Value>,
+    /// Overrides the instance's `timeoutMs` for this call.
+    pub timeout_ms: Option<u32>,
+    /// `false`: neither read nor write the response cache (nor share an identical call in
+    /// flight) for this call.
+    /// @default true
+    pub cache: Option<bool>,
+}
+
+impl SendMessageOptions {
+    /// The names the reader accepts: the fields above, as JavaScript spells them.
+    pub const NAMES: &'static [&'static str] = &[
+        "systemMessage",
+        "completionParams",
+        "messageId",
+        "parentMessageId",
+        "conversationId",
+        "name",
+        "stream",
+        "onProgress",
+        "abortSignal",
+        "timeoutMs",
+        "cache",
+    ];
+}
+
+/// Options of `sendMany(inputs, options)`: the `sendMessage` options used for string inputs,
+/// plus `onItem`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct SendManyOptions {
+    /// Called as each item completes, in completion order; every call has run before the
+    /// Promise settles. A throw, or a returned Promise that rejects, rejects the batch with that
+    /// value and cancels the rest. Returned Promises are awaited before the batch settles, up to
+    /// its `timeoutMs` (then it rejects with `ERR_CHATGPT_TIMEOUT`); an abort during that wait
+    /// rejects the batch with `ABORT_ERR`.
+    #[napi(ts_type = "(index: number, result: SendManyResult) => void")]
+    pub on_item: Option<serde_json::Value>,
+    /// Cancels the items not yet finished.
+    #[napi(ts_type = "AbortSignal")]
+    pub abort_signal: Option<serde_json::Value>,
+    /// As in `sendMessage`, for string inputs.
+    pub system_message: Option<String>,
+    /// As in `sendMessage`, for string inputs.
+    #[napi(ts_type = "Record<string, unknown>")]
+    pub completion_params: Option<serde_json::Value>,
+    /// The user-message id of the string inputs: only usable with one string input, as every
+    /// item needs its own.
+    /// @default a random UUID v4 per item
+    pub message_id: Option<String>,
+    /// As in `sendMessage`, for string inputs.
+    pub parent_message_id: Option<String>,
+    /// As in `sendMessage`, for string inputs.
+    pub conversation_id: Option<String>,
+    /// As in `sendMessage`, for string inputs.
+    pub name: Option<String>,
+    /// As in `sendMessage`, for string inputs. Promises `onItem` returned are waited for up to
+    /// the longest item's bound.
+    pub timeout_ms: Option<u32>,
+    /// As in `sendMessage`, for string inputs.
+    /// @default !!onProgress
+    pub stream: Option<bool>,
+    /// Never called for batch items (use `onItem`); given, string inputs stream by default.
+    #[napi(ts_type = "(partial: PartialChatMessage) => void")]
+    pub on_progress: Option<serde_json::Value>,
+    /// As in `sendMessage`, for string inputs.
+    /// @default true
+    pub cache: Option<bool>,
+}
+
+impl SendManyOptions {
+    /// The names the reader accepts: the fields above, as JavaScript spells them.
+    pub const NAMES: &'static [&'static str] = &[
+        "onItem",
+        "abortSignal",
+        "systemMessage",
+        "completionParams",
+        "messageId",
+        "parentMessageId",
+        "conversationId",
+        "name",
+        "timeoutMs",
+        "stream",
+        "onProgress",
+        "cache",
+    ];
+}
+
+/// `rateLimit` of `new ChatGPTAPI(options)`: per-key budgets per minute. Each is unlimited
+/// when not given.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct RateLimitOptions {
+    /// Requests sent per minute.
+    pub requests_per_minute: Option<u32>,
+    /// Tokens per minute: each request reserves its prompt tokens plus `max_tokens`.
+    pub tokens_per_minute: Option<u32>,
+}
+
+impl RateLimitOptions {
+    /// The names the reader accepts: the fields above, as JavaScript spells them.
+    pub const NAMES: &'static [&'static str] = &["requestsPerMinute", "tokensPerMinute"];
+}
+
+/// `circuitBreaker` of `new ChatGPTAPI(options)`: when more than `errorThresholdPercentage`
+/// of at least `volumeThreshold` calls in the last `windowMs` failed, calls fail fast with
+/// `ERR_CHATGPT_CIRCUIT_OPEN` for `resetTimeoutMs`, then one trial call decides.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct CircuitBreakerOptions {
+    /// The rolling window failures are counted over, in milliseconds.
+    /// @default 10000
+    pub window_ms: Option<u32>,
+    /// Calls in the window before the breaker may open.
+    /// @default 20
+    pub volume_threshold: Option<u32>,
+    /// Failure percentage, from 0 to 100, the failures must exceed to open the breaker.
+    /// @default 50
+    pub error_threshold_percentage: Option<u32>,
+    /// How long the breaker stays open before a trial call, in milliseconds.
+    /// @default 30000
+    pub reset_timeout_ms: Option<u32>,
+}
+
+impl CircuitBreakerOptions {
+    /// The names the reader accepts: the fields above, as JavaScript spells them.
+    pub const NAMES: &'static [&'static str] = &[
+        "windowMs",
+        "volumeThreshold",
+        "errorThresholdPercentage",
+        "resetTimeoutMs",
+    ];
+}
+
+/// `cache` of `new ChatGPTAPI(options)`: bounds of the response cache.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct CacheOptions {
+    /// Most answers kept.
+    /// @default 1024
+    pub max_entries: Option<u32>,
+    /// Most bytes of answers kept.
+    /// @default 67108864 (64 MiB)
+    pub max_bytes: Option<u32>,
+    /// How long an answer is served, in milliseconds.
+    /// @default 3600000
+    pub ttl_ms: Option<u32>,
+}
+
+impl CacheOptions {
+    /// The names the reader accepts: the fields above, as JavaScript spells them.
+    pub const NAMES: &'static [&'static str] = &["maxEntries", "maxBytes", "ttlMs"];
+}
+
+/// Constructor options of the `chatgpt` package (v5) that cannot be honoured: ignored with a
+/// one-time warning. Every other v5 constructor and `sendMessage` option is honoured.
+pub const CONSTRUCTOR_IGNORED: &[IgnoredOption] = &[IgnoredOption {
+    name: "fetch",
+    why: "requests are made in Rust, not through a fetch function",
+}];
+
+/// An object input of `sendMany`: `text` plus the `sendMessage` options.
+const SEND_MANY_ITEM_OPTIONS: &[&str] = &[
+    "text",
+    "systemMessage",
+    "completionParams",
+    "messageId",
+    "parentMessageId",
+    "conversationId",
+    "name",
+    "stream",
+    "onProgress",
+    "abortSignal",
+    "timeoutMs",
+    "cache",
+];
+
+/// Most inputs of one `sendMany` call.
+pub const MAX_BATCH_INPUTS: u32 = 100_000;
+
+/// The options of `new ChatGPTAPI(options)` that become core's [`ClientOptions`]; the store
+/// callbacks are read by the constructor. Unknown names are rejected first.
+pub fn read_client_options(o: &Opts) -> Result<ClientOptions> {
+    o.allow_only(ChatGPTAPIOptions::NAMES, CONSTRUCTOR_IGNORED)?;
+    Ok(ClientOptions {
+        api_key: o.secret_string("apiKey")?,
+        api_base_url: o.string("apiBaseUrl")?,
+        api_org: o.string("apiOrg")?,
+        completion_params: o.json_object("completionParams")?,
+        system_message: o.string("systemMessage")?,
+        max_model_tokens: o.positive_u32("maxModelTokens")?,
+        max_response_tokens: o.positive_u32("maxResponseTokens")?,
+        timeout_ms: o.positive_int("timeoutMs")?,
+        idle_timeout_ms: o.positive_int("idleTimeoutMs")?,
+        max_response_bytes: o.positive_int("maxResponseBytes")?.map(|n| n as usize),
+        message_store_size: o.positive_int("messageStoreSize")?.map(|n| n as usize),
+        headers: o.string_record("headers")?,
+        debug: o.bool("debug")?.unwrap_or(false),
+        api_keys: o.string_array("apiKeys")?.unwrap_or_default(),
+        max_retries: o.non_negative_int("maxRetries")?.map(|n| n.min(100) as u32),
+        retry_base_ms: o.positive_int("retryBaseMs")?,
+        retry_max_ms: o.positive_int("retryMaxMs")?,
+        attempt_timeout_ms: o.positive_int("attemptTimeoutMs")?,
+        max_concurrency: o.positive_int("maxConcurrency")?.map(|n| n as usize),
+        max_queue: o.non_negative_int("maxQueue")?.map(|n| n as usize),
+        rate_limit: read_rate_limit(o)?,
+        circuit_breaker: read_breaker(o)?,
+        cache: read_cache(o)?,
+    })
+}
+
+/// `rateLimit: { requestsPerMinute?, tokensPerMinute? }`.
+fn read_rate_limit(o: &Opts) -> Result<Option<RateLimitConfig>> {
+    let Some(rl) = o.nested("rateLimit")? else {
+        return Ok(None);
+    };
+    rl.allow_only(RateLimitOptions::NAMES, &[])?;
+    Ok(Some(RateLimitConfig {
+        requests_per_minute: rl.positive_u32("requestsPerMinute")?,
+        tokens_per_minute: rl.positive_u32("tokensPerMinute")?,
+    }))
+}
+
+/// `circuitBreaker: false | true | { windowMs, volumeThreshold, errorThresholdPercentage, resetTimeoutMs }`.
+fn read_breaker(o: &Opts) -> Result<Setting<BreakerConfig>> {
+    match o.bool_or_object("circuitBreaker")? {
+        Some(true) => return Ok(Setting::Default),
+        Some(false) => return Ok(Setting::Off),
+        None => {}
+    }
+    let Some(b) = o.nested("circuitBreaker")? else {
+        return Ok(Setting::Default);
+    };
+    b.allow_only(CircuitBreakerOptions::NAMES, &[])?;
+    let d = BreakerConfig::default();
+    let percentage = b
+        .non_negative_int("errorThresholdPercentage")?
+        .unwrap_or(d.error_threshold_percentage as u64);
+    if percentage > 100 {
+        return Err(b.invalid(format!(
+            "Expected `circuitBreaker.errorThresholdPercentage` to be at most 100, got {percentage}"
+        )));
+    }
+    Ok(Setting::Custom(BreakerConfig {
+        window: b.positive_int("windowMs")?.map_or(d.window, Duration::from_millis),
+        buckets: d.buckets,
+        volume_threshold: b.positive_u32("volumeThreshold")?.unwrap_or(d.volume_threshold),
+        error_threshold_percentage: percentage as u8,
+        reset_timeout: b
+            .positive_int("resetTimeoutMs")?
+            .map_or(d.reset_timeout, Duration::from_millis),
+    }))
+}
+
+/// `cache: false | { maxEntries, maxBytes, ttlMs }`.
+fn read_cache(o: &Opts) -> Result<Setting<CacheConfig>> {
+    match o.bool_or_object("cache")? {
+        Some(true) => return Ok(Setting::Default),
+        Some(false) => return Ok(Setting::Off),
+        None => {}
+    }
+    let Some(c) = o.nested("cache")? else {
+        return Ok(Setting::Default);
+    };
+    c.allow_only(CacheOptions::NAMES, &[])?;
+    let d = CacheConfig::default();
+    Ok(Setting::Custom(CacheConfig {
+        max_entries: c.positive_int("maxEntries")?.map_or(d.max_entries, |n| n as usize),
+        max_bytes: c.positive_int("maxBytes")?.unwrap_or(d.max_bytes),
+        ttl: c.positive_int("ttlMs")?.map_or(d.ttl, Duration::from_millis),
+    }))
+}
+
+/// Read and validate `sendMessage(text, options)` arguments (shared with `buildMessages` and
+/// `sendMany`). `text_name` names the text in messages (`text`, `inputs[3].text`); the caller
+/// has checked `o`'s names.
+pub fn read_request<'env>(
+    env: &'env Env,
+    text: Option<Unknown<'env>>,
+    text_name: &str,
+    o: &Opts<'env>,
+) -> Result<SendRequest> {
+    let text = match text {
+        Some(text) if text.get_type()? == ValueType::String => unsafe { text.cast::<String>() }?,
+        other => {
+            let got = other.map_or_else(|| "undefined".to_owned(), |v| describe(env, &v));
+            return Err(invalid_arg(
+                env,
+                format!("Expected `{text_name}` to be a string, got {got}"),
+            ));
+        }
+    };
+    let has_progress = o.function("onProgress")?.is_some();
+    let req = SendRequest {
+        text,
+        system_message: o.string("systemMessage")?,
+        completion_params: o.json_object("completionParams")?,
+        // Resolved here, not in core: the onProgress relay needs it as `parentMessageId`.
+        message_id: Some(
+            o.string("messageId")?
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        ),
+        parent_message_id: o.string("parentMessageId")?,
+        conversation_id: o.string("conversationId")?,
+        name: o.string("name")?,
+        stream: o.bool("stream")?.unwrap_or(has_progress),
+        timeout: o.positive_int("timeoutMs")?.map(Duration::from_millis),
+        cache: o.bool("cache")?.unwrap_or(true),
+    };
+    if let Some(params) = &req.completion_params {
+        crate::core::config::check_completion_params(params, "completionParams").map_err(|e| to_napi_error(env, &e))?;
+    }
+    Ok(req)
+}
+
+/// `sendMessage`'s and `buildMessages`' arguments: `text` and the options object.
+pub fn read_call<'env>(
+    env: &'env Env,
+    text: Unknown<'env>,
+    options: Option<Unknown<'env>>,
+) -> Result<(SendRequest, Opts<'env>)> {
+    let o = Opts::from_arg(env, options, "options")?;
+    o.allow_only(SendMessageOptions::NAMES, &[])?;
+    let req = read_request(env, Some(text), "text", &o)?;
+    Ok((req, o))
+}
+
+/// `sendMany`'s inputs: strings (sent with `options`) or `{ text, ...options }` objects.
+pub fn read_inputs<'env>(env: &'env Env, inputs: Unknown<'env>, o: &Opts<'env>) -> Result<Vec<SendRequest>> {
+    let is_array = inputs.get_type()? == ValueType::Object && unsafe { inputs.cast::<Object>() }?.is_array()?;
+    if !is_array {
+        return Err(invalid_arg(
+            env,
+            format!("Expected `inputs` to be an array, got {}", describe(env, &inputs)),
+        ));
+    }
+    let array: Array = unsafe { inputs.cast() }?;
+    if array.len() > MAX_BATCH_INPUTS {
+        return Err(invalid_arg(
+            env,
+            format!(
+                "Expected `inputs` to have at most {MAX_BATCH_INPUTS} items, got {}",
+                array.len()
+            ),
+        ));
+    }
+    let mut requests = Vec::with_capacity(array.len() as usize);
+    for i in 0..array.len() {
+        let item: Option<Unknown> = array.get(i).map_err(|e| {
+            let thrown = caught(env, &e);
+            invalid_arg(env, format!("Reading `inputs[{i}]` threw {thrown}"))
+        })?;
+        let item = item.filter(|v| !matches!(v.get_type(), Ok(ValueType::Undefined)));
+        let req = match item.map(|v| (v.get_type(), v)) {
+            Some((Ok(ValueType::String), text)) => read_request(env, Some(text), &format!("inputs[{i}]"), o)?,
+            Some((Ok(ValueType::Object), object)) => {
+                let item_opts =
+                    Opts::from_arg(env, Some(object), &format!("inputs[{i}]"))?.with_prefix(format!("inputs[{i}]."));
+                item_opts.allow_only(SEND_MANY_ITEM_OPTIONS, &[])?;
+                read_request(env, item_opts.raw("text")?, &format!("inputs[{i}].text"), &item_opts)?
+            }
+            _ => {
+                let got = item.map_or_else(|| "undefined".to_owned(), |v| describe(env, &v));
+                return Err(invalid_arg(
+                    env,
+                    format!("Expected `inputs[{i}]` to be a string or an object, got {got}"),
+                ));
+            }
+        };
+        requests.push(req);
+    }
+    check_unique_message_ids(env, &requests)?;
+    Ok(requests)
+}
+
+/// Two items of one batch may not share a user-message id: the store keys messages by id, so the
+/// second would replace the first and a follow-up to one could carry the other's turns. (String
+/// inputs share `options.messageId` when it is given; every other item gets a UUID of its own.)
+fn check_unique_message_ids(env: &Env, requests: &[SendRequest]) -> Result<()> {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::with_capacity(requests.len());
+    for (i, req) in requests.iter().enumerate() {
+        let Some(id) = req.message_id.as_deref() else { continue };
+        if let Some(first) = seen.insert(id, i) {
+            let shown: String = id.chars().take(40).collect();
+            return Err(invalid_arg(
+                env,
+                format!(
+                    "Expected every input of `sendMany` to have its own `messageId`, but `inputs[{first}]` and \
+                     `inputs[{i}]` share {shown:?} (string inputs take `options.messageId`)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binding::options::check_option_names;
+
+    /// Names in `wider` missing from `narrower` plus `extra`, and the reverse.
+    fn difference(wider: &[&str], narrower: &[&str], extra: &[&str]) -> (Vec<String>, Vec<String>) {
+        let expected: Vec<&str> = narrower.iter().chain(extra).copied().collect();
+        let missing = expected
+            .iter()
+            .filter(|n| !wider.contains(n))
+            .map(|n| n.to_string())
+            .collect();
+        let surplus = wider
+            .iter()
+            .filter(|n| !expected.contains(n))
+            .map(|n| n.to_string())
+            .collect();
+        (missing, surplus)
+    }
+
+    #[test]
+    fn options_names_are_the_struct_fields() {
+        let declared: &[(&str, &[&str])] = &[
+            ("ChatGPTAPIOptions", ChatGPTAPIOptions::NAMES),
+            ("SendMessageOptions", SendMessageOptions::NAMES),
+            ("SendManyOptions", SendManyOptions::NAMES),
+            ("RateLimitOptions", RateLimitOptions::NAMES),
+            ("CircuitBreakerOptions", CircuitBreakerOptions::NAMES),
+            ("CacheOptions", CacheOptions::NAMES),
+        ];
+        check_option_names(include_str!("requests.rs"), declared);
+    }
+
+    #[test]
+    fn send_many_options_are_the_send_message_options_plus_on_item() {
+        let (missing, surplus) = difference(SendManyOptions::NAMES, SendMessageOptions::NAMES, &["onItem"]);
+        assert!(
+            missing.is_empty() && surplus.is_empty(),
+            "SendManyOptions lacks {missing:?} and has {surplus:?} beyond SendMessageOptions + onItem"
+        );
+    }
+
+    #[test]
+    fn a_send_many_item_takes_text_and_the_send_message_options() {
+        let (missing, surplus) = difference(SEND_MANY_ITEM_OPTIONS, SendMessageOptions::NAMES, &["text"]);
+        assert!(missing.is_empty() && surplus.is_empty(), "{missing:?} {surplus:?}");
+    }
+
+    #[test]
+    fn ignored_constructor_options_are_typed() {
+        for option in CONSTRUCTOR_IGNORED {
+            assert!(ChatGPTAPIOptions::NAMES.contains(&option.name), "{}", option.name);
+        }
+    }
+
+    #[test]
+    fn nested_shapes_list_what_their_readers_read() {
+        assert_eq!(RateLimitOptions::NAMES, ["requestsPerMinute", "tokensPerMinute"]);
+        assert_eq!(
+            CircuitBreakerOptions::NAMES,
+            [
+                "windowMs",
+                "volumeThreshold",
+                "errorThresholdPercentage",
+                "resetTimeoutMs"
+            ]
+        );
+        assert_eq!(CacheOptions::NAMES, ["maxEntries", "maxBytes", "ttlMs"]);
+    }
+}
