@@ -12,7 +12,7 @@ use super::convert::to_json;
 use super::errors::{invalid_arg, promise_or_rejection, to_napi_error};
 use super::options::{describe, u32_arg, Opts};
 use crate::core::error::{ChatError, ErrorCode};
-use crate::core::simulator::{Fault, Simulator, SimulatorConfig};
+use crate::simulator::{Fault, Simulator, SimulatorConfig};
 
 /// Options of `ChatGPTSimulator.start(options)`.
 #[napi(object, object_from_js = false, object_to_js = false)]
