@@ -64,7 +64,7 @@ pub enum FaultKind {
 
 /// A scripted failure for one chat request, deserialized from the camelCase
 /// JSON of the `x-sim-fault` header or passed to [`Simulator::enqueue_fault`].
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Fault {
     /// What happens to the request.
