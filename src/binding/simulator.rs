@@ -325,18 +325,18 @@ mod tests {
     /// a field added to one of the two structs and not the other fails to compile here.
     fn fault_from_typings(typings: SimulatorFault) -> Fault {
         let SimulatorFault {
-            kind,
-            status,
-            message,
-            error_type,
+            after_chunks,
             code,
+            delay_ms,
+            error_type,
+            kind,
+            message,
             param,
             retry_after,
             retry_after_ms,
             should_retry,
-            after_chunks,
             sse_event,
-            delay_ms,
+            status,
         } = typings;
         Fault {
             kind: serde_json::from_value(serde_json::Value::String(kind)).expect("a fault kind"),

@@ -19,11 +19,13 @@ use super::response::{
 use super::server::{InFlight, Shared};
 use super::stream::{answer_normally, sleep_if_needed};
 
+/// The request header a request scripts its own fault with.
 const HEADER_FAULT: &str = "x-sim-fault";
 /// Also sent by the rate limiter's 429s.
 pub(super) const HEADER_RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
 const HEADER_SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
 
+/// OpenAI's message for a 429 whose code is `insufficient_quota`.
 const QUOTA_MESSAGE: &str = "You exceeded your current quota, please check your plan and billing details.";
 
 /// What a scripted [`Fault`] does to the one request it applies to.
@@ -63,7 +65,8 @@ pub enum FaultKind {
 }
 
 /// A scripted failure for one chat request, deserialized from the camelCase
-/// JSON of the `x-sim-fault` header or passed to [`Simulator::enqueue_fault`].
+/// JSON of the `x-sim-fault` header or passed to
+/// [`Simulator::enqueue_fault`](super::Simulator::enqueue_fault).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Fault {

@@ -4,7 +4,6 @@
 //! [`Simulator`] in Rust) to test their own code against realistic failures without spending
 //! tokens.
 //!
-//!
 //! The simulator listens on `127.0.0.1` only and speaks the OpenAI wire format
 //! for `GET /v1/models` and `POST /v1/chat/completions` (streaming and
 //! non-streaming). Answers are deterministic: the text is drawn from a fixed

@@ -63,7 +63,7 @@ pub struct SimulatorConfig {
     /// length if none), like OpenAI's estimate. The starting value: see
     /// [`Simulator::set_limits`] to change it while running.
     pub rate_limit_tpm: u32,
-    /// Probability in [0,1] that a chat request fails with a random
+    /// Probability from 0 to 1 that a chat request fails with a random
     /// 500/502/503 (OpenAI error body, type `server_error`), decided by a
     /// PRNG seeded with [`SimulatorConfig::seed`] so runs are reproducible.
     /// Values outside the range are clamped; NaN means 0.

@@ -64,6 +64,8 @@ async fn pause(tx: &mpsc::Sender<SimChunk>, duration: Duration) -> Result<(), Go
     }
 }
 
+/// Writes a stream's frames into `tx`: the role chunk, the deltas (batched when there is no
+/// delay between them), then the finish, usage and `[DONE]` frames, or the fault where it strikes.
 async fn produce_stream(
     shared: &Shared,
     answer: &Answer,
