@@ -16,6 +16,7 @@ use crate::simulator::{Fault, Simulator, SimulatorConfig};
 
 /// Options of `ChatGPTSimulator.start(options)`.
 #[napi(object, object_from_js = false, object_to_js = false)]
+#[cfg_attr(test, derive(Default, serde::Serialize), serde(rename_all = "camelCase"))]
 pub struct SimulatorOptions {
     /// Port on 127.0.0.1; 0 picks a free one.
     /// @default 0
@@ -376,5 +377,20 @@ mod tests {
         let parsed: Fault = serde_json::from_value(sent.clone()).expect("parses");
         assert_eq!(parsed, fault_from_typings(typings), "{sent}");
         assert_eq!(parsed.kind, FaultKind::ErrorEvent);
+    }
+
+    #[test]
+    fn start_accepts_exactly_the_options_the_typings_declare() {
+        let typed = serde_json::to_value(SimulatorOptions::default()).expect("serializes");
+        let mut typed: Vec<&str> = typed
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut read = START_OPTIONS.to_vec();
+        typed.sort_unstable();
+        read.sort_unstable();
+        assert_eq!(typed, read);
     }
 }
