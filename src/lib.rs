@@ -6,6 +6,7 @@
 #[cfg(not(feature = "core-only"))]
 pub mod binding;
 pub mod core;
+pub mod simulator;
 
 // mimalloc instead of glibc malloc: a call allocates on one thread (JavaScript or a tokio worker)
 // and frees on another, which glibc serialises on its arena locks. Measured in

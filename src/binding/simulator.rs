@@ -12,10 +12,11 @@ use super::convert::to_json;
 use super::errors::{invalid_arg, promise_or_rejection, to_napi_error};
 use super::options::{describe, u32_arg, Opts};
 use crate::core::error::{ChatError, ErrorCode};
-use crate::core::simulator::{Fault, Simulator, SimulatorConfig};
+use crate::simulator::{Fault, Simulator, SimulatorConfig};
 
 /// Options of `ChatGPTSimulator.start(options)`.
 #[napi(object, object_from_js = false, object_to_js = false)]
+#[cfg_attr(test, derive(Default, serde::Serialize), serde(rename_all = "camelCase"))]
 pub struct SimulatorOptions {
     /// Port on 127.0.0.1; 0 picks a free one.
     /// @default 0
@@ -52,7 +53,11 @@ pub struct SimulatorOptions {
 
 /// A fault applied to one chat request (queued with `enqueueFault`, or sent per request as the
 /// JSON header `x-sim-fault`).
+// The typings of the simulator's own `Fault`, which is what `enqueueFault` parses (with serde,
+// like the header). A test below maps the two field by field, so a field added to one and not
+// the other fails to compile, naming it.
 #[napi(object, object_from_js = false, object_to_js = false)]
+#[cfg_attr(test, derive(serde::Serialize), serde(rename_all = "camelCase"))]
 pub struct SimulatorFault {
     /// What goes wrong.
     #[napi(
@@ -66,6 +71,7 @@ pub struct SimulatorFault {
     pub message: Option<String>,
     /// Error body `type`.
     #[napi(js_name = "type")]
+    #[cfg_attr(test, serde(rename = "type"))]
     pub error_type: Option<String>,
     /// Error body `code`, e.g. 'rate_limit_exceeded' or 'insufficient_quota'.
     pub code: Option<String>,
@@ -260,17 +266,29 @@ impl ChatGPTSimulator {
     /// A snapshot of the counters.
     #[napi]
     pub fn stats(&self) -> SimulatorStats {
-        let s = self.inner.stats();
+        // Destructured without `..`, so a counter added to the simulator's stats and not here
+        // fails to compile.
+        let crate::simulator::SimulatorStats {
+            requests,
+            chat_requests,
+            in_flight,
+            max_in_flight,
+            prompt_tokens,
+            completion_tokens,
+            faults_injected,
+            rate_limited,
+            random_failures,
+        } = self.inner.stats();
         SimulatorStats {
-            requests: s.requests as f64,
-            chat_requests: s.chat_requests as f64,
-            in_flight: s.in_flight as f64,
-            max_in_flight: s.max_in_flight as f64,
-            prompt_tokens: s.prompt_tokens as f64,
-            completion_tokens: s.completion_tokens as f64,
-            faults_injected: s.faults_injected as f64,
-            rate_limited: s.rate_limited as f64,
-            random_failures: s.random_failures as f64,
+            requests: requests as f64,
+            chat_requests: chat_requests as f64,
+            in_flight: in_flight as f64,
+            max_in_flight: max_in_flight as f64,
+            prompt_tokens: prompt_tokens as f64,
+            completion_tokens: completion_tokens as f64,
+            faults_injected: faults_injected as f64,
+            rate_limited: rate_limited as f64,
+            random_failures: random_failures as f64,
         }
     }
 
@@ -296,5 +314,83 @@ impl ChatGPTSimulator {
         // On the addon's own runtime, like every other Promise (see `runtime.rs`).
         let sim = self.inner.clone();
         super::settle::spawn(env, async move { sim.close().await }, |_, ()| Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulator::FaultKind;
+
+    /// [`SimulatorFault`] field by field as the simulator's [`Fault`]. Neither side uses `..`, so
+    /// a field added to one of the two structs and not the other fails to compile here.
+    fn fault_from_typings(typings: SimulatorFault) -> Fault {
+        let SimulatorFault {
+            after_chunks,
+            code,
+            delay_ms,
+            error_type,
+            kind,
+            message,
+            param,
+            retry_after,
+            retry_after_ms,
+            should_retry,
+            sse_event,
+            status,
+        } = typings;
+        Fault {
+            kind: serde_json::from_value(serde_json::Value::String(kind)).expect("a fault kind"),
+            status: status.map(|status| u16::try_from(status).expect("an HTTP status")),
+            message,
+            error_type,
+            code,
+            param,
+            retry_after,
+            retry_after_ms,
+            should_retry,
+            after_chunks: after_chunks.unwrap_or(0),
+            sse_event: sse_event.unwrap_or(false),
+            delay_ms: delay_ms.map_or(0, u64::from),
+        }
+    }
+
+    #[test]
+    fn simulator_fault_typings_name_every_field_the_simulator_reads() {
+        // Every field set to something other than its default.
+        let typings = SimulatorFault {
+            kind: "errorEvent".into(),
+            status: Some(429),
+            message: Some("boom".into()),
+            error_type: Some("requests".into()),
+            code: Some("rate_limit_exceeded".into()),
+            param: Some("messages".into()),
+            retry_after: Some("2".into()),
+            retry_after_ms: Some("150".into()),
+            should_retry: Some(false),
+            after_chunks: Some(3),
+            sse_event: Some(true),
+            delay_ms: Some(5),
+        };
+        // What JavaScript sends under the typings' names, parsed the way `enqueueFault` parses it.
+        let sent = serde_json::to_value(&typings).expect("serializes");
+        let parsed: Fault = serde_json::from_value(sent.clone()).expect("parses");
+        assert_eq!(parsed, fault_from_typings(typings), "{sent}");
+        assert_eq!(parsed.kind, FaultKind::ErrorEvent);
+    }
+
+    #[test]
+    fn start_accepts_exactly_the_options_the_typings_declare() {
+        let typed = serde_json::to_value(SimulatorOptions::default()).expect("serializes");
+        let mut typed: Vec<&str> = typed
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut read = START_OPTIONS.to_vec();
+        typed.sort_unstable();
+        read.sort_unstable();
+        assert_eq!(typed, read);
     }
 }

@@ -1297,7 +1297,7 @@ pub struct ClientStats {
 mod tests {
     use super::*;
     use crate::core::config::ClientOptions;
-    use crate::core::simulator::{Simulator, SimulatorConfig};
+    use crate::simulator::{Simulator, SimulatorConfig};
 
     /// A call whose text contains this panics inside `execute` (test builds only), to prove a
     /// panic reaches every waiter as an error.

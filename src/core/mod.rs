@@ -15,7 +15,6 @@ pub mod limits;
 pub mod metrics;
 pub mod redact;
 pub mod retry;
-pub mod simulator;
 pub mod sse;
 pub mod surrogates;
 pub mod time;

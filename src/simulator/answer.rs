@@ -1,0 +1,382 @@
+//! The answers: deterministic text drawn from a fixed vocabulary (every word one token in both
+//! `cl100k_base` and `o200k_base`), seeded by the request's messages; its usage by OpenAI's chat
+//! formula, counted here rather than with core's formula so that the two check each other; and
+//! the JSON of a complete answer and of one stream chunk.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::request::{ChatRequest, RequestMessage};
+use super::response::{sse, to_bytes, unix_now};
+use super::server::{Shared, SimulatorConfig};
+
+/// Words the answers are made of. Every entry, with its leading space and
+/// without it, is exactly one token in both `cl100k_base` and `o200k_base`
+/// (checked by a unit test), so an answer of `n` streamed deltas is exactly
+/// `n` tokens whichever of the two tokenizers a client uses to check it.
+const VOCABULARY: &[&str] = &[
+    " the",
+    " model",
+    " answer",
+    " quick",
+    " simple",
+    " data",
+    " system",
+    " time",
+    " world",
+    " test",
+    " value",
+    " result",
+    " stream",
+    " server",
+    " client",
+    " request",
+    " response",
+    " fast",
+    " small",
+    " large",
+    " good",
+    " new",
+    " first",
+    " last",
+    " long",
+    " great",
+    " little",
+    " right",
+    " old",
+    " big",
+    " high",
+    " different",
+    " important",
+    " public",
+    " able",
+    " water",
+    " light",
+    " house",
+    " point",
+    " number",
+    " people",
+    " place",
+    " work",
+    " part",
+    " case",
+    " week",
+    " company",
+    " group",
+    " problem",
+    " fact",
+    " hand",
+    " day",
+    " way",
+    " thing",
+    " year",
+    " order",
+    " state",
+    " city",
+    " story",
+    " level",
+    " sound",
+    " river",
+    " green",
+    " blue",
+];
+
+/// Final token of a complete answer (one token in both encodings).
+const FULL_STOP: &str = ".";
+
+/// Everything about one generated answer.
+pub(super) struct Answer {
+    pub(super) id: String,
+    pub(super) created: u64,
+    pub(super) model: String,
+    /// The tokens actually delivered (already cut to the request's cap).
+    pub(super) tokens: Vec<&'static str>,
+    pub(super) finish_reason: &'static str,
+    pub(super) prompt_tokens: u64,
+}
+
+impl Answer {
+    pub(super) fn new(config: &SimulatorConfig, chat: &ChatRequest, wanted: u64) -> Self {
+        let (delivered, finish_reason) = match chat.max_tokens {
+            Some(cap) if cap < wanted => (cap, "length"),
+            _ => (wanted, "stop"),
+        };
+        // `wanted` is bounded by MAX_RESPONSE_TOKENS, so these fit a usize.
+        let wanted = usize::try_from(wanted).unwrap_or(usize::MAX);
+        let delivered = usize::try_from(delivered).unwrap_or(usize::MAX);
+        Self {
+            id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
+            created: unix_now(),
+            model: chat.model.clone().unwrap_or_else(|| config.model.clone()),
+            tokens: answer_tokens(messages_seed(&chat.messages), wanted, delivered),
+            finish_reason,
+            prompt_tokens: prompt_tokens(&chat.messages),
+        }
+    }
+
+    fn completion_tokens(&self) -> u64 {
+        self.tokens.len() as u64
+    }
+
+    pub(super) fn usage(&self) -> Value {
+        json!({
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens(),
+            "total_tokens": self.prompt_tokens + self.completion_tokens(),
+        })
+    }
+
+    pub(super) fn record_usage(&self, shared: &Shared) {
+        let mut stats = shared.stats();
+        stats.prompt_tokens += self.prompt_tokens;
+        stats.completion_tokens += self.completion_tokens();
+    }
+
+    /// How long a non-streaming answer takes: `ttft + n * token_delay`.
+    pub(super) fn total_delay(&self, config: &SimulatorConfig) -> Duration {
+        let n = u32::try_from(self.tokens.len()).unwrap_or(u32::MAX);
+        config.ttft.saturating_add(config.token_delay.saturating_mul(n))
+    }
+
+    pub(super) fn completion_json(&self) -> Bytes {
+        to_bytes(&json!({
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": self.tokens.concat()},
+                "logprobs": null,
+                "finish_reason": self.finish_reason,
+            }],
+            "usage": self.usage(),
+        }))
+    }
+
+    /// One `chat.completion.chunk` frame. With `include_usage`, OpenAI sends
+    /// `"usage": null` on every chunk but the last; clients must cope.
+    pub(super) fn chunk(&self, delta: Value, finish_reason: Option<&str>, include_usage: bool) -> Bytes {
+        let mut chunk = json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{
+                "index": 0,
+                "delta": delta,
+                "logprobs": null,
+                "finish_reason": finish_reason,
+            }],
+        });
+        if include_usage {
+            if let Some(object) = chunk.as_object_mut() {
+                object.insert("usage".to_string(), Value::Null);
+            }
+        }
+        sse(&chunk)
+    }
+}
+
+/// FNV-1a over the messages: stable across runs, platforms and Rust
+/// versions, unlike `std`'s hashers.
+fn messages_seed(messages: &[RequestMessage]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for byte in bytes.iter().chain(std::iter::once(&0xff)) {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    for message in messages {
+        feed(message.role.as_bytes());
+        match &message.content {
+            Some(Value::String(text)) => feed(text.as_bytes()),
+            Some(other) => feed(other.to_string().as_bytes()),
+            None => feed(b""),
+        }
+        feed(message.name.as_deref().unwrap_or("").as_bytes());
+    }
+    hash
+}
+
+/// SplitMix64: tiny, fast and good enough to pick words.
+pub(super) fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The first `delivered` tokens of the `wanted`-token answer for `seed`: the
+/// first word has no leading space and a complete answer ends with ".", so a
+/// capped answer is visibly cut mid-sentence.
+fn answer_tokens(seed: u64, wanted: usize, delivered: usize) -> Vec<&'static str> {
+    let mut state = seed;
+    let len = VOCABULARY.len() as u64;
+    (0..delivered.min(wanted))
+        .map(|index| {
+            if index + 1 == wanted && wanted >= 2 {
+                return FULL_STOP;
+            }
+            let pick = usize::try_from(splitmix64(&mut state) % len).unwrap_or(0);
+            let word = VOCABULARY.get(pick).copied().unwrap_or(" the");
+            if index == 0 {
+                word.trim_start()
+            } else {
+                word
+            }
+        })
+        .collect()
+}
+
+/// Tokens of `text` in `o200k_base`. `encode_ordinary` treats special-token
+/// text such as `<|endoftext|>` as plain text, which is how the API counts
+/// user content, and never fails on it.
+fn count_tokens(text: &str) -> u64 {
+    // Through the project tokenizer wrapper: it survives whitespace runs that crash tiktoken.
+    crate::core::tokens::Encoding::O200kBase.count(text) as u64
+}
+
+/// OpenAI's chat formula: 3 per message + role + content (+ 1 + name), plus
+/// 3 for priming the reply. Array content counts its text parts only.
+fn prompt_tokens(messages: &[RequestMessage]) -> u64 {
+    let content_tokens = |content: &Option<Value>| match content {
+        Some(Value::String(text)) => count_tokens(text),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|part| part.get("text").and_then(Value::as_str))
+            .map(count_tokens)
+            .sum(),
+        _ => 0,
+    };
+    let per_message: u64 = messages
+        .iter()
+        .map(|message| {
+            let name = message.name.as_deref().map_or(0, |name| 1 + count_tokens(name));
+            3 + count_tokens(&message.role) + content_tokens(&message.content) + name
+        })
+        .sum();
+    per_message + 3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+
+    #[test]
+    fn vocabulary_entries_are_single_tokens_in_both_encodings() {
+        let cl100k = tiktoken_rs::cl100k_base_singleton();
+        let o200k = tiktoken_rs::o200k_base_singleton();
+        let mut entries: Vec<&str> = VOCABULARY.to_vec();
+        entries.extend(VOCABULARY.iter().map(|w| w.trim_start()));
+        entries.push(FULL_STOP);
+        for entry in entries {
+            assert_eq!(cl100k.encode_ordinary(entry).len(), 1, "cl100k: {entry:?}");
+            assert_eq!(o200k.encode_ordinary(entry).len(), 1, "o200k: {entry:?}");
+        }
+    }
+
+    #[test]
+    fn generated_text_tokenizes_to_exactly_the_generated_count() {
+        let cl100k = tiktoken_rs::cl100k_base_singleton();
+        let o200k = tiktoken_rs::o200k_base_singleton();
+        for (seed, n) in [(1_u64, 1_usize), (2, 2), (3, 16), (42, 300), (u64::MAX, 1000)] {
+            let text = answer_tokens(seed, n, n).concat();
+            assert_eq!(cl100k.encode_ordinary(&text).len(), n, "{text}");
+            assert_eq!(o200k.encode_ordinary(&text).len(), n, "{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn non_streaming_completion_has_the_openai_shape() {
+        let sim = start_default().await;
+        let response = post_ok(&sim, &chat_request("Hello", json!({})), &[]).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let body = json_body(response).await;
+        let id = body["id"].as_str().expect("id");
+        assert!(id.starts_with("chatcmpl-") && id.len() == "chatcmpl-".len() + 32);
+        assert_eq!(body["object"], "chat.completion");
+        assert!(body["created"].as_u64().is_some());
+        assert_eq!(body["model"], "gpt-test");
+        assert_eq!(body["choices"][0]["index"], 0);
+        assert_eq!(body["choices"][0]["message"]["role"], "assistant");
+        assert!(body["choices"][0]["message"]["content"].is_string());
+        assert_eq!(body["choices"][0]["finish_reason"], "stop");
+        assert!(body["choices"][0]["logprobs"].is_null());
+        assert_eq!(body["usage"]["completion_tokens"], 16);
+
+        // Without a model in the request the configured one is reported.
+        let mut no_model = chat_request("Hello", json!({}));
+        no_model.as_object_mut().map(|o| o.remove("model"));
+        let body = json_body(post_ok(&sim, &no_model, &[]).await).await;
+        assert_eq!(body["model"], "sim-gpt");
+    }
+
+    #[tokio::test]
+    async fn same_messages_give_the_same_text_and_different_messages_differ() {
+        let sim = start_default().await;
+        let text = |body: Value| body["choices"][0]["message"]["content"].clone();
+        let first = text(json_body(post_ok(&sim, &chat_request("Hi", json!({})), &[]).await).await);
+        let again = text(json_body(post_ok(&sim, &chat_request("Hi", json!({})), &[]).await).await);
+        let other = text(json_body(post_ok(&sim, &chat_request("Ho", json!({})), &[]).await).await);
+        assert_eq!(first, again);
+        assert_ne!(first, other);
+        let first = first.as_str().expect("text");
+        assert!(!first.starts_with(' ') && first.ends_with('.'), "{first}");
+    }
+
+    #[tokio::test]
+    async fn usage_counts_generated_tokens_and_follows_the_prompt_formula() {
+        let sim = start_default().await;
+        // Known value: a single "Hello" user message is 8 prompt tokens at OpenAI.
+        let hello = json!({"messages": [{"role": "user", "content": "Hello"}]});
+        let body = json_body(post_ok(&sim, &hello, &[("x-sim-response-tokens", "7")]).await).await;
+        assert_eq!(body["usage"]["prompt_tokens"], 8);
+        assert_eq!(body["usage"]["completion_tokens"], 7);
+        assert_eq!(body["usage"]["total_tokens"], 15);
+        let content = body["choices"][0]["message"]["content"].as_str().expect("text");
+        assert_eq!(o200k_len(content), 7);
+        assert_eq!(content.split(' ').count(), 6, "six words and a full stop: {content}");
+
+        // Names cost 1 + their tokens; special-token text counts as plain text.
+        let special = "say <|endoftext|> please";
+        let named = json!({"messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "name": "bob", "content": special},
+        ]});
+        let body = json_body(post_ok(&sim, &named, &[]).await).await;
+        let expected = (3 + o200k_len("system") + o200k_len("Be brief."))
+            + (3 + o200k_len("user") + o200k_len(special) + 1 + o200k_len("bob"))
+            + 3;
+        assert!(o200k_len(special) > 3);
+        assert_eq!(body["usage"]["prompt_tokens"], expected as u64);
+
+        let stats = sim.stats();
+        assert_eq!(stats.prompt_tokens, 8 + expected as u64);
+        assert_eq!(stats.completion_tokens, 7 + 16);
+    }
+
+    #[tokio::test]
+    async fn max_tokens_below_the_answer_length_cuts_it_with_finish_reason_length() {
+        let sim = start_default().await;
+        for cap_field in ["max_tokens", "max_completion_tokens"] {
+            let request = chat_request("Hi", json!({ cap_field: 5 }));
+            let body = json_body(post_ok(&sim, &request, &[]).await).await;
+            assert_eq!(body["choices"][0]["finish_reason"], "length");
+            assert_eq!(body["usage"]["completion_tokens"], 5);
+            let content = body["choices"][0]["message"]["content"].as_str().expect("text");
+            assert_eq!(o200k_len(content), 5);
+            assert!(!content.ends_with('.'));
+        }
+        let roomy = chat_request("Hi", json!({"max_tokens": 100}));
+        let body = json_body(post_ok(&sim, &roomy, &[]).await).await;
+        assert_eq!(body["choices"][0]["finish_reason"], "stop");
+        assert_eq!(body["usage"]["completion_tokens"], 16);
+    }
+}
