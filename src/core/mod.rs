@@ -1,6 +1,8 @@
 //! Plain-Rust core of chatgpt-native: no napi here, so everything is testable with `cargo test`
-//! and reusable by other front ends. One module per concern.
+//! and reusable by other front ends. One module per concern; the crate root has the map.
 
+pub mod admission;
+pub mod bounds;
 pub mod breaker;
 pub mod cache;
 pub mod chat;
@@ -17,6 +19,7 @@ pub mod redact;
 pub mod retry;
 pub mod simulator;
 pub mod sse;
+pub mod stream;
 pub mod surrogates;
 pub mod time;
 pub mod tokens;
