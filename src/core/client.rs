@@ -2,11 +2,12 @@
 //! call's bounds (see `bounds`), streams deltas to a sink, and stores both messages.
 //!
 //! A call goes: [`ChatClient::prepare`] (parameters, prompt and history) → the response cache
-//! and the coalescing of identical calls in flight ([`ChatClient::send_shared`]) →
+//! and the coalescing of identical calls in flight (`flight`) →
 //! [`ChatClient::run_attempts`] (admission, one attempt, the retry decision) →
 //! [`ChatClient::attempt_once`] (the HTTP exchange, streamed through `stream`) → the reply and
 //! the two stored messages.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,22 +16,20 @@ use tokio::time::Instant;
 
 use bytes::Bytes;
 use futures::FutureExt;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::admission::{Admission, Admitted};
 use super::bounds::{CallBounds, Deadline};
 use super::breaker::{BreakerState, BreakerStats, CircuitBreaker};
-use super::cache::{cache_key, is_cacheable, CachedCompletion, Flight, FlightResult, Flights, ResponseCache};
-use super::chat::{
-    build_body, parse_completion, prompt_tokens, AddedMax, Completion, Params, PromptMessage, RawJson, Usage,
-};
+use super::cache::{cache_key, ResponseCache};
+use super::call::{CallPlan, Outbound, Received};
+use super::chat::{build_body, parse_completion, AddedMax, Completion, Params, PromptMessage};
 use super::config::ApiKey;
 use super::config::{check_completion_params, default_system_message, ClientConfig};
-use super::conversation::{
-    build_prompt, Budget, BuiltPrompt, ConversationStore, MessageStore, StoredMessage, TokenCountCache, Truncation,
-};
+use super::conversation::{build_prompt, Budget, BuiltPrompt, ConversationStore, MessageStore, TokenCountCache};
 use super::error::{ChatError, ErrorCode};
+use super::flight::{completion_from_cache, Sharing, Upstream};
 use super::keys::KeyStatus;
 use super::metrics::{prometheus_text, Gauges, Metrics, MetricsSnapshot};
 use super::redact::Redactor;
@@ -40,48 +39,8 @@ pub use super::stream::{DeltaSink, Progress};
 use super::time::instant_after;
 use super::tokens::Encoding;
 use super::transport::{read_capped, Transport};
-
-/// One call's options (the `sendMessage` options minus the JS-only ones).
-#[derive(Debug, Clone)]
-pub struct SendRequest {
-    pub text: String,
-    /// Overrides the instance's system message for this call; `Some("")` sends none.
-    pub system_message: Option<String>,
-    /// Merged over the instance's `completionParams`.
-    pub completion_params: Option<Map<String, Value>>,
-    /// Id of the user message (a UUID v4 when absent).
-    pub message_id: Option<String>,
-    pub parent_message_id: Option<String>,
-    pub conversation_id: Option<String>,
-    /// The user's `name` field.
-    pub name: Option<String>,
-    pub stream: bool,
-    /// Overrides the instance's `timeoutMs` for this call.
-    pub timeout: Option<Duration>,
-    /// Read and write the response cache (and coalesce identical in-flight calls).
-    pub cache: bool,
-}
-
-/// A finished reply.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChatReply {
-    pub id: String,
-    pub text: String,
-    pub role: String,
-    pub parent_message_id: String,
-    pub conversation_id: Option<String>,
-    pub detail: RawJson,
-    pub usage: Usage,
-    pub finish_reason: Option<String>,
-    pub request_id: Option<String>,
-    /// Number of content deltas delivered (0 for non-streaming calls).
-    pub deltas: u32,
-    /// Ancestors sent as history, and why the walk stopped early (if it did).
-    pub history_messages: u32,
-    pub truncated: Option<Truncation>,
-    /// Served from the response cache.
-    pub cached: bool,
-}
+use super::turn::{new_completion_id, settle, MessageIds};
+pub use super::turn::{ChatReply, SendRequest};
 
 /// A request ready to send: body parameters, prompt and the model's encoding.
 pub struct PreparedRequest {
@@ -102,9 +61,8 @@ pub struct ChatClient {
     /// Concurrency, breaker, keys and rate limits: the gates of each attempt.
     admission: Admission,
     metrics: Metrics,
-    /// Shared with the tasks that run coalesced calls, which fill it.
-    cache: Option<Arc<ResponseCache>>,
-    flights: Flights,
+    /// The response cache and the identical calls in flight (when the cache is on).
+    sharing: Option<Arc<Sharing>>,
     /// `cfg.completion_params`, serialised once for every call that adds none of its own.
     params: Arc<Params>,
     /// `store`, when it is the built-in one: written directly, without a boxed future. It
@@ -112,44 +70,11 @@ pub struct ChatClient {
     builtin_store: Option<Arc<MessageStore>>,
 }
 
-/// One call's request as it goes upstream: what every attempt sends.
-struct Outbound {
-    body: Bytes,
-    stream: bool,
-    /// What the rate limiter reserves before sending: prompt plus the most the reply may use.
-    estimate: u32,
-}
-
-/// One call on its way upstream: its request, its bounds, and where its deltas go.
-struct CallPlan<'c, 'd> {
-    request: Outbound,
-    bounds: &'c CallBounds<'c>,
-    delivery: Delivery<'c, 'd>,
-}
-
 /// What one HTTP exchange brought back.
 struct Fetched {
     completion: Completion,
     /// `x-request-id` of the response.
     request_id: Option<String>,
-}
-
-/// A completion as one call received it.
-struct Received {
-    completion: Completion,
-    /// `x-request-id` of the response (none for a cache hit).
-    request_id: Option<String>,
-    /// Content deltas delivered to this caller.
-    deltas: u32,
-    /// Served from the response cache.
-    cached: bool,
-}
-
-/// A reply and the two messages a call stores.
-struct Settled {
-    reply: ChatReply,
-    user_message: StoredMessage,
-    reply_message: StoredMessage,
 }
 
 /// Models that take `max_completion_tokens` and reject `max_tokens`.
@@ -183,8 +108,7 @@ impl ChatClient {
             counts,
             admission,
             metrics: Metrics::default(),
-            cache: cfg_cache.map(Arc::new),
-            flights: Flights::default(),
+            sharing: cfg_cache.map(Sharing::new),
         })
     }
 
@@ -198,8 +122,8 @@ impl ChatClient {
             breaker_state: breaker.map(|b| b.state()),
             breaker: breaker.map(|b| b.stats()).unwrap_or_default(),
             keys: self.admission.keys().status(),
-            cache_entries: self.cache.as_ref().map_or(0, |c| c.len() as u64),
-            cache_bytes: self.cache.as_ref().map_or(0, |c| c.bytes()),
+            cache_entries: self.sharing.as_ref().map_or(0, |s| s.cache().len() as u64),
+            cache_bytes: self.sharing.as_ref().map_or(0, |s| s.cache().bytes()),
         }
     }
 
@@ -426,17 +350,17 @@ impl ChatClient {
                 },
             ),
         };
-        let outcome = match &self.cache {
-            Some(cache) if req.cache => {
+        let outcome = match &self.sharing {
+            Some(sharing) if req.cache => {
                 let key = cache_key(&self.cfg.api_base_url, &params, added_max, &prompt.messages);
-                Box::pin(self.send_shared(cache, key, plan)).await
+                Box::pin(sharing.send(self, &self.metrics, key, plan)).await
             }
             _ => Box::pin(self.run_attempts(plan)).await,
         };
         if self.cfg.debug {
             self.debug_log(params.model(), req.stream, started.elapsed(), &outcome);
         }
-        let settled = self.settle(req, encoding, &prompt, ids, outcome?);
+        let settled = settle(req, encoding, &prompt, ids, outcome?);
         // Store both messages (awaited, as `chatgpt` v5 does) so the reply's id can be the next
         // call's parentMessageId.
         if let Some(store) = &self.builtin_store {
@@ -449,74 +373,6 @@ impl ChatClient {
         Ok(settled.reply)
     }
 
-    /// The reply to `req` and the two messages to store.
-    fn settle(
-        &self,
-        req: SendRequest,
-        encoding: Encoding,
-        prompt: &BuiltPrompt,
-        ids: MessageIds,
-        received: Received,
-    ) -> Settled {
-        let Received {
-            completion,
-            request_id,
-            deltas,
-            cached,
-        } = received;
-        let usage = completion.usage.unwrap_or_else(|| {
-            // The server sent no usage: estimate it, counting the prompt now if it was not.
-            let prompt_tokens = if prompt.prompt_tokens_exact {
-                prompt.prompt_tokens
-            } else {
-                prompt_tokens(encoding, &prompt.messages) as u32
-            };
-            let completion_tokens = encoding.count(&completion.text) as u32;
-            Usage {
-                prompt_tokens,
-                completion_tokens,
-                total_tokens: prompt_tokens.saturating_add(completion_tokens),
-                estimated: true,
-            }
-        });
-        let reply = ChatReply {
-            id: ids.reply,
-            text: completion.text,
-            role: completion.role,
-            parent_message_id: ids.user.clone(),
-            conversation_id: req.conversation_id.clone(),
-            detail: completion.detail,
-            usage,
-            finish_reason: completion.finish_reason,
-            request_id,
-            deltas,
-            history_messages: prompt.history_messages,
-            truncated: prompt.truncated,
-            cached,
-        };
-        let user_message = StoredMessage {
-            id: ids.user,
-            role: "user".into(),
-            text: req.text,
-            name: req.name,
-            parent_message_id: req.parent_message_id,
-            conversation_id: req.conversation_id.clone(),
-        };
-        let reply_message = StoredMessage {
-            id: reply.id.clone(),
-            role: reply.role.clone(),
-            text: reply.text.clone(),
-            name: None,
-            parent_message_id: Some(reply.parent_message_id.clone()),
-            conversation_id: req.conversation_id,
-        };
-        Settled {
-            reply,
-            user_message,
-            reply_message,
-        }
-    }
-
     /// A non-streaming cache hit answered synchronously, on the caller's thread, without a
     /// thread hop: the fast path of `sendMessage`. `None` when it cannot be answered that way
     /// (streaming, cache off, a JavaScript store, a miss, an invalid request): the caller then
@@ -526,7 +382,7 @@ impl ChatClient {
             return None;
         }
         let store = self.builtin_store.as_ref()?;
-        let cache = self.cache.as_ref()?;
+        let cache = self.sharing.as_ref()?.cache();
         let started = Instant::now();
         // The in-memory store answers at once, so the prompt is built without waiting.
         let prepared = self.prepare(req, false).now_or_never()?.ok()?;
@@ -555,154 +411,12 @@ impl ChatClient {
             deltas: 0,
             cached: true,
         };
-        let settled = self.settle(req.clone(), encoding, &prompt, ids, received);
+        let settled = settle(req.clone(), encoding, &prompt, ids, received);
         store.insert(settled.user_message);
         store.insert(settled.reply_message);
         let result = Ok(settled.reply);
         self.record_call(started, None, &result);
         result.ok()
-    }
-
-    /// A cached answer, or a share of one upstream call for identical requests in flight.
-    async fn send_shared(
-        self: &Arc<Self>,
-        cache: &Arc<ResponseCache>,
-        key: u128,
-        plan: CallPlan<'_, '_>,
-    ) -> Result<Received, ChatError> {
-        let CallPlan {
-            request,
-            bounds,
-            mut delivery,
-        } = plan;
-        if let Some(hit) = cache.get(key) {
-            Metrics::inc(&self.metrics.cache_hits);
-            if request.stream {
-                let mut text = String::with_capacity(hit.text.len());
-                for delta in hit.deltas() {
-                    text.push_str(delta);
-                    delivery.deliver(delta, &text);
-                }
-            }
-            return Ok(Received {
-                completion: completion_from_cache(&hit),
-                request_id: None,
-                deltas: delivery.delivered(),
-                cached: true,
-            });
-        }
-        Metrics::inc(&self.metrics.cache_misses);
-
-        // Coalesce with an identical call in flight; streamed and plain calls are kept apart
-        // (their `detail` differs). Each caller waits with its own deadline and cancellation;
-        // the shared request runs until the last of them has left.
-        let flight_key = key ^ u128::from(request.stream);
-        let joined = self.flights.join_or_create(flight_key, bounds.deadline());
-        if joined.created {
-            let shared = SharedCall {
-                flight: joined.flight.clone(),
-                keys: FlightKeys {
-                    cache: key,
-                    flight: flight_key,
-                },
-                cache: cache.clone(),
-                request,
-                timeout: bounds.timeout(),
-            };
-            self.start_flight(shared);
-        } else {
-            Metrics::inc(&self.metrics.coalesced);
-        }
-        let flight = &joined.flight;
-        let mut seen = 0usize;
-        let mut text = String::new();
-        let outcome = {
-            let mut on_delta = |delta: &str| {
-                text.push_str(delta);
-                delivery.deliver(delta, &text);
-            };
-            bounds
-                .wait(async { Ok(flight.next(&mut seen, &mut on_delta).await) })
-                .await
-        };
-        drop(joined.waiter);
-        let result = outcome.and_then(|r| r).map_err(|e| e.with_partial_text(&text))?;
-        Ok(Received {
-            completion: completion_from_cache(&result.completion),
-            request_id: result.request_id,
-            deltas: delivery.delivered(),
-            cached: false,
-        })
-    }
-
-    /// Run the upstream call of a flight in its own task, so no single caller's abort or deadline
-    /// ends it: it is cancelled when its last waiter leaves, and bounded by the latest of their
-    /// deadlines.
-    fn start_flight(self: &Arc<Self>, shared: SharedCall) {
-        let client = self.clone();
-        tokio::spawn(async move {
-            let SharedCall {
-                flight,
-                keys,
-                cache,
-                request,
-                timeout,
-            } = shared;
-            let stream = request.stream;
-            let run = async {
-                let bounds = CallBounds::new(
-                    Deadline::Shared(&flight),
-                    timeout,
-                    client.cfg.idle_timeout,
-                    &flight.cancel,
-                );
-                let mut recorder = FlightSink {
-                    flight: &flight,
-                    ends: Vec::new(),
-                    len: 0,
-                };
-                let ids = ProgressIds {
-                    reply: "",
-                    parent: "",
-                    conversation: None,
-                };
-                let outcome = client
-                    .run_attempts(CallPlan {
-                        request,
-                        bounds: &bounds,
-                        delivery: Delivery::new(&mut recorder, ids),
-                    })
-                    .await;
-                let ends = std::mem::take(&mut recorder.ends);
-                outcome.map(|received| {
-                    let completion = received.completion;
-                    let choices = completion.choices;
-                    let stored = CachedCompletion {
-                        text: completion.text,
-                        delta_ends: if stream { ends } else { Vec::new() },
-                        role: completion.role,
-                        finish_reason: completion.finish_reason,
-                        usage: completion.usage,
-                        detail: completion.detail,
-                    };
-                    if is_cacheable(stored.finish_reason.as_deref(), choices) {
-                        cache.insert(keys.cache, stored.clone());
-                    }
-                    FlightResult {
-                        completion: Arc::new(stored),
-                        request_id: received.request_id,
-                    }
-                })
-            };
-            // A panic inside the call must not leave the waiters waiting for an outcome that
-            // would never come (until each one's own timeout): every waiter gets the error now.
-            let result = AssertUnwindSafe(run)
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|panic| Err(ChatError::internal(&*panic)));
-            flight.finish(result);
-            client.flights.remove(keys.flight, &flight);
-        });
     }
 
     /// One call's attempts: admission (a concurrency slot, the breaker, a key, the rate
@@ -876,71 +590,21 @@ impl ChatClient {
     }
 }
 
+impl Upstream for ChatClient {
+    fn send_upstream(&self, plan: CallPlan<'_, '_>) -> impl Future<Output = Result<Received, ChatError>> + Send {
+        self.run_attempts(plan)
+    }
+
+    fn idle_timeout(&self) -> Duration {
+        self.cfg.idle_timeout
+    }
+}
+
 /// One attempt's view of its call: the request, the attempt's bounds, and what admission gave.
 struct Exchange<'a> {
     request: &'a Outbound,
     bounds: &'a CallBounds<'a>,
     admitted: &'a Admitted<'a>,
-}
-
-/// The two messages a call stores: the user's (`messageId`, or a UUID) and the reply's.
-struct MessageIds {
-    user: String,
-    reply: String,
-}
-
-/// The cache key of a shared request, and the key of its flight (streamed and plain calls fly
-/// apart).
-struct FlightKeys {
-    cache: u128,
-    flight: u128,
-}
-
-/// Everything the task running a flight's upstream call owns.
-struct SharedCall {
-    flight: Arc<Flight>,
-    keys: FlightKeys,
-    /// Where a complete answer is stored for later calls.
-    cache: Arc<ResponseCache>,
-    request: Outbound,
-    /// The creating caller's `timeoutMs`, for the timeout message.
-    timeout: Duration,
-}
-
-/// `chatcmpl-` plus a random UUID: the id of every reply. Never the server's own: some servers
-/// send the same completion id for different replies, and the conversation store keys messages
-/// by id, so a reused id would put one conversation's turns into another. The server's id stays
-/// in `detail`.
-fn new_completion_id() -> String {
-    format!("chatcmpl-{}", uuid::Uuid::new_v4().simple())
-}
-
-/// A stored answer as a completion (its id is the caller's own, see `MessageIds`).
-fn completion_from_cache(c: &CachedCompletion) -> Completion {
-    Completion {
-        id: None,
-        text: c.text.clone(),
-        role: c.role.clone(),
-        finish_reason: c.finish_reason.clone(),
-        usage: c.usage,
-        detail: c.detail.clone(),
-        choices: 1,
-    }
-}
-
-/// Records a flight's deltas for its waiters and the cache.
-struct FlightSink<'a> {
-    flight: &'a Flight,
-    ends: Vec<usize>,
-    len: usize,
-}
-
-impl DeltaSink for FlightSink<'_> {
-    fn on_delta(&mut self, p: &Progress<'_>) {
-        self.len = self.len.saturating_add(p.delta.len());
-        self.ends.push(self.len);
-        self.flight.push_delta(p.delta);
-    }
 }
 
 /// The caller's sink, timing the first delta (time to first token).
@@ -1066,7 +730,7 @@ mod tests {
         }
         assert!(started.elapsed() < Duration::from_secs(5));
         assert_eq!(client.stats().metrics.coalesced, 2, "the three calls shared one flight");
-        assert!(client.flights.is_empty());
+        assert!(client.sharing.as_ref().is_some_and(|s| s.is_idle()));
     }
 
     #[test]
