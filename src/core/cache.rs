@@ -41,7 +41,7 @@ pub struct CacheConfig {
 }
 
 impl Default for CacheConfig {
-    /// 1,024 entries (the seed's maxsize), 64 MiB, one hour.
+    /// 1,024 entries, 64 MiB, one hour.
     fn default() -> Self {
         CacheConfig {
             max_entries: 1024,
