@@ -109,9 +109,16 @@ impl Params {
     }
 }
 
-/// The reply cap added to a request whose parameters set none: `max_tokens` (or
-/// `max_completion_tokens` for the models that take it) and its value.
-pub type AddedMax = Option<(&'static str, u32)>;
+/// The reply cap added to a request whose parameters set none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyCap {
+    /// `max_tokens`, or `max_completion_tokens` for the models that take it.
+    pub field: &'static str,
+    pub tokens: u32,
+}
+
+/// The reply cap the client adds, if any (none when the parameters set their own).
+pub type AddedMax = Option<ReplyCap>;
 
 /// Build the JSON body: `{ ...params, max_tokens?, messages, stream }` (plus
 /// `stream_options.include_usage` when streaming, so usage is real rather than estimated).
@@ -124,9 +131,9 @@ pub fn build_body(params: &Params, added_max: AddedMax, messages: &[PromptMessag
     if !params.body_entries.is_empty() {
         out.push(b',');
     }
-    if let Some((key, n)) = added_max {
+    if let Some(ReplyCap { field, tokens }) = added_max {
         // Writing into a Vec cannot fail.
-        let _ = write!(out, "\"{key}\":{n},");
+        let _ = write!(out, "\"{field}\":{tokens},");
     }
     out.extend_from_slice(b"\"messages\":");
     // Writing strings into a Vec cannot fail.
@@ -734,7 +741,10 @@ mod tests {
         }];
         let raw = build_body(
             &Params::new(Map::new()),
-            Some(("max_completion_tokens", 7)),
+            Some(ReplyCap {
+                field: "max_completion_tokens",
+                tokens: 7,
+            }),
             &msgs,
             false,
         );

@@ -24,7 +24,7 @@ use super::bounds::{CallBounds, Deadline};
 use super::breaker::{BreakerState, BreakerStats, CircuitBreaker};
 use super::cache::{cache_key, ResponseCache};
 use super::call::{CallPlan, Outbound, Received};
-use super::chat::{build_body, parse_completion, AddedMax, Completion, Params, PromptMessage};
+use super::chat::{build_body, parse_completion, AddedMax, Completion, Params, PromptMessage, ReplyCap};
 use super::config::ApiKey;
 use super::config::{check_completion_params, default_system_message, ClientConfig};
 use super::conversation::{build_prompt, Budget, BuiltPrompt, ConversationStore, MessageStore, TokenCountCache};
@@ -226,9 +226,15 @@ impl ChatClient {
         let added_max = if params.contains_key("max_tokens") || params.contains_key("max_completion_tokens") {
             None
         } else if uses_max_completion_tokens(params.model()) {
-            Some(("max_completion_tokens", prompt.max_tokens))
+            Some(ReplyCap {
+                field: "max_completion_tokens",
+                tokens: prompt.max_tokens,
+            })
         } else {
-            Some(("max_tokens", prompt.max_tokens))
+            Some(ReplyCap {
+                field: "max_tokens",
+                tokens: prompt.max_tokens,
+            })
         };
         Ok(PreparedRequest {
             params,
