@@ -2,10 +2,9 @@
 //! call's bounds (see `bounds`), streams deltas to a sink, and stores both messages.
 //!
 //! A call goes: [`ChatClient::prepare`] (parameters, prompt and history) → the response cache
-//! and the coalescing of identical calls in flight (`flight`) →
-//! [`ChatClient::run_attempts`] (admission, one attempt, the retry decision) →
-//! [`ChatClient::attempt_once`] (the HTTP exchange, streamed through `stream`) → the reply and
-//! the two stored messages.
+//! and the coalescing of identical calls in flight (`flight`) → `run_attempts` (admission, one
+//! attempt, the retry decision) → `attempt_once` (the HTTP exchange, streamed through
+//! `stream`) → the reply and the two stored messages (`turn`).
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
