@@ -1,6 +1,29 @@
 //! chatgpt-native: a fast, resilient client for OpenAI-compatible chat-completions APIs, built
 //! as a Node.js addon. `core` is plain Rust (HTTP, SSE, protocol, simulator); `binding` is the
 //! thin napi layer that converts JavaScript values and errors and calls into `core`.
+//!
+//! # Layout
+//!
+//! One `sendMessage` call flows through `core` like this:
+//!
+//! - `config`: options checked once into a `ClientConfig` (defaults, environment fallbacks).
+//! - `client`: the hub. `prepare` builds the prompt with `conversation` (history walk within
+//!   the token budget, the message store) and `tokens` (the tokenizer); `chat` writes the body.
+//! - `cache`: answers repeated requests and coalesces identical ones in flight.
+//! - Around each attempt: `admission` passes `limits` (concurrency slot, rate lease),
+//!   `breaker` and `keys`; `retry` decides what happens after a failure; `bounds` races every
+//!   await against abort, the deadline and the idle timeout (`time` keeps that arithmetic
+//!   from panicking).
+//! - `transport` sends the request (reqwest); a stream goes through `sse` and `stream`
+//!   (deltas to the caller's sink), and `chat` folds chunks, and `surrogates` mends split
+//!   UTF-16 escapes, into the reply.
+//! - On the way out: `metrics` counts it, `redact` scrubs keys from errors, `error` gives every
+//!   failure a stable code (and parses OpenAI error objects).
+//! - Beside the flow: `chunking` (token-bounded splitting), `jsvalue` (bounded JSON from
+//!   JavaScript values).
+//!
+//! `binding` wraps `core` for Node.js (the `#[napi]` items live only there); `simulator` is an
+//! OpenAI-compatible server with scripted faults that the tests run against.
 
 // Left out of `core-only` builds (see Cargo.toml), which have no Node.js to link against.
 #[cfg(not(feature = "core-only"))]

@@ -7,9 +7,9 @@ use napi_derive::napi;
 use super::convert::caught;
 use super::errors::{invalid_arg, promise_or_rejection, to_napi_error};
 use super::options::{describe, Opts};
-use crate::core::chat::PromptMessage;
+use crate::core::chat::{self, PromptMessage};
 use crate::core::error::{ChatError, ErrorCode};
-use crate::core::tokens::{self, Encoding};
+use crate::core::tokens::Encoding;
 
 /// Which tokenizer to use. `encoding` wins over `model`; with neither, `o200k_base`.
 #[napi(object, object_from_js = false, object_to_js = false)]
@@ -144,7 +144,7 @@ pub fn count_message_tokens(env: Env, messages: Unknown, options: Option<Unknown
             name: o.string("name")?,
         });
     }
-    Ok(tokens::prompt_tokens(enc, &prompt) as u32)
+    Ok(chat::prompt_tokens(enc, &prompt) as u32)
 }
 
 /// Token ids of `text` (special-token text encoded as plain text), identical to tiktoken's except

@@ -41,7 +41,7 @@ pub struct CacheConfig {
 }
 
 impl Default for CacheConfig {
-    /// 1,024 entries (the seed's maxsize), 64 MiB, one hour.
+    /// 1,024 entries, 64 MiB, one hour.
     fn default() -> Self {
         CacheConfig {
             max_entries: 1024,
@@ -177,9 +177,9 @@ pub fn cache_key(base_url: &str, params: &Params, added_max: AddedMax, messages:
     h.update(&[0]);
     h.update(params.answer_json().as_bytes());
     h.update(&[0]);
-    if let Some((key, n)) = added_max {
-        h.update(key.as_bytes());
-        h.update(&n.to_le_bytes());
+    if let Some(cap) = added_max {
+        h.update(cap.field.as_bytes());
+        h.update(&cap.tokens.to_le_bytes());
     }
     for m in messages {
         h.update(&[1]);
@@ -372,6 +372,7 @@ impl Flights {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::chat::ReplyCap;
     use serde_json::{Map, Value};
 
     fn completion(text: &str, ends: Vec<usize>) -> CachedCompletion {
@@ -418,10 +419,26 @@ mod tests {
         hot.insert("temperature".into(), Value::from(1.5));
         assert_ne!(key("http://a/v1", hot, None, &msgs("hi")), base);
         // The reply cap changes the answer, whether the caller set it or the client added it.
-        let capped = key("http://a/v1", params("m"), Some(("max_tokens", 10)), &msgs("hi"));
+        let capped = key(
+            "http://a/v1",
+            params("m"),
+            Some(ReplyCap {
+                field: "max_tokens",
+                tokens: 10,
+            }),
+            &msgs("hi"),
+        );
         assert_ne!(capped, base);
         assert_ne!(
-            key("http://a/v1", params("m"), Some(("max_tokens", 11)), &msgs("hi")),
+            key(
+                "http://a/v1",
+                params("m"),
+                Some(ReplyCap {
+                    field: "max_tokens",
+                    tokens: 11
+                }),
+                &msgs("hi")
+            ),
             capped
         );
         let mut own = params("m");

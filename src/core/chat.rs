@@ -1,7 +1,8 @@
-//! The chat-completions wire format: building request bodies, reading complete responses, and
-//! folding stream chunks into text, finish reason and usage.
+//! The chat-completions wire format: building request bodies, reading complete responses,
+//! folding stream chunks into text, finish reason and usage, and the chat token formula (what a
+//! prompt's messages cost on top of their text, as the API bills them).
 //!
-//! Tolerant where real servers differ (see the reference notes): an empty `delta`, a role-only
+//! Tolerant where real servers differ: an empty `delta`, a role-only
 //! first chunk, `content: null` (llama.cpp), a usage chunk with non-empty `choices` (LiteLLM),
 //! numeric error codes. Strict where silence would be wrong: an error object anywhere rejects,
 //! and a stream must end with `[DONE]` or a `finish_reason`.
@@ -15,11 +16,10 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::error::{code_for_stream_error, ChatError, ErrorCode};
+use super::error::{error_from_object, ChatError, ErrorCode};
 use super::sse::SseEvent;
 use super::surrogates::{decode_string, decode_string_lossy, replace_lone_surrogates};
 use super::tokens::Encoding;
-use super::transport::value_to_string;
 
 /// One message of the prompt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -109,9 +109,16 @@ impl Params {
     }
 }
 
-/// The reply cap added to a request whose parameters set none: `max_tokens` (or
-/// `max_completion_tokens` for the models that take it) and its value.
-pub type AddedMax = Option<(&'static str, u32)>;
+/// The reply cap added to a request whose parameters set none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyCap {
+    /// `max_tokens`, or `max_completion_tokens` for the models that take it.
+    pub field: &'static str,
+    pub tokens: u32,
+}
+
+/// The reply cap the client adds, if any (none when the parameters set their own).
+pub type AddedMax = Option<ReplyCap>;
 
 /// Build the JSON body: `{ ...params, max_tokens?, messages, stream }` (plus
 /// `stream_options.include_usage` when streaming, so usage is real rather than estimated).
@@ -124,9 +131,9 @@ pub fn build_body(params: &Params, added_max: AddedMax, messages: &[PromptMessag
     if !params.body_entries.is_empty() {
         out.push(b',');
     }
-    if let Some((key, n)) = added_max {
+    if let Some(ReplyCap { field, tokens }) = added_max {
         // Writing into a Vec cannot fail.
-        let _ = write!(out, "\"{key}\":{n},");
+        let _ = write!(out, "\"{field}\":{tokens},");
     }
     out.extend_from_slice(b"\"messages\":");
     // Writing strings into a Vec cannot fail.
@@ -463,24 +470,6 @@ pub fn parse_completion(body: &[u8]) -> Result<Completion, ChatError> {
     })
 }
 
-/// An `{"message","type","param","code"}` error object from a body or stream event.
-pub fn error_from_object(err: &Value) -> ChatError {
-    let field = |name: &str| err.get(name).and_then(value_to_string);
-    let server_code = field("code");
-    let error_type = field("type");
-    let message = field("message")
-        .or_else(|| err.as_str().map(str::to_owned))
-        .unwrap_or_else(|| err.to_string());
-    let mut e = ChatError::new(
-        code_for_stream_error(server_code.as_deref(), error_type.as_deref()),
-        format!("The server reported an error: {message}"),
-    );
-    e.server_code = server_code;
-    e.error_type = error_type;
-    e.param = field("param");
-    e
-}
-
 // Typed, borrowing views of a chunk: the per-delta hot path avoids building a `Value` tree.
 // Strings are kept as their JSON text and decoded by `surrogates`, which reads a lone surrogate
 // (half of a character split across chunks) where serde_json would reject the chunk; a field
@@ -664,6 +653,36 @@ impl StreamState {
     }
 }
 
+/// OpenAI's documented chat overhead: every message costs 3 tokens plus its fields, a `name`
+/// one more, and the reply is primed with 3.
+pub const TOKENS_PER_MESSAGE: usize = 3;
+pub const TOKENS_PER_NAME: usize = 1;
+pub const REPLY_PRIMING_TOKENS: usize = 3;
+
+/// Tokens one message adds to a prompt.
+pub fn message_tokens(enc: Encoding, m: &PromptMessage) -> usize {
+    let mut n = TOKENS_PER_MESSAGE + enc.count(&m.role) + enc.count(&m.content);
+    if let Some(name) = &m.name {
+        n += TOKENS_PER_NAME + enc.count(name);
+    }
+    n
+}
+
+/// At least [`message_tokens`] for any encoding, without tokenizing: every BPE token stands for
+/// at least one byte, so a text has at most as many tokens as bytes.
+pub fn message_tokens_upper_bound(m: &PromptMessage) -> usize {
+    let mut n = TOKENS_PER_MESSAGE + m.role.len() + m.content.len();
+    if let Some(name) = &m.name {
+        n += TOKENS_PER_NAME + name.len();
+    }
+    n
+}
+
+/// Prompt tokens of a whole request, as the API bills them.
+pub fn prompt_tokens(enc: Encoding, messages: &[PromptMessage]) -> usize {
+    messages.iter().map(|m| message_tokens(enc, m)).sum::<usize>() + REPLY_PRIMING_TOKENS
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -722,7 +741,10 @@ mod tests {
         }];
         let raw = build_body(
             &Params::new(Map::new()),
-            Some(("max_completion_tokens", 7)),
+            Some(ReplyCap {
+                field: "max_completion_tokens",
+                tokens: 7,
+            }),
             &msgs,
             false,
         );
@@ -1029,5 +1051,49 @@ mod tests {
             parse_completion(b"{\"choices\":[]}").unwrap_err().code,
             ErrorCode::BadResponse
         );
+    }
+
+    #[test]
+    fn the_byte_bound_is_never_below_the_count() {
+        let texts = [
+            "",
+            "a",
+            "bench 12345",
+            "  spaces   and\ttabs\n\n",
+            "日本語のテキスト、句読点。",
+            "\u{1F600}\u{1F680} emoji",
+            "ü",
+            "0123456789".repeat(50).as_str(),
+        ]
+        .map(str::to_owned);
+        for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
+            for t in &texts {
+                for name in [None, Some("bob".to_owned())] {
+                    let m = PromptMessage {
+                        role: "user".into(),
+                        content: t.clone(),
+                        name,
+                    };
+                    assert!(message_tokens_upper_bound(&m) >= message_tokens(enc, &m), "{t:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn chat_formula_adds_documented_overhead() {
+        let enc = Encoding::O200kBase;
+        let msgs = [PromptMessage {
+            role: "user".into(),
+            content: "hello".into(),
+            name: None,
+        }];
+        assert_eq!(prompt_tokens(enc, &msgs), 3 + 1 + 1 + 3);
+        let named = [PromptMessage {
+            role: "user".into(),
+            content: "hello".into(),
+            name: Some("bob".into()),
+        }];
+        assert_eq!(prompt_tokens(enc, &named), 3 + 1 + 1 + 1 + 1 + 3);
     }
 }

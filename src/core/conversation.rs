@@ -23,9 +23,9 @@ use std::sync::Arc;
 use futures::future::{self, BoxFuture};
 use quick_cache::sync::Cache;
 
-use super::chat::PromptMessage;
+use super::chat::{self, PromptMessage};
 use super::error::{ChatError, ErrorCode};
-use super::tokens::{self, Encoding};
+use super::tokens::Encoding;
 
 /// One stored message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,7 +184,7 @@ impl TokenCountCache {
         if let Some(n) = self.system.get(&key) {
             return n as usize;
         }
-        let n = tokens::message_tokens(enc, m);
+        let n = chat::message_tokens(enc, m);
         self.system.insert(key, n as u32);
         n
     }
@@ -194,7 +194,7 @@ impl TokenCountCache {
         if let Some(n) = self.cache.get(&key) {
             return n;
         }
-        let n = tokens::message_tokens(enc, &m.as_prompt()) as u32;
+        let n = chat::message_tokens(enc, &m.as_prompt()) as u32;
         self.cache.insert(key, n);
         n
     }
@@ -237,8 +237,8 @@ pub async fn build_prompt(
     let limit = budget.max_model_tokens.saturating_sub(budget.max_response_tokens);
     let system_tokens = system.as_ref().map_or(0, |m| counts.count_system(enc, m));
     if !budget.exact && parent_message_id.is_none() {
-        let user_bound = tokens::message_tokens_upper_bound(&user);
-        let bound = (tokens::REPLY_PRIMING_TOKENS + system_tokens + user_bound) as u32;
+        let user_bound = chat::message_tokens_upper_bound(&user);
+        let bound = (chat::REPLY_PRIMING_TOKENS + system_tokens + user_bound) as u32;
         // Within `limit` the reply gets all of `max_response_tokens`, whatever the exact count.
         if user_bound as u32 <= UNCOUNTED_MAX_TOKENS && bound <= limit {
             let mut messages = Vec::with_capacity(2);
@@ -254,8 +254,8 @@ pub async fn build_prompt(
             });
         }
     }
-    let user_tokens = tokens::message_tokens(enc, &user);
-    let mut used = (tokens::REPLY_PRIMING_TOKENS + system_tokens + user_tokens) as u32;
+    let user_tokens = chat::message_tokens(enc, &user);
+    let mut used = (chat::REPLY_PRIMING_TOKENS + system_tokens + user_tokens) as u32;
     if used > limit {
         let mut e = ChatError::new(
             ErrorCode::ContextTooLong,
@@ -263,7 +263,7 @@ pub async fn build_prompt(
                 "The prompt needs {used} tokens (system message {system_tokens}, user message {user_tokens}, \
                  reply priming {}) but only {limit} fit (`maxModelTokens` {} - `maxResponseTokens` {}); \
                  shorten the message or split it with splitText()",
-                tokens::REPLY_PRIMING_TOKENS,
+                chat::REPLY_PRIMING_TOKENS,
                 budget.max_model_tokens,
                 budget.max_response_tokens
             ),
@@ -405,7 +405,7 @@ mod tests {
         assert_eq!(p.truncated, None);
         assert_eq!(
             p.prompt_tokens as usize,
-            tokens::prompt_tokens(Encoding::O200kBase, &p.messages)
+            chat::prompt_tokens(Encoding::O200kBase, &p.messages)
         );
         assert_eq!(p.max_tokens, 1000);
     }
@@ -415,9 +415,9 @@ mod tests {
         let store = chain();
         let counts = TokenCountCache::new(100);
         let enc = Encoding::O200kBase;
-        let base = tokens::prompt_tokens(enc, &[user("another")]) as u32;
-        let a2 = tokens::message_tokens(enc, &store.get_now("a2").unwrap().as_prompt()) as u32;
-        let u2 = tokens::message_tokens(enc, &store.get_now("u2").unwrap().as_prompt()) as u32;
+        let base = chat::prompt_tokens(enc, &[user("another")]) as u32;
+        let a2 = chat::message_tokens(enc, &store.get_now("a2").unwrap().as_prompt()) as u32;
+        let u2 = chat::message_tokens(enc, &store.get_now("u2").unwrap().as_prompt()) as u32;
         // Room for exactly a2 and u2: a1 must be left out.
         let limit = base + a2 + u2;
         let p = build_prompt(
@@ -536,7 +536,7 @@ mod tests {
         assert_eq!(first.prompt_tokens, second.prompt_tokens);
         assert_eq!(
             first.prompt_tokens as usize,
-            tokens::prompt_tokens(Encoding::O200kBase, &first.messages)
+            chat::prompt_tokens(Encoding::O200kBase, &first.messages)
         );
         assert_eq!(counts.system.len(), 1);
     }
@@ -555,7 +555,7 @@ mod tests {
         let p = build_prompt(&store, &counts, &lazy(4000, 1000), None, user(text), None)
             .await
             .unwrap();
-        let exact = tokens::prompt_tokens(Encoding::O200kBase, &p.messages) as u32;
+        let exact = chat::prompt_tokens(Encoding::O200kBase, &p.messages) as u32;
         assert!(!p.prompt_tokens_exact);
         assert!(p.prompt_tokens >= exact, "{} < {exact}", p.prompt_tokens);
         assert_eq!(p.max_tokens, 1000);
@@ -581,7 +581,7 @@ mod tests {
         assert_eq!(p.history_messages, 4);
         // A bound over the window although the message fits: counted, and it fits.
         let text = "word ".repeat(12);
-        let exact = tokens::prompt_tokens(Encoding::O200kBase, &[user(&text)]) as u32;
+        let exact = chat::prompt_tokens(Encoding::O200kBase, &[user(&text)]) as u32;
         let p = build_prompt(&store, &counts, &lazy(exact + 10, 10), None, user(&text), None)
             .await
             .unwrap();

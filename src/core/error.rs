@@ -11,6 +11,10 @@ use std::any::Any;
 use std::fmt;
 use std::time::Duration;
 
+use serde_json::Value;
+
+use super::surrogates::replace_lone_surrogates;
+
 /// Stable error codes. `as_str` is what JavaScript sees in `error.code`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
@@ -236,6 +240,92 @@ fn is_quota(server_code: Option<&str>, error_type: Option<&str>) -> bool {
     server_code == Some("insufficient_quota") || error_type == Some("insufficient_quota")
 }
 
+/// The fields of an OpenAI error object (`{"message", "type", "param", "code"}`), from a response
+/// body or a stream event. Numeric codes (llama.cpp) read as strings.
+#[derive(Debug, Default, PartialEq)]
+pub struct ServerError {
+    /// `message`, or the object itself when it is a bare string (`{"error": "text"}`).
+    pub message: Option<String>,
+    pub code: Option<String>,
+    pub error_type: Option<String>,
+    pub param: Option<String>,
+}
+
+impl ServerError {
+    /// Read an error object; anything not shaped like one reads as all fields absent.
+    pub fn read(err: &Value) -> Self {
+        let field = |name: &str| err.get(name).and_then(value_to_string);
+        ServerError {
+            message: field("message").or_else(|| err.as_str().map(str::to_owned)),
+            code: field("code"),
+            error_type: field("type"),
+            param: field("param"),
+        }
+    }
+}
+
+/// Strings stay strings, numbers (llama.cpp's numeric codes) become strings, null is absent.
+pub fn value_to_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Turn a non-2xx status and its (optional) OpenAI error body into an error.
+pub fn status_to_error(
+    status: u16,
+    reason: Option<&str>,
+    body: &[u8],
+    request_id: Option<String>,
+    retry_after: Option<Duration>,
+) -> ChatError {
+    // Lone surrogate escapes read as U+FFFD rather than making the body unreadable.
+    let parsed: Option<Value> = serde_json::from_slice(&replace_lone_surrogates(body)).ok();
+    let server = parsed
+        .as_ref()
+        .and_then(|v| v.get("error"))
+        .map(ServerError::read)
+        .unwrap_or_default();
+    // Some servers send plain text.
+    let server_message = server.message.or_else(|| {
+        let text = String::from_utf8_lossy(body);
+        let text = text.trim();
+        (!text.is_empty() && parsed.is_none()).then(|| text.chars().take(500).collect())
+    });
+    let code = code_for_status(status, server.code.as_deref(), server.error_type.as_deref());
+    let reason_text = reason.unwrap_or("");
+    let message = match server_message {
+        Some(m) => format!("OpenAI error {status} {reason_text}: {m}"),
+        None => format!("OpenAI error {status} {reason_text}"),
+    };
+    let mut e = ChatError::new(code, message.trim_end());
+    e.status = Some(status);
+    e.status_text = reason.map(str::to_owned);
+    e.error_type = server.error_type;
+    e.param = server.param;
+    e.server_code = server.code;
+    e.request_id = request_id;
+    e.retry_after = retry_after;
+    e
+}
+
+/// An error object that arrived in a 200 response or inside a stream, where there is no status.
+pub fn error_from_object(err: &Value) -> ChatError {
+    let server = ServerError::read(err);
+    let message = server.message.unwrap_or_else(|| err.to_string());
+    let mut e = ChatError::new(
+        code_for_stream_error(server.code.as_deref(), server.error_type.as_deref()),
+        format!("The server reported an error: {message}"),
+    );
+    e.server_code = server.code;
+    e.error_type = server.error_type;
+    e.param = server.param;
+    e
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,5 +384,51 @@ mod tests {
         assert_eq!(e.partial_text, None);
         let e = e.with_partial_text("abc");
         assert_eq!(e.partial_text.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn openai_error_body_fills_every_field() {
+        let body = br#"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#;
+        let e = status_to_error(429, Some("Too Many Requests"), body, Some("req_1".into()), None);
+        assert_eq!(e.code, ErrorCode::RateLimited);
+        assert_eq!(e.status, Some(429));
+        assert_eq!(e.status_text.as_deref(), Some("Too Many Requests"));
+        assert_eq!(e.error_type.as_deref(), Some("requests"));
+        assert_eq!(e.server_code.as_deref(), Some("rate_limit_exceeded"));
+        assert_eq!(e.param, None);
+        assert_eq!(e.request_id.as_deref(), Some("req_1"));
+        assert!(e.message.contains("Rate limit reached"));
+    }
+
+    #[test]
+    fn numeric_server_codes_become_strings() {
+        let body = br#"{"error":{"message":"bad","type":"invalid_request_error","code":400}}"#;
+        let e = status_to_error(400, Some("Bad Request"), body, None, None);
+        assert_eq!(e.server_code.as_deref(), Some("400"));
+        assert_eq!(e.code, ErrorCode::Http);
+    }
+
+    #[test]
+    fn plain_text_bodies_are_kept_in_the_message() {
+        let e = status_to_error(502, Some("Bad Gateway"), b"upstream died", None, None);
+        assert!(e.message.contains("upstream died"));
+    }
+
+    #[test]
+    fn an_error_object_reads_alike_in_a_body_and_in_a_stream() {
+        let object = serde_json::json!({"message": "slow down", "type": "requests", "param": "model", "code": 429});
+        let body = serde_json::to_vec(&serde_json::json!({ "error": object })).unwrap();
+        let from_body = status_to_error(429, Some("Too Many Requests"), &body, None, None);
+        let from_stream = error_from_object(&object);
+        assert_eq!(from_body.server_code.as_deref(), Some("429"));
+        for e in [&from_body, &from_stream] {
+            assert_eq!(e.server_code, from_body.server_code);
+            assert_eq!(e.error_type.as_deref(), Some("requests"));
+            assert_eq!(e.param.as_deref(), Some("model"));
+            assert!(e.message.contains("slow down"));
+        }
+        // A bare string is the message; anything else is shown whole.
+        assert!(error_from_object(&serde_json::json!("boom")).message.ends_with("boom"));
+        assert_eq!(ServerError::read(&serde_json::json!(42)), ServerError::default());
     }
 }

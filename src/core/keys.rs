@@ -19,6 +19,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::config::ApiKey;
+use super::redact::fingerprint;
 use super::time::{cap_server_wait, instant_after};
 
 /// Longest a 429 without a usable `retry-after` cools a key down.
@@ -79,23 +80,6 @@ impl Drop for KeyLease {
             k.in_flight = k.in_flight.saturating_sub(1);
         }
     }
-}
-
-/// `sk-…abcd` (or `…` alone for keys too short to show anything safely).
-pub fn fingerprint(key: &str) -> String {
-    let chars: Vec<char> = key.chars().collect();
-    if chars.len() < 12 {
-        return "…".into();
-    }
-    let prefix: String = chars
-        .iter()
-        .take_while(|c| **c != '-')
-        .chain(std::iter::once(&'-'))
-        .take(4)
-        .collect();
-    let prefix = if prefix.ends_with('-') { prefix } else { String::new() };
-    let tail: String = chars.iter().skip(chars.len().saturating_sub(4)).collect();
-    format!("{prefix}…{tail}")
 }
 
 impl KeyPool {
@@ -242,13 +226,6 @@ mod tests {
                 .map(|i| ApiKey::new(format!("sk-test-key-number-{i:04}")))
                 .collect(),
         )
-    }
-
-    #[test]
-    fn fingerprints_show_only_the_tail() {
-        assert_eq!(fingerprint("sk-abcdefghijklmnop1234"), "sk-…1234");
-        assert_eq!(fingerprint("short"), "…");
-        assert!(!fingerprint("sk-proj-secretsecretsecret9876").contains("secret"));
     }
 
     #[tokio::test(start_paused = true)]

@@ -20,7 +20,6 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::error::{ChatError, ErrorInfo};
-use super::keys::fingerprint;
 
 /// What a removed secret is replaced with (keys are replaced with their fingerprint instead).
 pub const REDACTED: &str = "<redacted>";
@@ -178,6 +177,23 @@ impl KeyMask {
     }
 }
 
+/// `sk-…abcd` (or `…` alone for keys too short to show anything safely).
+pub fn fingerprint(key: &str) -> String {
+    let chars: Vec<char> = key.chars().collect();
+    if chars.len() < 12 {
+        return "…".into();
+    }
+    let prefix: String = chars
+        .iter()
+        .take_while(|c| **c != '-')
+        .chain(std::iter::once(&'-'))
+        .take(4)
+        .collect();
+    let prefix = if prefix.ends_with('-') { prefix } else { String::new() };
+    let tail: String = chars.iter().skip(chars.len().saturating_sub(4)).collect();
+    format!("{prefix}…{tail}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,5 +274,12 @@ mod tests {
         assert_eq!(r.scrub("a short-ke"), "a short-ke");
         let out = r.scrub("x ключ-ключ-ключ-кл");
         assert!(!out.contains("ключ-ключ-ключ"), "{out}");
+    }
+
+    #[test]
+    fn fingerprints_show_only_the_tail() {
+        assert_eq!(fingerprint("sk-abcdefghijklmnop1234"), "sk-…1234");
+        assert_eq!(fingerprint("short"), "…");
+        assert!(!fingerprint("sk-proj-secretsecretsecret9876").contains("secret"));
     }
 }

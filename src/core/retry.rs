@@ -1,6 +1,6 @@
 //! Retry policy: which failures are worth another attempt, and how long to wait first.
 //!
-//! The rules follow openai-node (see the reference notes), with two fixes: quota exhaustion
+//! The rules follow openai-node, with two fixes: quota exhaustion
 //! (429 `insufficient_quota`) is never retried, since it is billing, not load; and no retry is
 //! started that cannot finish before the call's deadline.
 //!

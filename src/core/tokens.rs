@@ -1,4 +1,5 @@
-//! Token counting with tiktoken-rs: which encoding a model uses, and OpenAI's chat formula.
+//! Token counting with tiktoken-rs: which encoding a model uses, and how many tokens a text is.
+//! The chat formula (what messages cost on top of their text) is in `chat`.
 //!
 //! Encoders are built once per process (tiktoken-rs singletons: building one costs 50-200 ms)
 //! and shared by every thread. Special-token text such as `<|endoftext|>` in user input is
@@ -10,8 +11,6 @@
 //! [`LONG_RUN_BYTES`] reaches it (see [`Encoding::encode`]).
 
 use tiktoken_rs::CoreBPE;
-
-use super::chat::PromptMessage;
 
 /// The BPE encodings we ship.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -389,36 +388,6 @@ pub fn split_for_parallel_count(text: &str, parts: usize) -> Vec<&str> {
     out
 }
 
-/// OpenAI's documented chat overhead: every message costs 3 tokens plus its fields, a `name`
-/// one more, and the reply is primed with 3.
-pub const TOKENS_PER_MESSAGE: usize = 3;
-pub const TOKENS_PER_NAME: usize = 1;
-pub const REPLY_PRIMING_TOKENS: usize = 3;
-
-/// Tokens one message adds to a prompt.
-pub fn message_tokens(enc: Encoding, m: &PromptMessage) -> usize {
-    let mut n = TOKENS_PER_MESSAGE + enc.count(&m.role) + enc.count(&m.content);
-    if let Some(name) = &m.name {
-        n += TOKENS_PER_NAME + enc.count(name);
-    }
-    n
-}
-
-/// At least [`message_tokens`] for any encoding, without tokenizing: every BPE token stands for
-/// at least one byte, so a text has at most as many tokens as bytes.
-pub fn message_tokens_upper_bound(m: &PromptMessage) -> usize {
-    let mut n = TOKENS_PER_MESSAGE + m.role.len() + m.content.len();
-    if let Some(name) = &m.name {
-        n += TOKENS_PER_NAME + name.len();
-    }
-    n
-}
-
-/// Prompt tokens of a whole request, as the API bills them.
-pub fn prompt_tokens(enc: Encoding, messages: &[PromptMessage]) -> usize {
-    messages.iter().map(|m| message_tokens(enc, m)).sum::<usize>() + REPLY_PRIMING_TOKENS
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,33 +443,6 @@ mod tests {
         assert_eq!(Encoding::for_model("gpt-3.5-turbo"), Encoding::Cl100kBase);
         assert_eq!(Encoding::for_model("openai/gpt-3.5-turbo"), Encoding::Cl100kBase);
         assert_eq!(Encoding::for_model("text-embedding-3-small"), Encoding::Cl100kBase);
-    }
-
-    #[test]
-    fn the_byte_bound_is_never_below_the_count() {
-        let texts = [
-            "",
-            "a",
-            "bench 12345",
-            "  spaces   and\ttabs\n\n",
-            "日本語のテキスト、句読点。",
-            "\u{1F600}\u{1F680} emoji",
-            "ü",
-            "0123456789".repeat(50).as_str(),
-        ]
-        .map(str::to_owned);
-        for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
-            for t in &texts {
-                for name in [None, Some("bob".to_owned())] {
-                    let m = PromptMessage {
-                        role: "user".into(),
-                        content: t.clone(),
-                        name,
-                    };
-                    assert!(message_tokens_upper_bound(&m) >= message_tokens(enc, &m), "{t:?}");
-                }
-            }
-        }
     }
 
     #[test]
@@ -705,22 +647,5 @@ mod tests {
     fn special_token_text_counts_as_plain_text() {
         let n = Encoding::Cl100kBase.count("<|endoftext|>");
         assert!(n > 1, "counted as ordinary text, got {n}");
-    }
-
-    #[test]
-    fn chat_formula_adds_documented_overhead() {
-        let enc = Encoding::O200kBase;
-        let msgs = [PromptMessage {
-            role: "user".into(),
-            content: "hello".into(),
-            name: None,
-        }];
-        assert_eq!(prompt_tokens(enc, &msgs), 3 + 1 + 1 + 3);
-        let named = [PromptMessage {
-            role: "user".into(),
-            content: "hello".into(),
-            name: Some("bob".into()),
-        }];
-        assert_eq!(prompt_tokens(enc, &named), 3 + 1 + 1 + 1 + 1 + 3);
     }
 }

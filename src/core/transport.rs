@@ -11,10 +11,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
-use serde_json::Value;
 
 use super::config::{ApiKey, ClientConfig};
-use super::error::{code_for_status, ChatError, ErrorCode, ErrorInfo};
+use super::error::{status_to_error, ChatError, ErrorCode};
 use super::time::{duration_from_millis_f64, duration_from_secs_f64};
 
 /// rustls needs a process-wide crypto provider; we ship `ring` (smaller and faster to build than
@@ -211,62 +210,6 @@ pub fn too_large(limit: usize) -> ChatError {
     )
 }
 
-/// Turn a status and an (optional) OpenAI error body into an error.
-pub fn status_to_error(
-    status: u16,
-    reason: Option<&str>,
-    body: &[u8],
-    request_id: Option<String>,
-    retry_after: Option<Duration>,
-) -> ChatError {
-    // Lone surrogate escapes read as U+FFFD rather than making the body unreadable.
-    let parsed: Option<Value> = serde_json::from_slice(&super::surrogates::replace_lone_surrogates(body)).ok();
-    let err_obj = parsed.as_ref().and_then(|v| v.get("error"));
-    let field = |name: &str| err_obj.and_then(|e| e.get(name)).and_then(value_to_string);
-    let server_message = field("message").or_else(|| {
-        // Some servers send `{"error": "text"}` or plain text.
-        err_obj.and_then(Value::as_str).map(str::to_owned).or_else(|| {
-            let text = String::from_utf8_lossy(body);
-            let text = text.trim();
-            (!text.is_empty() && parsed.is_none()).then(|| text.chars().take(500).collect())
-        })
-    });
-    let server_code = field("code");
-    let error_type = field("type");
-    let code = code_for_status(status, server_code.as_deref(), error_type.as_deref());
-    let reason_text = reason.unwrap_or("");
-    let message = match server_message {
-        Some(m) => format!("OpenAI error {status} {reason_text}: {m}"),
-        None => format!("OpenAI error {status} {reason_text}"),
-    };
-    ChatError::from(ErrorInfo {
-        code,
-        message: message.trim_end().to_owned(),
-        status: Some(status),
-        status_text: reason.map(str::to_owned),
-        error_type,
-        param: field("param"),
-        server_code,
-        request_id,
-        partial_text: None,
-        retry_after,
-        prompt_tokens: None,
-        max_prompt_tokens: None,
-        should_retry: None,
-        attempts: None,
-    })
-}
-
-/// Strings stay strings, numbers (llama.cpp's numeric codes) become strings, null is absent.
-pub fn value_to_string(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
 /// `retry-after-ms` (float milliseconds) first, then `retry-after` (seconds or an HTTP date).
 /// Absurd values saturate (see [`super::time`]) rather than panic; negative and non-numeric ones
 /// are ignored.
@@ -337,34 +280,6 @@ mod tests {
         // Each configured key's header is made once and found again by identity.
         assert!(t.authorization(&cfg.api_keys[0]).unwrap().is_sensitive());
         assert_eq!(t.auth.len(), 1);
-    }
-
-    #[test]
-    fn openai_error_body_fills_every_field() {
-        let body = br#"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#;
-        let e = status_to_error(429, Some("Too Many Requests"), body, Some("req_1".into()), None);
-        assert_eq!(e.code, ErrorCode::RateLimited);
-        assert_eq!(e.status, Some(429));
-        assert_eq!(e.status_text.as_deref(), Some("Too Many Requests"));
-        assert_eq!(e.error_type.as_deref(), Some("requests"));
-        assert_eq!(e.server_code.as_deref(), Some("rate_limit_exceeded"));
-        assert_eq!(e.param, None);
-        assert_eq!(e.request_id.as_deref(), Some("req_1"));
-        assert!(e.message.contains("Rate limit reached"));
-    }
-
-    #[test]
-    fn numeric_server_codes_become_strings() {
-        let body = br#"{"error":{"message":"bad","type":"invalid_request_error","code":400}}"#;
-        let e = status_to_error(400, Some("Bad Request"), body, None, None);
-        assert_eq!(e.server_code.as_deref(), Some("400"));
-        assert_eq!(e.code, ErrorCode::Http);
-    }
-
-    #[test]
-    fn plain_text_bodies_are_kept_in_the_message() {
-        let e = status_to_error(502, Some("Bad Gateway"), b"upstream died", None, None);
-        assert!(e.message.contains("upstream died"));
     }
 
     #[test]

@@ -1,0 +1,448 @@
+//! Admission of one HTTP attempt: the four gates an attempt passes before it is sent, in order,
+//! and what a failed attempt teaches them.
+//!
+//! 1. a concurrency slot (FIFO, the queue bounded by `maxQueue`), held for the attempt only, so a
+//!    call waiting out a backoff does not occupy one;
+//! 2. a circuit-breaker permit, refused at once while the circuit is open;
+//! 3. a key from the pool, waiting for a cooling key when it is free before the call's deadline;
+//! 4. the key's rate lease (its requests and tokens per minute), refused at once when a
+//!    server-imposed pause outlasts the call's deadline.
+//!
+//! Every wait runs under the call's [`CallBounds`], so admission is cut short by abort and
+//! deadline like any other await point.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::bounds::CallBounds;
+use super::breaker::{BreakerPermit, CircuitBreaker, Outcome};
+use super::config::{ApiKey, ClientConfig};
+use super::error::{ChatError, ErrorCode};
+use super::keys::{KeyLease, KeyPool, NoKey};
+use super::limits::{
+    AcquireError, ConcurrencyLimiter, ConcurrencyPermit, RateLease, RateLimitConfig, RateLimitError, RateLimiter,
+};
+use super::metrics::Metrics;
+
+/// The gates of one client, shared by all its calls.
+pub struct Admission {
+    concurrency: ConcurrencyLimiter,
+    breaker: Option<CircuitBreaker>,
+    keys: Arc<KeyPool>,
+    /// One per key: providers limit each key (organisation) separately.
+    limiters: Vec<RateLimiter>,
+}
+
+/// An attempt let through every gate. Dropping it releases what is still held; the key lease
+/// and an unsettled rate lease are kept until then (over a retry's backoff too), so the key
+/// counts as busy and the estimate as spent.
+pub struct Admitted<'a> {
+    /// `None` once the attempt has ended ([`Admitted::end_attempt`]).
+    slot: Option<ConcurrencyPermit>,
+    permit: Option<BreakerPermit<'a>>,
+    lease: KeyLease,
+    /// The key's rate limiter and the capacity taken from it.
+    limiter: Option<&'a RateLimiter>,
+    rate: Option<RateLease>,
+}
+
+impl Admission {
+    /// The gates for `cfg`, with `breaker` (when the client has one).
+    pub fn new(cfg: &ClientConfig, breaker: Option<CircuitBreaker>) -> Self {
+        // A limiter per key even without `rateLimit`: it then starts unlimited but still learns
+        // from 429s and `x-ratelimit-*` headers.
+        let limit = cfg.rate_limit.unwrap_or(RateLimitConfig {
+            requests_per_minute: None,
+            tokens_per_minute: None,
+        });
+        Admission {
+            concurrency: ConcurrencyLimiter::new(cfg.max_concurrency, cfg.max_queue),
+            breaker,
+            keys: KeyPool::new(cfg.api_keys.clone()),
+            limiters: cfg.api_keys.iter().map(|_| RateLimiter::new(limit)).collect(),
+        }
+    }
+
+    pub fn concurrency(&self) -> &ConcurrencyLimiter {
+        &self.concurrency
+    }
+
+    pub fn breaker(&self) -> Option<&CircuitBreaker> {
+        self.breaker.as_ref()
+    }
+
+    pub fn keys(&self) -> &KeyPool {
+        &self.keys
+    }
+
+    /// Another key can take over from the one that just failed, right now.
+    pub fn can_fail_over(&self) -> bool {
+        self.keys.len() > 1 && self.keys.has_usable()
+    }
+
+    /// Pass the four gates for one attempt expected to use about `estimate` tokens (prompt plus
+    /// the reply's cap).
+    pub async fn acquire(&self, bounds: &CallBounds<'_>, estimate: u32) -> Result<Admitted<'_>, ChatError> {
+        let slot = bounds
+            .wait(async {
+                self.concurrency
+                    .acquire()
+                    .await
+                    .map_err(|AcquireError::QueueFull { max_queue }| {
+                        ChatError::new(
+                            ErrorCode::QueueFull,
+                            format!("{max_queue} calls are already waiting for a slot (`maxQueue`)"),
+                        )
+                    })
+            })
+            .await?;
+
+        let permit = match &self.breaker {
+            Some(b) => Some(b.try_acquire().map_err(|open| {
+                ChatError::new(
+                    ErrorCode::CircuitOpen,
+                    format!(
+                        "The circuit breaker is open after repeated upstream failures; next probe in {} ms",
+                        open.retry_in.as_millis()
+                    ),
+                )
+            })?),
+            None => None,
+        };
+
+        let lease = self.lease_key(bounds).await?;
+
+        let limiter = self.limiters.get(lease.index);
+        let rate = match limiter {
+            Some(l) => Some(
+                bounds
+                    .wait(async {
+                        l.acquire_before(estimate, Some(bounds.deadline()))
+                            .await
+                            .map_err(rate_limit_error)
+                    })
+                    .await?,
+            ),
+            None => None,
+        };
+        Ok(Admitted {
+            slot: Some(slot),
+            permit,
+            lease,
+            limiter,
+            rate,
+        })
+    }
+
+    /// A key, waiting for a cooling one when it is free before the call's deadline.
+    async fn lease_key(&self, bounds: &CallBounds<'_>) -> Result<KeyLease, ChatError> {
+        loop {
+            match self.keys.acquire() {
+                Ok(lease) => return Ok(lease),
+                Err(NoKey::CoolingUntil(until)) if until < bounds.deadline() => bounds.sleep_until(until).await?,
+                Err(NoKey::CoolingUntil(until)) => {
+                    let wait = until.saturating_duration_since(Instant::now());
+                    let mut e = ChatError::new(
+                        ErrorCode::NoKeyAvailable,
+                        format!(
+                            "Every API key is cooling down after 429s for another {} ms, past the call's deadline",
+                            wait.as_millis()
+                        ),
+                    );
+                    e.retry_after = Some(wait);
+                    return Err(e);
+                }
+                Err(NoKey::AllDisabled) => {
+                    return Err(ChatError::new(
+                        ErrorCode::NoKeyAvailable,
+                        "Every API key was rejected (401/403)",
+                    ))
+                }
+            }
+        }
+    }
+}
+
+impl Admitted<'_> {
+    /// The key this attempt sends.
+    pub fn key(&self) -> &ApiKey {
+        &self.lease.key
+    }
+
+    /// Let the key's rate limiter learn from a response's `x-ratelimit-*` headers.
+    pub fn observe_headers(&self, headers: &http::HeaderMap) {
+        if let Some(l) = self.limiter {
+            l.observe_headers(headers);
+        }
+    }
+
+    /// The request is over: free the concurrency slot for the next caller.
+    pub fn end_attempt(&mut self) {
+        self.slot = None;
+    }
+
+    /// The attempt succeeded having used `tokens`: close the breaker's books and return the
+    /// unused part of the estimate.
+    pub fn succeeded(mut self, tokens: u32) {
+        self.slot = None;
+        if let Some(p) = self.permit.take() {
+            p.record(Outcome::Success);
+        }
+        if let Some(r) = self.rate.take() {
+            r.settle(tokens);
+        }
+    }
+
+    /// The attempt failed with `e`: tell the breaker, pause the key's limiter and cool the key
+    /// after a 429, disable a rejected key of a pool. The key lease stays held.
+    pub fn failed(&mut self, e: &ChatError, admission: &Admission, metrics: &Metrics) {
+        self.slot = None;
+        if let Some(p) = self.permit.take() {
+            p.record(breaker_outcome(e));
+        }
+        let keys = &admission.keys;
+        if e.code == ErrorCode::RateLimited {
+            Metrics::inc(&metrics.rate_limited_responses);
+            if let Some(l) = self.limiter {
+                l.pause_for(e.retry_after);
+            }
+            if keys.len() > 1 {
+                keys.cool_down(self.lease.index, e.retry_after);
+                Metrics::inc(&metrics.key_cool_downs);
+            }
+        }
+        // A rejected key in a pool is disabled; the call may fail over to the next key at once.
+        if e.code == ErrorCode::Auth && keys.len() > 1 && keys.disable(self.lease.index) {
+            Metrics::inc(&metrics.keys_disabled);
+        }
+    }
+}
+
+/// Why the rate limiter refused a call, as the call's error.
+fn rate_limit_error(e: RateLimitError) -> ChatError {
+    match e {
+        RateLimitError::RequestTooLarge {
+            estimate,
+            tokens_per_minute,
+        } => ChatError::new(
+            ErrorCode::RequestTooLarge,
+            format!(
+                "The request needs about {estimate} tokens but `rateLimit.tokensPerMinute` is {tokens_per_minute}: it could never be sent"
+            ),
+        ),
+        RateLimitError::Paused { retry_after } => {
+            let mut e = ChatError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "The server paused requests (429 or rate-limit headers) for another {} ms, past the call's deadline",
+                    retry_after.as_millis()
+                ),
+            );
+            e.retry_after = Some(retry_after);
+            e
+        }
+    }
+}
+
+/// What a failure says about the upstream's health: only failures of the server or the path to
+/// it count; the caller's own mistakes (4xx), aborts and rate limiting (handled by pacing) do not.
+fn breaker_outcome(e: &ChatError) -> Outcome {
+    match e.code {
+        ErrorCode::Network
+        | ErrorCode::Timeout
+        | ErrorCode::StreamError
+        | ErrorCode::StreamIncomplete
+        | ErrorCode::BadResponse => Outcome::Failure,
+        ErrorCode::Http if e.status.is_some_and(|s| s >= 500) => Outcome::Failure,
+        _ => Outcome::Ignored,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::bounds::Deadline;
+    use crate::core::breaker::BreakerConfig;
+    use crate::core::config::ClientOptions;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+    use tokio_util::sync::CancellationToken;
+
+    fn config(opts: ClientOptions) -> ClientConfig {
+        ClientConfig::build(ClientOptions {
+            api_base_url: Some("http://127.0.0.1:9".into()),
+            ..opts
+        })
+        .unwrap()
+    }
+
+    fn keys(n: usize) -> ClientOptions {
+        ClientOptions {
+            api_keys: (0..n).map(|i| format!("sk-test-{i}")).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn bounds_for(cancel: &CancellationToken, timeout: Duration) -> CallBounds<'_> {
+        CallBounds::new(
+            Deadline::Fixed(Instant::now() + timeout),
+            timeout,
+            Duration::from_secs(600),
+            cancel,
+        )
+    }
+
+    fn rate_limited(retry_after: Duration) -> ChatError {
+        let mut e = ChatError::new(ErrorCode::RateLimited, "429");
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_is_refused_at_once() {
+        let cfg = config(ClientOptions {
+            max_concurrency: Some(1),
+            max_queue: Some(0),
+            ..keys(1)
+        });
+        let admission = Admission::new(&cfg, None);
+        let cancel = CancellationToken::new();
+        let bounds = bounds_for(&cancel, Duration::from_secs(10));
+        let mut first = admission.acquire(&bounds, 10).await.unwrap();
+        let refused = admission.acquire(&bounds, 10).await.err().unwrap();
+        assert_eq!(refused.code, ErrorCode::QueueFull);
+        // The slot is the attempt's only: once it ends, the next attempt gets in.
+        first.end_attempt();
+        assert!(admission.acquire(&bounds, 10).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_breaker_refuses_attempts() {
+        let cfg = config(keys(1));
+        let breaker = CircuitBreaker::new(BreakerConfig {
+            volume_threshold: 1,
+            error_threshold_percentage: 0,
+            ..BreakerConfig::default()
+        });
+        let admission = Admission::new(&cfg, Some(breaker));
+        let metrics = Metrics::default();
+        let cancel = CancellationToken::new();
+        let bounds = bounds_for(&cancel, Duration::from_secs(10));
+        let mut admitted = admission.acquire(&bounds, 10).await.unwrap();
+        admitted.failed(&ChatError::new(ErrorCode::Network, "reset"), &admission, &metrics);
+        drop(admitted);
+        let refused = admission.acquire(&bounds, 10).await.err().unwrap();
+        assert_eq!(refused.code, ErrorCode::CircuitOpen);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_that_outlasts_the_deadline_fails_fast_as_rate_limited() {
+        let cfg = config(keys(1));
+        let admission = Admission::new(&cfg, None);
+        let metrics = Metrics::default();
+        let cancel = CancellationToken::new();
+        let bounds = bounds_for(&cancel, Duration::from_secs(5));
+        let mut admitted = admission.acquire(&bounds, 10).await.unwrap();
+        admitted.failed(&rate_limited(Duration::from_secs(30)), &admission, &metrics);
+        drop(admitted);
+        let started = Instant::now();
+        let refused = admission.acquire(&bounds, 10).await.err().unwrap();
+        assert_eq!(refused.code, ErrorCode::RateLimited);
+        assert!(refused.retry_after.is_some());
+        assert_eq!(started.elapsed(), Duration::ZERO, "refused without waiting");
+        assert_eq!(metrics.rate_limited_responses.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_cools_the_key_and_the_next_attempt_takes_another() {
+        let cfg = config(keys(2));
+        let admission = Admission::new(&cfg, None);
+        let metrics = Metrics::default();
+        let cancel = CancellationToken::new();
+        let bounds = bounds_for(&cancel, Duration::from_secs(5));
+        let mut admitted = admission.acquire(&bounds, 10).await.unwrap();
+        let first_key = admitted.key().clone();
+        admitted.failed(&rate_limited(Duration::from_secs(30)), &admission, &metrics);
+        drop(admitted);
+        assert!(admission.can_fail_over());
+        let next = admission.acquire(&bounds, 10).await.unwrap();
+        assert!(!next.key().same(&first_key));
+        drop(next);
+        // With both keys cooling past the deadline, the call is refused with the wait.
+        let mut second = admission.acquire(&bounds, 10).await.unwrap();
+        second.failed(&rate_limited(Duration::from_secs(30)), &admission, &metrics);
+        drop(second);
+        let refused = admission.acquire(&bounds, 10).await.err().unwrap();
+        assert_eq!(refused.code, ErrorCode::NoKeyAvailable);
+        assert!(refused.retry_after.is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_key_cooling_until_before_the_deadline_is_waited_for() {
+        let cfg = config(keys(2));
+        let admission = Admission::new(&cfg, None);
+        let metrics = Metrics::default();
+        let cancel = CancellationToken::new();
+        let bounds = bounds_for(&cancel, Duration::from_secs(60));
+        for _ in 0..2 {
+            let mut admitted = admission.acquire(&bounds, 10).await.unwrap();
+            admitted.failed(&rate_limited(Duration::from_secs(2)), &admission, &metrics);
+        }
+        let started = Instant::now();
+        assert!(admission.acquire(&bounds, 10).await.is_ok());
+        assert!(started.elapsed() >= Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rejected_keys_are_disabled_until_none_is_left() {
+        let cfg = config(keys(2));
+        let admission = Admission::new(&cfg, None);
+        let metrics = Metrics::default();
+        let cancel = CancellationToken::new();
+        let bounds = bounds_for(&cancel, Duration::from_secs(5));
+        for _ in 0..2 {
+            let mut admitted = admission.acquire(&bounds, 10).await.unwrap();
+            admitted.failed(&ChatError::new(ErrorCode::Auth, "401"), &admission, &metrics);
+        }
+        assert_eq!(metrics.keys_disabled.load(Ordering::Relaxed), 2);
+        assert!(!admission.can_fail_over());
+        let refused = admission.acquire(&bounds, 10).await.err().unwrap();
+        assert_eq!(refused.code, ErrorCode::NoKeyAvailable);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_estimate_above_the_token_rate_can_never_be_admitted() {
+        let cfg = config(ClientOptions {
+            rate_limit: Some(RateLimitConfig {
+                requests_per_minute: None,
+                tokens_per_minute: Some(100),
+            }),
+            ..keys(1)
+        });
+        let admission = Admission::new(&cfg, None);
+        let cancel = CancellationToken::new();
+        let bounds = bounds_for(&cancel, Duration::from_secs(5));
+        let refused = admission.acquire(&bounds, 1_000).await.err().unwrap();
+        assert_eq!(refused.code, ErrorCode::RequestTooLarge);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_aborted_call_waiting_for_a_slot_leaves_at_once() {
+        let cfg = config(ClientOptions {
+            max_concurrency: Some(1),
+            ..keys(1)
+        });
+        let admission = Admission::new(&cfg, None);
+        let cancel = CancellationToken::new();
+        let bounds = bounds_for(&cancel, Duration::from_secs(60));
+        let _held = admission.acquire(&bounds, 10).await.unwrap();
+        let waiting = admission.acquire(&bounds, 10);
+        let abort = async {
+            tokio::task::yield_now().await;
+            cancel.cancel();
+        };
+        let (refused, ()) = futures::join!(waiting, abort);
+        assert_eq!(refused.err().unwrap().code, ErrorCode::Aborted);
+    }
+}

@@ -1,0 +1,35 @@
+//! The data of one call on its way upstream, named: the request every attempt sends, the
+//! bounds and delta delivery it runs with, and what comes back. Shared by the client's attempt
+//! loop and the coalescing of identical calls (`flight`).
+
+use bytes::Bytes;
+
+use super::bounds::CallBounds;
+use super::chat::Completion;
+use super::stream::Delivery;
+
+/// One call's request as it goes upstream: what every attempt sends.
+pub struct Outbound {
+    pub body: Bytes,
+    pub stream: bool,
+    /// What the rate limiter reserves before sending: prompt plus the most the reply may use.
+    pub estimate: u32,
+}
+
+/// One call on its way upstream: its request, its bounds, and where its deltas go.
+pub struct CallPlan<'c, 'd> {
+    pub request: Outbound,
+    pub bounds: &'c CallBounds<'c>,
+    pub delivery: Delivery<'c, 'd>,
+}
+
+/// A completion as one call received it.
+pub struct Received {
+    pub completion: Completion,
+    /// `x-request-id` of the response (none for a cache hit).
+    pub request_id: Option<String>,
+    /// Content deltas delivered to this caller.
+    pub deltas: u32,
+    /// Served from the response cache.
+    pub cached: bool,
+}

@@ -1,0 +1,163 @@
+//! Reading a streamed chat completion: response bytes through the SSE decoder and the chunk
+//! parser, each content delta handed to the caller's [`DeltaSink`] as it arrives, and the
+//! folded [`Completion`] at the end.
+//!
+//! Every body read runs under the attempt's [`CallBounds`] with the idle timeout, and every
+//! failure carries the text received so far (`partialText`) and the response's request id.
+
+use futures::FutureExt;
+
+use super::bounds::CallBounds;
+use super::chat::{Completion, StreamState, StreamStep};
+use super::error::ChatError;
+use super::sse::{SseDecoder, SseError, SseEvent};
+use super::transport::{network_error, too_large};
+
+/// What a sink sees for each delta.
+#[derive(Debug)]
+pub struct Progress<'a> {
+    /// The completion id (`chatcmpl-...`), once the server sent one.
+    pub id: &'a str,
+    pub delta: &'a str,
+    /// Everything received so far, this delta included.
+    pub text: &'a str,
+    /// The user message's id: the reply's `parentMessageId`.
+    pub parent_message_id: &'a str,
+    pub conversation_id: Option<&'a str>,
+}
+
+/// Receives content deltas in order. Implementations must be cheap: this runs per delta.
+pub trait DeltaSink: Send {
+    fn on_delta(&mut self, progress: &Progress<'_>);
+}
+
+/// The ids a call's deltas carry.
+#[derive(Clone, Copy)]
+pub struct ProgressIds<'a> {
+    /// The reply's id.
+    pub reply: &'a str,
+    /// The user message's id.
+    pub parent: &'a str,
+    pub conversation: Option<&'a str>,
+}
+
+/// Where one call's deltas go, and how many went there.
+pub struct Delivery<'a, 'd> {
+    sink: &'a mut (dyn DeltaSink + 'd),
+    ids: ProgressIds<'a>,
+    delivered: u32,
+}
+
+impl<'a, 'd> Delivery<'a, 'd> {
+    pub fn new(sink: &'a mut (dyn DeltaSink + 'd), ids: ProgressIds<'a>) -> Self {
+        Delivery {
+            sink,
+            ids,
+            delivered: 0,
+        }
+    }
+
+    /// Hand one delta to the sink; `text` is everything received so far, the delta included.
+    pub fn deliver(&mut self, delta: &str, text: &str) {
+        self.delivered = self.delivered.saturating_add(1);
+        self.sink.on_delta(&Progress {
+            id: self.ids.reply,
+            delta,
+            text,
+            parent_message_id: self.ids.parent,
+            conversation_id: self.ids.conversation,
+        });
+    }
+
+    /// Deltas delivered so far. Once there are any, a retry would repeat them.
+    pub fn delivered(&self) -> u32 {
+        self.delivered
+    }
+}
+
+/// Read a streamed response to its end (or `[DONE]`), delivering each delta. `max_bytes`
+/// bounds the whole body and each event.
+pub async fn read_stream(
+    mut body: reqwest::Response,
+    bounds: &CallBounds<'_>,
+    max_bytes: usize,
+    delivery: &mut Delivery<'_, '_>,
+) -> Result<Completion, ChatError> {
+    let mut decoder = SseDecoder::new(max_bytes);
+    let mut state = StreamState::default();
+    let mut events: Vec<SseEvent> = Vec::new();
+    let mut received = 0usize;
+    'read: loop {
+        let chunk = bounds
+            .read_body(async { body.chunk().await.map_err(network_error) })
+            .await
+            .map_err(|e| e.with_partial_text(&state.text))?;
+        match &chunk {
+            Some(bytes) => {
+                received = received.saturating_add(bytes.len());
+                if received > max_bytes {
+                    return Err(too_large(max_bytes).with_partial_text(&state.text));
+                }
+                decoder
+                    .feed(bytes, &mut events)
+                    .map_err(|e| sse_error(e, max_bytes).with_partial_text(&state.text))?;
+            }
+            None => decoder.finish(&mut events),
+        }
+        for ev in events.drain(..) {
+            match state.on_event(&ev).map_err(|e| e.with_partial_text(&state.text))? {
+                StreamStep::Delta(delta) => delivery.deliver(&delta, &state.text),
+                StreamStep::Done => break 'read,
+                StreamStep::Nothing => {}
+            }
+        }
+        if chunk.is_none() {
+            break;
+        }
+    }
+    if let Some(delta) = state.flush_held() {
+        delivery.deliver(&delta, &state.text);
+    }
+    if state.done {
+        // Nothing after [DONE] is processed. One non-waiting poll lets an end-of-body that has
+        // already arrived complete, which returns the connection to the keep-alive pool.
+        let _ = body.chunk().now_or_never();
+    }
+    state.finish()
+}
+
+fn sse_error(e: SseError, max: usize) -> ChatError {
+    match e {
+        SseError::EventTooLarge { .. } => too_large(max),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Collects what a sink is given.
+    #[derive(Default)]
+    struct Recorder(Vec<(String, String, String)>);
+
+    impl DeltaSink for Recorder {
+        fn on_delta(&mut self, p: &Progress<'_>) {
+            self.0.push((p.delta.to_owned(), p.text.to_owned(), p.id.to_owned()));
+        }
+    }
+
+    #[test]
+    fn a_delivery_counts_deltas_and_stamps_them_with_the_call_ids() {
+        let mut recorder = Recorder::default();
+        let ids = ProgressIds {
+            reply: "chatcmpl-1",
+            parent: "user-1",
+            conversation: None,
+        };
+        let mut delivery = Delivery::new(&mut recorder, ids);
+        delivery.deliver("Hel", "Hel");
+        delivery.deliver("lo", "Hello");
+        assert_eq!(delivery.delivered(), 2);
+        assert_eq!(recorder.0[1], ("lo".into(), "Hello".into(), "chatcmpl-1".into()));
+    }
+}

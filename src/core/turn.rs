@@ -1,0 +1,209 @@
+//! One conversational turn's data: the call's options ([`SendRequest`]), the finished reply
+//! ([`ChatReply`]), and how a completion becomes that reply plus the two messages the
+//! conversation store keeps (the user's and the reply's).
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::call::Received;
+use super::chat::{prompt_tokens, RawJson, Usage};
+use super::conversation::{BuiltPrompt, StoredMessage, Truncation};
+use super::tokens::Encoding;
+
+/// One call's options (the `sendMessage` options minus the JS-only ones).
+#[derive(Debug, Clone)]
+pub struct SendRequest {
+    pub text: String,
+    /// Overrides the instance's system message for this call; `Some("")` sends none.
+    pub system_message: Option<String>,
+    /// Merged over the instance's `completionParams`.
+    pub completion_params: Option<Map<String, Value>>,
+    /// Id of the user message (a UUID v4 when absent).
+    pub message_id: Option<String>,
+    pub parent_message_id: Option<String>,
+    pub conversation_id: Option<String>,
+    /// The user's `name` field.
+    pub name: Option<String>,
+    pub stream: bool,
+    /// Overrides the instance's `timeoutMs` for this call.
+    pub timeout: Option<Duration>,
+    /// Read and write the response cache (and coalesce identical in-flight calls).
+    pub cache: bool,
+}
+
+/// A finished reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatReply {
+    pub id: String,
+    pub text: String,
+    pub role: String,
+    pub parent_message_id: String,
+    pub conversation_id: Option<String>,
+    pub detail: RawJson,
+    pub usage: Usage,
+    pub finish_reason: Option<String>,
+    pub request_id: Option<String>,
+    /// Number of content deltas delivered (0 for non-streaming calls).
+    pub deltas: u32,
+    /// Ancestors sent as history, and why the walk stopped early (if it did).
+    pub history_messages: u32,
+    pub truncated: Option<Truncation>,
+    /// Served from the response cache.
+    pub cached: bool,
+}
+
+/// A reply and the two messages a call stores.
+pub struct Settled {
+    pub reply: ChatReply,
+    pub user_message: StoredMessage,
+    pub reply_message: StoredMessage,
+}
+
+/// The two messages a call stores: the user's (`messageId`, or a UUID) and the reply's.
+pub struct MessageIds {
+    pub user: String,
+    pub reply: String,
+}
+
+/// `chatcmpl-` plus a random UUID: the id of every reply. Never the server's own: some servers
+/// send the same completion id for different replies, and the conversation store keys messages
+/// by id, so a reused id would put one conversation's turns into another. The server's id stays
+/// in `detail`.
+pub fn new_completion_id() -> String {
+    format!("chatcmpl-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The reply to `req` (whose completion `received` holds) and the two messages to store.
+pub fn settle(
+    req: SendRequest,
+    encoding: Encoding,
+    prompt: &BuiltPrompt,
+    ids: MessageIds,
+    received: Received,
+) -> Settled {
+    let Received {
+        completion,
+        request_id,
+        deltas,
+        cached,
+    } = received;
+    let usage = completion.usage.unwrap_or_else(|| {
+        // The server sent no usage: estimate it, counting the prompt now if it was not.
+        let prompt_tokens = if prompt.prompt_tokens_exact {
+            prompt.prompt_tokens
+        } else {
+            prompt_tokens(encoding, &prompt.messages) as u32
+        };
+        let completion_tokens = encoding.count(&completion.text) as u32;
+        Usage {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens.saturating_add(completion_tokens),
+            estimated: true,
+        }
+    });
+    let reply = ChatReply {
+        id: ids.reply,
+        text: completion.text,
+        role: completion.role,
+        parent_message_id: ids.user.clone(),
+        conversation_id: req.conversation_id.clone(),
+        detail: completion.detail,
+        usage,
+        finish_reason: completion.finish_reason,
+        request_id,
+        deltas,
+        history_messages: prompt.history_messages,
+        truncated: prompt.truncated,
+        cached,
+    };
+    let user_message = StoredMessage {
+        id: ids.user,
+        role: "user".into(),
+        text: req.text,
+        name: req.name,
+        parent_message_id: req.parent_message_id,
+        conversation_id: req.conversation_id.clone(),
+    };
+    let reply_message = StoredMessage {
+        id: reply.id.clone(),
+        role: reply.role.clone(),
+        text: reply.text.clone(),
+        name: None,
+        parent_message_id: Some(reply.parent_message_id.clone()),
+        conversation_id: req.conversation_id,
+    };
+    Settled {
+        reply,
+        user_message,
+        reply_message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::chat::{Completion, PromptMessage};
+
+    #[test]
+    fn a_reply_without_usage_gets_an_estimate_and_links_both_stored_messages() {
+        let user = PromptMessage {
+            role: "user".into(),
+            content: "hello".into(),
+            name: None,
+        };
+        let prompt = BuiltPrompt {
+            messages: vec![user],
+            prompt_tokens: 100,
+            prompt_tokens_exact: false,
+            max_tokens: 50,
+            history_messages: 0,
+            truncated: None,
+        };
+        let req = SendRequest {
+            text: "hello".into(),
+            system_message: None,
+            completion_params: None,
+            message_id: None,
+            parent_message_id: Some("earlier".into()),
+            conversation_id: Some("conv".into()),
+            name: None,
+            stream: false,
+            timeout: None,
+            cache: false,
+        };
+        let received = Received {
+            completion: Completion {
+                id: Some("server-id".into()),
+                text: "hi there".into(),
+                role: "assistant".into(),
+                finish_reason: Some("stop".into()),
+                usage: None,
+                detail: RawJson::from_text("{}".into()),
+                choices: 1,
+            },
+            request_id: Some("req_1".into()),
+            deltas: 0,
+            cached: false,
+        };
+        let ids = MessageIds {
+            user: "u1".into(),
+            reply: new_completion_id(),
+        };
+        let settled = settle(req, Encoding::O200kBase, &prompt, ids, received);
+        let usage = settled.reply.usage;
+        assert!(usage.estimated);
+        // The uncounted prompt is counted now (an upper bound of 100 is not reported).
+        assert_eq!(
+            usage.prompt_tokens,
+            prompt_tokens(Encoding::O200kBase, &prompt.messages) as u32
+        );
+        assert_eq!(usage.total_tokens, usage.prompt_tokens + usage.completion_tokens);
+        assert!(settled.reply.id.starts_with("chatcmpl-"));
+        assert_eq!(settled.reply.parent_message_id, "u1");
+        assert_eq!(settled.user_message.parent_message_id.as_deref(), Some("earlier"));
+        assert_eq!(settled.reply_message.parent_message_id.as_deref(), Some("u1"));
+        assert_eq!(settled.reply_message.conversation_id.as_deref(), Some("conv"));
+    }
+}
