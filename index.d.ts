@@ -5,6 +5,27 @@
 
 export * from './binding'
 
+declare module './binding' {
+  // Added by lib/api.js.
+  interface ChatGPTAPI {
+    /**
+     * The API key requests use, as in the `chatgpt` package. Setting it makes later calls use
+     * this key alone (it replaces an `apiKeys` pool too); calls in flight finish with the key
+     * they started with. The conversation history is kept; rate limits, circuit breaker, response
+     * cache and metrics start afresh. A value that is not a non-empty string without spaces or
+     * control characters throws `ERR_CHATGPT_INVALID_ARG`. Reading it gives the fingerprint
+     * (`sk-…abcd`) of the key in use (the first of `apiKeys` when several were given), never the
+     * key itself, so it cannot leak through logs or `util.inspect`.
+     */
+    apiKey: string
+    /**
+     * The organisation sent as `OpenAI-Organization`, as in the `chatgpt` package. Setting it
+     * (`undefined` removes it) applies to later calls, like `apiKey`.
+     */
+    apiOrg: string | undefined
+  }
+}
+
 /** Fields accepted by the `ChatGPTError` constructor; every one but `cause` becomes a field of the error. */
 export interface ChatGPTErrorOptions {
   /**
