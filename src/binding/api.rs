@@ -1024,6 +1024,7 @@ impl ChatGPTAPI {
         let (req, o) = read_call(env, text, options)?;
         let on_progress = o.function("onProgress")?;
 
+        let client = self.client();
         // Fast path: a non-streaming cache hit is answered right here, without a thread hop
         // (unless the signal is already aborted: that must reject).
         let already_aborted = match o.object("abortSignal")? {
@@ -1031,7 +1032,7 @@ impl ChatGPTAPI {
             None => false,
         };
         if !already_aborted {
-            if let Some(reply) = self.client().try_cached(&req) {
+            if let Some(reply) = client.try_cached(&req) {
                 return resolved_promise(env, message_to_js(env, &serialize_message(reply))?);
             }
         }
@@ -1053,7 +1054,6 @@ impl ChatGPTAPI {
             _ => None,
         };
 
-        let client = self.client();
         let deadline = deadline_after(req.timeout.unwrap_or(client.config().timeout));
         let fut = async move {
             let mut sink = sink;

@@ -113,9 +113,10 @@ fn function<Args: JsValuesTupleIntoVec, Ret: FromNapiValue>(
 }
 
 /// Called by `index.js` right after loading the addon, once per environment, with
-/// `{ ChatGPTError, makeProgressRelay, makeItemRelay, makeStore, parseJson }`. A second call
-/// (the package's modules evaluated again, e.g. after clearing the require cache) replaces the
-/// functions and keeps the settler, so calls already pending still settle.
+/// `{ ChatGPTError, makeProgressRelay, makeItemRelay, makeStore, parseJson }`. A second call in
+/// the same environment replaces the functions and keeps the settler, so calls already pending
+/// still settle. (Loading the package again after clearing the require cache loads the addon
+/// again too, with an environment and data of its own.)
 #[napi(js_name = "__init", skip_typescript)]
 pub fn init(env: Env, layer: Object) -> Result<()> {
     let js = JsLayer {
