@@ -58,6 +58,16 @@ test('ChatGPTErrorOptions lists exactly the fields ChatGPTError copies, plus cau
   for (const field of FIELDS) assert.ok(errorFields.has(field), `ChatGPTError declares ${field}`)
 })
 
+test('ChatGPTAPI is typed with the apiKey and apiOrg properties the JavaScript layer adds', () => {
+  const { checker, types } = typedExports()
+  const api = checker.getDeclaredTypeOfSymbol(types.get('ChatGPTAPI'))
+  const names = new Set(checker.getPropertiesOfType(api).map((p) => p.name))
+  for (const name of ['apiKey', 'apiOrg']) {
+    assert.ok(names.has(name), `ChatGPTAPI declares ${name}`)
+    assert.ok(name in require('../index.js').ChatGPTAPI.prototype, `ChatGPTAPI.prototype has ${name}`)
+  }
+})
+
 test('a ChatGPTError built from options carries exactly the given fields', () => {
   const { ChatGPTError } = require('../index.js')
   const { FIELDS } = require('../lib/errors.js')
