@@ -37,6 +37,11 @@ test('index.js and index.mjs export the same names, and the same values', async 
   assert.equal(esm.default, cjs, 'the ESM default export is the CommonJS exports object')
 })
 
+test('the package name resolves to index.mjs for import and to index.js for require', async () => {
+  assert.equal(await import('chatgpt-native'), await import('../index.mjs'))
+  assert.equal(require('chatgpt-native'), require('../index.js'))
+})
+
 test('the runtime exports are exactly the values index.d.ts declares', () => {
   const { values } = typedExports()
   assert.deepEqual(runtimeNames(require('../index.js')), values)
