@@ -22,10 +22,10 @@ use super::requests::{read_call, read_client_options, read_inputs, SendManyOptio
 use super::settle;
 use super::store::{JsStore, JsStoreParts};
 use crate::core::client::{ChatClient, SendRequest};
-use crate::core::config::ClientConfig;
+use crate::core::config::{ApiKey, ClientConfig};
 use crate::core::conversation::ConversationStore;
-use crate::core::redact::redact_url;
-use std::sync::Mutex;
+use crate::core::redact::{fingerprint, redact_url};
+use std::sync::{Mutex, PoisonError};
 
 /// A Promise already resolved with `value` (napi's deferred, resolved on the spot).
 fn resolved_promise<'env, T: ToNapiValue>(env: &'env Env, value: T) -> Result<PromiseRaw<'env, T>> {
@@ -43,7 +43,9 @@ fn resolved_promise<'env, T: ToNapiValue>(env: &'env Env, value: T) -> Result<Pr
 /// Client for OpenAI-compatible chat-completions APIs; a drop-in for `chatgpt`'s `ChatGPTAPI`.
 #[napi(js_name = "ChatGPTAPI")]
 pub struct ChatGPTAPI {
-    client: Arc<ChatClient>,
+    /// Replaced as a whole when `apiKey` or `apiOrg` is set; every call clones the `Arc` it
+    /// starts with, so calls in flight are unaffected.
+    client: Mutex<Arc<ChatClient>>,
 }
 
 #[napi]
@@ -109,8 +111,79 @@ impl ChatGPTAPI {
             .and_then(|cfg| ChatClient::new(cfg, store))
             .map_err(|e| to_napi_error(&env, &e))?;
         Ok(ChatGPTAPI {
-            client: Arc::new(client),
+            client: Mutex::new(Arc::new(client)),
         })
+    }
+
+    /// The client calls start on now.
+    fn client(&self) -> Arc<ChatClient> {
+        self.client.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Replace the client by one with `change` applied to its configuration.
+    fn reconfigure(&self, env: &Env, change: impl FnOnce(&mut ClientConfig)) -> Result<()> {
+        let current = self.client();
+        let mut cfg = current.config().clone();
+        change(&mut cfg);
+        let next = current.with_config(cfg).map_err(|e| to_napi_error(env, &e))?;
+        *self.client.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
+        Ok(())
+    }
+
+    /// `api.apiKey` (defined in `lib/api.js`): the fingerprint (`sk-…abcd`) of the key requests
+    /// use, the first of `apiKeys` when several were given. Never the key itself: a getter's value
+    /// shows in `util.inspect(api, { getters: true })`.
+    #[napi(js_name = "__getApiKey", skip_typescript)]
+    pub fn get_api_key(&self) -> String {
+        fingerprint(self.client().config().api_key.expose())
+    }
+
+    /// `api.apiKey = key`: later calls use this key alone (it replaces an `apiKeys` pool too).
+    #[napi(js_name = "__setApiKey", skip_typescript)]
+    pub fn set_api_key(&self, env: Env, key: Unknown) -> Result<()> {
+        let valid = key.get_type()? == ValueType::String;
+        let key = if valid {
+            unsafe { key.cast::<String>() }?
+        } else {
+            String::new()
+        };
+        // Only the kind of value is described, never the value: it is a secret.
+        if key.is_empty() || key.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(invalid_arg(
+                &env,
+                "Expected `apiKey` to be a non-empty string without spaces or control characters",
+            ));
+        }
+        let key = ApiKey::new(key);
+        self.reconfigure(&env, |cfg| {
+            cfg.api_keys = vec![key.clone()];
+            cfg.api_key = key;
+        })
+    }
+
+    /// `api.apiOrg`: the organisation sent as `OpenAI-Organization`, if any.
+    #[napi(js_name = "__getApiOrg", skip_typescript)]
+    pub fn get_api_org(&self) -> Either<String, ()> {
+        match &self.client().config().api_org {
+            Some(org) => Either::A(org.clone()),
+            None => Either::B(()),
+        }
+    }
+
+    /// `api.apiOrg = org` (`undefined` or `null` removes it), for later calls.
+    #[napi(js_name = "__setApiOrg", skip_typescript)]
+    pub fn set_api_org(&self, env: Env, org: Unknown) -> Result<()> {
+        let org = match org.get_type()? {
+            ValueType::Undefined | ValueType::Null => None,
+            ValueType::String => Some(unsafe { org.cast::<String>() }?),
+            _ => {
+                return Err(invalid_arg(
+                    &env,
+                    format!("Expected `apiOrg` to be a string, got {}", describe(&env, &org)),
+                ))
+            }
+        };
+        self.reconfigure(&env, |cfg| cfg.api_org = org)
     }
 
     /// The base URL requests go to (without a trailing slash), for display: credentials in it
@@ -118,32 +191,32 @@ impl ChatGPTAPI {
     /// cannot leak them. Requests still use them.
     #[napi(getter)]
     pub fn api_base_url(&self) -> String {
-        redact_url(&self.client.config().api_base_url).into_owned()
+        redact_url(&self.client().config().api_base_url).into_owned()
     }
 
     /// The default model (`completionParams.model`).
     #[napi(getter)]
     pub fn model(&self) -> String {
-        self.client.config().model().to_owned()
+        self.client().config().model().to_owned()
     }
 
     /// A snapshot of this client's metrics: calls, failures by code, retries, 429s, cache,
     /// coalescing, latency and time-to-first-token percentiles, tokens, breaker and keys.
     #[napi]
     pub fn metrics(&self) -> ChatMetrics {
-        self.client.stats().into()
+        self.client().stats().into()
     }
 
     /// The same metrics in Prometheus text exposition format (serve it at `/metrics`).
     #[napi]
     pub fn metrics_text(&self) -> String {
-        self.client.prometheus()
+        self.client().prometheus()
     }
 
     /// Zero the counters and histograms.
     #[napi]
     pub fn reset_metrics(&self) {
-        self.client.reset_metrics();
+        self.client().reset_metrics();
     }
 
     /// Open a connection to the server before the first real call (TCP, TLS, HTTP/2 when
@@ -151,7 +224,7 @@ impl ChatGPTAPI {
     /// the milliseconds it took.
     #[napi(ts_return_type = "Promise<number>")]
     pub fn warmup<'env>(&self, env: &'env Env) -> Result<PromiseRaw<'env, f64>> {
-        let client = self.client.clone();
+        let client = self.client();
         settle::spawn(env, async move { client.warmup().await }, |env, r| {
             r.map(|d| d.as_secs_f64() * 1000.0).map_err(|e| to_napi_error(env, &e))
         })
@@ -197,7 +270,7 @@ impl ChatGPTAPI {
             Some(f) => Some(ItemSink::new(env, f, cancel.clone())?),
             None => None,
         };
-        let client = self.client.clone();
+        let client = self.client();
         // Promises `onItem` returned are waited for until the latest deadline an item can have.
         let timeout = requests
             .iter()
@@ -268,7 +341,7 @@ impl ChatGPTAPI {
 
     /// `buildMessages` once its arguments are read.
     fn start_build<'env>(&self, env: &'env Env, req: SendRequest) -> Result<PromiseRaw<'env, BuiltMessages>> {
-        let client = self.client.clone();
+        let client = self.client();
         settle::spawn(env, async move { client.prepare(&req, true).await }, |env, prepared| {
             let p = prepared.map_err(|e| to_napi_error(env, &e))?.prompt;
             Ok(BuiltMessages {
@@ -314,6 +387,7 @@ impl ChatGPTAPI {
         let (req, o) = read_call(env, text, options)?;
         let on_progress = o.function("onProgress")?;
 
+        let client = self.client();
         // Fast path: a non-streaming cache hit is answered right here, without a thread hop
         // (unless the signal is already aborted: that must reject).
         let already_aborted = match o.object("abortSignal")? {
@@ -321,7 +395,7 @@ impl ChatGPTAPI {
             None => false,
         };
         if !already_aborted {
-            if let Some(reply) = self.client.try_cached(&req) {
+            if let Some(reply) = client.try_cached(&req) {
                 return resolved_promise(env, message_to_js(env, &serialize_message(reply))?);
             }
         }
@@ -343,7 +417,6 @@ impl ChatGPTAPI {
             _ => None,
         };
 
-        let client = self.client.clone();
         let deadline = deadline_after(req.timeout.unwrap_or(client.config().timeout));
         let fut = async move {
             let mut sink = sink;

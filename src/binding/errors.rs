@@ -1,121 +1,38 @@
 //! `ChatGPTError`: the one error class JavaScript sees, and the conversion from core errors.
 //!
-//! A real `class ChatGPTError extends Error` (stack traces, `instanceof Error`) cannot be declared
-//! from Rust, so the module-init hook evaluates it once per JS environment and installs it over
-//! the `#[napi]` declaration below. The declaration exists for the generated typings and the
-//! generated loader (which only re-exports names it has typings for, including for ESM named
-//! imports); `index.d.ts` merges in `extends Error` through the dts header in package.json.
+//! The class is JavaScript (`lib/errors.js`: a real `Error` subclass) and reaches Rust through
+//! the JavaScript layer at load (see `init.rs`); its typings are `ChatGPTErrorOptions` in
+//! `index.d.ts`. The fields an error carries are listed in three places, each checked against the
+//! next: core's `ErrorInfo` (destructured without `..` in [`js_error`], so a new field does not
+//! compile until it is handled), [`ERROR_FIELDS`] (checked against `lib/errors.js` by a test
+//! below) and `lib/errors.js`'s `FIELDS` (checked against the typings by
+//! `__test__/exports.test.mjs`).
 
 use napi::bindgen_prelude::*;
-use napi_derive::napi;
 
 use super::init::BindingData;
-use crate::core::error::{ChatError, ErrorCode};
+use crate::core::error::{ChatError, ErrorCode, ErrorInfo};
 use crate::core::redact::Redactor;
 
-/// Evaluated once per environment. Only defined option fields become own properties, so
-/// `'statusCode' in err` tells whether the failure had a status.
-pub(crate) const ERROR_CLASS_SOURCE: &str = r#"(() => {
-  const FIELDS = ['code', 'statusCode', 'statusText', 'type', 'param', 'errorCode', 'requestId', 'partialText', 'attempts', 'promptTokens', 'maxPromptTokens'];
-  class ChatGPTError extends Error {
-    constructor(message, options) {
-      super(message, options && options.cause !== undefined ? { cause: options.cause } : undefined);
-      this.code = 'ERR_CHATGPT_HTTP';
-      if (options) {
-        for (const key of FIELDS) {
-          if (options[key] !== undefined && options[key] !== null) this[key] = options[key];
-        }
-      }
-      if (this.code === 'ABORT_ERR') this.name = 'AbortError';
-    }
-  }
-  Object.defineProperty(ChatGPTError.prototype, 'name', { value: 'ChatGPTError', writable: true, configurable: true });
-  return ChatGPTError;
-})()"#;
+/// The fields [`js_error`] may set, by their JavaScript names, in `lib/errors.js`'s order.
+pub const ERROR_FIELDS: [&str; 11] = [
+    "code",
+    "statusCode",
+    "statusText",
+    "type",
+    "param",
+    "errorCode",
+    "requestId",
+    "partialText",
+    "attempts",
+    "promptTokens",
+    "maxPromptTokens",
+];
 
-/// Every error this package throws or rejects with. Branch on `code`, never on `message`.
-///
-/// `instanceof ChatGPTError` and `instanceof Error` both hold. Aborts have `name === 'AbortError'`
-/// and `code === 'ABORT_ERR'`, like `fetch`. Fields the failure did not have are absent.
-#[napi(js_name = "ChatGPTError")]
-pub struct ChatGPTError {
-    /// Stable code: `ERR_CHATGPT_HTTP`, `ERR_CHATGPT_AUTH`, `ERR_CHATGPT_RATE_LIMITED`,
-    /// `ERR_CHATGPT_INSUFFICIENT_QUOTA`, `ERR_CHATGPT_TIMEOUT`, `ERR_CHATGPT_NETWORK`,
-    /// `ERR_CHATGPT_BAD_RESPONSE`, `ERR_CHATGPT_STREAM_INCOMPLETE`, `ERR_CHATGPT_STREAM_ERROR`,
-    /// `ERR_CHATGPT_RESPONSE_TOO_LARGE`, `ERR_CHATGPT_CONTEXT_TOO_LONG`, `ERR_CHATGPT_STORE`,
-    /// `ERR_CHATGPT_STREAM_INTERRUPTED`, `ERR_CHATGPT_QUEUE_FULL`, `ERR_CHATGPT_REQUEST_TOO_LARGE`,
-    /// `ERR_CHATGPT_CIRCUIT_OPEN`, `ERR_CHATGPT_NO_KEY_AVAILABLE`, `ERR_CHATGPT_INVALID_ARG`,
-    /// `ERR_CHATGPT_INTERNAL` (a bug in this package ended the call; the process is unaffected) or
-    /// `ABORT_ERR`.
-    pub code: String,
-    /// HTTP status of the failed response.
-    pub status_code: Option<u32>,
-    /// Reason phrase of `statusCode`, e.g. "Too Many Requests".
-    pub status_text: Option<String>,
-    /// The server's `error.type`, e.g. "invalid_request_error".
-    #[napi(js_name = "type")]
-    pub error_type: Option<String>,
-    /// The server's `error.param`.
-    pub param: Option<String>,
-    /// The server's own `error.code`, e.g. "rate_limit_exceeded" or "context_length_exceeded".
-    pub error_code: Option<String>,
-    /// `x-request-id` of the failed response: quote it to the provider's support.
-    pub request_id: Option<String>,
-    /// Text streamed before a stream failed, timed out or was aborted.
-    pub partial_text: Option<String>,
-    /// How many HTTP attempts were made.
-    pub attempts: Option<u32>,
-    /// `ERR_CHATGPT_CONTEXT_TOO_LONG`: tokens the system and user messages need.
-    pub prompt_tokens: Option<u32>,
-    /// `ERR_CHATGPT_CONTEXT_TOO_LONG`: the prompt budget, `maxModelTokens - maxResponseTokens`.
-    pub max_prompt_tokens: Option<u32>,
-}
-
-#[napi]
-impl ChatGPTError {
-    /// Build one yourself, e.g. to fake failures in your tests:
-    /// `new ChatGPTError('boom', { code: 'ERR_CHATGPT_HTTP', statusCode: 500 })`.
-    #[napi(constructor, ts_args_type = "message: string, options?: ChatGPTErrorOptions")]
-    pub fn new(message: String, options: Option<ChatGPTErrorOptions>) -> Self {
-        // Never runs: the module-init hook replaces this class with the JS one above.
-        let _ = message;
-        let o = options.unwrap_or_default();
-        ChatGPTError {
-            code: o.code.unwrap_or_else(|| ErrorCode::Http.as_str().to_owned()),
-            status_code: o.status_code,
-            status_text: o.status_text,
-            error_type: o.error_type,
-            param: o.param,
-            error_code: o.error_code,
-            request_id: o.request_id,
-            partial_text: o.partial_text,
-            attempts: o.attempts,
-            prompt_tokens: o.prompt_tokens,
-            max_prompt_tokens: o.max_prompt_tokens,
-        }
-    }
-}
-
-/// Fields accepted by the `ChatGPTError` constructor.
-#[napi(object, js_name = "ChatGPTErrorOptions")]
-#[derive(Default)]
-pub struct ChatGPTErrorOptions {
-    /// @default 'ERR_CHATGPT_HTTP'
-    pub code: Option<String>,
-    pub status_code: Option<u32>,
-    pub status_text: Option<String>,
-    #[napi(js_name = "type")]
-    pub error_type: Option<String>,
-    pub param: Option<String>,
-    pub error_code: Option<String>,
-    pub request_id: Option<String>,
-    pub partial_text: Option<String>,
-    pub attempts: Option<u32>,
-    pub prompt_tokens: Option<u32>,
-    pub max_prompt_tokens: Option<u32>,
-    /// The underlying error, kept as the standard `cause`.
-    #[napi(ts_type = "unknown")]
-    pub cause: Option<serde_json::Value>,
+/// One field's value, as the options object of the class's constructor carries it.
+enum FieldValue<'a> {
+    Text(&'a str),
+    Number(u32),
 }
 
 /// Build a `ChatGPTError` object for `e`. Whatever its origin, it leaves without authorization
@@ -124,38 +41,52 @@ pub struct ChatGPTErrorOptions {
 pub fn js_error<'env>(env: &'env Env, e: &ChatError) -> Result<Unknown<'env>> {
     let mut scrubbed = e.clone();
     Redactor::default().scrub_error(&mut scrubbed);
-    let e = &scrubbed;
-    let class = BindingData::get(env)?.error_class.borrow_back(env)?;
+    let info: &ErrorInfo = &scrubbed;
+    // No `..`: a field added to `ErrorInfo` must be handled here (and in ERROR_FIELDS).
+    let ErrorInfo {
+        code,
+        message,
+        status,
+        status_text,
+        error_type,
+        param,
+        server_code,
+        request_id,
+        partial_text,
+        retry_after: _,
+        prompt_tokens,
+        max_prompt_tokens,
+        should_retry: _,
+        attempts,
+    } = info;
+    fn text(v: &Option<String>) -> Option<FieldValue<'_>> {
+        v.as_deref().map(FieldValue::Text)
+    }
+    let values: [Option<FieldValue>; ERROR_FIELDS.len()] = [
+        Some(FieldValue::Text(code.as_str())),
+        status.map(|s| FieldValue::Number(u32::from(s))),
+        text(status_text),
+        text(error_type),
+        text(param),
+        text(server_code),
+        text(request_id),
+        text(partial_text),
+        attempts.map(FieldValue::Number),
+        prompt_tokens.map(FieldValue::Number),
+        max_prompt_tokens.map(FieldValue::Number),
+    ];
+    let class = BindingData::get(env)?.js(|js| js.error_class.borrow_back(env))?;
     let mut options = Object::new(env)?;
-    options.set("code", e.code.as_str())?;
-    if let Some(s) = e.status {
-        options.set("statusCode", s as u32)?;
-    }
-    set_opt(&mut options, "statusText", &e.status_text)?;
-    set_opt(&mut options, "type", &e.error_type)?;
-    set_opt(&mut options, "param", &e.param)?;
-    set_opt(&mut options, "errorCode", &e.server_code)?;
-    set_opt(&mut options, "requestId", &e.request_id)?;
-    set_opt(&mut options, "partialText", &e.partial_text)?;
-    if let Some(n) = e.attempts {
-        options.set("attempts", n)?;
-    }
-    if let Some(n) = e.prompt_tokens {
-        options.set("promptTokens", n)?;
-    }
-    if let Some(n) = e.max_prompt_tokens {
-        options.set("maxPromptTokens", n)?;
+    for (name, value) in ERROR_FIELDS.iter().zip(values) {
+        match value {
+            Some(FieldValue::Text(s)) => options.set(name, s)?,
+            Some(FieldValue::Number(n)) => options.set(name, n)?,
+            None => {}
+        }
     }
     // SAFETY of the lifetime cast: the object is used immediately within this call scope.
     let options: Object<'static> = Object::from_raw(env.raw(), options.raw());
-    class.new_instance(FnArgs::from((e.message.clone(), options)))
-}
-
-fn set_opt(o: &mut Object, key: &str, v: &Option<String>) -> Result<()> {
-    if let Some(v) = v {
-        o.set(key, v.as_str())?;
-    }
-    Ok(())
+    class.new_instance(FnArgs::from((message.clone(), options)))
 }
 
 /// A `napi::Error` that, thrown or used as a rejection, is exactly the `ChatGPTError` for `e`.
@@ -218,4 +149,32 @@ pub fn promise_or_rejection<'env, T>(
     start: impl FnOnce() -> Result<PromiseRaw<'env, T>>,
 ) -> Result<PromiseRaw<'env, T>> {
     start().or_else(|e| rejected_promise(env, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ERROR_FIELDS;
+
+    /// The names inside `const FIELDS = Object.freeze([...])` of `lib/errors.js`.
+    fn js_fields() -> Vec<String> {
+        let source = include_str!("../../lib/errors.js");
+        let start = source
+            .find("const FIELDS = Object.freeze([")
+            .expect("lib/errors.js declares FIELDS");
+        let list = &source[start..];
+        let list = &list[list.find('[').expect("[") + 1..list.find(']').expect("]")];
+        list.split(',')
+            .map(|s| s.trim().trim_matches('\'').to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn error_fields_match_the_javascript_class() {
+        assert_eq!(
+            js_fields(),
+            ERROR_FIELDS,
+            "ERROR_FIELDS (src/binding/errors.rs) and FIELDS (lib/errors.js) must list the same fields in the same order"
+        );
+    }
 }

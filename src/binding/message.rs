@@ -161,7 +161,7 @@ pub(crate) fn serialize_message(reply: ChatReply) -> String {
 
 /// `JSON.parse(json)`.
 pub(crate) fn message_to_js<'env>(env: &'env Env, json: &str) -> Result<Unknown<'env>> {
-    let parse = BindingData::get(env)?.json_parse.borrow_back(env)?;
+    let parse = BindingData::get(env)?.js(|js| js.json_parse.borrow_back(env))?;
     // ASCII is its own Latin-1 encoding: V8 then copies the bytes into a one-byte string instead of
     // decoding UTF-8 (the usual case: JSON escapes nothing, but most replies are ASCII).
     let text = if json.is_ascii() {

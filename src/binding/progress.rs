@@ -1,35 +1,32 @@
-//! Delivering stream deltas to `onProgress`: in order, cheaply, all before the Promise settles,
-//! and with a throwing (or rejecting) callback turned into a rejection rather than a crashed
-//! process.
+//! Delivering native events to user callbacks (`onProgress`, `sendMany`'s `onItem`): in order,
+//! cheaply, all before the Promise settles, and with a throwing (or rejecting) callback turned
+//! into a rejection rather than a crashed process. One [`CallbackRelay`] serves both.
 //!
 //! How (measured in bench/progress.mjs, numbers in BENCHMARKS.md):
-//! - One ThreadsafeFunction per streaming call. Each delta is a *NonBlocking* call: the Rust
-//!   stream never waits for JavaScript, and Node drains queued calls in FIFO order.
+//! - One ThreadsafeFunction per call. Each event is a *NonBlocking* call: the Rust side never
+//!   waits for JavaScript, and Node drains queued calls in FIFO order.
 //! - NonBlocking calls alone may still be queued when the Promise resolves (it settles through
-//!   napi's own queue). So after the stream ends we make one *awaited* call through the same
-//!   queue: a barrier. FIFO order means every delta has run once the barrier returns.
-//! - The ThreadsafeFunction does not call the user's function directly but a small JavaScript
-//!   relay made per call (factory below, compiled once per environment). Only the delta crosses
-//!   the boundary; the relay appends it to the text with a string concatenation (a rope in V8:
-//!   O(1)) and builds the partial message in JIT-compiled JS. Sending the accumulated text from
-//!   Rust instead copies O(n²) bytes over a long stream (measured: 13 µs per delta at 20k
-//!   deltas). The relay ignores the barrier's `null`, so the user never sees it, and stops
-//!   calling back once the callback has failed.
+//!   its own queue). So after the last event we make one *awaited* call through the same queue: a
+//!   barrier. FIFO order means every event has run once the barrier returns.
+//! - The ThreadsafeFunction does not call the user's function directly but a relay made per call
+//!   by `lib/relay.js`. For `onProgress` only the delta crosses the boundary; the relay appends
+//!   it to the text (a rope in V8: O(1)) and builds the partial message in JIT-compiled JS, where
+//!   sending the accumulated text from Rust would copy O(n²) bytes over a long stream. The relay
+//!   ignores the barrier (a null first argument), so the user never sees it, and stops calling
+//!   back once the callback has failed.
 //! - Every call uses `call_with_return_value`: napi catches a throw and hands it to us as an
-//!   `Err` holding the original JS value. We keep the first one, cancel the request, and the
-//!   Promise rejects with exactly that value. A plain `.call()` would raise an uncaught
-//!   exception and kill the process.
+//!   `Err` holding the original JS value. We keep the first one, cancel the call, and the Promise
+//!   rejects with exactly that value. A plain `.call()` would raise an uncaught exception and
+//!   kill the process.
 //! - A callback may be `async`. The relay attaches a rejection handler to any thenable it
-//!   returns (so a rejection is never unhandled) and reports the first rejection to Rust through
+//!   returns (so a rejection is never unhandled) and reports the first rejection through
 //!   `report(reason)`, which then does what a throw does: cancel, and reject with that value.
 //!   The relay counts the thenables that have not settled; at the barrier it calls `idle()` once
 //!   none is left (or one has failed), and the call waits for that before it settles, so a
-//!   rejection that comes after the last delta still rejects the call. That wait ends at the
+//!   rejection that comes after the last event still rejects the call. That wait ends at the
 //!   call's deadline (`timeoutMs` from the start of the call): a callback Promise that never
 //!   settles fails the call with `ERR_CHATGPT_TIMEOUT` instead of holding it forever, and an
 //!   abort ends the wait at once (`ABORT_ERR`).
-//!
-//! [`CallbackState`] is shared with `sendMany`'s `onItem` relay (see `batch.rs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,88 +40,6 @@ use tokio_util::sync::CancellationToken;
 use super::init::BindingData;
 use crate::core::client::{DeltaSink, Progress};
 use crate::core::error::{ChatError, ErrorCode};
-
-/// Relay code shared by every relay: `watch(ret)` tracks a thenable the user's callback
-/// returned, `fail(err)` reports the first failure, `drain()` is the barrier's part. Expects
-/// `report`, `idle` and a `failed` flag in scope.
-macro_rules! relay_tracking_source {
-    () => {
-        r#"
-  let pending = 0
-  let draining = false
-  const fail = (err) => {
-    if (failed) return
-    failed = true
-    // A throw out of a rejection handler would be an unhandled rejection: never let one out.
-    try { report(err) } catch (_) {}
-  }
-  const maybeIdle = () => {
-    if (draining && (failed || pending === 0)) idle()
-  }
-  const settled = () => {
-    pending--
-    maybeIdle()
-  }
-  const drain = () => {
-    draining = true
-    maybeIdle()
-  }
-  const watch = (ret) => {
-    if (ret === null || (typeof ret !== 'object' && typeof ret !== 'function')) return
-    let then
-    try {
-      then = ret.then
-    } catch (err) {
-      failed = true
-      throw err
-    }
-    if (typeof then !== 'function') return
-    pending++
-    Promise.resolve(ret).then(settled, (err) => {
-      fail(err)
-      settled()
-    })
-  }
-"#
-    };
-}
-pub(crate) use relay_tracking_source;
-
-/// `makeRelay(onProgress, parentMessageId, conversationId, report, idle)` returns
-/// `relay(delta, id)`.
-pub(crate) const RELAY_FACTORY_SOURCE: &str = concat!(
-    r#"(function makeRelay(onProgress, parentMessageId, conversationId, report, idle) {
-  let text = ''
-  let id = ''
-  let failed = false"#,
-    relay_tracking_source!(),
-    r#"  return function relay(delta, newId) {
-    if (delta == null) return drain()
-    if (failed) return
-    if (newId != null) id = newId
-    text += delta
-    const partial = { role: 'assistant', id, parentMessageId, text, delta }
-    if (conversationId != null) partial.conversationId = conversationId
-    let ret
-    try {
-      ret = onProgress(partial)
-    } catch (err) {
-      failed = true
-      throw err
-    }
-    watch(ret)
-  }
-})"#
-);
-
-/// What one relay call carries: the delta (None for the barrier) and the completion id when
-/// it changed since the last call.
-type RelayArgs = FnArgs<(Option<String>, Option<String>)>;
-type Relay = Function<'static, RelayArgs, ()>;
-/// The factory's result as napi sees it.
-pub type RelayFactory = Relay;
-
-type RelayFn = ThreadsafeFunction<(Option<String>, Option<String>), (), RelayArgs, Status, false>;
 
 /// The deadline of a call that may run for `timeout` from now (saturating far in the future).
 pub(crate) fn deadline_after(timeout: Duration) -> Instant {
@@ -234,12 +149,99 @@ pub(crate) struct RelayHooks {
     pub idle: Unknown<'static>,
 }
 
-/// The `onProgress` side of one streaming call.
-pub struct ProgressSink {
-    tsfn: RelayFn,
+/// What one relay call carries: `(a, b)`, or `(null, null)` for the barrier.
+type RelayArgs<A, B> = FnArgs<(Option<A>, Option<B>)>;
+type RelayTsfn<A, B> = ThreadsafeFunction<(Option<A>, Option<B>), (), RelayArgs<A, B>, Status, false>;
+
+/// The native side of one call's callback: queues events to its JavaScript relay, and waits for
+/// them (and the Promises the callback returned) at the end.
+pub(crate) struct CallbackRelay<A: ToNapiValue + 'static, B: ToNapiValue + 'static> {
+    tsfn: RelayTsfn<A, B>,
     state: Arc<CallbackState>,
-    last_id: String,
     sent: u32,
+    /// The callback's name in messages (`onProgress`).
+    name: &'static str,
+}
+
+impl<A: ToNapiValue + Send + 'static, B: ToNapiValue + Send + 'static> CallbackRelay<A, B> {
+    /// `make(env, hooks)` calls the JavaScript factory of the relay; `cancel` is cancelled once
+    /// the callback throws or a Promise it returns rejects.
+    pub(crate) fn new(
+        env: &Env,
+        name: &'static str,
+        cancel: CancellationToken,
+        make: impl FnOnce(&Env, RelayHooks) -> Result<Unknown<'static>>,
+    ) -> Result<Self> {
+        let state = CallbackState::new(cancel);
+        let relay = make(env, state.hooks(env)?)?;
+        if relay.get_type()? != ValueType::Function {
+            return Err(Error::from_reason(format!(
+                "chatgpt-native: the {name} relay is not a function"
+            )));
+        }
+        // SAFETY: checked to be a function just above.
+        let relay: Function<'static, RelayArgs<A, B>, ()> = unsafe { relay.cast() }?;
+        let tsfn = relay
+            .build_threadsafe_function::<(Option<A>, Option<B>)>()
+            .callee_handled::<false>()
+            .build_callback(|ctx| Ok(FnArgs::from(ctx.value)))?;
+        Ok(CallbackRelay {
+            tsfn,
+            state,
+            sent: 0,
+            name,
+        })
+    }
+
+    pub(crate) fn has_failed(&self) -> bool {
+        self.state.has_failed()
+    }
+
+    /// Queue one event, unless the callback has already failed.
+    pub(crate) fn send(&mut self, a: A, b: Option<B>) {
+        if self.state.has_failed() {
+            return;
+        }
+        self.sent = self.sent.saturating_add(1);
+        let state = self.state.clone();
+        // `call_with_return_value`: napi then catches a throw and hands us the original value,
+        // where a plain `.call()` would raise an uncaught exception.
+        self.tsfn.call_with_return_value(
+            (Some(a), b),
+            ThreadsafeFunctionCallMode::NonBlocking,
+            move |ret, _env| {
+                if let Err(err) = ret {
+                    state.fail(err);
+                }
+                Ok(())
+            },
+        );
+    }
+
+    /// Wait until every event queued so far has been delivered (or skipped after a failure) and
+    /// every Promise the callback returned has settled, up to `deadline`.
+    pub(crate) async fn barrier(&self, deadline: Instant) -> std::result::Result<(), ChatError> {
+        if self.sent == 0 {
+            return Ok(());
+        }
+        // The relay returns at once for the barrier; only the queue position matters. An error
+        // here means the environment is shutting down: nothing is left to wait for.
+        if self.tsfn.call_async_catch((None, None)).await.is_err() {
+            return Ok(());
+        }
+        self.state.settled_by(deadline, self.name).await
+    }
+
+    /// The value the callback threw or rejected with, if it did.
+    pub(crate) fn take_error(&self) -> Option<Error> {
+        self.state.take_error()
+    }
+}
+
+/// The `onProgress` side of one streaming call: `(delta, id)` events, the id only when it changed.
+pub struct ProgressSink {
+    relay: CallbackRelay<String, String>,
+    last_id: String,
 }
 
 impl ProgressSink {
@@ -252,53 +254,31 @@ impl ProgressSink {
         conversation_id: Option<String>,
         cancel: CancellationToken,
     ) -> Result<Self> {
-        let factory = BindingData::get(env)?.relay_factory.borrow_back(env)?;
         // SAFETY of the lifetime: the function value is only used during this call.
         let user: Unknown<'static> = unsafe { Unknown::from_napi_value(env.raw(), on_progress.raw())? };
-        let state = CallbackState::new(cancel);
-        let hooks = state.hooks(env)?;
-        let relay = factory.call(FnArgs::from((
-            user,
-            parent_message_id,
-            conversation_id,
-            hooks.report,
-            hooks.idle,
-        )))?;
-        let tsfn = relay
-            .build_threadsafe_function::<(Option<String>, Option<String>)>()
-            .callee_handled::<false>()
-            .build_callback(|ctx| Ok(FnArgs::from(ctx.value)))?;
+        let relay = CallbackRelay::new(env, "onProgress", cancel, |env, hooks| {
+            BindingData::get(env)?.js(|js| js.progress_relay(env, user, parent_message_id, conversation_id, hooks))
+        })?;
         Ok(ProgressSink {
-            tsfn,
-            state,
+            relay,
             last_id: String::new(),
-            sent: 0,
         })
     }
 
-    /// Wait until every delta queued so far has been delivered (or skipped after a failure) and
-    /// every Promise `onProgress` returned has settled, up to `deadline`.
+    /// See [`CallbackRelay::barrier`].
     pub async fn barrier(&self, deadline: Instant) -> std::result::Result<(), ChatError> {
-        if self.sent == 0 {
-            return Ok(());
-        }
-        // The relay returns at once for a null delta; only the queue position matters. An
-        // error here means the environment is shutting down: nothing is left to wait for.
-        if self.tsfn.call_async_catch((None, None)).await.is_err() {
-            return Ok(());
-        }
-        self.state.settled_by(deadline, "onProgress").await
+        self.relay.barrier(deadline).await
     }
 
     /// The value the callback threw or rejected with, if it did.
     pub fn take_error(&self) -> Option<Error> {
-        self.state.take_error()
+        self.relay.take_error()
     }
 }
 
 impl DeltaSink for ProgressSink {
     fn on_delta(&mut self, p: &Progress<'_>) {
-        if self.state.has_failed() {
+        if self.relay.has_failed() {
             return;
         }
         let id = if p.id != self.last_id {
@@ -307,19 +287,6 @@ impl DeltaSink for ProgressSink {
         } else {
             None
         };
-        self.sent = self.sent.saturating_add(1);
-        let state = self.state.clone();
-        // Every call goes through `call_with_return_value`: napi then catches a throw and hands
-        // us the original value, where a plain `.call()` would raise an uncaught exception.
-        self.tsfn.call_with_return_value(
-            (Some(p.delta.to_owned()), id),
-            ThreadsafeFunctionCallMode::NonBlocking,
-            move |ret, _env| {
-                if let Err(err) = ret {
-                    state.fail(err);
-                }
-                Ok(())
-            },
-        );
+        self.relay.send(p.delta.to_owned(), id);
     }
 }

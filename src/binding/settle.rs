@@ -8,9 +8,6 @@
 //! flight that bookkeeping cost the JavaScript thread about 4 of its 12 µs per call
 //! (bench/throughput.mjs, CPU time per thread).
 //!
-//! Tried and not kept: letting a running drain also take results that arrive while it settles
-//! (fewer wake-ups on paper, no measurable change in CPU per call, a subtler protocol).
-//!
 //! Here each JavaScript environment has one ThreadsafeFunction, made at load time. A finished call
 //! pushes its output onto a shared inbox; only the push that finds no wake-up scheduled calls the
 //! ThreadsafeFunction, and the JavaScript thread then settles everything in the inbox at once.

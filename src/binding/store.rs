@@ -2,8 +2,8 @@
 //!
 //! Two shapes are accepted, as in the `chatgpt` package: a pair of async functions
 //! `getMessageById(id)` / `upsertMessage(message)`, or a Keyv-style `messageStore` object with
-//! `get(key)` / `set(key, value)`. A small JS adapter (compiled once per environment) turns
-//! either into two functions that always return Promises, so Rust can await them uniformly and a
+//! `get(key)` / `set(key, value)`. The JavaScript layer's adapter (`lib/store.js`) turns either
+//! into two functions that always return Promises, so Rust can await them uniformly and a
 //! synchronous function or a synchronous throw works too. The ThreadsafeFunctions are weak: a
 //! store held by a client never keeps the process alive on its own.
 
@@ -17,23 +17,6 @@ use napi_derive::napi;
 use super::init::BindingData;
 use crate::core::conversation::{ConversationStore, StoredMessage};
 use crate::core::error::{ChatError, ErrorCode};
-
-/// `makeStore(getMessageById, upsertMessage, messageStore)` returns `{ get, set }`.
-pub(crate) const STORE_ADAPTER_SOURCE: &str = r#"(function makeStore(getMessageById, upsertMessage, messageStore) {
-  if (messageStore) {
-    getMessageById = (id) => messageStore.get(id)
-    upsertMessage = (message) => messageStore.set(message.id, message)
-  }
-  return {
-    get: async (id) => {
-      const message = await getMessageById(id)
-      return message == null ? null : message
-    },
-    set: async (message) => {
-      await upsertMessage(message)
-    },
-  }
-})"#;
 
 /// A stored message as JavaScript stores see it (the `chatgpt` package's `ChatMessage` shape;
 /// other fields a store keeps are ignored).
@@ -92,7 +75,7 @@ pub struct JsStoreParts<'a> {
 
 impl JsStore {
     pub fn new(env: &Env, parts: JsStoreParts<'_>) -> Result<Self> {
-        let factory = BindingData::get(env)?.store_factory.borrow_back(env)?;
+        let factory = BindingData::get(env)?.js(|js| js.store_factory.borrow_back(env))?;
         let as_unknown = |v: Option<Unknown<'_>>| -> Result<Unknown<'static>> {
             match v {
                 Some(v) => unsafe { Unknown::from_napi_value(env.raw(), v.raw()) },

@@ -173,6 +173,15 @@ impl ChatClient {
         &self.cfg
     }
 
+    /// A client configured by `cfg` (this one's configuration with other credentials) that
+    /// shares this one's conversation store, so conversations continue across the change. Limits,
+    /// breaker, cache and metrics start afresh; calls in flight keep the client they started on.
+    pub fn with_config(&self, cfg: ClientConfig) -> Result<ChatClient, ChatError> {
+        let mut client = ChatClient::new(cfg, Some(self.store.clone()))?;
+        client.builtin_store = self.builtin_store.clone();
+        Ok(client)
+    }
+
     /// Resolve parameters and build the prompt (history within the token budget) without
     /// sending anything: what `send` would send. `exact_count` counts the prompt's tokens even
     /// when an upper bound would do (see `conversation::UNCOUNTED_MAX_TOKENS`).

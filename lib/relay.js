@@ -1,0 +1,91 @@
+// The relays that carry native events to user callbacks (`onProgress`, `onItem`).
+//
+// The native side queues one call per event through a ThreadsafeFunction and never waits for
+// JavaScript; a final call with a null first argument is its barrier (src/binding/progress.rs).
+// One relay serves every callback: it stops calling back after the first throw, turns a throw into
+// an exception the native side catches (and rethrows nothing to Node), tracks the thenables the
+// callback returns so a rejection is reported through `report(reason)` instead of going unhandled,
+// and calls `idle()` once the barrier has run and no returned Promise is pending (or one failed).
+'use strict'
+
+/**
+ * A relay calling `deliver(a, b)` per event. `report(reason)` receives the first rejection of a
+ * returned thenable; `idle()` is called once after the barrier, when nothing is pending.
+ */
+function makeRelay(deliver, report, idle) {
+  let failed = false
+  let pending = 0
+  let draining = false
+  const fail = (err) => {
+    if (failed) return
+    failed = true
+    // A throw out of a rejection handler would be an unhandled rejection: never let one out.
+    try {
+      report(err)
+    } catch (_) {}
+  }
+  const maybeIdle = () => {
+    if (draining && (failed || pending === 0)) idle()
+  }
+  const settled = () => {
+    pending--
+    maybeIdle()
+  }
+  const rejected = (err) => {
+    fail(err)
+    settled()
+  }
+  const watch = (ret) => {
+    if (ret === null || (typeof ret !== 'object' && typeof ret !== 'function')) return
+    let then
+    try {
+      then = ret.then
+    } catch (err) {
+      failed = true
+      throw err
+    }
+    if (typeof then !== 'function') return
+    pending++
+    Promise.resolve(ret).then(settled, rejected)
+  }
+  return function relay(a, b) {
+    if (a == null) {
+      draining = true
+      return maybeIdle()
+    }
+    if (failed) return
+    let ret
+    try {
+      ret = deliver(a, b)
+    } catch (err) {
+      failed = true
+      throw err
+    }
+    watch(ret)
+  }
+}
+
+/**
+ * `onProgress`'s relay: events are `(delta, id)`, `id` only when it changed. Only the delta
+ * crosses from native code; the text so far is concatenated here (a rope in V8), which keeps a
+ * long stream linear where sending the whole text per delta would copy O(n²) bytes.
+ */
+function makeProgressRelay(onProgress, parentMessageId, conversationId, report, idle) {
+  let text = ''
+  let id = ''
+  const deliver = (delta, newId) => {
+    if (newId != null) id = newId
+    text += delta
+    const partial = { role: 'assistant', id, parentMessageId, text, delta }
+    if (conversationId != null) partial.conversationId = conversationId
+    return onProgress(partial)
+  }
+  return makeRelay(deliver, report, idle)
+}
+
+/** `sendMany`'s `onItem` relay: events are `(index, result)`. */
+function makeItemRelay(onItem, report, idle) {
+  return makeRelay((index, result) => onItem(index, result), report, idle)
+}
+
+module.exports = { makeRelay, makeProgressRelay, makeItemRelay }
