@@ -5,6 +5,9 @@
 //!
 //! `cargo run --release --features core-only --example core_loop -- <base-url> <requests> <concurrency>`
 
+// A benchmark program, not the product: a failed setup or request should stop it loudly.
+#![allow(clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
