@@ -1,6 +1,7 @@
 //! chatgpt-native: a fast, resilient client for OpenAI-compatible chat-completions APIs, built
-//! as a Node.js addon. `core` is plain Rust (HTTP, SSE, protocol, simulator); `binding` is the
-//! thin napi layer that converts JavaScript values and errors and calls into `core`.
+//! as a Node.js addon. `core` is plain Rust (HTTP, SSE, protocol); `binding` is the thin napi
+//! layer that converts JavaScript values and errors and calls into `core`; `simulator` is a
+//! server of its own.
 //!
 //! # Layout
 //!
@@ -8,8 +9,10 @@
 //!
 //! - `config`: options checked once into a `ClientConfig` (defaults, environment fallbacks).
 //! - `client`: the hub. `prepare` builds the prompt with `conversation` (history walk within
-//!   the token budget, the message store) and `tokens` (the tokenizer); `chat` writes the body.
-//! - `cache`: answers repeated requests and coalesces identical ones in flight.
+//!   the token budget, the message store) and `tokens` (the tokenizer); `chat` writes the body;
+//!   `call` holds what one call sends and receives, `turn` the request, the reply and the two
+//!   messages it stores.
+//! - `flight`: answers repeated requests from `cache` and coalesces identical ones in flight.
 //! - Around each attempt: `admission` passes `limits` (concurrency slot, rate lease),
 //!   `breaker` and `keys`; `retry` decides what happens after a failure; `bounds` races every
 //!   await against abort, the deadline and the idle timeout (`time` keeps that arithmetic
