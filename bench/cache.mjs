@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto'
 import { ChatGPTAPI, ChatGPTSimulator } from '../index.js'
 import { median } from './common.mjs'
 
-const sim = await ChatGPTSimulator.start({ ttftMs: 800 }) // the seed's 800 ms upstream
+const sim = await ChatGPTSimulator.start({ ttftMs: 800 }) // a slow (800 ms) upstream, so a miss is obvious
 const native = new ChatGPTAPI({ apiKey: 'sk-bench', apiBaseUrl: sim.url, systemMessage: '', completionParams: { model: 'sim-gpt' } })
 const openai = new OpenAI({ apiKey: 'sk-bench', baseURL: sim.url })
 const lru = new LRUCache({ max: 1024, ttl: 3600_000 })
