@@ -440,7 +440,7 @@ mod tests {
         })
         .await;
         let client = client();
-        let request = chat_request("Hi", json!({}));
+        let request = hi_request();
         let started = std::time::Instant::now();
         for i in 0..60 {
             let response = post_with(&client, &sim, &request).await;
@@ -534,7 +534,7 @@ mod tests {
 
         // Without a cap the cost is the prompt plus the answer's length, and
         // the rejected request above took nothing.
-        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[("x-sim-response-tokens", "5")]).await;
+        let response = post_ok(&sim, &hi_request(), &[("x-sim-response-tokens", "5")]).await;
         assert_eq!(response.status(), 200);
         let remaining = header_u64(&response, "x-ratelimit-remaining-tokens");
         let expected = 3000 - prompt - (prompt + 5);
@@ -592,7 +592,7 @@ mod tests {
         })
         .await;
         let prompt = hi_prompt_tokens();
-        let request = chat_request("Hi", json!({"stream": true}));
+        let request = hi_stream_request();
         let response = post_ok(&sim, &request, &[]).await;
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
@@ -611,7 +611,7 @@ mod tests {
         let (_, end) = read_stream(response, Duration::from_secs(5)).await;
         assert_eq!(end, StreamEnd::Clean);
 
-        let limited = post_ok(&sim, &chat_request("Hi", json!({})), &[]).await;
+        let limited = post_ok(&sim, &hi_request(), &[]).await;
         assert_eq!(limited.status(), 429);
         let retry_ms = header_u64(&limited, "retry-after-ms");
         assert!((55_000..=60_000).contains(&retry_ms), "{retry_ms}");
@@ -634,7 +634,7 @@ mod tests {
     #[tokio::test]
     async fn set_limits_replaces_the_limits_with_full_buckets() {
         let sim = start_default().await;
-        let request = chat_request("Hi", json!({}));
+        let request = hi_request();
         let response = post_ok(&sim, &request, &[]).await;
         assert_eq!(response.status(), 200);
         assert!(!has_rate_headers(&response, "requests") && !has_rate_headers(&response, "tokens"));

@@ -60,6 +60,30 @@ pub(super) async fn post_ok(sim: &Simulator, body: &Value, headers: &[(&str, &st
     post(sim, body, headers).await.expect("request succeeds")
 }
 
+/// `post_ok` with `fault` (a fault's JSON) in the `x-sim-fault` header.
+pub(super) async fn post_fault(sim: &Simulator, body: &Value, fault: &str) -> reqwest::Response {
+    post_ok(sim, body, &[("x-sim-fault", fault)]).await
+}
+
+/// A GET of `path` (below the base URL), which must get an answer.
+pub(super) async fn get_ok(sim: &Simulator, path: &str) -> reqwest::Response {
+    client()
+        .get(format!("{}{path}", sim.base_url()))
+        .send()
+        .await
+        .expect("GET answered")
+}
+
+/// A one-message chat request, "Hi", not streamed.
+pub(super) fn hi_request() -> Value {
+    chat_request("Hi", json!({}))
+}
+
+/// A one-message chat request, "Hi", streamed.
+pub(super) fn hi_stream_request() -> Value {
+    chat_request("Hi", json!({"stream": true}))
+}
+
 pub(super) async fn json_body(response: reqwest::Response) -> Value {
     let bytes = response.bytes().await.expect("body");
     serde_json::from_slice(&bytes).expect("json body")
