@@ -254,7 +254,6 @@ fn breaker_outcome(e: &ChatError) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::bounds::Deadline;
     use crate::core::breaker::BreakerConfig;
     use crate::core::config::ClientOptions;
     use std::sync::atomic::Ordering;
@@ -277,12 +276,7 @@ mod tests {
     }
 
     fn bounds_for(cancel: &CancellationToken, timeout: Duration) -> CallBounds<'_> {
-        CallBounds::new(
-            Deadline::Fixed(Instant::now() + timeout),
-            timeout,
-            Duration::from_secs(600),
-            cancel,
-        )
+        CallBounds::from_now(timeout, Duration::from_secs(600), cancel)
     }
 
     /// Admission for a client built from `opts`, without a breaker.

@@ -410,6 +410,21 @@ mod tests {
         assert_eq!(p.max_tokens, 1000);
     }
 
+    /// The prompt for "another" answering `a2` of [`chain`], in a window of `max_model`
+    /// tokens of which 100 are kept for the reply.
+    async fn another_after_a2(store: &MessageStore, counts: &TokenCountCache, max_model: u32) -> BuiltPrompt {
+        build_prompt(
+            store,
+            counts,
+            &budget(max_model, 100),
+            None,
+            user("another"),
+            Some("a2"),
+        )
+        .await
+        .unwrap()
+    }
+
     #[tokio::test]
     async fn the_walk_stops_exactly_at_the_budget_edge() {
         let store = chain();
@@ -420,30 +435,12 @@ mod tests {
         let u2 = chat::message_tokens(enc, &store.get_now("u2").unwrap().as_prompt()) as u32;
         // Room for exactly a2 and u2: a1 must be left out.
         let limit = base + a2 + u2;
-        let p = build_prompt(
-            &store,
-            &counts,
-            &budget(limit + 100, 100),
-            None,
-            user("another"),
-            Some("a2"),
-        )
-        .await
-        .unwrap();
+        let p = another_after_a2(&store, &counts, limit + 100).await;
         assert_eq!(p.history_messages, 2);
         assert_eq!(p.truncated, Some(Truncation::Budget));
         assert_eq!(p.prompt_tokens, limit);
         // One token less and u2 no longer fits.
-        let p = build_prompt(
-            &store,
-            &counts,
-            &budget(limit + 99, 100),
-            None,
-            user("another"),
-            Some("a2"),
-        )
-        .await
-        .unwrap();
+        let p = another_after_a2(&store, &counts, limit + 99).await;
         assert_eq!(p.history_messages, 1);
     }
 
