@@ -330,12 +330,16 @@ mod tests {
         }
     }
 
-    fn user(text: &str) -> PromptMessage {
+    fn prompt_message(role: &str, text: &str) -> PromptMessage {
         PromptMessage {
-            role: "user".into(),
+            role: role.into(),
             content: text.into(),
             name: None,
         }
+    }
+
+    fn user(text: &str) -> PromptMessage {
+        prompt_message("user", text)
     }
 
     fn budget(max_model: u32, max_response: u32) -> Budget {
@@ -374,11 +378,7 @@ mod tests {
     async fn history_is_rebuilt_oldest_first_between_system_and_user() {
         let store = chain();
         let counts = TokenCountCache::new(100);
-        let system = PromptMessage {
-            role: "system".into(),
-            content: "be nice".into(),
-            name: None,
-        };
+        let system = prompt_message("system", "be nice");
         let p = build_prompt(
             &store,
             &counts,
@@ -518,11 +518,7 @@ mod tests {
     async fn a_repeated_system_message_is_counted_once() {
         let store = chain();
         let counts = TokenCountCache::new(10);
-        let system = PromptMessage {
-            role: "system".into(),
-            content: "You are terse.".into(),
-            name: None,
-        };
+        let system = prompt_message("system", "You are terse.");
         let b = budget(4000, 100);
         let first = build_prompt(&store, &counts, &b, Some(system.clone()), user("a"), None)
             .await
