@@ -434,11 +434,7 @@ mod tests {
 
     #[tokio::test]
     async fn rpm_limit_answers_429_with_retry_headers_until_the_bucket_refills() {
-        let sim = start(SimulatorConfig {
-            rate_limit_rpm: 60,
-            ..SimulatorConfig::default()
-        })
-        .await;
+        let sim = start_rate_limited(60, 0).await;
         let client = client();
         let request = hi_request();
         let started = std::time::Instant::now();
@@ -484,11 +480,7 @@ mod tests {
     #[tokio::test]
     async fn tpm_limit_charges_prompt_tokens_plus_the_completion_cap() {
         // 100 tokens per second.
-        let sim = start(SimulatorConfig {
-            rate_limit_tpm: 6000,
-            ..SimulatorConfig::default()
-        })
-        .await;
+        let sim = start_rate_limited(0, 6000).await;
         let prompt = hi_prompt_tokens();
         let started = std::time::Instant::now();
 
@@ -546,12 +538,7 @@ mod tests {
 
     #[tokio::test]
     async fn request_larger_than_the_tpm_limit_always_gets_429() {
-        let sim = start(SimulatorConfig {
-            rate_limit_rpm: 10,
-            rate_limit_tpm: 100,
-            ..SimulatorConfig::default()
-        })
-        .await;
+        let sim = start_rate_limited(10, 100).await;
         let prompt = hi_prompt_tokens();
         let huge = chat_request("Hi", json!({"max_tokens": 200}));
         for _ in 0..3 {
@@ -585,12 +572,7 @@ mod tests {
     #[tokio::test]
     async fn rate_limit_headers_use_go_durations_on_streaming_and_429_responses() {
         // One request per minute; 1000 tokens per second.
-        let sim = start(SimulatorConfig {
-            rate_limit_rpm: 1,
-            rate_limit_tpm: 60_000,
-            ..SimulatorConfig::default()
-        })
-        .await;
+        let sim = start_rate_limited(1, 60_000).await;
         let prompt = hi_prompt_tokens();
         let request = hi_stream_request();
         let response = post_ok(&sim, &request, &[]).await;

@@ -14,6 +14,16 @@ pub(super) async fn start(config: SimulatorConfig) -> Simulator {
     Simulator::start(config).await.expect("simulator starts")
 }
 
+/// A simulator limiting requests and tokens per minute (0: that one unlimited).
+pub(super) async fn start_rate_limited(rate_limit_rpm: u32, rate_limit_tpm: u32) -> Simulator {
+    start(SimulatorConfig {
+        rate_limit_rpm,
+        rate_limit_tpm,
+        ..SimulatorConfig::default()
+    })
+    .await
+}
+
 pub(super) async fn start_default() -> Simulator {
     start(SimulatorConfig::default()).await
 }
