@@ -248,24 +248,23 @@ impl ChatGPTAPI {
         inputs: Unknown<'env>,
         options: Option<Unknown<'env>>,
     ) -> Result<PromiseRaw<'env, Unknown<'env>>> {
-        promise_or_rejection(env, || self.start_many(env, inputs, options))
+        promise_or_rejection(env, || {
+            let o = Opts::from_arg(env, options, "options")?;
+            o.allow_only(SendManyOptions::NAMES, &[])?;
+            let requests = read_inputs(env, inputs, &o)?;
+            self.start_many(env, requests, &o)
+        })
     }
 
-    /// `sendMany`'s body; its errors become the Promise's rejection.
+    /// `sendMany` once its arguments are read; its errors become the Promise's rejection.
     fn start_many<'env>(
         &self,
         env: &'env Env,
-        inputs: Unknown<'env>,
-        options: Option<Unknown<'env>>,
+        requests: Vec<SendRequest>,
+        o: &Opts<'env>,
     ) -> Result<PromiseRaw<'env, Unknown<'env>>> {
-        let o = Opts::from_arg(env, options, "options")?;
-        o.allow_only(SendManyOptions::NAMES, &[])?;
-        let requests = read_inputs(env, inputs, &o)?;
         let cancel = CancellationToken::new();
-        let abort = match o.object("abortSignal")? {
-            Some(signal) => Some(AbortListener::attach(env, signal, cancel.clone())?),
-            None => None,
-        };
+        let abort = AbortListener::from_options(env, o, &cancel)?;
         let sink = match o.function("onItem")? {
             Some(f) => Some(ItemSink::new(env, f, cancel.clone())?),
             None => None,
@@ -302,12 +301,7 @@ impl ChatGPTAPI {
             (results, drained, callback_error)
         };
         settle::spawn(env, fut, move |env, (results, drained, callback_error)| {
-            if let Some(listener) = abort {
-                listener.detach(env);
-            }
-            if let Some(err) = callback_error {
-                return Err(err);
-            }
+            after_callbacks(env, abort, callback_error)?;
             if let Err(e) = drained {
                 return Err(to_napi_error(env, &e));
             }
@@ -374,17 +368,19 @@ impl ChatGPTAPI {
         text: Unknown<'env>,
         options: Option<Unknown<'env>>,
     ) -> Result<PromiseRaw<'env, Unknown<'env>>> {
-        promise_or_rejection(env, || self.start_message(env, text, options))
+        promise_or_rejection(env, || {
+            let (req, o) = read_call(env, text, options)?;
+            self.start_message(env, req, &o)
+        })
     }
 
-    /// `sendMessage`'s body; its errors become the Promise's rejection.
+    /// `sendMessage` once its arguments are read; its errors become the Promise's rejection.
     fn start_message<'env>(
         &self,
         env: &'env Env,
-        text: Unknown<'env>,
-        options: Option<Unknown<'env>>,
+        req: SendRequest,
+        o: &Opts<'env>,
     ) -> Result<PromiseRaw<'env, Unknown<'env>>> {
-        let (req, o) = read_call(env, text, options)?;
         let on_progress = o.function("onProgress")?;
 
         let client = self.client();
@@ -401,10 +397,7 @@ impl ChatGPTAPI {
         }
 
         let cancel = CancellationToken::new();
-        let abort = match o.object("abortSignal")? {
-            Some(signal) => Some(AbortListener::attach(env, signal, cancel.clone())?),
-            None => None,
-        };
+        let abort = AbortListener::from_options(env, o, &cancel)?;
         // Deltas only flow when streaming; a callback on a non-streaming call is never invoked.
         let sink = match (&on_progress, req.stream) {
             (Some(f), true) => Some(ProgressSink::new(
@@ -444,12 +437,7 @@ impl ChatGPTAPI {
             (result.map(serialize_message), callback_error)
         };
         settle::spawn(env, fut, move |env, (result, callback_error)| {
-            if let Some(listener) = abort {
-                listener.detach(env);
-            }
-            if let Some(err) = callback_error {
-                return Err(err);
-            }
+            after_callbacks(env, abort, callback_error)?;
             match result {
                 Ok(json) => message_to_js(env, &json),
                 Err(e) => Err(to_napi_error(env, &e)),
@@ -482,17 +470,34 @@ fn signal_aborted(env: &Env, signal: &Object) -> Result<bool> {
     }
 }
 
-/// An `abort` listener on the caller's AbortSignal, removed again when the call settles so a
-/// long-lived signal does not accumulate listeners.
 /// `signal.addEventListener` / `removeEventListener` as called from Rust.
 type ListenerMethod<'a> = Function<'a, FnArgs<(&'a str, Function<'a, Unknown<'a>, ()>)>, Unknown<'a>>;
 
+/// An `abort` listener on the caller's AbortSignal, removed again when the call settles so a
+/// long-lived signal does not accumulate listeners.
 struct AbortListener {
     signal: ObjectRef,
     listener: FunctionRef<Unknown<'static>, ()>,
 }
 
+/// The first step of settling a call whose callbacks have all run: removes its abort listener,
+/// then fails with what a callback threw or rejected with, if one did.
+fn after_callbacks(env: &Env, abort: Option<AbortListener>, callback_error: Option<Error>) -> Result<()> {
+    if let Some(listener) = abort {
+        listener.detach(env);
+    }
+    callback_error.map_or(Ok(()), Err)
+}
+
 impl AbortListener {
+    /// The listener on `o`'s `abortSignal`, when it has one: an abort cancels `cancel`.
+    fn from_options(env: &Env, o: &Opts, cancel: &CancellationToken) -> Result<Option<Self>> {
+        match o.object("abortSignal")? {
+            Some(signal) => Self::attach(env, signal, cancel.clone()).map(Some),
+            None => Ok(None),
+        }
+    }
+
     fn attach(env: &Env, signal: Object, cancel: CancellationToken) -> Result<Self> {
         if signal_aborted(env, &signal)? {
             cancel.cancel();

@@ -264,21 +264,30 @@ pub struct SendManyOptions {
 }
 
 impl SendManyOptions {
-    /// The names the reader accepts: the fields above, as JavaScript spells them.
-    pub const NAMES: &'static [&'static str] = &[
-        "onItem",
-        "abortSignal",
-        "systemMessage",
-        "completionParams",
-        "messageId",
-        "parentMessageId",
-        "conversationId",
-        "name",
-        "timeoutMs",
-        "stream",
-        "onProgress",
-        "cache",
-    ];
+    /// The names the reader accepts: the fields above, as JavaScript spells them (the
+    /// `sendMessage` options' names plus `onItem`).
+    pub const NAMES: &'static [&'static str] =
+        &with_first::<{ SendMessageOptions::NAMES.len() + 1 }>("onItem", SendMessageOptions::NAMES);
+}
+
+/// `first` followed by `rest`: one list of option names built on another at compile time, so
+/// the shared names are written once. `N` must be `rest.len() + 1` (else the build fails).
+const fn with_first<const N: usize>(first: &'static str, rest: &[&'static str]) -> [&'static str; N] {
+    assert!(N == rest.len() + 1, "N must be rest.len() + 1");
+    let mut out = [first; N];
+    let mut names = rest;
+    // Every slot after the first takes the next name.
+    let mut slots: &mut [&'static str] = match out.split_first_mut() {
+        Some((_, tail)) => tail,
+        None => &mut [],
+    };
+    while let Some((slot, free)) = slots.split_first_mut() {
+        let Some((name, more)) = names.split_first() else { break };
+        *slot = *name;
+        slots = free;
+        names = more;
+    }
+    out
 }
 
 /// `rateLimit` of `new ChatGPTAPI(options)`: per-key budgets per minute. Each is unlimited
@@ -352,20 +361,8 @@ pub const CONSTRUCTOR_IGNORED: &[IgnoredOption] = &[IgnoredOption {
 }];
 
 /// An object input of `sendMany`: `text` plus the `sendMessage` options.
-const SEND_MANY_ITEM_OPTIONS: &[&str] = &[
-    "text",
-    "systemMessage",
-    "completionParams",
-    "messageId",
-    "parentMessageId",
-    "conversationId",
-    "name",
-    "stream",
-    "onProgress",
-    "abortSignal",
-    "timeoutMs",
-    "cache",
-];
+const SEND_MANY_ITEM_OPTIONS: &[&str] =
+    &with_first::<{ SendMessageOptions::NAMES.len() + 1 }>("text", SendMessageOptions::NAMES);
 
 /// Most inputs of one `sendMany` call.
 pub const MAX_BATCH_INPUTS: u32 = 100_000;

@@ -122,27 +122,25 @@ fn store_error(operation: &str, e: Error) -> ChatError {
     )
 }
 
+/// What the store callback `operation`, called by `call`, resolved its Promise with; a failure
+/// to call it, a throw or a rejection is the store's error.
+async fn settled<T: FromNapiValue + 'static>(
+    operation: &str,
+    call: impl std::future::Future<Output = Result<Promise<T>>>,
+) -> std::result::Result<T, ChatError> {
+    let promise = call.await.map_err(|e| store_error(operation, e))?;
+    promise.await.map_err(|e| store_error(operation, e))
+}
+
 impl ConversationStore for JsStore {
     fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, std::result::Result<Option<Arc<StoredMessage>>, ChatError>> {
         Box::pin(async move {
-            let promise = self
-                .get
-                .call_async(id.to_owned())
-                .await
-                .map_err(|e| store_error("getMessageById", e))?;
-            let message = promise.await.map_err(|e| store_error("getMessageById", e))?;
+            let message = settled("getMessageById", self.get.call_async(id.to_owned())).await?;
             Ok(message.map(|m| Arc::new(m.into())))
         })
     }
 
     fn upsert(&self, message: StoredMessage) -> BoxFuture<'_, std::result::Result<(), ChatError>> {
-        Box::pin(async move {
-            let promise = self
-                .set
-                .call_async(message.into())
-                .await
-                .map_err(|e| store_error("upsertMessage", e))?;
-            promise.await.map_err(|e| store_error("upsertMessage", e))
-        })
+        Box::pin(async move { settled("upsertMessage", self.set.call_async(message.into())).await })
     }
 }

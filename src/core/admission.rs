@@ -143,15 +143,11 @@ impl Admission {
                 Err(NoKey::CoolingUntil(until)) if until < bounds.deadline() => bounds.sleep_until(until).await?,
                 Err(NoKey::CoolingUntil(until)) => {
                     let wait = until.saturating_duration_since(Instant::now());
-                    let mut e = ChatError::new(
-                        ErrorCode::NoKeyAvailable,
-                        format!(
-                            "Every API key is cooling down after 429s for another {} ms, past the call's deadline",
-                            wait.as_millis()
-                        ),
+                    let message = format!(
+                        "Every API key is cooling down after 429s for another {} ms, past the call's deadline",
+                        wait.as_millis()
                     );
-                    e.retry_after = Some(wait);
-                    return Err(e);
+                    return Err(ChatError::new(ErrorCode::NoKeyAvailable, message).with_retry_after(wait));
                 }
                 Err(NoKey::AllDisabled) => {
                     return Err(ChatError::new(
@@ -232,15 +228,11 @@ fn rate_limit_error(e: RateLimitError) -> ChatError {
             ),
         ),
         RateLimitError::Paused { retry_after } => {
-            let mut e = ChatError::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "The server paused requests (429 or rate-limit headers) for another {} ms, past the call's deadline",
-                    retry_after.as_millis()
-                ),
+            let message = format!(
+                "The server paused requests (429 or rate-limit headers) for another {} ms, past the call's deadline",
+                retry_after.as_millis()
             );
-            e.retry_after = Some(retry_after);
-            e
+            ChatError::new(ErrorCode::RateLimited, message).with_retry_after(retry_after)
         }
     }
 }
@@ -262,7 +254,6 @@ fn breaker_outcome(e: &ChatError) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::bounds::Deadline;
     use crate::core::breaker::BreakerConfig;
     use crate::core::config::ClientOptions;
     use std::sync::atomic::Ordering;
@@ -285,28 +276,31 @@ mod tests {
     }
 
     fn bounds_for(cancel: &CancellationToken, timeout: Duration) -> CallBounds<'_> {
-        CallBounds::new(
-            Deadline::Fixed(Instant::now() + timeout),
-            timeout,
-            Duration::from_secs(600),
-            cancel,
-        )
+        CallBounds::from_now(timeout, Duration::from_secs(600), cancel)
+    }
+
+    /// Admission for a client built from `opts`, without a breaker.
+    fn admission(opts: ClientOptions) -> Admission {
+        Admission::new(&config(opts), None)
+    }
+
+    /// Admits one attempt and fails it with `e` (the attempt ends as this returns).
+    async fn fail_one(admission: &Admission, bounds: &CallBounds<'_>, metrics: &Metrics, e: &ChatError) {
+        let mut admitted = admission.acquire(bounds, 10).await.unwrap();
+        admitted.failed(e, admission, metrics);
     }
 
     fn rate_limited(retry_after: Duration) -> ChatError {
-        let mut e = ChatError::new(ErrorCode::RateLimited, "429");
-        e.retry_after = Some(retry_after);
-        e
+        ChatError::new(ErrorCode::RateLimited, "429").with_retry_after(retry_after)
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_full_queue_is_refused_at_once() {
-        let cfg = config(ClientOptions {
+        let admission = admission(ClientOptions {
             max_concurrency: Some(1),
             max_queue: Some(0),
             ..keys(1)
         });
-        let admission = Admission::new(&cfg, None);
         let cancel = CancellationToken::new();
         let bounds = bounds_for(&cancel, Duration::from_secs(10));
         let mut first = admission.acquire(&bounds, 10).await.unwrap();
@@ -329,23 +323,24 @@ mod tests {
         let metrics = Metrics::default();
         let cancel = CancellationToken::new();
         let bounds = bounds_for(&cancel, Duration::from_secs(10));
-        let mut admitted = admission.acquire(&bounds, 10).await.unwrap();
-        admitted.failed(&ChatError::new(ErrorCode::Network, "reset"), &admission, &metrics);
-        drop(admitted);
+        fail_one(
+            &admission,
+            &bounds,
+            &metrics,
+            &ChatError::new(ErrorCode::Network, "reset"),
+        )
+        .await;
         let refused = admission.acquire(&bounds, 10).await.err().unwrap();
         assert_eq!(refused.code, ErrorCode::CircuitOpen);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_pause_that_outlasts_the_deadline_fails_fast_as_rate_limited() {
-        let cfg = config(keys(1));
-        let admission = Admission::new(&cfg, None);
+        let admission = admission(keys(1));
         let metrics = Metrics::default();
         let cancel = CancellationToken::new();
         let bounds = bounds_for(&cancel, Duration::from_secs(5));
-        let mut admitted = admission.acquire(&bounds, 10).await.unwrap();
-        admitted.failed(&rate_limited(Duration::from_secs(30)), &admission, &metrics);
-        drop(admitted);
+        fail_one(&admission, &bounds, &metrics, &rate_limited(Duration::from_secs(30))).await;
         let started = Instant::now();
         let refused = admission.acquire(&bounds, 10).await.err().unwrap();
         assert_eq!(refused.code, ErrorCode::RateLimited);
@@ -356,8 +351,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_429_cools_the_key_and_the_next_attempt_takes_another() {
-        let cfg = config(keys(2));
-        let admission = Admission::new(&cfg, None);
+        let admission = admission(keys(2));
         let metrics = Metrics::default();
         let cancel = CancellationToken::new();
         let bounds = bounds_for(&cancel, Duration::from_secs(5));
@@ -370,9 +364,7 @@ mod tests {
         assert!(!next.key().same(&first_key));
         drop(next);
         // With both keys cooling past the deadline, the call is refused with the wait.
-        let mut second = admission.acquire(&bounds, 10).await.unwrap();
-        second.failed(&rate_limited(Duration::from_secs(30)), &admission, &metrics);
-        drop(second);
+        fail_one(&admission, &bounds, &metrics, &rate_limited(Duration::from_secs(30))).await;
         let refused = admission.acquire(&bounds, 10).await.err().unwrap();
         assert_eq!(refused.code, ErrorCode::NoKeyAvailable);
         assert!(refused.retry_after.is_some());
@@ -380,14 +372,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_key_cooling_until_before_the_deadline_is_waited_for() {
-        let cfg = config(keys(2));
-        let admission = Admission::new(&cfg, None);
+        let admission = admission(keys(2));
         let metrics = Metrics::default();
         let cancel = CancellationToken::new();
         let bounds = bounds_for(&cancel, Duration::from_secs(60));
         for _ in 0..2 {
-            let mut admitted = admission.acquire(&bounds, 10).await.unwrap();
-            admitted.failed(&rate_limited(Duration::from_secs(2)), &admission, &metrics);
+            fail_one(&admission, &bounds, &metrics, &rate_limited(Duration::from_secs(2))).await;
         }
         let started = Instant::now();
         assert!(admission.acquire(&bounds, 10).await.is_ok());
@@ -396,14 +386,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn rejected_keys_are_disabled_until_none_is_left() {
-        let cfg = config(keys(2));
-        let admission = Admission::new(&cfg, None);
+        let admission = admission(keys(2));
         let metrics = Metrics::default();
         let cancel = CancellationToken::new();
         let bounds = bounds_for(&cancel, Duration::from_secs(5));
         for _ in 0..2 {
-            let mut admitted = admission.acquire(&bounds, 10).await.unwrap();
-            admitted.failed(&ChatError::new(ErrorCode::Auth, "401"), &admission, &metrics);
+            fail_one(&admission, &bounds, &metrics, &ChatError::new(ErrorCode::Auth, "401")).await;
         }
         assert_eq!(metrics.keys_disabled.load(Ordering::Relaxed), 2);
         assert!(!admission.can_fail_over());
@@ -413,14 +401,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_estimate_above_the_token_rate_can_never_be_admitted() {
-        let cfg = config(ClientOptions {
+        let admission = admission(ClientOptions {
             rate_limit: Some(RateLimitConfig {
                 requests_per_minute: None,
                 tokens_per_minute: Some(100),
             }),
             ..keys(1)
         });
-        let admission = Admission::new(&cfg, None);
         let cancel = CancellationToken::new();
         let bounds = bounds_for(&cancel, Duration::from_secs(5));
         let refused = admission.acquire(&bounds, 1_000).await.err().unwrap();
@@ -429,11 +416,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_aborted_call_waiting_for_a_slot_leaves_at_once() {
-        let cfg = config(ClientOptions {
+        let admission = admission(ClientOptions {
             max_concurrency: Some(1),
             ..keys(1)
         });
-        let admission = Admission::new(&cfg, None);
         let cancel = CancellationToken::new();
         let bounds = bounds_for(&cancel, Duration::from_secs(60));
         let _held = admission.acquire(&bounds, 10).await.unwrap();

@@ -78,6 +78,12 @@ impl<'a> CallBounds<'a> {
         }
     }
 
+    /// Bounds ending `timeout` from now, with body reads also ending after `idle` without data.
+    #[cfg(test)]
+    pub fn from_now(timeout: Duration, idle: Duration, cancel: &'a CancellationToken) -> Self {
+        Self::new(Deadline::Fixed(Instant::now() + timeout), timeout, idle, cancel)
+    }
+
     /// The bounds of one attempt: also ended by `attempt_timeout`, when that ends first.
     pub fn for_attempt(&self, attempt_timeout: Option<Duration>) -> CallBounds<'a> {
         let attempt = attempt_timeout
@@ -189,12 +195,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_wait_times_out_at_the_deadline() {
         let cancel = CancellationToken::new();
-        let bounds = CallBounds::new(
-            Deadline::Fixed(Instant::now() + Duration::from_millis(50)),
-            Duration::from_millis(50),
-            Duration::from_secs(10),
-            &cancel,
-        );
+        let bounds = CallBounds::from_now(Duration::from_millis(50), Duration::from_secs(10), &cancel);
         let r: Result<(), _> = bounds.wait(std::future::pending()).await;
         assert_eq!(r.unwrap_err().code, ErrorCode::Timeout);
     }
@@ -202,12 +203,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_idle_timeout_applies_only_to_body_reads() {
         let cancel = CancellationToken::new();
-        let bounds = CallBounds::new(
-            Deadline::Fixed(Instant::now() + Duration::from_secs(100)),
-            Duration::from_secs(100),
-            Duration::from_millis(20),
-            &cancel,
-        );
+        let bounds = CallBounds::from_now(Duration::from_secs(100), Duration::from_millis(20), &cancel);
         let r: Result<(), _> = bounds.read_body(std::future::pending()).await;
         let e = r.unwrap_err();
         assert_eq!(e.code, ErrorCode::Timeout);
@@ -231,12 +227,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_attempt_ends_at_its_own_deadline_before_the_calls() {
         let cancel = CancellationToken::new();
-        let call = CallBounds::new(
-            Deadline::Fixed(Instant::now() + Duration::from_secs(100)),
-            Duration::from_secs(100),
-            Duration::from_secs(100),
-            &cancel,
-        );
+        let call = CallBounds::from_now(Duration::from_secs(100), Duration::from_secs(100), &cancel);
         let attempt = call.for_attempt(Some(Duration::from_millis(30)));
         let r: Result<(), _> = attempt.wait(std::future::pending()).await;
         assert!(r.unwrap_err().message.contains("attemptTimeoutMs"));

@@ -813,10 +813,9 @@ mod tests {
         }
     }
 
-    /// English prose: sentences of 5-35 words with occasional commas, paragraphs of 2-8
-    /// sentences separated by blank lines, until `bytes` long.
-    fn english(seed: u64, bytes: usize) -> String {
-        let vocab = words();
+    /// Paragraphs of 2-8 sentences separated by blank lines, until `bytes` long: `sentence`
+    /// appends one sentence, given its index in the paragraph.
+    fn prose(seed: u64, bytes: usize, mut sentence: impl FnMut(&mut Rng, &mut String, usize)) -> String {
         let mut rng = Rng(seed);
         let mut out = String::new();
         while out.len() < bytes {
@@ -824,59 +823,60 @@ mod tests {
                 out.push_str("\n\n");
             }
             for s in 0..rng.range(2, 8) {
-                if s > 0 {
-                    out.push(' ');
-                }
-                let n = rng.range(5, 35);
-                for i in 0..n {
-                    let w = vocab[rng.range(0, vocab.len() - 1)];
-                    if i == 0 {
-                        out.push_str(&capitalize(w));
-                    } else {
-                        out.push(' ');
-                        out.push_str(w);
-                    }
-                    if i + 1 < n && rng.chance(8) {
-                        out.push(',');
-                    }
-                }
-                out.push(match rng.range(0, 9) {
-                    0 => '?',
-                    1 => '!',
-                    _ => '.',
-                });
+                sentence(&mut rng, &mut out, s);
             }
         }
         out
+    }
+
+    /// English prose: sentences of 5-35 words with occasional commas, paragraphs of 2-8
+    /// sentences separated by blank lines, until `bytes` long.
+    fn english(seed: u64, bytes: usize) -> String {
+        let vocab = words();
+        prose(seed, bytes, |rng, out, s| {
+            if s > 0 {
+                out.push(' ');
+            }
+            let n = rng.range(5, 35);
+            for i in 0..n {
+                let w = vocab[rng.range(0, vocab.len() - 1)];
+                if i == 0 {
+                    out.push_str(&capitalize(w));
+                } else {
+                    out.push(' ');
+                    out.push_str(w);
+                }
+                if i + 1 < n && rng.chance(8) {
+                    out.push(',');
+                }
+            }
+            out.push(match rng.range(0, 9) {
+                0 => '?',
+                1 => '!',
+                _ => '.',
+            });
+        })
     }
 
     /// Chinese prose: sentences of 8-40 hanzi with occasional ，ending in 。！？；,
     /// paragraphs of 2-8 sentences separated by blank lines, until `bytes` long.
     fn chinese(seed: u64, bytes: usize) -> String {
         let hanzi: Vec<char> = HANZI.chars().filter(|c| !c.is_whitespace()).collect();
-        let mut rng = Rng(seed);
-        let mut out = String::new();
-        while out.len() < bytes {
-            if !out.is_empty() {
-                out.push_str("\n\n");
-            }
-            for _ in 0..rng.range(2, 8) {
-                let n = rng.range(8, 40);
-                for i in 0..n {
-                    out.push(hanzi[rng.range(0, hanzi.len() - 1)]);
-                    if i + 1 < n && i > 1 && rng.chance(8) {
-                        out.push('，');
-                    }
+        prose(seed, bytes, |rng, out, _| {
+            let n = rng.range(8, 40);
+            for i in 0..n {
+                out.push(hanzi[rng.range(0, hanzi.len() - 1)]);
+                if i + 1 < n && i > 1 && rng.chance(8) {
+                    out.push('，');
                 }
-                out.push(match rng.range(0, 9) {
-                    0 => '！',
-                    1 => '？',
-                    2 => '；',
-                    _ => '。',
-                });
             }
-        }
-        out
+            out.push(match rng.range(0, 9) {
+                0 => '！',
+                1 => '？',
+                2 => '；',
+                _ => '。',
+            });
+        })
     }
 
     /// Debug builds tokenize ~20x slower than release: use a quarter of the prose there. The

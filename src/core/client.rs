@@ -38,7 +38,7 @@ pub use super::stream::{DeltaSink, Progress};
 use super::time::instant_after;
 use super::tokens::Encoding;
 use super::transport::{read_capped, Transport};
-use super::turn::{new_completion_id, settle, MessageIds};
+use super::turn::{settle, MessageIds};
 pub use super::turn::{ChatReply, SendRequest};
 
 /// A request ready to send: body parameters, prompt and the model's encoding.
@@ -338,10 +338,7 @@ impl ChatClient {
 
         // The reply's id is ours, never the server's: the store keys messages by id, and servers
         // may send the same completion id for different replies (see `new_completion_id`).
-        let ids = MessageIds {
-            user: message_id,
-            reply: new_completion_id(),
-        };
+        let ids = MessageIds::for_user(message_id);
         // What the rate limiter reserves before sending: prompt plus the most the reply may use
         // (for a short prompt sent uncounted, its upper bound; settled with the real usage).
         let reply_cap = ["max_tokens", "max_completion_tokens"]
@@ -415,10 +412,7 @@ impl ChatClient {
             message_id,
             ..
         } = prepared;
-        let ids = MessageIds {
-            user: message_id,
-            reply: new_completion_id(),
-        };
+        let ids = MessageIds::for_user(message_id);
         let received = Received {
             completion: completion_from_cache(&hit),
             request_id: None,
@@ -685,8 +679,8 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_panic_inside_one_call_fails_that_call_alone_with_a_code() {
+    /// A client with default options talking to a fresh simulator (kept alive by the caller).
+    async fn simulated_client() -> (Simulator, Arc<ChatClient>) {
         let sim = Simulator::start(SimulatorConfig::default()).await.unwrap();
         let cfg = ClientConfig::build(ClientOptions {
             api_key: Some("sk-test".into()),
@@ -694,7 +688,12 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let client = Arc::new(ChatClient::new(cfg, None).unwrap());
+        (sim, Arc::new(ChatClient::new(cfg, None).unwrap()))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_inside_one_call_fails_that_call_alone_with_a_code() {
+        let (_sim, client) = simulated_client().await;
         let cancel = CancellationToken::new();
         // Side by side, as `sendMany` runs its items.
         let (panicked, fine) = futures::join!(
@@ -707,26 +706,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_panic_inside_a_shared_call_rejects_every_waiter_at_once() {
-        let sim = Simulator::start(SimulatorConfig::default()).await.unwrap();
-        let cfg = ClientConfig::build(ClientOptions {
-            api_key: Some("sk-test".into()),
-            api_base_url: Some(sim.base_url()),
-            ..Default::default()
-        })
-        .unwrap();
-        let client = Arc::new(ChatClient::new(cfg, None).unwrap());
-        let req = SendRequest {
-            text: PANIC_MARKER.into(),
-            system_message: None,
-            completion_params: None,
-            message_id: None,
-            parent_message_id: None,
-            conversation_id: None,
-            name: None,
-            stream: false,
-            timeout: None,
-            cache: true,
-        };
+        let (_sim, client) = simulated_client().await;
+        let req = request(PANIC_MARKER, true);
         let started = Instant::now();
         let calls: Vec<_> = (0..3)
             .map(|_| {

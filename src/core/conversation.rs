@@ -330,12 +330,16 @@ mod tests {
         }
     }
 
-    fn user(text: &str) -> PromptMessage {
+    fn prompt_message(role: &str, text: &str) -> PromptMessage {
         PromptMessage {
-            role: "user".into(),
+            role: role.into(),
             content: text.into(),
             name: None,
         }
+    }
+
+    fn user(text: &str) -> PromptMessage {
+        prompt_message("user", text)
     }
 
     fn budget(max_model: u32, max_response: u32) -> Budget {
@@ -374,11 +378,7 @@ mod tests {
     async fn history_is_rebuilt_oldest_first_between_system_and_user() {
         let store = chain();
         let counts = TokenCountCache::new(100);
-        let system = PromptMessage {
-            role: "system".into(),
-            content: "be nice".into(),
-            name: None,
-        };
+        let system = prompt_message("system", "be nice");
         let p = build_prompt(
             &store,
             &counts,
@@ -410,6 +410,21 @@ mod tests {
         assert_eq!(p.max_tokens, 1000);
     }
 
+    /// The prompt for "another" answering `a2` of [`chain`], in a window of `max_model`
+    /// tokens of which 100 are kept for the reply.
+    async fn another_after_a2(store: &MessageStore, counts: &TokenCountCache, max_model: u32) -> BuiltPrompt {
+        build_prompt(
+            store,
+            counts,
+            &budget(max_model, 100),
+            None,
+            user("another"),
+            Some("a2"),
+        )
+        .await
+        .unwrap()
+    }
+
     #[tokio::test]
     async fn the_walk_stops_exactly_at_the_budget_edge() {
         let store = chain();
@@ -420,30 +435,12 @@ mod tests {
         let u2 = chat::message_tokens(enc, &store.get_now("u2").unwrap().as_prompt()) as u32;
         // Room for exactly a2 and u2: a1 must be left out.
         let limit = base + a2 + u2;
-        let p = build_prompt(
-            &store,
-            &counts,
-            &budget(limit + 100, 100),
-            None,
-            user("another"),
-            Some("a2"),
-        )
-        .await
-        .unwrap();
+        let p = another_after_a2(&store, &counts, limit + 100).await;
         assert_eq!(p.history_messages, 2);
         assert_eq!(p.truncated, Some(Truncation::Budget));
         assert_eq!(p.prompt_tokens, limit);
         // One token less and u2 no longer fits.
-        let p = build_prompt(
-            &store,
-            &counts,
-            &budget(limit + 99, 100),
-            None,
-            user("another"),
-            Some("a2"),
-        )
-        .await
-        .unwrap();
+        let p = another_after_a2(&store, &counts, limit + 99).await;
         assert_eq!(p.history_messages, 1);
     }
 
@@ -521,11 +518,7 @@ mod tests {
     async fn a_repeated_system_message_is_counted_once() {
         let store = chain();
         let counts = TokenCountCache::new(10);
-        let system = PromptMessage {
-            role: "system".into(),
-            content: "You are terse.".into(),
-            name: None,
-        };
+        let system = prompt_message("system", "You are terse.");
         let b = budget(4000, 100);
         let first = build_prompt(&store, &counts, &b, Some(system.clone()), user("a"), None)
             .await

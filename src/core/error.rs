@@ -179,6 +179,12 @@ impl ChatError {
         self
     }
 
+    /// Attach how long the caller should wait before trying again.
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
+
     pub fn with_request_id(mut self, request_id: Option<&str>) -> Self {
         if self.request_id.is_none() {
             self.request_id = request_id.map(str::to_owned);

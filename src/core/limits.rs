@@ -912,6 +912,15 @@ mod tests {
         })
     }
 
+    /// A 60-requests-per-minute limiter whose 60 requests of the minute are all taken.
+    async fn drained_rpm_60() -> Arc<RateLimiter> {
+        let limiter = Arc::new(rate(Some(60), None));
+        for _ in 0..60 {
+            limiter.acquire(0).await.unwrap();
+        }
+        limiter
+    }
+
     #[tokio::test(start_paused = true)]
     async fn unlimited_rate_limiter_returns_at_once() {
         let limiter = rate(None, None);
@@ -925,11 +934,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn rpm_60_allows_60_at_once_then_the_61st_waits_one_second() {
-        let limiter = rate(Some(60), None);
         let start = Instant::now();
-        for _ in 0..60 {
-            limiter.acquire(0).await.unwrap();
-        }
+        let limiter = drained_rpm_60().await;
         assert_eq!(start.elapsed(), Duration::ZERO);
         limiter.acquire(0).await.unwrap();
         let waited = secs(start.elapsed());
@@ -1027,6 +1033,24 @@ mod tests {
         map
     }
 
+    /// How long `acquire(estimate)` waits once the limiter has seen `pairs` as a response's
+    /// headers (measured from just before it sees them).
+    async fn wait_after_headers(limiter: &RateLimiter, pairs: &[(&'static str, &str)], estimate: u32) -> Duration {
+        let start = Instant::now();
+        limiter.observe_headers(&headers(pairs));
+        limiter.acquire(estimate).await.unwrap();
+        start.elapsed()
+    }
+
+    /// [`wait_after_headers`] for a response saying no tokens remain until `reset`.
+    async fn wait_after_token_reset(limiter: &RateLimiter, reset: &str, estimate: u32) -> Duration {
+        let pairs = [
+            ("x-ratelimit-remaining-tokens", "0"),
+            ("x-ratelimit-reset-tokens", reset),
+        ];
+        wait_after_headers(limiter, &pairs, estimate).await
+    }
+
     #[tokio::test(start_paused = true)]
     async fn observe_headers_lowers_the_bucket_but_never_raises_it() {
         let limiter = rate(Some(60), Some(6000));
@@ -1048,28 +1072,20 @@ mod tests {
         // A configured 600/min would refill one request in 0.1 s; the server said it refuses
         // until its reset in 2.5 s, so the next request waits for that.
         let limiter = rate(Some(600), Some(100_000));
-        let start = Instant::now();
-        limiter.observe_headers(&headers(&[
+        let reset = [
             ("x-ratelimit-remaining-requests", "0"),
             ("x-ratelimit-reset-requests", "2.5s"),
             ("x-ratelimit-remaining-tokens", "5000"),
             ("x-ratelimit-reset-tokens", "1m30s"),
-        ]));
-        limiter.acquire(100).await.unwrap();
-        let waited = secs(start.elapsed());
+        ];
+        let waited = secs(wait_after_headers(&limiter, &reset, 100).await);
         assert!((waited - 2.5).abs() < 0.01, "waited {waited}");
     }
 
     #[tokio::test(start_paused = true)]
     async fn remaining_tokens_zero_waits_for_the_token_reset() {
         let limiter = rate(Some(6000), Some(1_000_000));
-        let start = Instant::now();
-        limiter.observe_headers(&headers(&[
-            ("x-ratelimit-remaining-tokens", "0"),
-            ("x-ratelimit-reset-tokens", "1s"),
-        ]));
-        limiter.acquire(10).await.unwrap();
-        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        assert_eq!(wait_after_token_reset(&limiter, "1s", 10).await, Duration::from_secs(1));
     }
 
     #[tokio::test(start_paused = true)]
@@ -1124,10 +1140,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_pause_arriving_while_waiting_fails_a_waiter_whose_deadline_is_earlier() {
-        let limiter = Arc::new(rate(Some(60), None));
-        for _ in 0..60 {
-            limiter.acquire(0).await.unwrap();
-        }
+        let limiter = drained_rpm_60().await;
         let start = Instant::now();
         let waiter = {
             let limiter = Arc::clone(&limiter);
@@ -1149,14 +1162,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_server_stated_limit_is_adopted_when_none_is_configured() {
         let limiter = rate(None, None);
-        let start = Instant::now();
-        limiter.observe_headers(&headers(&[
+        let stated = [
             ("x-ratelimit-limit-requests", "60"),
             ("x-ratelimit-remaining-requests", "1"),
             ("x-ratelimit-reset-requests", "59s"),
-        ]));
-        limiter.acquire(1).await.unwrap();
-        assert_eq!(start.elapsed(), Duration::ZERO);
+        ];
+        assert_eq!(wait_after_headers(&limiter, &stated, 1).await, Duration::ZERO);
+        let start = Instant::now();
         limiter.acquire(1).await.unwrap();
         let waited = secs(start.elapsed());
         assert!(
@@ -1168,13 +1180,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn remaining_zero_pauses_an_unlimited_limiter_too() {
         let limiter = rate(None, None);
-        let start = Instant::now();
-        limiter.observe_headers(&headers(&[
-            ("x-ratelimit-remaining-tokens", "0"),
-            ("x-ratelimit-reset-tokens", "12ms"),
-        ]));
-        limiter.acquire(1).await.unwrap();
-        assert_eq!(start.elapsed(), Duration::from_millis(12));
+        assert_eq!(
+            wait_after_token_reset(&limiter, "12ms", 1).await,
+            Duration::from_millis(12)
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -1194,10 +1203,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_pause_arriving_while_waiting_extends_the_wait() {
-        let limiter = Arc::new(rate(Some(60), None));
-        for _ in 0..60 {
-            limiter.acquire(0).await.unwrap();
-        }
+        let limiter = drained_rpm_60().await;
         let start = Instant::now();
         let waiter = {
             let limiter = Arc::clone(&limiter);

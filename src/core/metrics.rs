@@ -331,10 +331,15 @@ pub fn prometheus_text(snapshot: &MetricsSnapshot, gauges: &Gauges) -> String {
     let s = snapshot;
     let mut out = Exposition(String::with_capacity(4096));
 
-    out.family("calls_total", "counter", "Chat calls by outcome.");
-    out.sample("calls_total", &[("outcome", "started")], s.calls_started as f64);
-    out.sample("calls_total", &[("outcome", "succeeded")], s.calls_succeeded as f64);
-    out.sample("calls_total", &[("outcome", "failed")], s.calls_failed as f64);
+    out.labelled(
+        Family::new("calls_total", "counter", "Chat calls by outcome."),
+        "outcome",
+        &[
+            ("started", s.calls_started as f64),
+            ("succeeded", s.calls_succeeded as f64),
+            ("failed", s.calls_failed as f64),
+        ],
+    );
 
     out.family("failures_total", "counter", "Failed chat calls by error code.");
     for (code, n) in &s.failed_by_code {
@@ -374,55 +379,60 @@ pub fn prometheus_text(snapshot: &MetricsSnapshot, gauges: &Gauges) -> String {
         ),
     ];
     for (name, help, v) in counters {
-        out.family(name, "counter", help);
-        out.sample(name, &[], v as f64);
+        out.single(Family::new(name, "counter", help), v as f64);
     }
 
-    out.family("cache_requests_total", "counter", "Response cache lookups by result.");
-    out.sample("cache_requests_total", &[("result", "hit")], s.cache_hits as f64);
-    out.sample("cache_requests_total", &[("result", "miss")], s.cache_misses as f64);
-
-    out.family("tokens_total", "counter", "Tokens used by finished calls, by kind.");
-    out.sample("tokens_total", &[("kind", "prompt")], s.prompt_tokens as f64);
-    out.sample("tokens_total", &[("kind", "completion")], s.completion_tokens as f64);
-
-    out.family(
-        "circuit_breaker_opened_total",
-        "counter",
-        "Times the circuit breaker opened.",
+    out.labelled(
+        Family::new("cache_requests_total", "counter", "Response cache lookups by result."),
+        "result",
+        &[("hit", s.cache_hits as f64), ("miss", s.cache_misses as f64)],
     );
-    out.sample("circuit_breaker_opened_total", &[], gauges.breaker_opened as f64);
-
-    let simple_gauges: [(&str, &str, f64); 4] = [
-        ("in_flight", "Requests currently in flight.", gauges.in_flight as f64),
-        (
-            "queued",
-            "Requests waiting for a concurrency slot.",
-            gauges.queued as f64,
-        ),
-        (
-            "cache_entries",
-            "Entries in the response cache.",
-            gauges.cache_entries as f64,
-        ),
-        (
-            "cache_bytes",
-            "Approximate bytes held by the response cache.",
-            gauges.cache_bytes as f64,
-        ),
-    ];
-    for (name, help, v) in simple_gauges {
-        out.family(name, "gauge", help);
-        out.sample(name, &[], v);
-    }
-
+    out.labelled(
+        Family::new("tokens_total", "counter", "Tokens used by finished calls, by kind."),
+        "kind",
+        &[
+            ("prompt", s.prompt_tokens as f64),
+            ("completion", s.completion_tokens as f64),
+        ],
+    );
     let state = if gauges.breaker_state.is_empty() {
         "disabled"
     } else {
         gauges.breaker_state
     };
-    out.family("circuit_open", "gauge", "1 while the circuit breaker is open, else 0.");
-    out.sample("circuit_open", &[], if state == "open" { 1.0 } else { 0.0 });
+    let singles: [(Family, f64); 6] = [
+        (
+            Family::new(
+                "circuit_breaker_opened_total",
+                "counter",
+                "Times the circuit breaker opened.",
+            ),
+            gauges.breaker_opened as f64,
+        ),
+        (
+            Family::new("in_flight", "gauge", "Requests currently in flight."),
+            gauges.in_flight as f64,
+        ),
+        (
+            Family::new("queued", "gauge", "Requests waiting for a concurrency slot."),
+            gauges.queued as f64,
+        ),
+        (
+            Family::new("cache_entries", "gauge", "Entries in the response cache."),
+            gauges.cache_entries as f64,
+        ),
+        (
+            Family::new("cache_bytes", "gauge", "Approximate bytes held by the response cache."),
+            gauges.cache_bytes as f64,
+        ),
+        (
+            Family::new("circuit_open", "gauge", "1 while the circuit breaker is open, else 0."),
+            if state == "open" { 1.0 } else { 0.0 },
+        ),
+    ];
+    for (family, v) in singles {
+        out.single(family, v);
+    }
     out.family(
         "circuit_state",
         "gauge",
@@ -440,17 +450,23 @@ pub fn prometheus_text(snapshot: &MetricsSnapshot, gauges: &Gauges) -> String {
         out.sample("circuit_state", &[("state", state)], 1.0);
     }
 
-    out.family("keys", "gauge", "API keys by current state.");
-    out.sample("keys", &[("state", "total")], gauges.keys_total as f64);
-    out.sample("keys", &[("state", "cooling")], gauges.keys_cooling as f64);
-    out.sample("keys", &[("state", "disabled")], gauges.keys_disabled_now as f64);
-
-    out.family(
-        "token_utilization",
-        "gauge",
-        "Mean fraction of the model context window used per call (prompt + completion) / window.",
+    out.labelled(
+        Family::new("keys", "gauge", "API keys by current state."),
+        "state",
+        &[
+            ("total", gauges.keys_total as f64),
+            ("cooling", gauges.keys_cooling as f64),
+            ("disabled", gauges.keys_disabled_now as f64),
+        ],
     );
-    out.sample("token_utilization", &[], s.token_utilization);
+    out.single(
+        Family::new(
+            "token_utilization",
+            "gauge",
+            "Mean fraction of the model context window used per call (prompt + completion) / window.",
+        ),
+        s.token_utilization,
+    );
 
     out.summary(
         "request_duration_seconds",
@@ -473,7 +489,34 @@ const PREFIX: &str = "chatgpt_native_";
 /// `fmt::Result` is discarded.
 struct Exposition(String);
 
+/// A metric family's name (without [`PREFIX`]), type and help text.
+struct Family<'a> {
+    name: &'a str,
+    kind: &'a str,
+    help: &'a str,
+}
+
+impl<'a> Family<'a> {
+    fn new(name: &'a str, kind: &'a str, help: &'a str) -> Self {
+        Self { name, kind, help }
+    }
+}
+
 impl Exposition {
+    /// A family with one unlabelled sample.
+    fn single(&mut self, f: Family, value: f64) {
+        self.family(f.name, f.kind, f.help);
+        self.sample(f.name, &[], value);
+    }
+
+    /// A family with one sample per value of `label`, in the order given.
+    fn labelled(&mut self, f: Family, label: &str, samples: &[(&str, f64)]) {
+        self.family(f.name, f.kind, f.help);
+        for &(value, v) in samples {
+            self.sample(f.name, &[(label, value)], v);
+        }
+    }
+
     fn family(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.0, "# HELP {PREFIX}{name} {}", escape_help(help));
         let _ = writeln!(self.0, "# TYPE {PREFIX}{name} {kind}");

@@ -66,6 +66,16 @@ pub struct MessageIds {
     pub reply: String,
 }
 
+impl MessageIds {
+    /// The user message's id and a fresh reply id ([`new_completion_id`]).
+    pub fn for_user(user: String) -> Self {
+        Self {
+            user,
+            reply: new_completion_id(),
+        }
+    }
+}
+
 /// `chatcmpl-` plus a random UUID: the id of every reply. Never the server's own: some servers
 /// send the same completion id for different replies, and the conversation store keys messages
 /// by id, so a reused id would put one conversation's turns into another. The server's id stays
@@ -187,10 +197,7 @@ mod tests {
             deltas: 0,
             cached: false,
         };
-        let ids = MessageIds {
-            user: "u1".into(),
-            reply: new_completion_id(),
-        };
+        let ids = MessageIds::for_user("u1".into());
         let settled = settle(req, Encoding::O200kBase, &prompt, ids, received);
         let usage = settled.reply.usage;
         assert!(usage.estimated);

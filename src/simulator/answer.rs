@@ -322,8 +322,8 @@ mod tests {
     async fn same_messages_give_the_same_text_and_different_messages_differ() {
         let sim = start_default().await;
         let text = |body: Value| body["choices"][0]["message"]["content"].clone();
-        let first = text(json_body(post_ok(&sim, &chat_request("Hi", json!({})), &[]).await).await);
-        let again = text(json_body(post_ok(&sim, &chat_request("Hi", json!({})), &[]).await).await);
+        let first = text(json_body(post_ok(&sim, &hi_request(), &[]).await).await);
+        let again = text(json_body(post_ok(&sim, &hi_request(), &[]).await).await);
         let other = text(json_body(post_ok(&sim, &chat_request("Ho", json!({})), &[]).await).await);
         assert_eq!(first, again);
         assert_ne!(first, other);

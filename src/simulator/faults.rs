@@ -330,6 +330,11 @@ mod tests {
     use super::super::test_support::*;
     use super::*;
 
+    /// The body of a streamed request with `fault` scripted, read until `idle` passes silently.
+    async fn faulted_stream(sim: &Simulator, fault: &str, idle: Duration) -> (String, StreamEnd) {
+        read_stream(post_fault(sim, &hi_stream_request(), fault).await, idle).await
+    }
+
     #[test]
     fn fault_json_parses_camel_case_fields() {
         let fault: Fault = serde_json::from_str(
@@ -366,13 +371,10 @@ mod tests {
             ..Fault::default()
         });
         // ttft is 10 s: a status fault must answer at once.
-        let response = tokio::time::timeout(
-            Duration::from_secs(2),
-            post(&sim, &chat_request("Hi", json!({"stream": true})), &[]),
-        )
-        .await
-        .expect("answered at once")
-        .expect("response");
+        let response = tokio::time::timeout(Duration::from_secs(2), post(&sim, &hi_stream_request(), &[]))
+            .await
+            .expect("answered at once")
+            .expect("response");
         assert_eq!(response.status(), 429);
         assert_eq!(response.headers()["retry-after"], "2");
         assert_eq!(response.headers()["retry-after-ms"], "150");
@@ -383,14 +385,14 @@ mod tests {
         assert_eq!(body["error"]["type"], "requests");
 
         let quota = r#"{"kind":"status","status":429,"code":"insufficient_quota"}"#;
-        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[("x-sim-fault", quota)]).await;
+        let response = post_fault(&sim, &hi_request(), quota).await;
         assert!(!response.headers().contains_key("retry-after"));
         let body = json_body(response).await;
         assert_eq!(body["error"]["type"], "insufficient_quota");
         assert_eq!(body["error"]["message"], QUOTA_MESSAGE);
 
         let server = r#"{"kind":"status"}"#;
-        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[("x-sim-fault", server)]).await;
+        let response = post_fault(&sim, &hi_request(), server).await;
         assert_eq!(response.status(), 500);
         assert_eq!(json_body(response).await["error"]["type"], "server_error");
         assert_eq!(sim.stats().faults_injected, 3);
@@ -412,7 +414,7 @@ mod tests {
         }
         wait_until_idle(&sim).await;
         // The server keeps serving afterwards.
-        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[]).await;
+        let response = post_ok(&sim, &hi_request(), &[]).await;
         assert_eq!(response.status(), 200);
     }
 
@@ -420,8 +422,7 @@ mod tests {
     async fn disconnect_fault_breaks_the_body_after_the_given_chunks() {
         let sim = start_default().await;
         let fault = r#"{"kind":"disconnect","afterChunks":3}"#;
-        let request = chat_request("Hi", json!({"stream": true}));
-        let response = post_ok(&sim, &request, &[("x-sim-fault", fault)]).await;
+        let response = post_fault(&sim, &hi_stream_request(), fault).await;
         assert_eq!(response.status(), 200);
         let (text, end) = read_stream(response, Duration::from_secs(5)).await;
         assert_eq!(end, StreamEnd::Error);
@@ -429,8 +430,7 @@ mod tests {
         assert_eq!(frames.len(), 1 + 3, "{text}");
         assert_eq!(content_deltas(&frames).len(), 3);
 
-        let fault = r#"{"kind":"disconnect"}"#;
-        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[("x-sim-fault", fault)]).await;
+        let response = post_fault(&sim, &hi_request(), r#"{"kind":"disconnect"}"#).await;
         assert_eq!(response.status(), 200);
         assert!(response.bytes().await.is_err());
         wait_until_idle(&sim).await;
@@ -439,17 +439,14 @@ mod tests {
     #[tokio::test]
     async fn stall_fault_goes_silent_until_the_client_gives_up() {
         let sim = start_default().await;
-        let fault = r#"{"kind":"stall","afterChunks":2}"#;
-        let request = chat_request("Hi", json!({"stream": true}));
-        let response = post_ok(&sim, &request, &[("x-sim-fault", fault)]).await;
-        let (text, end) = read_stream(response, Duration::from_millis(300)).await;
+        let (text, end) = faulted_stream(&sim, r#"{"kind":"stall","afterChunks":2}"#, Duration::from_millis(300)).await;
         assert_eq!(end, StreamEnd::TimedOut);
         assert_eq!(content_deltas(&data_frames(&text)).len(), 2);
         // Dropping the response closed the connection; the server notices.
         wait_until_idle(&sim).await;
 
         let fault = r#"{"kind":"stall"}"#;
-        let pending = post(&sim, &chat_request("Hi", json!({})), &[("x-sim-fault", fault)]);
+        let pending = post(&sim, &hi_request(), &[("x-sim-fault", fault)]);
         assert!(tokio::time::timeout(Duration::from_millis(300), pending).await.is_err());
         wait_until_idle(&sim).await;
     }
@@ -457,18 +454,14 @@ mod tests {
     #[tokio::test]
     async fn malformed_fault_sends_invalid_json() {
         let sim = start_default().await;
-        let fault = r#"{"kind":"malformed","afterChunks":1}"#;
-        let request = chat_request("Hi", json!({"stream": true}));
-        let response = post_ok(&sim, &request, &[("x-sim-fault", fault)]).await;
-        let (text, end) = read_stream(response, Duration::from_secs(5)).await;
+        let (text, end) = faulted_stream(&sim, r#"{"kind":"malformed","afterChunks":1}"#, Duration::from_secs(5)).await;
         assert_eq!(end, StreamEnd::Clean);
         let frames = data_frames(&text);
         assert_eq!(frames.len(), 1 + 1 + 1 + 1, "{text}");
         assert!(serde_json::from_str::<Value>(&frames[2]).is_err());
         assert_eq!(frames[3], "[DONE]");
 
-        let fault = r#"{"kind":"malformed"}"#;
-        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[("x-sim-fault", fault)]).await;
+        let response = post_fault(&sim, &hi_request(), r#"{"kind":"malformed"}"#).await;
         assert_eq!(response.status(), 200);
         let bytes = response.bytes().await.expect("complete body");
         assert!(serde_json::from_slice::<Value>(&bytes).is_err());
@@ -477,12 +470,12 @@ mod tests {
     #[tokio::test]
     async fn error_event_fault_sends_an_error_payload_in_both_forms() {
         let sim = start_default().await;
-        let request = chat_request("Hi", json!({"stream": true}));
+        let request = hi_stream_request();
         for sse_event in [false, true] {
             let fault = json!({"kind": "errorEvent", "afterChunks": 2, "sseEvent": sse_event,
                 "message": "boom", "code": "oops"})
             .to_string();
-            let response = post_ok(&sim, &request, &[("x-sim-fault", &fault)]).await;
+            let response = post_fault(&sim, &request, &fault).await;
             let (text, end) = read_stream(response, Duration::from_secs(5)).await;
             assert_eq!(end, StreamEnd::Clean);
             assert!(!text.contains("[DONE]"));
@@ -495,8 +488,7 @@ mod tests {
             assert_eq!(error["error"]["code"], "oops");
             assert!(error["error"]["param"].is_null());
         }
-        let fault = r#"{"kind":"errorEvent"}"#;
-        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[("x-sim-fault", fault)]).await;
+        let response = post_fault(&sim, &hi_request(), r#"{"kind":"errorEvent"}"#).await;
         assert_eq!(response.status(), 500);
         assert_eq!(json_body(response).await["error"]["type"], "server_error");
     }
@@ -504,16 +496,12 @@ mod tests {
     #[tokio::test]
     async fn truncate_fault_ends_without_finish_or_done() {
         let sim = start_default().await;
-        let fault = r#"{"kind":"truncate","afterChunks":4}"#;
-        let request = chat_request("Hi", json!({"stream": true}));
-        let response = post_ok(&sim, &request, &[("x-sim-fault", fault)]).await;
-        let (text, end) = read_stream(response, Duration::from_secs(5)).await;
+        let (text, end) = faulted_stream(&sim, r#"{"kind":"truncate","afterChunks":4}"#, Duration::from_secs(5)).await;
         assert_eq!(end, StreamEnd::Clean);
         assert!(!text.contains("[DONE]") && !text.contains("\"finish_reason\":\"stop\""));
         assert_eq!(content_deltas(&data_frames(&text)).len(), 4);
 
-        let fault = r#"{"kind":"truncate"}"#;
-        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[("x-sim-fault", fault)]).await;
+        let response = post_fault(&sim, &hi_request(), r#"{"kind":"truncate"}"#).await;
         assert_eq!(response.status(), 200);
         let bytes = response.bytes().await.expect("complete body");
         assert!(!bytes.is_empty());
@@ -524,7 +512,7 @@ mod tests {
     async fn no_done_fault_omits_only_the_done_marker() {
         let sim = start_default().await;
         let request = chat_request("Hi", json!({"stream": true, "stream_options": {"include_usage": true}}));
-        let response = post_ok(&sim, &request, &[("x-sim-fault", r#"{"kind":"noDone"}"#)]).await;
+        let response = post_fault(&sim, &request, r#"{"kind":"noDone"}"#).await;
         let (text, end) = read_stream(response, Duration::from_secs(5)).await;
         assert_eq!(end, StreamEnd::Clean);
         assert!(!text.contains("[DONE]"));
@@ -538,8 +526,7 @@ mod tests {
     async fn delay_fault_postpones_a_normal_answer() {
         let sim = start_default().await;
         let started = tokio::time::Instant::now();
-        let fault = r#"{"kind":"delay","delayMs":250}"#;
-        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[("x-sim-fault", fault)]).await;
+        let response = post_fault(&sim, &hi_request(), r#"{"kind":"delay","delayMs":250}"#).await;
         assert!(started.elapsed() >= Duration::from_millis(250));
         assert_eq!(json_body(response).await["choices"][0]["finish_reason"], "stop");
     }
@@ -553,10 +540,10 @@ mod tests {
             ..Fault::default()
         });
         let header = r#"{"kind":"status","status":418}"#;
-        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[("x-sim-fault", header)]).await;
+        let response = post_fault(&sim, &hi_request(), header).await;
         assert_eq!(response.status(), 418);
         assert_eq!(sim.pending_faults(), 1);
-        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[]).await;
+        let response = post_ok(&sim, &hi_request(), &[]).await;
         assert_eq!(response.status(), 503);
         assert_eq!(sim.pending_faults(), 0);
     }
@@ -573,21 +560,12 @@ mod tests {
         }
         assert_eq!(sim.pending_faults(), 3);
         // Non-chat requests and rejected chat requests do not consume faults.
-        client()
-            .get(format!("{}/models", sim.base_url()))
-            .send()
-            .await
-            .expect("models");
+        get_ok(&sim, "/models").await;
         post_ok(&sim, &json!({"messages": []}), &[]).await;
         assert_eq!(sim.pending_faults(), 3);
         let mut statuses = Vec::new();
         for _ in 0..4 {
-            statuses.push(
-                post_ok(&sim, &chat_request("Hi", json!({})), &[])
-                    .await
-                    .status()
-                    .as_u16(),
-            );
+            statuses.push(post_ok(&sim, &hi_request(), &[]).await.status().as_u16());
         }
         assert_eq!(statuses, [500, 502, 429, 200]);
         assert_eq!(sim.stats().faults_injected, 3);
@@ -596,7 +574,7 @@ mod tests {
         sim.enqueue_fault(Fault::default());
         sim.clear_faults();
         assert_eq!(sim.pending_faults(), 0);
-        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[]).await;
+        let response = post_ok(&sim, &hi_request(), &[]).await;
         assert_eq!(response.status(), 200);
     }
 
@@ -631,7 +609,7 @@ mod tests {
             })
             .await;
             let client = client();
-            let request = chat_request("Hi", json!({}));
+            let request = hi_request();
             let mut statuses = Vec::new();
             for _ in 0..200 {
                 let response = post_with(&client, &sim, &request).await;

@@ -434,13 +434,9 @@ mod tests {
 
     #[tokio::test]
     async fn rpm_limit_answers_429_with_retry_headers_until_the_bucket_refills() {
-        let sim = start(SimulatorConfig {
-            rate_limit_rpm: 60,
-            ..SimulatorConfig::default()
-        })
-        .await;
+        let sim = start_rate_limited(60, 0).await;
         let client = client();
-        let request = chat_request("Hi", json!({}));
+        let request = hi_request();
         let started = std::time::Instant::now();
         for i in 0..60 {
             let response = post_with(&client, &sim, &request).await;
@@ -484,11 +480,7 @@ mod tests {
     #[tokio::test]
     async fn tpm_limit_charges_prompt_tokens_plus_the_completion_cap() {
         // 100 tokens per second.
-        let sim = start(SimulatorConfig {
-            rate_limit_tpm: 6000,
-            ..SimulatorConfig::default()
-        })
-        .await;
+        let sim = start_rate_limited(0, 6000).await;
         let prompt = hi_prompt_tokens();
         let started = std::time::Instant::now();
 
@@ -534,7 +526,7 @@ mod tests {
 
         // Without a cap the cost is the prompt plus the answer's length, and
         // the rejected request above took nothing.
-        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[("x-sim-response-tokens", "5")]).await;
+        let response = post_ok(&sim, &hi_request(), &[("x-sim-response-tokens", "5")]).await;
         assert_eq!(response.status(), 200);
         let remaining = header_u64(&response, "x-ratelimit-remaining-tokens");
         let expected = 3000 - prompt - (prompt + 5);
@@ -546,12 +538,7 @@ mod tests {
 
     #[tokio::test]
     async fn request_larger_than_the_tpm_limit_always_gets_429() {
-        let sim = start(SimulatorConfig {
-            rate_limit_rpm: 10,
-            rate_limit_tpm: 100,
-            ..SimulatorConfig::default()
-        })
-        .await;
+        let sim = start_rate_limited(10, 100).await;
         let prompt = hi_prompt_tokens();
         let huge = chat_request("Hi", json!({"max_tokens": 200}));
         for _ in 0..3 {
@@ -585,14 +572,9 @@ mod tests {
     #[tokio::test]
     async fn rate_limit_headers_use_go_durations_on_streaming_and_429_responses() {
         // One request per minute; 1000 tokens per second.
-        let sim = start(SimulatorConfig {
-            rate_limit_rpm: 1,
-            rate_limit_tpm: 60_000,
-            ..SimulatorConfig::default()
-        })
-        .await;
+        let sim = start_rate_limited(1, 60_000).await;
         let prompt = hi_prompt_tokens();
-        let request = chat_request("Hi", json!({"stream": true}));
+        let request = hi_stream_request();
         let response = post_ok(&sim, &request, &[]).await;
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
@@ -611,7 +593,7 @@ mod tests {
         let (_, end) = read_stream(response, Duration::from_secs(5)).await;
         assert_eq!(end, StreamEnd::Clean);
 
-        let limited = post_ok(&sim, &chat_request("Hi", json!({})), &[]).await;
+        let limited = post_ok(&sim, &hi_request(), &[]).await;
         assert_eq!(limited.status(), 429);
         let retry_ms = header_u64(&limited, "retry-after-ms");
         assert!((55_000..=60_000).contains(&retry_ms), "{retry_ms}");
@@ -634,7 +616,7 @@ mod tests {
     #[tokio::test]
     async fn set_limits_replaces_the_limits_with_full_buckets() {
         let sim = start_default().await;
-        let request = chat_request("Hi", json!({}));
+        let request = hi_request();
         let response = post_ok(&sim, &request, &[]).await;
         assert_eq!(response.status(), 200);
         assert!(!has_rate_headers(&response, "requests") && !has_rate_headers(&response, "tokens"));

@@ -137,14 +137,9 @@ mod tests {
             let body = json_body(post_ok(&sim, &bad, &[]).await).await;
             assert_eq!(body["error"]["param"], "messages", "{bad}");
         }
-        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[("x-sim-fault", "{oops")]).await;
+        let response = post_fault(&sim, &hi_request(), "{oops").await;
         assert_eq!(response.status(), 400);
-        let response = post_ok(
-            &sim,
-            &chat_request("Hi", json!({})),
-            &[("x-sim-response-tokens", "many")],
-        )
-        .await;
+        let response = post_ok(&sim, &hi_request(), &[("x-sim-response-tokens", "many")]).await;
         assert_eq!(response.status(), 400);
         assert_eq!(sim.stats().faults_injected, 0);
     }

@@ -187,17 +187,13 @@ mod tests {
         let sim = start_default().await;
         let mut seen = std::collections::HashSet::new();
         for _ in 0..5 {
-            let response = post_ok(&sim, &chat_request("Hi", json!({})), &[]).await;
+            let response = post_ok(&sim, &hi_request(), &[]).await;
             let id = response.headers()["x-request-id"].to_str().expect("text").to_string();
             assert!(id.starts_with("req_") && id.len() == 36, "{id}");
             assert!(id["req_".len()..].chars().all(|c| c.is_ascii_hexdigit()));
             assert!(seen.insert(id));
         }
-        let missing = client()
-            .get(format!("{}/nope", sim.base_url()))
-            .send()
-            .await
-            .expect("sent");
+        let missing = get_ok(&sim, "/nope").await;
         assert!(missing.headers().contains_key("x-request-id"));
     }
 }

@@ -453,11 +453,7 @@ mod tests {
             ..SimulatorConfig::default()
         })
         .await;
-        let response = client()
-            .get(format!("{}/models", sim.base_url()))
-            .send()
-            .await
-            .expect("models");
+        let response = get_ok(&sim, "/models").await;
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "application/json");
         let body = json_body(response).await;
@@ -478,7 +474,7 @@ mod tests {
         let wrong_key = "sk-wrong-key-987654321";
         let authorization = format!("Bearer {wrong_key}");
         for headers in [vec![], vec![("authorization", authorization.as_str())]] {
-            let response = post_ok(&sim, &chat_request("Hi", json!({})), &headers).await;
+            let response = post_ok(&sim, &hi_request(), &headers).await;
             assert_eq!(response.status(), 401);
             let text = response.text().await.expect("body");
             assert!(!text.contains(KEY) && !text.contains(wrong_key), "{text}");
@@ -488,24 +484,16 @@ mod tests {
             assert_eq!(body["error"]["message"], "Incorrect API key provided.");
         }
         let good = format!("Bearer {KEY}");
-        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[("authorization", &good)]).await;
+        let response = post_ok(&sim, &hi_request(), &[("authorization", &good)]).await;
         assert_eq!(response.status(), 200);
-        let models = client()
-            .get(format!("{}/models", sim.base_url()))
-            .send()
-            .await
-            .expect("models");
+        let models = get_ok(&sim, "/models").await;
         assert_eq!(models.status(), 401);
     }
 
     #[tokio::test]
     async fn unknown_paths_get_404() {
         let sim = start_default().await;
-        let response = client()
-            .get(format!("{}/engines", sim.base_url()))
-            .send()
-            .await
-            .expect("sent");
+        let response = get_ok(&sim, "/engines").await;
         assert_eq!(response.status(), 404);
         assert_eq!(response.headers()["content-type"], "application/json");
         let body = json_body(response).await;
@@ -517,7 +505,7 @@ mod tests {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let sim = start_default().await;
         let mut socket = TcpStream::connect(("127.0.0.1", sim.port())).await.expect("connect");
-        let body = chat_request("Hi", json!({"stream": true})).to_string();
+        let body = hi_stream_request().to_string();
         let chat = format!(
             "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
              content-length: {}\r\n\r\n{body}",
@@ -552,11 +540,7 @@ mod tests {
             ..SimulatorConfig::default()
         })
         .await;
-        client()
-            .get(format!("{}/models", sim.base_url()))
-            .send()
-            .await
-            .expect("models");
+        get_ok(&sim, "/models").await;
         let requests = (0..5).map(|i| {
             let sim = &sim;
             async move {
@@ -583,13 +567,9 @@ mod tests {
     async fn close_refuses_new_connections_and_does_not_wait_for_stalled_streams() {
         let sim = start_default().await;
         let url = format!("{}/models", sim.base_url());
-        let request = chat_request("Hi", json!({"stream": true}));
-        let stalled = post_ok(&sim, &request, &[("x-sim-fault", r#"{"kind":"stall"}"#)]).await;
-        let waiting = tokio::spawn(post(
-            &sim,
-            &chat_request("Hi", json!({})),
-            &[("x-sim-fault", r#"{"kind":"stall"}"#)],
-        ));
+        let request = hi_stream_request();
+        let stalled = post_fault(&sim, &request, r#"{"kind":"stall"}"#).await;
+        let waiting = tokio::spawn(post(&sim, &hi_request(), &[("x-sim-fault", r#"{"kind":"stall"}"#)]));
         // Let the non-streaming stall reach the server.
         for _ in 0..100 {
             if sim.stats().in_flight == 2 {
@@ -628,7 +608,7 @@ mod tests {
             status: Some(418),
             ..Fault::default()
         });
-        let request = chat_request("Hi", json!({}));
+        let request = hi_request();
         // A scripted fault wins over the (certain) random failure.
         let scripted = post_ok(&sim, &request, &[]).await;
         assert_eq!(scripted.status(), 418);
@@ -641,7 +621,7 @@ mod tests {
         // Both failed requests used the budget: the limiter answers first and
         // leaves the queued fault alone.
         sim.enqueue_fault(Fault::default());
-        let limited = post_ok(&sim, &request, &[("x-sim-fault", r#"{"kind":"reset"}"#)]).await;
+        let limited = post_fault(&sim, &request, r#"{"kind":"reset"}"#).await;
         assert_eq!(limited.status(), 429);
         assert_eq!(sim.pending_faults(), 1);
         let stats = sim.stats();

@@ -223,7 +223,7 @@ mod tests {
         );
 
         // Without include_usage there is no usage chunk.
-        let request = chat_request("Hi", json!({"stream": true}));
+        let request = hi_stream_request();
         let response = post_ok(&sim, &request, &[("x-sim-response-tokens", "4")]).await;
         let (text, _) = read_stream(response, Duration::from_secs(5)).await;
         assert_eq!(data_frames(&text).len(), 1 + 4 + 1 + 1);
@@ -250,12 +250,12 @@ mod tests {
         })
         .await;
         let started = tokio::time::Instant::now();
-        let response = post_ok(&sim, &chat_request("Hi", json!({})), &[("x-sim-response-tokens", "5")]).await;
+        let response = post_ok(&sim, &hi_request(), &[("x-sim-response-tokens", "5")]).await;
         assert!(started.elapsed() >= Duration::from_millis(200));
         drop(response);
 
         let started = tokio::time::Instant::now();
-        let request = chat_request("Hi", json!({"stream": true}));
+        let request = hi_stream_request();
         let response = post_ok(&sim, &request, &[("x-sim-response-tokens", "5")]).await;
         // Headers and the role chunk come before ttft has passed.
         assert!(started.elapsed() < Duration::from_millis(100));

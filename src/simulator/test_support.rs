@@ -14,6 +14,16 @@ pub(super) async fn start(config: SimulatorConfig) -> Simulator {
     Simulator::start(config).await.expect("simulator starts")
 }
 
+/// A simulator limiting requests and tokens per minute (0: that one unlimited).
+pub(super) async fn start_rate_limited(rate_limit_rpm: u32, rate_limit_tpm: u32) -> Simulator {
+    start(SimulatorConfig {
+        rate_limit_rpm,
+        rate_limit_tpm,
+        ..SimulatorConfig::default()
+    })
+    .await
+}
+
 pub(super) async fn start_default() -> Simulator {
     start(SimulatorConfig::default()).await
 }
@@ -58,6 +68,30 @@ pub(super) fn post(
 
 pub(super) async fn post_ok(sim: &Simulator, body: &Value, headers: &[(&str, &str)]) -> reqwest::Response {
     post(sim, body, headers).await.expect("request succeeds")
+}
+
+/// `post_ok` with `fault` (a fault's JSON) in the `x-sim-fault` header.
+pub(super) async fn post_fault(sim: &Simulator, body: &Value, fault: &str) -> reqwest::Response {
+    post_ok(sim, body, &[("x-sim-fault", fault)]).await
+}
+
+/// A GET of `path` (below the base URL), which must get an answer.
+pub(super) async fn get_ok(sim: &Simulator, path: &str) -> reqwest::Response {
+    client()
+        .get(format!("{}{path}", sim.base_url()))
+        .send()
+        .await
+        .expect("GET answered")
+}
+
+/// A one-message chat request, "Hi", not streamed.
+pub(super) fn hi_request() -> Value {
+    chat_request("Hi", json!({}))
+}
+
+/// A one-message chat request, "Hi", streamed.
+pub(super) fn hi_stream_request() -> Value {
+    chat_request("Hi", json!({"stream": true}))
 }
 
 pub(super) async fn json_body(response: reqwest::Response) -> Value {
