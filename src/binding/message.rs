@@ -2,7 +2,7 @@
 //! and their parts) and their serialisation.
 //!
 //! A `ChatMessage` reaches JavaScript as JSON parsed with one `JSON.parse`
-//! ([`serialize_message`] off the JavaScript thread, [`message_to_js`] on it), which builds the
+//! (`serialize_message` off the JavaScript thread, `message_to_js` on it), which builds the
 //! object far faster than setting each property through napi; the structs here then only give
 //! the typings their shape.
 

@@ -1,6 +1,6 @@
 //! Delivering native events to user callbacks (`onProgress`, `sendMany`'s `onItem`): in order,
 //! cheaply, all before the Promise settles, and with a throwing (or rejecting) callback turned
-//! into a rejection rather than a crashed process. One [`CallbackRelay`] serves both.
+//! into a rejection rather than a crashed process. One `CallbackRelay` serves both.
 //!
 //! How (measured in bench/progress.mjs, numbers in BENCHMARKS.md):
 //! - One ThreadsafeFunction per call. Each event is a *NonBlocking* call: the Rust side never
@@ -265,7 +265,7 @@ impl ProgressSink {
         })
     }
 
-    /// See [`CallbackRelay::barrier`].
+    /// See `CallbackRelay::barrier`.
     pub async fn barrier(&self, deadline: Instant) -> std::result::Result<(), ChatError> {
         self.relay.barrier(deadline).await
     }
