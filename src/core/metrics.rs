@@ -331,7 +331,8 @@ pub fn prometheus_text(snapshot: &MetricsSnapshot, gauges: &Gauges) -> String {
     let s = snapshot;
     let mut out = Exposition(String::with_capacity(4096));
 
-    let labelled: [(Family, &str, &[(&str, f64)]); 4] = [
+    // Families with one sample per value of a label: (family, label, [(label value, sample)]).
+    let labelled: [(Family, &str, &[_]); 4] = [
         (
             Family::new("calls_total", "counter", "Chat calls by outcome."),
             "outcome",
