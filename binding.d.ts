@@ -2,7 +2,7 @@
  * Internal: the package's public typings are index.d.ts, which re-exports these. */
 /* eslint-disable */
 
-import type { ChatGPTError } from './index'
+import type { ChatGPTError, SendManyOptions } from './index'
 
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
@@ -462,56 +462,6 @@ export interface RateLimitOptions {
   requestsPerMinute?: number
   /** Tokens per minute: each request reserves its prompt tokens plus `max_tokens`. */
   tokensPerMinute?: number
-}
-
-/**
- * Options of `sendMany(inputs, options)`: the `sendMessage` options used for string inputs,
- * plus `onItem`.
- */
-export interface SendManyOptions {
-  /**
-   * Called as each item completes, in completion order; every call has run before the
-   * Promise settles. A throw, or a returned Promise that rejects, rejects the batch with that
-   * value and cancels the rest. Returned Promises are awaited before the batch settles, up to
-   * its `timeoutMs` (then it rejects with `ERR_CHATGPT_TIMEOUT`); an abort during that wait
-   * rejects the batch with `ABORT_ERR`.
-   */
-  onItem?: (index: number, result: SendManyResult) => void
-  /** Cancels the items not yet finished. */
-  abortSignal?: AbortSignal
-  /** As in `sendMessage`, for string inputs. */
-  systemMessage?: string
-  /** As in `sendMessage`, for string inputs. */
-  completionParams?: Record<string, unknown>
-  /**
-   * The user-message id of the string inputs: only usable with one string input, as every
-   * item needs its own.
-   * @default a random UUID v4 per item
-   */
-  messageId?: string
-  /** As in `sendMessage`, for string inputs. */
-  parentMessageId?: string
-  /** As in `sendMessage`, for string inputs. */
-  conversationId?: string
-  /** As in `sendMessage`, for string inputs. */
-  name?: string
-  /**
-   * As in `sendMessage`, for string inputs. Promises `onItem` returned are waited for up to
-   * the longest item's bound.
-   */
-  timeoutMs?: number
-  /**
-   * As in `sendMessage`, for string inputs.
-   * @default !!onProgress
-   */
-  stream?: boolean
-  /** Never called for batch items (use `onItem`); given, string inputs stream by default. */
-  onProgress?: (partial: PartialChatMessage) => void
-  /**
-   * As in `sendMessage`, for string inputs.
-   * @default true
-   */
-  cache?: boolean
 }
 
 /** One item of `sendMany`'s result. */

@@ -1,9 +1,43 @@
 // chatgpt-native's public typings: the native addon's generated typings (binding.d.ts, from the
-// Rust doc comments) plus what the JavaScript layer (index.js, lib/) adds. Hand-written;
+// Rust doc comments) plus what the JavaScript layer (index.js, lib/) adds, and `SendManyOptions`
+// (the `sendMessage` options plus `onItem`, which Rust's typegen cannot express). Hand-written;
 // `__test__/exports.test.mjs` checks that its exports are exactly those of index.js and index.mjs,
 // and that `ChatGPTErrorOptions` lists exactly the fields of lib/errors.js.
 
 export * from './binding'
+
+import type { PartialChatMessage, SendManyResult, SendMessageOptions } from './binding'
+
+/**
+ * Options of `sendMany(inputs, options)`: the `sendMessage` options, used for the string inputs
+ * (object inputs carry their own; their `onProgress` and `abortSignal` are not used), plus
+ * `onItem`.
+ */
+export interface SendManyOptions extends SendMessageOptions {
+  /**
+   * Called as each item completes, in completion order; every call has run before the
+   * Promise settles. A throw, or a returned Promise that rejects, rejects the batch with that
+   * value and cancels the rest. Returned Promises are awaited before the batch settles, up to
+   * its `timeoutMs` (then it rejects with `ERR_CHATGPT_TIMEOUT`); an abort during that wait
+   * rejects the batch with `ABORT_ERR`.
+   */
+  onItem?: (index: number, result: SendManyResult) => void
+  /** Cancels the items not yet finished. */
+  abortSignal?: AbortSignal
+  /**
+   * The user-message id of the string inputs: only usable with one string input, as every
+   * item needs its own.
+   * @default a random UUID v4 per item
+   */
+  messageId?: string
+  /**
+   * As in `sendMessage`, for string inputs. Promises `onItem` returned are waited for up to
+   * the longest item's bound.
+   */
+  timeoutMs?: number
+  /** Never called for batch items (use `onItem`); given, string inputs stream by default. */
+  onProgress?: (partial: PartialChatMessage) => void
+}
 
 declare module './binding' {
   // Added by lib/api.js.

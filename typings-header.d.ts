@@ -2,4 +2,4 @@
  * Internal: the package's public typings are index.d.ts, which re-exports these. */
 /* eslint-disable */
 
-import type { ChatGPTError } from './index'
+import type { ChatGPTError, SendManyOptions } from './index'

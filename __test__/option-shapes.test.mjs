@@ -14,20 +14,32 @@ const PROBE = Symbol('probe')
 /** Options accepted on purpose without being read: `fetch` is ignored with a warning. */
 const IGNORED = new Set(['fetch'])
 
-/** Members of every `export interface` in the typings (and the generated binding's, if separate). */
+/**
+ * Members of every `export interface` in the typings (and the generated binding's, if separate),
+ * with those of the interfaces it `extends`.
+ */
 function interfaces() {
   const files = ['../index.d.ts', '../binding.d.ts']
     .map((f) => new URL(f, import.meta.url))
     .filter((url) => existsSync(url))
-  const found = new Map()
+  const declared = new Map()
   for (const url of files) {
     const source = readFileSync(url, 'utf8')
-    for (const [, name, body] of source.matchAll(/^export interface (\w+)[^{]*\{\n([\s\S]*?)^\}/gm)) {
+    for (const [, name, bases, body] of source.matchAll(
+      /^export interface (\w+)(?: extends ([\w, ]+?))? *\{\n([\s\S]*?)^\}/gm,
+    )) {
       const members = [...body.matchAll(/^ {2}(\w+)\??:/gm)].map((m) => m[1])
-      found.set(name, members)
+      declared.set(name, { bases: bases ? bases.split(',').map((b) => b.trim()) : [], members })
     }
   }
-  return found
+  /** An interface's own members and its bases' (a base missing from the typings adds none). */
+  const resolve = (name, seen = new Set()) => {
+    const shape = declared.get(name)
+    if (!shape || seen.has(name)) return []
+    seen.add(name)
+    return [...new Set([...shape.members, ...shape.bases.flatMap((base) => resolve(base, seen))])]
+  }
+  return new Map([...declared.keys()].map((name) => [name, resolve(name)]))
 }
 
 const typed = interfaces()

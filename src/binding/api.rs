@@ -18,7 +18,7 @@ use super::message::{history, message_to_js, serialize_message, BuiltMessages, P
 use super::metrics::ChatMetrics;
 use super::options::{describe, Opts};
 use super::progress::{deadline_after, ProgressSink};
-use super::requests::{read_call, read_client_options, read_inputs, SendManyOptions};
+use super::requests::{read_call, read_client_options, read_inputs, SEND_MANY_OPTIONS};
 use super::settle;
 use super::store::{JsStore, JsStoreParts};
 use crate::core::client::{ChatClient, SendRequest};
@@ -250,7 +250,7 @@ impl ChatGPTAPI {
     ) -> Result<PromiseRaw<'env, Unknown<'env>>> {
         promise_or_rejection(env, || {
             let o = Opts::from_arg(env, options, "options")?;
-            o.allow_only(SendManyOptions::NAMES, &[])?;
+            o.allow_only(SEND_MANY_OPTIONS, &[])?;
             let requests = read_inputs(env, inputs, &o)?;
             self.start_many(env, requests, &o)
         })

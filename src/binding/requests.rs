@@ -3,7 +3,9 @@
 //!
 //! An option is written in three places, each checked against the next, so adding one is one
 //! edit per place and a failing test for a place forgotten:
-//! - the field of its typegen-only `*Options` struct: napi's typegen writes `index.d.ts` from it;
+//! - the field of its typegen-only `*Options` struct: napi's typegen writes `binding.d.ts` from
+//!   it (`SendManyOptions`, which only adds `onItem` to `SendMessageOptions`, is written by hand
+//!   in `index.d.ts` instead, and checked against [`SEND_MANY_OPTIONS`] by the tests below);
 //! - the struct's `NAMES`, the only names [`Opts::allow_only`] accepts: the unit tests below
 //!   (`options_names_are_the_struct_fields`) compare every `*Options` struct's fields with its
 //!   `NAMES`, both ways, so an option cannot be typed but rejected, or accepted but untyped;
@@ -220,55 +222,12 @@ impl SendMessageOptions {
     ];
 }
 
-/// Options of `sendMany(inputs, options)`: the `sendMessage` options used for string inputs,
-/// plus `onItem`.
-#[napi(object, object_from_js = false, object_to_js = false)]
-pub struct SendManyOptions {
-    /// Called as each item completes, in completion order; every call has run before the
-    /// Promise settles. A throw, or a returned Promise that rejects, rejects the batch with that
-    /// value and cancels the rest. Returned Promises are awaited before the batch settles, up to
-    /// its `timeoutMs` (then it rejects with `ERR_CHATGPT_TIMEOUT`); an abort during that wait
-    /// rejects the batch with `ABORT_ERR`.
-    #[napi(ts_type = "(index: number, result: SendManyResult) => void")]
-    pub on_item: Option<serde_json::Value>,
-    /// Cancels the items not yet finished.
-    #[napi(ts_type = "AbortSignal")]
-    pub abort_signal: Option<serde_json::Value>,
-    /// As in `sendMessage`, for string inputs.
-    pub system_message: Option<String>,
-    /// As in `sendMessage`, for string inputs.
-    #[napi(ts_type = "Record<string, unknown>")]
-    pub completion_params: Option<serde_json::Value>,
-    /// The user-message id of the string inputs: only usable with one string input, as every
-    /// item needs its own.
-    /// @default a random UUID v4 per item
-    pub message_id: Option<String>,
-    /// As in `sendMessage`, for string inputs.
-    pub parent_message_id: Option<String>,
-    /// As in `sendMessage`, for string inputs.
-    pub conversation_id: Option<String>,
-    /// As in `sendMessage`, for string inputs.
-    pub name: Option<String>,
-    /// As in `sendMessage`, for string inputs. Promises `onItem` returned are waited for up to
-    /// the longest item's bound.
-    pub timeout_ms: Option<u32>,
-    /// As in `sendMessage`, for string inputs.
-    /// @default !!onProgress
-    pub stream: Option<bool>,
-    /// Never called for batch items (use `onItem`); given, string inputs stream by default.
-    #[napi(ts_type = "(partial: PartialChatMessage) => void")]
-    pub on_progress: Option<serde_json::Value>,
-    /// As in `sendMessage`, for string inputs.
-    /// @default true
-    pub cache: Option<bool>,
-}
-
-impl SendManyOptions {
-    /// The names the reader accepts: the fields above, as JavaScript spells them (the
-    /// `sendMessage` options' names plus `onItem`).
-    pub const NAMES: &'static [&'static str] =
-        &with_first::<{ SendMessageOptions::NAMES.len() + 1 }>("onItem", SendMessageOptions::NAMES);
-}
+/// The names `sendMany(inputs, options)` accepts in `options`: the `sendMessage` options' names
+/// plus `onItem`. Its TypeScript shape, `SendManyOptions`, is written by hand in `index.d.ts` as
+/// an interface extending `SendMessageOptions`, so the shared options are declared once; the unit
+/// tests below check its members against these names.
+pub const SEND_MANY_OPTIONS: &[&str] =
+    &with_first::<{ SendMessageOptions::NAMES.len() + 1 }>("onItem", SendMessageOptions::NAMES);
 
 /// `first` followed by `rest`: one list of option names built on another at compile time, so
 /// the shared names are written once. `N` must be `rest.len() + 1` (else the build fails).
@@ -609,7 +568,6 @@ mod tests {
         let declared: &[(&str, &[&str])] = &[
             ("ChatGPTAPIOptions", ChatGPTAPIOptions::NAMES),
             ("SendMessageOptions", SendMessageOptions::NAMES),
-            ("SendManyOptions", SendManyOptions::NAMES),
             ("RateLimitOptions", RateLimitOptions::NAMES),
             ("CircuitBreakerOptions", CircuitBreakerOptions::NAMES),
             ("CacheOptions", CacheOptions::NAMES),
@@ -619,10 +577,42 @@ mod tests {
 
     #[test]
     fn send_many_options_are_the_send_message_options_plus_on_item() {
-        let (missing, surplus) = difference(SendManyOptions::NAMES, SendMessageOptions::NAMES, &["onItem"]);
+        let (missing, surplus) = difference(SEND_MANY_OPTIONS, SendMessageOptions::NAMES, &["onItem"]);
         assert!(
             missing.is_empty() && surplus.is_empty(),
             "SendManyOptions lacks {missing:?} and has {surplus:?} beyond SendMessageOptions + onItem"
+        );
+    }
+
+    /// The members `index.d.ts` declares in `export interface <name> ...` itself, and the text
+    /// between the name and the `{` (its `extends` clause).
+    fn typed_interface<'a>(typings: &'a str, name: &str) -> (&'a str, Vec<&'a str>) {
+        let opening = format!("export interface {name} ");
+        let start = typings
+            .find(&opening)
+            .unwrap_or_else(|| panic!("index.d.ts lacks {name}"));
+        let rest = &typings[start + opening.len()..];
+        let (heading, body) = rest.split_once("{\n").unwrap_or_else(|| panic!("{name} has no body"));
+        let body = body.split("\n}").next().unwrap_or_default();
+        let members = body
+            .lines()
+            .filter_map(|l| l.strip_prefix("  "))
+            .filter_map(|l| l.split_once(':').map(|(member, _)| member.trim_end_matches('?')))
+            .filter(|m| !m.is_empty() && m.chars().all(|c| c.is_ascii_alphanumeric()))
+            .collect();
+        (heading, members)
+    }
+
+    #[test]
+    fn the_send_many_options_typings_are_what_send_many_accepts() {
+        let (heading, own) = typed_interface(include_str!("../../index.d.ts"), "SendManyOptions");
+        assert_eq!(heading.trim(), "extends SendMessageOptions", "SendManyOptions' heading");
+        // The `SendMessageOptions` members are its struct's fields, checked against its `NAMES` above.
+        let typed: Vec<&str> = SendMessageOptions::NAMES.iter().copied().chain(own).collect();
+        let (missing, surplus) = difference(&typed, SEND_MANY_OPTIONS, &[]);
+        assert!(
+            missing.is_empty() && surplus.is_empty(),
+            "the SendManyOptions typings lack {missing:?} and have {surplus:?} beyond what sendMany accepts"
         );
     }
 

@@ -331,15 +331,43 @@ pub fn prometheus_text(snapshot: &MetricsSnapshot, gauges: &Gauges) -> String {
     let s = snapshot;
     let mut out = Exposition(String::with_capacity(4096));
 
-    out.labelled(
-        Family::new("calls_total", "counter", "Chat calls by outcome."),
-        "outcome",
-        &[
-            ("started", s.calls_started as f64),
-            ("succeeded", s.calls_succeeded as f64),
-            ("failed", s.calls_failed as f64),
-        ],
-    );
+    // Families with one sample per value of a label: (family, label, [(label value, sample)]).
+    let labelled: [(Family, &str, &[_]); 4] = [
+        (
+            Family::new("calls_total", "counter", "Chat calls by outcome."),
+            "outcome",
+            &[
+                ("started", s.calls_started as f64),
+                ("succeeded", s.calls_succeeded as f64),
+                ("failed", s.calls_failed as f64),
+            ],
+        ),
+        (
+            Family::new("cache_requests_total", "counter", "Response cache lookups by result."),
+            "result",
+            &[("hit", s.cache_hits as f64), ("miss", s.cache_misses as f64)],
+        ),
+        (
+            Family::new("tokens_total", "counter", "Tokens used by finished calls, by kind."),
+            "kind",
+            &[
+                ("prompt", s.prompt_tokens as f64),
+                ("completion", s.completion_tokens as f64),
+            ],
+        ),
+        (
+            Family::new("keys", "gauge", "API keys by current state."),
+            "state",
+            &[
+                ("total", gauges.keys_total as f64),
+                ("cooling", gauges.keys_cooling as f64),
+                ("disabled", gauges.keys_disabled_now as f64),
+            ],
+        ),
+    ];
+    for (family, label, samples) in labelled {
+        out.labelled(family, label, samples);
+    }
 
     out.family("failures_total", "counter", "Failed chat calls by error code.");
     for (code, n) in &s.failed_by_code {
@@ -382,19 +410,6 @@ pub fn prometheus_text(snapshot: &MetricsSnapshot, gauges: &Gauges) -> String {
         out.single(Family::new(name, "counter", help), v as f64);
     }
 
-    out.labelled(
-        Family::new("cache_requests_total", "counter", "Response cache lookups by result."),
-        "result",
-        &[("hit", s.cache_hits as f64), ("miss", s.cache_misses as f64)],
-    );
-    out.labelled(
-        Family::new("tokens_total", "counter", "Tokens used by finished calls, by kind."),
-        "kind",
-        &[
-            ("prompt", s.prompt_tokens as f64),
-            ("completion", s.completion_tokens as f64),
-        ],
-    );
     let state = if gauges.breaker_state.is_empty() {
         "disabled"
     } else {
@@ -450,15 +465,6 @@ pub fn prometheus_text(snapshot: &MetricsSnapshot, gauges: &Gauges) -> String {
         out.sample("circuit_state", &[("state", state)], 1.0);
     }
 
-    out.labelled(
-        Family::new("keys", "gauge", "API keys by current state."),
-        "state",
-        &[
-            ("total", gauges.keys_total as f64),
-            ("cooling", gauges.keys_cooling as f64),
-            ("disabled", gauges.keys_disabled_now as f64),
-        ],
-    );
     out.single(
         Family::new(
             "token_utilization",

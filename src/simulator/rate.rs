@@ -153,17 +153,22 @@ impl RateSnapshot {
     }
 }
 
+/// A request that must wait: `requested` more from the `kind` bucket of `limit`, `used` of it
+/// taken, fits in `retry_ms` (at least 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Wait {
+    kind: LimitKind,
+    limit: u32,
+    used: u64,
+    requested: u64,
+    retry_ms: u64,
+}
+
 /// Why the limiter turned a request away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RejectReason {
     /// Not enough budget yet; there will be in `retry_ms` (at least 1).
-    Wait {
-        kind: LimitKind,
-        limit: u32,
-        used: u64,
-        requested: u64,
-        retry_ms: u64,
-    },
+    Wait(Wait),
     /// The request costs more tokens than the TPM limit ever allows.
     TooLarge { limit: u32, requested: u64 },
 }
@@ -237,13 +242,13 @@ impl SimRateLimits {
         })
         .reduce(|worst, next| if next.3 > worst.3 { next } else { worst });
         if let Some((kind, bucket, requested, wait_ms)) = blocked {
-            let reason = RejectReason::Wait {
+            let reason = RejectReason::Wait(Wait {
                 kind,
                 limit: bucket.limit,
                 used: bucket.used(),
                 requested,
                 retry_ms: ceil_ms(wait_ms).max(1),
-            };
+            });
             return Err(Rejection {
                 reason,
                 snapshot: self.snapshot(),
@@ -263,21 +268,18 @@ impl SimRateLimits {
 /// with the retry headers, except for a request that can never pass.
 pub(super) fn rate_limited_response(rejection: &Rejection, model: &str, in_flight: InFlight) -> Response<SimBody> {
     let (message, error_type, retry_ms) = match rejection.reason {
-        RejectReason::Wait {
-            kind,
-            limit,
-            used,
-            requested,
-            retry_ms,
-        } => (
+        RejectReason::Wait(wait) => (
             format!(
                 "Rate limit reached for {model} in organization {RATE_LIMIT_ORGANIZATION} on {}: \
-                 Limit {limit}, Used {used}, Requested {requested}. Please try again in {}. {RATE_LIMIT_HELP}",
-                kind.per_minute(),
-                go_duration(retry_ms),
+                 Limit {}, Used {}, Requested {}. Please try again in {}. {RATE_LIMIT_HELP}",
+                wait.kind.per_minute(),
+                wait.limit,
+                wait.used,
+                wait.requested,
+                go_duration(wait.retry_ms),
             ),
-            kind.error_type(),
-            Some(retry_ms),
+            wait.kind.error_type(),
+            Some(wait.retry_ms),
         ),
         RejectReason::TooLarge { limit, requested } => (
             format!(
@@ -351,6 +353,27 @@ mod tests {
         }
     }
 
+    /// What the headers report about a bucket of `limit` holding `remaining`, full in `reset_ms`.
+    fn bucket(limit: u32, remaining: u64, reset_ms: u64) -> BucketState {
+        BucketState {
+            limit,
+            remaining,
+            reset_ms,
+        }
+    }
+
+    /// The rejection of `requested` from a `kind` bucket of `limit` with `used` taken, which
+    /// can be sent in `retry_ms`.
+    fn wait(kind: LimitKind, limit: u32, used: u64, requested: u64, retry_ms: u64) -> RejectReason {
+        RejectReason::Wait(Wait {
+            kind,
+            limit,
+            used,
+            requested,
+            retry_ms,
+        })
+    }
+
     #[test]
     fn buckets_refill_continuously_and_charge_nothing_on_rejection() {
         let start = Instant::now();
@@ -358,39 +381,17 @@ mod tests {
         // 1 request per second, 10 tokens per second.
         let mut limiter = SimRateLimits::new(60, 600, start);
         let first = limiter.admit(300, start).expect("full buckets");
-        let requests = BucketState {
-            limit: 60,
-            remaining: 59,
-            reset_ms: 1000,
-        };
-        let tokens = BucketState {
-            limit: 600,
-            remaining: 300,
-            reset_ms: 30_000,
-        };
-        assert_eq!(first.requests, Some(requests));
-        assert_eq!(first.tokens, Some(tokens));
+        assert_eq!(first.requests, Some(bucket(60, 59, 1000)));
+        assert_eq!(first.tokens, Some(bucket(600, 300, 30_000)));
         limiter.admit(300, start).expect("the rest of the tokens");
 
         // One second later 10 tokens are back; 50 more take 4 more seconds.
         let rejection = limiter.admit(50, at(1000)).expect_err("tokens exhausted");
-        let reason = RejectReason::Wait {
-            kind: LimitKind::Tokens,
-            limit: 600,
-            used: 590,
-            requested: 50,
-            retry_ms: 4000,
-        };
-        assert_eq!(rejection.reason, reason);
+        assert_eq!(rejection.reason, wait(LimitKind::Tokens, 600, 590, 50, 4000));
         assert_eq!(rejection.snapshot.tokens.map(|t| t.remaining), Some(10));
         // The rejected request took nothing, so waiting retry_ms is enough.
         let admitted = limiter.admit(50, at(5000)).expect("refilled");
-        let tokens = BucketState {
-            limit: 600,
-            remaining: 0,
-            reset_ms: 60_000,
-        };
-        assert_eq!(admitted.tokens, Some(tokens));
+        assert_eq!(admitted.tokens, Some(bucket(600, 0, 60_000)));
         // 58 requests left + 5 refilled, capped at 60, then one taken.
         assert_eq!(admitted.requests.map(|r| (r.remaining, r.reset_ms)), Some((59, 1000)));
 
@@ -400,14 +401,7 @@ mod tests {
         let snapshot = limiter.admit(0, at(10)).expect("second request");
         assert!(snapshot.tokens.is_none());
         let rejection = limiter.admit(0, at(10)).expect_err("third request");
-        let reason = RejectReason::Wait {
-            kind: LimitKind::Requests,
-            limit: 2,
-            used: 2,
-            requested: 1,
-            retry_ms: 29_990,
-        };
-        assert_eq!(rejection.reason, reason);
+        assert_eq!(rejection.reason, wait(LimitKind::Requests, 2, 2, 1, 29_990));
         limiter.admit(0, at(30_000)).expect("refilled");
 
         // No limits: everything passes and there is nothing to report.
