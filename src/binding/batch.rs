@@ -6,7 +6,7 @@
 //! (and every Promise it returned has settled, within the batch's `timeoutMs`) before the
 //! Promise settles.
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 use napi::bindgen_prelude::*;
 use tokio_util::sync::CancellationToken;

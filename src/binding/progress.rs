@@ -30,7 +30,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -40,13 +42,11 @@ use tokio_util::sync::CancellationToken;
 use super::init::BindingData;
 use crate::core::client::{DeltaSink, Progress};
 use crate::core::error::{ChatError, ErrorCode};
+use crate::core::time::instant_after;
 
 /// The deadline of a call that may run for `timeout` from now (saturating far in the future).
 pub(crate) fn deadline_after(timeout: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(timeout)
-        .or_else(|| now.checked_add(Duration::from_secs(365 * 24 * 3600)))
-        .unwrap_or(now)
+    instant_after(Instant::now(), timeout)
 }
 
 /// How a user callback (`onProgress`, `onItem`) has fared, shared between the Rust side of a call
@@ -119,7 +119,6 @@ impl CallbackState {
     /// After the barrier call returned: wait until no Promise returned by the callback is
     /// pending, or one failed, but not past `deadline` and not after the call is aborted.
     pub(crate) async fn settled_by(&self, deadline: Instant, callback: &str) -> std::result::Result<(), ChatError> {
-        let deadline = tokio::time::Instant::from_std(deadline);
         tokio::select! {
             biased;
             () = self.idle.notified() => Ok(()),
