@@ -20,6 +20,7 @@
 //! never cached.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -217,6 +218,8 @@ pub struct Flight {
     notify: Notify,
     /// Cancels the upstream call; fired when the last waiter leaves.
     pub cancel: CancellationToken,
+    /// Set by the first waiter to receive the answer (see [`Flight::claim_request`]).
+    request_claimed: AtomicBool,
 }
 
 impl Flight {
@@ -231,7 +234,16 @@ impl Flight {
             }),
             notify: Notify::new(),
             cancel: CancellationToken::new(),
+            request_claimed: AtomicBool::new(false),
         })
+    }
+
+    /// True for the first waiter to call it once the answer is in, false for every other: one
+    /// reply reports the shared request (and its usage), the others were answered without a
+    /// request of their own. The first to receive it, not the creator, since the creator may
+    /// have left: whoever is answered, one reply accounts for the request.
+    pub fn claim_request(&self) -> bool {
+        !self.request_claimed.swap(true, Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FlightState> {
