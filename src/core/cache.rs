@@ -17,7 +17,10 @@
 //! token, cancelled only when the last waiter leaves: one caller aborting or timing out does not
 //! cancel the request for the others. Each waiter keeps its own deadline; the upstream call is
 //! bounded by the latest of them ([`Flight::deadline`]). A failure reaches every waiter and is
-//! never cached.
+//! never cached. Of the waiters answered, the first accounts for the request
+//! ([`Flight::claim_request`]); the others are answered as cache hits are (`cached`).
+//!
+//! Both are off unless the client's `cache` option turns them on (see `config`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
