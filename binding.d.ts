@@ -245,10 +245,13 @@ export interface ChatGPTAPIOptions {
    */
   circuitBreaker?: boolean | CircuitBreakerOptions
   /**
-   * Response cache: identical requests (same base URL, model, messages and answer-changing
-   * parameters) get the stored answer, and identical calls in flight share one request.
-   * `false` turns both off; per call, `sendMessage(text, { cache: false })`.
-   * @default { maxEntries: 1024, maxBytes: 67108864, ttlMs: 3600000 }
+   * Response cache, off by default: `true` turns it on with the defaults (`{ maxEntries: 1024,
+   * maxBytes: 67108864, ttlMs: 3600000 }`), an object turns it on configured. When on,
+   * identical requests (same base URL, model, messages and answer-changing parameters) get
+   * the stored answer, and identical calls in flight share one request; such a reply has
+   * `cached: true` and zero `usage`, the original counts in `usage.saved`. Per call,
+   * `sendMessage(text, { cache: false })` skips it.
+   * @default false
    */
   cache?: boolean | CacheOptions
   /**
@@ -298,7 +301,11 @@ export interface ChatMessage {
   requestId?: string
   /** How the conversation history was assembled for this reply's prompt. */
   history?: ChatHistory
-  /** True when served from the response cache (no request was sent). */
+  /**
+   * True when answered without a request of its own: from the response cache (when the
+   * instance's `cache` is on), or by sharing an identical call's request in flight. Its
+   * `usage` is then 0, with the original counts in `usage.saved`.
+   */
   cached: boolean
 }
 
@@ -321,6 +328,11 @@ export interface ChatMetrics {
   cacheBytes: number
   /** Calls that shared an identical request already in flight. */
   coalesced: number
+  /**
+   * Prompt plus completion tokens not spent again: the `usage.saved` totals of the replies
+   * answered without a request of their own (cache hits and shared in-flight requests).
+   */
+  cacheTokensSaved: number
   /** Requests in flight and calls waiting for a slot, now. */
   inFlight: number
   queued: number
@@ -340,13 +352,30 @@ export interface ChatMetrics {
   keys: Array<KeyMetrics>
 }
 
-/** Token usage of a reply. */
+/**
+ * Token usage of a reply: what this call cost. A reply answered without a request of its own
+ * (`cached: true`) cost nothing: its counts are 0, `cached` is `true` and `saved` holds what
+ * the original request used.
+ */
 export interface ChatUsage {
   promptTokens: number
   completionTokens: number
   totalTokens: number
-  /** True when the server sent no usage and it was counted locally with the model's tokenizer. */
+  /**
+   * True when the server sent no usage and it was counted locally with the model's tokenizer
+   * (always false on a cached reply, whose counts are 0).
+   */
   estimated: boolean
+  /**
+   * Present, and `true`, only when the reply was answered without a request of its own: from
+   * the response cache, or by sharing an identical call's request in flight.
+   */
+  cached?: true
+  /**
+   * Present only with `cached`: the tokens the original request used, which this call did not
+   * use again (counted in `api.metrics().cacheTokensSaved`).
+   */
+  saved?: SavedTokens
 }
 
 /**
@@ -464,6 +493,13 @@ export interface RateLimitOptions {
   tokensPerMinute?: number
 }
 
+/** The tokens a cached reply's original request used (`usage.saved`). */
+export interface SavedTokens {
+  promptTokens: number
+  completionTokens: number
+  totalTokens: number
+}
+
 /** One item of `sendMany`'s result. */
 export interface SendManyResult {
   ok: boolean
@@ -508,8 +544,9 @@ export interface SendMessageOptions {
   /** Overrides the instance's `timeoutMs` for this call. */
   timeoutMs?: number
   /**
-   * `false`: neither read nor write the response cache (nor share an identical call in
-   * flight) for this call.
+   * `false`: neither read nor write the instance's response cache (nor share an identical
+   * call in flight) for this call. `true` uses the instance's cache when it has one (see the
+   * constructor's `cache`); on an instance without a cache it does nothing.
    * @default true
    */
   cache?: boolean

@@ -1,5 +1,6 @@
-// The response cache: hits replay the original reply under a fresh id, keys cover every
-// parameter, entries expire and stay within their bounds, and errors are never stored.
+// The response cache: off unless asked for; hits replay the original reply under a fresh id and
+// report zero usage with the original counts saved; keys cover every parameter, entries expire
+// and stay within their bounds, and errors are never stored.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { startSimulator, clientFor, rejection } from './helpers.mjs'
@@ -16,8 +17,31 @@ async function counted(fn, server = sim) {
   return { result, requests: server.stats().chatRequests }
 }
 
-test('a repeated request is served from the cache with a fresh id and the same text', async () => {
+test('the cache is off by default: a repeated request is sent again and neither reply is cached', async () => {
   const api = clientFor(sim)
+  const first = await counted(() => api.sendMessage('sample me twice'))
+  const second = await counted(() => api.sendMessage('sample me twice'))
+  assert.deepEqual([first.requests, second.requests], [1, 1])
+  assert.deepEqual([first.result.cached, second.result.cached], [false, false])
+  for (const { result } of [first, second]) {
+    assert.ok(result.usage.totalTokens > 0)
+    assert.ok(!('cached' in result.usage) && !('saved' in result.usage), 'usage has no cached/saved')
+  }
+  const m = api.metrics()
+  assert.deepEqual([m.cacheHits, m.cacheMisses, m.cacheEntries, m.cacheTokensSaved], [0, 0, 0, 0])
+})
+
+test('per call cache: true on an instance without a cache does nothing', async () => {
+  const api = clientFor(sim)
+  await api.sendMessage('no cache to use', { cache: true })
+  const again = await counted(() => api.sendMessage('no cache to use', { cache: true }))
+  assert.equal(again.requests, 1)
+  assert.equal(again.result.cached, false)
+  assert.equal(api.metrics().cacheEntries, 0)
+})
+
+test('cache: true serves a repeated request from the cache with a fresh id and the same text', async () => {
+  const api = clientFor(sim, { cache: true })
   const first = await counted(() => api.sendMessage('cache me'))
   const second = await counted(() => api.sendMessage('cache me'))
   assert.equal(first.requests, 1)
@@ -33,8 +57,56 @@ test('a repeated request is served from the cache with a fresh id and the same t
   assert.equal(m.cacheEntries, 1)
 })
 
+test('a hit costs nothing: zero usage, cached, the original counts saved, the same detail', async () => {
+  const api = clientFor(sim, { cache: true })
+  const first = await api.sendMessage('what does it cost')
+  const second = await api.sendMessage('what does it cost')
+  const { promptTokens, completionTokens, totalTokens } = first.usage
+  assert.ok(totalTokens > 0 && first.usage.estimated === false)
+  assert.deepEqual(second.usage, {
+    promptTokens: 0,
+    completionTokens: 0,
+    totalTokens: 0,
+    estimated: false,
+    cached: true,
+    saved: { promptTokens, completionTokens, totalTokens },
+  })
+  assert.deepEqual(second.detail, first.detail)
+  const m = api.metrics()
+  assert.equal(m.cacheTokensSaved, promptTokens + completionTokens)
+  assert.equal(m.promptTokens, promptTokens, 'the hit adds no usage')
+  assert.equal(m.completionTokens, completionTokens)
+  assert.match(api.metricsText(), new RegExp(`^chatgpt_native_cache_tokens_saved_total ${promptTokens + completionTokens}$`, 'm'))
+  api.resetMetrics()
+  assert.equal(api.metrics().cacheTokensSaved, 0)
+})
+
+test('a streamed hit reports the same usage shape', async () => {
+  const api = clientFor(sim, { cache: true })
+  const first = await api.sendMessage('stream what it costs', { stream: true })
+  const second = await api.sendMessage('stream what it costs', { onProgress: () => {} })
+  assert.equal(second.cached, true)
+  assert.equal(second.usage.totalTokens, 0)
+  assert.equal(second.usage.cached, true)
+  assert.deepEqual(second.usage.saved, {
+    promptTokens: first.usage.promptTokens,
+    completionTokens: first.usage.completionTokens,
+    totalTokens: first.usage.totalTokens,
+  })
+})
+
+test('an options object turns the cache on', async () => {
+  for (const cache of [{}, { maxEntries: 8 }]) {
+    const api = clientFor(sim, { cache })
+    await api.sendMessage('configured')
+    const again = await counted(() => api.sendMessage('configured'))
+    assert.equal(again.requests, 0, JSON.stringify(cache))
+    assert.equal(again.result.cached, true)
+  }
+})
+
 test('different parameters or messages miss', async () => {
-  const api = clientFor(sim)
+  const api = clientFor(sim, { cache: true })
   await api.sendMessage('vary me')
   const { requests } = await counted(async () => {
     await api.sendMessage('vary me', { completionParams: { temperature: 0.1 } })
@@ -55,7 +127,7 @@ test('entries expire after ttlMs', async () => {
 })
 
 test('cache: false per call neither reads nor writes the cache', async () => {
-  const api = clientFor(sim)
+  const api = clientFor(sim, { cache: true })
   await api.sendMessage('bypass me')
   const bypass = await counted(() => api.sendMessage('bypass me', { cache: false }))
   assert.equal(bypass.requests, 1)
@@ -81,7 +153,7 @@ test('memory stays under maxBytes and entries under maxEntries', async () => {
 })
 
 test('a streaming hit replays the original deltas in order', async () => {
-  const api = clientFor(sim)
+  const api = clientFor(sim, { cache: true })
   const original = []
   const first = await api.sendMessage('stream and cache', { onProgress: (p) => original.push(p.delta) })
   const replayed = []
@@ -100,7 +172,7 @@ test('a streaming hit replays the original deltas in order', async () => {
 })
 
 test('errors are never cached', async () => {
-  const api = clientFor(sim, { maxRetries: 0 })
+  const api = clientFor(sim, { maxRetries: 0, cache: true })
   sim.enqueueFault({ kind: 'status', status: 500 })
   await rejection(api.sendMessage('fail then succeed'))
   const { result, requests } = await counted(() => api.sendMessage('fail then succeed'))

@@ -11,11 +11,11 @@ before(async () => {
 after(() => sim.close())
 
 test('metrics count a scripted run, and resetMetrics zeroes them', async () => {
-  const api = clientFor(sim, { retryBaseMs: 5, maxModelTokens: 1000, maxResponseTokens: 100 })
+  const api = clientFor(sim, { retryBaseMs: 5, maxModelTokens: 1000, maxResponseTokens: 100, cache: true })
   sim.enqueueFault({ kind: 'status', status: 500 })
   await api.sendMessage('metrics one', { onProgress: () => {} })
   sim.enqueueFault({ kind: 'status', status: 429, code: 'rate_limit_exceeded', retryAfterMs: '5' })
-  await api.sendMessage('metrics two')
+  const sent = await api.sendMessage('metrics two')
   await api.sendMessage('metrics two')
   sim.enqueueFault({ kind: 'status', status: 400 })
   await rejection(api.sendMessage('metrics three'))
@@ -28,6 +28,7 @@ test('metrics count a scripted run, and resetMetrics zeroes them', async () => {
   assert.equal(m.retries, 2)
   assert.equal(m.rateLimitedResponses, 1)
   assert.equal(m.cacheHits, 1)
+  assert.equal(m.cacheTokensSaved, sent.usage.promptTokens + sent.usage.completionTokens)
   assert.equal(m.latencyMs.count, 4)
   assert.ok(m.latencyMs.p50 > 0 && m.latencyMs.p99 >= m.latencyMs.p50)
   assert.equal(m.timeToFirstTokenMs.count, 1)
@@ -38,6 +39,7 @@ test('metrics count a scripted run, and resetMetrics zeroes them', async () => {
   assert.ok(!JSON.stringify(m).includes('sk-test-0123456789abcdef'))
   api.resetMetrics()
   assert.equal(api.metrics().callsStarted, 0)
+  assert.equal(api.metrics().cacheTokensSaved, 0)
   assert.equal(api.metrics().latencyMs.count, 0)
 })
 

@@ -39,7 +39,7 @@ for (const [name, headers, options] of [
     // The answer is held back until all three calls have joined the one request.
     const raw = await rawServer({ status: 429, body: RATE_LIMITED_BODY, headers, held: true })
     try {
-      const api = clientFor({ url: raw.url }, { timeoutMs: 5000, ...options })
+      const api = clientFor({ url: raw.url }, { timeoutMs: 5000, cache: true, ...options })
       const started = performance.now()
       const pending = [1, 2, 3].map(() => rejection(api.sendMessage('shared absurd wait')))
       await until(() => api.metrics().coalesced === 2, 'the second and third calls to join the first')

@@ -8,7 +8,7 @@ import { ChatGPTAPI, ChatGPTSimulator } from '../index.js'
 import { median } from './common.mjs'
 
 const sim = await ChatGPTSimulator.start({ ttftMs: 800 }) // a slow (800 ms) upstream, so a miss is obvious
-const native = new ChatGPTAPI({ apiKey: 'sk-bench', apiBaseUrl: sim.url, systemMessage: '', completionParams: { model: 'sim-gpt' } })
+const native = new ChatGPTAPI({ apiKey: 'sk-bench', apiBaseUrl: sim.url, systemMessage: '', completionParams: { model: 'sim-gpt' }, cache: true })
 const openai = new OpenAI({ apiKey: 'sk-bench', baseURL: sim.url })
 const lru = new LRUCache({ max: 1024, ttl: 3600_000 })
 async function jsCached(text) {

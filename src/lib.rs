@@ -12,7 +12,8 @@
 //!   the token budget, the message store) and `tokens` (the tokenizer); `chat` writes the body;
 //!   `call` holds what one call sends and receives, `turn` the request, the reply and the two
 //!   messages it stores.
-//! - `flight`: answers repeated requests from `cache` and coalesces identical ones in flight.
+//! - `flight`: answers repeated requests from `cache` and coalesces identical ones in flight
+//!   (only when the `cache` option turns it on).
 //! - Around each attempt: `admission` passes `limits` (concurrency slot, rate lease),
 //!   `breaker` and `keys`; `retry` decides what happens after a failure; `bounds` races every
 //!   await against abort, the deadline and the idle timeout (`time` keeps that arithmetic

@@ -30,16 +30,38 @@ pub struct PartialChatMessage {
     pub conversation_id: Option<String>,
 }
 
-/// Token usage of a reply.
-#[napi(object)]
+/// Token usage of a reply: what this call cost. A reply answered without a request of its own
+/// (`cached: true`) cost nothing: its counts are 0, `cached` is `true` and `saved` holds what
+/// the original request used.
+#[napi(object, object_from_js = false)]
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatUsage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
     pub total_tokens: u32,
-    /// True when the server sent no usage and it was counted locally with the model's tokenizer.
+    /// True when the server sent no usage and it was counted locally with the model's tokenizer
+    /// (always false on a cached reply, whose counts are 0).
     pub estimated: bool,
+    /// Present, and `true`, only when the reply was answered without a request of its own: from
+    /// the response cache, or by sharing an identical call's request in flight.
+    #[napi(ts_type = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached: Option<bool>,
+    /// Present only with `cached`: the tokens the original request used, which this call did not
+    /// use again (counted in `api.metrics().cacheTokensSaved`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saved: Option<SavedTokens>,
+}
+
+/// The tokens a cached reply's original request used (`usage.saved`).
+#[napi(object, object_from_js = false)]
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SavedTokens {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub total_tokens: u32,
 }
 
 /// A reply, as `chatgpt` v5's `ChatMessage` plus `usage`, `finishReason` and `requestId`.
@@ -77,7 +99,9 @@ pub struct ChatMessage {
     /// How the conversation history was assembled for this reply's prompt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<ChatHistory>,
-    /// True when served from the response cache (no request was sent).
+    /// True when answered without a request of its own: from the response cache (when the
+    /// instance's `cache` is on), or by sharing an identical call's request in flight. Its
+    /// `usage` is then 0, with the original counts in `usage.saved`.
     pub cached: bool,
 }
 
@@ -145,6 +169,12 @@ impl From<ChatReply> for ChatMessage {
                 completion_tokens: r.usage.completion_tokens,
                 total_tokens: r.usage.total_tokens,
                 estimated: r.usage.estimated,
+                cached: r.saved.map(|_| true),
+                saved: r.saved.map(|s| SavedTokens {
+                    prompt_tokens: s.prompt_tokens,
+                    completion_tokens: s.completion_tokens,
+                    total_tokens: s.total_tokens,
+                }),
             }),
             finish_reason: r.finish_reason,
             request_id: r.request_id,

@@ -63,6 +63,9 @@ pub struct ChatMetrics {
     pub cache_bytes: f64,
     /// Calls that shared an identical request already in flight.
     pub coalesced: f64,
+    /// Prompt plus completion tokens not spent again: the `usage.saved` totals of the replies
+    /// answered without a request of their own (cache hits and shared in-flight requests).
+    pub cache_tokens_saved: f64,
     /// Requests in flight and calls waiting for a slot, now.
     pub in_flight: f64,
     pub queued: f64,
@@ -102,6 +105,7 @@ impl From<ClientStats> for ChatMetrics {
             cache_entries: s.cache_entries as f64,
             cache_bytes: s.cache_bytes as f64,
             coalesced: m.coalesced as f64,
+            cache_tokens_saved: m.cache_tokens_saved as f64,
             in_flight: s.in_flight as f64,
             queued: s.queued as f64,
             latency_ms: m.latency.into(),

@@ -117,10 +117,13 @@ pub struct ChatGPTAPIOptions {
     /// @default { windowMs: 10000, volumeThreshold: 20, errorThresholdPercentage: 50, resetTimeoutMs: 30000 }
     #[napi(ts_type = "boolean | CircuitBreakerOptions")]
     pub circuit_breaker: Option<serde_json::Value>,
-    /// Response cache: identical requests (same base URL, model, messages and answer-changing
-    /// parameters) get the stored answer, and identical calls in flight share one request.
-    /// `false` turns both off; per call, `sendMessage(text, { cache: false })`.
-    /// @default { maxEntries: 1024, maxBytes: 67108864, ttlMs: 3600000 }
+    /// Response cache, off by default: `true` turns it on with the defaults (`{ maxEntries: 1024,
+    /// maxBytes: 67108864, ttlMs: 3600000 }`), an object turns it on configured. When on,
+    /// identical requests (same base URL, model, messages and answer-changing parameters) get
+    /// the stored answer, and identical calls in flight share one request; such a reply has
+    /// `cached: true` and zero `usage`, the original counts in `usage.saved`. Per call,
+    /// `sendMessage(text, { cache: false })` skips it.
+    /// @default false
     #[napi(ts_type = "boolean | CacheOptions")]
     pub cache: Option<serde_json::Value>,
     /// Log one line per request to stderr (URL, model, status, latency, request id; never the
@@ -199,8 +202,9 @@ pub struct SendMessageOptions {
     pub abort_signal: Option<serde_json::Value>,
     /// Overrides the instance's `timeoutMs` for this call.
     pub timeout_ms: Option<u32>,
-    /// `false`: neither read nor write the response cache (nor share an identical call in
-    /// flight) for this call.
+    /// `false`: neither read nor write the instance's response cache (nor share an identical
+    /// call in flight) for this call. `true` uses the instance's cache when it has one (see the
+    /// constructor's `cache`); on an instance without a cache it does nothing.
     /// @default true
     pub cache: Option<bool>,
 }
@@ -372,12 +376,12 @@ fn read_rate_limit(o: &Opts) -> Result<Option<RateLimitConfig>> {
 /// `circuitBreaker: false | true | { windowMs, volumeThreshold, errorThresholdPercentage, resetTimeoutMs }`.
 fn read_breaker(o: &Opts) -> Result<Setting<BreakerConfig>> {
     match o.bool_or_object("circuitBreaker")? {
-        Some(true) => return Ok(Setting::Default),
+        Some(true) => return Ok(Setting::On),
         Some(false) => return Ok(Setting::Off),
         None => {}
     }
     let Some(b) = o.nested("circuitBreaker")? else {
-        return Ok(Setting::Default);
+        return Ok(Setting::Unset);
     };
     b.allow_only(CircuitBreakerOptions::NAMES, &[])?;
     let d = BreakerConfig::default();
@@ -400,15 +404,15 @@ fn read_breaker(o: &Opts) -> Result<Setting<BreakerConfig>> {
     }))
 }
 
-/// `cache: false | { maxEntries, maxBytes, ttlMs }`.
+/// `cache: false | true | { maxEntries, maxBytes, ttlMs }`; an object turns the cache on.
 fn read_cache(o: &Opts) -> Result<Setting<CacheConfig>> {
     match o.bool_or_object("cache")? {
-        Some(true) => return Ok(Setting::Default),
+        Some(true) => return Ok(Setting::On),
         Some(false) => return Ok(Setting::Off),
         None => {}
     }
     let Some(c) = o.nested("cache")? else {
-        return Ok(Setting::Default);
+        return Ok(Setting::Unset);
     };
     c.allow_only(CacheOptions::NAMES, &[])?;
     let d = CacheConfig::default();

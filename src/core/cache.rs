@@ -17,9 +17,13 @@
 //! token, cancelled only when the last waiter leaves: one caller aborting or timing out does not
 //! cancel the request for the others. Each waiter keeps its own deadline; the upstream call is
 //! bounded by the latest of them ([`Flight::deadline`]). A failure reaches every waiter and is
-//! never cached.
+//! never cached. Of the waiters answered, the first accounts for the request
+//! ([`Flight::claim_request`]); the others are answered as cache hits are (`cached`).
+//!
+//! Both are off unless the client's `cache` option turns them on (see `config`).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -217,6 +221,8 @@ pub struct Flight {
     notify: Notify,
     /// Cancels the upstream call; fired when the last waiter leaves.
     pub cancel: CancellationToken,
+    /// Set by the first waiter to receive the answer (see [`Flight::claim_request`]).
+    request_claimed: AtomicBool,
 }
 
 impl Flight {
@@ -231,7 +237,16 @@ impl Flight {
             }),
             notify: Notify::new(),
             cancel: CancellationToken::new(),
+            request_claimed: AtomicBool::new(false),
         })
+    }
+
+    /// True for the first waiter to call it once the answer is in, false for every other: one
+    /// reply reports the shared request (and its usage), the others were answered without a
+    /// request of their own. The first to receive it, not the creator, since the creator may
+    /// have left: whoever is answered, one reply accounts for the request.
+    pub fn claim_request(&self) -> bool {
+        !self.request_claimed.swap(true, Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FlightState> {

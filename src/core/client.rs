@@ -281,7 +281,7 @@ impl ChatClient {
     }
 
     /// The metrics of a finished call: its latency, time to first token, and outcome (usage
-    /// only for answers that reached the server).
+    /// for answers that sent a request, saved tokens for those that did not).
     fn record_call(&self, started: Instant, first_delta: Option<Instant>, result: &Result<ChatReply, ChatError>) {
         self.metrics.record_latency(started.elapsed());
         if let Some(first) = first_delta {
@@ -290,12 +290,17 @@ impl ChatClient {
         match result {
             Ok(reply) => {
                 Metrics::inc(&self.metrics.calls_succeeded);
-                if !reply.cached {
-                    self.metrics.record_usage(
+                match reply.saved {
+                    // Answered without a request of its own: its tokens were counted once, by
+                    // the call that sent the request.
+                    Some(saved) => self
+                        .metrics
+                        .record_saved(saved.prompt_tokens as u64, saved.completion_tokens as u64),
+                    None => self.metrics.record_usage(
                         reply.usage.prompt_tokens as u64,
                         reply.usage.completion_tokens as u64,
                         self.cfg.max_model_tokens as u64,
-                    );
+                    ),
                 }
             }
             Err(e) => self.metrics.record_failure(e.code),
@@ -648,7 +653,9 @@ pub struct ClientStats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::config::ClientOptions;
+    use crate::core::cache::CacheConfig;
+    use crate::core::chat::Usage;
+    use crate::core::config::{ClientOptions, Setting};
     use crate::simulator::{Simulator, SimulatorConfig};
 
     /// A call whose text contains this panics inside `run_attempts` (test builds only), to prove a
@@ -679,12 +686,14 @@ mod tests {
         }
     }
 
-    /// A client with default options talking to a fresh simulator (kept alive by the caller).
-    async fn simulated_client() -> (Simulator, Arc<ChatClient>) {
-        let sim = Simulator::start(SimulatorConfig::default()).await.unwrap();
+    /// A client with default options and the given `cache`, talking to a fresh simulator
+    /// configured by `sim` (kept alive by the caller).
+    async fn simulated_client(sim: SimulatorConfig, cache: Setting<CacheConfig>) -> (Simulator, Arc<ChatClient>) {
+        let sim = Simulator::start(sim).await.unwrap();
         let cfg = ClientConfig::build(ClientOptions {
             api_key: Some("sk-test".into()),
             api_base_url: Some(sim.base_url()),
+            cache,
             ..Default::default()
         })
         .unwrap();
@@ -693,7 +702,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_panic_inside_one_call_fails_that_call_alone_with_a_code() {
-        let (_sim, client) = simulated_client().await;
+        let (_sim, client) = simulated_client(SimulatorConfig::default(), Setting::Unset).await;
         let cancel = CancellationToken::new();
         // Side by side, as `sendMany` runs its items.
         let (panicked, fine) = futures::join!(
@@ -706,7 +715,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_panic_inside_a_shared_call_rejects_every_waiter_at_once() {
-        let (_sim, client) = simulated_client().await;
+        let (_sim, client) = simulated_client(SimulatorConfig::default(), Setting::On).await;
         let req = request(PANIC_MARKER, true);
         let started = Instant::now();
         let calls: Vec<_> = (0..3)
@@ -726,6 +735,58 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5));
         assert_eq!(client.stats().metrics.coalesced, 2, "the three calls shared one flight");
         assert!(client.sharing.as_ref().is_some_and(|s| s.is_idle()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_a_cache_identical_calls_each_send_a_request() {
+        let (sim, client) = simulated_client(SimulatorConfig::default(), Setting::Unset).await;
+        let cancel = CancellationToken::new();
+        let (a, b) = futures::join!(
+            client.send(request("same", true), None, &cancel),
+            client.send(request("same", true), None, &cancel),
+        );
+        let again = client.send(request("same", true), None, &cancel).await.unwrap();
+        for reply in [a.unwrap(), b.unwrap(), again] {
+            assert!(!reply.cached && reply.saved.is_none());
+            assert!(reply.usage.total_tokens > 0);
+        }
+        assert_eq!(sim.stats().chat_requests, 3);
+        assert!(client.sharing.is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_reply_of_a_shared_request_accounts_for_it_and_the_others_saved_it() {
+        let slow = SimulatorConfig {
+            ttft: Duration::from_millis(200),
+            ..SimulatorConfig::default()
+        };
+        let (sim, client) = simulated_client(slow, Setting::On).await;
+        let cancel = CancellationToken::new();
+        let (a, b, c) = futures::join!(
+            client.send(request("shared", true), None, &cancel),
+            client.send(request("shared", true), None, &cancel),
+            client.send(request("shared", true), None, &cancel),
+        );
+        let mut replies = vec![a.unwrap(), b.unwrap(), c.unwrap()];
+        // And a later one from the cache.
+        replies.push(client.send(request("shared", true), None, &cancel).await.unwrap());
+        assert_eq!(sim.stats().chat_requests, 1);
+        let (paid, saved): (Vec<_>, Vec<_>) = replies.into_iter().partition(|r| !r.cached);
+        assert_eq!(paid.len(), 1, "exactly one reply reports the request");
+        let usage = paid[0].usage;
+        assert!(usage.total_tokens > 0 && paid[0].saved.is_none());
+        for reply in &saved {
+            assert_eq!(reply.usage, Usage::default());
+            assert_eq!(reply.saved, Some(usage));
+        }
+        let m = client.stats().metrics;
+        assert_eq!(m.prompt_tokens, u64::from(usage.prompt_tokens), "counted once");
+        assert_eq!(m.completion_tokens, u64::from(usage.completion_tokens));
+        assert_eq!(
+            m.cache_tokens_saved,
+            3 * u64::from(usage.prompt_tokens + usage.completion_tokens)
+        );
+        assert_eq!((m.coalesced, m.cache_hits), (2, 1));
     }
 
     #[test]

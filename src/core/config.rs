@@ -61,13 +61,17 @@ impl fmt::Debug for ApiKey {
     }
 }
 
-/// A part of the client that is on by default and can be turned off or tuned (`cache: false`,
-/// `circuitBreaker: { ... }`).
+/// A part of the client that can be turned on, off or tuned (`circuitBreaker: false`,
+/// `cache: true`, `cache: { ... }`). What not giving it means is the part's own default: the
+/// breaker is on unless turned off, the response cache is off unless turned on.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub enum Setting<T> {
-    /// Not given: the part runs with its documented defaults.
+    /// Not given: the part's default (see [`Setting::resolve_on_by_default`] and
+    /// [`Setting::resolve_off_by_default`]).
     #[default]
-    Default,
+    Unset,
+    /// Turned on (`true`): the part runs with its documented defaults.
+    On,
     /// Turned off (`false`).
     Off,
     /// Given: the part runs with this configuration.
@@ -75,11 +79,20 @@ pub enum Setting<T> {
 }
 
 impl<T: Default> Setting<T> {
-    /// The configuration the part runs with, or `None` when it is off.
-    pub fn resolve(self) -> Option<T> {
+    /// The configuration of a part that runs unless turned off, or `None` when it is off.
+    pub fn resolve_on_by_default(self) -> Option<T> {
         match self {
-            Setting::Default => Some(T::default()),
+            Setting::Unset | Setting::On => Some(T::default()),
             Setting::Off => None,
+            Setting::Custom(config) => Some(config),
+        }
+    }
+
+    /// The configuration of a part that runs only when turned on, or `None` when it is off.
+    pub fn resolve_off_by_default(self) -> Option<T> {
+        match self {
+            Setting::Unset | Setting::Off => None,
+            Setting::On => Some(T::default()),
             Setting::Custom(config) => Some(config),
         }
     }
@@ -143,7 +156,7 @@ pub struct ClientConfig {
     pub rate_limit: Option<RateLimitConfig>,
     /// `None`: no breaker.
     pub circuit_breaker: Option<BreakerConfig>,
-    /// `None`: no response cache (and no coalescing).
+    /// `None` (the default): no response cache and no coalescing.
     pub cache: Option<CacheConfig>,
 }
 
@@ -266,8 +279,9 @@ impl ClientConfig {
             max_concurrency: opts.max_concurrency,
             max_queue: opts.max_queue,
             rate_limit: opts.rate_limit,
-            circuit_breaker: opts.circuit_breaker.resolve(),
-            cache: opts.cache.resolve(),
+            circuit_breaker: opts.circuit_breaker.resolve_on_by_default(),
+            // Off unless asked for: a repeated request is a new sample, as in `chatgpt` v5.
+            cache: opts.cache.resolve_off_by_default(),
             api_key: ApiKey::new(api_key),
             api_base_url,
             api_org: opts.api_org.or_else(|| env_var("OPENAI_ORG_ID")),
@@ -448,29 +462,45 @@ mod tests {
     }
 
     #[test]
-    fn cache_and_breaker_are_on_by_default_and_can_be_turned_off_or_tuned() {
-        let cfg = ClientConfig::build(opts_with_key()).unwrap();
-        assert_eq!(
-            cfg.cache.map(|c| c.max_entries),
-            Some(CacheConfig::default().max_entries)
-        );
-        assert!(cfg.circuit_breaker.is_some());
-        let off = ClientConfig::build(ClientOptions {
-            cache: Setting::Off,
-            circuit_breaker: Setting::Off,
-            ..opts_with_key()
-        })
-        .unwrap();
-        assert!(off.cache.is_none() && off.circuit_breaker.is_none());
-        let tuned = ClientConfig::build(ClientOptions {
-            cache: Setting::Custom(CacheConfig {
-                max_entries: 3,
-                ..CacheConfig::default()
-            }),
-            ..opts_with_key()
-        })
-        .unwrap();
-        assert_eq!(tuned.cache.map(|c| c.max_entries), Some(3));
+    fn the_breaker_is_on_by_default_and_can_be_turned_off_or_tuned() {
+        let threshold_of = |circuit_breaker: Setting<BreakerConfig>| {
+            ClientConfig::build(ClientOptions {
+                circuit_breaker,
+                ..opts_with_key()
+            })
+            .unwrap()
+            .circuit_breaker
+            .map(|b| b.volume_threshold)
+        };
+        let default = BreakerConfig::default().volume_threshold;
+        assert_eq!(threshold_of(Setting::Unset), Some(default), "on when not given");
+        assert_eq!(threshold_of(Setting::On), Some(default));
+        assert_eq!(threshold_of(Setting::Off), None);
+        let tuned = BreakerConfig {
+            volume_threshold: 3,
+            ..BreakerConfig::default()
+        };
+        assert_eq!(threshold_of(Setting::Custom(tuned)), Some(3));
+    }
+
+    #[test]
+    fn the_cache_is_off_by_default_and_on_when_turned_on_or_configured() {
+        let cache_of = |cache: Setting<CacheConfig>| {
+            ClientConfig::build(ClientOptions {
+                cache,
+                ..opts_with_key()
+            })
+            .unwrap()
+            .cache
+        };
+        assert_eq!(cache_of(Setting::Unset), None, "off when not given");
+        assert_eq!(cache_of(Setting::Off), None);
+        assert_eq!(cache_of(Setting::On), Some(CacheConfig::default()));
+        let tuned = CacheConfig {
+            max_entries: 3,
+            ..CacheConfig::default()
+        };
+        assert_eq!(cache_of(Setting::Custom(tuned)), Some(tuned));
     }
 
     #[test]

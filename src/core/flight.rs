@@ -3,7 +3,9 @@
 //!
 //! The flight runs in its own task, so no single caller's abort or deadline ends it: it is
 //! cancelled when its last waiter leaves, and bounded by the latest of their deadlines. Each
-//! caller waits under its own bounds and receives every delta from the first.
+//! caller waits under its own bounds and receives every delta from the first. One reply of a
+//! flight, the first to receive the answer, accounts for the request and its usage; the others
+//! are `cached`, answered without a request of their own, as a cache hit is.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -137,7 +139,9 @@ impl Sharing {
             completion: completion_from_cache(&result.completion),
             request_id: result.request_id,
             deltas: delivery.delivered(),
-            cached: false,
+            // Identical calls share one request: one reply accounts for it, the others are
+            // answered without one, as a cache hit is.
+            cached: !flight.claim_request(),
         })
     }
 

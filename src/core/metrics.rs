@@ -50,6 +50,9 @@ pub struct Metrics {
     pub cache_misses: AtomicU64,
     /// Calls that joined an identical in-flight request instead of sending their own.
     pub coalesced: AtomicU64,
+    /// Prompt plus completion tokens of the replies answered without a request of their own
+    /// (cache hits, and coalesced calls that did not report the shared request's usage).
+    pub cache_tokens_saved: AtomicU64,
     /// Prompt tokens reported (or estimated) for finished calls.
     pub prompt_tokens: AtomicU64,
     /// Completion tokens reported (or estimated) for finished calls.
@@ -177,6 +180,8 @@ pub struct MetricsSnapshot {
     pub cache_misses: u64,
     /// See [`Metrics::coalesced`].
     pub coalesced: u64,
+    /// See [`Metrics::cache_tokens_saved`].
+    pub cache_tokens_saved: u64,
     /// See [`Metrics::prompt_tokens`].
     pub prompt_tokens: u64,
     /// See [`Metrics::completion_tokens`].
@@ -227,6 +232,12 @@ impl Metrics {
         acc.count += 1;
     }
 
+    /// Adds the tokens a reply answered without a request of its own did not use again.
+    pub fn record_saved(&self, prompt: u64, completion: u64) {
+        self.cache_tokens_saved
+            .fetch_add(prompt.saturating_add(completion), Ordering::Relaxed);
+    }
+
     /// Zeroes every counter, the per-code failures, both histograms and the utilization mean.
     ///
     /// Not atomic as a whole: a call finishing concurrently may land partly before and partly
@@ -244,6 +255,7 @@ impl Metrics {
             &self.cache_hits,
             &self.cache_misses,
             &self.coalesced,
+            &self.cache_tokens_saved,
             &self.prompt_tokens,
             &self.completion_tokens,
         ] {
@@ -287,6 +299,7 @@ impl Metrics {
             cache_hits: get(&self.cache_hits),
             cache_misses: get(&self.cache_misses),
             coalesced: get(&self.coalesced),
+            cache_tokens_saved: get(&self.cache_tokens_saved),
             prompt_tokens: get(&self.prompt_tokens),
             completion_tokens: get(&self.completion_tokens),
             token_utilization,
@@ -374,7 +387,7 @@ pub fn prometheus_text(snapshot: &MetricsSnapshot, gauges: &Gauges) -> String {
         out.sample("failures_total", &[("code", code.as_str())], *n as f64);
     }
 
-    let counters: [(&str, &str, u64); 6] = [
+    let counters: [(&str, &str, u64); 7] = [
         (
             "attempts_total",
             "HTTP attempts sent, first tries and retries.",
@@ -394,6 +407,11 @@ pub fn prometheus_text(snapshot: &MetricsSnapshot, gauges: &Gauges) -> String {
             "coalesced_total",
             "Calls that joined an identical in-flight request.",
             s.coalesced,
+        ),
+        (
+            "cache_tokens_saved_total",
+            "Prompt plus completion tokens of replies answered without a request of their own.",
+            s.cache_tokens_saved,
         ),
         (
             "key_cool_downs_total",
@@ -665,6 +683,21 @@ mod tests {
     }
 
     #[test]
+    fn saved_tokens_add_up_apart_from_the_usage() {
+        let m = Metrics::default();
+        m.record_saved(100, 50);
+        m.record_saved(7, 3);
+        let s = m.snapshot();
+        assert_eq!(s.cache_tokens_saved, 160);
+        assert_eq!(
+            (s.prompt_tokens, s.completion_tokens),
+            (0, 0),
+            "saved tokens are not usage"
+        );
+        assert_eq!(s.token_utilization, 0.0);
+    }
+
+    #[test]
     fn reset_zeroes_everything() {
         let m = Metrics::default();
         for c in [
@@ -683,6 +716,7 @@ mod tests {
         }
         m.record_failure(ErrorCode::Timeout);
         m.record_usage(10, 20, 100);
+        m.record_saved(10, 20);
         m.record_latency(Duration::from_millis(5));
         m.record_ttft(Duration::from_millis(1));
         assert_ne!(m.snapshot(), MetricsSnapshot::default());
@@ -785,6 +819,7 @@ mod tests {
         m.record_failure(ErrorCode::RateLimited);
         m.record_failure(ErrorCode::Timeout);
         m.record_usage(1234, 567, 8192);
+        m.record_saved(1234, 567);
         for ms in [3, 40, 500, 7000] {
             m.record_latency(Duration::from_millis(ms));
             m.record_ttft(Duration::from_micros(ms * 7));
@@ -859,6 +894,7 @@ mod tests {
             "chatgpt_native_cache_requests_total{result=\"miss\"} 0",
             "chatgpt_native_tokens_total{kind=\"prompt\"} 1234",
             "chatgpt_native_tokens_total{kind=\"completion\"} 567",
+            "chatgpt_native_cache_tokens_saved_total 1801",
             "chatgpt_native_in_flight 3",
             "chatgpt_native_queued 1",
             "chatgpt_native_circuit_open 0",

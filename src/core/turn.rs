@@ -41,7 +41,11 @@ pub struct ChatReply {
     pub parent_message_id: String,
     pub conversation_id: Option<String>,
     pub detail: RawJson,
+    /// What this call cost: zero when it sent no request of its own (`cached`).
     pub usage: Usage,
+    /// For a `cached` reply, what the request that produced the answer used (the tokens this
+    /// call saved); `None` otherwise.
+    pub saved: Option<Usage>,
     pub finish_reason: Option<String>,
     pub request_id: Option<String>,
     /// Number of content deltas delivered (0 for non-streaming calls).
@@ -49,7 +53,8 @@ pub struct ChatReply {
     /// Ancestors sent as history, and why the walk stopped early (if it did).
     pub history_messages: u32,
     pub truncated: Option<Truncation>,
-    /// Served from the response cache.
+    /// Answered without a request of its own: from the response cache, or as an identical call
+    /// that shared another's request in flight.
     pub cached: bool,
 }
 
@@ -113,6 +118,12 @@ pub fn settle(
             estimated: true,
         }
     });
+    // A reply that sent no request cost nothing now; what the original request used is saved.
+    let (usage, saved) = if cached {
+        (Usage::default(), Some(usage))
+    } else {
+        (usage, None)
+    };
     let reply = ChatReply {
         id: ids.reply,
         text: completion.text,
@@ -121,6 +132,7 @@ pub fn settle(
         conversation_id: req.conversation_id.clone(),
         detail: completion.detail,
         usage,
+        saved,
         finish_reason: completion.finish_reason,
         request_id,
         deltas,
@@ -212,5 +224,81 @@ mod tests {
         assert_eq!(settled.user_message.parent_message_id.as_deref(), Some("earlier"));
         assert_eq!(settled.reply_message.parent_message_id.as_deref(), Some("u1"));
         assert_eq!(settled.reply_message.conversation_id.as_deref(), Some("conv"));
+    }
+
+    fn received(usage: Option<Usage>, cached: bool) -> Received {
+        Received {
+            completion: Completion {
+                id: None,
+                text: "hi there".into(),
+                role: "assistant".into(),
+                finish_reason: Some("stop".into()),
+                usage,
+                detail: RawJson::from_text("{}".into()),
+                choices: 1,
+            },
+            request_id: None,
+            deltas: 0,
+            cached,
+        }
+    }
+
+    fn settled(received: Received) -> ChatReply {
+        let prompt = BuiltPrompt {
+            messages: vec![PromptMessage {
+                role: "user".into(),
+                content: "hello".into(),
+                name: None,
+            }],
+            prompt_tokens: 9,
+            prompt_tokens_exact: true,
+            max_tokens: 50,
+            history_messages: 0,
+            truncated: None,
+        };
+        let req = SendRequest {
+            text: "hello".into(),
+            system_message: None,
+            completion_params: None,
+            message_id: None,
+            parent_message_id: None,
+            conversation_id: None,
+            name: None,
+            stream: false,
+            timeout: None,
+            cache: true,
+        };
+        let ids = MessageIds::for_user("u1".into());
+        settle(req, Encoding::O200kBase, &prompt, ids, received).reply
+    }
+
+    #[test]
+    fn a_cached_reply_costs_nothing_and_saves_the_original_usage() {
+        let original = Usage {
+            prompt_tokens: 12,
+            completion_tokens: 5,
+            total_tokens: 17,
+            estimated: false,
+        };
+        let hit = settled(received(Some(original), true));
+        assert!(hit.cached);
+        assert_eq!(hit.usage, Usage::default(), "zero tokens, not estimated");
+        assert_eq!(hit.saved, Some(original));
+
+        let sent = settled(received(Some(original), false));
+        assert!(!sent.cached);
+        assert_eq!(sent.usage, original);
+        assert_eq!(sent.saved, None);
+    }
+
+    #[test]
+    fn a_cached_reply_without_server_usage_saves_the_estimate() {
+        let hit = settled(received(None, true));
+        assert_eq!(hit.usage, Usage::default());
+        let saved = hit.saved.unwrap();
+        assert!(saved.estimated);
+        assert_eq!(saved.prompt_tokens, 9, "the exact prompt count");
+        assert_eq!(saved.completion_tokens, Encoding::O200kBase.count("hi there") as u32);
+        assert_eq!(saved.total_tokens, saved.prompt_tokens + saved.completion_tokens);
     }
 }
