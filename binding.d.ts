@@ -456,7 +456,7 @@ export interface LatencyPercentiles {
  * `chatgpt` package) are accepted.
  */
 export interface PartialChatMessage {
-  /** The completion id (`chatcmpl-...`). */
+  /** The reply's id: the `id` the call resolves with. */
   id: string
   /** Everything received so far. */
   text: string

@@ -19,7 +19,7 @@ use crate::core::conversation::Truncation;
 /// `chatgpt` package) are accepted.
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct PartialChatMessage {
-    /// The completion id (`chatcmpl-...`).
+    /// The reply's id: the `id` the call resolves with.
     pub id: String,
     /// Everything received so far.
     pub text: String,
