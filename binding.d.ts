@@ -2,7 +2,17 @@
  * Internal: the package's public typings are index.d.ts, which re-exports these. */
 /* eslint-disable */
 
-import type { ChatGPTError, SendManyOptions } from './index'
+import type {
+  ChatCompletion,
+  ChatCompletionChunk,
+  ChatGPTError,
+  CompletionParams,
+  GetMessageByIdFunction,
+  Role,
+  SendManyOptions,
+  SendManyResult,
+  UpsertMessageFunction,
+} from './index'
 
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
@@ -66,7 +76,7 @@ export declare class ChatGPTAPI {
    * `stream: true`). Rejects with a `ChatGPTError`, for invalid arguments too
    * (`ERR_CHATGPT_INVALID_ARG`): it never throws.
    */
-  sendMessage(text: string, options?: SendMessageOptions): Promise<ChatMessage>
+  sendMessage(text: string, options?: SendMessageOptions): Promise<ChatReply>
 }
 
 /** An OpenAI-compatible chat-completions server on 127.0.0.1 with scriptable faults. */
@@ -146,7 +156,7 @@ export interface ChatGPTAPIOptions {
    * `stream` and `n` are set by the client and rejected here.
    * @default { model: 'gpt-4.1-mini', temperature: 0.8, top_p: 1, presence_penalty: 1 }
    */
-  completionParams?: Record<string, unknown>
+  completionParams?: CompletionParams
   /**
    * System message sent first; `''` sends none.
    * @default "You are ChatGPT, a large language model trained by OpenAI. Answer as concisely as possible.\nCurrent date: <today>"
@@ -189,9 +199,9 @@ export interface ChatGPTAPIOptions {
    * Conversation store: `async (id) => ChatMessage | undefined`, used with `upsertMessage`
    * instead of the in-memory store (the `chatgpt` package's hook).
    */
-  getMessageById?: (id: string) => Promise<StoredChatMessage | undefined | null> | StoredChatMessage | undefined | null
+  getMessageById?: GetMessageByIdFunction
   /** Conversation store: `async (message) => void`, called for every sent and received message. */
-  upsertMessage?: (message: StoredChatMessage) => Promise<unknown> | unknown
+  upsertMessage?: UpsertMessageFunction
   /** A Keyv-style store (`get(id)` / `set(id, message)`), e.g. `new Keyv('redis://...')`. */
   messageStore?: { get(key: string): Promise<any> | any; set(key: string, value: any): Promise<unknown> | unknown }
   /**
@@ -281,34 +291,6 @@ export interface ChatHistory {
   truncatedBy?: 'budget' | 'missing-parent'
 }
 
-/** A reply, as `chatgpt` v5's `ChatMessage` plus `usage`, `finishReason` and `requestId`. */
-export interface ChatMessage {
-  /** The completion id (`chatcmpl-...`): pass it as the next call's `parentMessageId`. */
-  id: string
-  text: string
-  role: 'user' | 'assistant' | 'system'
-  name?: string
-  delta?: string
-  /** The raw response, or the last chunk of a stream. */
-  detail?: Record<string, any>
-  /** The id of the user message this replies to. */
-  parentMessageId?: string
-  conversationId?: string
-  usage?: ChatUsage
-  /** `stop`, `length`, `content_filter`, ... */
-  finishReason?: string
-  /** `x-request-id` of the response. */
-  requestId?: string
-  /** How the conversation history was assembled for this reply's prompt. */
-  history?: ChatHistory
-  /**
-   * True when answered without a request of its own: from the response cache (when the
-   * instance's `cache` is on), or by sharing an identical call's request in flight. Its
-   * `usage` is then 0, with the original counts in `usage.saved`.
-   */
-  cached: boolean
-}
-
 /** A snapshot of a client's metrics (`api.metrics()`). */
 export interface ChatMetrics {
   /** `sendMessage` calls started, succeeded and failed (each item of `sendMany` is a call). */
@@ -350,6 +332,42 @@ export interface ChatMetrics {
   keyCoolDowns: number
   keysDisabled: number
   keys: Array<KeyMetrics>
+}
+
+/**
+ * What `sendMessage` resolves with: a `ChatMessage` (the `chatgpt` package's shape) whose
+ * fields that every reply has are required, plus `usage`, `finishReason`, `requestId`,
+ * `history` and `cached`.
+ */
+export interface ChatReply {
+  /**
+   * This reply's own id, unique within the store: pass it as the next call's
+   * `parentMessageId`. The server's completion id is `detail.id`.
+   */
+  id: string
+  /** The reply's text (`""` when the model answered with tool calls only). */
+  text: string
+  role: Role
+  /** The raw response (`ChatCompletion`), or for a streamed reply a `ChatCompletionChunk`. */
+  detail: ChatCompletion | ChatCompletionChunk
+  /** The id of the user message this replies to. */
+  parentMessageId: string
+  /** The `conversationId` passed to `sendMessage`, if any. */
+  conversationId?: string
+  /** Tokens this reply used. */
+  usage: ChatUsage
+  /** `stop`, `length`, `content_filter`, `tool_calls`, ...; absent when the server sent none. */
+  finishReason?: string
+  /** `x-request-id` of the response, when the server sent one. */
+  requestId?: string
+  /** How the conversation history was assembled for this reply's prompt. */
+  history: ChatHistory
+  /**
+   * True when answered without a request of its own: from the response cache (when the
+   * instance's `cache` is on), or by sharing an identical call's request in flight. Its
+   * `usage` is then 0, with the original counts in `usage.saved`.
+   */
+  cached: boolean
 }
 
 /**
@@ -461,9 +479,13 @@ export interface LatencyPercentiles {
   mean: number
 }
 
-/** A chunk of a reply as passed to `onProgress`: `text` so far and the new `delta`. */
+/**
+ * A chunk of a reply as passed to `onProgress`: `text` so far and the new `delta`. A
+ * `ChatMessage`, so handlers typed `(partial: ChatMessage) => void` (as written for the
+ * `chatgpt` package) are accepted.
+ */
 export interface PartialChatMessage {
-  /** The completion id (`chatcmpl-...`). */
+  /** The reply's id: the `id` the call resolves with. */
   id: string
   /** Everything received so far. */
   text: string
@@ -472,7 +494,10 @@ export interface PartialChatMessage {
   role: 'assistant'
   /** The id of the user message this replies to. */
   parentMessageId: string
+  /** The `conversationId` passed to `sendMessage`, if any. */
   conversationId?: string
+  /** The chunk that carried this delta, as the server sent it (parsed on first read). */
+  detail: ChatCompletionChunk
 }
 
 /** One message of a built prompt. */
@@ -500,21 +525,12 @@ export interface SavedTokens {
   totalTokens: number
 }
 
-/** One item of `sendMany`'s result. */
-export interface SendManyResult {
-  ok: boolean
-  /** The reply, when `ok`. */
-  message?: ChatMessage
-  /** The failure, when not `ok`. */
-  error?: ChatGPTError
-}
-
 /** Options of `sendMessage(text, options)`. */
 export interface SendMessageOptions {
   /** Overrides the instance's `systemMessage` for this call; `''` sends none. */
   systemMessage?: string
   /** Merged over the instance's `completionParams` for this call. */
-  completionParams?: Record<string, unknown>
+  completionParams?: CompletionParams
   /**
    * Id of the user message being sent.
    * @default a random UUID v4

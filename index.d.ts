@@ -1,12 +1,303 @@
 // chatgpt-native's public typings: the native addon's generated typings (binding.d.ts, from the
-// Rust doc comments) plus what the JavaScript layer (index.js, lib/) adds, and `SendManyOptions`
-// (the `sendMessage` options plus `onItem`, which Rust's typegen cannot express). Hand-written;
-// `__test__/exports.test.mjs` checks that its exports are exactly those of index.js and index.mjs,
-// and that `ChatGPTErrorOptions` lists exactly the fields of lib/errors.js.
+// Rust doc comments) plus what the JavaScript layer (index.js, lib/) adds, and the types Rust's
+// typegen cannot express: `SendManyOptions` (the `sendMessage` options plus `onItem`), the
+// `ChatMessage` base interface and the unions (`SendManyResult`), the request and response bodies
+// (`CompletionParams`, `ChatCompletion`, `ChatCompletionChunk`, kept small, after openai-node's),
+// and the names the `chatgpt` package (v5) exports, so code written for it compiles with only its
+// import changed (`__test__/fixtures/v5-port.ts`). Hand-written; `__test__/exports.test.mjs`
+// checks that its exports are exactly those of index.js and index.mjs, and that
+// `ChatGPTErrorOptions` lists exactly the fields of lib/errors.js.
 
 export * from './binding'
 
-import type { PartialChatMessage, SendManyResult, SendMessageOptions } from './binding'
+import type { ChatHistory, ChatReply, ChatUsage, PartialChatMessage, SendMessageOptions } from './binding'
+
+/** The author of a message. */
+export type Role = 'user' | 'assistant' | 'system'
+
+/**
+ * A message of a conversation, in the `chatgpt` package's shape: what a store keeps, what
+ * `getMessageById` returns and `upsertMessage` receives. What `sendMessage` resolves with
+ * (`ChatReply`) and what `onProgress` receives (`PartialChatMessage`) are `ChatMessage`s with
+ * more fields required, so handlers typed `(message: ChatMessage) => void` accept both.
+ */
+export interface ChatMessage {
+  /** The message's id; a reply's `id` is what the next call passes as `parentMessageId`. */
+  id: string
+  text: string
+  role: Role
+  /** The `name` sent with a user message. */
+  name?: string
+  /** In an `onProgress` partial: what its chunk added to `text`. */
+  delta?: string
+  /** A reply's raw response (`ChatCompletion`), or a stream's chunk (`ChatCompletionChunk`). */
+  detail?: ChatCompletion | ChatCompletionChunk
+  /** The id of the message this one answers. */
+  parentMessageId?: string
+  conversationId?: string
+  /** A reply's token usage. */
+  usage?: ChatUsage
+  /** A reply's `finish_reason`: `stop`, `length`, `content_filter`, `tool_calls`, ... */
+  finishReason?: string
+  /** A reply's `x-request-id`. */
+  requestId?: string
+  /** How the conversation history was assembled for a reply's prompt. */
+  history?: ChatHistory
+  /** True for a reply served from the response cache (no request was sent). */
+  cached?: boolean
+}
+
+/**
+ * `getMessageById` of `new ChatGPTAPI(options)`: the stored message with this id, or
+ * `undefined`/`null` when there is none. May return the message itself instead of a Promise.
+ */
+export type GetMessageByIdFunction = (
+  id: string,
+) => Promise<ChatMessage | undefined | null> | ChatMessage | undefined | null
+
+/**
+ * `upsertMessage` of `new ChatGPTAPI(options)`: store a message (every sent and received one),
+ * replacing any with the same `id`. A returned Promise is awaited; its value is ignored.
+ */
+export type UpsertMessageFunction = (message: ChatMessage) => unknown
+
+/** A successful item of `sendMany`'s result. */
+export interface SendManySuccess {
+  ok: true
+  /** The reply. */
+  message: ChatReply
+  error?: undefined
+}
+
+/** A failed item of `sendMany`'s result. */
+export interface SendManyFailure {
+  ok: false
+  message?: undefined
+  /** Why the item failed. */
+  error: ChatGPTError
+}
+
+/** One item of `sendMany`'s result: check `ok` to know which. */
+export type SendManyResult = SendManySuccess | SendManyFailure
+
+/**
+ * A chat-completions request body, after openai-node's `ChatCompletionCreateParams` (the
+ * `chatgpt` package's `openai.CreateChatCompletionRequest`): the documented parameters most
+ * used; `CompletionParams` passes any other through.
+ */
+export interface ChatCompletionCreateParams {
+  /** The prompt: system message, history, the new message. */
+  messages: Array<openai.ChatCompletionRequestMessage>
+  /** The model, e.g. `gpt-4.1-mini`. */
+  model: string
+  /** Sampling temperature, 0 to 2: higher is more random. */
+  temperature?: number | null
+  /** Nucleus sampling: only tokens within this probability mass are considered. */
+  top_p?: number | null
+  /** Choices to generate. */
+  n?: number | null
+  /** Stream the answer as server-sent events. */
+  stream?: boolean | null
+  /** Options of a streamed answer (`include_usage`). */
+  stream_options?: { include_usage?: boolean } | null
+  /** Up to 4 sequences where generation stops. */
+  stop?: string | Array<string> | null
+  /** Most tokens of the answer (older models; newer ones use `max_completion_tokens`). */
+  max_tokens?: number | null
+  /** Most tokens of the answer, reasoning tokens included. */
+  max_completion_tokens?: number | null
+  /** -2 to 2: positive values favour new topics. */
+  presence_penalty?: number | null
+  /** -2 to 2: positive values discourage repeating the same line. */
+  frequency_penalty?: number | null
+  /** Token id to bias, -100 to 100. */
+  logit_bias?: Record<string, number> | null
+  /** Return the log probabilities of the answer's tokens. */
+  logprobs?: boolean | null
+  /** With `logprobs`: most likely tokens to return per position, 0 to 20. */
+  top_logprobs?: number | null
+  /** An id of your end user, for abuse monitoring. */
+  user?: string
+  /** Best-effort deterministic sampling. */
+  seed?: number | null
+  /** `{ type: 'json_object' }`, or `{ type: 'json_schema', json_schema }` for structured output. */
+  response_format?: ResponseFormat
+  /** Functions the model may call. */
+  tools?: Array<ChatCompletionTool>
+  /** `'none'`, `'auto'`, `'required'` or a function to call. */
+  tool_choice?: 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } }
+  /** Let the model call several tools at once. */
+  parallel_tool_calls?: boolean
+  /** Reasoning models' effort: `'minimal'`, `'low'`, `'medium'`, `'high'`, ... */
+  reasoning_effort?: string | null
+}
+
+/**
+ * `completionParams` of `new ChatGPTAPI(options)` and `sendMessage(text, options)`: request
+ * parameters merged into the request body. Any parameter the server accepts may be given (it is
+ * sent as is); `messages`, `n` and `stream` are set by the client and rejected with
+ * `ERR_CHATGPT_INVALID_ARG`.
+ */
+export interface CompletionParams
+  extends Partial<Omit<ChatCompletionCreateParams, 'messages' | 'n' | 'stream'>> {
+  messages?: never
+  n?: never
+  stream?: never
+  [param: string]: unknown
+}
+
+/** `response_format` of a request. */
+export type ResponseFormat =
+  | { type: 'text' }
+  | { type: 'json_object' }
+  | {
+      type: 'json_schema'
+      json_schema: { name: string; description?: string; schema?: Record<string, unknown>; strict?: boolean | null }
+    }
+
+/** A function the model may call (`tools` of a request). */
+export interface ChatCompletionTool {
+  type: 'function'
+  function: {
+    name: string
+    description?: string
+    /** The arguments, as a JSON Schema object. */
+    parameters?: Record<string, unknown>
+    strict?: boolean | null
+  }
+}
+
+/** A tool call of an answer. */
+export interface ChatCompletionMessageToolCall {
+  id: string
+  type: 'function'
+  function: {
+    name: string
+    /** The arguments as JSON text, as the model wrote them (validate before use). */
+    arguments: string
+  }
+}
+
+/** Token counts of a response (`usage`), as the server sends them. */
+export interface CompletionUsage {
+  prompt_tokens: number
+  completion_tokens: number
+  total_tokens: number
+  prompt_tokens_details?: { cached_tokens?: number; audio_tokens?: number } | null
+  completion_tokens_details?: { reasoning_tokens?: number; audio_tokens?: number } | null
+  /**
+   * `true` in a streamed reply's `detail.usage` when the server sent no usage and it was counted
+   * locally (as the `chatgpt` package does).
+   */
+  estimated?: true
+}
+
+/** Log probabilities of an answer's tokens. */
+export interface ChatCompletionLogprobs {
+  content: Array<{
+    token: string
+    logprob: number
+    bytes: Array<number> | null
+    top_logprobs: Array<{ token: string; logprob: number; bytes: Array<number> | null }>
+  }> | null
+}
+
+/** The answer of a choice. */
+export interface ChatCompletionMessage {
+  role: 'assistant'
+  /** `null` when the model only called tools. */
+  content: string | null
+  refusal?: string | null
+  tool_calls?: Array<ChatCompletionMessageToolCall>
+}
+
+/** One choice of a `ChatCompletion`. */
+export interface ChatCompletionChoice {
+  index: number
+  message: ChatCompletionMessage
+  /** `stop`, `length`, `tool_calls`, `content_filter`, ... */
+  finish_reason: string | null
+  logprobs?: ChatCompletionLogprobs | null
+}
+
+/** A chat-completions response (`detail` of a reply that was not streamed), as the server sent it. */
+export interface ChatCompletion {
+  /** The server's completion id (`chatcmpl-...`). */
+  id: string
+  object: 'chat.completion'
+  /** Unix time, in seconds. */
+  created: number
+  model: string
+  choices: Array<ChatCompletionChoice>
+  usage?: CompletionUsage
+  system_fingerprint?: string | null
+  service_tier?: string | null
+}
+
+/** What one chunk of a stream adds to a choice. */
+export interface ChatCompletionChunkDelta {
+  role?: 'developer' | 'system' | 'user' | 'assistant' | 'tool'
+  content?: string | null
+  refusal?: string | null
+  tool_calls?: Array<{
+    index: number
+    id?: string
+    type?: 'function'
+    function?: { name?: string; arguments?: string }
+  }>
+}
+
+/** One choice of a `ChatCompletionChunk`. */
+export interface ChatCompletionChunkChoice {
+  index: number
+  delta: ChatCompletionChunkDelta
+  /** Set in the chunk that finishes the choice. */
+  finish_reason: string | null
+  logprobs?: ChatCompletionLogprobs | null
+}
+
+/**
+ * One chunk of a streamed response, as the server sent it: a partial's `detail`, and a streamed
+ * reply's `detail` (the chunk that finished the answer, with the stream's `usage`).
+ */
+export interface ChatCompletionChunk {
+  /** The server's completion id (`chatcmpl-...`). */
+  id: string
+  object: 'chat.completion.chunk'
+  /** Unix time, in seconds. */
+  created: number
+  model: string
+  choices: Array<ChatCompletionChunkChoice>
+  usage?: CompletionUsage | null
+  system_fingerprint?: string | null
+  service_tier?: string | null
+}
+
+/** The `chatgpt` package's name of a streamed reply's `detail`. */
+export type CreateChatCompletionStreamResponse = ChatCompletionChunk
+/** The `chatgpt` package's name of a streamed reply's `detail.usage`. */
+export type CreateCompletionStreamResponseUsage = CompletionUsage
+/** The `chatgpt` package's type of its `fetch` option (accepted and ignored here). */
+export type FetchFn = typeof fetch
+
+/** The request and response types under the names the `chatgpt` package (v5) uses. */
+export declare namespace openai {
+  /** One message of a request's prompt. */
+  interface ChatCompletionRequestMessage {
+    role: Role
+    content: string
+    name?: string
+  }
+  type ChatCompletionRequestMessageRoleEnum = Role
+  type ChatCompletionResponseMessage = ChatCompletionMessage
+  type ChatCompletionResponseMessageRoleEnum = Role
+  type CreateChatCompletionRequest = ChatCompletionCreateParams
+  type CreateChatCompletionRequestStop = string | Array<string>
+  type CreateChatCompletionResponse = ChatCompletion
+  type CreateChatCompletionResponseChoicesInner = ChatCompletionChoice
+  type CreateChatCompletionDeltaResponse = ChatCompletionChunk
+  type CreateCompletionResponseUsage = CompletionUsage
+}
 
 /**
  * Options of `sendMany(inputs, options)`: the `sendMessage` options, used for the string inputs
@@ -40,6 +331,11 @@ export interface SendManyOptions extends SendMessageOptions {
 }
 
 declare module './binding' {
+  // The generated interfaces are `ChatMessage`s (a check too: tsc rejects these if a field's type
+  // drifts from `ChatMessage`'s).
+  interface ChatReply extends ChatMessage {}
+  interface PartialChatMessage extends ChatMessage {}
+
   // Added by lib/api.js.
   interface ChatGPTAPI {
     /**
@@ -112,6 +408,10 @@ export declare class ChatGPTError extends Error {
   constructor(message: string, options?: ChatGPTErrorOptions)
   /** Stable code (see `ChatGPTErrorOptions.code`). */
   code: string
+  /** Never set: typed because the `chatgpt` package declares it (for its unofficial proxy API). */
+  isFinal?: boolean
+  /** Never set: typed because the `chatgpt` package declares it (for its unofficial proxy API). */
+  accountId?: string
 }
 // The other fields, declared once above.
 export interface ChatGPTError extends Omit<ChatGPTErrorOptions, 'code' | 'cause'> {}

@@ -2,4 +2,14 @@
  * Internal: the package's public typings are index.d.ts, which re-exports these. */
 /* eslint-disable */
 
-import type { ChatGPTError, SendManyOptions } from './index'
+import type {
+  ChatCompletion,
+  ChatCompletionChunk,
+  ChatGPTError,
+  CompletionParams,
+  GetMessageByIdFunction,
+  Role,
+  SendManyOptions,
+  SendManyResult,
+  UpsertMessageFunction,
+} from './index'

@@ -360,7 +360,7 @@ impl ChatGPTAPI {
     /// (`ERR_CHATGPT_INVALID_ARG`): it never throws.
     #[napi(
         ts_args_type = "text: string, options?: SendMessageOptions",
-        ts_return_type = "Promise<ChatMessage>"
+        ts_return_type = "Promise<ChatReply>"
     )]
     pub fn send_message<'env>(
         &self,

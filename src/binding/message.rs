@@ -1,7 +1,7 @@
-//! The reply objects JavaScript receives (`ChatMessage`, `PartialChatMessage`, `BuiltMessages`
+//! The reply objects JavaScript receives (`ChatReply`, `PartialChatMessage`, `BuiltMessages`
 //! and their parts) and their serialisation.
 //!
-//! A `ChatMessage` reaches JavaScript as JSON parsed with one `JSON.parse`
+//! A reply reaches JavaScript as JSON parsed with one `JSON.parse`
 //! (`serialize_message` off the JavaScript thread, `message_to_js` on it), which builds the
 //! object far faster than setting each property through napi; the structs here then only give
 //! the typings their shape.
@@ -14,10 +14,12 @@ use crate::core::chat::RawJson;
 use crate::core::client::ChatReply;
 use crate::core::conversation::Truncation;
 
-/// A chunk of a reply as passed to `onProgress`: `text` so far and the new `delta`.
+/// A chunk of a reply as passed to `onProgress`: `text` so far and the new `delta`. A
+/// `ChatMessage`, so handlers typed `(partial: ChatMessage) => void` (as written for the
+/// `chatgpt` package) are accepted.
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct PartialChatMessage {
-    /// The completion id (`chatcmpl-...`).
+    /// The reply's id: the `id` the call resolves with.
     pub id: String,
     /// Everything received so far.
     pub text: String,
@@ -27,7 +29,11 @@ pub struct PartialChatMessage {
     pub role: String,
     /// The id of the user message this replies to.
     pub parent_message_id: String,
+    /// The `conversationId` passed to `sendMessage`, if any.
     pub conversation_id: Option<String>,
+    /// The chunk that carried this delta, as the server sent it (parsed on first read).
+    #[napi(ts_type = "ChatCompletionChunk")]
+    pub detail: serde_json::Value,
 }
 
 /// Token usage of a reply: what this call cost. A reply answered without a request of its own
@@ -64,56 +70,45 @@ pub struct SavedTokens {
     pub total_tokens: u32,
 }
 
-/// A reply, as `chatgpt` v5's `ChatMessage` plus `usage`, `finishReason` and `requestId`.
+/// What `sendMessage` resolves with: a `ChatMessage` (the `chatgpt` package's shape) whose
+/// fields that every reply has are required, plus `usage`, `finishReason`, `requestId`,
+/// `history` and `cached`.
 // Reaches JavaScript as JSON (one `JSON.parse`), never through napi's per-property conversion.
-#[napi(object, object_to_js = false, object_from_js = false)]
+// `ChatMessage` itself, and `SendManyResult` (a union napi's typegen cannot express), are written
+// by hand in `index.d.ts`, which also declares that `ChatReply` extends `ChatMessage`.
+#[napi(object, js_name = "ChatReply", object_to_js = false, object_from_js = false)]
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatMessage {
-    /// The completion id (`chatcmpl-...`): pass it as the next call's `parentMessageId`.
+    /// This reply's own id, unique within the store: pass it as the next call's
+    /// `parentMessageId`. The server's completion id is `detail.id`.
     pub id: String,
+    /// The reply's text (`""` when the model answered with tool calls only).
     pub text: String,
-    #[napi(ts_type = "'user' | 'assistant' | 'system'")]
+    #[napi(ts_type = "Role")]
     pub role: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub delta: Option<String>,
-    /// The raw response, or the last chunk of a stream.
-    #[napi(ts_type = "Record<string, any>")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<RawJson>,
+    /// The raw response (`ChatCompletion`), or for a streamed reply a `ChatCompletionChunk`.
+    #[napi(ts_type = "ChatCompletion | ChatCompletionChunk")]
+    pub detail: RawJson,
     /// The id of the user message this replies to.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub parent_message_id: Option<String>,
+    pub parent_message_id: String,
+    /// The `conversationId` passed to `sendMessage`, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conversation_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<ChatUsage>,
-    /// `stop`, `length`, `content_filter`, ...
+    /// Tokens this reply used.
+    pub usage: ChatUsage,
+    /// `stop`, `length`, `content_filter`, `tool_calls`, ...; absent when the server sent none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finish_reason: Option<String>,
-    /// `x-request-id` of the response.
+    /// `x-request-id` of the response, when the server sent one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     /// How the conversation history was assembled for this reply's prompt.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub history: Option<ChatHistory>,
+    pub history: ChatHistory,
     /// True when answered without a request of its own: from the response cache (when the
     /// instance's `cache` is on), or by sharing an identical call's request in flight. Its
     /// `usage` is then 0, with the original counts in `usage.saved`.
     pub cached: bool,
-}
-
-/// One item of `sendMany`'s result.
-#[napi(object, object_from_js = false, object_to_js = false)]
-pub struct SendManyResult {
-    pub ok: bool,
-    /// The reply, when `ok`.
-    pub message: Option<ChatMessage>,
-    /// The failure, when not `ok`.
-    #[napi(ts_type = "ChatGPTError")]
-    pub error: Option<serde_json::Value>,
 }
 
 /// The history sent with a prompt.
@@ -159,12 +154,10 @@ impl From<ChatReply> for ChatMessage {
             id: r.id,
             text: r.text,
             role: r.role,
-            name: None,
-            delta: None,
-            detail: Some(r.detail),
-            parent_message_id: Some(r.parent_message_id),
+            detail: r.detail,
+            parent_message_id: r.parent_message_id,
             conversation_id: r.conversation_id,
-            usage: Some(ChatUsage {
+            usage: ChatUsage {
                 prompt_tokens: r.usage.prompt_tokens,
                 completion_tokens: r.usage.completion_tokens,
                 total_tokens: r.usage.total_tokens,
@@ -175,10 +168,10 @@ impl From<ChatReply> for ChatMessage {
                     completion_tokens: s.completion_tokens,
                     total_tokens: s.total_tokens,
                 }),
-            }),
+            },
             finish_reason: r.finish_reason,
             request_id: r.request_id,
-            history: Some(history(r.history_messages, r.truncated)),
+            history: history(r.history_messages, r.truncated),
             cached: r.cached,
         }
     }

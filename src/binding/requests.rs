@@ -42,7 +42,7 @@ pub struct ChatGPTAPIOptions {
     /// Request parameters merged into every request (`model`, `temperature`, ...). `messages`,
     /// `stream` and `n` are set by the client and rejected here.
     /// @default { model: 'gpt-4.1-mini', temperature: 0.8, top_p: 1, presence_penalty: 1 }
-    #[napi(ts_type = "Record<string, unknown>")]
+    #[napi(ts_type = "CompletionParams")]
     pub completion_params: Option<serde_json::Value>,
     /// System message sent first; `''` sends none.
     /// @default "You are ChatGPT, a large language model trained by OpenAI. Answer as concisely as possible.\nCurrent date: <today>"
@@ -71,12 +71,10 @@ pub struct ChatGPTAPIOptions {
     pub headers: Option<std::collections::HashMap<String, String>>,
     /// Conversation store: `async (id) => ChatMessage | undefined`, used with `upsertMessage`
     /// instead of the in-memory store (the `chatgpt` package's hook).
-    #[napi(
-        ts_type = "(id: string) => Promise<StoredChatMessage | undefined | null> | StoredChatMessage | undefined | null"
-    )]
+    #[napi(ts_type = "GetMessageByIdFunction")]
     pub get_message_by_id: Option<serde_json::Value>,
     /// Conversation store: `async (message) => void`, called for every sent and received message.
-    #[napi(ts_type = "(message: StoredChatMessage) => Promise<unknown> | unknown")]
+    #[napi(ts_type = "UpsertMessageFunction")]
     pub upsert_message: Option<serde_json::Value>,
     /// A Keyv-style store (`get(id)` / `set(id, message)`), e.g. `new Keyv('redis://...')`.
     #[napi(
@@ -176,7 +174,7 @@ pub struct SendMessageOptions {
     /// Overrides the instance's `systemMessage` for this call; `''` sends none.
     pub system_message: Option<String>,
     /// Merged over the instance's `completionParams` for this call.
-    #[napi(ts_type = "Record<string, unknown>")]
+    #[napi(ts_type = "CompletionParams")]
     pub completion_params: Option<serde_json::Value>,
     /// Id of the user message being sent.
     /// @default a random UUID v4
