@@ -33,19 +33,33 @@ const README_ADDED = 'README "Coming from": `usage`, `finishReason`, `requestId`
 const README_ID = "README \"Coming from\": `reply.id` is the client's own id; the server's is `reply.detail.id`"
 const README_USAGE = 'README: `stream_options.include_usage` is sent, so a stream reports the usage the server counted'
 const README_PROGRESS =
-  'D2: onProgress runs once per content delta; v5 also calls it for the role and finish chunks (`delta` "" / undefined)'
+  'README Streaming: onProgress runs once per content delta; v5 also calls it for the role chunk ' +
+  '(`delta: ""`) and the finish chunk (`delta: undefined`)'
 const README_TOKENS =
-  'README "Coming from": prompt tokens are counted as billed (per-message overhead, the model encoding), not over a transcript'
-const UNDOCUMENTED = 'not yet in README "Coming from the chatgpt package" (reported to the lead)'
+  'README "Coming from": prompt tokens are counted as billed (per-message overhead, the model ' +
+  'encoding), not over a transcript'
+const README_TOO_LONG =
+  'README "Coming from": a prompt that cannot fit rejects with ERR_CHATGPT_CONTEXT_TOO_LONG instead of being cut'
+const STORE_ERROR =
+  'README Conversations: a store hook that throws fails the call with ERR_CHATGPT_STORE, what it threw in `cause`'
 
 /** A reply's extra fields: v5 has none beyond ChatMessage. */
 const REPLY_EXTRAS = ['cached', 'finishReason', 'history', 'requestId', 'usage']
 
+/** A streamed reply's `detail.usage`: v5 estimates it; ours asks the server for it. */
+const V5_STREAM_USAGE = expect('the estimate v5 adds ({ ..., estimated: true })', (usage) => usage?.estimated === true)
+const SERVER_USAGE = expect("the server's usage (no `estimated`)", (usage) => usage && usage.estimated === undefined)
+
 /** Scenarios in which at least one request streams. */
 const STREAMING = ['streamed', 'defaults', 'Keyv-like messageStore', 'abort', '401']
 
-const V5_SYSTEM = /^You are ChatGPT, a large language model trained by OpenAI\. Answer as concisely as possible\.\nKnowledge cutoff: 2021-09-01\nCurrent date: \d{4}-\d{2}-\d{2}$/
-const OUR_SYSTEM = /^You are ChatGPT, a large language model trained by OpenAI\. Answer as concisely as possible\.\nCurrent date: \d{4}-\d{2}-\d{2}$/
+/** The default system messages, today's date aside. */
+const DEFAULT_SYSTEM = 'You are ChatGPT, a large language model trained by OpenAI. Answer as concisely as possible.\n'
+const V5_SYSTEM = (text) => text === `${DEFAULT_SYSTEM}Knowledge cutoff: 2021-09-01\nCurrent date: ${dateIn(text)}`
+const OUR_SYSTEM = (text) => text === `${DEFAULT_SYSTEM}Current date: ${dateIn(text)}`
+function dateIn(text) {
+  return /Current date: (\d{4}-\d{2}-\d{2})$/.exec(text)?.[1]
+}
 
 /**
  * Every difference between chatgpt v5 and ours that the scenarios meet: in which scenarios
@@ -60,15 +74,15 @@ const DELIBERATE = [
   {
     scenario: ['streamed'],
     path: 'replies.0.detail.usage',
-    v5: expect('the estimate v5 adds ({ ..., estimated: true })', (usage) => usage?.estimated === true),
-    ours: expect("the server's usage (no `estimated`)", (usage) => usage !== undefined && usage.estimated === undefined),
+    v5: V5_STREAM_USAGE,
+    ours: SERVER_USAGE,
     reason: README_USAGE,
   },
   {
     scenario: ['Keyv-like messageStore'],
     path: 'replies.1.detail.usage',
-    v5: expect('the estimate v5 adds ({ ..., estimated: true })', (usage) => usage?.estimated === true),
-    ours: expect("the server's usage (no `estimated`)", (usage) => usage !== undefined && usage.estimated === undefined),
+    v5: V5_STREAM_USAGE,
+    ours: SERVER_USAGE,
     reason: README_USAGE,
   },
 
@@ -109,15 +123,15 @@ const DELIBERATE = [
   {
     scenario: ['defaults'],
     path: 'requests.*.body.messages.0.content',
-    v5: expect(`a match for ${V5_SYSTEM}`, (text) => V5_SYSTEM.test(text)),
-    ours: expect(`a match for ${OUR_SYSTEM}`, (text) => OUR_SYSTEM.test(text)),
-    reason: `README Options: the default systemMessage has no "Knowledge cutoff" line; ${UNDOCUMENTED}`,
+    v5: expect('the default, with a "Knowledge cutoff: 2021-09-01" line', V5_SYSTEM),
+    ours: expect('the default, without a knowledge cutoff line', OUR_SYSTEM),
+    reason: 'README Options: the default systemMessage has no "Knowledge cutoff" line',
   },
   {
     scenario: ['maxModelTokens pressure'],
     path: 'requests.0.body.messages',
-    v5: expect('system + the last 8 of history + the new message (counted over a transcript)', (list) => list.length === 10),
-    ours: expect('system + the last 7 of history + the new message (counted as billed)', (list) => list.length === 9),
+    v5: expect('system, the last 8 of history, the new message', (list) => list.length === 10),
+    ours: expect('system, the last 7 of history, the new message', (list) => list.length === 9),
     reason: README_TOKENS,
   },
   {
@@ -125,19 +139,19 @@ const DELIBERATE = [
     path: 'requests.1',
     v5: expect('a request with the system message alone', (request) => request?.body?.messages?.length === 1),
     ours: ABSENT,
-    reason: 'README "Coming from": a prompt that cannot fit rejects with ERR_CHATGPT_CONTEXT_TOO_LONG instead of being cut',
+    reason: README_TOO_LONG,
   },
   {
     scenario: ['maxModelTokens pressure'],
     path: 'oversized',
     v5: { rejected: false, requestsSent: 1 },
     ours: { rejected: true, code: 'ERR_CHATGPT_CONTEXT_TOO_LONG', requestsSent: 0 },
-    reason: 'README "Coming from": a prompt that cannot fit rejects with ERR_CHATGPT_CONTEXT_TOO_LONG instead of being cut',
+    reason: README_TOO_LONG,
   },
 
   // Stores.
   {
-    scenario: ['Keyv-like messageStore', 'store hooks'],
+    scenario: ['Keyv-like messageStore', 'store hooks', 'one store hook', 'empty message'],
     path: 'store.*.detail',
     v5: expect("the reply's `detail` on assistant rows", (value, { parent }) =>
       parent.role === 'assistant' ? value !== undefined : value === undefined,
@@ -160,7 +174,9 @@ const DELIBERATE = [
     v5: expect('"OpenAI error <status>: <body>" ("ChatGPT error ..." when streaming)', (text) =>
       /^(OpenAI|ChatGPT) error 4\d\d: \{"error":/.test(text),
     ),
-    ours: expect('"OpenAI error <status> <status text>: <server message>"', (text) => /^OpenAI error 4\d\d [A-Z]/.test(text)),
+    ours: expect('"OpenAI error <status> <status text>: <server message>"', (text) =>
+      /^OpenAI error 4\d\d [A-Z]/.test(text),
+    ),
     reason: README_ERRORS,
   },
   {
@@ -168,20 +184,36 @@ const DELIBERATE = [
     path: 'errors.*.causeKind',
     v5: 'Response',
     ours: ABSENT,
-    reason: `v5 sets \`cause\` to the fetch Response; ours has no cause for an HTTP error; ${UNDOCUMENTED}`,
+    reason: `${README_ERRORS}: v5's \`cause\` is the fetch Response; ours has the status and the error body's fields`,
   },
   {
-    scenario: ['401'],
+    scenario: ['401', '429'],
     path: 'errors.*.extraKeys',
     v5: [],
     ours: ['attempts', 'code', 'errorCode', 'requestId', 'type'],
     reason: README_ERRORS,
   },
   {
-    scenario: ['429'],
-    path: 'errors.*.extraKeys',
-    v5: [],
-    ours: ['attempts', 'code', 'errorCode', 'requestId', 'type'],
+    scenario: ['failing store hook'],
+    path: 'rejectedWithThrown',
+    v5: true,
+    ours: false,
+    reason: STORE_ERROR,
+  },
+  {
+    scenario: ['failing store hook'],
+    path: 'causeIsThrown',
+    v5: false,
+    ours: true,
+    reason: STORE_ERROR,
+  },
+  {
+    scenario: ['failing store hook'],
+    path: 'error',
+    v5: expect('the Error the hook threw', (error) => error.name === 'Error' && !error.isPackageChatGPTError),
+    ours: expect('a ChatGPTError with a `code`', (error) =>
+      error.isPackageChatGPTError && error.extraKeys.includes('code'),
+    ),
     reason: README_ERRORS,
   },
   {
@@ -196,14 +228,14 @@ const DELIBERATE = [
     path: 'error.extraKeys',
     v5: [],
     ours: ['attempts', 'code', 'partialText'],
-    reason: `${README_ERRORS}; D5/D6: an abort after deltas keeps \`partialText\`, and \`attempts\` is set`,
+    reason: `${README_ERRORS}; an abort keeps \`partialText\` (README Aborting) and \`attempts\` (README Errors)`,
   },
   {
     scenario: ['timeout'],
     path: 'error.extraKeys',
     v5: [],
     ours: ['attempts', 'code'],
-    reason: `${README_ERRORS}; D6: \`attempts\` is set on timeouts`,
+    reason: `${README_ERRORS}; \`attempts\` is set on every error of a call that reached the network`,
   },
   { scenario: ['timeout'], path: 'error.name', v5: 'TimeoutError', ours: 'ChatGPTError', reason: README_ERRORS },
   {
@@ -228,14 +260,18 @@ function messageView(message) {
 
 /**
  * A recorder for onProgress: v5 passes one object that it keeps mutating, so each call is copied
- * at once; `detail` is read explicitly (ours may compute it on first read).
+ * at once; `detail` is read explicitly (ours may compute it on first read). `onEach` gets the
+ * number of content calls so far and returns true to stop recording (after an abort, v5 still
+ * delivers the events of a network read it already has, however many there are).
  */
-function progressRecorder(onEach = () => {}) {
+function progressRecorder(onEach = () => false) {
   const calls = []
+  let stopped = false
   return {
     onProgress(partial) {
+      if (stopped) return
       calls.push(JSON.parse(JSON.stringify(messageView(partial))))
-      onEach(calls.filter(isContentCall).length)
+      stopped = onEach(calls.filter(isContentCall).length) === true
     },
     /** Content partials in order, and the calls that carried no content (summarised). */
     views() {
@@ -357,7 +393,8 @@ const SCENARIOS = [
     async run({ api }) {
       const client = api({ apiOrg: 'org-parity' })
       const first = await client.sendMessage('Hello there')
-      // The same text again is a "regenerate": v5 asks the server again (D8: no cache by default).
+      // The same text again is a "regenerate": v5 asks the server again, and so must ours (the
+      // response cache is off unless asked for).
       const again = await client.sendMessage('Hello there')
       return { replies: [messageView(first), messageView(again)] }
     },
@@ -429,7 +466,7 @@ const SCENARIOS = [
   {
     name: 'store hooks',
     async run({ api }) {
-      // A row written by hand without `role` (D12: read as a user message, as v5 does).
+      // A row written by hand without `role`: v5 reads it as a user message.
       const rows = new Map([['note-1', { id: 'note-1', text: 'An old note without a role' }]])
       const calls = []
       const client = api({
@@ -448,6 +485,50 @@ const SCENARIOS = [
     },
   },
   {
+    name: 'one store hook',
+    // Only upsertMessage, which v5 accepts: reads use the default store, which the hook bypasses, so
+    // a follow-up finds no history.
+    async run({ api }) {
+      const upserts = []
+      const client = api({
+        async upsertMessage(message) {
+          upserts.push(JSON.parse(JSON.stringify(message)))
+        },
+      })
+      const first = await client.sendMessage('Only an upsert hook')
+      const second = await client.sendMessage('Is the history there?', { parentMessageId: first.id })
+      return { replies: [first, second].map(messageView), store: upserts }
+    },
+  },
+  {
+    name: 'failing store hook',
+    async run({ api, impl }) {
+      const boom = new Error('the database is down')
+      const client = api({
+        ...impl.noRetries,
+        async getMessageById() {
+          return undefined
+        },
+        async upsertMessage() {
+          throw boom
+        },
+      })
+      const err = await rejection(client.sendMessage('Store this'))
+      return { error: errorView(err, impl), rejectedWithThrown: err === boom, causeIsThrown: err.cause === boom }
+    },
+  },
+  {
+    name: 'empty message',
+    // sendMessage(''): v5 sends no user message, and still stores the empty one.
+    async run({ api }) {
+      const keyv = keyvLike()
+      const client = api({ messageStore: keyv.store })
+      const first = await client.sendMessage('Say something')
+      const empty = await client.sendMessage('', { parentMessageId: first.id })
+      return { replies: [first, empty].map(messageView), store: Object.fromEntries(keyv.map) }
+    },
+  },
+  {
     name: 'abort',
     // Slow enough that the abort lands between two deltas.
     sim: { responseTokens: 30, tokenDelayMs: 15 },
@@ -455,7 +536,9 @@ const SCENARIOS = [
       const keyv = keyvLike()
       const controller = new AbortController()
       const progress = progressRecorder((contentCalls) => {
-        if (contentCalls === 2) controller.abort()
+        if (contentCalls < 2) return false
+        controller.abort()
+        return true
       })
       const err = await rejection(
         api({ messageStore: keyv.store, ...impl.noRetries }).sendMessage('Abort me midway', {
@@ -523,7 +606,12 @@ const SCENARIOS = [
       }
       // No max_tokens: each package picks its own from the window.
       const { max_tokens: _, ...params } = PARAMS
-      const client = api({ messageStore: keyv.store, maxModelTokens: 240, maxResponseTokens: 80, completionParams: params })
+      const client = api({
+        messageStore: keyv.store,
+        maxModelTokens: 240,
+        maxResponseTokens: 80,
+        completionParams: params,
+      })
       await client.sendMessage('What did we talk about?', { parentMessageId })
       // A new message longer than the whole window: v5 sends the system message alone.
       const before = proxy.requests.length

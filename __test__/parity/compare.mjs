@@ -97,7 +97,8 @@ export function assertSame(ours, v5) {
   try {
     assert.deepEqual(ours, v5)
   } catch (err) {
-    err.message = `chatgpt-native differs from chatgpt v5 at:\n  ${differingPaths(ours, v5).join('\n  ')}\n${err.message}`
+    const paths = differingPaths(ours, v5).join('\n  ')
+    err.message = `chatgpt-native differs from chatgpt v5 at:\n  ${paths}\n${err.message}`
     throw err
   }
 }
