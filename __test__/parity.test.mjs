@@ -51,7 +51,7 @@ const V5_STREAM_USAGE = expect('the estimate v5 adds ({ ..., estimated: true })'
 const SERVER_USAGE = expect("the server's usage (no `estimated`)", (usage) => usage && usage.estimated === undefined)
 
 /** Scenarios in which at least one request streams. */
-const STREAMING = ['streamed', 'defaults', 'Keyv-like messageStore', 'abort', '401']
+const STREAMING = ['streamed', 'defaults', 'Keyv-like messageStore', 'abort', 'disconnect mid-stream', '401']
 
 /** The default system messages, today's date aside. */
 const DEFAULT_SYSTEM = 'You are ChatGPT, a large language model trained by OpenAI. Answer as concisely as possible.\n'
@@ -87,7 +87,13 @@ const DELIBERATE = [
   },
 
   // onProgress.
-  { scenario: ['streamed', 'abort'], path: 'partials.*.idIsCompletionId', v5: true, ours: false, reason: README_ID },
+  {
+    scenario: ['streamed', 'abort', 'disconnect mid-stream'],
+    path: 'partials.*.idIsCompletionId',
+    v5: true,
+    ours: false,
+    reason: README_ID,
+  },
   {
     scenario: ['streamed'],
     path: 'otherProgressCalls',
@@ -96,7 +102,7 @@ const DELIBERATE = [
     reason: README_PROGRESS,
   },
   {
-    scenario: ['abort'],
+    scenario: ['abort', 'disconnect mid-stream'],
     path: 'otherProgressCalls',
     v5: [{ delta: '', finishReason: null }],
     ours: [],
@@ -236,6 +242,43 @@ const DELIBERATE = [
     v5: [],
     ours: ['attempts', 'code'],
     reason: `${README_ERRORS}; \`attempts\` is set on every error of a call that reached the network`,
+  },
+  {
+    scenario: ['invalid text'],
+    path: 'outcome',
+    v5: { settled: 'resolved' },
+    ours: { settled: 'rejected', code: 'ERR_CHATGPT_INVALID_ARG' },
+    reason: 'README "Coming from": invalid arguments to `sendMessage` reject its Promise',
+  },
+  {
+    scenario: ['invalid text'],
+    path: 'requests.0',
+    v5: expect('a request with the system message alone', (request) => request?.body?.messages?.length === 1),
+    ours: ABSENT,
+    reason: 'README "Coming from": invalid arguments to `sendMessage` reject its Promise',
+  },
+  {
+    scenario: ['disconnect mid-stream'],
+    path: 'error',
+    v5: expect("undici's TypeError('terminated')", (error) => error.name === 'TypeError' && !error.isPackageChatGPTError),
+    ours: expect('a ChatGPTError with a `code`, `partialText` and `attempts`', (error) =>
+      error.isPackageChatGPTError && ['attempts', 'code', 'partialText'].every((key) => error.extraKeys.includes(key)),
+    ),
+    reason: `${README_ERRORS}; a stream that breaks after deltas rejects with ERR_CHATGPT_STREAM_INTERRUPTED`,
+  },
+  {
+    scenario: ['disconnect mid-stream'],
+    path: 'causeCode',
+    v5: 'UND_ERR_SOCKET',
+    ours: expect('the code of the underlying ChatGPTError', (code) => /^ERR_CHATGPT_[A-Z_]+$/.test(code ?? '')),
+    reason: `${README_ERRORS}; ERR_CHATGPT_STREAM_INTERRUPTED keeps the underlying failure in \`cause\``,
+  },
+  {
+    scenario: ['disconnect mid-stream'],
+    path: 'partialText',
+    v5: ABSENT,
+    ours: expect('the text delivered before the break', (text) => typeof text === 'string' && text.length > 0),
+    reason: `${README_ERRORS}; README Aborting: failures mid-stream carry \`partialText\``,
   },
   { scenario: ['timeout'], path: 'error.name', v5: 'TimeoutError', ours: 'ChatGPTError', reason: README_ERRORS },
   {
@@ -547,6 +590,49 @@ const SCENARIOS = [
         }),
       )
       return { error: errorView(err, impl), ...progress.views(), store: Object.fromEntries(keyv.map) }
+    },
+  },
+  {
+    name: 'disconnect mid-stream',
+    sim: { tokenDelayMs: 1 },
+    async run({ api, impl, sim }) {
+      sim.enqueueFault({ kind: 'disconnect', afterChunks: 3 })
+      const progress = progressRecorder()
+      const err = await rejection(
+        api(impl.noRetries).sendMessage('Cut me off', { onProgress: progress.onProgress }),
+      )
+      return {
+        error: errorView(err, impl),
+        causeCode: err?.cause?.code,
+        partialText: err?.partialText,
+        ...progress.views(),
+      }
+    },
+  },
+  {
+    name: 'timeoutMs 0',
+    // v5 reads a falsy timeoutMs as "no timeout".
+    async run({ api }) {
+      const reply = await api().sendMessage('No timeout at all', { timeoutMs: 0 })
+      return { replies: [messageView(reply)] }
+    },
+  },
+  {
+    name: 'invalid text',
+    // v5 does not check `text`; ours rejects (never throws synchronously) and sends nothing.
+    async run({ api }) {
+      let outcome
+      try {
+        outcome = await api()
+          .sendMessage(undefined)
+          .then(
+            () => ({ settled: 'resolved' }),
+            (err) => ({ settled: 'rejected', code: err.code }),
+          )
+      } catch (err) {
+        outcome = { settled: 'threw synchronously', code: err.code }
+      }
+      return { outcome }
     },
   },
   {

@@ -45,7 +45,12 @@ export async function startProxy(upstreamUrl) {
         (upstreamRes) => {
           res.writeHead(upstreamRes.statusCode, upstreamRes.statusMessage, upstreamRes.headers)
           upstreamRes.pipe(res)
+          // A response the simulator cut off (a scripted disconnect) is cut off for the client too,
+          // rather than ended cleanly.
           upstreamRes.on('error', () => res.destroy())
+          upstreamRes.on('close', () => {
+            if (!upstreamRes.complete) res.destroy()
+          })
         },
       )
       forwarded.on('error', () => res.destroy())
