@@ -7,8 +7,9 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { ChatGPTAPI as V5ChatGPTAPI, ChatGPTError as V5ChatGPTError } from 'chatgpt'
 import { ChatGPTAPI, ChatGPTError, ChatGPTSimulator } from '../index.js'
+import { rejection } from './helpers.mjs'
 import { startProxy } from './parity/proxy.mjs'
-import { ABSENT, assertSame, expect, normalise, settleListedDifferences } from './parity/compare.mjs'
+import { ABSENT, LISTED, assertSame, expect, normalise, settleListedDifferences } from './parity/compare.mjs'
 
 const API_KEY = 'sk-parity-0123456789abcdef'
 const WRONG_KEY = 'sk-parity-wrong-key-9876543210'
@@ -370,15 +371,6 @@ function keyvLike() {
   }
 }
 
-async function rejection(promise) {
-  try {
-    await promise
-  } catch (err) {
-    return err
-  }
-  throw new Error('expected the promise to reject, but it resolved')
-}
-
 /** Runs `scenario.run` for `impl` with a fresh simulator and proxy; resolves to its observation. */
 async function observe(scenario, impl) {
   const sim = await ChatGPTSimulator.start({ apiKey: API_KEY, seed: 12, responseTokens: 6, ...scenario.sim })
@@ -714,3 +706,34 @@ const SCENARIOS = [
 for (const scenario of SCENARIOS) {
   test(`parity with chatgpt v5: ${scenario.name}`, () => compare(scenario))
 }
+
+test('every DELIBERATE row names scenarios that exist, and gives a reason', () => {
+  const names = new Set(SCENARIOS.map((scenario) => scenario.name))
+  for (const row of DELIBERATE) {
+    assert.ok(typeof row.reason === 'string' && row.reason.length > 0, `${row.path}: no reason`)
+    if (row.scenario === '*') continue
+    for (const name of row.scenario) assert.ok(names.has(name), `${row.path}: no scenario named ${name}`)
+  }
+})
+
+test('the comparison fails on a difference that is not listed, and on a listed one that went away', () => {
+  const v5 = normalise({ replies: [{ id: 'chatcmpl-aaa', text: 'same', extra: 1 }] })
+  const ours = normalise({ replies: [{ id: 'chatcmpl-bbb', text: 'same', extra: 2 }] })
+  assert.equal(v5.replies[0].id, ours.replies[0].id, 'ids are numbered by first appearance')
+  assert.throws(() => assertSame(ours, v5), /replies\.0\.extra/)
+
+  const row = { scenario: 'unit', path: 'replies.*.extra', v5: 1, ours: 2, reason: 'unit' }
+  settleListedDifferences([row], v5, ours)
+  assert.equal(ours.replies[0].extra, LISTED)
+  assertSame(ours, v5)
+
+  const agreeing = normalise({ replies: [{ extra: 1 }] })
+  assert.throws(
+    () => settleListedDifferences([{ ...row, ours: 1 }], agreeing, normalise({ replies: [{ extra: 1 }] })),
+    /now agree here/,
+  )
+  assert.throws(
+    () => settleListedDifferences([row], normalise({ replies: [{ extra: 1 }] }), normalise({ replies: [{ extra: 3 }] })),
+    /the table says 2/,
+  )
+})
