@@ -158,13 +158,30 @@ const DELIBERATE = [
 
   // Stores.
   {
-    scenario: ['Keyv-like messageStore', 'store hooks', 'one store hook', 'empty message'],
+    scenario: ['Keyv-like messageStore', 'store hooks', 'one store hook', 'empty message', 'name and messageId'],
     path: 'store.*.detail',
     v5: expect("the reply's `detail` on assistant rows", (value, { parent }) =>
       parent.role === 'assistant' ? value !== undefined : value === undefined,
     ),
     ours: ABSENT,
     reason: 'README Conversations: the raw `detail` is not stored',
+  },
+
+  {
+    scenario: ['name and messageId'],
+    path: 'store.*.name',
+    v5: ABSENT,
+    ours: expect('`name` on the user row', (value, { parent }) =>
+      value === (parent.role === 'user' ? 'alice' : undefined),
+    ),
+    reason: 'README Conversations: stored messages keep `name`, so the history sends it again',
+  },
+  {
+    scenario: ['name and messageId'],
+    path: 'requests.1.body.messages.1.name',
+    v5: ABSENT,
+    ours: 'alice',
+    reason: 'README Conversations: stored messages keep `name`, so the history sends it again',
   },
 
   // Errors.
@@ -261,7 +278,9 @@ const DELIBERATE = [
   {
     scenario: ['disconnect mid-stream'],
     path: 'error',
-    v5: expect("undici's TypeError('terminated')", (error) => error.name === 'TypeError' && !error.isPackageChatGPTError),
+    v5: expect("undici's TypeError('terminated')", (error) =>
+      error.name === 'TypeError' && !error.isPackageChatGPTError,
+    ),
     ours: expect('a ChatGPTError with a `code`, `partialText` and `attempts`', (error) =>
       error.isPackageChatGPTError && ['attempts', 'code', 'partialText'].every((key) => error.extraKeys.includes(key)),
     ),
@@ -520,6 +539,22 @@ const SCENARIOS = [
     },
   },
   {
+    name: 'name and messageId',
+    // v5 sends `name` with the new message but does not store it, so history loses it.
+    async run({ api }) {
+      const keyv = keyvLike()
+      const client = api({ messageStore: keyv.store })
+      const first = await client.sendMessage('Hi, I am Alice', {
+        name: 'alice',
+        messageId: '0b7c6f1e-3a5d-4e2b-9c8f-1d2e3f4a5b6c',
+      })
+      const store = Object.fromEntries(keyv.map)
+      // Only the follow-up's request is compared: its answer depends on whether `name` was kept.
+      await client.sendMessage('What is my name?', { parentMessageId: first.id })
+      return { replies: [messageView(first)], store }
+    },
+  },
+  {
     name: 'one store hook',
     // Only upsertMessage, which v5 accepts: reads use the default store, which the hook bypasses, so
     // a follow-up finds no history.
@@ -732,8 +767,6 @@ test('the comparison fails on a difference that is not listed, and on a listed o
     () => settleListedDifferences([{ ...row, ours: 1 }], agreeing, normalise({ replies: [{ extra: 1 }] })),
     /now agree here/,
   )
-  assert.throws(
-    () => settleListedDifferences([row], normalise({ replies: [{ extra: 1 }] }), normalise({ replies: [{ extra: 3 }] })),
-    /the table says 2/,
-  )
+  const [before, changed] = [normalise({ replies: [{ extra: 1 }] }), normalise({ replies: [{ extra: 3 }] })]
+  assert.throws(() => settleListedDifferences([row], before, changed), /the table says 2/)
 })
