@@ -96,6 +96,13 @@ const DELIBERATE = [
     reason: README_ID,
   },
   {
+    scenario: ['streamed', 'abort', 'disconnect mid-stream'],
+    path: 'partials.*.detail.usage',
+    v5: ABSENT,
+    ours: null,
+    reason: `${README_USAGE} (and the server then sends \`usage: null\` on every other chunk)`,
+  },
+  {
     scenario: ['streamed'],
     path: 'otherProgressCalls',
     v5: [{ delta: '', finishReason: null }, { finishReason: 'stop' }],
@@ -251,7 +258,7 @@ const DELIBERATE = [
     scenario: ['abort'],
     path: 'error.extraKeys',
     v5: [],
-    ours: ['attempts', 'code', 'partialText'],
+    ours: ['attempts', 'code', 'partialText', 'requestId'],
     reason: `${README_ERRORS}; an abort keeps \`partialText\` (README Aborting) and \`attempts\` (README Errors)`,
   },
   {
