@@ -26,6 +26,7 @@ use crate::core::cache::CacheConfig;
 use crate::core::client::SendRequest;
 use crate::core::config::{ClientOptions, Setting};
 use crate::core::limits::RateLimitConfig;
+use crate::core::time::timeout_from_ms;
 
 /// Options of `new ChatGPTAPI(options)`. Every field is optional.
 #[napi(object, js_name = "ChatGPTAPIOptions", object_from_js = false, object_to_js = false)]
@@ -53,7 +54,8 @@ pub struct ChatGPTAPIOptions {
     /// Most tokens a reply may use; the request's `max_tokens` is what the window leaves, capped here.
     /// @default 1000
     pub max_response_tokens: Option<u32>,
-    /// Bound on a whole `sendMessage` call, in milliseconds.
+    /// Bound on a whole `sendMessage` call, in milliseconds; `0` means no bound (as in the
+    /// `chatgpt` package, where a falsy `timeoutMs` means none).
     /// @default 600000
     pub timeout_ms: Option<u32>,
     /// Longest silence tolerated between two reads of a response body, in milliseconds: a
@@ -197,7 +199,7 @@ pub struct SendMessageOptions {
     /// Cancels the call: the Promise rejects with `name: 'AbortError'`, `code: 'ABORT_ERR'`.
     #[napi(ts_type = "AbortSignal")]
     pub abort_signal: Option<serde_json::Value>,
-    /// Overrides the instance's `timeoutMs` for this call.
+    /// Overrides the instance's `timeoutMs` for this call; `0` means no bound for this call.
     pub timeout_ms: Option<u32>,
     /// `false`: neither read nor write the response cache (nor share an identical call in
     /// flight) for this call.
@@ -338,7 +340,7 @@ pub fn read_client_options(o: &Opts) -> Result<ClientOptions> {
         system_message: o.string("systemMessage")?,
         max_model_tokens: o.positive_u32("maxModelTokens")?,
         max_response_tokens: o.positive_u32("maxResponseTokens")?,
-        timeout_ms: o.positive_int("timeoutMs")?,
+        timeout_ms: o.non_negative_int("timeoutMs")?,
         idle_timeout_ms: o.positive_int("idleTimeoutMs")?,
         max_response_bytes: o.positive_int("maxResponseBytes")?.map(|n| n as usize),
         message_store_size: o.positive_int("messageStoreSize")?.map(|n| n as usize),
@@ -452,7 +454,7 @@ pub fn read_request<'env>(
         conversation_id: o.string("conversationId")?,
         name: o.string("name")?,
         stream: o.bool("stream")?.unwrap_or(has_progress),
-        timeout: o.positive_int("timeoutMs")?.map(Duration::from_millis),
+        timeout: o.non_negative_int("timeoutMs")?.map(timeout_from_ms),
         cache: o.bool("cache")?.unwrap_or(true),
     };
     if let Some(params) = &req.completion_params {
