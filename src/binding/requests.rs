@@ -71,16 +71,20 @@ pub struct ChatGPTAPIOptions {
     /// Extra headers sent with every request.
     #[napi(ts_type = "Record<string, string>")]
     pub headers: Option<std::collections::HashMap<String, String>>,
-    /// Conversation store: `async (id) => ChatMessage | undefined`, used with `upsertMessage`
-    /// instead of the in-memory store (the `chatgpt` package's hook).
+    /// Conversation store read: `async (id) => ChatMessage | undefined` (the `chatgpt` package's
+    /// hook). May be given alone, as there: writes then go to `messageStore`, else to the
+    /// in-memory store. A throw or rejection fails the call with `ERR_CHATGPT_STORE`, whose
+    /// `cause` is the value thrown.
     #[napi(
         ts_type = "(id: string) => Promise<StoredChatMessage | undefined | null> | StoredChatMessage | undefined | null"
     )]
     pub get_message_by_id: Option<serde_json::Value>,
-    /// Conversation store: `async (message) => void`, called for every sent and received message.
+    /// Conversation store write: `async (message) => void`, called for every sent and received
+    /// message. May be given alone: reads then go to `messageStore`, else to the in-memory store.
     #[napi(ts_type = "(message: StoredChatMessage) => Promise<unknown> | unknown")]
     pub upsert_message: Option<serde_json::Value>,
-    /// A Keyv-style store (`get(id)` / `set(id, message)`), e.g. `new Keyv('redis://...')`.
+    /// A Keyv-style store (`get(id)` / `set(id, message)`), e.g. `new Keyv('redis://...')`,
+    /// for the operations `getMessageById` / `upsertMessage` do not replace.
     #[napi(
         ts_type = "{ get(key: string): Promise<any> | any; set(key: string, value: any): Promise<unknown> | unknown }"
     )]
@@ -125,8 +129,9 @@ pub struct ChatGPTAPIOptions {
     /// @default { maxEntries: 1024, maxBytes: 67108864, ttlMs: 3600000 }
     #[napi(ts_type = "boolean | CacheOptions")]
     pub cache: Option<serde_json::Value>,
-    /// Log one line per request to stderr (URL, model, status, latency, request id; never the
-    /// key or the prompt).
+    /// Log like the `chatgpt` package, with `console.log`: `sendMessage (N tokens)` and the
+    /// request body before each call (the prompt included), the response after a non-streamed
+    /// reply, and a line for a call that fails. Keys and URL credentials are scrubbed.
     /// @default false
     pub debug: Option<bool>,
     /// Accepted for code written for the `chatgpt` package, and ignored with a one-time
