@@ -194,3 +194,21 @@ impl ConversationStore for JsStore {
         Box::pin(async move { settled("upsertMessage", set.call_async(message.into())).await })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_row_without_a_role_is_a_user_message() {
+        let row = StoredChatMessage {
+            id: "r1".into(),
+            text: "no role here".into(),
+            role: None,
+            name: None,
+            parent_message_id: None,
+            conversation_id: None,
+        };
+        assert_eq!(StoredMessage::from(row).role, "user");
+    }
+}

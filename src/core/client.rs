@@ -767,6 +767,60 @@ mod tests {
         assert!(client.sharing.as_ref().is_some_and(|s| s.is_idle()));
     }
 
+    /// Keeps what a client logs.
+    #[derive(Default)]
+    struct Recorded(std::sync::Mutex<Vec<DebugEntry>>);
+
+    impl DebugLog for Recorded {
+        fn log(&self, entry: DebugEntry) -> futures::future::BoxFuture<'_, ()> {
+            self.0.lock().unwrap().push(entry);
+            Box::pin(std::future::ready(()))
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn debug_logs_the_scrubbed_request_with_its_exact_tokens_then_the_response() {
+        let sim = Simulator::start(SimulatorConfig::default()).await.unwrap();
+        let key = "sk-debug-test-key-0123456789";
+        let cfg = ClientConfig::build(ClientOptions {
+            api_key: Some(key.into()),
+            api_base_url: Some(sim.base_url()),
+            debug: true,
+            cache: crate::core::config::Setting::Custom(crate::core::cache::CacheConfig::default()),
+            ..Default::default()
+        })
+        .unwrap();
+        let log = Arc::new(Recorded::default());
+        let client = Arc::new(ChatClient::new(cfg, None).unwrap().with_debug_log(log.clone()));
+        let text = format!("a prompt quoting {key}");
+        let reply = client
+            .send(request(&text, true), None, &CancellationToken::new())
+            .await
+            .unwrap();
+        // A cache hit is logged too: with `debug`, the synchronous fast path (which could not
+        // wait for the log) stands aside.
+        let again = client
+            .send(request(&text, true), None, &CancellationToken::new())
+            .await
+            .unwrap();
+        assert!(again.cached);
+        let entries = log.0.lock().unwrap().clone();
+        assert_eq!(entries.len(), 4, "{entries:?}");
+        let DebugEntry::Request { prompt_tokens, body } = &entries[0] else {
+            panic!("{:?}", entries[0]);
+        };
+        assert_eq!(*prompt_tokens, reply.usage.prompt_tokens, "the count the server billed");
+        assert!(!body.contains(key) && body.contains("a prompt quoting sk-"), "{body}");
+        assert!(serde_json::from_str::<Value>(body).is_ok(), "still JSON: {body}");
+        assert_eq!(
+            entries[1],
+            DebugEntry::Response {
+                body: reply.detail.get().to_owned()
+            }
+        );
+        assert!(client.try_cached(&request(&text, true)).is_none());
+    }
+
     #[test]
     fn reasoning_models_use_max_completion_tokens() {
         assert!(uses_max_completion_tokens("gpt-5-mini"));

@@ -637,7 +637,7 @@ mod tests {
             let alone = build_prompt(&store, &counts, &b, Some(system.clone()), None, None)
                 .await
                 .unwrap();
-            assert_eq!(alone.messages, [system.clone()]);
+            assert_eq!(alone.messages, std::slice::from_ref(&system));
         }
     }
 }
