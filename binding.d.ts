@@ -173,7 +173,8 @@ export interface ChatGPTAPIOptions {
    */
   maxResponseTokens?: number
   /**
-   * Bound on a whole `sendMessage` call, in milliseconds.
+   * Bound on a whole `sendMessage` call, in milliseconds; `0` means no bound (as in the
+   * `chatgpt` package, where a falsy `timeoutMs` means none).
    * @default 600000
    */
   timeoutMs?: number
@@ -196,13 +197,21 @@ export interface ChatGPTAPIOptions {
   /** Extra headers sent with every request. */
   headers?: Record<string, string>
   /**
-   * Conversation store: `async (id) => ChatMessage | undefined`, used with `upsertMessage`
-   * instead of the in-memory store (the `chatgpt` package's hook).
+   * Conversation store read: `async (id) => ChatMessage | undefined` (the `chatgpt` package's
+   * hook). May be given alone, as there: writes then go to `messageStore`, else to the
+   * in-memory store. A throw or rejection fails the call with `ERR_CHATGPT_STORE`, whose
+   * `cause` is the value thrown.
    */
   getMessageById?: GetMessageByIdFunction
-  /** Conversation store: `async (message) => void`, called for every sent and received message. */
+  /**
+   * Conversation store write: `async (message) => void`, called for every sent and received
+   * message. May be given alone: reads then go to `messageStore`, else to the in-memory store.
+   */
   upsertMessage?: UpsertMessageFunction
-  /** A Keyv-style store (`get(id)` / `set(id, message)`), e.g. `new Keyv('redis://...')`. */
+  /**
+   * A Keyv-style store (`get(id)` / `set(id, message)`), e.g. `new Keyv('redis://...')`,
+   * for the operations `getMessageById` / `upsertMessage` do not replace.
+   */
   messageStore?: { get(key: string): Promise<any> | any; set(key: string, value: any): Promise<unknown> | unknown }
   /**
    * Several keys instead of `apiKey`: each request uses the healthy key with the fewest
@@ -265,8 +274,9 @@ export interface ChatGPTAPIOptions {
    */
   cache?: boolean | CacheOptions
   /**
-   * Log one line per request to stderr (URL, model, status, latency, request id; never the
-   * key or the prompt).
+   * Log like the `chatgpt` package, with `console.log`: `sendMessage (N tokens)` and the
+   * request body before each call (the prompt included), the response after a non-streamed
+   * reply, and a line for a call that fails. Keys and URL credentials are scrubbed.
    * @default false
    */
   debug?: boolean
@@ -557,7 +567,7 @@ export interface SendMessageOptions {
   onProgress?: (partial: PartialChatMessage) => void
   /** Cancels the call: the Promise rejects with `name: 'AbortError'`, `code: 'ABORT_ERR'`. */
   abortSignal?: AbortSignal
-  /** Overrides the instance's `timeoutMs` for this call. */
+  /** Overrides the instance's `timeoutMs` for this call; `0` means no bound for this call. */
   timeoutMs?: number
   /**
    * `false`: neither read nor write the instance's response cache (nor share an identical
@@ -709,7 +719,11 @@ export interface SplitTextOptions {
 export interface StoredChatMessage {
   id: string
   text: string
-  role: 'user' | 'assistant' | 'system'
+  /**
+   * Always set on the messages this package stores; a row without it is a `'user'` message,
+   * as the `chatgpt` package reads one.
+   */
+  role?: 'user' | 'assistant' | 'system'
   name?: string
   parentMessageId?: string
   conversationId?: string

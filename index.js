@@ -3,8 +3,8 @@
 // binding.js is the loader `napi build` generates for the native addon; this file wraps it. It
 // hands the native side, once per JavaScript environment (the main thread, each worker), the
 // pieces that are JavaScript by nature (lib/): the ChatGPTError class, the callback relays, the
-// conversation-store adapter and JSON.parse; and it adds ChatGPTAPI's `apiKey` / `apiOrg`
-// properties (lib/api.js). Everything else is the native classes and functions themselves,
+// conversation-store adapter, the `debug` printer and JSON.parse; and it adds ChatGPTAPI's
+// `apiKey` / `apiOrg` properties (lib/api.js). Everything else is the native classes and functions themselves,
 // exported as they are, so calls go straight to native code with nothing in between.
 // No HTTP, retry or protocol logic lives here.
 'use strict'
@@ -13,9 +13,10 @@ const binding = require('./binding.js')
 const { ChatGPTError } = require('./lib/errors.js')
 const { makeProgressRelay, makeItemRelay } = require('./lib/relay.js')
 const { makeStore } = require('./lib/store.js')
+const { debugLog } = require('./lib/debug.js')
 const { defineCredentialProperties } = require('./lib/api.js')
 
-binding.__init({ ChatGPTError, makeProgressRelay, makeItemRelay, makeStore, parseJson: JSON.parse })
+binding.__init({ ChatGPTError, makeProgressRelay, makeItemRelay, makeStore, debugLog, parseJson: JSON.parse })
 defineCredentialProperties(binding.ChatGPTAPI)
 
 // One assignment per name, so Node's CommonJS named-export detection sees each for ESM imports.

@@ -281,6 +281,18 @@ for (const method of ['sendMessage', 'buildMessages']) {
   }
 }
 
+test('call-argument errors reach a .catch() chained on the returned Promise', async () => {
+  const seen = []
+  await Promise.all([
+    api.sendMessage(undefined).catch((err) => seen.push(err.code)),
+    api.sendMessage('hi', { messageId: 123 }).catch((err) => seen.push(err.code)),
+    api.sendMessage('hi', { timeoutMs: -1 }).catch((err) => seen.push(err.code)),
+    api.buildMessages(undefined).catch((err) => seen.push(err.code)),
+    api.sendMany(['x'], { timeoutMs: 1.5 }).catch((err) => seen.push(err.code)),
+  ])
+  assert.deepEqual(seen, Array(5).fill('ERR_CHATGPT_INVALID_ARG'))
+})
+
 for (const [label, value, names] of [
   ['a string', 'x', '`inputs`'],
   ['a number', 1, '`inputs`'],

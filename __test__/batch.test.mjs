@@ -1,7 +1,9 @@
 // sendMany: results in input order with partial failures, onItem as each item completes,
-// maxConcurrency, an abortSignal that cancels what is left, and validation of the inputs.
+// maxConcurrency and dispatch in input order, an abortSignal that cancels what is left, and
+// validation of the inputs.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
+import http from 'node:http'
 import { ChatGPTSimulator } from '../index.js'
 import { startSimulator, clientFor, rejection } from './helpers.mjs'
 
@@ -52,5 +54,40 @@ test('sendMany rejects invalid inputs', async () => {
     const err = await rejection(api.sendMany(inputs))
     assert.equal(err.code, 'ERR_CHATGPT_INVALID_ARG')
     assert.match(err.message, pattern)
+  }
+})
+
+/** A server that records which item each request carries (`item 7`) in arrival order. */
+async function orderRecorder() {
+  const order = []
+  const server = http.createServer((req, res) => {
+    let body = ''
+    req.on('data', (chunk) => (body += chunk))
+    req.on('end', () => {
+      order.push(Number(JSON.parse(body).messages.at(-1).content.split(' ')[1]))
+      const reply = { id: 'c', object: 'chat.completion', created: 0, model: 'm', choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(JSON.stringify(reply))
+    })
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return { order, url: `http://127.0.0.1:${server.address().port}/v1`, close: () => new Promise((resolve) => server.close(resolve)) }
+}
+
+test('sendMany dispatches its inputs in input order, with the cache on or off, small or large', async () => {
+  const recorder = await orderRecorder()
+  try {
+    // 5 and 40 fall on both sides of the point where the batch's join switches strategy.
+    for (const cache of [true, false]) {
+      for (const n of [5, 40]) {
+        recorder.order.length = 0
+        const api = clientFor({ url: recorder.url }, { apiKey: 'sk-any', maxConcurrency: 1, cache })
+        const results = await api.sendMany(Array.from({ length: n }, (_, i) => `item ${i}`))
+        assert.ok(results.every((r) => r.ok))
+        assert.deepEqual(recorder.order, Array.from({ length: n }, (_, i) => i), `cache: ${cache}, ${n} inputs`)
+      }
+    }
+  } finally {
+    await recorder.close()
   }
 })

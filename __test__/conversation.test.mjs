@@ -152,9 +152,80 @@ test('a failing store rejects with ERR_CHATGPT_STORE', async () => {
 test('store options are validated', async () => {
   const { ChatGPTAPI } = await import('../index.js')
   const base = { apiKey: 'k', apiBaseUrl: sim.url }
-  assert.throws(() => new ChatGPTAPI({ ...base, getMessageById: () => {} }), /together/)
   assert.throws(() => new ChatGPTAPI({ ...base, messageStore: { get() {} } }), /messageStore.set/)
-  assert.throws(() => new ChatGPTAPI({ ...base, messageStore: new Map(), getMessageById: () => {}, upsertMessage: () => {} }), /either/)
+  assert.throws(() => new ChatGPTAPI({ ...base, getMessageById: 'x' }), /`getMessageById`/)
+})
+
+test('a getMessageById alone serves the reads; the writes go to the in-memory store', async () => {
+  const rows = new Map([['u0', { id: 'u0', role: 'user', text: 'stored earlier' }]])
+  const reads = []
+  const api = clientFor(sim, { getMessageById: async (id) => (reads.push(id), rows.get(id)) })
+  const reply = await api.sendMessage('follow-up', { parentMessageId: 'u0' })
+  assert.equal(reply.history.messages, 1)
+  assert.deepEqual(reads, ['u0'])
+  assert.equal(rows.size, 1, 'nothing was written to the rows getMessageById reads')
+})
+
+test('an upsertMessage alone receives every message; reads go to the in-memory store', async () => {
+  const written = []
+  const api = clientFor(sim, { upsertMessage: async (m) => void written.push(m) })
+  const reply = await api.sendMessage('hello', { messageId: 'mine' })
+  assert.deepEqual(written.map((m) => [m.id, m.role]), [['mine', 'user'], [reply.id, 'assistant']])
+  // The in-memory store holds nothing (the writes went to upsertMessage), as in the chatgpt package.
+  const next = await api.sendMessage('again', { parentMessageId: reply.id })
+  assert.deepEqual(next.history, { messages: 0, truncated: true, truncatedBy: 'missing-parent' })
+})
+
+test('a hook given with a messageStore replaces that operation only', async () => {
+  const map = new Map()
+  const keyv = { get: async (k) => map.get(k), set: async (k, v) => void map.set(k, v) }
+  const served = []
+  const api = clientFor(sim, { messageStore: keyv, getMessageById: async (id) => (served.push(id), map.get(id)) })
+  const first = await api.sendMessage('one')
+  assert.equal(map.size, 2, 'writes go to messageStore.set')
+  const second = await api.sendMessage('two', { parentMessageId: first.id })
+  assert.deepEqual(served, [first.id, map.get(first.id).parentMessageId])
+  assert.equal(second.history.messages, 2)
+})
+
+test('a stored row without a role is a user message', async () => {
+  const rows = new Map([
+    ['r1', { id: 'r1', text: 'no role here' }],
+    ['r2', { id: 'r2', text: 'an answer', role: 'assistant', parentMessageId: 'r1' }],
+  ])
+  const api = clientFor(sim, { getMessageById: async (id) => rows.get(id), upsertMessage: async () => {} })
+  const built = await api.buildMessages('next', { parentMessageId: 'r2' })
+  assert.deepEqual(built.messages.map((m) => [m.role, m.content]), [['user', 'no role here'], ['assistant', 'an answer'], ['user', 'next']])
+  assert.equal((await api.sendMessage('next', { parentMessageId: 'r2' })).history.messages, 2)
+})
+
+test("ERR_CHATGPT_STORE's cause is the value the hook threw or rejected with", async () => {
+  const thrown = new RangeError('database down')
+  const failingGet = clientFor(sim, { getMessageById: () => { throw thrown } })
+  const err = await rejection(failingGet.sendMessage('x', { parentMessageId: 'p' }))
+  assert.equal(err.code, 'ERR_CHATGPT_STORE')
+  assert.equal(err.cause, thrown)
+  const failingSet = clientFor(sim, { upsertMessage: () => Promise.reject('disk full, as a string') })
+  const err2 = await rejection(failingSet.sendMessage('x'))
+  assert.equal(err2.code, 'ERR_CHATGPT_STORE')
+  assert.equal(err2.cause, 'disk full, as a string')
+  const keyv = { get: async () => undefined, set: async () => { throw thrown } }
+  assert.equal((await rejection(clientFor(sim, { messageStore: keyv }).sendMessage('x'))).cause, thrown)
+})
+
+test("sendMessage('') sends the system message and the history only, and stores the empty message", async () => {
+  const map = new Map()
+  const store = { getMessageById: async (id) => map.get(id), upsertMessage: async (m) => void map.set(m.id, m) }
+  const api = clientFor(sim, { ...store, systemMessage: 'Be brief.' })
+  const first = await api.sendMessage('first question')
+  const expected = [['system', 'Be brief.'], ['user', 'first question'], ['assistant', first.text]]
+  const built = await api.buildMessages('', { parentMessageId: first.id })
+  assert.deepEqual(built.messages.map((m) => [m.role, m.content]), expected)
+  const reply = await api.sendMessage('', { parentMessageId: first.id, messageId: 'empty' })
+  // The simulator bills what it received: the prompt without a user message.
+  assert.equal(reply.usage.promptTokens, countMessageTokens(expected.map(([role, content]) => ({ role, content })), { model: 'sim-gpt' }))
+  assert.deepEqual(map.get('empty'), { id: 'empty', role: 'user', text: '', parentMessageId: first.id })
+  assert.equal(map.get(reply.id).parentMessageId, 'empty')
 })
 
 test('usage is estimated with the tokenizer when the server sends none', async () => {

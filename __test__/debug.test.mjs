@@ -1,4 +1,5 @@
-// debug: one line per request on stderr, and never the API key or the prompt.
+// debug: the chatgpt package's log on stdout (the request body before a call, the response after
+// a non-streamed reply) and a line for a failure, with the prompt but never the API key.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
@@ -6,13 +7,14 @@ import { fileURLToPath } from 'node:url'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
-test('debug logs each request to stderr without the key or the prompt', () => {
+test('debug logs the request and the response with console.log like the chatgpt package, never the key', () => {
   const script = `
     const { ChatGPTAPI, ChatGPTSimulator } = require('./index.js')
     ;(async () => {
       const sim = await ChatGPTSimulator.start({ apiKey: 'sk-super-secret-key-42' })
       const api = new ChatGPTAPI({ apiKey: 'sk-super-secret-key-42', apiBaseUrl: sim.url, debug: true, maxRetries: 0 })
-      await api.sendMessage('my private prompt')
+      const reply = await api.sendMessage('my private prompt, with the key sk-super-secret-key-42 pasted in')
+      console.log('REPLY', reply.usage.promptTokens)
       sim.enqueueFault({ kind: 'status', status: 500 })
       await api.sendMessage('my private prompt, again', { stream: true }).catch(() => {})
       await sim.close()
@@ -20,12 +22,23 @@ test('debug logs each request to stderr without the key or the prompt', () => {
   `
   const out = spawnSync(process.execPath, ['-e', script], { cwd: root, encoding: 'utf8', timeout: 30_000 })
   assert.equal(out.status, 0, out.stderr)
-  const lines = out.stderr.trim().split('\n')
-  assert.equal(lines.length, 2)
-  assert.match(lines[0], /\[chatgpt-native\] POST .*\/chat\/completions .*-> ok/)
-  assert.match(lines[1], /ERR_CHATGPT_HTTP status=500/)
-  assert.ok(!out.stderr.includes('sk-super-secret-key-42'))
-  assert.ok(!out.stderr.includes('my private prompt'))
+  const stdout = out.stdout
+  // The request: "sendMessage (N tokens)" then the body as util.inspect prints the object, with
+  // the prompt (scrubbed of the key) and N the prompt tokens the server billed.
+  const requests = [...stdout.matchAll(/^sendMessage \((\d+) tokens\) \{$/gm)]
+  assert.equal(requests.length, 2, stdout)
+  const billed = Number(/^REPLY (\d+)$/m.exec(stdout)[1])
+  assert.equal(Number(requests[0][1]), billed)
+  assert.ok(stdout.includes("content: 'my private prompt, with the key sk-…y-42 pasted in'"), stdout)
+  assert.match(stdout, /stream: false\n\}/)
+  // The response, logged as the parsed object, before the reply reached the caller.
+  const response = stdout.indexOf("object: 'chat.completion'")
+  assert.ok(response > requests[0].index && response < stdout.indexOf('REPLY'), stdout)
+  // The failed streamed call: its request, then a line with the code, and no response.
+  assert.ok(stdout.includes("content: 'my private prompt, again'"))
+  assert.match(stdout, /\[chatgpt-native\] POST .*\/chat\/completions .*ERR_CHATGPT_HTTP status=500/)
+  assert.ok(!stdout.includes('sk-super-secret-key-42') && !out.stderr.includes('sk-super-secret-key-42'))
+  assert.equal(out.stderr, '')
 })
 
 test('works from CommonJS and ESM alike', async () => {

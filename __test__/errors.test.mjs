@@ -161,6 +161,28 @@ test('the instance timeoutMs applies when the call gives none', async () => {
   assert.equal(err.code, 'ERR_CHATGPT_TIMEOUT')
 })
 
+test('timeoutMs: 0 means no timeout, per call over the instance bound and per instance', async () => {
+  // Every answer takes 300 ms, past the instance's 100 ms bound, which the call's `timeoutMs: 0` lifts.
+  const slow = await startSimulator({ ttftMs: 300 })
+  try {
+    const bounded = clientFor(slow, { maxRetries: 0, timeoutMs: 100 })
+    assert.equal((await rejection(bounded.sendMessage('too slow'))).code, 'ERR_CHATGPT_TIMEOUT')
+    assert.equal((await bounded.sendMessage('wait for me', { timeoutMs: 0 })).finishReason, 'stop')
+    // Every place a deadline comes from a timeout: the call, an onProgress barrier, a batch's onItem.
+    const unbounded = clientFor(slow, { maxRetries: 0, timeoutMs: 0 })
+    assert.equal((await unbounded.sendMessage('wait again')).finishReason, 'stop')
+    const deltas = []
+    const streamed = await unbounded.sendMessage('stream it', { onProgress: async (p) => void deltas.push(p.delta) })
+    assert.equal(deltas.join(''), streamed.text)
+    const items = []
+    const results = await unbounded.sendMany(['a', 'b'], { timeoutMs: 0, onItem: async (i) => void items.push(i) })
+    assert.deepEqual(results.map((r) => r.ok), [true, true])
+    assert.deepEqual(items.sort(), [0, 1])
+  } finally {
+    await slow.close()
+  }
+})
+
 test('rejects with ERR_CHATGPT_TIMEOUT and partialText when a stream goes idle', async () => {
   const deltas = []
   const err = await failWith({ kind: 'stall', afterChunks: 2 }, { onProgress: (p) => deltas.push(p.delta) }, { idleTimeoutMs: 150 })

@@ -15,7 +15,7 @@ function invalid(options, pattern) {
 }
 
 test('rejects negative, fractional and non-numeric numbers, naming the option', () => {
-  invalid({ timeoutMs: -1 }, /`timeoutMs`.*positive integer, got -1/)
+  invalid({ timeoutMs: -1 }, /`timeoutMs`.*non-negative integer, got -1/)
   invalid({ timeoutMs: 1.5 }, /`timeoutMs`.*got 1.5/)
   invalid({ timeoutMs: '100' }, /`timeoutMs`.*got "100"/)
   invalid({ idleTimeoutMs: 0 }, /`idleTimeoutMs`/)

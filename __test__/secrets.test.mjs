@@ -158,17 +158,22 @@ test('debug lines show neither the key, the URL password nor an echoed key', asy
     ;(async () => {
       const common = { apiKey: ${JSON.stringify(KEY)}, systemMessage: '', debug: true, maxRetries: 0, cache: false, circuitBreaker: false }
       const url = (mode) => 'http://user:${PASSWORD}@127.0.0.1:${server.address().port}/' + mode
-      await new ChatGPTAPI({ ...common, apiBaseUrl: url('ok') }).sendMessage('hi')
+      await new ChatGPTAPI({ ...common, apiBaseUrl: url('ok') }).sendMessage('hi, my key is ' + ${JSON.stringify(KEY)})
       await new ChatGPTAPI({ ...common, apiBaseUrl: url('json401') }).sendMessage('hi').catch(() => {})
       await new ChatGPTAPI({ ...common, apiBaseUrl: url('stream') }).sendMessage('hi', { onProgress() {} }).catch(() => {})
     })()
   `
   // Asynchronously: the server the child talks to runs in this process.
   const out = await promisify(execFile)(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 })
-  const lines = out.stderr.trim().split('\n')
-  assert.equal(lines.length, 3, out.stderr)
-  assert.match(lines[0], /-> ok/)
-  assert.match(lines[1], /ERR_CHATGPT_AUTH status=401/)
-  assert.match(lines[0], /http:\/\/<redacted>@127\.0\.0\.1/)
-  for (const secret of SECRETS) assert.ok(!out.stderr.includes(secret), `debug output leaks ${secret}: ${out.stderr}`)
+  // The log is on stdout: each request body (the prompt's key scrubbed to its fingerprint), the
+  // response of the plain call, and a line per failed call.
+  assert.equal(out.stderr, '')
+  assert.equal(out.stdout.match(/^sendMessage \(\d+ tokens\) \{$/gm).length, 3, out.stdout)
+  assert.match(out.stdout, /content: 'hi, my key is sk-…WXYZ'/)
+  assert.match(out.stdout, /object: 'chat.completion'/)
+  const failures = out.stdout.split('\n').filter((l) => l.startsWith('[chatgpt-native]'))
+  assert.equal(failures.length, 2, out.stdout)
+  assert.match(failures[0], /ERR_CHATGPT_AUTH status=401/)
+  assert.match(failures[0], /http:\/\/<redacted>@127\.0\.0\.1/)
+  for (const secret of SECRETS) assert.ok(!`${out.stdout}${out.stderr}`.includes(secret), `debug output leaks ${secret}: ${out.stdout}`)
 })

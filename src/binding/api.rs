@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::batch::{item_to_js, ItemSink};
 use super::convert::caught;
+use super::debug::JsDebugLog;
 use super::errors::{invalid_arg, promise_or_rejection, to_napi_error, type_error};
 use super::message::{history, message_to_js, serialize_message, BuiltMessages, PromptMessageJs};
 use super::metrics::ChatMetrics;
@@ -69,18 +70,8 @@ impl ChatGPTAPI {
         let get_message_by_id = o.function("getMessageById")?;
         let upsert_message = o.function("upsertMessage")?;
         let message_store = o.object("messageStore")?;
-        if get_message_by_id.is_some() != upsert_message.is_some() {
-            return Err(invalid_arg(
-                &env,
-                "Expected `getMessageById` and `upsertMessage` to be given together",
-            ));
-        }
-        if message_store.is_some() && get_message_by_id.is_some() {
-            return Err(invalid_arg(
-                &env,
-                "Expected either `messageStore` or `getMessageById`/`upsertMessage`, not both",
-            ));
-        }
+        // As in the `chatgpt` package, each hook may come alone and with `messageStore`: an
+        // operation is its hook's, else `messageStore`'s, else the in-memory store's.
         if let Some(store) = &message_store {
             for method in ["get", "set"] {
                 let f: Option<Unknown> = store.get(method).map_err(|e| {
@@ -95,21 +86,23 @@ impl ChatGPTAPI {
                 }
             }
         }
-        let store: Option<Arc<dyn ConversationStore>> = if get_message_by_id.is_some() || message_store.is_some() {
-            Some(Arc::new(JsStore::new(
-                &env,
-                JsStoreParts {
-                    get_message_by_id,
-                    upsert_message,
-                    message_store,
-                },
-            )?))
+        let cfg = ClientConfig::build(client_opts).map_err(|e| to_napi_error(&env, &e))?;
+        let given = get_message_by_id.is_some() || upsert_message.is_some() || message_store.is_some();
+        let store: Option<Arc<dyn ConversationStore>> = if given {
+            let parts = JsStoreParts {
+                get_message_by_id,
+                upsert_message,
+                message_store,
+            };
+            Some(Arc::new(JsStore::new(&env, parts, cfg.message_store_size)?))
         } else {
             None
         };
-        let client = ClientConfig::build(client_opts)
-            .and_then(|cfg| ChatClient::new(cfg, store))
-            .map_err(|e| to_napi_error(&env, &e))?;
+        let debug = cfg.debug;
+        let mut client = ChatClient::new(cfg, store).map_err(|e| to_napi_error(&env, &e))?;
+        if debug {
+            client = client.with_debug_log(Arc::new(JsDebugLog::new(&env)?));
+        }
         Ok(ChatGPTAPI {
             client: Mutex::new(Arc::new(client)),
         })

@@ -58,6 +58,7 @@ pub fn js_error<'env>(env: &'env Env, e: &ChatError) -> Result<Unknown<'env>> {
         max_prompt_tokens,
         should_retry: _,
         attempts,
+        thrown,
     } = info;
     fn text(v: &Option<String>) -> Option<FieldValue<'_>> {
         v.as_deref().map(FieldValue::Text)
@@ -83,6 +84,13 @@ pub fn js_error<'env>(env: &'env Env, e: &ChatError) -> Result<Unknown<'env>> {
             Some(FieldValue::Number(n)) => options.set(name, n)?,
             None => {}
         }
+    }
+    // `cause` is the constructor's own option (passed on to `Error`), not one of the fields.
+    if let Some(value) = thrown.as_ref().and_then(|t| t.0.downcast_ref::<Error>()) {
+        let value = value.try_clone()?;
+        // SAFETY: on the JavaScript thread; a retained value converts back to itself.
+        let raw = unsafe { Error::to_napi_value(env.raw(), value) }?;
+        options.set("cause", unsafe { Unknown::from_raw_unchecked(env.raw(), raw) })?;
     }
     // SAFETY of the lifetime cast: the object is used immediately within this call scope.
     let options: Object<'static> = Object::from_raw(env.raw(), options.raw());

@@ -1,7 +1,7 @@
 //! Per-environment data, handed over by the JavaScript layer when the package loads.
 //!
 //! The pieces of this package that are JavaScript by nature live in `lib/` (the `ChatGPTError`
-//! class, the callback relays, the conversation-store adapter). `index.js` requires the generated
+//! class, the callback relays, the conversation-store adapter, the debug printer). `index.js` requires the generated
 //! loader and calls [`init`] once per JS environment (main thread or worker) with them; the
 //! references live in the environment's instance data, so workers each get their own.
 
@@ -32,12 +32,16 @@ type ItemRelayFactory = FunctionRef<FnArgs<(Unknown<'static>, Unknown<'static>, 
 /// `makeStore(getMessageById, upsertMessage, messageStore)`.
 pub type StoreFactory = FunctionRef<FnArgs<(Unknown<'static>, Unknown<'static>, Unknown<'static>)>, Object<'static>>;
 
+/// `debugLog(kind, text, promptTokens)` (`lib/debug.js`).
+pub type DebugLogFn = FunctionRef<FnArgs<(String, String, Option<u32>)>, ()>;
+
 /// The JavaScript layer's functions, as `init` received them.
 pub struct JsLayer {
     pub error_class: ErrorClass,
     progress_relay: ProgressRelayFactory,
     item_relay: ItemRelayFactory,
     pub store_factory: StoreFactory,
+    pub debug_log: DebugLogFn,
     /// `JSON.parse`, for building result objects in one call.
     pub json_parse: FunctionRef<Unknown<'static>, Unknown<'static>>,
 }
@@ -113,7 +117,7 @@ fn function<Args: JsValuesTupleIntoVec, Ret: FromNapiValue>(
 }
 
 /// Called by `index.js` right after loading the addon, once per environment, with
-/// `{ ChatGPTError, makeProgressRelay, makeItemRelay, makeStore, parseJson }`. A second call in
+/// `{ ChatGPTError, makeProgressRelay, makeItemRelay, makeStore, debugLog, parseJson }`. A second call in
 /// the same environment replaces the functions and keeps the settler, so calls already pending
 /// still settle. (Loading the package again after clearing the require cache loads the addon
 /// again too, with an environment and data of its own.)
@@ -124,6 +128,7 @@ pub fn init(env: Env, layer: Object) -> Result<()> {
         progress_relay: function(&layer, "makeProgressRelay")?,
         item_relay: function(&layer, "makeItemRelay")?,
         store_factory: function(&layer, "makeStore")?,
+        debug_log: function(&layer, "debugLog")?,
         json_parse: function(&layer, "parseJson")?,
     };
     if let Some(data) = env.get_instance_data::<BindingData>()? {

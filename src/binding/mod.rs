@@ -4,12 +4,14 @@
 //!
 //! `api` is the `ChatGPTAPI` class; `requests` reads what its methods accept (option shapes and
 //! readers, on `options`' checked access to JS objects); `message` and `metrics` are what they
-//! return; `batch` and `progress` relay `onItem` and `onProgress`; `tokens` and `simulator` are
+//! return; `batch` and `progress` relay `onItem` and `onProgress`; `store` and `debug` adapt the
+//! JavaScript conversation stores and the `debug` printer; `tokens` and `simulator` are
 //! the other exports.
 
 pub mod api;
 pub mod batch;
 pub mod convert;
+pub mod debug;
 pub mod errors;
 pub mod init;
 pub mod message;

@@ -26,6 +26,7 @@ use crate::core::cache::CacheConfig;
 use crate::core::client::SendRequest;
 use crate::core::config::{ClientOptions, Setting};
 use crate::core::limits::RateLimitConfig;
+use crate::core::time::timeout_from_ms;
 
 /// Options of `new ChatGPTAPI(options)`. Every field is optional.
 #[napi(object, js_name = "ChatGPTAPIOptions", object_from_js = false, object_to_js = false)]
@@ -53,7 +54,8 @@ pub struct ChatGPTAPIOptions {
     /// Most tokens a reply may use; the request's `max_tokens` is what the window leaves, capped here.
     /// @default 1000
     pub max_response_tokens: Option<u32>,
-    /// Bound on a whole `sendMessage` call, in milliseconds.
+    /// Bound on a whole `sendMessage` call, in milliseconds; `0` means no bound (as in the
+    /// `chatgpt` package, where a falsy `timeoutMs` means none).
     /// @default 600000
     pub timeout_ms: Option<u32>,
     /// Longest silence tolerated between two reads of a response body, in milliseconds: a
@@ -69,14 +71,18 @@ pub struct ChatGPTAPIOptions {
     /// Extra headers sent with every request.
     #[napi(ts_type = "Record<string, string>")]
     pub headers: Option<std::collections::HashMap<String, String>>,
-    /// Conversation store: `async (id) => ChatMessage | undefined`, used with `upsertMessage`
-    /// instead of the in-memory store (the `chatgpt` package's hook).
+    /// Conversation store read: `async (id) => ChatMessage | undefined` (the `chatgpt` package's
+    /// hook). May be given alone, as there: writes then go to `messageStore`, else to the
+    /// in-memory store. A throw or rejection fails the call with `ERR_CHATGPT_STORE`, whose
+    /// `cause` is the value thrown.
     #[napi(ts_type = "GetMessageByIdFunction")]
     pub get_message_by_id: Option<serde_json::Value>,
-    /// Conversation store: `async (message) => void`, called for every sent and received message.
+    /// Conversation store write: `async (message) => void`, called for every sent and received
+    /// message. May be given alone: reads then go to `messageStore`, else to the in-memory store.
     #[napi(ts_type = "UpsertMessageFunction")]
     pub upsert_message: Option<serde_json::Value>,
-    /// A Keyv-style store (`get(id)` / `set(id, message)`), e.g. `new Keyv('redis://...')`.
+    /// A Keyv-style store (`get(id)` / `set(id, message)`), e.g. `new Keyv('redis://...')`,
+    /// for the operations `getMessageById` / `upsertMessage` do not replace.
     #[napi(
         ts_type = "{ get(key: string): Promise<any> | any; set(key: string, value: any): Promise<unknown> | unknown }"
     )]
@@ -124,8 +130,9 @@ pub struct ChatGPTAPIOptions {
     /// @default false
     #[napi(ts_type = "boolean | CacheOptions")]
     pub cache: Option<serde_json::Value>,
-    /// Log one line per request to stderr (URL, model, status, latency, request id; never the
-    /// key or the prompt).
+    /// Log like the `chatgpt` package, with `console.log`: `sendMessage (N tokens)` and the
+    /// request body before each call (the prompt included), the response after a non-streamed
+    /// reply, and a line for a call that fails. Keys and URL credentials are scrubbed.
     /// @default false
     pub debug: Option<bool>,
     /// Accepted for code written for the `chatgpt` package, and ignored with a one-time
@@ -198,7 +205,7 @@ pub struct SendMessageOptions {
     /// Cancels the call: the Promise rejects with `name: 'AbortError'`, `code: 'ABORT_ERR'`.
     #[napi(ts_type = "AbortSignal")]
     pub abort_signal: Option<serde_json::Value>,
-    /// Overrides the instance's `timeoutMs` for this call.
+    /// Overrides the instance's `timeoutMs` for this call; `0` means no bound for this call.
     pub timeout_ms: Option<u32>,
     /// `false`: neither read nor write the instance's response cache (nor share an identical
     /// call in flight) for this call. `true` uses the instance's cache when it has one (see the
@@ -340,7 +347,7 @@ pub fn read_client_options(o: &Opts) -> Result<ClientOptions> {
         system_message: o.string("systemMessage")?,
         max_model_tokens: o.positive_u32("maxModelTokens")?,
         max_response_tokens: o.positive_u32("maxResponseTokens")?,
-        timeout_ms: o.positive_int("timeoutMs")?,
+        timeout_ms: o.non_negative_int("timeoutMs")?,
         idle_timeout_ms: o.positive_int("idleTimeoutMs")?,
         max_response_bytes: o.positive_int("maxResponseBytes")?.map(|n| n as usize),
         message_store_size: o.positive_int("messageStoreSize")?.map(|n| n as usize),
@@ -454,7 +461,7 @@ pub fn read_request<'env>(
         conversation_id: o.string("conversationId")?,
         name: o.string("name")?,
         stream: o.bool("stream")?.unwrap_or(has_progress),
-        timeout: o.positive_int("timeoutMs")?.map(Duration::from_millis),
+        timeout: o.non_negative_int("timeoutMs")?.map(timeout_from_ms),
         cache: o.bool("cache")?.unwrap_or(true),
     };
     if let Some(params) = &req.completion_params {

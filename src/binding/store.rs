@@ -2,10 +2,15 @@
 //!
 //! Two shapes are accepted, as in the `chatgpt` package: a pair of async functions
 //! `getMessageById(id)` / `upsertMessage(message)`, or a Keyv-style `messageStore` object with
-//! `get(key)` / `set(key, value)`. The JavaScript layer's adapter (`lib/store.js`) turns either
-//! into two functions that always return Promises, so Rust can await them uniformly and a
-//! synchronous function or a synchronous throw works too. The ThreadsafeFunctions are weak: a
-//! store held by a client never keeps the process alive on its own.
+//! `get(key)` / `set(key, value)`. As there, either hook may come alone: the other operation
+//! then goes to `messageStore` when given, else to the in-memory store. The JavaScript layer's
+//! adapter (`lib/store.js`) turns what was given into functions that always return Promises, so
+//! Rust can await them uniformly and a synchronous function or a synchronous throw works too.
+//! The ThreadsafeFunctions are weak: a store held by a client never keeps the process alive on
+//! its own.
+//!
+//! A hook's throw or rejection fails the call with `ERR_CHATGPT_STORE`, whose `cause` is the very
+//! value thrown.
 
 use std::sync::Arc;
 
@@ -15,8 +20,8 @@ use napi::threadsafe_function::ThreadsafeFunction;
 use napi_derive::napi;
 
 use super::init::BindingData;
-use crate::core::conversation::{ConversationStore, StoredMessage};
-use crate::core::error::{ChatError, ErrorCode};
+use crate::core::conversation::{ConversationStore, MessageStore, StoredMessage};
+use crate::core::error::{ChatError, ErrorCode, Thrown};
 
 /// A stored message as JavaScript stores see it (the `chatgpt` package's `ChatMessage` shape;
 /// other fields a store keeps are ignored).
@@ -24,8 +29,10 @@ use crate::core::error::{ChatError, ErrorCode};
 pub struct StoredChatMessage {
     pub id: String,
     pub text: String,
+    /// Always set on the messages this package stores; a row without it is a `'user'` message,
+    /// as the `chatgpt` package reads one.
     #[napi(ts_type = "'user' | 'assistant' | 'system'")]
-    pub role: String,
+    pub role: Option<String>,
     pub name: Option<String>,
     pub parent_message_id: Option<String>,
     pub conversation_id: Option<String>,
@@ -35,7 +42,7 @@ impl From<StoredChatMessage> for StoredMessage {
     fn from(m: StoredChatMessage) -> Self {
         StoredMessage {
             id: m.id,
-            role: m.role,
+            role: m.role.unwrap_or_else(|| "user".to_owned()),
             text: m.text,
             name: m.name,
             parent_message_id: m.parent_message_id,
@@ -49,7 +56,7 @@ impl From<StoredMessage> for StoredChatMessage {
         StoredChatMessage {
             id: m.id,
             text: m.text,
-            role: m.role,
+            role: Some(m.role),
             name: m.name,
             parent_message_id: m.parent_message_id,
             conversation_id: m.conversation_id,
@@ -60,10 +67,14 @@ impl From<StoredMessage> for StoredChatMessage {
 type GetFn = ThreadsafeFunction<String, Promise<Option<StoredChatMessage>>, String, Status, false, true>;
 type SetFn = ThreadsafeFunction<StoredChatMessage, Promise<()>, StoredChatMessage, Status, false, true>;
 
-/// A conversation store implemented in JavaScript.
+/// A conversation store implemented in JavaScript, wholly or in part.
 pub struct JsStore {
-    get: GetFn,
-    set: SetFn,
+    /// `None`: reads go to `memory`.
+    get: Option<GetFn>,
+    /// `None`: writes go to `memory`.
+    set: Option<SetFn>,
+    /// The in-memory store, for the operation JavaScript does not provide (only then).
+    memory: Option<MessageStore>,
 }
 
 /// The functions the adapter factory is called with.
@@ -74,7 +85,9 @@ pub struct JsStoreParts<'a> {
 }
 
 impl JsStore {
-    pub fn new(env: &Env, parts: JsStoreParts<'_>) -> Result<Self> {
+    /// The store `parts` make; an operation none of them provides goes to an in-memory store of
+    /// `memory_capacity` messages.
+    pub fn new(env: &Env, parts: JsStoreParts<'_>, memory_capacity: usize) -> Result<Self> {
         let factory = BindingData::get(env)?.js(|js| js.store_factory.borrow_back(env))?;
         let as_unknown = |v: Option<Unknown<'_>>| -> Result<Unknown<'static>> {
             match v {
@@ -94,32 +107,51 @@ impl JsStore {
             as_unknown(parts.message_store.map(|o| o.to_unknown()))?,
         ));
         let adapter: Object = factory.call(args)?;
-        let get: Function<String, Promise<Option<StoredChatMessage>>> = adapter
-            .get("get")?
-            .ok_or_else(|| Error::from_reason("store adapter has no get"))?;
-        let set: Function<StoredChatMessage, Promise<()>> = adapter
-            .get("set")?
-            .ok_or_else(|| Error::from_reason("store adapter has no set"))?;
+        // The adapter leaves out (null) what nothing given provides.
+        let get: Option<Function<String, Promise<Option<StoredChatMessage>>>> = function(&adapter, "get")?;
+        let set: Option<Function<StoredChatMessage, Promise<()>>> = function(&adapter, "set")?;
+        let memory = (get.is_none() || set.is_none()).then(|| MessageStore::new(memory_capacity));
         Ok(JsStore {
-            get: get
-                .build_threadsafe_function()
-                .callee_handled::<false>()
-                .weak::<true>()
-                .build()?,
-            set: set
-                .build_threadsafe_function()
-                .callee_handled::<false>()
-                .weak::<true>()
-                .build()?,
+            get: match get {
+                Some(f) => Some(
+                    f.build_threadsafe_function()
+                        .callee_handled::<false>()
+                        .weak::<true>()
+                        .build()?,
+                ),
+                None => None,
+            },
+            set: match set {
+                Some(f) => Some(
+                    f.build_threadsafe_function()
+                        .callee_handled::<false>()
+                        .weak::<true>()
+                        .build()?,
+                ),
+                None => None,
+            },
+            memory,
         })
     }
 }
 
+/// The adapter's `name` function, or `None` when it left that operation out.
+fn function<'a, Args: JsValuesTupleIntoVec, Ret: FromNapiValue>(
+    adapter: &Object<'a>,
+    name: &str,
+) -> Result<Option<Function<'a, Args, Ret>>> {
+    let value: Option<Unknown> = adapter.get(name)?;
+    match value {
+        Some(v) if v.get_type()? == ValueType::Function => Ok(Some(unsafe { v.cast() }?)),
+        _ => Ok(None),
+    }
+}
+
+/// The error of a failed store operation; a thrown or rejected JavaScript value rides along as
+/// its `cause`.
 fn store_error(operation: &str, e: Error) -> ChatError {
-    ChatError::new(
-        ErrorCode::Store,
-        format!("The conversation store's {operation} failed: {}", e.reason),
-    )
+    let message = format!("The conversation store's {operation} failed: {}", e.reason);
+    ChatError::new(ErrorCode::Store, message).with_thrown(Thrown(Arc::new(e)))
 }
 
 /// What the store callback `operation`, called by `call`, resolved its Promise with; a failure
@@ -132,15 +164,51 @@ async fn settled<T: FromNapiValue + 'static>(
     promise.await.map_err(|e| store_error(operation, e))
 }
 
+/// An operation JavaScript does not provide: the in-memory store's.
+fn unprovided() -> ChatError {
+    ChatError::new(
+        ErrorCode::Internal,
+        "chatgpt-native: a store operation has no implementation",
+    )
+}
+
 impl ConversationStore for JsStore {
     fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, std::result::Result<Option<Arc<StoredMessage>>, ChatError>> {
+        let Some(get) = &self.get else {
+            return Box::pin(std::future::ready(
+                self.memory.as_ref().map(|m| m.get_now(id)).ok_or_else(unprovided),
+            ));
+        };
         Box::pin(async move {
-            let message = settled("getMessageById", self.get.call_async(id.to_owned())).await?;
+            let message = settled("getMessageById", get.call_async(id.to_owned())).await?;
             Ok(message.map(|m| Arc::new(m.into())))
         })
     }
 
     fn upsert(&self, message: StoredMessage) -> BoxFuture<'_, std::result::Result<(), ChatError>> {
-        Box::pin(async move { settled("upsertMessage", self.set.call_async(message.into())).await })
+        let Some(set) = &self.set else {
+            return Box::pin(std::future::ready(
+                self.memory.as_ref().map(|m| m.insert(message)).ok_or_else(unprovided),
+            ));
+        };
+        Box::pin(async move { settled("upsertMessage", set.call_async(message.into())).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_row_without_a_role_is_a_user_message() {
+        let row = StoredChatMessage {
+            id: "r1".into(),
+            text: "no role here".into(),
+            role: None,
+            name: None,
+            parent_message_id: None,
+            conversation_id: None,
+        };
+        assert_eq!(StoredMessage::from(row).role, "user");
     }
 }

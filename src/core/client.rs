@@ -27,6 +27,7 @@ use super::chat::{build_body, parse_completion, AddedMax, Completion, Params, Pr
 use super::config::ApiKey;
 use super::config::{check_completion_params, default_system_message, ClientConfig};
 use super::conversation::{build_prompt, Budget, BuiltPrompt, ConversationStore, MessageStore, TokenCountCache};
+use super::debug::{DebugEntry, DebugLog, StdoutLog};
 use super::error::{ChatError, ErrorCode};
 use super::flight::{completion_from_cache, Sharing, Upstream};
 use super::keys::KeyStatus;
@@ -67,6 +68,8 @@ pub struct ChatClient {
     /// `store`, when it is the built-in one: written directly, without a boxed future. It
     /// answers without waiting, so cache hits can then be served synchronously.
     builtin_store: Option<Arc<MessageStore>>,
+    /// Where `debug: true` prints (`None` without `debug`).
+    debug_log: Option<Arc<dyn DebugLog>>,
 }
 
 /// What one HTTP exchange brought back.
@@ -98,7 +101,9 @@ impl ChatClient {
         let admission = Admission::new(&cfg, breaker);
         let cfg_cache = cfg.cache.map(ResponseCache::new);
         let params = Arc::new(Params::new(cfg.completion_params.clone()));
+        let debug_log: Option<Arc<dyn DebugLog>> = cfg.debug.then(|| Arc::new(StdoutLog) as Arc<dyn DebugLog>);
         Ok(ChatClient {
+            debug_log,
             params,
             builtin_store,
             cfg,
@@ -179,7 +184,19 @@ impl ChatClient {
     pub fn with_config(&self, cfg: ClientConfig) -> Result<ChatClient, ChatError> {
         let mut client = ChatClient::new(cfg, Some(self.store.clone()))?;
         client.builtin_store = self.builtin_store.clone();
+        if client.debug_log.is_some() {
+            client.debug_log = self.debug_log.clone();
+        }
         Ok(client)
+    }
+
+    /// This client, printing its `debug` output through `log` instead of to stdout (no effect
+    /// without `debug`).
+    pub fn with_debug_log(mut self, log: Arc<dyn DebugLog>) -> Self {
+        if self.debug_log.is_some() {
+            self.debug_log = Some(log);
+        }
+        self
     }
 
     /// Resolve parameters and build the prompt (history within the token budget) without
@@ -209,11 +226,13 @@ impl ChatClient {
             content: system,
             name: None,
         });
-        let user = PromptMessage {
+        // `sendMessage('')` sends the system message and the history only, as the `chatgpt`
+        // package does; the empty user message is still stored.
+        let user = (!req.text.is_empty()).then(|| PromptMessage {
             role: "user".into(),
             content: req.text.clone(),
             name: req.name.clone(),
-        };
+        });
         let budget = Budget {
             max_model_tokens: self.cfg.max_model_tokens,
             max_response_tokens: self.cfg.max_response_tokens,
@@ -331,7 +350,8 @@ impl ChatClient {
         // A JS store is awaited here, so the history walk is bounded by the deadline and abort too.
         // With a configured token rate the reservation must be exact: an upper bound could make a
         // request look larger than `tokensPerMinute` and fail it as too large.
-        let exact_count = self.cfg.rate_limit.is_some_and(|r| r.tokens_per_minute.is_some());
+        // `debug` logs the prompt's exact count, as the `chatgpt` package does.
+        let exact_count = self.cfg.debug || self.cfg.rate_limit.is_some_and(|r| r.tokens_per_minute.is_some());
         let prepared = bounds.wait(Box::pin(self.prepare(&req, exact_count))).await?;
         let PreparedRequest {
             params,
@@ -350,9 +370,17 @@ impl ChatClient {
             .iter()
             .find_map(|k| params.get(k).and_then(Value::as_u64))
             .map_or(prompt.max_tokens, |n| n.min(u32::MAX as u64) as u32);
+        let body = Bytes::from(build_body(&params, added_max, &prompt.messages, req.stream));
+        if let Some(log) = &self.debug_log {
+            let entry = DebugEntry::Request {
+                prompt_tokens: prompt.prompt_tokens,
+                body: self.redactor().scrub(&String::from_utf8_lossy(&body)).into_owned(),
+            };
+            bounds.wait(log.log(entry).map(Ok)).await?;
+        }
         let plan = CallPlan {
             request: Outbound {
-                body: Bytes::from(build_body(&params, added_max, &prompt.messages, req.stream)),
+                body,
                 stream: req.stream,
                 estimate: prompt.prompt_tokens.saturating_add(reply_cap),
             },
@@ -373,8 +401,11 @@ impl ChatClient {
             }
             _ => Box::pin(self.run_attempts(plan)).await,
         };
-        if self.cfg.debug {
-            self.debug_log(params.model(), req.stream, started.elapsed(), &outcome);
+        if let Some(log) = &self.debug_log {
+            let entry = self.debug_outcome(params.model(), req.stream, started.elapsed(), &outcome);
+            if let Some(entry) = entry {
+                bounds.wait(log.log(entry).map(Ok)).await?;
+            }
         }
         let settled = settle(req, encoding, &prompt, ids, outcome?);
         // Store both messages (awaited, as `chatgpt` v5 does) so the reply's id can be the next
@@ -394,7 +425,8 @@ impl ChatClient {
     /// (streaming, cache off, a JavaScript store, a miss, an invalid request): the caller then
     /// takes the normal asynchronous path, which does the counting.
     pub fn try_cached(&self, req: &SendRequest) -> Option<ChatReply> {
-        if req.stream || !req.cache {
+        // With `debug`, the asynchronous path logs the call.
+        if req.stream || !req.cache || self.debug_log.is_some() {
             return None;
         }
         let store = self.builtin_store.as_ref()?;
@@ -557,27 +589,34 @@ impl ChatClient {
         }
     }
 
-    fn debug_log(&self, model: &str, stream: bool, elapsed: Duration, outcome: &Result<Received, ChatError>) {
-        // Never the key, never the prompt, never URL credentials: only what helps find a request
-        // in server logs. The whole line is scrubbed, as the request id comes from the server.
-        let line = match outcome {
-            Ok(received) => format!(
-                "[chatgpt-native] POST {}/chat/completions model={model} stream={stream} -> ok in {} ms, finish={} request_id={}",
-                self.cfg.api_base_url,
-                elapsed.as_millis(),
-                received.completion.finish_reason.as_deref().unwrap_or("-"),
-                received.request_id.as_deref().unwrap_or("-"),
-            ),
-            Err(e) => format!(
-                "[chatgpt-native] POST {}/chat/completions model={model} stream={stream} -> {} status={} in {} ms request_id={}",
-                self.cfg.api_base_url,
-                e.code,
-                e.status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
-                elapsed.as_millis(),
-                e.request_id.as_deref().unwrap_or("-"),
-            ),
-        };
-        eprintln!("{}", self.redactor().scrub(&line));
+    /// What `debug` logs once a call has its outcome: the response of a non-streamed reply (as
+    /// the `chatgpt` package logs it), a line for a failure, nothing for a streamed reply. Never
+    /// the key or URL credentials: everything is scrubbed, as the server wrote part of it.
+    fn debug_outcome(
+        &self,
+        model: &str,
+        stream: bool,
+        elapsed: Duration,
+        outcome: &Result<Received, ChatError>,
+    ) -> Option<DebugEntry> {
+        let redactor = self.redactor();
+        match outcome {
+            Ok(_) if stream => None,
+            Ok(received) => Some(DebugEntry::Response {
+                body: redactor.scrub(received.completion.detail.get()).into_owned(),
+            }),
+            Err(e) => {
+                let line = format!(
+                    "[chatgpt-native] POST {}/chat/completions model={model} stream={stream} -> {} status={} in {} ms request_id={}",
+                    self.cfg.api_base_url,
+                    e.code,
+                    e.status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+                    elapsed.as_millis(),
+                    e.request_id.as_deref().unwrap_or("-"),
+                );
+                Some(DebugEntry::Line(redactor.scrub(&line).into_owned()))
+            }
+        }
     }
 
     /// Scrubs this client's keys (and any credentials) from text; see `core/redact.rs`. Built
@@ -787,6 +826,60 @@ mod tests {
             3 * u64::from(usage.prompt_tokens + usage.completion_tokens)
         );
         assert_eq!((m.coalesced, m.cache_hits), (2, 1));
+    }
+
+    /// Keeps what a client logs.
+    #[derive(Default)]
+    struct Recorded(std::sync::Mutex<Vec<DebugEntry>>);
+
+    impl DebugLog for Recorded {
+        fn log(&self, entry: DebugEntry) -> futures::future::BoxFuture<'_, ()> {
+            self.0.lock().unwrap().push(entry);
+            Box::pin(std::future::ready(()))
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn debug_logs_the_scrubbed_request_with_its_exact_tokens_then_the_response() {
+        let sim = Simulator::start(SimulatorConfig::default()).await.unwrap();
+        let key = "sk-debug-test-key-0123456789";
+        let cfg = ClientConfig::build(ClientOptions {
+            api_key: Some(key.into()),
+            api_base_url: Some(sim.base_url()),
+            debug: true,
+            cache: crate::core::config::Setting::Custom(crate::core::cache::CacheConfig::default()),
+            ..Default::default()
+        })
+        .unwrap();
+        let log = Arc::new(Recorded::default());
+        let client = Arc::new(ChatClient::new(cfg, None).unwrap().with_debug_log(log.clone()));
+        let text = format!("a prompt quoting {key}");
+        let reply = client
+            .send(request(&text, true), None, &CancellationToken::new())
+            .await
+            .unwrap();
+        // A cache hit is logged too: with `debug`, the synchronous fast path (which could not
+        // wait for the log) stands aside.
+        let again = client
+            .send(request(&text, true), None, &CancellationToken::new())
+            .await
+            .unwrap();
+        assert!(again.cached);
+        let entries = log.0.lock().unwrap().clone();
+        assert_eq!(entries.len(), 4, "{entries:?}");
+        let DebugEntry::Request { prompt_tokens, body } = &entries[0] else {
+            panic!("{:?}", entries[0]);
+        };
+        assert_eq!(*prompt_tokens, reply.usage.prompt_tokens, "the count the server billed");
+        assert!(!body.contains(key) && body.contains("a prompt quoting sk-"), "{body}");
+        assert!(serde_json::from_str::<Value>(body).is_ok(), "still JSON: {body}");
+        assert_eq!(
+            entries[1],
+            DebugEntry::Response {
+                body: reply.detail.get().to_owned()
+            }
+        );
+        assert!(client.try_cached(&request(&text, true)).is_none());
     }
 
     #[test]

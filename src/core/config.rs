@@ -17,6 +17,7 @@ use super::error::ChatError;
 use super::limits::RateLimitConfig;
 use super::redact::redact_url;
 use super::retry::RetryPolicy;
+use super::time::timeout_from_ms;
 
 /// Default upstream, as in the `chatgpt` package and openai-node.
 pub const DEFAULT_API_BASE_URL: &str = "https://api.openai.com/v1";
@@ -108,6 +109,7 @@ pub struct ClientOptions {
     pub system_message: Option<String>,
     pub max_model_tokens: Option<u32>,
     pub max_response_tokens: Option<u32>,
+    /// `0`: no whole-call timeout.
     pub timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub max_response_bytes: Option<usize>,
@@ -140,6 +142,7 @@ pub struct ClientConfig {
     pub system_message: Option<String>,
     pub max_model_tokens: u32,
     pub max_response_tokens: u32,
+    /// The whole-call bound ([`NO_TIMEOUT`](super::time::NO_TIMEOUT) for `timeoutMs: 0`).
     pub timeout: Duration,
     pub idle_timeout: Duration,
     pub max_response_bytes: usize,
@@ -240,8 +243,8 @@ impl ClientConfig {
             })?;
         }
 
+        // 0 is no whole-call timeout, as in the `chatgpt` package.
         let timeout_ms = opts.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
-        check_positive("timeoutMs", timeout_ms)?;
         let idle_timeout_ms = opts.idle_timeout_ms.unwrap_or(DEFAULT_IDLE_TIMEOUT_MS);
         check_positive("idleTimeoutMs", idle_timeout_ms)?;
         let max_response_bytes = opts.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES);
@@ -289,7 +292,7 @@ impl ClientConfig {
             system_message: opts.system_message,
             max_model_tokens,
             max_response_tokens,
-            timeout: Duration::from_millis(timeout_ms),
+            timeout: timeout_from_ms(timeout_ms),
             idle_timeout: Duration::from_millis(idle_timeout_ms),
             max_response_bytes,
             message_store_size,

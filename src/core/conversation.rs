@@ -224,26 +224,27 @@ pub struct Budget {
 /// `rateLimit.tokensPerMinute` the client always counts, so no request looks too large.)
 pub const UNCOUNTED_MAX_TOKENS: u32 = 1024;
 
-/// Build `[system?, ...history, user]` within `max_model_tokens - max_response_tokens`.
+/// Build `[system?, ...history, user?]` within `max_model_tokens - max_response_tokens`. `user`
+/// is `None` for `sendMessage('')`, which sends no user message (as the `chatgpt` package).
 pub async fn build_prompt(
     store: &dyn ConversationStore,
     counts: &TokenCountCache,
     budget: &Budget,
     system: Option<PromptMessage>,
-    user: PromptMessage,
+    user: Option<PromptMessage>,
     parent_message_id: Option<&str>,
 ) -> Result<BuiltPrompt, ChatError> {
     let enc = budget.encoding;
     let limit = budget.max_model_tokens.saturating_sub(budget.max_response_tokens);
     let system_tokens = system.as_ref().map_or(0, |m| counts.count_system(enc, m));
     if !budget.exact && parent_message_id.is_none() {
-        let user_bound = chat::message_tokens_upper_bound(&user);
+        let user_bound = user.as_ref().map_or(0, chat::message_tokens_upper_bound);
         let bound = (chat::REPLY_PRIMING_TOKENS + system_tokens + user_bound) as u32;
         // Within `limit` the reply gets all of `max_response_tokens`, whatever the exact count.
         if user_bound as u32 <= UNCOUNTED_MAX_TOKENS && bound <= limit {
             let mut messages = Vec::with_capacity(2);
             messages.extend(system);
-            messages.push(user);
+            messages.extend(user);
             return Ok(BuiltPrompt {
                 messages,
                 prompt_tokens: bound,
@@ -254,7 +255,7 @@ pub async fn build_prompt(
             });
         }
     }
-    let user_tokens = chat::message_tokens(enc, &user);
+    let user_tokens = user.as_ref().map_or(0, |m| chat::message_tokens(enc, m));
     let mut used = (chat::REPLY_PRIMING_TOKENS + system_tokens + user_tokens) as u32;
     if used > limit {
         let mut e = ChatError::new(
@@ -299,7 +300,7 @@ pub async fn build_prompt(
     let mut messages = Vec::with_capacity(history.len() + 2);
     messages.extend(system);
     messages.extend(history.iter().rev().map(|m| m.as_prompt()));
-    messages.push(user);
+    messages.extend(user);
     let max_tokens = budget
         .max_model_tokens
         .saturating_sub(used)
@@ -384,7 +385,7 @@ mod tests {
             &counts,
             &budget(4000, 1000),
             Some(system),
-            user("another"),
+            Some(user("another")),
             Some("a2"),
         )
         .await
@@ -418,7 +419,7 @@ mod tests {
             counts,
             &budget(max_model, 100),
             None,
-            user("another"),
+            Some(user("another")),
             Some("a2"),
         )
         .await
@@ -448,7 +449,7 @@ mod tests {
     async fn max_tokens_is_what_the_window_leaves_capped_at_the_response_budget() {
         let store = chain();
         let counts = TokenCountCache::new(100);
-        let p = build_prompt(&store, &counts, &budget(60, 50), None, user("hi"), None)
+        let p = build_prompt(&store, &counts, &budget(60, 50), None, Some(user("hi")), None)
             .await
             .unwrap();
         assert_eq!(p.max_tokens, 50);
@@ -459,9 +460,16 @@ mod tests {
     async fn a_missing_ancestor_stops_the_walk_and_says_so() {
         let store = chain();
         let counts = TokenCountCache::new(100);
-        let p = build_prompt(&store, &counts, &budget(4000, 1000), None, user("x"), Some("gone"))
-            .await
-            .unwrap();
+        let p = build_prompt(
+            &store,
+            &counts,
+            &budget(4000, 1000),
+            None,
+            Some(user("x")),
+            Some("gone"),
+        )
+        .await
+        .unwrap();
         assert_eq!(p.history_messages, 0);
         assert_eq!(p.truncated, Some(Truncation::MissingParent));
     }
@@ -471,7 +479,7 @@ mod tests {
         let store = chain();
         let counts = TokenCountCache::new(100);
         let long = "word ".repeat(200);
-        let err = build_prompt(&store, &counts, &budget(100, 50), None, user(&long), None)
+        let err = build_prompt(&store, &counts, &budget(100, 50), None, Some(user(&long)), None)
             .await
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::ContextTooLong);
@@ -485,7 +493,7 @@ mod tests {
         store.insert(msg("a", Some("b"), "one"));
         store.insert(msg("b", Some("a"), "two"));
         let counts = TokenCountCache::new(10);
-        let p = build_prompt(&store, &counts, &budget(4000, 100), None, user("x"), Some("a"))
+        let p = build_prompt(&store, &counts, &budget(4000, 100), None, Some(user("x")), Some("a"))
             .await
             .unwrap();
         assert_eq!(p.history_messages, 2);
@@ -502,12 +510,12 @@ mod tests {
         }
         let counts = TokenCountCache::new(2000);
         let b = budget(1_000_000, 1000);
-        let p = build_prompt(&store, &counts, &b, None, user("x"), parent.as_deref())
+        let p = build_prompt(&store, &counts, &b, None, Some(user("x")), parent.as_deref())
             .await
             .unwrap();
         assert_eq!(p.history_messages, 1000);
         assert_eq!(counts.cache.len(), 1000);
-        let again = build_prompt(&store, &counts, &b, None, user("x"), parent.as_deref())
+        let again = build_prompt(&store, &counts, &b, None, Some(user("x")), parent.as_deref())
             .await
             .unwrap();
         assert_eq!(again.prompt_tokens, p.prompt_tokens);
@@ -520,10 +528,10 @@ mod tests {
         let counts = TokenCountCache::new(10);
         let system = prompt_message("system", "You are terse.");
         let b = budget(4000, 100);
-        let first = build_prompt(&store, &counts, &b, Some(system.clone()), user("a"), None)
+        let first = build_prompt(&store, &counts, &b, Some(system.clone()), Some(user("a")), None)
             .await
             .unwrap();
-        let second = build_prompt(&store, &counts, &b, Some(system.clone()), user("a"), None)
+        let second = build_prompt(&store, &counts, &b, Some(system.clone()), Some(user("a")), None)
             .await
             .unwrap();
         assert_eq!(first.prompt_tokens, second.prompt_tokens);
@@ -545,7 +553,7 @@ mod tests {
     async fn a_short_first_message_is_sent_with_an_upper_bound_instead_of_a_count() {
         let (store, counts) = (MessageStore::new(10), TokenCountCache::new(10));
         let text = "bench 12345: 日本語 \u{1F600}";
-        let p = build_prompt(&store, &counts, &lazy(4000, 1000), None, user(text), None)
+        let p = build_prompt(&store, &counts, &lazy(4000, 1000), None, Some(user(text)), None)
             .await
             .unwrap();
         let exact = chat::prompt_tokens(Encoding::O200kBase, &p.messages) as u32;
@@ -554,7 +562,7 @@ mod tests {
         assert_eq!(p.max_tokens, 1000);
         assert_eq!(p.messages.len(), 1);
         // The same prompt built exactly: same messages and max_tokens, the exact count.
-        let e = build_prompt(&store, &counts, &budget(4000, 1000), None, user(text), None)
+        let e = build_prompt(&store, &counts, &budget(4000, 1000), None, Some(user(text)), None)
             .await
             .unwrap();
         assert!(e.prompt_tokens_exact);
@@ -567,7 +575,7 @@ mod tests {
         let store = chain();
         let counts = TokenCountCache::new(10);
         // History: the walk needs real counts.
-        let p = build_prompt(&store, &counts, &lazy(4000, 100), None, user("hi"), Some("a2"))
+        let p = build_prompt(&store, &counts, &lazy(4000, 100), None, Some(user("hi")), Some("a2"))
             .await
             .unwrap();
         assert!(p.prompt_tokens_exact);
@@ -575,14 +583,14 @@ mod tests {
         // A bound over the window although the message fits: counted, and it fits.
         let text = "word ".repeat(12);
         let exact = chat::prompt_tokens(Encoding::O200kBase, &[user(&text)]) as u32;
-        let p = build_prompt(&store, &counts, &lazy(exact + 10, 10), None, user(&text), None)
+        let p = build_prompt(&store, &counts, &lazy(exact + 10, 10), None, Some(user(&text)), None)
             .await
             .unwrap();
         assert!(p.prompt_tokens_exact);
         assert_eq!(p.prompt_tokens, exact);
         // Longer than UNCOUNTED_MAX_TOKENS bytes: counted.
         let long = "a ".repeat(UNCOUNTED_MAX_TOKENS as usize);
-        let p = build_prompt(&store, &counts, &lazy(128_000, 1000), None, user(&long), None)
+        let p = build_prompt(&store, &counts, &lazy(128_000, 1000), None, Some(user(&long)), None)
             .await
             .unwrap();
         assert!(p.prompt_tokens_exact);
@@ -596,5 +604,40 @@ mod tests {
         }
         assert!(store.len() <= 100, "len {}", store.len());
         assert!(store.get_now("999").is_some(), "the newest survives");
+    }
+
+    #[tokio::test]
+    async fn without_a_user_message_the_prompt_is_the_system_message_and_the_history() {
+        let store = MessageStore::new(10);
+        store.insert(msg("u1", None, "question"));
+        store.insert(msg("a1", Some("u1"), "answer"));
+        let counts = TokenCountCache::new(10);
+        let system = PromptMessage {
+            role: "system".into(),
+            content: "Be brief.".into(),
+            name: None,
+        };
+        for b in [budget(4000, 1000), lazy(4000, 1000)] {
+            let p = build_prompt(&store, &counts, &b, Some(system.clone()), None, Some("a1"))
+                .await
+                .unwrap();
+            let sent: Vec<_> = p
+                .messages
+                .iter()
+                .map(|m| (m.role.as_str(), m.content.as_str()))
+                .collect();
+            assert_eq!(
+                sent,
+                [("system", "Be brief."), ("user", "question"), ("assistant", "answer")]
+            );
+            assert_eq!(
+                p.prompt_tokens,
+                chat::prompt_tokens(Encoding::O200kBase, &p.messages) as u32
+            );
+            let alone = build_prompt(&store, &counts, &b, Some(system.clone()), None, None)
+                .await
+                .unwrap();
+            assert_eq!(alone.messages, std::slice::from_ref(&system));
+        }
     }
 }

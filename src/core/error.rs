@@ -9,6 +9,7 @@
 
 use std::any::Any;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -129,6 +130,27 @@ pub struct ErrorInfo {
     pub should_retry: Option<bool>,
     /// HTTP attempts made for the call (set on the error the call finally rejects with).
     pub attempts: Option<u32>,
+    /// What a caller's own code (a conversation store) threw or rejected with: the error's
+    /// `cause` in JavaScript.
+    pub thrown: Option<Thrown>,
+}
+
+/// A value a caller's code failed with, carried as the error's `cause`. Opaque here: the binding
+/// puts the JavaScript value in it and takes it out again when it builds the `ChatGPTError`.
+#[derive(Clone)]
+pub struct Thrown(pub Arc<dyn Any + Send + Sync>);
+
+impl fmt::Debug for Thrown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Thrown(..)")
+    }
+}
+
+impl PartialEq for Thrown {
+    /// The same value, not an equal one: what it holds is opaque.
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl ChatError {
@@ -149,6 +171,7 @@ impl ChatError {
             max_prompt_tokens: None,
             should_retry: None,
             attempts: None,
+            thrown: None,
         })
     }
 
@@ -182,6 +205,12 @@ impl ChatError {
     /// Attach how long the caller should wait before trying again.
     pub fn with_retry_after(mut self, wait: Duration) -> Self {
         self.retry_after = Some(wait);
+        self
+    }
+
+    /// Attach what the caller's code threw or rejected with (see [`ErrorInfo::thrown`]).
+    pub fn with_thrown(mut self, thrown: Thrown) -> Self {
+        self.thrown = Some(thrown);
         self
     }
 

@@ -9,10 +9,12 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
 use futures::FutureExt;
+use tokio::sync::oneshot;
 
 use super::bounds::{CallBounds, Deadline};
 use super::cache::{is_cacheable, CachedCompletion, Flight, FlightResult, Flights, ResponseCache};
@@ -35,6 +37,8 @@ pub trait Upstream: Send + Sync + 'static {
 pub struct Sharing {
     cache: ResponseCache,
     flights: Flights,
+    /// Resolves once the latest flight started has entered admission (see `start_flight`).
+    last_admitted: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
 /// The cache key of a shared request, and the key of its flight (streamed and plain calls fly
@@ -58,6 +62,7 @@ impl Sharing {
         Arc::new(Sharing {
             cache,
             flights: Flights::default(),
+            last_admitted: Mutex::new(None),
         })
     }
 
@@ -146,8 +151,20 @@ impl Sharing {
     }
 
     /// Run the upstream call of a flight in its own task; store a complete answer in the cache.
+    ///
+    /// Flights enter admission (a concurrency slot, or a place in its FIFO queue) in the order
+    /// they were started. Spawning alone would not keep it: tokio runs the task a worker spawned
+    /// last first (its LIFO slot), so a `sendMany` with `maxConcurrency: 1` sent its last item
+    /// first. Each flight's task therefore waits for the previous flight's first poll, which is
+    /// where that one entered admission, before polling its own.
     fn start_flight<U: Upstream>(self: &Arc<Self>, upstream: Arc<U>, call: SharedCall) {
         let sharing = self.clone();
+        let (admitted, admitted_rx) = oneshot::channel::<()>();
+        let previous = self
+            .last_admitted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(admitted_rx);
         tokio::spawn(async move {
             let SharedCall {
                 flight,
@@ -155,6 +172,14 @@ impl Sharing {
                 request,
                 timeout,
             } = call;
+            if let Some(previous) = previous {
+                // Resolves (with an error) as soon as the previous task dropped its sender: after
+                // its first poll, or when it ended, panicking included.
+                tokio::select! {
+                    _ = previous => {}
+                    () = flight.cancel.cancelled() => {}
+                }
+            }
             let stream = request.stream;
             let run = async {
                 let bounds = CallBounds::new(
@@ -203,10 +228,14 @@ impl Sharing {
             };
             // A panic inside the call must not leave the waiters waiting for an outcome that
             // would never come (until each one's own timeout): every waiter gets the error now.
-            let result = AssertUnwindSafe(run)
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|panic| Err(ChatError::internal(&*panic)));
+            let mut run = std::pin::pin!(AssertUnwindSafe(run).catch_unwind());
+            let first = futures::poll!(run.as_mut());
+            drop(admitted);
+            let outcome = match first {
+                Poll::Ready(outcome) => outcome,
+                Poll::Pending => run.await,
+            };
+            let result = outcome.unwrap_or_else(|panic| Err(ChatError::internal(&*panic)));
             flight.finish(result);
             sharing.flights.remove(keys.flight, &flight);
         });
@@ -238,5 +267,89 @@ impl DeltaSink for FlightSink<'_> {
         self.len = self.len.saturating_add(p.delta.len());
         self.ends.push(self.len);
         self.flight.push_delta(p.delta);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::cache::CacheConfig;
+    use crate::core::error::ErrorCode;
+    use tokio::time::Instant;
+    use tokio_util::sync::CancellationToken;
+
+    /// Records the order in which flights reach it (the body is the item's index), and fails
+    /// each call at once.
+    #[derive(Default)]
+    struct Recorder {
+        order: Mutex<Vec<usize>>,
+    }
+
+    impl Upstream for Recorder {
+        fn send_upstream(&self, plan: CallPlan<'_, '_>) -> impl Future<Output = Result<Received, ChatError>> + Send {
+            let index = std::str::from_utf8(&plan.request.body)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(usize::MAX);
+            self.order.lock().unwrap().push(index);
+            std::future::ready(Err(ChatError::new(ErrorCode::Http, "recorded")))
+        }
+
+        fn idle_timeout(&self) -> Duration {
+            Duration::from_secs(60)
+        }
+    }
+
+    struct Quiet;
+    impl DeltaSink for Quiet {
+        fn on_delta(&mut self, _: &Progress<'_>) {}
+    }
+
+    /// `n` different calls started together, as `sendMany` starts its items.
+    async fn start_together(n: usize) -> Vec<usize> {
+        let sharing = Sharing::new(ResponseCache::new(CacheConfig::default()));
+        let upstream = Arc::new(Recorder::default());
+        let metrics = Metrics::default();
+        let cancel = CancellationToken::new();
+        let bounds = CallBounds::new(
+            Deadline::Fixed(Instant::now() + Duration::from_secs(60)),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+            &cancel,
+        );
+        let calls = (0..n).map(|i| {
+            let (sharing, upstream, metrics, bounds) = (&sharing, &upstream, &metrics, &bounds);
+            async move {
+                let mut sink = Quiet;
+                let ids = ProgressIds {
+                    reply: "",
+                    parent: "",
+                    conversation: None,
+                };
+                let plan = CallPlan {
+                    request: Outbound {
+                        body: bytes::Bytes::from(i.to_string()),
+                        stream: false,
+                        estimate: 1,
+                    },
+                    bounds,
+                    delivery: Delivery::new(&mut sink, ids),
+                };
+                sharing.send(upstream, metrics, i as u128, plan).await
+            }
+        });
+        futures::future::join_all(calls).await;
+        let order = upstream.order.lock().unwrap().clone();
+        order
+    }
+
+    // One worker, and the calls started from a task on it, as `sendMany`'s are: the worker's
+    // LIFO slot is then in play. 5 and 40 fall on both sides of `join_all`'s small/large split.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn flights_reach_the_upstream_in_the_order_they_were_started() {
+        for n in [5, 40] {
+            let order = tokio::spawn(start_together(n)).await.unwrap();
+            assert_eq!(order, (0..n).collect::<Vec<_>>(), "{n} flights");
+        }
     }
 }

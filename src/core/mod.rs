@@ -11,6 +11,7 @@ pub mod chunking;
 pub mod client;
 pub mod config;
 pub mod conversation;
+pub mod debug;
 pub mod error;
 pub mod flight;
 pub mod jsvalue;

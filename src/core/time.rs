@@ -26,6 +26,20 @@ pub const SERVER_WAIT_CAP: Duration = Duration::from_secs(60);
 /// every platform's monotonic clock.
 pub const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
 
+/// A caller's "no timeout" (`timeoutMs: 0`, as the `chatgpt` package reads a falsy `timeoutMs`).
+/// Deadlines are only ever computed from it through [`instant_after`], which places it at
+/// [`FAR_FUTURE`].
+pub const NO_TIMEOUT: Duration = Duration::MAX;
+
+/// A caller's `timeoutMs` as a bound: `0` is [`NO_TIMEOUT`].
+pub fn timeout_from_ms(ms: u64) -> Duration {
+    if ms == 0 {
+        NO_TIMEOUT
+    } else {
+        Duration::from_millis(ms)
+    }
+}
+
 /// `secs` seconds as a `Duration`, saturating at `Duration::MAX` (also for `+inf`). `None` for
 /// NaN and negative values, which are not durations at all.
 pub fn duration_from_secs_f64(secs: f64) -> Option<Duration> {
@@ -95,6 +109,14 @@ mod tests {
         assert!(far > now + Duration::from_secs(86_400 * 365), "{:?}", far - now);
         assert_eq!(instant_after(now, Duration::from_secs(10_000_000_000_000_000_000)), far);
         assert_eq!(instant_after(now, Duration::ZERO), now);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_zero_timeout_is_no_timeout_and_its_deadline_does_not_overflow() {
+        assert_eq!(timeout_from_ms(0), NO_TIMEOUT);
+        assert_eq!(timeout_from_ms(1500), Duration::from_millis(1500));
+        let now = Instant::now();
+        assert_eq!(instant_after(now, timeout_from_ms(0)), instant_after(now, FAR_FUTURE));
     }
 
     #[test]
