@@ -41,7 +41,12 @@ enum FieldValue<'a> {
 pub fn js_error<'env>(env: &'env Env, e: &ChatError) -> Result<Unknown<'env>> {
     let mut scrubbed = e.clone();
     Redactor::default().scrub_error(&mut scrubbed);
-    let info: &ErrorInfo = &scrubbed;
+    scrubbed_js_error(env, &scrubbed)
+}
+
+/// [`js_error`] for an error already scrubbed (its `cause` included).
+fn scrubbed_js_error<'env>(env: &'env Env, scrubbed: &ChatError) -> Result<Unknown<'env>> {
+    let info: &ErrorInfo = scrubbed;
     // No `..`: a field added to `ErrorInfo` must be handled here (and in ERROR_FIELDS).
     let ErrorInfo {
         code,
@@ -58,6 +63,7 @@ pub fn js_error<'env>(env: &'env Env, e: &ChatError) -> Result<Unknown<'env>> {
         max_prompt_tokens,
         should_retry: _,
         attempts,
+        cause,
     } = info;
     fn text(v: &Option<String>) -> Option<FieldValue<'_>> {
         v.as_deref().map(FieldValue::Text)
@@ -83,6 +89,11 @@ pub fn js_error<'env>(env: &'env Env, e: &ChatError) -> Result<Unknown<'env>> {
             Some(FieldValue::Number(n)) => options.set(name, n)?,
             None => {}
         }
+    }
+    // Not a field of FIELDS: the class hands it to `Error`'s own `cause` option. An error's
+    // cause has no cause of its own, so this recurses once.
+    if let Some(cause) = cause {
+        options.set("cause", scrubbed_js_error(env, cause)?)?;
     }
     // SAFETY of the lifetime cast: the object is used immediately within this call scope.
     let options: Object<'static> = Object::from_raw(env.raw(), options.raw());

@@ -20,6 +20,7 @@
 //! never cached.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -217,6 +218,8 @@ pub struct Flight {
     notify: Notify,
     /// Cancels the upstream call; fired when the last waiter leaves.
     pub cancel: CancellationToken,
+    /// Attempts the upstream call has started (see `CallPlan::attempts`).
+    pub attempts: AtomicU32,
 }
 
 impl Flight {
@@ -231,6 +234,7 @@ impl Flight {
             }),
             notify: Notify::new(),
             cancel: CancellationToken::new(),
+            attempts: AtomicU32::new(0),
         })
     }
 

@@ -129,6 +129,8 @@ pub struct ErrorInfo {
     pub should_retry: Option<bool>,
     /// HTTP attempts made for the call (set on the error the call finally rejects with).
     pub attempts: Option<u32>,
+    /// The failure behind this one: for `StreamInterrupted`, what ended the stream.
+    pub cause: Option<ChatError>,
 }
 
 impl ChatError {
@@ -149,6 +151,7 @@ impl ChatError {
             max_prompt_tokens: None,
             should_retry: None,
             attempts: None,
+            cause: None,
         })
     }
 
@@ -177,6 +180,24 @@ impl ChatError {
             self.partial_text = Some(text.to_owned());
         }
         self
+    }
+
+    /// This failure as the end of a stream that had delivered `deltas` content deltas:
+    /// `StreamInterrupted`, naming the failure, which becomes its `cause` (its own code and
+    /// message). The server's fields (`type`, `statusCode`...) and `partialText` stay on the
+    /// returned error too.
+    pub fn interrupted_after(self, deltas: u32) -> ChatError {
+        let mut outer = self.clone();
+        let mut cause = self;
+        cause.partial_text = None;
+        cause.attempts = None;
+        outer.code = ErrorCode::StreamInterrupted;
+        outer.message = format!(
+            "The stream was interrupted after {deltas} deltas ({}): {}",
+            cause.code, cause.message
+        );
+        outer.cause = Some(cause);
+        outer
     }
 
     /// Attach how long the caller should wait before trying again.

@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use super::bounds::{CallBounds, Deadline};
 use super::cache::{is_cacheable, CachedCompletion, Flight, FlightResult, Flights, ResponseCache};
 use super::call::{CallPlan, Outbound, Received};
 use super::chat::Completion;
-use super::error::ChatError;
+use super::error::{ChatError, ErrorCode};
 use super::metrics::Metrics;
 use super::stream::{Delivery, DeltaSink, Progress, ProgressIds};
 
@@ -81,6 +82,7 @@ impl Sharing {
             request,
             bounds,
             mut delivery,
+            attempts: _,
         } = plan;
         if let Some(hit) = self.cache.get(key) {
             Metrics::inc(&metrics.cache_hits);
@@ -88,7 +90,7 @@ impl Sharing {
                 let mut text = String::with_capacity(hit.text.len());
                 for delta in hit.deltas() {
                     text.push_str(delta);
-                    delivery.deliver(delta, &text);
+                    delivery.deliver(delta, &text, "");
                 }
             }
             return Ok(Received {
@@ -125,14 +127,27 @@ impl Sharing {
         let outcome = {
             let mut on_delta = |delta: &str| {
                 text.push_str(delta);
-                delivery.deliver(delta, &text);
+                delivery.deliver(delta, &text, "");
             };
             bounds
                 .wait(async { Ok(flight.next(&mut seen, &mut on_delta).await) })
                 .await
         };
         drop(joined.waiter);
-        let result = outcome.and_then(|r| r).map_err(|e| e.with_partial_text(&text))?;
+        let result = outcome.and_then(|r| r).map_err(|mut e| {
+            // This caller's own timeout or abort, after the shared call had sent requests.
+            let sent = flight.attempts.load(Ordering::Relaxed);
+            if e.attempts.is_none() && sent > 0 {
+                e.attempts = Some(sent);
+            }
+            // As for a call of its own: once deltas reached this caller, any end but an abort is
+            // an interrupted stream (the shared call's own failure already is one).
+            let delivered = delivery.delivered();
+            if delivered > 0 && !matches!(e.code, ErrorCode::Aborted | ErrorCode::StreamInterrupted) {
+                e = e.interrupted_after(delivered);
+            }
+            e.with_partial_text(&text)
+        })?;
         Ok(Received {
             completion: completion_from_cache(&result.completion),
             request_id: result.request_id,
@@ -174,6 +189,7 @@ impl Sharing {
                         request,
                         bounds: &bounds,
                         delivery: Delivery::new(&mut recorder, ids),
+                        attempts: Some(&flight.attempts),
                     })
                     .await;
                 let ends = std::mem::take(&mut recorder.ends);

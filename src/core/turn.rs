@@ -98,6 +98,11 @@ pub fn settle(
         deltas,
         cached,
     } = received;
+    let mut completion = completion;
+    if req.stream {
+        // As `chatgpt` v5 does for a streamed reply (its partials keep the text as received).
+        completion.text = trim_js(std::mem::take(&mut completion.text));
+    }
     let usage = completion.usage.unwrap_or_else(|| {
         // The server sent no usage: estimate it, counting the prompt now if it was not.
         let prompt_tokens = if prompt.prompt_tokens_exact {
@@ -113,6 +118,14 @@ pub fn settle(
             estimated: true,
         }
     });
+    if req.stream && completion.usage.is_none() {
+        // v5 puts its estimate into a streamed reply's `detail` too, flagged `estimated`.
+        let estimate = format!(
+            r#"{{"prompt_tokens":{},"completion_tokens":{},"total_tokens":{},"estimated":true}}"#,
+            usage.prompt_tokens, usage.completion_tokens, usage.total_tokens
+        );
+        completion.detail = completion.detail.with_usage(&estimate);
+    }
     let reply = ChatReply {
         id: ids.reply,
         text: completion.text,
@@ -148,6 +161,17 @@ pub fn settle(
         reply,
         user_message,
         reply_message,
+    }
+}
+
+/// `text` without the whitespace JavaScript's `String.prototype.trim` removes (Unicode white
+/// space, line terminators and the byte order mark); not copied when there is none.
+fn trim_js(text: String) -> String {
+    let trimmed = text.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
+    if trimmed.len() == text.len() {
+        text
+    } else {
+        trimmed.to_owned()
     }
 }
 
