@@ -861,8 +861,42 @@ mod tests {
         assert_eq!(c.id.as_deref(), Some("c1"));
         assert_eq!(c.finish_reason.as_deref(), Some("stop"));
         assert_eq!(c.usage.unwrap().total_tokens, 6);
-        assert_eq!(c.detail.to_value()["usage"]["prompt_tokens"], 5);
-        assert_eq!(c.choices, 0);
+        // The detail is the finish chunk (as `chatgpt` v5 gives it) with the usage chunk's usage.
+        let detail = c.detail.to_value();
+        assert_eq!(detail["choices"][0]["finish_reason"], "stop");
+        assert_eq!(detail["usage"]["prompt_tokens"], 5);
+        assert_eq!(c.choices, 1);
+    }
+
+    #[test]
+    fn a_stream_without_a_finish_reason_has_its_last_chunk_with_choices_as_detail() {
+        let mut s = StreamState::default();
+        s.on_event(&ev(r#"{"id":"c1","choices":[{"index":0,"delta":{"content":"a"}}]}"#))
+            .unwrap();
+        s.on_event(&ev(r#"{"id":"c1","choices":[{"index":0,"delta":{"content":"b"}}]}"#))
+            .unwrap();
+        s.on_event(&ev(
+            r#"{"id":"c1","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
+        ))
+        .unwrap();
+        s.on_event(&ev("[DONE]")).unwrap();
+        let c = s.finish().unwrap();
+        let detail = c.detail.to_value();
+        assert_eq!(detail["choices"][0]["delta"]["content"], "b");
+        assert_eq!(detail["usage"]["total_tokens"], 3);
+        assert_eq!(c.choices, 1);
+    }
+
+    #[test]
+    fn with_usage_replaces_any_usage_and_keeps_the_other_fields_in_order() {
+        let chunk = RawJson::from_text(r#"{"z":1,"usage":null,"a":{"b":[1,"\u00e9"]},"id":"x"}"#.into());
+        let merged = chunk.with_usage(r#"{"total_tokens":3}"#);
+        assert_eq!(
+            merged.get(),
+            r#"{"z":1,"a":{"b":[1,"\u00e9"]},"id":"x","usage":{"total_tokens":3}}"#
+        );
+        assert_eq!(RawJson::default().with_usage("{}").get(), r#"{"usage":{}}"#);
+        assert_eq!(RawJson::from_text("{}".into()).with_usage("1").get(), r#"{"usage":1}"#);
     }
 
     #[test]

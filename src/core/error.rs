@@ -358,6 +358,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_interrupted_stream_keeps_its_failure_as_cause() {
+        let mut e = ChatError::new(ErrorCode::Timeout, "idle").with_partial_text("Hel");
+        e.error_type = Some("server_error".into());
+        let outer = e.interrupted_after(2);
+        assert_eq!(outer.code, ErrorCode::StreamInterrupted);
+        assert_eq!(outer.partial_text.as_deref(), Some("Hel"));
+        assert_eq!(outer.error_type.as_deref(), Some("server_error"));
+        assert!(outer.message.contains("ERR_CHATGPT_TIMEOUT") && outer.message.contains("idle"));
+        let cause = outer.cause.as_ref().unwrap();
+        assert_eq!((cause.code, cause.message.as_str()), (ErrorCode::Timeout, "idle"));
+        assert_eq!(cause.partial_text, None);
+    }
+
+    #[test]
     fn quota_429_is_not_a_rate_limit() {
         assert_eq!(
             code_for_status(429, Some("insufficient_quota"), None),

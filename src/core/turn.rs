@@ -236,5 +236,73 @@ mod tests {
         assert_eq!(settled.user_message.parent_message_id.as_deref(), Some("earlier"));
         assert_eq!(settled.reply_message.parent_message_id.as_deref(), Some("u1"));
         assert_eq!(settled.reply_message.conversation_id.as_deref(), Some("conv"));
+        // Not streamed: the detail is the response as it came.
+        assert_eq!(settled.reply.detail.get(), "{}");
+    }
+
+    #[test]
+    fn a_streamed_reply_is_trimmed_and_its_detail_carries_the_estimate() {
+        let prompt = BuiltPrompt {
+            messages: Vec::new(),
+            prompt_tokens: 7,
+            prompt_tokens_exact: true,
+            max_tokens: 50,
+            history_messages: 0,
+            truncated: None,
+        };
+        let req = SendRequest {
+            text: "hello".into(),
+            system_message: None,
+            completion_params: None,
+            message_id: None,
+            parent_message_id: None,
+            conversation_id: None,
+            name: None,
+            stream: true,
+            timeout: None,
+            cache: false,
+        };
+        let received = |text: &str| Received {
+            completion: Completion {
+                id: None,
+                text: text.into(),
+                role: "assistant".into(),
+                finish_reason: Some("stop".into()),
+                usage: None,
+                detail: RawJson::from_text(r#"{"choices":[{"index":0,"finish_reason":"stop"}]}"#.into()),
+                choices: 1,
+            },
+            request_id: None,
+            deltas: 1,
+            cached: false,
+        };
+        let ids = MessageIds::for_user("u1".into());
+        let settled = settle(
+            req.clone(),
+            Encoding::O200kBase,
+            &prompt,
+            ids,
+            received(" \n\u{feff}hi there\t\n"),
+        );
+        assert_eq!(settled.reply.text, "hi there");
+        assert_eq!(
+            settled.reply_message.text, "hi there",
+            "stored trimmed, as v5 stores it"
+        );
+        let usage = settled.reply.usage;
+        let detail = settled.reply.detail.to_value();
+        assert_eq!(detail["choices"][0]["finish_reason"], "stop");
+        assert_eq!(detail["usage"]["prompt_tokens"], 7);
+        assert_eq!(detail["usage"]["completion_tokens"], usage.completion_tokens);
+        assert_eq!(detail["usage"]["total_tokens"], usage.total_tokens);
+        assert_eq!(detail["usage"]["estimated"], true);
+        // Text without surrounding white space is kept as it is.
+        let ids = MessageIds::for_user("u2".into());
+        assert_eq!(
+            settle(req, Encoding::O200kBase, &prompt, ids, received("a b"))
+                .reply
+                .text,
+            "a b"
+        );
     }
 }
