@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
 import { ChatGPTError } from '../index.js'
-import { startSimulator, clientFor, rejection, whenIdle } from './helpers.mjs'
+import { API_KEY, startSimulator, clientFor, rejection, whenIdle } from './helpers.mjs'
 
 let sim
 before(async () => {
@@ -256,6 +256,15 @@ test('a failure after deltas is STREAM_INTERRUPTED, naming its cause, which keep
   assert.equal(err.cause.code, 'ERR_CHATGPT_BAD_RESPONSE')
   assert.ok(err.message.includes('ERR_CHATGPT_BAD_RESPONSE'), 'the message names the cause')
   assert.ok(err.message.includes(err.cause.message), "and carries the cause's message")
+})
+
+test("an interrupted stream's cause is scrubbed of the key like the error itself", async () => {
+  sim.enqueueFault({ kind: 'errorEvent', afterChunks: 2, type: 'server_error', message: `upstream echoed ${API_KEY}` })
+  const err = await rejection(clientFor(sim, { cache: false }).sendMessage('echoes the key', { onProgress: () => {} }))
+  assert.equal(err.code, 'ERR_CHATGPT_STREAM_INTERRUPTED')
+  assert.equal(err.cause.code, 'ERR_CHATGPT_STREAM_ERROR')
+  assert.ok(err.cause.message.includes('upstream echoed'), 'the server message is kept')
+  for (const text of [err.message, err.cause.message, err.cause.stack]) assert.ok(!text.includes(API_KEY), text)
 })
 
 // --- The wait for the first token -------------------------------------------------------------

@@ -14,7 +14,8 @@ use crate::core::chat::RawJson;
 use crate::core::client::ChatReply;
 use crate::core::conversation::Truncation;
 
-/// A chunk of a reply as passed to `onProgress`: `text` so far and the new `delta`.
+/// A chunk of a reply as passed to `onProgress`: `text` so far, the new `delta`, and the chunk
+/// that carried it as `detail`. Built in `lib/relay.js`; this struct gives the typings its shape.
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct PartialChatMessage {
     /// The completion id (`chatcmpl-...`).
@@ -28,6 +29,10 @@ pub struct PartialChatMessage {
     /// The id of the user message this replies to.
     pub parent_message_id: String,
     pub conversation_id: Option<String>,
+    /// The parsed stream chunk that carried `delta` (parsed on first read). A delta replayed from
+    /// the cache or a shared request has a chunk built from the delta.
+    #[napi(ts_type = "Record<string, any>")]
+    pub detail: serde_json::Value,
 }
 
 /// Token usage of a reply.
@@ -57,7 +62,8 @@ pub struct ChatMessage {
     pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delta: Option<String>,
-    /// The raw response, or the last chunk of a stream.
+    /// The raw response; for a stream, the chunk carrying `finish_reason`, with the stream's
+    /// `usage` (or the estimate, flagged `estimated: true`).
     #[napi(ts_type = "Record<string, any>")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<RawJson>,
