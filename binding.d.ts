@@ -168,8 +168,10 @@ export interface ChatGPTAPIOptions {
    */
   timeoutMs?: number
   /**
-   * Longest silence tolerated between two reads of a response body, in milliseconds: a
-   * stream that hangs fails with `ERR_CHATGPT_TIMEOUT` instead of hanging forever.
+   * Longest silence tolerated between two reads of a response body, in milliseconds, from a
+   * stream's first token on: a stream that hangs fails instead of hanging forever. The wait for
+   * the first token is bounded by `attemptTimeoutMs` and `timeoutMs` instead, so a model that
+   * thinks long before answering is waited for rather than retried.
    * @default 60000
    */
   idleTimeoutMs?: number
@@ -286,7 +288,10 @@ export interface ChatMessage {
   role: 'user' | 'assistant' | 'system'
   name?: string
   delta?: string
-  /** The raw response, or the last chunk of a stream. */
+  /**
+   * The raw response; for a stream, the chunk carrying `finish_reason`, with the stream's
+   * `usage` (or the estimate, flagged `estimated: true`).
+   */
   detail?: Record<string, any>
   /** The id of the user message this replies to. */
   parentMessageId?: string
@@ -432,7 +437,10 @@ export interface LatencyPercentiles {
   mean: number
 }
 
-/** A chunk of a reply as passed to `onProgress`: `text` so far and the new `delta`. */
+/**
+ * A chunk of a reply as passed to `onProgress`: `text` so far, the new `delta`, and the chunk
+ * that carried it as `detail`. Built in `lib/relay.js`; this struct gives the typings its shape.
+ */
 export interface PartialChatMessage {
   /** The completion id (`chatcmpl-...`). */
   id: string
@@ -444,6 +452,11 @@ export interface PartialChatMessage {
   /** The id of the user message this replies to. */
   parentMessageId: string
   conversationId?: string
+  /**
+   * The parsed stream chunk that carried `delta` (parsed on first read). A delta replayed from
+   * the cache or a shared request has a chunk built from the delta.
+   */
+  detail: Record<string, any>
 }
 
 /** One message of a built prompt. */
