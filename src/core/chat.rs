@@ -546,6 +546,9 @@ struct Delta<'a> {
     content: Option<&'a RawValue>,
     #[serde(borrow, default)]
     role: Option<&'a RawValue>,
+    /// Read only to tell that the model has started answering (see [`StreamState::started`]).
+    #[serde(borrow, default)]
+    tool_calls: Option<&'a RawValue>,
 }
 
 /// The string a raw JSON value holds, lone surrogates as U+FFFD; `None` if it is no string.
@@ -580,6 +583,8 @@ pub struct StreamState {
     pub role: Option<String>,
     pub finish_reason: Option<String>,
     pub usage: Option<Usage>,
+    /// The model has started answering: content, a tool call or a finish reason has arrived.
+    started: bool,
     /// The usage object as the server sent it (added to the `detail`).
     usage_json: Option<String>,
     /// Raw JSON of the chunk that carried choice 0's `finish_reason` (the completion's
@@ -642,11 +647,13 @@ impl StreamState {
                 if let Some(role) = delta.role.and_then(raw_string) {
                     self.role = Some(role);
                 }
+                self.started |= delta.tool_calls.is_some();
                 let content = delta
                     .content
                     .and_then(|c| decode_string(c.get(), &mut self.pending_high))
                     .filter(|c| !c.is_empty());
                 if let Some(content) = content {
+                    self.started = true;
                     self.text.push_str(&content);
                     step = StreamStep::Delta(content.into_owned());
                 }
@@ -664,6 +671,7 @@ impl StreamState {
                     };
                 }
                 self.finish_reason = Some(reason);
+                self.started = true;
                 finished = true;
             }
         }
@@ -675,6 +683,12 @@ impl StreamState {
             self.last_choices = count;
         }
         Ok(step)
+    }
+
+    /// Whether the model has started answering: a content delta, a tool call or a finish reason
+    /// has arrived (a role-only first chunk, sent before the model thinks, does not count).
+    pub fn started(&self) -> bool {
+        self.started
     }
 
     /// The stream is complete (`[DONE]` or a `finish_reason` seen) but a high surrogate is still
@@ -897,6 +911,25 @@ mod tests {
         );
         assert_eq!(RawJson::default().with_usage("{}").get(), r#"{"usage":{}}"#);
         assert_eq!(RawJson::from_text("{}".into()).with_usage("1").get(), r#"{"usage":1}"#);
+    }
+
+    #[test]
+    fn a_stream_has_started_once_content_a_tool_call_or_a_finish_arrives() {
+        let role = r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#;
+        for (chunk, started) in [
+            (role, false),
+            (r#"{"choices":[{"index":0,"delta":{"content":"x"}}]}"#, true),
+            (
+                r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c"}]}}]}"#,
+                true,
+            ),
+            (r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#, true),
+        ] {
+            let mut s = StreamState::default();
+            s.on_event(&ev(role)).unwrap();
+            s.on_event(&ev(chunk)).unwrap();
+            assert_eq!(s.started(), started, "{chunk}");
+        }
     }
 
     #[test]

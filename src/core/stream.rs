@@ -92,12 +92,11 @@ pub async fn read_stream(
     let mut state = StreamState::default();
     let mut events: Vec<SseEvent> = Vec::new();
     let mut received = 0usize;
-    // The idle timeout counts from the first token (a content delta or the finish): until then
-    // the model may be thinking, which the attempt's and the call's deadlines bound.
-    let mut first_token = false;
     'read: loop {
+        // The idle timeout counts from the first token (see `StreamState::started`): until then
+        // the model may be thinking, which the attempt's and the call's deadlines bound.
         let read = async { body.chunk().await.map_err(network_error) };
-        let chunk = if first_token {
+        let chunk = if state.started() {
             bounds.read_body(read).await
         } else {
             bounds.read_before_first_token(read).await
@@ -117,12 +116,9 @@ pub async fn read_stream(
         }
         for ev in events.drain(..) {
             match state.on_event(&ev).map_err(|e| e.with_partial_text(&state.text))? {
-                StreamStep::Delta(delta) => {
-                    first_token = true;
-                    delivery.deliver(&delta, &state.text, &ev.data)
-                }
+                StreamStep::Delta(delta) => delivery.deliver(&delta, &state.text, &ev.data),
                 StreamStep::Done => break 'read,
-                StreamStep::Nothing => first_token |= state.finish_reason.is_some(),
+                StreamStep::Nothing => {}
             }
         }
         if chunk.is_none() {
