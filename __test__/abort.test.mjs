@@ -115,3 +115,30 @@ test('an abort after deltas stays ABORT_ERR, with the partial text and attempts,
     await whenIdle(sim, 1000)
   }
 })
+
+test('a timeout or abort after the reply arrived (waiting for onProgress or the store) reports attempts', async () => {
+  const api = clientFor(sim, { cache: false, headers: { 'x-sim-response-tokens': '3' } })
+  const controller = new AbortController()
+  const waiting = await rejection(
+    api.sendMessage('waits for an onProgress Promise', {
+      abortSignal: controller.signal,
+      onProgress: () => {
+        setImmediate(() => controller.abort())
+        return new Promise(() => {})
+      },
+    }),
+  )
+  assert.equal(waiting.code, 'ABORT_ERR')
+  assert.equal(waiting.attempts, 1)
+
+  // A store whose writes never finish: the call ends at its timeoutMs, after its one request.
+  const stuck = clientFor(sim, {
+    cache: false,
+    headers: { 'x-sim-response-tokens': '3' },
+    getMessageById: async () => undefined,
+    upsertMessage: () => new Promise(() => {}),
+  })
+  const storing = await rejection(stuck.sendMessage('stored forever', { timeoutMs: 300 }))
+  assert.equal(storing.code, 'ERR_CHATGPT_TIMEOUT')
+  assert.equal(storing.attempts, 1)
+})

@@ -35,6 +35,8 @@ pub struct Received {
     pub request_id: Option<String>,
     /// Content deltas delivered to this caller.
     pub deltas: u32,
+    /// HTTP attempts the answer took (0 for a cache hit).
+    pub attempts: u32,
     /// Served from the response cache.
     pub cached: bool,
 }

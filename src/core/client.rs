@@ -380,8 +380,12 @@ impl ChatClient {
             store.insert(settled.user_message);
             store.insert(settled.reply_message);
         } else {
-            bounds.wait(self.store.upsert(settled.user_message)).await?;
-            bounds.wait(self.store.upsert(settled.reply_message)).await?;
+            let attempts = settled.reply.attempts;
+            let stored = async {
+                bounds.wait(self.store.upsert(settled.user_message)).await?;
+                bounds.wait(self.store.upsert(settled.reply_message)).await
+            };
+            stored.await.map_err(|e| e.with_attempts(attempts))?;
         }
         Ok(settled.reply)
     }
@@ -419,6 +423,7 @@ impl ChatClient {
             completion: completion_from_cache(&hit),
             request_id: None,
             deltas: 0,
+            attempts: 0,
             cached: true,
         };
         let settled = settle(req.clone(), encoding, &prompt, ids, received);
@@ -483,6 +488,7 @@ impl ChatClient {
                         completion: fetched.completion,
                         request_id: fetched.request_id,
                         deltas: delivery.delivered(),
+                        attempts,
                         cached: false,
                     });
                 }

@@ -200,6 +200,14 @@ impl ChatError {
         outer
     }
 
+    /// Attach the HTTP attempts the call made, unless already known; nothing when it made none.
+    pub fn with_attempts(mut self, attempts: u32) -> Self {
+        if self.attempts.is_none() && attempts > 0 {
+            self.attempts = Some(attempts);
+        }
+        self
+    }
+
     /// Attach how long the caller should wait before trying again.
     pub fn with_retry_after(mut self, wait: Duration) -> Self {
         self.retry_after = Some(wait);

@@ -97,6 +97,7 @@ impl Sharing {
                 completion: completion_from_cache(&hit),
                 request_id: None,
                 deltas: delivery.delivered(),
+                attempts: 0,
                 cached: true,
             });
         }
@@ -134,12 +135,9 @@ impl Sharing {
                 .await
         };
         drop(joined.waiter);
-        let result = outcome.and_then(|r| r).map_err(|mut e| {
+        let result = outcome.and_then(|r| r).map_err(|e| {
             // This caller's own timeout or abort, after the shared call had sent requests.
-            let sent = flight.attempts.load(Ordering::Relaxed);
-            if e.attempts.is_none() && sent > 0 {
-                e.attempts = Some(sent);
-            }
+            let mut e = e.with_attempts(flight.attempts.load(Ordering::Relaxed));
             // As for a call of its own: once deltas reached this caller, any end but an abort is
             // an interrupted stream (the shared call's own failure already is one).
             let delivered = delivery.delivered();
@@ -152,6 +150,7 @@ impl Sharing {
             completion: completion_from_cache(&result.completion),
             request_id: result.request_id,
             deltas: delivery.delivered(),
+            attempts: flight.attempts.load(Ordering::Relaxed),
             cached: false,
         })
     }

@@ -46,6 +46,9 @@ pub struct ChatReply {
     pub request_id: Option<String>,
     /// Number of content deltas delivered (0 for non-streaming calls).
     pub deltas: u32,
+    /// HTTP attempts the reply took (0 when answered from the cache), for the errors of what
+    /// follows it (storing the messages, waiting for `onProgress`'s Promises).
+    pub attempts: u32,
     /// Ancestors sent as history, and why the walk stopped early (if it did).
     pub history_messages: u32,
     pub truncated: Option<Truncation>,
@@ -96,6 +99,7 @@ pub fn settle(
         completion,
         request_id,
         deltas,
+        attempts,
         cached,
     } = received;
     let mut completion = completion;
@@ -137,6 +141,7 @@ pub fn settle(
         finish_reason: completion.finish_reason,
         request_id,
         deltas,
+        attempts,
         history_messages: prompt.history_messages,
         truncated: prompt.truncated,
         cached,
@@ -219,6 +224,7 @@ mod tests {
             },
             request_id: Some("req_1".into()),
             deltas: 0,
+            attempts: 1,
             cached: false,
         };
         let ids = MessageIds::for_user("u1".into());
@@ -274,6 +280,7 @@ mod tests {
             },
             request_id: None,
             deltas: 1,
+            attempts: 1,
             cached: false,
         };
         let ids = MessageIds::for_user("u1".into());
