@@ -179,8 +179,10 @@ export interface ChatGPTAPIOptions {
    */
   timeoutMs?: number
   /**
-   * Longest silence tolerated between two reads of a response body, in milliseconds: a
-   * stream that hangs fails with `ERR_CHATGPT_TIMEOUT` instead of hanging forever.
+   * Longest silence tolerated between two reads of a response body, in milliseconds, from a
+   * stream's first token on: a stream that hangs fails instead of hanging forever. The wait for
+   * the first token is bounded by `attemptTimeoutMs` and `timeoutMs` instead, so a model that
+   * thinks long before answering is waited for rather than retried.
    * @default 60000
    */
   idleTimeoutMs?: number
@@ -358,7 +360,11 @@ export interface ChatReply {
   /** The reply's text (`""` when the model answered with tool calls only). */
   text: string
   role: Role
-  /** The raw response (`ChatCompletion`), or for a streamed reply a `ChatCompletionChunk`. */
+  /**
+   * The raw response (`ChatCompletion`); for a stream, the chunk carrying `finish_reason`
+   * (`ChatCompletionChunk`), with the stream's `usage` (or the estimate, flagged
+   * `estimated: true`).
+   */
   detail: ChatCompletion | ChatCompletionChunk
   /** The id of the user message this replies to. */
   parentMessageId: string
@@ -490,8 +496,9 @@ export interface LatencyPercentiles {
 }
 
 /**
- * A chunk of a reply as passed to `onProgress`: `text` so far and the new `delta`. A
- * `ChatMessage`, so handlers typed `(partial: ChatMessage) => void` (as written for the
+ * A chunk of a reply as passed to `onProgress`: `text` so far, the new `delta`, and the chunk
+ * that carried it as `detail`. Built in `lib/relay.js`; this struct gives the typings its shape.
+ * A `ChatMessage`, so handlers typed `(partial: ChatMessage) => void` (as written for the
  * `chatgpt` package) are accepted.
  */
 export interface PartialChatMessage {
@@ -506,7 +513,10 @@ export interface PartialChatMessage {
   parentMessageId: string
   /** The `conversationId` passed to `sendMessage`, if any. */
   conversationId?: string
-  /** The chunk that carried this delta, as the server sent it (parsed on first read). */
+  /**
+   * The parsed stream chunk that carried `delta` (parsed on first read). A delta replayed from
+   * the cache or a shared request has a chunk built from the delta.
+   */
   detail: ChatCompletionChunk
 }
 

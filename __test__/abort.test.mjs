@@ -73,3 +73,72 @@ test('aborting after completion is harmless', async () => {
   controller.abort()
   assert.equal(reply.finishReason, 'stop')
 })
+
+test('an abort or timeout of a call that sent its request reports attempts, cached or not', async () => {
+  // With `cache: true` the request runs as a shared call the caller waits on.
+  for (const cache of [false, true]) {
+    const api = clientFor(sim, { cache })
+    sim.enqueueFault({ kind: 'stall' })
+    const timedOut = await rejection(api.sendMessage(`stalled until the timeout, cache ${cache}`, { timeoutMs: 200 }))
+    assert.equal(timedOut.code, 'ERR_CHATGPT_TIMEOUT')
+    assert.equal(timedOut.attempts, 1, `timeout, cache ${cache}`)
+
+    sim.enqueueFault({ kind: 'stall' })
+    const controller = new AbortController()
+    const pending = api.sendMessage(`stalled until aborted, cache ${cache}`, { abortSignal: controller.signal })
+    await whenInFlight(sim, 1)
+    controller.abort()
+    const aborted = await rejection(pending)
+    assert.equal(aborted.code, 'ABORT_ERR')
+    assert.equal(aborted.attempts, 1, `abort, cache ${cache}`)
+    await whenIdle(sim)
+  }
+})
+
+test('an abort after deltas stays ABORT_ERR, with the partial text and attempts, cached or not', async () => {
+  for (const cache of [false, true]) {
+    const controller = new AbortController()
+    const deltas = []
+    const err = await rejection(
+      clientFor(sim, { cache }).sendMessage(`aborted mid-stream, cache ${cache}`, {
+        abortSignal: controller.signal,
+        onProgress: (p) => {
+          deltas.push(p.delta)
+          if (deltas.length === 3) controller.abort()
+        },
+      }),
+    )
+    assert.equal(err.code, 'ABORT_ERR')
+    assert.equal(err.cause, undefined)
+    assert.equal(err.attempts, 1)
+    assert.ok(err.partialText.startsWith(deltas.slice(0, 3).join('')))
+    await whenIdle(sim, 1000)
+  }
+})
+
+test('a timeout or abort after the reply arrived (waiting for onProgress or the store) reports attempts', async () => {
+  const api = clientFor(sim, { cache: false, headers: { 'x-sim-response-tokens': '3' } })
+  const controller = new AbortController()
+  const waiting = await rejection(
+    api.sendMessage('waits for an onProgress Promise', {
+      abortSignal: controller.signal,
+      onProgress: () => {
+        setImmediate(() => controller.abort())
+        return new Promise(() => {})
+      },
+    }),
+  )
+  assert.equal(waiting.code, 'ABORT_ERR')
+  assert.equal(waiting.attempts, 1)
+
+  // A store whose writes never finish: the call ends at its timeoutMs, after its one request.
+  const stuck = clientFor(sim, {
+    cache: false,
+    headers: { 'x-sim-response-tokens': '3' },
+    getMessageById: async () => undefined,
+    upsertMessage: () => new Promise(() => {}),
+  })
+  const storing = await rejection(stuck.sendMessage('stored forever', { timeoutMs: 300 }))
+  assert.equal(storing.code, 'ERR_CHATGPT_TIMEOUT')
+  assert.equal(storing.attempts, 1)
+})

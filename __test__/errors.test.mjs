@@ -94,9 +94,12 @@ test('rejects with ERR_CHATGPT_STREAM_INTERRUPTED and partialText when a stream 
   assert.match(err.requestId, /^req_/)
 })
 
-test('rejects with ERR_CHATGPT_BAD_RESPONSE on a malformed chunk or body', async () => {
+test('rejects with ERR_CHATGPT_BAD_RESPONSE on a malformed chunk or body (the cause, once deltas were delivered)', async () => {
+  const first = await failWith({ kind: 'malformed', afterChunks: 0 }, { stream: true })
+  assert.equal(first.code, 'ERR_CHATGPT_BAD_RESPONSE')
   const streamed = await failWith({ kind: 'malformed', afterChunks: 2 }, { stream: true })
-  assert.equal(streamed.code, 'ERR_CHATGPT_BAD_RESPONSE')
+  assert.equal(streamed.code, 'ERR_CHATGPT_STREAM_INTERRUPTED')
+  assert.equal(streamed.cause.code, 'ERR_CHATGPT_BAD_RESPONSE')
   assert.ok(streamed.partialText.length > 0)
   const plain = await failWith({ kind: 'malformed' })
   assert.equal(plain.code, 'ERR_CHATGPT_BAD_RESPONSE')
@@ -183,10 +186,12 @@ test('timeoutMs: 0 means no timeout, per call over the instance bound and per in
   }
 })
 
-test('rejects with ERR_CHATGPT_TIMEOUT and partialText when a stream goes idle', async () => {
+test('rejects with ERR_CHATGPT_STREAM_INTERRUPTED (cause ERR_CHATGPT_TIMEOUT) and partialText when a stream goes idle', async () => {
   const deltas = []
   const err = await failWith({ kind: 'stall', afterChunks: 2 }, { onProgress: (p) => deltas.push(p.delta) }, { idleTimeoutMs: 150 })
-  assert.equal(err.code, 'ERR_CHATGPT_TIMEOUT')
+  assert.equal(err.code, 'ERR_CHATGPT_STREAM_INTERRUPTED')
+  assert.equal(err.cause.code, 'ERR_CHATGPT_TIMEOUT')
+  assert.match(err.cause.message, /idleTimeoutMs/)
   assert.match(err.message, /idleTimeoutMs/)
   assert.equal(deltas.length, 2)
   assert.equal(err.partialText, deltas.join(''))

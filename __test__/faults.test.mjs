@@ -86,6 +86,19 @@ const rawStream = (contents) => (req, res) => {
   res.end(sseFinish())
 }
 
+/** The role chunk at once, then after `delayMs` the whole reply (as a model that thinks first). */
+const slowFirstToken = (delayMs) => (req, res) => {
+  res.writeHead(200, { 'content-type': 'text/event-stream' })
+  res.write(`data: {"id":"chatcmpl-raw","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}\n\n`)
+  // A timed wait: the server's slowness is the subject of the rows using it.
+  const timer = setTimeout(() => {
+    res.write(sseDelta('late '))
+    res.write(sseDelta('but fine'))
+    res.end(sseFinish())
+  }, delayMs)
+  res.on('close', () => clearTimeout(timer))
+}
+
 const completionJson = (id, jsonContent) =>
   `{"id":"${id}","object":"chat.completion","created":0,"model":"raw","choices":[{"index":0,"message":{"role":"assistant","content":"${jsonContent}"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`
 
@@ -120,7 +133,7 @@ const sameId = (req, res, body) => {
 // returning the base URL); `client` and `call` options over the defaults; `stream: true` to stream
 // with an onProgress that records the deltas; `run` to replace the single call. `expect` holds:
 // `text` (exact reply text) or `ok`, `code`, `statusCode`, `requests` (HTTP requests the server
-// saw), `attempts` (err.attempts), `partialText` ('deltas': non-empty and equal to what reached
+// saw), `attempts` (err.attempts), `causeCode` (err.cause.code), `partialText` ('deltas': non-empty and equal to what reached
 // onProgress), `withinMs`, `atLeastMs`; `check(ctx)` adds row-specific assertions.
 
 const rows = [
@@ -246,10 +259,10 @@ const rows = [
   },
   {
     fault: 'Connection closed mid-stream after 3 deltas',
-    outcome: '`ERR_CHATGPT_STREAM_INTERRUPTED` with the 3 deltas as `partialText`, not retried: 1 request',
+    outcome: '`ERR_CHATGPT_STREAM_INTERRUPTED` (`cause.code` `ERR_CHATGPT_NETWORK`) with the 3 deltas as `partialText`, not retried: 1 request',
     sim: [{ kind: 'disconnect', afterChunks: 3 }],
     stream: true,
-    expect: { code: 'ERR_CHATGPT_STREAM_INTERRUPTED', partialText: 'deltas', requests: 1, attempts: 1 },
+    expect: { code: 'ERR_CHATGPT_STREAM_INTERRUPTED', causeCode: 'ERR_CHATGPT_NETWORK', partialText: 'deltas', requests: 1, attempts: 1 },
   },
   {
     fault: 'Stall before the headers, every attempt, `attemptTimeoutMs: 100`',
@@ -266,12 +279,28 @@ const rows = [
     expect: { code: 'ERR_CHATGPT_TIMEOUT', requests: 1, attempts: 1, atLeastMs: 290, withinMs: 2000 },
   },
   {
+    fault: 'First token 600 ms after the role chunk, `idleTimeoutMs: 150`',
+    outcome: 'Succeeds: the idle timeout starts at the first token, 1 request',
+    raw: slowFirstToken(600),
+    client: { idleTimeoutMs: 150 },
+    stream: true,
+    expect: { text: 'late but fine', requests: 1, atLeastMs: 590 },
+  },
+  {
+    fault: 'First token 600 ms after the role chunk, every attempt, `attemptTimeoutMs: 200`',
+    outcome: 'Each attempt times out waiting for it and is retried: `ERR_CHATGPT_TIMEOUT` after 3 attempts',
+    raw: slowFirstToken(600),
+    client: { attemptTimeoutMs: 200 },
+    stream: true,
+    expect: { code: 'ERR_CHATGPT_TIMEOUT', requests: 3, attempts: 3, atLeastMs: 590 },
+  },
+  {
     fault: 'Stall mid-stream after 2 deltas, `idleTimeoutMs: 150`',
-    outcome: '`ERR_CHATGPT_TIMEOUT` with the 2 deltas as `partialText`, not retried: 1 request',
+    outcome: '`ERR_CHATGPT_STREAM_INTERRUPTED` (`cause.code` `ERR_CHATGPT_TIMEOUT`) with the 2 deltas as `partialText`, not retried: 1 request',
     sim: [{ kind: 'stall', afterChunks: 2 }],
     client: { idleTimeoutMs: 150 },
     stream: true,
-    expect: { code: 'ERR_CHATGPT_TIMEOUT', partialText: 'deltas', requests: 1, attempts: 1, atLeastMs: 140, withinMs: 2000 },
+    expect: { code: 'ERR_CHATGPT_STREAM_INTERRUPTED', causeCode: 'ERR_CHATGPT_TIMEOUT', partialText: 'deltas', requests: 1, attempts: 1, atLeastMs: 140, withinMs: 2000 },
   },
 
   // The stream's content.
@@ -284,10 +313,10 @@ const rows = [
   },
   {
     fault: 'Malformed chunk after 2 deltas',
-    outcome: '`ERR_CHATGPT_BAD_RESPONSE` with the 2 deltas as `partialText`, not retried: 1 request',
+    outcome: '`ERR_CHATGPT_STREAM_INTERRUPTED` (`cause.code` `ERR_CHATGPT_BAD_RESPONSE`) with the 2 deltas as `partialText`, not retried: 1 request',
     sim: [{ kind: 'malformed', afterChunks: 2 }],
     stream: true,
-    expect: { code: 'ERR_CHATGPT_BAD_RESPONSE', partialText: 'deltas', requests: 1, attempts: 1 },
+    expect: { code: 'ERR_CHATGPT_STREAM_INTERRUPTED', causeCode: 'ERR_CHATGPT_BAD_RESPONSE', partialText: 'deltas', requests: 1, attempts: 1 },
   },
   {
     fault: 'Error event (`server_error`) as the first event, every attempt',
@@ -305,11 +334,12 @@ const rows = [
   },
   {
     fault: 'Error event (`event: error`) after 2 deltas',
-    outcome: '`ERR_CHATGPT_STREAM_INTERRUPTED` with the server\'s `type` and the 2 deltas as `partialText`: 1 request',
+    outcome: '`ERR_CHATGPT_STREAM_INTERRUPTED` (`cause.code` `ERR_CHATGPT_STREAM_ERROR`) with the server\'s `type` and the 2 deltas as `partialText`: 1 request',
     sim: [{ kind: 'errorEvent', afterChunks: 2, sseEvent: true, type: 'server_error', message: 'overloaded' }],
     stream: true,
     expect: {
       code: 'ERR_CHATGPT_STREAM_INTERRUPTED',
+      causeCode: 'ERR_CHATGPT_STREAM_ERROR',
       partialText: 'deltas',
       requests: 1,
       attempts: 1,
@@ -385,19 +415,19 @@ const rows = [
   },
   {
     fault: 'An endless stream, `maxResponseBytes: 65536`',
-    outcome: '`ERR_CHATGPT_RESPONSE_TOO_LARGE` with what had streamed as `partialText`, not retried: 1 request',
+    outcome: '`ERR_CHATGPT_STREAM_INTERRUPTED` (`cause.code` `ERR_CHATGPT_RESPONSE_TOO_LARGE`) with what had streamed as `partialText`, not retried: 1 request',
     raw: endless({ contentType: 'text/event-stream', piece: () => sseDelta('word ') }),
     client: { maxResponseBytes: 65536 },
     stream: true,
-    expect: { code: 'ERR_CHATGPT_RESPONSE_TOO_LARGE', partialText: 'deltas', requests: 1, attempts: 1 },
+    expect: { code: 'ERR_CHATGPT_STREAM_INTERRUPTED', causeCode: 'ERR_CHATGPT_RESPONSE_TOO_LARGE', partialText: 'deltas', requests: 1, attempts: 1 },
   },
   {
     fault: 'An endless slow stream (a delta every 20 ms), `timeoutMs: 500`',
-    outcome: '`ERR_CHATGPT_TIMEOUT` after 500 ms with what had streamed as `partialText`: 1 request',
+    outcome: '`ERR_CHATGPT_STREAM_INTERRUPTED` (`cause.code` `ERR_CHATGPT_TIMEOUT`) after 500 ms with what had streamed as `partialText`: 1 request',
     raw: endless({ contentType: 'text/event-stream', piece: () => sseDelta('word '), everyMs: 20 }),
     call: { timeoutMs: 500 },
     stream: true,
-    expect: { code: 'ERR_CHATGPT_TIMEOUT', partialText: 'deltas', requests: 1, attempts: 1, atLeastMs: 490, withinMs: 2000 },
+    expect: { code: 'ERR_CHATGPT_STREAM_INTERRUPTED', causeCode: 'ERR_CHATGPT_TIMEOUT', partialText: 'deltas', requests: 1, attempts: 1, atLeastMs: 490, withinMs: 2000 },
   },
   {
     fault: 'A non-streamed body over `maxResponseBytes: 2048`',
@@ -454,6 +484,10 @@ for (const row of rows) {
         assert.equal(error.code, expect.code)
         if (expect.statusCode !== undefined) assert.equal(error.statusCode, expect.statusCode)
         if (expect.attempts !== undefined) assert.equal(error.attempts, expect.attempts)
+        if (expect.causeCode !== undefined) {
+          assert.ok(error.cause instanceof ChatGPTError, 'the underlying failure is the cause')
+          assert.equal(error.cause.code, expect.causeCode)
+        }
         if (expect.partialText === 'deltas') {
           assert.ok(deltas.length > 0, 'some deltas reached onProgress')
           assert.equal(error.partialText, deltas.join(''))

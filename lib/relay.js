@@ -48,7 +48,7 @@ function makeRelay(deliver, report, idle) {
     pending++
     Promise.resolve(ret).then(settled, rejected)
   }
-  return function relay(a, b) {
+  return function relay(a, b, c) {
     if (a == null) {
       draining = true
       return maybeIdle()
@@ -56,7 +56,7 @@ function makeRelay(deliver, report, idle) {
     if (failed) return
     let ret
     try {
-      ret = deliver(a, b)
+      ret = deliver(a, b, c)
     } catch (err) {
       failed = true
       throw err
@@ -66,19 +66,55 @@ function makeRelay(deliver, report, idle) {
 }
 
 /**
- * `onProgress`'s relay: events are `(delta, id)`, `id` only when it changed. Only the delta
- * crosses from native code; the text so far is concatenated here (a rope in V8), which keeps a
- * long stream linear where sending the whole text per delta would copy O(n²) bytes.
+ * A partial reply as `onProgress` receives it. `detail` is the chunk that carried the delta, as
+ * `chatgpt` v5 passes it: its JSON text is kept and parsed on first read (then memoised), so a
+ * callback that never reads it pays for no parse. A delta replayed from the cache or a shared
+ * call has no chunk of its own: its `detail` is a chunk built from the delta.
+ */
+class PartialChatMessage {
+  #chunk
+  #detail
+  constructor(id, parentMessageId, conversationId, text, delta, chunk) {
+    this.role = 'assistant'
+    this.id = id
+    this.parentMessageId = parentMessageId
+    this.text = text
+    this.delta = delta
+    if (conversationId != null) this.conversationId = conversationId
+    this.#chunk = chunk
+  }
+
+  get detail() {
+    if (this.#detail === undefined) {
+      let detail = null
+      if (this.#chunk != null) {
+        try {
+          detail = JSON.parse(this.#chunk)
+        } catch (_) {}
+      }
+      this.#detail = detail ?? {
+        object: 'chat.completion.chunk',
+        choices: [{ index: 0, delta: { content: this.delta }, finish_reason: null }],
+      }
+      this.#chunk = undefined
+    }
+    return this.#detail
+  }
+}
+
+/**
+ * `onProgress`'s relay: events are `(delta, id, chunk)`, `id` only when it changed, `chunk` the
+ * JSON text of the chunk (or null). Only the delta and the chunk cross from native code; the text
+ * so far is concatenated here (a rope in V8), which keeps a long stream linear where sending the
+ * whole text per delta would copy O(n²) bytes.
  */
 function makeProgressRelay(onProgress, parentMessageId, conversationId, report, idle) {
   let text = ''
   let id = ''
-  const deliver = (delta, newId) => {
+  const deliver = (delta, newId, chunk) => {
     if (newId != null) id = newId
     text += delta
-    const partial = { role: 'assistant', id, parentMessageId, text, delta }
-    if (conversationId != null) partial.conversationId = conversationId
-    return onProgress(partial)
+    return onProgress(new PartialChatMessage(id, parentMessageId, conversationId, text, delta, chunk))
   }
   return makeRelay(deliver, report, idle)
 }

@@ -420,7 +420,9 @@ impl ChatGPTAPI {
             let result = match &sink {
                 Some(s) => match Box::pin(s.barrier(deadline)).await {
                     Ok(()) => result,
-                    Err(e) => result.and(Err(e)),
+                    // The reply came: the failure (a timeout, an abort) is of a call that sent
+                    // requests, and says how many.
+                    Err(e) => result.and_then(|reply| Err(e.with_attempts(reply.attempts))),
                 },
                 None => result,
             };

@@ -68,7 +68,7 @@ impl ItemSink {
         if self.relay.has_failed() {
             return;
         }
-        self.relay.send(index, Some(ItemOutcome(result)));
+        self.relay.send(index, Some(ItemOutcome(result)), None);
     }
 
     /// Wait until every `onItem` call has run and every Promise it returned has settled, up to

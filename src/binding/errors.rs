@@ -41,7 +41,12 @@ enum FieldValue<'a> {
 pub fn js_error<'env>(env: &'env Env, e: &ChatError) -> Result<Unknown<'env>> {
     let mut scrubbed = e.clone();
     Redactor::default().scrub_error(&mut scrubbed);
-    let info: &ErrorInfo = &scrubbed;
+    scrubbed_js_error(env, &scrubbed)
+}
+
+/// [`js_error`] for an error already scrubbed (its `cause` included).
+fn scrubbed_js_error<'env>(env: &'env Env, scrubbed: &ChatError) -> Result<Unknown<'env>> {
+    let info: &ErrorInfo = scrubbed;
     // No `..`: a field added to `ErrorInfo` must be handled here (and in ERROR_FIELDS).
     let ErrorInfo {
         code,
@@ -59,6 +64,7 @@ pub fn js_error<'env>(env: &'env Env, e: &ChatError) -> Result<Unknown<'env>> {
         should_retry: _,
         attempts,
         thrown,
+        cause,
     } = info;
     fn text(v: &Option<String>) -> Option<FieldValue<'_>> {
         v.as_deref().map(FieldValue::Text)
@@ -85,8 +91,12 @@ pub fn js_error<'env>(env: &'env Env, e: &ChatError) -> Result<Unknown<'env>> {
             None => {}
         }
     }
-    // `cause` is the constructor's own option (passed on to `Error`), not one of the fields.
-    if let Some(value) = thrown.as_ref().and_then(|t| t.0.downcast_ref::<Error>()) {
+    // `cause` is the constructor's own option (passed on to `Error`), not one of the fields: the
+    // failure behind a STREAM_INTERRUPTED (an error's cause has no cause of its own, so this
+    // recurses once), else the value the caller's own code threw.
+    if let Some(cause) = cause {
+        options.set("cause", scrubbed_js_error(env, cause)?)?;
+    } else if let Some(value) = thrown.as_ref().and_then(|t| t.0.downcast_ref::<Error>()) {
         let value = value.try_clone()?;
         // SAFETY: on the JavaScript thread; a retained value converts back to itself.
         let raw = unsafe { Error::to_napi_value(env.raw(), value) }?;

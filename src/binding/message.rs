@@ -14,8 +14,9 @@ use crate::core::chat::RawJson;
 use crate::core::client::ChatReply;
 use crate::core::conversation::Truncation;
 
-/// A chunk of a reply as passed to `onProgress`: `text` so far and the new `delta`. A
-/// `ChatMessage`, so handlers typed `(partial: ChatMessage) => void` (as written for the
+/// A chunk of a reply as passed to `onProgress`: `text` so far, the new `delta`, and the chunk
+/// that carried it as `detail`. Built in `lib/relay.js`; this struct gives the typings its shape.
+/// A `ChatMessage`, so handlers typed `(partial: ChatMessage) => void` (as written for the
 /// `chatgpt` package) are accepted.
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct PartialChatMessage {
@@ -31,7 +32,8 @@ pub struct PartialChatMessage {
     pub parent_message_id: String,
     /// The `conversationId` passed to `sendMessage`, if any.
     pub conversation_id: Option<String>,
-    /// The chunk that carried this delta, as the server sent it (parsed on first read).
+    /// The parsed stream chunk that carried `delta` (parsed on first read). A delta replayed from
+    /// the cache or a shared request has a chunk built from the delta.
     #[napi(ts_type = "ChatCompletionChunk")]
     pub detail: serde_json::Value,
 }
@@ -87,7 +89,9 @@ pub struct ChatMessage {
     pub text: String,
     #[napi(ts_type = "Role")]
     pub role: String,
-    /// The raw response (`ChatCompletion`), or for a streamed reply a `ChatCompletionChunk`.
+    /// The raw response (`ChatCompletion`); for a stream, the chunk carrying `finish_reason`
+    /// (`ChatCompletionChunk`), with the stream's `usage` (or the estimate, flagged
+    /// `estimated: true`).
     #[napi(ts_type = "ChatCompletion | ChatCompletionChunk")]
     pub detail: RawJson,
     /// The id of the user message this replies to.

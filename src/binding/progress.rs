@@ -148,21 +148,24 @@ pub(crate) struct RelayHooks {
     pub idle: Unknown<'static>,
 }
 
-/// What one relay call carries: `(a, b)`, or `(null, null)` for the barrier.
-type RelayArgs<A, B> = FnArgs<(Option<A>, Option<B>)>;
-type RelayTsfn<A, B> = ThreadsafeFunction<(Option<A>, Option<B>), (), RelayArgs<A, B>, Status, false>;
+/// What one relay call carries: `(a, b, c)`, or `(null, null, null)` for the barrier.
+type RelayEvent<A, B, C> = (Option<A>, Option<B>, Option<C>);
+type RelayArgs<A, B, C> = FnArgs<RelayEvent<A, B, C>>;
+type RelayTsfn<A, B, C> = ThreadsafeFunction<RelayEvent<A, B, C>, (), RelayArgs<A, B, C>, Status, false>;
 
 /// The native side of one call's callback: queues events to its JavaScript relay, and waits for
 /// them (and the Promises the callback returned) at the end.
-pub(crate) struct CallbackRelay<A: ToNapiValue + 'static, B: ToNapiValue + 'static> {
-    tsfn: RelayTsfn<A, B>,
+pub(crate) struct CallbackRelay<A: ToNapiValue + 'static, B: ToNapiValue + 'static, C: ToNapiValue + 'static = ()> {
+    tsfn: RelayTsfn<A, B, C>,
     state: Arc<CallbackState>,
     sent: u32,
     /// The callback's name in messages (`onProgress`).
     name: &'static str,
 }
 
-impl<A: ToNapiValue + Send + 'static, B: ToNapiValue + Send + 'static> CallbackRelay<A, B> {
+impl<A: ToNapiValue + Send + 'static, B: ToNapiValue + Send + 'static, C: ToNapiValue + Send + 'static>
+    CallbackRelay<A, B, C>
+{
     /// `make(env, hooks)` calls the JavaScript factory of the relay; `cancel` is cancelled once
     /// the callback throws or a Promise it returns rejects.
     pub(crate) fn new(
@@ -179,9 +182,9 @@ impl<A: ToNapiValue + Send + 'static, B: ToNapiValue + Send + 'static> CallbackR
             )));
         }
         // SAFETY: checked to be a function just above.
-        let relay: Function<'static, RelayArgs<A, B>, ()> = unsafe { relay.cast() }?;
+        let relay: Function<'static, RelayArgs<A, B, C>, ()> = unsafe { relay.cast() }?;
         let tsfn = relay
-            .build_threadsafe_function::<(Option<A>, Option<B>)>()
+            .build_threadsafe_function::<RelayEvent<A, B, C>>()
             .callee_handled::<false>()
             .build_callback(|ctx| Ok(FnArgs::from(ctx.value)))?;
         Ok(CallbackRelay {
@@ -197,7 +200,7 @@ impl<A: ToNapiValue + Send + 'static, B: ToNapiValue + Send + 'static> CallbackR
     }
 
     /// Queue one event, unless the callback has already failed.
-    pub(crate) fn send(&mut self, a: A, b: Option<B>) {
+    pub(crate) fn send(&mut self, a: A, b: Option<B>, c: Option<C>) {
         if self.state.has_failed() {
             return;
         }
@@ -206,7 +209,7 @@ impl<A: ToNapiValue + Send + 'static, B: ToNapiValue + Send + 'static> CallbackR
         // `call_with_return_value`: napi then catches a throw and hands us the original value,
         // where a plain `.call()` would raise an uncaught exception.
         self.tsfn.call_with_return_value(
-            (Some(a), b),
+            (Some(a), b, c),
             ThreadsafeFunctionCallMode::NonBlocking,
             move |ret, _env| {
                 if let Err(err) = ret {
@@ -225,7 +228,7 @@ impl<A: ToNapiValue + Send + 'static, B: ToNapiValue + Send + 'static> CallbackR
         }
         // The relay returns at once for the barrier; only the queue position matters. An error
         // here means the environment is shutting down: nothing is left to wait for.
-        if self.tsfn.call_async_catch((None, None)).await.is_err() {
+        if self.tsfn.call_async_catch((None, None, None)).await.is_err() {
             return Ok(());
         }
         self.state.settled_by(deadline, self.name).await
@@ -237,9 +240,26 @@ impl<A: ToNapiValue + Send + 'static, B: ToNapiValue + Send + 'static> CallbackR
     }
 }
 
-/// The `onProgress` side of one streaming call: `(delta, id)` events, the id only when it changed.
+/// A chunk's JSON text on its way to JavaScript, which parses it only if `detail` is read.
+pub(crate) struct ChunkJson(String);
+
+impl ToNapiValue for ChunkJson {
+    unsafe fn to_napi_value(raw_env: napi::sys::napi_env, val: Self) -> Result<napi::sys::napi_value> {
+        let env = Env::from_raw(raw_env);
+        // ASCII is its own Latin-1: V8 copies the bytes instead of decoding UTF-8 (most chunks).
+        let text = if val.0.is_ascii() {
+            env.create_string_latin1(val.0.as_bytes())?
+        } else {
+            env.create_string(&val.0)?
+        };
+        Ok(text.raw())
+    }
+}
+
+/// The `onProgress` side of one streaming call: `(delta, id, chunk)` events, the id only when it
+/// changed, the chunk's JSON text when there is one.
 pub struct ProgressSink {
-    relay: CallbackRelay<String, String>,
+    relay: CallbackRelay<String, String, ChunkJson>,
     last_id: String,
 }
 
@@ -286,6 +306,7 @@ impl DeltaSink for ProgressSink {
         } else {
             None
         };
-        self.relay.send(p.delta.to_owned(), id);
+        let chunk = (!p.chunk.is_empty()).then(|| ChunkJson(p.chunk.to_owned()));
+        self.relay.send(p.delta.to_owned(), id, chunk);
     }
 }

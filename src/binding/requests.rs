@@ -58,8 +58,10 @@ pub struct ChatGPTAPIOptions {
     /// `chatgpt` package, where a falsy `timeoutMs` means none).
     /// @default 600000
     pub timeout_ms: Option<u32>,
-    /// Longest silence tolerated between two reads of a response body, in milliseconds: a
-    /// stream that hangs fails with `ERR_CHATGPT_TIMEOUT` instead of hanging forever.
+    /// Longest silence tolerated between two reads of a response body, in milliseconds, from a
+    /// stream's first token on: a stream that hangs fails instead of hanging forever. The wait for
+    /// the first token is bounded by `attemptTimeoutMs` and `timeoutMs` instead, so a model that
+    /// thinks long before answering is waited for rather than retried.
     /// @default 60000
     pub idle_timeout_ms: Option<u32>,
     /// Largest response body, or single stream event, accepted, in bytes.

@@ -1,6 +1,8 @@
 //! The bounds every await point of a call runs under: its cancellation token, its whole-call
 //! deadline (`timeoutMs`), the attempt's deadline (`attemptTimeoutMs`) and, for body reads, the
-//! idle timeout (`idleTimeoutMs`).
+//! idle timeout (`idleTimeoutMs`). A stream's wait for its first token is not a body read in that
+//! sense: a model may think for minutes before it answers, and that wait is bounded by the
+//! deadlines only (the idle timeout counts from the first token on).
 //!
 //! Bounding each await point rather than the whole call keeps the text received so far, so a
 //! timeout or abort mid-stream can still report `partialText`.
@@ -121,6 +123,15 @@ impl<'a> CallBounds<'a> {
         self.bound(fut, true).await
     }
 
+    /// A read of a stream's body before its first token: bounded by the deadlines and
+    /// cancellation, not by the idle timeout.
+    pub async fn read_before_first_token<T>(
+        &self,
+        fut: impl Future<Output = Result<T, ChatError>>,
+    ) -> Result<T, ChatError> {
+        self.bound(fut, false).await
+    }
+
     /// Sleep until `at`, unless the call is cancelled or a deadline passes first.
     pub async fn sleep_until(&self, at: Instant) -> Result<(), ChatError> {
         self.wait(async {
@@ -213,6 +224,29 @@ mod tests {
         let r: Result<(), _> = bounds.wait(std::future::pending()).await;
         assert!(r.unwrap_err().message.contains("timeoutMs"));
         assert!(started.elapsed() >= Duration::from_secs(99));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_for_a_first_token_outlives_the_idle_timeout_and_ends_at_the_attempts_deadline() {
+        let cancel = CancellationToken::new();
+        let call = CallBounds::from_now(Duration::from_secs(100), Duration::from_millis(500), &cancel);
+        // A first token after 1.5 s arrives, where the idle timeout alone would have ended the read.
+        let started = Instant::now();
+        let slow_token = async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            Ok("token")
+        };
+        assert_eq!(call.read_before_first_token(slow_token).await.unwrap(), "token");
+        assert_eq!(started.elapsed(), Duration::from_millis(1500));
+        // Once the tokens flow, the idle timeout is back.
+        let r: Result<(), _> = call.read_body(std::future::pending()).await;
+        assert!(r.unwrap_err().message.contains("idleTimeoutMs"));
+        // With `attemptTimeoutMs`, that bounds the wait for the first token.
+        let attempt = call.for_attempt(Some(Duration::from_secs(2)));
+        let started = Instant::now();
+        let r: Result<(), _> = attempt.read_before_first_token(std::future::pending()).await;
+        assert!(r.unwrap_err().message.contains("attemptTimeoutMs"));
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
     }
 
     #[tokio::test]

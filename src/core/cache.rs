@@ -23,7 +23,7 @@
 //! Both are off unless the client's `cache` option turns them on (see `config`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -223,6 +223,8 @@ pub struct Flight {
     pub cancel: CancellationToken,
     /// Set by the first waiter to receive the answer (see [`Flight::claim_request`]).
     request_claimed: AtomicBool,
+    /// Attempts the upstream call has started (see `CallPlan::attempts`).
+    pub attempts: AtomicU32,
 }
 
 impl Flight {
@@ -238,6 +240,7 @@ impl Flight {
             notify: Notify::new(),
             cancel: CancellationToken::new(),
             request_claimed: AtomicBool::new(false),
+            attempts: AtomicU32::new(0),
         })
     }
 

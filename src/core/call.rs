@@ -2,6 +2,8 @@
 //! bounds and delta delivery it runs with, and what comes back. Shared by the client's attempt
 //! loop and the coalescing of identical calls (`flight`).
 
+use std::sync::atomic::AtomicU32;
+
 use bytes::Bytes;
 
 use super::bounds::CallBounds;
@@ -21,6 +23,9 @@ pub struct CallPlan<'c, 'd> {
     pub request: Outbound,
     pub bounds: &'c CallBounds<'c>,
     pub delivery: Delivery<'c, 'd>,
+    /// Where the attempts started so far are published, for callers that wait on this call
+    /// without running it (a shared flight's): their own timeout or abort reports `attempts` too.
+    pub attempts: Option<&'c AtomicU32>,
 }
 
 /// A completion as one call received it.
@@ -30,6 +35,8 @@ pub struct Received {
     pub request_id: Option<String>,
     /// Content deltas delivered to this caller.
     pub deltas: u32,
+    /// HTTP attempts the answer took (0 for a cache hit).
+    pub attempts: u32,
     /// Served from the response cache.
     pub cached: bool,
 }

@@ -168,6 +168,27 @@ impl RawJson {
         RawJson(Some(Arc::from(raw.to_owned())))
     }
 
+    /// This object with `usage` (JSON text) as its `usage` field, replacing any there, the other
+    /// fields kept in order. A document that is not an object becomes `{"usage": ...}`.
+    pub fn with_usage(&self, usage: &str) -> RawJson {
+        let fields = serde_json::from_str::<OrderedFields<'_>>(self.get())
+            .map(|f| f.0)
+            .unwrap_or_default();
+        let mut out = String::with_capacity(self.get().len().saturating_add(usage.len()).saturating_add(10));
+        out.push('{');
+        for (key, value) in fields.iter().filter(|(key, _)| key.as_ref() != "usage") {
+            // A string always serialises.
+            out.push_str(&serde_json::to_string(key.as_ref()).unwrap_or_default());
+            out.push(':');
+            out.push_str(value.get());
+            out.push(',');
+        }
+        out.push_str("\"usage\":");
+        out.push_str(usage);
+        out.push('}');
+        RawJson::from_text(out)
+    }
+
     /// The JSON text.
     pub fn get(&self) -> &str {
         self.0.as_deref().map_or("null", RawValue::get)
@@ -201,6 +222,29 @@ impl Serialize for RawJson {
     }
 }
 
+/// An object's fields in document order, values kept as their JSON text.
+struct OrderedFields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for OrderedFields<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = OrderedFields<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    fields.push((key, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(OrderedFields(fields))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
 /// A finished completion, streamed or not.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
@@ -209,7 +253,7 @@ pub struct Completion {
     pub role: String,
     pub finish_reason: Option<String>,
     pub usage: Option<Usage>,
-    /// The raw response, or the last chunk of a stream.
+    /// The raw response, or for a stream the chunk that finished it with the stream's `usage`.
     pub detail: RawJson,
     /// How many choices the response (or the stream's last chunk) carried.
     pub choices: usize,
@@ -480,8 +524,8 @@ struct Chunk<'a> {
     id: Option<&'a RawValue>,
     #[serde(borrow, default)]
     choices: Option<Vec<ChunkChoice<'a>>>,
-    #[serde(default)]
-    usage: Option<Usage>,
+    #[serde(borrow, default)]
+    usage: Option<&'a RawValue>,
     #[serde(borrow, default)]
     error: Option<&'a RawValue>,
 }
@@ -502,6 +546,9 @@ struct Delta<'a> {
     content: Option<&'a RawValue>,
     #[serde(borrow, default)]
     role: Option<&'a RawValue>,
+    /// Read only to tell that the model has started answering (see [`StreamState::started`]).
+    #[serde(borrow, default)]
+    tool_calls: Option<&'a RawValue>,
 }
 
 /// The string a raw JSON value holds, lone surrogates as U+FFFD; `None` if it is no string.
@@ -536,8 +583,16 @@ pub struct StreamState {
     pub role: Option<String>,
     pub finish_reason: Option<String>,
     pub usage: Option<Usage>,
-    /// Raw JSON of the last chunk (the completion's `detail`), and its number of choices.
-    last_chunk: Option<String>,
+    /// The model has started answering: content, a tool call or a finish reason has arrived.
+    started: bool,
+    /// The usage object as the server sent it (added to the `detail`).
+    usage_json: Option<String>,
+    /// Raw JSON of the chunk that carried choice 0's `finish_reason` (the completion's
+    /// `detail`), and its number of choices.
+    finish_chunk: Option<(String, usize)>,
+    /// Raw JSON of the last chunk that had `choices`: the `detail` of a stream without a
+    /// `finish_reason`. One buffer, reused, so a delta costs no allocation here.
+    last_chunk: String,
     last_choices: usize,
     pub done: bool,
     /// A high surrogate that ended the last content delta, waiting for its low half at the
@@ -575,11 +630,14 @@ impl StreamState {
             self.id = chunk.id.and_then(raw_string);
         }
         if let Some(usage) = chunk.usage {
-            self.usage = Some(usage);
+            // A usage of an unexpected shape is still the server's: it goes into `detail` as sent.
+            self.usage = serde_json::from_str(usage.get()).ok();
+            self.usage_json = Some(usage.get().to_owned());
         }
         let mut step = StreamStep::Nothing;
         let choices = chunk.choices.unwrap_or_default();
-        self.last_choices = choices.len();
+        let count = choices.len();
+        let mut finished = false;
         for choice in choices {
             // `n` is never sent, so only the first choice exists; ignore any other defensively.
             if choice.index != 0 {
@@ -589,11 +647,13 @@ impl StreamState {
                 if let Some(role) = delta.role.and_then(raw_string) {
                     self.role = Some(role);
                 }
+                self.started |= delta.tool_calls.is_some();
                 let content = delta
                     .content
                     .and_then(|c| decode_string(c.get(), &mut self.pending_high))
                     .filter(|c| !c.is_empty());
                 if let Some(content) = content {
+                    self.started = true;
                     self.text.push_str(&content);
                     step = StreamStep::Delta(content.into_owned());
                 }
@@ -611,10 +671,24 @@ impl StreamState {
                     };
                 }
                 self.finish_reason = Some(reason);
+                self.started = true;
+                finished = true;
             }
         }
-        self.last_chunk = Some(ev.data.clone());
+        if finished {
+            self.finish_chunk = Some((data.to_owned(), count));
+        } else if count > 0 {
+            self.last_chunk.clear();
+            self.last_chunk.push_str(data);
+            self.last_choices = count;
+        }
         Ok(step)
+    }
+
+    /// Whether the model has started answering: a content delta, a tool call or a finish reason
+    /// has arrived (a role-only first chunk, sent before the model thinks, does not count).
+    pub fn started(&self) -> bool {
+        self.started
     }
 
     /// The stream is complete (`[DONE]` or a `finish_reason` seen) but a high surrogate is still
@@ -641,14 +715,28 @@ impl StreamState {
             )
             .with_partial_text(&self.text));
         }
+        // `chatgpt` v5's `detail`: the chunk that finished choice 0 (else the last one with
+        // choices), with the usage the server sent in its own chunk.
+        let (chunk, choices) = match self.finish_chunk {
+            Some(finish) => finish,
+            None => (self.last_chunk, self.last_choices),
+        };
+        let mut detail = if chunk.is_empty() {
+            RawJson::default()
+        } else {
+            RawJson::from_text(chunk)
+        };
+        if let Some(usage) = &self.usage_json {
+            detail = detail.with_usage(usage);
+        }
         Ok(Completion {
             id: self.id,
             text: self.text,
             role: self.role.unwrap_or_else(|| "assistant".into()),
             finish_reason: self.finish_reason,
             usage: self.usage,
-            detail: self.last_chunk.map(RawJson::from_text).unwrap_or_default(),
-            choices: self.last_choices,
+            detail,
+            choices,
         })
     }
 }
@@ -787,8 +875,61 @@ mod tests {
         assert_eq!(c.id.as_deref(), Some("c1"));
         assert_eq!(c.finish_reason.as_deref(), Some("stop"));
         assert_eq!(c.usage.unwrap().total_tokens, 6);
-        assert_eq!(c.detail.to_value()["usage"]["prompt_tokens"], 5);
-        assert_eq!(c.choices, 0);
+        // The detail is the finish chunk (as `chatgpt` v5 gives it) with the usage chunk's usage.
+        let detail = c.detail.to_value();
+        assert_eq!(detail["choices"][0]["finish_reason"], "stop");
+        assert_eq!(detail["usage"]["prompt_tokens"], 5);
+        assert_eq!(c.choices, 1);
+    }
+
+    #[test]
+    fn a_stream_without_a_finish_reason_has_its_last_chunk_with_choices_as_detail() {
+        let mut s = StreamState::default();
+        s.on_event(&ev(r#"{"id":"c1","choices":[{"index":0,"delta":{"content":"a"}}]}"#))
+            .unwrap();
+        s.on_event(&ev(r#"{"id":"c1","choices":[{"index":0,"delta":{"content":"b"}}]}"#))
+            .unwrap();
+        s.on_event(&ev(
+            r#"{"id":"c1","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
+        ))
+        .unwrap();
+        s.on_event(&ev("[DONE]")).unwrap();
+        let c = s.finish().unwrap();
+        let detail = c.detail.to_value();
+        assert_eq!(detail["choices"][0]["delta"]["content"], "b");
+        assert_eq!(detail["usage"]["total_tokens"], 3);
+        assert_eq!(c.choices, 1);
+    }
+
+    #[test]
+    fn with_usage_replaces_any_usage_and_keeps_the_other_fields_in_order() {
+        let chunk = RawJson::from_text(r#"{"z":1,"usage":null,"a":{"b":[1,"\u00e9"]},"id":"x"}"#.into());
+        let merged = chunk.with_usage(r#"{"total_tokens":3}"#);
+        assert_eq!(
+            merged.get(),
+            r#"{"z":1,"a":{"b":[1,"\u00e9"]},"id":"x","usage":{"total_tokens":3}}"#
+        );
+        assert_eq!(RawJson::default().with_usage("{}").get(), r#"{"usage":{}}"#);
+        assert_eq!(RawJson::from_text("{}".into()).with_usage("1").get(), r#"{"usage":1}"#);
+    }
+
+    #[test]
+    fn a_stream_has_started_once_content_a_tool_call_or_a_finish_arrives() {
+        let role = r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#;
+        for (chunk, started) in [
+            (role, false),
+            (r#"{"choices":[{"index":0,"delta":{"content":"x"}}]}"#, true),
+            (
+                r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c"}]}}]}"#,
+                true,
+            ),
+            (r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#, true),
+        ] {
+            let mut s = StreamState::default();
+            s.on_event(&ev(role)).unwrap();
+            s.on_event(&ev(chunk)).unwrap();
+            assert_eq!(s.started(), started, "{chunk}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +34,7 @@ use super::flight::{completion_from_cache, Sharing, Upstream};
 use super::keys::KeyStatus;
 use super::metrics::{prometheus_text, Gauges, Metrics, MetricsSnapshot};
 use super::redact::Redactor;
-use super::retry::{decide, is_retryable, Decision};
+use super::retry::{decide, Decision};
 use super::stream::{read_stream, Delivery, ProgressIds};
 pub use super::stream::{DeltaSink, Progress};
 use super::time::instant_after;
@@ -393,6 +394,7 @@ impl ChatClient {
                     conversation: req.conversation_id.as_deref(),
                 },
             ),
+            attempts: None,
         };
         let outcome = match &self.sharing {
             Some(sharing) if req.cache => {
@@ -414,8 +416,12 @@ impl ChatClient {
             store.insert(settled.user_message);
             store.insert(settled.reply_message);
         } else {
-            bounds.wait(self.store.upsert(settled.user_message)).await?;
-            bounds.wait(self.store.upsert(settled.reply_message)).await?;
+            let attempts = settled.reply.attempts;
+            let stored = async {
+                bounds.wait(self.store.upsert(settled.user_message)).await?;
+                bounds.wait(self.store.upsert(settled.reply_message)).await
+            };
+            stored.await.map_err(|e| e.with_attempts(attempts))?;
         }
         Ok(settled.reply)
     }
@@ -454,6 +460,7 @@ impl ChatClient {
             completion: completion_from_cache(&hit),
             request_id: None,
             deltas: 0,
+            attempts: 0,
             cached: true,
         };
         let settled = settle(req.clone(), encoding, &prompt, ids, received);
@@ -471,6 +478,7 @@ impl ChatClient {
             request,
             bounds,
             mut delivery,
+            attempts: published,
         } = plan;
         #[cfg(test)]
         tests::panic_if_asked(&request.body).await;
@@ -492,6 +500,9 @@ impl ChatClient {
                 .await
                 .map_err(|e| finish(e, attempts))?;
             attempts = attempts.saturating_add(1);
+            if let Some(published) = published {
+                published.store(attempts, Ordering::Relaxed);
+            }
             Metrics::inc(&self.metrics.attempts);
             if attempts > 1 {
                 Metrics::inc(&self.metrics.retries);
@@ -514,6 +525,7 @@ impl ChatClient {
                         completion: fetched.completion,
                         request_id: fetched.request_id,
                         deltas: delivery.delivered(),
+                        attempts,
                         cached: false,
                     });
                 }
@@ -526,14 +538,10 @@ impl ChatClient {
                 continue;
             }
             if delivered > 0 {
-                // Deltas reached the caller: a retry would repeat them, so the call ends here.
-                if is_retryable(&e) && e.code != ErrorCode::Timeout {
-                    let cause = e.code;
-                    e.code = ErrorCode::StreamInterrupted;
-                    e.message = format!(
-                        "The stream was interrupted after {delivered} deltas ({cause}): {}",
-                        e.message
-                    );
+                // Deltas reached the caller: a retry would repeat them, so the call ends here, as
+                // one code whatever the failure (an abort is the caller's own doing and stays one).
+                if e.code != ErrorCode::Aborted {
+                    e = e.interrupted_after(delivered);
                 }
                 return Err(finish(e, attempts));
             }

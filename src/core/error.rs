@@ -133,6 +133,8 @@ pub struct ErrorInfo {
     /// What a caller's own code (a conversation store) threw or rejected with: the error's
     /// `cause` in JavaScript.
     pub thrown: Option<Thrown>,
+    /// The failure behind this one: for `StreamInterrupted`, what ended the stream.
+    pub cause: Option<ChatError>,
 }
 
 /// A value a caller's code failed with, carried as the error's `cause`. Opaque here: the binding
@@ -172,6 +174,7 @@ impl ChatError {
             should_retry: None,
             attempts: None,
             thrown: None,
+            cause: None,
         })
     }
 
@@ -198,6 +201,32 @@ impl ChatError {
     pub fn with_partial_text(mut self, text: &str) -> Self {
         if !text.is_empty() && self.partial_text.is_none() {
             self.partial_text = Some(text.to_owned());
+        }
+        self
+    }
+
+    /// This failure as the end of a stream that had delivered `deltas` content deltas:
+    /// `StreamInterrupted`, naming the failure, which becomes its `cause` (its own code and
+    /// message). The server's fields (`type`, `statusCode`...) and `partialText` stay on the
+    /// returned error too.
+    pub fn interrupted_after(self, deltas: u32) -> ChatError {
+        let mut outer = self.clone();
+        let mut cause = self;
+        cause.partial_text = None;
+        cause.attempts = None;
+        outer.code = ErrorCode::StreamInterrupted;
+        outer.message = format!(
+            "The stream was interrupted after {deltas} deltas ({}): {}",
+            cause.code, cause.message
+        );
+        outer.cause = Some(cause);
+        outer
+    }
+
+    /// Attach the HTTP attempts the call made, unless already known; nothing when it made none.
+    pub fn with_attempts(mut self, attempts: u32) -> Self {
+        if self.attempts.is_none() && attempts > 0 {
+            self.attempts = Some(attempts);
         }
         self
     }
@@ -364,6 +393,20 @@ pub fn error_from_object(err: &Value) -> ChatError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_interrupted_stream_keeps_its_failure_as_cause() {
+        let mut e = ChatError::new(ErrorCode::Timeout, "idle").with_partial_text("Hel");
+        e.error_type = Some("server_error".into());
+        let outer = e.interrupted_after(2);
+        assert_eq!(outer.code, ErrorCode::StreamInterrupted);
+        assert_eq!(outer.partial_text.as_deref(), Some("Hel"));
+        assert_eq!(outer.error_type.as_deref(), Some("server_error"));
+        assert!(outer.message.contains("ERR_CHATGPT_TIMEOUT") && outer.message.contains("idle"));
+        let cause = outer.cause.as_ref().unwrap();
+        assert_eq!((cause.code, cause.message.as_str()), (ErrorCode::Timeout, "idle"));
+        assert_eq!(cause.partial_text, None);
+    }
 
     #[test]
     fn quota_429_is_not_a_rate_limit() {

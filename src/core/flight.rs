@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use super::bounds::{CallBounds, Deadline};
 use super::cache::{is_cacheable, CachedCompletion, Flight, FlightResult, Flights, ResponseCache};
 use super::call::{CallPlan, Outbound, Received};
 use super::chat::Completion;
-use super::error::ChatError;
+use super::error::{ChatError, ErrorCode};
 use super::metrics::Metrics;
 use super::stream::{Delivery, DeltaSink, Progress, ProgressIds};
 
@@ -88,6 +89,7 @@ impl Sharing {
             request,
             bounds,
             mut delivery,
+            attempts: _,
         } = plan;
         if let Some(hit) = self.cache.get(key) {
             Metrics::inc(&metrics.cache_hits);
@@ -95,13 +97,14 @@ impl Sharing {
                 let mut text = String::with_capacity(hit.text.len());
                 for delta in hit.deltas() {
                     text.push_str(delta);
-                    delivery.deliver(delta, &text);
+                    delivery.deliver(delta, &text, "");
                 }
             }
             return Ok(Received {
                 completion: completion_from_cache(&hit),
                 request_id: None,
                 deltas: delivery.delivered(),
+                attempts: 0,
                 cached: true,
             });
         }
@@ -132,18 +135,29 @@ impl Sharing {
         let outcome = {
             let mut on_delta = |delta: &str| {
                 text.push_str(delta);
-                delivery.deliver(delta, &text);
+                delivery.deliver(delta, &text, "");
             };
             bounds
                 .wait(async { Ok(flight.next(&mut seen, &mut on_delta).await) })
                 .await
         };
         drop(joined.waiter);
-        let result = outcome.and_then(|r| r).map_err(|e| e.with_partial_text(&text))?;
+        let result = outcome.and_then(|r| r).map_err(|e| {
+            // This caller's own timeout or abort, after the shared call had sent requests.
+            let mut e = e.with_attempts(flight.attempts.load(Ordering::Relaxed));
+            // As for a call of its own: once deltas reached this caller, any end but an abort is
+            // an interrupted stream (the shared call's own failure already is one).
+            let delivered = delivery.delivered();
+            if delivered > 0 && !matches!(e.code, ErrorCode::Aborted | ErrorCode::StreamInterrupted) {
+                e = e.interrupted_after(delivered);
+            }
+            e.with_partial_text(&text)
+        })?;
         Ok(Received {
             completion: completion_from_cache(&result.completion),
             request_id: result.request_id,
             deltas: delivery.delivered(),
+            attempts: flight.attempts.load(Ordering::Relaxed),
             // Identical calls share one request: one reply accounts for it, the others are
             // answered without one, as a cache hit is.
             cached: !flight.claim_request(),
@@ -203,6 +217,7 @@ impl Sharing {
                         request,
                         bounds: &bounds,
                         delivery: Delivery::new(&mut recorder, ids),
+                        attempts: Some(&flight.attempts),
                     })
                     .await;
                 let ends = std::mem::take(&mut recorder.ends);
@@ -334,6 +349,7 @@ mod tests {
                     },
                     bounds,
                     delivery: Delivery::new(&mut sink, ids),
+                    attempts: None,
                 };
                 sharing.send(upstream, metrics, i as u128, plan).await
             }

@@ -123,6 +123,9 @@ impl Redactor {
         for text in fields.into_iter().flatten() {
             scrub_in_place(text, |t| self.scrub(t));
         }
+        if let Some(cause) = &mut info.cause {
+            self.scrub_error(cause);
+        }
     }
 }
 

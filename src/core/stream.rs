@@ -24,6 +24,9 @@ pub struct Progress<'a> {
     /// The user message's id: the reply's `parentMessageId`.
     pub parent_message_id: &'a str,
     pub conversation_id: Option<&'a str>,
+    /// The raw JSON of the chunk that carried this delta; empty when there is none (a delta
+    /// replayed from the cache or a shared call, a replacement character flushed at the end).
+    pub chunk: &'a str,
 }
 
 /// Receives content deltas in order. Implementations must be cheap: this runs per delta.
@@ -57,8 +60,9 @@ impl<'a, 'd> Delivery<'a, 'd> {
         }
     }
 
-    /// Hand one delta to the sink; `text` is everything received so far, the delta included.
-    pub fn deliver(&mut self, delta: &str, text: &str) {
+    /// Hand one delta to the sink; `text` is everything received so far, the delta included,
+    /// and `chunk` the raw JSON of the chunk it came in ("" when none).
+    pub fn deliver(&mut self, delta: &str, text: &str, chunk: &str) {
         self.delivered = self.delivered.saturating_add(1);
         self.sink.on_delta(&Progress {
             id: self.ids.reply,
@@ -66,6 +70,7 @@ impl<'a, 'd> Delivery<'a, 'd> {
             text,
             parent_message_id: self.ids.parent,
             conversation_id: self.ids.conversation,
+            chunk,
         });
     }
 
@@ -88,10 +93,15 @@ pub async fn read_stream(
     let mut events: Vec<SseEvent> = Vec::new();
     let mut received = 0usize;
     'read: loop {
-        let chunk = bounds
-            .read_body(async { body.chunk().await.map_err(network_error) })
-            .await
-            .map_err(|e| e.with_partial_text(&state.text))?;
+        // The idle timeout counts from the first token (see `StreamState::started`): until then
+        // the model may be thinking, which the attempt's and the call's deadlines bound.
+        let read = async { body.chunk().await.map_err(network_error) };
+        let chunk = if state.started() {
+            bounds.read_body(read).await
+        } else {
+            bounds.read_before_first_token(read).await
+        }
+        .map_err(|e| e.with_partial_text(&state.text))?;
         match &chunk {
             Some(bytes) => {
                 received = received.saturating_add(bytes.len());
@@ -106,7 +116,7 @@ pub async fn read_stream(
         }
         for ev in events.drain(..) {
             match state.on_event(&ev).map_err(|e| e.with_partial_text(&state.text))? {
-                StreamStep::Delta(delta) => delivery.deliver(&delta, &state.text),
+                StreamStep::Delta(delta) => delivery.deliver(&delta, &state.text, &ev.data),
                 StreamStep::Done => break 'read,
                 StreamStep::Nothing => {}
             }
@@ -116,7 +126,7 @@ pub async fn read_stream(
         }
     }
     if let Some(delta) = state.flush_held() {
-        delivery.deliver(&delta, &state.text);
+        delivery.deliver(&delta, &state.text, "");
     }
     if state.done {
         // Nothing after [DONE] is processed. One non-waiting poll lets an end-of-body that has
@@ -155,8 +165,8 @@ mod tests {
             conversation: None,
         };
         let mut delivery = Delivery::new(&mut recorder, ids);
-        delivery.deliver("Hel", "Hel");
-        delivery.deliver("lo", "Hello");
+        delivery.deliver("Hel", "Hel", "{}");
+        delivery.deliver("lo", "Hello", "{}");
         assert_eq!(delivery.delivered(), 2);
         assert_eq!(recorder.0[1], ("lo".into(), "Hello".into(), "chatcmpl-1".into()));
     }

@@ -50,6 +50,9 @@ pub struct ChatReply {
     pub request_id: Option<String>,
     /// Number of content deltas delivered (0 for non-streaming calls).
     pub deltas: u32,
+    /// HTTP attempts the reply took (0 when answered from the cache), for the errors of what
+    /// follows it (storing the messages, waiting for `onProgress`'s Promises).
+    pub attempts: u32,
     /// Ancestors sent as history, and why the walk stopped early (if it did).
     pub history_messages: u32,
     pub truncated: Option<Truncation>,
@@ -101,8 +104,14 @@ pub fn settle(
         completion,
         request_id,
         deltas,
+        attempts,
         cached,
     } = received;
+    let mut completion = completion;
+    if req.stream {
+        // As `chatgpt` v5 does for a streamed reply (its partials keep the text as received).
+        completion.text = trim_js(std::mem::take(&mut completion.text));
+    }
     let usage = completion.usage.unwrap_or_else(|| {
         // The server sent no usage: estimate it, counting the prompt now if it was not.
         let prompt_tokens = if prompt.prompt_tokens_exact {
@@ -118,6 +127,14 @@ pub fn settle(
             estimated: true,
         }
     });
+    if req.stream && completion.usage.is_none() {
+        // v5 puts its estimate into a streamed reply's `detail` too, flagged `estimated`.
+        let estimate = format!(
+            r#"{{"prompt_tokens":{},"completion_tokens":{},"total_tokens":{},"estimated":true}}"#,
+            usage.prompt_tokens, usage.completion_tokens, usage.total_tokens
+        );
+        completion.detail = completion.detail.with_usage(&estimate);
+    }
     // A reply that sent no request cost nothing now; what the original request used is saved.
     let (usage, saved) = if cached {
         (Usage::default(), Some(usage))
@@ -136,6 +153,7 @@ pub fn settle(
         finish_reason: completion.finish_reason,
         request_id,
         deltas,
+        attempts,
         history_messages: prompt.history_messages,
         truncated: prompt.truncated,
         cached,
@@ -160,6 +178,17 @@ pub fn settle(
         reply,
         user_message,
         reply_message,
+    }
+}
+
+/// `text` without the whitespace JavaScript's `String.prototype.trim` removes (Unicode white
+/// space, line terminators and the byte order mark); not copied when there is none.
+fn trim_js(text: String) -> String {
+    let trimmed = text.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
+    if trimmed.len() == text.len() {
+        text
+    } else {
+        trimmed.to_owned()
     }
 }
 
@@ -207,6 +236,7 @@ mod tests {
             },
             request_id: Some("req_1".into()),
             deltas: 0,
+            attempts: 1,
             cached: false,
         };
         let ids = MessageIds::for_user("u1".into());
@@ -224,6 +254,75 @@ mod tests {
         assert_eq!(settled.user_message.parent_message_id.as_deref(), Some("earlier"));
         assert_eq!(settled.reply_message.parent_message_id.as_deref(), Some("u1"));
         assert_eq!(settled.reply_message.conversation_id.as_deref(), Some("conv"));
+        // Not streamed: the detail is the response as it came.
+        assert_eq!(settled.reply.detail.get(), "{}");
+    }
+
+    #[test]
+    fn a_streamed_reply_is_trimmed_and_its_detail_carries_the_estimate() {
+        let prompt = BuiltPrompt {
+            messages: Vec::new(),
+            prompt_tokens: 7,
+            prompt_tokens_exact: true,
+            max_tokens: 50,
+            history_messages: 0,
+            truncated: None,
+        };
+        let req = SendRequest {
+            text: "hello".into(),
+            system_message: None,
+            completion_params: None,
+            message_id: None,
+            parent_message_id: None,
+            conversation_id: None,
+            name: None,
+            stream: true,
+            timeout: None,
+            cache: false,
+        };
+        let received = |text: &str| Received {
+            completion: Completion {
+                id: None,
+                text: text.into(),
+                role: "assistant".into(),
+                finish_reason: Some("stop".into()),
+                usage: None,
+                detail: RawJson::from_text(r#"{"choices":[{"index":0,"finish_reason":"stop"}]}"#.into()),
+                choices: 1,
+            },
+            request_id: None,
+            deltas: 1,
+            attempts: 1,
+            cached: false,
+        };
+        let ids = MessageIds::for_user("u1".into());
+        let settled = settle(
+            req.clone(),
+            Encoding::O200kBase,
+            &prompt,
+            ids,
+            received(" \n\u{feff}hi there\t\n"),
+        );
+        assert_eq!(settled.reply.text, "hi there");
+        assert_eq!(
+            settled.reply_message.text, "hi there",
+            "stored trimmed, as v5 stores it"
+        );
+        let usage = settled.reply.usage;
+        let detail = settled.reply.detail.to_value();
+        assert_eq!(detail["choices"][0]["finish_reason"], "stop");
+        assert_eq!(detail["usage"]["prompt_tokens"], 7);
+        assert_eq!(detail["usage"]["completion_tokens"], usage.completion_tokens);
+        assert_eq!(detail["usage"]["total_tokens"], usage.total_tokens);
+        assert_eq!(detail["usage"]["estimated"], true);
+        // Text without surrounding white space is kept as it is.
+        let ids = MessageIds::for_user("u2".into());
+        assert_eq!(
+            settle(req, Encoding::O200kBase, &prompt, ids, received("a b"))
+                .reply
+                .text,
+            "a b"
+        );
     }
 
     fn received(usage: Option<Usage>, cached: bool) -> Received {
@@ -239,6 +338,7 @@ mod tests {
             },
             request_id: None,
             deltas: 0,
+            attempts: 1,
             cached,
         }
     }
