@@ -139,7 +139,7 @@ const DELIBERATE = [
     path: 'requests.*.body.messages.0.content',
     v5: expect('the default, with a "Knowledge cutoff: 2021-09-01" line', V5_SYSTEM),
     ours: expect('the default, without a knowledge cutoff line', OUR_SYSTEM),
-    reason: 'README Options: the default systemMessage has no "Knowledge cutoff" line',
+    reason: 'README "Coming from": the default system message has no "Knowledge cutoff" line',
   },
   {
     scenario: ['maxModelTokens pressure'],
