@@ -67,6 +67,18 @@ impl From<StoredMessage> for StoredChatMessage {
 type GetFn = ThreadsafeFunction<String, Promise<Option<StoredChatMessage>>, String, Status, false, true>;
 type SetFn = ThreadsafeFunction<StoredChatMessage, Promise<()>, StoredChatMessage, Status, false, true>;
 
+/// `f` callable from any thread, and weak: a store must not keep Node's event loop alive.
+fn weak_threadsafe<A, R>(f: Function<'_, A, R>) -> Result<ThreadsafeFunction<A, R, A, Status, false, true>>
+where
+    A: JsValuesTupleIntoVec + 'static,
+    R: FromNapiValue + 'static,
+{
+    f.build_threadsafe_function()
+        .callee_handled::<false>()
+        .weak::<true>()
+        .build()
+}
+
 /// A conversation store implemented in JavaScript, wholly or in part.
 pub struct JsStore {
     /// `None`: reads go to `memory`.
@@ -112,24 +124,8 @@ impl JsStore {
         let set: Option<Function<StoredChatMessage, Promise<()>>> = function(&adapter, "set")?;
         let memory = (get.is_none() || set.is_none()).then(|| MessageStore::new(memory_capacity));
         Ok(JsStore {
-            get: match get {
-                Some(f) => Some(
-                    f.build_threadsafe_function()
-                        .callee_handled::<false>()
-                        .weak::<true>()
-                        .build()?,
-                ),
-                None => None,
-            },
-            set: match set {
-                Some(f) => Some(
-                    f.build_threadsafe_function()
-                        .callee_handled::<false>()
-                        .weak::<true>()
-                        .build()?,
-                ),
-                None => None,
-            },
+            get: get.map(weak_threadsafe).transpose()?,
+            set: set.map(weak_threadsafe).transpose()?,
             memory,
         })
     }

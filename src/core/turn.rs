@@ -197,48 +197,72 @@ mod tests {
     use super::*;
     use crate::core::chat::{Completion, PromptMessage};
 
-    #[test]
-    fn a_reply_without_usage_gets_an_estimate_and_links_both_stored_messages() {
-        let user = PromptMessage {
-            role: "user".into(),
-            content: "hello".into(),
-            name: None,
-        };
-        let prompt = BuiltPrompt {
-            messages: vec![user],
-            prompt_tokens: 100,
-            prompt_tokens_exact: false,
-            max_tokens: 50,
-            history_messages: 0,
-            truncated: None,
-        };
-        let req = SendRequest {
+    /// A call sending "hello", streamed or not, with nothing else set.
+    fn request(stream: bool) -> SendRequest {
+        SendRequest {
             text: "hello".into(),
             system_message: None,
             completion_params: None,
             message_id: None,
-            parent_message_id: Some("earlier".into()),
-            conversation_id: Some("conv".into()),
+            parent_message_id: None,
+            conversation_id: None,
             name: None,
-            stream: false,
+            stream,
             timeout: None,
             cache: false,
-        };
-        let received = Received {
+        }
+    }
+
+    /// A prompt of `messages` counted at `prompt_tokens` (exactly or as an upper bound).
+    fn prompt(messages: Vec<PromptMessage>, prompt_tokens: u32, prompt_tokens_exact: bool) -> BuiltPrompt {
+        BuiltPrompt {
+            messages,
+            prompt_tokens,
+            prompt_tokens_exact,
+            max_tokens: 50,
+            history_messages: 0,
+            truncated: None,
+        }
+    }
+
+    fn user_hello() -> PromptMessage {
+        PromptMessage {
+            role: "user".into(),
+            content: "hello".into(),
+            name: None,
+        }
+    }
+
+    /// One attempt's answer `text` with `usage` and `detail`, not from the cache.
+    fn received(text: &str, usage: Option<Usage>, detail: &str) -> Received {
+        Received {
             completion: Completion {
-                id: Some("server-id".into()),
-                text: "hi there".into(),
+                id: None,
+                text: text.into(),
                 role: "assistant".into(),
                 finish_reason: Some("stop".into()),
-                usage: None,
-                detail: RawJson::from_text("{}".into()),
+                usage,
+                detail: RawJson::from_text(detail.into()),
                 choices: 1,
             },
-            request_id: Some("req_1".into()),
+            request_id: None,
             deltas: 0,
             attempts: 1,
             cached: false,
+        }
+    }
+
+    #[test]
+    fn a_reply_without_usage_gets_an_estimate_and_links_both_stored_messages() {
+        let prompt = prompt(vec![user_hello()], 100, false);
+        let req = SendRequest {
+            parent_message_id: Some("earlier".into()),
+            conversation_id: Some("conv".into()),
+            ..request(false)
         };
+        let mut received = received("hi there", None, "{}");
+        received.completion.id = Some("server-id".into());
+        received.request_id = Some("req_1".into());
         let ids = MessageIds::for_user("u1".into());
         let settled = settle(req, Encoding::O200kBase, &prompt, ids, received);
         let usage = settled.reply.usage;
@@ -260,40 +284,11 @@ mod tests {
 
     #[test]
     fn a_streamed_reply_is_trimmed_and_its_detail_carries_the_estimate() {
-        let prompt = BuiltPrompt {
-            messages: Vec::new(),
-            prompt_tokens: 7,
-            prompt_tokens_exact: true,
-            max_tokens: 50,
-            history_messages: 0,
-            truncated: None,
-        };
-        let req = SendRequest {
-            text: "hello".into(),
-            system_message: None,
-            completion_params: None,
-            message_id: None,
-            parent_message_id: None,
-            conversation_id: None,
-            name: None,
-            stream: true,
-            timeout: None,
-            cache: false,
-        };
+        let prompt = prompt(Vec::new(), 7, true);
+        let req = request(true);
         let received = |text: &str| Received {
-            completion: Completion {
-                id: None,
-                text: text.into(),
-                role: "assistant".into(),
-                finish_reason: Some("stop".into()),
-                usage: None,
-                detail: RawJson::from_text(r#"{"choices":[{"index":0,"finish_reason":"stop"}]}"#.into()),
-                choices: 1,
-            },
-            request_id: None,
             deltas: 1,
-            attempts: 1,
-            cached: false,
+            ..received(text, None, r#"{"choices":[{"index":0,"finish_reason":"stop"}]}"#)
         };
         let ids = MessageIds::for_user("u1".into());
         let settled = settle(
@@ -325,51 +320,24 @@ mod tests {
         );
     }
 
-    fn received(usage: Option<Usage>, cached: bool) -> Received {
-        Received {
-            completion: Completion {
-                id: None,
-                text: "hi there".into(),
-                role: "assistant".into(),
-                finish_reason: Some("stop".into()),
-                usage,
-                detail: RawJson::from_text("{}".into()),
-                choices: 1,
-            },
-            request_id: None,
-            deltas: 0,
-            attempts: 1,
+    /// The reply to "hello" (counted exactly at 9 tokens), answered from the cache or not.
+    fn settled(usage: Option<Usage>, cached: bool) -> ChatReply {
+        let received = Received {
             cached,
-        }
-    }
-
-    fn settled(received: Received) -> ChatReply {
-        let prompt = BuiltPrompt {
-            messages: vec![PromptMessage {
-                role: "user".into(),
-                content: "hello".into(),
-                name: None,
-            }],
-            prompt_tokens: 9,
-            prompt_tokens_exact: true,
-            max_tokens: 50,
-            history_messages: 0,
-            truncated: None,
-        };
-        let req = SendRequest {
-            text: "hello".into(),
-            system_message: None,
-            completion_params: None,
-            message_id: None,
-            parent_message_id: None,
-            conversation_id: None,
-            name: None,
-            stream: false,
-            timeout: None,
-            cache: true,
+            ..received("hi there", usage, "{}")
         };
         let ids = MessageIds::for_user("u1".into());
-        settle(req, Encoding::O200kBase, &prompt, ids, received).reply
+        settle(
+            SendRequest {
+                cache: true,
+                ..request(false)
+            },
+            Encoding::O200kBase,
+            &prompt(vec![user_hello()], 9, true),
+            ids,
+            received,
+        )
+        .reply
     }
 
     #[test]
@@ -380,12 +348,12 @@ mod tests {
             total_tokens: 17,
             estimated: false,
         };
-        let hit = settled(received(Some(original), true));
+        let hit = settled(Some(original), true);
         assert!(hit.cached);
         assert_eq!(hit.usage, Usage::default(), "zero tokens, not estimated");
         assert_eq!(hit.saved, Some(original));
 
-        let sent = settled(received(Some(original), false));
+        let sent = settled(Some(original), false);
         assert!(!sent.cached);
         assert_eq!(sent.usage, original);
         assert_eq!(sent.saved, None);
@@ -393,7 +361,7 @@ mod tests {
 
     #[test]
     fn a_cached_reply_without_server_usage_saves_the_estimate() {
-        let hit = settled(received(None, true));
+        let hit = settled(None, true);
         assert_eq!(hit.usage, Usage::default());
         let saved = hit.saved.unwrap();
         assert!(saved.estimated);
