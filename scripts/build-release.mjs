@@ -38,13 +38,15 @@ function run(command, args, options = {}) {
   return result
 }
 
-/** The target napi will build: `--target` among the arguments, else the host's. */
+/** The target napi will build: `--target` among the arguments, else rustc's host triple. */
 function requestedTarget(args) {
   const index = args.findIndex((arg) => arg === '--target' || arg === '-t')
-  if (index >= 0) return args[index + 1]
+  if (index >= 0) return args[index + 1] ?? null
   const inline = args.find((arg) => arg.startsWith('--target='))
   if (inline) return inline.slice('--target='.length)
-  return process.platform === 'linux' && process.arch === 'x64' ? LINUX_X64_GNU : null
+  if (process.env.CARGO_BUILD_TARGET) return process.env.CARGO_BUILD_TARGET
+  const rustc = spawnSync(process.env.RUSTC || 'rustc', ['-vV'], { cwd: ROOT, encoding: 'utf8' })
+  return /^host: (\S+)$/m.exec(rustc.stdout ?? '')?.[1] ?? null
 }
 
 /**
@@ -110,8 +112,14 @@ function toolchainEnv(dir) {
   for (const [name, value] of Object.entries(wanted)) if (!env[name]) env[name] = value
   // gcc 4.8 knows no `-fuse-ld=lld`, which rustc passes when it links with its bundled lld
   // (the default for this target since Rust 1.90): link with the toolchain's own ld instead.
-  const rustflags = 'CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS'
-  env[rustflags] = [env[rustflags], '-Clinker-features=-lld'].filter(Boolean).join(' ')
+  // Cargo reads the first of these that is set, so the flag goes into that one.
+  const noLld = '-Clinker-features=-lld'
+  if (env.CARGO_ENCODED_RUSTFLAGS) env.CARGO_ENCODED_RUSTFLAGS += `\x1f${noLld}`
+  else if (env.RUSTFLAGS) env.RUSTFLAGS += ` ${noLld}`
+  else {
+    const rustflags = 'CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS'
+    env[rustflags] = [env[rustflags], noLld].filter(Boolean).join(' ')
+  }
   env.PATH = `${join(dir, 'bin')}:${env.PATH ?? ''}`
   return env
 }
