@@ -3,11 +3,13 @@
 // For linux-x64-gnu on a Linux x64 host it links against glibc 2.17 with napi-rs's prebuilt gcc
 // cross toolchain (the npm package @napi-rs/cross-toolchain-x64-target-x86_64, pinned below by
 // version and integrity), so the binary loads on every glibc Linux from RHEL/CentOS 7 on, not
-// only on the build machine's. `napi build --use-napi-cross` does the same, but fetches the
-// toolchain at the CLI's own version, which need not exist for this target, and unpacks it into
-// the home directory; this script keeps it in the git-ignored target/ folder instead. The C code
-// (mimalloc, ring) is compiled by the toolchain's gcc as well, and the result is checked with
-// scripts/check-glibc.mjs before the script succeeds.
+// only on the build machine's. `napi build --use-napi-cross` would do the same, but it fetches
+// that package at the version of its own @napi-rs/cross-toolchain dependency (1.0.5 with CLI
+// 3.10), which the registry does not have for this target (it has 1.0.0), and unpacks it into
+// the home directory; this script keeps it in the git-ignored target/ folder instead. It is not a
+// devDependency because it declares `cpu: x64`, so `npm ci` would refuse to install on arm64. C code
+// (mimalloc, ring) is compiled against the toolchain's glibc 2.17 headers, and the result is
+// checked with scripts/check-glibc.mjs before the script succeeds.
 //
 // Other hosts and targets build with the machine's own toolchain. Arguments are passed on to
 // `napi build` (e.g. `--target aarch64-apple-darwin`, `--output-dir dist`).

@@ -19,7 +19,12 @@ export const GLIBC_LIMIT = '2.17'
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 
 /** Where `npm run build` (napi build --release for x86_64-unknown-linux-gnu) leaves the library. */
-export const RELEASE_LIBRARY = join(ROOT, 'target', 'x86_64-unknown-linux-gnu', 'release', 'libchatgpt_native.so')
+export const RELEASE_LIBRARY = join(
+  process.env.CARGO_TARGET_DIR || join(ROOT, 'target'),
+  'x86_64-unknown-linux-gnu',
+  'release',
+  'libchatgpt_native.so',
+)
 
 const SHT_GNU_VERNEED = 0x6ffffffe
 const ELF_HEADER_BYTES = 64
