@@ -7,7 +7,8 @@
 // that package at the version of its own @napi-rs/cross-toolchain dependency (1.0.5 with CLI
 // 3.10), which the registry does not have for this target (it has 1.0.0), and unpacks it into
 // the home directory; this script keeps it in the git-ignored target/ folder instead. It is not a
-// devDependency because it declares `cpu: x64`, so `npm ci` would refuse to install on arm64. C code
+// devDependency: only this build needs its 50 MB (not `npm ci` for the dev build), and it
+// declares `cpu: x64`, which npm refuses to install elsewhere unless optional. C code
 // (mimalloc, ring) is compiled against the toolchain's glibc 2.17 headers, and the result is
 // checked with scripts/check-glibc.mjs before the script succeeds.
 //
