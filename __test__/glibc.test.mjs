@@ -7,7 +7,16 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { GLIBC_LIMIT, checkFile, compareVersions, glibcVersions, neededVersions, releaseBuilds } from '../scripts/check-glibc.mjs'
+import {
+  GLIBC_LIMIT,
+  checkFile,
+  compareVersions,
+  glibcToolchain,
+  glibcVersions,
+  loadWithGlibc217,
+  neededVersions,
+  releaseBuilds,
+} from '../scripts/check-glibc.mjs'
 
 const CHECK_SCRIPT = new URL('../scripts/check-glibc.mjs', import.meta.url).pathname
 const DEV_BUILD = new URL('../chatgpt-native.linux-x64-gnu.node', import.meta.url).pathname
@@ -78,6 +87,19 @@ test('the linux-x64-gnu release build needs glibc 2.17 at most', (t) => {
   for (const file of builds) {
     const { highest, ok } = checkFile(file)
     assert.ok(ok, `${file} needs glibc ${highest}, more than ${GLIBC_LIMIT}: build it with \`npm run build\``)
+  }
+})
+
+test('the linux-x64-gnu release build loads with glibc 2.17 itself (its loader and libc)', (t) => {
+  const builds = releaseBuilds()
+  const toolchain = glibcToolchain()
+  if (!onLinuxX64 || builds.length === 0 || !toolchain) {
+    t.skip('no linux-x64-gnu release build or no glibc 2.17 toolchain here: `npm run build` makes both')
+    return
+  }
+  for (const file of builds) {
+    const { ok, output } = loadWithGlibc217(file, toolchain)
+    assert.ok(ok, `${file} does not load with glibc 2.17: ${output}`)
   }
 })
 

@@ -3,12 +3,15 @@
 // release build of linux-x64-gnu must load on glibc 2.17 (RHEL/CentOS 7 and everything newer), and
 // this is how the build, the tests and the pack test make sure it does.
 //
-//   node scripts/check-glibc.mjs [--max 2.17] [file.node ...]
+//   node scripts/check-glibc.mjs [--max 2.17] [--load] [file.node ...]
 //
 // With no file it checks the release builds present: the one `npm run build` leaves in target/
 // and any .node under npm/. It prints each file's highest GLIBC_ version and exits 1 when one is
-// newer than --max, or 2 when there is nothing to check.
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs'
+// newer than --max, or 2 when there is nothing to check. With --load it also loads each file in a
+// program run by glibc 2.17's own loader and libc, from the toolchain `npm run build` fetched.
+import { execFileSync, spawnSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -172,9 +175,59 @@ export function releaseBuilds(root = ROOT) {
   return found
 }
 
+/** The glibc 2.17 toolchain `npm run build` unpacked under target/napi-cross/, or null. */
+export function glibcToolchain(targetDir = process.env.CARGO_TARGET_DIR || join(ROOT, 'target')) {
+  const base = join(targetDir, 'napi-cross')
+  if (!existsSync(base)) return null
+  const name = readdirSync(base).find((entry) => /^x86_64-unknown-linux-gnu-[\d.]+$/.test(entry))
+  return name ? join(base, name) : null
+}
+
+/**
+ * Loads `file` with dlopen(RTLD_NOW) in a small C program built by the toolchain's gcc and run by
+ * the glibc 2.17 sysroot's loader and libraries: what a RHEL/CentOS 7 machine would do. Node's
+ * own `napi_*` functions are stand-ins that do nothing (the program is not Node), so this shows
+ * that every symbol resolves and the library's initialisers run; not that the addon works.
+ * Returns `{ ok, output }`.
+ */
+export function loadWithGlibc217(file, toolchain) {
+  const triple = 'x86_64-unknown-linux-gnu'
+  const sysroot = join(toolchain, triple, 'sysroot')
+  // Every NUL-delimited napi_* name in the file, the dynamic string table's among them: a stand-in
+  // too many does no harm.
+  const napiNames = [...readFileSync(file).toString('latin1').matchAll(/\0(napi_[a-z0-9_]+)(?=\0)/g)].map((m) => m[1])
+  const stubs = [...new Set(napiNames)].map((name) => `int ${name}(void) { return 1; }`)
+  const program = [
+    '#include <dlfcn.h>',
+    '#include <stdio.h>',
+    '#include <gnu/libc-version.h>',
+    ...stubs,
+    'int main(int argc, char **argv) {',
+    '  if (argc < 2) return 2;',
+    '  if (!dlopen(argv[1], RTLD_NOW)) { printf("dlopen failed: %s\\n", dlerror()); return 1; }',
+    '  printf("loaded with glibc %s\\n", gnu_get_libc_version());',
+    '  return 0;',
+    '}',
+  ].join('\n')
+  const dir = mkdtempSync(join(tmpdir(), 'check-glibc-'))
+  try {
+    writeFileSync(join(dir, 'load.c'), program)
+    execFileSync(join(toolchain, 'bin', `${triple}-gcc`), ['-rdynamic', '-o', join(dir, 'load'), join(dir, 'load.c'), '-ldl'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    })
+    const libraries = ['lib64', 'usr/lib64', 'lib'].map((sub) => join(sysroot, sub)).join(':')
+    const loader = join(sysroot, 'lib64', 'ld-linux-x86-64.so.2')
+    const run = spawnSync(loader, ['--library-path', libraries, join(dir, 'load'), file], { encoding: 'utf8', timeout: 30_000 })
+    const output = `${run.stdout ?? ''}${run.stderr ?? ''}`.trim()
+    return { ok: run.status === 0 && output.startsWith('loaded with glibc 2.17'), output }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const { values, positionals } = parseArgs({
-    options: { max: { type: 'string', default: GLIBC_LIMIT } },
+    options: { max: { type: 'string', default: GLIBC_LIMIT }, load: { type: 'boolean', default: false } },
     allowPositionals: true,
   })
   const files = positionals.length > 0 ? positionals : releaseBuilds()
@@ -188,6 +241,16 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     const shown = relative(process.cwd(), file) || file
     console.log(`${ok ? 'ok  ' : 'FAIL'} ${shown}: highest glibc ${highest ?? '(none)'} (limit ${values.max})`)
     failed ||= !ok
+    if (values.load) {
+      const toolchain = glibcToolchain()
+      if (!toolchain) {
+        console.error('check-glibc: --load needs the glibc 2.17 toolchain; `npm run build` fetches it')
+        process.exit(2)
+      }
+      const loaded = loadWithGlibc217(file, toolchain)
+      console.log(`${loaded.ok ? 'ok  ' : 'FAIL'} ${shown}: ${loaded.output || 'no output'}`)
+      failed ||= !loaded.ok
+    }
   }
   if (failed) {
     console.error('check-glibc: a binary needs a newer glibc than the limit; build it with `npm run build`')
