@@ -1,17 +1,26 @@
-// npm's `prepare` script: compiles the addon (dev build) when npm installs this checkout, so the
-// Quick start's `npm install` leaves a working package; does nothing when npm packs or publishes.
+// npm's `prepare` script: compiles the addon (dev build) when `npm install` / `npm ci` runs in
+// this checkout, so the Quick start leaves a working package; does nothing otherwise.
 //
-// npm runs `prepare` both after `npm install`/`npm ci` in a checkout and before `npm pack` /
-// `npm publish`. A package never carries a .node file (each platform's release binary is its own
-// package under npm/), so building before a pack would only spend minutes on a dev build that is
-// then left out. npm names the command it is running in `npm_command`.
+// npm runs `prepare` at other times too, where a build is wrong:
+// - before `npm pack` / `npm publish`: the main package carries no .node file (each platform's
+//   release binary is its own package under npm/), so a build would be minutes spent on a dev
+//   build that is left out. npm names the command it runs in `npm_command`.
+// - when another project installs this checkout as a folder (`npm install <path>`, the way to use
+//   a build from source): there a dev build would overwrite the release build made for it. npm
+//   sets `INIT_CWD` to where it was started, which is then outside this checkout.
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 
+const root = fileURLToPath(new URL('..', import.meta.url))
 const command = process.env.npm_command
 if (command === 'pack' || command === 'publish') process.exit(0)
-// Installed from a tarball (no Rust sources): there is nothing to build.
-if (!existsSync(new URL('../Cargo.toml', import.meta.url))) process.exit(0)
+const startedIn = process.env.INIT_CWD
+const fromHere = startedIn ? path.relative(root, path.resolve(startedIn)) : ''
+if (fromHere.startsWith('..') || path.isAbsolute(fromHere)) process.exit(0)
+// No Rust sources (not a checkout): there is nothing to build.
+if (!existsSync(path.join(root, 'Cargo.toml'))) process.exit(0)
 
 const npmCli = process.env.npm_execpath
 const run = npmCli
