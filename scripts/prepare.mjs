@@ -4,7 +4,8 @@
 // npm runs `prepare` at other times too, where a build is wrong:
 // - before `npm pack` / `npm publish`: the main package carries no .node file (each platform's
 //   release binary is its own package under npm/), so a build would be minutes spent on a dev
-//   build that is left out. npm names the command it runs in `npm_command`.
+//   build that is left out. npm names the command it runs in `npm_command`. (The `prepack` script
+//   also takes `prepare` out of the manifest being packed; this check does not rely on it.)
 // - when another project installs this checkout as a folder (`npm install <path>`, the way to use
 //   a build from source): there a dev build would overwrite the release build made for it. npm
 //   sets `INIT_CWD` to where it was started, which is then outside this checkout.

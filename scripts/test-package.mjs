@@ -282,6 +282,7 @@ async function main() {
       packed[info.name] = info
       log(`${info.filename}: ${(info.size / 1e6).toFixed(2)} MB packed, ${(info.unpackedSize / 1e6).toFixed(2)} MB unpacked, ${info.entryCount} files`)
     }
+    assert.ok(!existsSync(path.join(stage, 'target')), 'packing and publishing built nothing (prepare skips them)')
     const mainFiles = packed[manifest.name].files.map((f) => f.path).sort()
     assert.deepEqual(
       mainFiles,
