@@ -365,7 +365,8 @@ export interface ChatGPTErrorOptions {
    * `ERR_CHATGPT_RESPONSE_TOO_LARGE`, `ERR_CHATGPT_CONTEXT_TOO_LONG`, `ERR_CHATGPT_STORE`,
    * `ERR_CHATGPT_STREAM_INTERRUPTED`, `ERR_CHATGPT_QUEUE_FULL`, `ERR_CHATGPT_REQUEST_TOO_LARGE`,
    * `ERR_CHATGPT_CIRCUIT_OPEN`, `ERR_CHATGPT_NO_KEY_AVAILABLE`, `ERR_CHATGPT_INVALID_ARG`,
-   * `ERR_CHATGPT_INTERNAL` (a bug in this package ended the call; the process is unaffected) or
+   * `ERR_CHATGPT_INTERNAL` (a bug in this package ended the call; the process is unaffected),
+   * `ERR_CHATGPT_UNSUPPORTED_PLATFORM` (thrown by loading the package where no native addon loads) or
    * `ABORT_ERR`.
    * @default 'ERR_CHATGPT_HTTP'
    */

@@ -9,7 +9,8 @@
 // No HTTP, retry or protocol logic lives here.
 'use strict'
 
-const binding = require('./binding.js')
+// On a platform with no binary this throws ChatGPTError ERR_CHATGPT_UNSUPPORTED_PLATFORM (lib/platform.js).
+const binding = require('./lib/platform.js').loadBinding()
 const { ChatGPTError } = require('./lib/errors.js')
 const { makeProgressRelay, makeItemRelay } = require('./lib/relay.js')
 const { makeStore } = require('./lib/store.js')
