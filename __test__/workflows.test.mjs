@@ -118,6 +118,10 @@ test('napi artifacts puts each binary the build matrix uploads into its platform
   // out as download-artifact does (one bindings-<target> folder each, the file named as napi
   // build names it), then napi artifacts.
   const built = values(job(release, 'build'), 'target')
+  // The publish job downloads every build where `napi artifacts` looks by default.
+  const publish = job(release, 'publish')
+  assert.match(publish, /^ {10}path: artifacts$/m)
+  assert.match(publish, /^ {8}run: npx napi artifacts$/m)
   const dir = mkdtempSync(join(tmpdir(), 'release-artifacts-'))
   try {
     writeFileSync(join(dir, 'package.json'), JSON.stringify({ ...pkg, napi: { ...pkg.napi, targets: built } }))
