@@ -108,6 +108,10 @@ test('the release workflow publishes only on a version tag, with provenance and 
   assert.match(publish, /^ {4}if: \$\{\{ startsWith\(github\.ref, 'refs\/tags\/v'\) \}\}$/m)
   assert.match(publish, /^ {6}id-token: write$/m)
   assert.match(publish, /npx napi pre-publish -t npm --no-gh-release$/m)
+  // The main package is published with its lifecycle scripts: `prepack` strips `prepare` from the
+  // published package.json, which --ignore-scripts would skip.
+  assert.match(publish, /^ {10}npm publish --access public --tag "\$DIST_TAG"$/m)
+  assert.doesNotMatch(publish, /npm publish --ignore-scripts/)
   assert.equal((publish.match(/NPM_CONFIG_PROVENANCE: 'true'/g) ?? []).length, 2)
   assert.match(publish, /\$\{\{ secrets\.NPM_TOKEN \}\}/)
   assert.doesNotMatch(release, /contents: write/)
