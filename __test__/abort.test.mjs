@@ -77,13 +77,16 @@ test('aborting after completion is harmless', async () => {
 test('an abort or timeout of a call that sent its request reports attempts, cached or not', async () => {
   // With `cache: true` the request runs as a shared call the caller waits on.
   for (const cache of [false, true]) {
-    const api = clientFor(sim, { cache })
-    sim.enqueueFault({ kind: 'stall' })
+    // The fault rides on each request (a header), so one that is never sent cannot leave a queued
+    // stall behind for a later test.
+    const api = clientFor(sim, { cache, headers: { 'x-sim-fault': JSON.stringify({ kind: 'stall' }) } })
     const timedOut = await rejection(api.sendMessage(`stalled until the timeout, cache ${cache}`, { timeoutMs: 200 }))
     assert.equal(timedOut.code, 'ERR_CHATGPT_TIMEOUT')
     assert.equal(timedOut.attempts, 1, `timeout, cache ${cache}`)
+    // The timed-out request must have left the simulator, or `whenInFlight` below would count it
+    // and the abort could come before the next request is sent.
+    await whenIdle(sim)
 
-    sim.enqueueFault({ kind: 'stall' })
     const controller = new AbortController()
     const pending = api.sendMessage(`stalled until aborted, cache ${cache}`, { abortSignal: controller.signal })
     await whenInFlight(sim, 1)
