@@ -357,6 +357,12 @@ pub fn network_error(err: reqwest::Error) -> ChatError {
         }
         source = s.source();
     }
+    if message.contains("invalid peer certificate") {
+        // rustls names the problem (`UnknownIssuer`, `Expired`, ...); say what fixes the common one.
+        message.push_str(
+            " (the server's certificate is not trusted: pass its CA as the `ca` option or name its file in NODE_EXTRA_CA_CERTS)",
+        );
+    }
     ChatError::new(code, message)
 }
 
