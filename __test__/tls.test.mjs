@@ -5,6 +5,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
 import https from 'node:https'
+import http2 from 'node:http2'
 import net from 'node:net'
 import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
@@ -113,6 +114,27 @@ test('NODE_EXTRA_CA_CERTS trusts the private CA for instances created after it i
     await runChild(childCall({ apiBaseUrl: upstreamUrl, ca: ca.caPem }), { NODE_EXTRA_CA_CERTS: `${ca.dir}/missing.pem` }),
     'ok over tls',
   )
+})
+
+test('HTTP/2 is negotiated when the server offers it, and concurrent calls share its one connection', async (t) => {
+  const versions = []
+  let connections = 0
+  const server = http2.createSecureServer({ key: ca.key, cert: ca.cert, allowHTTP1: true }, (req, res) => {
+    versions.push(req.httpVersion)
+    answer(req, res)
+  })
+  server.on('secureConnection', () => connections++)
+  const url = `https://127.0.0.1:${await listen(server)}/v1`
+  t.after(() => server.close())
+  const api = new ChatGPTAPI({ apiKey: API_KEY, apiBaseUrl: url, ca: ca.caPem, maxRetries: 0 })
+  // The first exchange learns the protocol (ALPN); until then concurrent calls cannot know they
+  // could share a connection.
+  await api.warmup()
+  const replies = await Promise.all(Array.from({ length: 16 }, (_, i) => api.sendMessage(`hi ${i}`)))
+  assert.ok(replies.every((r) => r.text === 'over tls'))
+  assert.deepEqual(new Set(versions), new Set(['2.0']))
+  assert.equal(versions.length, 17)
+  assert.equal(connections, 1)
 })
 
 test('bad `ca` values throw naming the option', () => {
