@@ -33,7 +33,8 @@ export declare class ChatGPTAPI {
   /**
    * The base URL requests go to (without a trailing slash), for display: credentials in it
    * (`http://user:pass@host`) show as `<redacted>`, so logging it or `util.inspect(api)`
-   * cannot leak them. Requests still use them.
+   * cannot leak them. Requests still use them. A query (`?api-version=`, from `apiBaseUrl` or
+   * `azure`) is shown after it.
    */
   get apiBaseUrl(): string
   /** The default model (`completionParams.model`). */

@@ -39,6 +39,7 @@ test('azure sends to the deployment path with api-version and the key in api-key
     apiKey: API_KEY,
     azure: { baseUrl: server.origin, deployment: 'gpt-4o-mini', apiVersion: '2024-10-21' },
   })
+  assert.equal(api.apiBaseUrl, `${server.origin}/openai/deployments/gpt-4o-mini?api-version=2024-10-21`)
   assert.equal((await api.sendMessage('hi')).text, 'hello')
   await api.warmup()
   const [chat, models] = server.seen
