@@ -170,6 +170,14 @@ test('`proxy: false` and `proxy: null` connect directly even when HTTPS_PROXY is
   }
 })
 
+test('an unreachable proxy fails the call as a network error without its credentials', async () => {
+  // Port 9 (discard) refuses connections.
+  const api = new ChatGPTAPI({ apiKey: API_KEY, apiBaseUrl: upstreamUrl, proxy: 'http://user:s3cret@127.0.0.1:9', maxRetries: 0 })
+  const err = await rejection(api.sendMessage('hi'))
+  assert.equal(err.code, 'ERR_CHATGPT_NETWORK')
+  assert.doesNotMatch(err.message, /s3cret/)
+})
+
 test('bad `proxy` values throw naming the option, without the URL credentials', () => {
   for (const bad of ['ftp://user:s3cret@proxy', 'not a url', true, 42]) {
     const err = thrown(() => new ChatGPTAPI({ apiKey: API_KEY, proxy: bad }))
