@@ -33,7 +33,8 @@ export declare class ChatGPTAPI {
   /**
    * The base URL requests go to (without a trailing slash), for display: credentials in it
    * (`http://user:pass@host`) show as `<redacted>`, so logging it or `util.inspect(api)`
-   * cannot leak them. Requests still use them.
+   * cannot leak them. Requests still use them. A query (`?api-version=`, from `apiBaseUrl` or
+   * `azure`) is shown after it.
    */
   get apiBaseUrl(): string
   /** The default model (`completionParams.model`). */
@@ -104,6 +105,18 @@ export declare class ChatGPTSimulator {
   resetStats(): void
   /** Stop listening and drop open connections. Idempotent. */
   close(): Promise<void>
+}
+
+/** `azure` of `new ChatGPTAPI(options)`: an Azure OpenAI deployment. Give `resource` or `baseUrl`. */
+export interface AzureOptions {
+  /** The resource name: requests go to `https://{resource}.openai.azure.com`. */
+  resource?: string
+  /** The resource's endpoint instead of `resource` (a custom domain, a gateway, a local server). */
+  baseUrl?: string
+  /** The deployment's name (`/openai/deployments/{deployment}`). */
+  deployment: string
+  /** Sent as `?api-version=` on every request, e.g. `'2024-10-21'`. */
+  apiVersion: string
 }
 
 /** What `sendMessage` would send: the result of `buildMessages`. */
@@ -288,6 +301,26 @@ export interface ChatGPTAPIOptions {
    * @deprecated
    */
   fetch?: unknown
+  /**
+   * Azure OpenAI: requests go to `https://{resource}.openai.azure.com/openai/deployments/{deployment}/chat/completions?api-version={apiVersion}`
+   * (or under `baseUrl` instead of the resource's host), and the key is sent as the `api-key`
+   * header, never `Authorization`. Exclusive with `apiBaseUrl`.
+   */
+  azure?: AzureOptions
+  /**
+   * Certificates trusted in addition to the operating system's roots: a PEM string or Buffer
+   * (one or several certificates), or an array of them. The file named by
+   * `NODE_EXTRA_CA_CERTS` is trusted too (read when the instance is created; skipped, as in
+   * Node, when it cannot be read).
+   */
+  ca?: string | Buffer | Array<string | Buffer>
+  /**
+   * Proxy for every request (`http://host:port`, credentials in the URL if needed): https
+   * requests are tunnelled with CONNECT. Given, it replaces `HTTPS_PROXY`/`HTTP_PROXY`/
+   * `NO_PROXY`; `false` or `null` means no proxy even if those are set.
+   * @default the HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY environment variables
+   */
+  proxy?: string | false | null
 }
 
 /** The history sent with a prompt. */
@@ -586,6 +619,19 @@ export interface SendMessageOptions {
    * @default true
    */
   cache?: boolean
+  /**
+   * Headers for this call, set over the instance's `headers` (names are case-insensitive; the
+   * call's value wins). `Authorization`, `api-key`, `Host`, `Content-Length`,
+   * `Transfer-Encoding` and `Connection` are refused with `ERR_CHATGPT_INVALID_ARG`: the key
+   * always comes from `apiKey`/`apiKeys`. Not part of the response cache's key: calls
+   * coalesced with an identical one in flight share its request (and its headers).
+   */
+  headers?: Record<string, string>
+  /**
+   * Sent as the `Idempotency-Key` header, the same on every retry of this call, so a server
+   * that supports it answers a retried request once (openai-node's request option).
+   */
+  idempotencyKey?: string
 }
 
 /**

@@ -181,10 +181,17 @@ impl ChatGPTAPI {
 
     /// The base URL requests go to (without a trailing slash), for display: credentials in it
     /// (`http://user:pass@host`) show as `<redacted>`, so logging it or `util.inspect(api)`
-    /// cannot leak them. Requests still use them.
+    /// cannot leak them. Requests still use them. A query (`?api-version=`, from `apiBaseUrl` or
+    /// `azure`) is shown after it.
     #[napi(getter)]
     pub fn api_base_url(&self) -> String {
-        redact_url(&self.client().config().api_base_url).into_owned()
+        let client = self.client();
+        let cfg = client.config();
+        let base = redact_url(&cfg.api_base_url);
+        match &cfg.api_query {
+            Some(query) => format!("{base}?{query}"),
+            None => base.into_owned(),
+        }
     }
 
     /// The default model (`completionParams.model`).

@@ -24,7 +24,7 @@ use super::options::{describe, IgnoredOption, Opts};
 use crate::core::breaker::BreakerConfig;
 use crate::core::cache::CacheConfig;
 use crate::core::client::SendRequest;
-use crate::core::config::{ClientOptions, Setting};
+use crate::core::config::{ClientOptions, ProxySetting, Setting};
 use crate::core::limits::RateLimitConfig;
 use crate::core::time::timeout_from_ms;
 
@@ -142,6 +142,23 @@ pub struct ChatGPTAPIOptions {
     /// @deprecated
     #[napi(ts_type = "unknown")]
     pub fetch: Option<serde_json::Value>,
+    /// Azure OpenAI: requests go to `https://{resource}.openai.azure.com/openai/deployments/{deployment}/chat/completions?api-version={apiVersion}`
+    /// (or under `baseUrl` instead of the resource's host), and the key is sent as the `api-key`
+    /// header, never `Authorization`. Exclusive with `apiBaseUrl`.
+    #[napi(ts_type = "AzureOptions")]
+    pub azure: Option<serde_json::Value>,
+    /// Certificates trusted in addition to the operating system's roots: a PEM string or Buffer
+    /// (one or several certificates), or an array of them. The file named by
+    /// `NODE_EXTRA_CA_CERTS` is trusted too (read when the instance is created; skipped, as in
+    /// Node, when it cannot be read).
+    #[napi(ts_type = "string | Buffer | Array<string | Buffer>")]
+    pub ca: Option<serde_json::Value>,
+    /// Proxy for every request (`http://host:port`, credentials in the URL if needed): https
+    /// requests are tunnelled with CONNECT. Given, it replaces `HTTPS_PROXY`/`HTTP_PROXY`/
+    /// `NO_PROXY`; `false` or `null` means no proxy even if those are set.
+    /// @default the HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY environment variables
+    #[napi(ts_type = "string | false | null")]
+    pub proxy: Option<serde_json::Value>,
 }
 
 impl ChatGPTAPIOptions {
@@ -174,6 +191,9 @@ impl ChatGPTAPIOptions {
         "cache",
         "debug",
         "fetch",
+        "azure",
+        "ca",
+        "proxy",
     ];
 }
 
@@ -214,6 +234,16 @@ pub struct SendMessageOptions {
     /// constructor's `cache`); on an instance without a cache it does nothing.
     /// @default true
     pub cache: Option<bool>,
+    /// Headers for this call, set over the instance's `headers` (names are case-insensitive; the
+    /// call's value wins). `Authorization`, `api-key`, `Host`, `Content-Length`,
+    /// `Transfer-Encoding` and `Connection` are refused with `ERR_CHATGPT_INVALID_ARG`: the key
+    /// always comes from `apiKey`/`apiKeys`. Not part of the response cache's key: calls
+    /// coalesced with an identical one in flight share its request (and its headers).
+    #[napi(ts_type = "Record<string, string>")]
+    pub headers: Option<std::collections::HashMap<String, String>>,
+    /// Sent as the `Idempotency-Key` header, the same on every retry of this call, so a server
+    /// that supports it answers a retried request once (openai-node's request option).
+    pub idempotency_key: Option<String>,
 }
 
 impl SendMessageOptions {
@@ -230,6 +260,8 @@ impl SendMessageOptions {
         "abortSignal",
         "timeoutMs",
         "cache",
+        "headers",
+        "idempotencyKey",
     ];
 }
 
@@ -268,6 +300,24 @@ pub struct RateLimitOptions {
     pub requests_per_minute: Option<u32>,
     /// Tokens per minute: each request reserves its prompt tokens plus `max_tokens`.
     pub tokens_per_minute: Option<u32>,
+}
+
+/// `azure` of `new ChatGPTAPI(options)`: an Azure OpenAI deployment. Give `resource` or `baseUrl`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct AzureOptions {
+    /// The resource name: requests go to `https://{resource}.openai.azure.com`.
+    pub resource: Option<String>,
+    /// The resource's endpoint instead of `resource` (a custom domain, a gateway, a local server).
+    pub base_url: Option<String>,
+    /// The deployment's name (`/openai/deployments/{deployment}`).
+    pub deployment: String,
+    /// Sent as `?api-version=` on every request, e.g. `'2024-10-21'`.
+    pub api_version: String,
+}
+
+impl AzureOptions {
+    /// The names the reader accepts: the fields above, as JavaScript spells them.
+    pub const NAMES: &'static [&'static str] = &["resource", "baseUrl", "deployment", "apiVersion"];
 }
 
 impl RateLimitOptions {
@@ -365,7 +415,38 @@ pub fn read_client_options(o: &Opts) -> Result<ClientOptions> {
         rate_limit: read_rate_limit(o)?,
         circuit_breaker: read_breaker(o)?,
         cache: read_cache(o)?,
+        azure: read_azure(o)?,
+        ca: read_ca(o)?,
+        proxy: read_proxy(o)?,
     })
+}
+
+/// `azure: { resource?, baseUrl?, deployment, apiVersion }`.
+fn read_azure(o: &Opts) -> Result<Option<crate::core::config::AzureOptions>> {
+    let Some(a) = o.nested("azure")? else {
+        return Ok(None);
+    };
+    a.allow_only(AzureOptions::NAMES, &[])?;
+    let required = |name: &str| -> Result<String> {
+        a.string(name)?
+            .ok_or_else(|| a.invalid(format!("Expected `azure.{name}` to be a string, got undefined")))
+    };
+    Ok(Some(crate::core::config::AzureOptions {
+        resource: a.string("resource")?,
+        base_url: a.string("baseUrl")?,
+        deployment: required("deployment")?,
+        api_version: required("apiVersion")?,
+    }))
+}
+
+/// `ca`: a PEM string or Buffer, or an array of them.
+fn read_ca(o: &Opts) -> Result<Vec<Vec<u8>>> {
+    o.pem_list("ca")
+}
+
+/// `proxy`: a URL, or `false`/`null` for none (`undefined`: the environment decides).
+fn read_proxy(o: &Opts) -> Result<ProxySetting> {
+    o.proxy_setting("proxy")
 }
 
 /// `rateLimit: { requestsPerMinute?, tokensPerMinute? }`.
@@ -465,6 +546,11 @@ pub fn read_request<'env>(
         stream: o.bool("stream")?.unwrap_or(has_progress),
         timeout: o.non_negative_int("timeoutMs")?.map(timeout_from_ms),
         cache: o.bool("cache")?.unwrap_or(true),
+        headers: crate::core::transport::call_headers(
+            &o.string_record("headers")?,
+            o.string("idempotencyKey")?.as_deref(),
+        )
+        .map_err(|e| to_napi_error(env, &e))?,
     };
     if let Some(params) = &req.completion_params {
         crate::core::config::check_completion_params(params, "completionParams").map_err(|e| to_napi_error(env, &e))?;
@@ -529,7 +615,29 @@ pub fn read_inputs<'env>(env: &'env Env, inputs: Unknown<'env>, o: &Opts<'env>) 
         requests.push(req);
     }
     check_unique_message_ids(env, &requests)?;
+    check_unique_idempotency_keys(env, &requests)?;
     Ok(requests)
+}
+
+/// Two items of one batch may not share an `idempotencyKey`: a server that honours it would
+/// answer the second with the first's reply. (String inputs share `options.idempotencyKey`.)
+fn check_unique_idempotency_keys(env: &Env, requests: &[SendRequest]) -> Result<()> {
+    let mut seen: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
+    for (i, req) in requests.iter().enumerate() {
+        let Some(key) = req.headers.as_deref().and_then(|h| h.get("idempotency-key")) else {
+            continue;
+        };
+        if let Some(first) = seen.insert(key.as_bytes(), i) {
+            return Err(invalid_arg(
+                env,
+                format!(
+                    "Expected every input of `sendMany` to have its own `idempotencyKey`, but `inputs[{first}]` and \
+                     `inputs[{i}]` share one (string inputs take `options.idempotencyKey`)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Two items of one batch may not share a user-message id: the store keys messages by id, so the
@@ -582,6 +690,7 @@ mod tests {
             ("RateLimitOptions", RateLimitOptions::NAMES),
             ("CircuitBreakerOptions", CircuitBreakerOptions::NAMES),
             ("CacheOptions", CacheOptions::NAMES),
+            ("AzureOptions", AzureOptions::NAMES),
         ];
         check_option_names(include_str!("requests.rs"), declared);
     }

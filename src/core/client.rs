@@ -384,6 +384,7 @@ impl ChatClient {
                 body,
                 stream: req.stream,
                 estimate: prompt.prompt_tokens.saturating_add(reply_cap),
+                headers: req.headers.clone(),
             },
             bounds: &bounds,
             delivery: Delivery::new(
@@ -576,10 +577,15 @@ impl ChatClient {
         } = exchange;
         let observe = |headers: &reqwest::header::HeaderMap| admitted.observe_headers(headers);
         let resp = bounds
-            .wait(
-                self.transport
-                    .post_chat(request.body.clone(), request.stream, admitted.key(), &observe),
-            )
+            .wait(self.transport.post_chat(
+                super::transport::ChatPost {
+                    body: request.body.clone(),
+                    stream: request.stream,
+                    headers: request.headers.as_deref(),
+                },
+                admitted.key(),
+                &observe,
+            ))
             .await?;
         let request_id = resp.request_id;
         let max = self.transport.max_response_bytes();
@@ -730,6 +736,7 @@ mod tests {
             stream: false,
             timeout: None,
             cache,
+            headers: None,
         }
     }
 

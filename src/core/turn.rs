@@ -30,6 +30,9 @@ pub struct SendRequest {
     pub timeout: Option<Duration>,
     /// Read and write the response cache (and coalesce identical in-flight calls).
     pub cache: bool,
+    /// This call's own headers (its `Idempotency-Key` included), set over the instance's on
+    /// every attempt; never part of the cache key. Made by [`call_headers`](super::transport::call_headers).
+    pub headers: Option<std::sync::Arc<reqwest::header::HeaderMap>>,
 }
 
 /// A finished reply.
@@ -210,6 +213,7 @@ mod tests {
             stream,
             timeout: None,
             cache: false,
+            headers: None,
         }
     }
 
