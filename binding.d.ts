@@ -7,6 +7,7 @@ import type {
   ChatCompletionChunk,
   ChatGPTError,
   CompletionParams,
+  ContentPart,
   GetMessageByIdFunction,
   Role,
   SendManyOptions,
@@ -63,20 +64,23 @@ export declare class ChatGPTAPI {
    * 100,000 inputs; an invalid input or option rejects the call with `ERR_CHATGPT_INVALID_ARG`
    * naming it (`inputs[3].timeoutMs`) before anything is sent. Never throws.
    */
-  sendMany(inputs: Array<string | ({ text: string } & SendMessageOptions)>, options?: SendManyOptions): Promise<Array<SendManyResult>>
+  sendMany(inputs: Array<string | ({ text: string | ContentPart[] } & SendMessageOptions)>, options?: SendManyOptions): Promise<Array<SendManyResult>>
   /**
    * Build the prompt `sendMessage(text, options)` would send — system message, history walked
    * through `parentMessageId` within the token budget, the new message — without sending it.
    * Rejects with `ERR_CHATGPT_CONTEXT_TOO_LONG` exactly when `sendMessage` would, and with
    * `ERR_CHATGPT_INVALID_ARG` for invalid arguments. Never throws.
    */
-  buildMessages(text: string, options?: SendMessageOptions): Promise<BuiltMessages>
+  buildMessages(text: string | ContentPart[], options?: SendMessageOptions): Promise<BuiltMessages>
   /**
-   * Send a message and resolve with the reply. Streams when `onProgress` is given (or
+   * Send a message and resolve with the reply. `text` is a string, or an array of content
+   * parts (text and images, sent as given; the stored row keeps their text parts joined with
+   * `'
+  '` as `text` and the parts as `content`). Streams when `onProgress` is given (or
    * `stream: true`). Rejects with a `ChatGPTError`, for invalid arguments too
    * (`ERR_CHATGPT_INVALID_ARG`): it never throws.
    */
-  sendMessage(text: string, options?: SendMessageOptions): Promise<ChatReply>
+  sendMessage(text: string | ContentPart[], options?: SendMessageOptions): Promise<ChatReply>
 }
 
 /** An OpenAI-compatible chat-completions server on 127.0.0.1 with scriptable faults. */
@@ -443,7 +447,8 @@ export interface CircuitBreakerOptions {
 /** A chat message to count. */
 export interface CountableMessage {
   role: string
-  content: string
+  /** A string, or content parts: images count by OpenAI's formula (see `ContentPart`). */
+  content: string | ContentPart[]
   name?: string
 }
 
@@ -523,7 +528,8 @@ export interface PartialChatMessage {
 /** One message of a built prompt. */
 export interface PromptMessageJs {
   role: 'system' | 'user' | 'assistant'
-  content: string
+  /** A string, or the content parts a message was sent with. */
+  content: string | ContentPart[]
   name?: string
 }
 
@@ -737,6 +743,11 @@ export interface StoredChatMessage {
   name?: string
   parentMessageId?: string
   conversationId?: string
+  /**
+   * The content parts of a user message sent with them (`text` then holds their text parts,
+   * joined with `'\n'`); a rebuilt history sends the parts again.
+   */
+  content?: ContentPart[]
 }
 
 /** One chunk of `splitText`. */

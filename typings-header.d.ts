@@ -7,6 +7,7 @@ import type {
   ChatCompletionChunk,
   ChatGPTError,
   CompletionParams,
+  ContentPart,
   GetMessageByIdFunction,
   Role,
   SendManyOptions,

@@ -232,7 +232,7 @@ impl ChatGPTAPI {
     /// 100,000 inputs; an invalid input or option rejects the call with `ERR_CHATGPT_INVALID_ARG`
     /// naming it (`inputs[3].timeoutMs`) before anything is sent. Never throws.
     #[napi(
-        ts_args_type = "inputs: Array<string | ({ text: string } & SendMessageOptions)>, options?: SendManyOptions",
+        ts_args_type = "inputs: Array<string | ({ text: string | ContentPart[] } & SendMessageOptions)>, options?: SendManyOptions",
         ts_return_type = "Promise<Array<SendManyResult>>"
     )]
     pub fn send_many<'env>(
@@ -311,7 +311,7 @@ impl ChatGPTAPI {
     /// Rejects with `ERR_CHATGPT_CONTEXT_TOO_LONG` exactly when `sendMessage` would, and with
     /// `ERR_CHATGPT_INVALID_ARG` for invalid arguments. Never throws.
     #[napi(
-        ts_args_type = "text: string, options?: SendMessageOptions",
+        ts_args_type = "text: string | ContentPart[], options?: SendMessageOptions",
         ts_return_type = "Promise<BuiltMessages>"
     )]
     pub fn build_messages<'env>(
@@ -337,7 +337,8 @@ impl ChatGPTAPI {
                     .into_iter()
                     .map(|m| PromptMessageJs {
                         role: m.role,
-                        content: m.content,
+                        // Strings and parts always serialise.
+                        content: serde_json::to_value(&m.content).unwrap_or_default(),
                         name: m.name,
                     })
                     .collect(),
@@ -348,11 +349,13 @@ impl ChatGPTAPI {
         })
     }
 
-    /// Send a message and resolve with the reply. Streams when `onProgress` is given (or
+    /// Send a message and resolve with the reply. `text` is a string, or an array of content
+    /// parts (text and images, sent as given; the stored row keeps their text parts joined with
+    /// `'\n'` as `text` and the parts as `content`). Streams when `onProgress` is given (or
     /// `stream: true`). Rejects with a `ChatGPTError`, for invalid arguments too
     /// (`ERR_CHATGPT_INVALID_ARG`): it never throws.
     #[napi(
-        ts_args_type = "text: string, options?: SendMessageOptions",
+        ts_args_type = "text: string | ContentPart[], options?: SendMessageOptions",
         ts_return_type = "Promise<ChatReply>"
     )]
     pub fn send_message<'env>(

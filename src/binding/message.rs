@@ -136,7 +136,9 @@ pub struct ChatHistory {
 pub struct PromptMessageJs {
     #[napi(ts_type = "'system' | 'user' | 'assistant'")]
     pub role: String,
-    pub content: String,
+    /// A string, or the content parts a message was sent with.
+    #[napi(ts_type = "string | ContentPart[]")]
+    pub content: serde_json::Value,
     pub name: Option<String>,
 }
 

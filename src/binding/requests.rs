@@ -18,13 +18,16 @@ use std::time::Duration;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-use super::convert::caught;
+use std::sync::Arc;
+
+use super::convert::{caught, to_json};
 use super::errors::{invalid_arg, to_napi_error};
 use super::options::{describe, IgnoredOption, Opts};
 use crate::core::breaker::BreakerConfig;
 use crate::core::cache::CacheConfig;
 use crate::core::client::SendRequest;
 use crate::core::config::{ClientOptions, Setting};
+use crate::core::content::{self, ContentPart};
 use crate::core::limits::RateLimitConfig;
 use crate::core::time::timeout_from_ms;
 
@@ -439,19 +442,11 @@ pub fn read_request<'env>(
     text_name: &str,
     o: &Opts<'env>,
 ) -> Result<SendRequest> {
-    let text = match text {
-        Some(text) if text.get_type()? == ValueType::String => unsafe { text.cast::<String>() }?,
-        other => {
-            let got = other.map_or_else(|| "undefined".to_owned(), |v| describe(env, &v));
-            return Err(invalid_arg(
-                env,
-                format!("Expected `{text_name}` to be a string, got {got}"),
-            ));
-        }
-    };
+    let (text, parts) = read_content(env, text, text_name)?;
     let has_progress = o.function("onProgress")?.is_some();
     let req = SendRequest {
         text,
+        parts,
         system_message: o.string("systemMessage")?,
         completion_params: o.json_object("completionParams")?,
         // Resolved here, not in core: the onProgress relay needs it as `parentMessageId`.
@@ -470,6 +465,35 @@ pub fn read_request<'env>(
         crate::core::config::check_completion_params(params, "completionParams").map_err(|e| to_napi_error(env, &e))?;
     }
     Ok(req)
+}
+
+/// A message's content: a string, or an array of content parts (then also their text, joined
+/// with `'\n'`, which the stored row keeps as `text`). `name` names it in errors.
+pub fn read_content<'env>(
+    env: &'env Env,
+    content: Option<Unknown<'env>>,
+    name: &str,
+) -> Result<(String, Option<Arc<[ContentPart]>>)> {
+    match content {
+        Some(text) if text.get_type()? == ValueType::String => Ok((unsafe { text.cast::<String>() }?, None)),
+        Some(parts) if is_array(&parts)? => {
+            let value = to_json(env, &parts, name)?;
+            let parts = content::parse_parts(&value, name).map_err(|e| to_napi_error(env, &e))?;
+            Ok((content::joined_text(&parts), Some(parts)))
+        }
+        other => {
+            let got = other.map_or_else(|| "undefined".to_owned(), |v| describe(env, &v));
+            Err(invalid_arg(
+                env,
+                format!("Expected `{name}` to be a string, got {got} (or an array of content parts)"),
+            ))
+        }
+    }
+}
+
+/// Whether `value` is a JavaScript array.
+pub fn is_array(value: &Unknown) -> Result<bool> {
+    Ok(value.get_type()? == ValueType::Object && unsafe { value.cast::<Object>() }?.is_array()?)
 }
 
 /// `sendMessage`'s and `buildMessages`' arguments: `text` and the options object.

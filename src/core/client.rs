@@ -27,6 +27,7 @@ use super::call::{CallPlan, Outbound, Received};
 use super::chat::{build_body, parse_completion, AddedMax, Completion, Params, PromptMessage, ReplyCap};
 use super::config::ApiKey;
 use super::config::{check_completion_params, default_system_message, ClientConfig};
+use super::content::Content;
 use super::conversation::{build_prompt, Budget, BuiltPrompt, ConversationStore, MessageStore, TokenCountCache};
 use super::debug::{DebugEntry, DebugLog, StdoutLog};
 use super::error::{ChatError, ErrorCode};
@@ -224,14 +225,18 @@ impl ChatClient {
         let system = system.unwrap_or_else(default_system_message);
         let system = (!system.is_empty()).then(|| PromptMessage {
             role: "system".into(),
-            content: system,
+            content: Content::Text(system),
             name: None,
         });
         // `sendMessage('')` sends the system message and the history only, as the `chatgpt`
         // package does; the empty user message is still stored.
-        let user = (!req.text.is_empty()).then(|| PromptMessage {
+        let content = match &req.parts {
+            Some(parts) => Some(Content::Parts(parts.clone())),
+            None => (!req.text.is_empty()).then(|| Content::Text(req.text.clone())),
+        };
+        let user = content.map(|content| PromptMessage {
             role: "user".into(),
-            content: req.text.clone(),
+            content,
             name: req.name.clone(),
         });
         let budget = Budget {
@@ -721,6 +726,7 @@ mod tests {
     fn request(text: &str, cache: bool) -> SendRequest {
         SendRequest {
             text: text.into(),
+            parts: None,
             system_message: None,
             completion_params: None,
             message_id: None,

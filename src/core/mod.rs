@@ -10,6 +10,7 @@ pub mod chat;
 pub mod chunking;
 pub mod client;
 pub mod config;
+pub mod content;
 pub mod conversation;
 pub mod debug;
 pub mod error;

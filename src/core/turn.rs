@@ -2,19 +2,24 @@
 //! ([`ChatReply`]), and how a completion becomes that reply plus the two messages the
 //! conversation store keeps (the user's and the reply's).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
 use super::call::Received;
 use super::chat::{prompt_tokens, RawJson, Usage};
+use super::content::ContentPart;
 use super::conversation::{BuiltPrompt, StoredMessage, Truncation};
 use super::tokens::Encoding;
 
 /// One call's options (the `sendMessage` options minus the JS-only ones).
 #[derive(Debug, Clone)]
 pub struct SendRequest {
+    /// The user message's text; with `parts`, their text parts joined with `'\n'`.
     pub text: String,
+    /// Content parts (text and images) sent instead of `text` when given.
+    pub parts: Option<Arc<[ContentPart]>>,
     /// Overrides the instance's system message for this call; `Some("")` sends none.
     pub system_message: Option<String>,
     /// Merged over the instance's `completionParams`.
@@ -165,6 +170,7 @@ pub fn settle(
         name: req.name,
         parent_message_id: req.parent_message_id,
         conversation_id: req.conversation_id.clone(),
+        content: req.parts,
     };
     let reply_message = StoredMessage {
         id: reply.id.clone(),
@@ -173,6 +179,7 @@ pub fn settle(
         name: None,
         parent_message_id: Some(reply.parent_message_id.clone()),
         conversation_id: req.conversation_id,
+        content: None,
     };
     Settled {
         reply,
@@ -201,6 +208,7 @@ mod tests {
     fn request(stream: bool) -> SendRequest {
         SendRequest {
             text: "hello".into(),
+            parts: None,
             system_message: None,
             completion_params: None,
             message_id: None,
