@@ -5,6 +5,7 @@
 import type {
   ChatCompletion,
   ChatCompletionChunk,
+  ChatCompletionMessageParam,
   ChatGPTError,
   CompletionParams,
   ContentPart,
@@ -81,6 +82,18 @@ export declare class ChatGPTAPI {
    * (`ERR_CHATGPT_INVALID_ARG`): it never throws.
    */
   sendMessage(text: string | ContentPart[], options?: SendMessageOptions): Promise<ChatReply>
+  /**
+   * Send a complete `messages` array as given (roles `system`, `developer`, `user`,
+   * `assistant`, `tool`; content a string or content parts), for callers who keep the history
+   * themselves: no system message is added, no history is read, nothing is stored. Resolves
+   * with the reply, whose `parentMessageId` is absent (there is no stored user message).
+   * Retries, limits, the breaker and the cache apply as for `sendMessage`. Rejects with
+   * `ERR_CHATGPT_INVALID_ARG` naming a bad message field or option (the conversation options
+   * `parentMessageId`, `messageId`, `conversationId`, `systemMessage` and `name` among them),
+   * and with `ERR_CHATGPT_CONTEXT_TOO_LONG` when the messages do not fit `maxModelTokens -
+   * maxResponseTokens`. Never throws.
+   */
+  sendMessages(messages: ChatCompletionMessageParam[], options?: SendMessagesOptions): Promise<ChatReply>
 }
 
 /** An OpenAI-compatible chat-completions server on 127.0.0.1 with scriptable faults. */
@@ -370,7 +383,10 @@ export interface ChatReply {
    * `estimated: true`).
    */
   detail: ChatCompletion | ChatCompletionChunk
-  /** The id of the user message this replies to. */
+  /**
+   * The id of the user message this replies to (absent on a `sendMessages` reply, which has
+   * no stored user message).
+   */
   parentMessageId: string
   /** The `conversationId` passed to `sendMessage`, if any. */
   conversationId?: string
@@ -589,6 +605,32 @@ export interface SendMessageOptions {
    * `false`: neither read nor write the instance's response cache (nor share an identical
    * call in flight) for this call. `true` uses the instance's cache when it has one (see the
    * constructor's `cache`); on an instance without a cache it does nothing.
+   * @default true
+   */
+  cache?: boolean
+}
+
+/**
+ * Options of `sendMessages(messages, options)`: those of `sendMessage` that do not concern the
+ * conversation store (`parentMessageId`, `messageId`, `conversationId`, `systemMessage` and `name`
+ * are rejected: the messages are sent as given).
+ */
+export interface SendMessagesOptions {
+  /** Merged over the instance's `completionParams` for this call. */
+  completionParams?: CompletionParams
+  /**
+   * Stream the reply with server-sent events.
+   * @default !!onProgress
+   */
+  stream?: boolean
+  /** As in `sendMessage` (a partial's `parentMessageId` is absent). */
+  onProgress?: (partial: PartialChatMessage) => void
+  /** Cancels the call: the Promise rejects with `name: 'AbortError'`, `code: 'ABORT_ERR'`. */
+  abortSignal?: AbortSignal
+  /** Overrides the instance's `timeoutMs` for this call; `0` means no bound for this call. */
+  timeoutMs?: number
+  /**
+   * `false`: neither read nor write the instance's response cache for this call.
    * @default true
    */
   cache?: boolean

@@ -78,6 +78,23 @@ export interface ChatCompletionContentPartImage {
 export type ContentPart = ChatCompletionContentPartText | ChatCompletionContentPartImage
 
 /**
+ * One message of `sendMessages(messages)`, after openai-node's `ChatCompletionMessageParam`: sent
+ * as given. `content` is a string or content parts; an `assistant` message carrying only
+ * `tool_calls` may leave it `null`. Other fields are sent as they are and counted as text.
+ */
+export interface ChatCompletionMessageParam {
+  role: 'system' | 'developer' | 'user' | 'assistant' | 'tool'
+  content: string | ContentPart[] | null
+  /** The author's name. */
+  name?: string
+  /** For a `tool` message: the id of the tool call it answers (required then). */
+  tool_call_id?: string
+  /** For an `assistant` message: the tool calls it made. */
+  tool_calls?: ChatCompletionMessageToolCall[]
+  [field: string]: unknown
+}
+
+/**
  * `getMessageById` of `new ChatGPTAPI(options)`: the stored message with this id, or
  * `undefined`/`null` when there is none. May return the message itself instead of a Promise.
  */

@@ -134,3 +134,71 @@ test('bad content parts reject with ERR_CHATGPT_INVALID_ARG naming the field', a
   assert.equal(err.code, 'ERR_CHATGPT_INVALID_ARG')
   assert.match(err.message, /`inputs\[0\]\.text\[0\]\.type`/)
 })
+
+test('sendMessages sends the messages as given, with no system message, history or store', async () => {
+  const server = await recordingServer()
+  try {
+    const rows = new Map()
+    const api = new ChatGPTAPI({
+      apiKey: API_KEY,
+      apiBaseUrl: server.url,
+      systemMessage: 'never sent by sendMessages',
+      upsertMessage: (m) => void rows.set(m.id, m),
+    })
+    const messages = [
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: PARTS },
+      { role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: '{}' } }] },
+      { role: 'tool', tool_call_id: 'c1', content: '42' },
+    ]
+    const reply = await api.sendMessages(messages)
+    assert.deepEqual(server.bodies[0].messages, messages)
+    assert.equal(reply.text, 'ok')
+    assert.equal(reply.parentMessageId, undefined)
+    assert.ok(!('parentMessageId' in reply))
+    assert.equal(rows.size, 0, 'nothing stored')
+    assert.deepEqual(reply.history, { messages: 0, truncated: false })
+  } finally {
+    await server.close()
+  }
+})
+
+test('sendMessages streams, is billed as counted, and bounds the prompt by the window', async () => {
+  const api = clientFor(sim, { maxModelTokens: 2500, maxResponseTokens: 100 })
+  const messages = [
+    { role: 'system', content: 'Be brief.' },
+    { role: 'user', content: PARTS },
+  ]
+  const partials = []
+  const reply = await api.sendMessages(messages, { onProgress: (p) => partials.push(p) })
+  assert.ok(partials.length > 0)
+  assert.equal(partials[0].parentMessageId, undefined)
+  assert.equal(partials.at(-1).text, reply.text)
+  assert.equal(reply.usage.promptTokens, countMessageTokens(messages))
+  // Four images of unknown size (765 each) do not fit 2500 - 100 tokens.
+  const err = await rejection(api.sendMessages([{ role: 'user', content: new Array(4).fill(PARTS[3]) }]))
+  assert.equal(err.code, 'ERR_CHATGPT_CONTEXT_TOO_LONG')
+})
+
+test('sendMessages rejects the conversation options and bad messages, naming them', async () => {
+  const api = clientFor(sim)
+  const hi = [{ role: 'user', content: 'hi' }]
+  for (const name of ['parentMessageId', 'messageId', 'conversationId', 'systemMessage', 'name']) {
+    const err = await rejection(api.sendMessages(hi, { [name]: 'x' }))
+    assert.equal(err.code, 'ERR_CHATGPT_INVALID_ARG')
+    assert.ok(err.message.includes(`\`${name}\``), err.message)
+  }
+  const cases = [
+    ['hi', /`messages`/],
+    [[], /`messages`/],
+    [[{ role: 'robot', content: 'x' }], /`messages\[0\]\.role`/],
+    [[{ role: 'user' }], /`messages\[0\]\.content`/],
+    [[{ role: 'tool', content: '1' }], /`messages\[0\]\.tool_call_id`/],
+    [[{ role: 'user', content: [{ type: 'text', text: 1 }] }], /`messages\[0\]\.content\[0\]\.text`/],
+  ]
+  for (const [messages, named] of cases) {
+    const err = await rejection(api.sendMessages(messages))
+    assert.equal(err.code, 'ERR_CHATGPT_INVALID_ARG')
+    assert.match(err.message, named)
+  }
+})

@@ -19,7 +19,7 @@ use super::message::{history, message_to_js, serialize_message, BuiltMessages, P
 use super::metrics::ChatMetrics;
 use super::options::{describe, Opts};
 use super::progress::{deadline_after, ProgressSink};
-use super::requests::{read_call, read_client_options, read_inputs, SEND_MANY_OPTIONS};
+use super::requests::{read_call, read_client_options, read_inputs, read_messages_call, SEND_MANY_OPTIONS};
 use super::settle;
 use super::store::{JsStore, JsStoreParts};
 use crate::core::client::{ChatClient, SendRequest};
@@ -366,6 +366,31 @@ impl ChatGPTAPI {
     ) -> Result<PromiseRaw<'env, Unknown<'env>>> {
         promise_or_rejection(env, || {
             let (req, o) = read_call(env, text, options)?;
+            self.start_message(env, req, &o)
+        })
+    }
+
+    /// Send a complete `messages` array as given (roles `system`, `developer`, `user`,
+    /// `assistant`, `tool`; content a string or content parts), for callers who keep the history
+    /// themselves: no system message is added, no history is read, nothing is stored. Resolves
+    /// with the reply, whose `parentMessageId` is absent (there is no stored user message).
+    /// Retries, limits, the breaker and the cache apply as for `sendMessage`. Rejects with
+    /// `ERR_CHATGPT_INVALID_ARG` naming a bad message field or option (the conversation options
+    /// `parentMessageId`, `messageId`, `conversationId`, `systemMessage` and `name` among them),
+    /// and with `ERR_CHATGPT_CONTEXT_TOO_LONG` when the messages do not fit `maxModelTokens -
+    /// maxResponseTokens`. Never throws.
+    #[napi(
+        ts_args_type = "messages: ChatCompletionMessageParam[], options?: SendMessagesOptions",
+        ts_return_type = "Promise<ChatReply>"
+    )]
+    pub fn send_messages<'env>(
+        &self,
+        env: &'env Env,
+        messages: Unknown<'env>,
+        options: Option<Unknown<'env>>,
+    ) -> Result<PromiseRaw<'env, Unknown<'env>>> {
+        promise_or_rejection(env, || {
+            let (req, o) = read_messages_call(env, messages, options)?;
             self.start_message(env, req, &o)
         })
     }

@@ -94,7 +94,9 @@ pub struct ChatMessage {
     /// `estimated: true`).
     #[napi(ts_type = "ChatCompletion | ChatCompletionChunk")]
     pub detail: RawJson,
-    /// The id of the user message this replies to.
+    /// The id of the user message this replies to (absent on a `sendMessages` reply, which has
+    /// no stored user message).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub parent_message_id: String,
     /// The `conversationId` passed to `sendMessage`, if any.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -236,6 +236,93 @@ impl SendMessageOptions {
     ];
 }
 
+/// Options of `sendMessages(messages, options)`: those of `sendMessage` that do not concern the
+/// conversation store (`parentMessageId`, `messageId`, `conversationId`, `systemMessage` and `name`
+/// are rejected: the messages are sent as given).
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct SendMessagesOptions {
+    /// Merged over the instance's `completionParams` for this call.
+    #[napi(ts_type = "CompletionParams")]
+    pub completion_params: Option<serde_json::Value>,
+    /// Stream the reply with server-sent events.
+    /// @default !!onProgress
+    pub stream: Option<bool>,
+    /// As in `sendMessage` (a partial's `parentMessageId` is absent).
+    #[napi(ts_type = "(partial: PartialChatMessage) => void")]
+    pub on_progress: Option<serde_json::Value>,
+    /// Cancels the call: the Promise rejects with `name: 'AbortError'`, `code: 'ABORT_ERR'`.
+    #[napi(ts_type = "AbortSignal")]
+    pub abort_signal: Option<serde_json::Value>,
+    /// Overrides the instance's `timeoutMs` for this call; `0` means no bound for this call.
+    pub timeout_ms: Option<u32>,
+    /// `false`: neither read nor write the instance's response cache for this call.
+    /// @default true
+    pub cache: Option<bool>,
+}
+
+impl SendMessagesOptions {
+    /// The names the reader accepts: the fields above, as JavaScript spells them.
+    pub const NAMES: &'static [&'static str] = &[
+        "completionParams",
+        "stream",
+        "onProgress",
+        "abortSignal",
+        "timeoutMs",
+        "cache",
+    ];
+
+    /// `sendMessage` options that concern the conversation store, which `sendMessages` does not use.
+    pub const STORE_OPTIONS: &'static [&'static str] = &[
+        "parentMessageId",
+        "messageId",
+        "conversationId",
+        "systemMessage",
+        "name",
+    ];
+}
+
+/// Read and validate `sendMessages(messages, options)` arguments.
+pub fn read_messages_call<'env>(
+    env: &'env Env,
+    messages: Unknown<'env>,
+    options: Option<Unknown<'env>>,
+) -> Result<(SendRequest, Opts<'env>)> {
+    let o = Opts::from_arg(env, options, "options")?;
+    for name in SendMessagesOptions::STORE_OPTIONS {
+        if o.raw(name)?.is_some() {
+            return Err(invalid_arg(
+                env,
+                format!(
+                    "Unknown option `{name}` of `sendMessages`: it sends the messages as given, without a system \
+                     message or the conversation store (use `sendMessage` for those)"
+                ),
+            ));
+        }
+    }
+    o.allow_only(SendMessagesOptions::NAMES, &[])?;
+    let value = to_json(env, &messages, "messages")?;
+    let own = crate::core::messages::parse_messages(&value, "messages").map_err(|e| to_napi_error(env, &e))?;
+    let has_progress = o.function("onProgress")?.is_some();
+    let req = SendRequest {
+        text: String::new(),
+        parts: None,
+        messages: Some(own),
+        system_message: None,
+        completion_params: o.json_object("completionParams")?,
+        message_id: None,
+        parent_message_id: None,
+        conversation_id: None,
+        name: None,
+        stream: o.bool("stream")?.unwrap_or(has_progress),
+        timeout: o.non_negative_int("timeoutMs")?.map(timeout_from_ms),
+        cache: o.bool("cache")?.unwrap_or(true),
+    };
+    if let Some(params) = &req.completion_params {
+        crate::core::config::check_completion_params(params, "completionParams").map_err(|e| to_napi_error(env, &e))?;
+    }
+    Ok((req, o))
+}
+
 /// The names `sendMany(inputs, options)` accepts in `options`: the `sendMessage` options' names
 /// plus `onItem`. Its TypeScript shape, `SendManyOptions`, is written by hand in `index.d.ts` as
 /// an interface extending `SendMessageOptions`, so the shared options are declared once; the unit
@@ -447,6 +534,7 @@ pub fn read_request<'env>(
     let req = SendRequest {
         text,
         parts,
+        messages: None,
         system_message: o.string("systemMessage")?,
         completion_params: o.json_object("completionParams")?,
         // Resolved here, not in core: the onProgress relay needs it as `parentMessageId`.
@@ -603,6 +691,7 @@ mod tests {
         let declared: &[(&str, &[&str])] = &[
             ("ChatGPTAPIOptions", ChatGPTAPIOptions::NAMES),
             ("SendMessageOptions", SendMessageOptions::NAMES),
+            ("SendMessagesOptions", SendMessagesOptions::NAMES),
             ("RateLimitOptions", RateLimitOptions::NAMES),
             ("CircuitBreakerOptions", CircuitBreakerOptions::NAMES),
             ("CacheOptions", CacheOptions::NAMES),

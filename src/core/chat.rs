@@ -125,8 +125,32 @@ pub type AddedMax = Option<ReplyCap>;
 /// Build the JSON body: `{ ...params, max_tokens?, messages, stream }` (plus
 /// `stream_options.include_usage` when streaming, so usage is real rather than estimated).
 pub fn build_body(params: &Params, added_max: AddedMax, messages: &[PromptMessage], stream: bool) -> Vec<u8> {
+    let size = messages.iter().map(|m| m.content.approx_len() + 32).sum::<usize>();
+    body_with(params, added_max, stream, size, |out| {
+        // Writing strings into a Vec cannot fail.
+        let _ = serde_json::to_writer(out, messages);
+    })
+}
+
+/// [`build_body`] with `messages_json`, a JSON array already written, as the messages.
+pub fn build_body_raw(params: &Params, added_max: AddedMax, messages_json: &str, stream: bool) -> Vec<u8> {
+    body_with(params, added_max, stream, messages_json.len(), |out| {
+        out.extend_from_slice(messages_json.as_bytes())
+    })
+}
+
+/// The body around the messages `write_messages` writes (about `messages_size` bytes).
+fn body_with(
+    params: &Params,
+    added_max: AddedMax,
+    stream: bool,
+    messages_size: usize,
+    write_messages: impl FnOnce(&mut Vec<u8>),
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(
-        64 + params.body_entries.len() + messages.iter().map(|m| m.content.approx_len() + 32).sum::<usize>(),
+        64usize
+            .saturating_add(params.body_entries.len())
+            .saturating_add(messages_size),
     );
     out.push(b'{');
     out.extend_from_slice(params.body_entries.as_bytes());
@@ -138,8 +162,7 @@ pub fn build_body(params: &Params, added_max: AddedMax, messages: &[PromptMessag
         let _ = write!(out, "\"{field}\":{tokens},");
     }
     out.extend_from_slice(b"\"messages\":");
-    // Writing strings into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut out, messages);
+    write_messages(&mut out);
     out.extend_from_slice(if stream {
         b",\"stream\":true"
     } else {

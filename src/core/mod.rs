@@ -18,6 +18,7 @@ pub mod flight;
 pub mod jsvalue;
 pub mod keys;
 pub mod limits;
+pub mod messages;
 pub mod metrics;
 pub mod redact;
 pub mod retry;

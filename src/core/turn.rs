@@ -11,6 +11,7 @@ use super::call::Received;
 use super::chat::{prompt_tokens, RawJson, Usage};
 use super::content::ContentPart;
 use super::conversation::{BuiltPrompt, StoredMessage, Truncation};
+use super::messages::OwnMessages;
 use super::tokens::Encoding;
 
 /// One call's options (the `sendMessage` options minus the JS-only ones).
@@ -20,6 +21,9 @@ pub struct SendRequest {
     pub text: String,
     /// Content parts (text and images) sent instead of `text` when given.
     pub parts: Option<Arc<[ContentPart]>>,
+    /// A complete prompt sent as given (`sendMessages`): no system message, history or store, and
+    /// `text`, `parts`, `name` and the message ids are unused.
+    pub messages: Option<Arc<OwnMessages>>,
     /// Overrides the instance's system message for this call; `Some("")` sends none.
     pub system_message: Option<String>,
     /// Merged over the instance's `completionParams`.
@@ -209,6 +213,7 @@ mod tests {
         SendRequest {
             text: "hello".into(),
             parts: None,
+            messages: None,
             system_message: None,
             completion_params: None,
             message_id: None,
