@@ -142,13 +142,15 @@ pub fn count_message_tokens(env: Env, messages: Unknown, options: Option<Unknown
             o.string(key)?
                 .ok_or_else(|| invalid_arg(&env, format!("Expected `messages[{i}].{key}` to be a string")))
         };
+        // Read in this order (role, content, name), so an error names the first bad field.
+        let role = field("role")?;
         let content_name = format!("messages[{i}].content");
         let content = match read_content(&env, o.raw("content")?, &content_name)? {
             (_, Some(parts)) => Content::Parts(parts),
             (text, None) => Content::Text(text),
         };
         prompt.push(PromptMessage {
-            role: field("role")?,
+            role,
             content,
             name: o.string("name")?,
         });

@@ -159,6 +159,18 @@ impl Content {
     }
 }
 
+/// The parts of an array that are text or images (read as [`parse_part`] reads them), leaving
+/// out parts of other types (`input_audio`, `file`, `refusal`, ...) that a server may take but
+/// this client does not send; `Err` names the first text or image part that is malformed.
+pub fn known_parts(items: &[Value], path: &str) -> Result<Vec<ContentPart>, ChatError> {
+    items
+        .iter()
+        .enumerate()
+        .filter(|(_, item)| matches!(item.get("type").and_then(Value::as_str), Some("text" | "image_url")))
+        .map(|(i, item)| parse_part(item, &format!("{path}[{i}]")))
+        .collect()
+}
+
 /// The text parts of `parts`, joined with `'\n'`.
 pub fn joined_text(parts: &[ContentPart]) -> String {
     let texts: Vec<&str> = parts
@@ -377,7 +389,8 @@ fn only_keys(object: &Map<String, Value>, known: &[&str], path: &str) -> Result<
     }
 }
 
-fn parse_part(item: &Value, path: &str) -> Result<ContentPart, ChatError> {
+/// Read one content part (see [`parse_parts`]).
+pub fn parse_part(item: &Value, path: &str) -> Result<ContentPart, ChatError> {
     let Value::Object(part) = item else {
         return Err(ChatError::invalid_arg(format!(
             "Expected `{path}` to be a content part object, got {}",

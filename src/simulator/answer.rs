@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::request::{ChatRequest, RequestMessage};
 use super::response::{sse, to_bytes, unix_now};
 use super::server::{Shared, SimulatorConfig};
-use crate::core::content::{joined_text, parse_parts, Content};
+use crate::core::content::{joined_text, known_parts, Content};
 
 /// Words the answers are made of. Every entry, with its leading space and
 /// without it, is exactly one token in both `cl100k_base` and `o200k_base`
@@ -196,9 +196,9 @@ fn messages_seed(messages: &[RequestMessage]) -> u64 {
         match &message.content {
             Some(Value::String(text)) => feed(text.as_bytes()),
             // Content parts answer as their text would: the text parts joined with '\n'.
-            Some(parts @ Value::Array(_)) => match parse_parts(parts, "content") {
+            Some(Value::Array(parts)) => match known_parts(parts, "content") {
                 Ok(parts) => feed(joined_text(&parts).as_bytes()),
-                Err(_) => feed(parts.to_string().as_bytes()),
+                Err(_) => feed(Value::from(parts.clone()).to_string().as_bytes()),
             },
             Some(other) => feed(other.to_string().as_bytes()),
             None => feed(b""),
@@ -253,8 +253,8 @@ fn count_tokens(text: &str) -> u64 {
 fn prompt_tokens(messages: &[RequestMessage]) -> u64 {
     let content_tokens = |content: &Option<Value>| match content {
         Some(Value::String(text)) => count_tokens(text),
-        Some(parts @ Value::Array(_)) => parse_parts(parts, "content").map_or(0, |parts| {
-            Content::Parts(parts).tokens(|text| count_tokens(text) as usize) as u64
+        Some(Value::Array(parts)) => known_parts(parts, "content").map_or(0, |parts| {
+            Content::Parts(parts.into()).tokens(|text| count_tokens(text) as usize) as u64
         }),
         _ => 0,
     };
@@ -384,7 +384,14 @@ mod tests {
             body["choices"][0]["message"]["content"],
             plain["choices"][0]["message"]["content"]
         );
-        let bad = json!({"messages": [{"role": "user", "content": [{"type": "video"}]}]});
+        // Parts of other types are taken and left out; a malformed image is a 400.
+        let other = json!({"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Hello"},
+            {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}},
+        ]}]});
+        let body = json_body(post_ok(&sim, &other, &[]).await).await;
+        assert_eq!(body["usage"]["prompt_tokens"], 8);
+        let bad = json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]});
         let response = post_ok(&sim, &bad, &[]).await;
         assert_eq!(response.status(), 400);
         assert_eq!(json_body(response).await["error"]["param"], "messages[0].content");
