@@ -202,3 +202,18 @@ test('sendMessages rejects the conversation options and bad messages, naming the
     assert.match(err.message, named)
   }
 })
+
+test('the response cache tells images and tool call ids apart', async () => {
+  const api = clientFor(sim, { cache: true })
+  const image = (url) => [{ type: 'text', text: 'Which animal?' }, { type: 'image_url', image_url: { url } }]
+  assert.equal((await api.sendMessage(image('https://example.com/cat.png'))).cached, false)
+  assert.equal((await api.sendMessage(image('https://example.com/cat.png'))).cached, true)
+  assert.equal((await api.sendMessage(image('https://example.com/dog.png'))).cached, false)
+  const answer = (id) => [
+    { role: 'assistant', content: null, tool_calls: [{ id, type: 'function', function: { name: 'f', arguments: '{}' } }] },
+    { role: 'tool', tool_call_id: id, content: '42' },
+  ]
+  assert.equal((await api.sendMessages(answer('c1'))).cached, false)
+  assert.equal((await api.sendMessages(answer('c1'))).cached, true)
+  assert.equal((await api.sendMessages(answer('c2'))).cached, false)
+})
