@@ -68,6 +68,9 @@ pub struct ChatReply {
     /// Answered without a request of its own: from the response cache, or as an identical call
     /// that shared another's request in flight.
     pub cached: bool,
+    /// Answers a caller's own messages (`sendMessages`): nothing was stored, and
+    /// `parent_message_id` names no message.
+    pub own_messages: bool,
 }
 
 /// A reply and the two messages a call stores.
@@ -166,6 +169,7 @@ pub fn settle(
         history_messages: prompt.history_messages,
         truncated: prompt.truncated,
         cached,
+        own_messages: req.messages.is_some(),
     };
     let user_message = StoredMessage {
         id: ids.user,
