@@ -5,8 +5,10 @@
 import type {
   ChatCompletion,
   ChatCompletionChunk,
+  ChatCompletionMessageParam,
   ChatGPTError,
   CompletionParams,
+  ContentPart,
   GetMessageByIdFunction,
   Role,
   SendManyOptions,
@@ -64,20 +66,35 @@ export declare class ChatGPTAPI {
    * 100,000 inputs; an invalid input or option rejects the call with `ERR_CHATGPT_INVALID_ARG`
    * naming it (`inputs[3].timeoutMs`) before anything is sent. Never throws.
    */
-  sendMany(inputs: Array<string | ({ text: string } & SendMessageOptions)>, options?: SendManyOptions): Promise<Array<SendManyResult>>
+  sendMany(inputs: Array<string | ({ text: string | ContentPart[] } & SendMessageOptions)>, options?: SendManyOptions): Promise<Array<SendManyResult>>
   /**
    * Build the prompt `sendMessage(text, options)` would send — system message, history walked
    * through `parentMessageId` within the token budget, the new message — without sending it.
    * Rejects with `ERR_CHATGPT_CONTEXT_TOO_LONG` exactly when `sendMessage` would, and with
    * `ERR_CHATGPT_INVALID_ARG` for invalid arguments. Never throws.
    */
-  buildMessages(text: string, options?: SendMessageOptions): Promise<BuiltMessages>
+  buildMessages(text: string | ContentPart[], options?: SendMessageOptions): Promise<BuiltMessages>
   /**
-   * Send a message and resolve with the reply. Streams when `onProgress` is given (or
+   * Send a message and resolve with the reply. `text` is a string, or an array of content
+   * parts (text and images, sent as given; the stored row keeps their text parts joined with
+   * `'
+  '` as `text` and the parts as `content`). Streams when `onProgress` is given (or
    * `stream: true`). Rejects with a `ChatGPTError`, for invalid arguments too
    * (`ERR_CHATGPT_INVALID_ARG`): it never throws.
    */
-  sendMessage(text: string, options?: SendMessageOptions): Promise<ChatReply>
+  sendMessage(text: string | ContentPart[], options?: SendMessageOptions): Promise<ChatReply>
+  /**
+   * Send a complete `messages` array as given (roles `system`, `developer`, `user`,
+   * `assistant`, `tool`; content a string or content parts), for callers who keep the history
+   * themselves: no system message is added, no history is read, nothing is stored. Resolves
+   * with the reply, whose `parentMessageId` is absent (there is no stored user message).
+   * Retries, limits, the breaker and the cache apply as for `sendMessage`. Rejects with
+   * `ERR_CHATGPT_INVALID_ARG` naming a bad message field or option (the conversation options
+   * `parentMessageId`, `messageId`, `conversationId`, `systemMessage` and `name` among them),
+   * and with `ERR_CHATGPT_CONTEXT_TOO_LONG` when the messages do not fit `maxModelTokens -
+   * maxResponseTokens`. Never throws.
+   */
+  sendMessages(messages: ChatCompletionMessageParam[], options?: SendMessagesOptions): Promise<ChatReply>
 }
 
 /** An OpenAI-compatible chat-completions server on 127.0.0.1 with scriptable faults. */
@@ -399,7 +416,10 @@ export interface ChatReply {
    * `estimated: true`).
    */
   detail: ChatCompletion | ChatCompletionChunk
-  /** The id of the user message this replies to. */
+  /**
+   * The id of the user message this replies to (absent on a `sendMessages` reply, which has
+   * no stored user message).
+   */
   parentMessageId: string
   /** The `conversationId` passed to `sendMessage`, if any. */
   conversationId?: string
@@ -476,7 +496,8 @@ export interface CircuitBreakerOptions {
 /** A chat message to count. */
 export interface CountableMessage {
   role: string
-  content: string
+  /** A string, or content parts: images count by OpenAI's formula (see `ContentPart`). */
+  content: string | ContentPart[]
   name?: string
 }
 
@@ -556,7 +577,8 @@ export interface PartialChatMessage {
 /** One message of a built prompt. */
 export interface PromptMessageJs {
   role: 'system' | 'user' | 'assistant'
-  content: string
+  /** A string, or the content parts a message was sent with. */
+  content: string | ContentPart[]
   name?: string
 }
 
@@ -631,6 +653,36 @@ export interface SendMessageOptions {
    * Sent as the `Idempotency-Key` header, the same on every retry of this call, so a server
    * that supports it answers a retried request once (openai-node's request option).
    */
+  idempotencyKey?: string
+}
+
+/**
+ * Options of `sendMessages(messages, options)`: those of `sendMessage` that do not concern the
+ * conversation store (`parentMessageId`, `messageId`, `conversationId`, `systemMessage` and `name`
+ * are rejected: the messages are sent as given).
+ */
+export interface SendMessagesOptions {
+  /** Merged over the instance's `completionParams` for this call. */
+  completionParams?: CompletionParams
+  /**
+   * Stream the reply with server-sent events.
+   * @default !!onProgress
+   */
+  stream?: boolean
+  /** As in `sendMessage` (a partial's `parentMessageId` is absent). */
+  onProgress?: (partial: PartialChatMessage) => void
+  /** Cancels the call: the Promise rejects with `name: 'AbortError'`, `code: 'ABORT_ERR'`. */
+  abortSignal?: AbortSignal
+  /** Overrides the instance's `timeoutMs` for this call; `0` means no bound for this call. */
+  timeoutMs?: number
+  /**
+   * `false`: neither read nor write the instance's response cache for this call.
+   * @default true
+   */
+  cache?: boolean
+  /** Headers for this call, as in `sendMessage`. */
+  headers?: Record<string, string>
+  /** Sent as the `Idempotency-Key` header, the same on every retry, as in `sendMessage`. */
   idempotencyKey?: string
 }
 
@@ -783,6 +835,11 @@ export interface StoredChatMessage {
   name?: string
   parentMessageId?: string
   conversationId?: string
+  /**
+   * The content parts of a user message sent with them (`text` then holds their text parts,
+   * joined with `'\n'`); a rebuilt history sends the parts again.
+   */
+  content?: ContentPart[]
 }
 
 /** One chunk of `splitText`. */

@@ -5,8 +5,10 @@
 import type {
   ChatCompletion,
   ChatCompletionChunk,
+  ChatCompletionMessageParam,
   ChatGPTError,
   CompletionParams,
+  ContentPart,
   GetMessageByIdFunction,
   Role,
   SendManyOptions,

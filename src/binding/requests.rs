@@ -18,13 +18,16 @@ use std::time::Duration;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-use super::convert::caught;
+use std::sync::Arc;
+
+use super::convert::{caught, to_json};
 use super::errors::{invalid_arg, to_napi_error};
 use super::options::{describe, IgnoredOption, Opts};
 use crate::core::breaker::BreakerConfig;
 use crate::core::cache::CacheConfig;
 use crate::core::client::SendRequest;
 use crate::core::config::{ClientOptions, ProxySetting, Setting};
+use crate::core::content::{self, ContentPart};
 use crate::core::limits::RateLimitConfig;
 use crate::core::time::timeout_from_ms;
 
@@ -263,6 +266,105 @@ impl SendMessageOptions {
         "headers",
         "idempotencyKey",
     ];
+}
+
+/// Options of `sendMessages(messages, options)`: those of `sendMessage` that do not concern the
+/// conversation store (`parentMessageId`, `messageId`, `conversationId`, `systemMessage` and `name`
+/// are rejected: the messages are sent as given).
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct SendMessagesOptions {
+    /// Merged over the instance's `completionParams` for this call.
+    #[napi(ts_type = "CompletionParams")]
+    pub completion_params: Option<serde_json::Value>,
+    /// Stream the reply with server-sent events.
+    /// @default !!onProgress
+    pub stream: Option<bool>,
+    /// As in `sendMessage` (a partial's `parentMessageId` is absent).
+    #[napi(ts_type = "(partial: PartialChatMessage) => void")]
+    pub on_progress: Option<serde_json::Value>,
+    /// Cancels the call: the Promise rejects with `name: 'AbortError'`, `code: 'ABORT_ERR'`.
+    #[napi(ts_type = "AbortSignal")]
+    pub abort_signal: Option<serde_json::Value>,
+    /// Overrides the instance's `timeoutMs` for this call; `0` means no bound for this call.
+    pub timeout_ms: Option<u32>,
+    /// `false`: neither read nor write the instance's response cache for this call.
+    /// @default true
+    pub cache: Option<bool>,
+    /// Headers for this call, as in `sendMessage`.
+    #[napi(ts_type = "Record<string, string>")]
+    pub headers: Option<std::collections::HashMap<String, String>>,
+    /// Sent as the `Idempotency-Key` header, the same on every retry, as in `sendMessage`.
+    pub idempotency_key: Option<String>,
+}
+
+impl SendMessagesOptions {
+    /// The names the reader accepts: the fields above, as JavaScript spells them.
+    pub const NAMES: &'static [&'static str] = &[
+        "completionParams",
+        "stream",
+        "onProgress",
+        "abortSignal",
+        "timeoutMs",
+        "cache",
+        "headers",
+        "idempotencyKey",
+    ];
+
+    /// `sendMessage` options that concern the conversation store, which `sendMessages` does not use.
+    pub const STORE_OPTIONS: &'static [&'static str] = &[
+        "parentMessageId",
+        "messageId",
+        "conversationId",
+        "systemMessage",
+        "name",
+    ];
+}
+
+/// Read and validate `sendMessages(messages, options)` arguments.
+pub fn read_messages_call<'env>(
+    env: &'env Env,
+    messages: Unknown<'env>,
+    options: Option<Unknown<'env>>,
+) -> Result<(SendRequest, Opts<'env>)> {
+    let o = Opts::from_arg(env, options, "options")?;
+    for name in SendMessagesOptions::STORE_OPTIONS {
+        if o.raw(name)?.is_some() {
+            return Err(invalid_arg(
+                env,
+                format!(
+                    "Unknown option `{name}` of `sendMessages`: it sends the messages as given, without a system \
+                     message or the conversation store (use `sendMessage` for those)"
+                ),
+            ));
+        }
+    }
+    o.allow_only(SendMessagesOptions::NAMES, &[])?;
+    let value = to_json(env, &messages, "messages")?;
+    let own = crate::core::messages::parse_messages(&value, "messages").map_err(|e| to_napi_error(env, &e))?;
+    let has_progress = o.function("onProgress")?.is_some();
+    let req = SendRequest {
+        text: String::new(),
+        parts: None,
+        messages: Some(own),
+        system_message: None,
+        completion_params: o.json_object("completionParams")?,
+        message_id: None,
+        parent_message_id: None,
+        conversation_id: None,
+        name: None,
+        stream: o.bool("stream")?.unwrap_or(has_progress),
+        timeout: o.non_negative_int("timeoutMs")?.map(timeout_from_ms),
+        cache: o.bool("cache")?.unwrap_or(true),
+        headers: crate::core::transport::call_headers(
+            &o.string_record("headers")?,
+            o.string("idempotencyKey")?.as_deref(),
+        )
+        .map_err(|e| to_napi_error(env, &e))?,
+    };
+    if let Some(params) = &req.completion_params {
+        crate::core::config::check_completion_params(params, "completionParams").map_err(|e| to_napi_error(env, &e))?;
+    }
+    Ok((req, o))
 }
 
 /// The names `sendMany(inputs, options)` accepts in `options`: the `sendMessage` options' names
@@ -520,19 +622,12 @@ pub fn read_request<'env>(
     text_name: &str,
     o: &Opts<'env>,
 ) -> Result<SendRequest> {
-    let text = match text {
-        Some(text) if text.get_type()? == ValueType::String => unsafe { text.cast::<String>() }?,
-        other => {
-            let got = other.map_or_else(|| "undefined".to_owned(), |v| describe(env, &v));
-            return Err(invalid_arg(
-                env,
-                format!("Expected `{text_name}` to be a string, got {got}"),
-            ));
-        }
-    };
+    let (text, parts) = read_content(env, text, text_name)?;
     let has_progress = o.function("onProgress")?.is_some();
     let req = SendRequest {
         text,
+        parts,
+        messages: None,
         system_message: o.string("systemMessage")?,
         completion_params: o.json_object("completionParams")?,
         // Resolved here, not in core: the onProgress relay needs it as `parentMessageId`.
@@ -556,6 +651,35 @@ pub fn read_request<'env>(
         crate::core::config::check_completion_params(params, "completionParams").map_err(|e| to_napi_error(env, &e))?;
     }
     Ok(req)
+}
+
+/// A message's content: a string, or an array of content parts (then also their text, joined
+/// with `'\n'`, which the stored row keeps as `text`). `name` names it in errors.
+pub fn read_content<'env>(
+    env: &'env Env,
+    content: Option<Unknown<'env>>,
+    name: &str,
+) -> Result<(String, Option<Arc<[ContentPart]>>)> {
+    match content {
+        Some(text) if text.get_type()? == ValueType::String => Ok((unsafe { text.cast::<String>() }?, None)),
+        Some(parts) if is_array(&parts)? => {
+            let value = to_json(env, &parts, name)?;
+            let parts = content::parse_parts(&value, name).map_err(|e| to_napi_error(env, &e))?;
+            Ok((content::joined_text(&parts), Some(parts)))
+        }
+        other => {
+            let got = other.map_or_else(|| "undefined".to_owned(), |v| describe(env, &v));
+            Err(invalid_arg(
+                env,
+                format!("Expected `{name}` to be a string, got {got} (or an array of content parts)"),
+            ))
+        }
+    }
+}
+
+/// Whether `value` is a JavaScript array.
+pub fn is_array(value: &Unknown) -> Result<bool> {
+    Ok(value.get_type()? == ValueType::Object && unsafe { value.cast::<Object>() }?.is_array()?)
 }
 
 /// `sendMessage`'s and `buildMessages`' arguments: `text` and the options object.
@@ -687,6 +811,7 @@ mod tests {
         let declared: &[(&str, &[&str])] = &[
             ("ChatGPTAPIOptions", ChatGPTAPIOptions::NAMES),
             ("SendMessageOptions", SendMessageOptions::NAMES),
+            ("SendMessagesOptions", SendMessagesOptions::NAMES),
             ("RateLimitOptions", RateLimitOptions::NAMES),
             ("CircuitBreakerOptions", CircuitBreakerOptions::NAMES),
             ("CacheOptions", CacheOptions::NAMES),

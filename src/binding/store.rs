@@ -19,7 +19,9 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi_derive::napi;
 
+use super::convert::to_json;
 use super::init::BindingData;
+use crate::core::content::{self, ContentPart};
 use crate::core::conversation::{ConversationStore, MessageStore, StoredMessage};
 use crate::core::error::{ChatError, ErrorCode, Thrown};
 
@@ -36,6 +38,40 @@ pub struct StoredChatMessage {
     pub name: Option<String>,
     pub parent_message_id: Option<String>,
     pub conversation_id: Option<String>,
+    /// The content parts of a user message sent with them (`text` then holds their text parts,
+    /// joined with `'\n'`); a rebuilt history sends the parts again.
+    #[napi(ts_type = "ContentPart[]")]
+    pub content: Option<StoredParts>,
+}
+
+/// The `content` of a stored row: its parts, read within `core::jsvalue`'s bounds and checked like
+/// `sendMessage`'s. A string `content` (a row some other code wrote) is left to `text`.
+pub struct StoredParts(Option<Arc<[ContentPart]>>);
+
+impl FromNapiValue for StoredParts {
+    unsafe fn from_napi_value(env: napi::sys::napi_env, value: napi::sys::napi_value) -> Result<Self> {
+        let js_env = Env::from_raw(env);
+        let value = Unknown::from_raw_unchecked(env, value);
+        match value.get_type()? {
+            ValueType::Undefined | ValueType::Null | ValueType::String => Ok(StoredParts(None)),
+            _ => {
+                let json = to_json(&js_env, &value, "content")?;
+                let parts =
+                    content::parse_parts(&json, "content").map_err(|e| Error::from_reason(e.message.clone()))?;
+                Ok(StoredParts(Some(parts)))
+            }
+        }
+    }
+}
+
+impl ToNapiValue for StoredParts {
+    unsafe fn to_napi_value(env: napi::sys::napi_env, value: Self) -> Result<napi::sys::napi_value> {
+        // Parts always serialise.
+        let json = value.0.map_or(serde_json::Value::Null, |p| {
+            serde_json::to_value(&p[..]).unwrap_or_default()
+        });
+        serde_json::Value::to_napi_value(env, json)
+    }
 }
 
 impl From<StoredChatMessage> for StoredMessage {
@@ -47,6 +83,7 @@ impl From<StoredChatMessage> for StoredMessage {
             name: m.name,
             parent_message_id: m.parent_message_id,
             conversation_id: m.conversation_id,
+            content: m.content.and_then(|c| c.0),
         }
     }
 }
@@ -60,6 +97,7 @@ impl From<StoredMessage> for StoredChatMessage {
             name: m.name,
             parent_message_id: m.parent_message_id,
             conversation_id: m.conversation_id,
+            content: m.content.map(|c| StoredParts(Some(c))),
         }
     }
 }
@@ -204,6 +242,7 @@ mod tests {
             name: None,
             parent_message_id: None,
             conversation_id: None,
+            content: None,
         };
         assert_eq!(StoredMessage::from(row).role, "user");
     }

@@ -2,19 +2,28 @@
 //! ([`ChatReply`]), and how a completion becomes that reply plus the two messages the
 //! conversation store keeps (the user's and the reply's).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
 use super::call::Received;
 use super::chat::{prompt_tokens, RawJson, Usage};
+use super::content::ContentPart;
 use super::conversation::{BuiltPrompt, StoredMessage, Truncation};
+use super::messages::OwnMessages;
 use super::tokens::Encoding;
 
 /// One call's options (the `sendMessage` options minus the JS-only ones).
 #[derive(Debug, Clone)]
 pub struct SendRequest {
+    /// The user message's text; with `parts`, their text parts joined with `'\n'`.
     pub text: String,
+    /// Content parts (text and images) sent instead of `text` when given.
+    pub parts: Option<Arc<[ContentPart]>>,
+    /// A complete prompt sent as given (`sendMessages`): no system message, history or store, and
+    /// `text`, `parts`, `name` and the message ids are unused.
+    pub messages: Option<Arc<OwnMessages>>,
     /// Overrides the instance's system message for this call; `Some("")` sends none.
     pub system_message: Option<String>,
     /// Merged over the instance's `completionParams`.
@@ -62,6 +71,9 @@ pub struct ChatReply {
     /// Answered without a request of its own: from the response cache, or as an identical call
     /// that shared another's request in flight.
     pub cached: bool,
+    /// Answers a caller's own messages (`sendMessages`): nothing was stored, and
+    /// `parent_message_id` names no message.
+    pub own_messages: bool,
 }
 
 /// A reply and the two messages a call stores.
@@ -160,6 +172,7 @@ pub fn settle(
         history_messages: prompt.history_messages,
         truncated: prompt.truncated,
         cached,
+        own_messages: req.messages.is_some(),
     };
     let user_message = StoredMessage {
         id: ids.user,
@@ -168,6 +181,7 @@ pub fn settle(
         name: req.name,
         parent_message_id: req.parent_message_id,
         conversation_id: req.conversation_id.clone(),
+        content: req.parts,
     };
     let reply_message = StoredMessage {
         id: reply.id.clone(),
@@ -176,6 +190,7 @@ pub fn settle(
         name: None,
         parent_message_id: Some(reply.parent_message_id.clone()),
         conversation_id: req.conversation_id,
+        content: None,
     };
     Settled {
         reply,
@@ -204,6 +219,8 @@ mod tests {
     fn request(stream: bool) -> SendRequest {
         SendRequest {
             text: "hello".into(),
+            parts: None,
+            messages: None,
             system_message: None,
             completion_params: None,
             message_id: None,
