@@ -62,3 +62,18 @@ export function whenInFlight(sim, n, limitMs = 5000) {
 export function whenIdle(sim, limitMs = 2000) {
   return until(() => sim.stats().inFlight === 0, 'no chat request in flight at the simulator', limitMs)
 }
+
+/**
+ * The JSON body of a complete (non-streamed) chat completion answering `content`, for raw
+ * node:http servers standing in for an OpenAI-compatible one.
+ */
+export function completionJson(content, { id = 'chatcmpl-1', completionTokens = 1 } = {}) {
+  return JSON.stringify({
+    id,
+    object: 'chat.completion',
+    created: 1,
+    model: 'm',
+    choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
+    usage: { prompt_tokens: 1, completion_tokens: completionTokens, total_tokens: 1 + completionTokens },
+  })
+}

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import http from 'node:http'
 import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { completionJson } from './helpers.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
@@ -23,16 +24,7 @@ async function startProxy() {
   const server = http.createServer((req, res) => {
     urls.push(req.url)
     res.writeHead(200, { 'content-type': 'application/json' })
-    res.end(
-      JSON.stringify({
-        id: 'chatcmpl-proxy',
-        object: 'chat.completion',
-        created: 1,
-        model: 'm',
-        choices: [{ index: 0, message: { role: 'assistant', content: 'via the proxy' }, finish_reason: 'stop' }],
-        usage: { prompt_tokens: 1, completion_tokens: 3, total_tokens: 4 },
-      }),
-    )
+    res.end(completionJson('via the proxy', { id: 'chatcmpl-proxy', completionTokens: 3 }))
   })
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
   return { url: `http://127.0.0.1:${server.address().port}`, urls, close: () => server.close() }

@@ -5,16 +5,9 @@ import assert from 'node:assert/strict'
 import http from 'node:http'
 
 import { ChatGPTAPI } from '../index.js'
-import { API_KEY, rejection } from './helpers.mjs'
+import { API_KEY, completionJson, rejection } from './helpers.mjs'
 
-const COMPLETION = JSON.stringify({
-  id: 'chatcmpl-1',
-  object: 'chat.completion',
-  created: 1,
-  model: 'm',
-  choices: [{ index: 0, message: { role: 'assistant', content: 'hello' }, finish_reason: 'stop' }],
-  usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
-})
+const COMPLETION = completionJson('hello')
 
 /** A server answering `statuses` in turn (then 200s), recording each request's headers. */
 async function startServer(statuses = []) {

@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
 import { ChatGPTSimulator } from '../index.js'
-import { clientFor, rejection, until } from './helpers.mjs'
+import { clientFor, completionJson, rejection, until } from './helpers.mjs'
 
 let sim
 before(async () => {
@@ -70,14 +70,7 @@ const RATE_LIMITED_BODY = JSON.stringify({
   error: { message: 'Rate limit reached', type: 'requests', param: null, code: 'rate_limit_exceeded' },
 })
 
-const COMPLETION = JSON.stringify({
-  id: 'chatcmpl-raw',
-  object: 'chat.completion',
-  created: 0,
-  model: 'raw',
-  choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }],
-  usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
-})
+const COMPLETION = completionJson('ok', { id: 'chatcmpl-raw' })
 
 /** A loopback server answering every request with `status`, `headers` and `body` (a completion
  * by default); with `held`, only once `release()` is called. Records when each request arrived

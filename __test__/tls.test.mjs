@@ -11,19 +11,12 @@ import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
 import { ChatGPTAPI } from '../index.js'
-import { API_KEY, rejection, thrown } from './helpers.mjs'
+import { API_KEY, completionJson, rejection, thrown } from './helpers.mjs'
 import { makePrivateCa } from './private-ca.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
-const COMPLETION = JSON.stringify({
-  id: 'chatcmpl-tls',
-  object: 'chat.completion',
-  created: 1,
-  model: 'm',
-  choices: [{ index: 0, message: { role: 'assistant', content: 'over tls' }, finish_reason: 'stop' }],
-  usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 },
-})
+const COMPLETION = completionJson('over tls', { id: 'chatcmpl-tls', completionTokens: 2 })
 
 function answer(req, res) {
   req.resume()
