@@ -5,12 +5,16 @@
 import type {
   ChatCompletion,
   ChatCompletionChunk,
+  ChatCompletionMessageToolCall,
+  ChatCompletionTool,
   ChatGPTError,
   CompletionParams,
   GetMessageByIdFunction,
   Role,
   SendManyOptions,
   SendManyResult,
+  ToolChoice,
+  ToolResult,
   UpsertMessageFunction,
 } from './index'
 
@@ -283,6 +287,16 @@ export interface ChatGPTAPIOptions {
    */
   debug?: boolean
   /**
+   * Functions the model may call in every request (openai-node's `ChatCompletionTool[]`), sent
+   * as `tools`; a call's own `tools` replace them. Same as `completionParams.tools`.
+   */
+  tools?: Array<ChatCompletionTool>
+  /**
+   * Whether and which tool the model must call, sent as `tool_choice`: `'auto'`, `'none'`,
+   * `'required'` or `{ type: 'function', function: { name } }`.
+   */
+  toolChoice?: ToolChoice
+  /**
    * Accepted for code written for the `chatgpt` package, and ignored with a one-time
    * `process.emitWarning` (code `CHATGPT_NATIVE_UNSUPPORTED_OPTION`): requests are made in Rust.
    * @deprecated
@@ -384,6 +398,13 @@ export interface ChatReply {
    * `usage` is then 0, with the original counts in `usage.saved`.
    */
   cached: boolean
+  /**
+   * The functions the model asked to call (openai-node's `ChatCompletionMessageToolCall`,
+   * `arguments` the JSON text as the model wrote it); present only when it called any, with
+   * `finishReason` `'tool_calls'`. Answer them with `sendMessage('', { toolResults,
+   * parentMessageId: reply.id })`, or let `runTools` do it.
+   */
+  toolCalls?: Array<ChatCompletionMessageToolCall>
 }
 
 /**
@@ -506,8 +527,13 @@ export interface PartialChatMessage {
   id: string
   /** Everything received so far. */
   text: string
-  /** What this chunk added. */
+  /** What this chunk added to `text` (`""` for a chunk that only carried a tool-call fragment). */
   delta: string
+  /**
+   * The tool calls assembled so far (arguments possibly incomplete); absent until the model
+   * starts calling one.
+   */
+  toolCalls?: Array<ChatCompletionMessageToolCall>
   role: 'assistant'
   /** The id of the user message this replies to. */
   parentMessageId: string
@@ -586,6 +612,20 @@ export interface SendMessageOptions {
    * @default true
    */
   cache?: boolean
+  /**
+   * Functions the model may call (openai-node's `ChatCompletionTool[]`), sent as `tools`
+   * (replacing the instance's). A reply that calls them has `toolCalls` and `finishReason`
+   * `'tool_calls'`; `runTools` answers them for you.
+   */
+  tools?: Array<ChatCompletionTool>
+  /** Whether and which tool the model must call, sent as `tool_choice`. */
+  toolChoice?: ToolChoice
+  /**
+   * The results of the tool calls of the reply `parentMessageId` names, one per call:
+   * `content` a string, or any JSON value (sent stringified). They are sent (and stored) as
+   * `tool` messages after that reply; `text` may then be `''` (no user message is sent).
+   */
+  toolResults?: Array<ToolResult>
 }
 
 /**

@@ -12,8 +12,18 @@ export * from './binding'
 
 import type { ChatHistory, ChatReply, ChatUsage, PartialChatMessage, SendMessageOptions } from './binding'
 
-/** The author of a message. */
-export type Role = 'user' | 'assistant' | 'system'
+/** The author of a message (`'tool'`: a tool's result, stored after the reply that called it). */
+export type Role = 'user' | 'assistant' | 'system' | 'tool'
+
+/** `toolChoice`: whether the model may (`'auto'`), must (`'required'`) or must not (`'none'`) call a tool, or which one it must call. */
+export type ToolChoice = 'auto' | 'none' | 'required' | { type: 'function'; function: { name: string } }
+
+/** One of `toolResults`: the result of the tool call `toolCallId` (`reply.toolCalls[i].id`). */
+export interface ToolResult {
+  toolCallId: string
+  /** What the tool returned: a string, or any JSON value (sent stringified). */
+  content: unknown
+}
 
 /**
  * A message of a conversation, in the `chatgpt` package's shape: what a store keeps, what
@@ -45,6 +55,10 @@ export interface ChatMessage {
   history?: ChatHistory
   /** True for a reply served from the response cache (no request was sent). */
   cached?: boolean
+  /** The tool calls of a reply (or of a partial, assembled so far) that called tools. */
+  toolCalls?: Array<ChatCompletionMessageToolCall>
+  /** A stored tool result (`role: 'tool'`): the id of the call it answers. */
+  toolCallId?: string
 }
 
 /**

@@ -5,11 +5,15 @@
 import type {
   ChatCompletion,
   ChatCompletionChunk,
+  ChatCompletionMessageToolCall,
+  ChatCompletionTool,
   ChatGPTError,
   CompletionParams,
   GetMessageByIdFunction,
   Role,
   SendManyOptions,
   SendManyResult,
+  ToolChoice,
+  ToolResult,
   UpsertMessageFunction,
 } from './index'

@@ -74,13 +74,14 @@ function makeRelay(deliver, report, idle) {
 class PartialChatMessage {
   #chunk
   #detail
-  constructor(id, parentMessageId, conversationId, text, delta, chunk) {
+  constructor(id, parentMessageId, conversationId, text, delta, chunk, toolCalls) {
     this.role = 'assistant'
     this.id = id
     this.parentMessageId = parentMessageId
     this.text = text
     this.delta = delta
     if (conversationId != null) this.conversationId = conversationId
+    if (toolCalls !== undefined) this.toolCalls = toolCalls
     this.#chunk = chunk
   }
 
@@ -106,15 +107,22 @@ class PartialChatMessage {
  * `onProgress`'s relay: events are `(delta, id, chunk)`, `id` only when it changed, `chunk` the
  * JSON text of the chunk (or null). Only the delta and the chunk cross from native code; the text
  * so far is concatenated here (a rope in V8), which keeps a long stream linear where sending the
- * whole text per delta would copy O(n²) bytes.
+ * whole text per delta would copy O(n²) bytes. An event that carried a tool-call fragment has
+ * `[chunk, toolCallsJson]` as its chunk: the calls assembled so far, which every later partial
+ * carries too.
  */
 function makeProgressRelay(onProgress, parentMessageId, conversationId, report, idle) {
   let text = ''
   let id = ''
+  let toolCalls
   const deliver = (delta, newId, chunk) => {
     if (newId != null) id = newId
     text += delta
-    return onProgress(new PartialChatMessage(id, parentMessageId, conversationId, text, delta, chunk))
+    if (typeof chunk === 'object' && chunk !== null) {
+      toolCalls = JSON.parse(chunk[1])
+      chunk = chunk[0]
+    }
+    return onProgress(new PartialChatMessage(id, parentMessageId, conversationId, text, delta, chunk, toolCalls))
   }
   return makeRelay(deliver, report, idle)
 }

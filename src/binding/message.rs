@@ -10,7 +10,7 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
 use super::init::BindingData;
-use crate::core::chat::RawJson;
+use crate::core::chat::{RawJson, ToolCall};
 use crate::core::client::ChatReply;
 use crate::core::conversation::Truncation;
 
@@ -24,8 +24,12 @@ pub struct PartialChatMessage {
     pub id: String,
     /// Everything received so far.
     pub text: String,
-    /// What this chunk added.
+    /// What this chunk added to `text` (`""` for a chunk that only carried a tool-call fragment).
     pub delta: String,
+    /// The tool calls assembled so far (arguments possibly incomplete); absent until the model
+    /// starts calling one.
+    #[napi(ts_type = "Array<ChatCompletionMessageToolCall>")]
+    pub tool_calls: Option<Vec<serde_json::Value>>,
     #[napi(ts_type = "'assistant'")]
     pub role: String,
     /// The id of the user message this replies to.
@@ -113,6 +117,13 @@ pub struct ChatMessage {
     /// instance's `cache` is on), or by sharing an identical call's request in flight. Its
     /// `usage` is then 0, with the original counts in `usage.saved`.
     pub cached: bool,
+    /// The functions the model asked to call (openai-node's `ChatCompletionMessageToolCall`,
+    /// `arguments` the JSON text as the model wrote it); present only when it called any, with
+    /// `finishReason` `'tool_calls'`. Answer them with `sendMessage('', { toolResults,
+    /// parentMessageId: reply.id })`, or let `runTools` do it.
+    #[napi(ts_type = "Array<ChatCompletionMessageToolCall>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
 }
 
 /// The history sent with a prompt.
@@ -177,6 +188,7 @@ impl From<ChatReply> for ChatMessage {
             request_id: r.request_id,
             history: history(r.history_messages, r.truncated),
             cached: r.cached,
+            tool_calls: (!r.tool_calls.is_empty()).then_some(r.tool_calls),
         }
     }
 }

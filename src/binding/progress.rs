@@ -256,10 +256,29 @@ impl ToNapiValue for ChunkJson {
     }
 }
 
+/// The third value of an `onProgress` event: the chunk's JSON text (a string), or for an event
+/// that carried a tool-call fragment `[chunk or null, JSON text of the calls so far]`, so that a
+/// text delta costs the relay no more than a `typeof` check.
+pub(crate) enum ProgressChunk {
+    Text(ChunkJson),
+    WithToolCalls { chunk: Option<String>, tool_calls: String },
+}
+
+impl ToNapiValue for ProgressChunk {
+    unsafe fn to_napi_value(raw_env: napi::sys::napi_env, val: Self) -> Result<napi::sys::napi_value> {
+        match val {
+            ProgressChunk::Text(chunk) => ChunkJson::to_napi_value(raw_env, chunk),
+            ProgressChunk::WithToolCalls { chunk, tool_calls } => {
+                Vec::<Option<String>>::to_napi_value(raw_env, vec![chunk, Some(tool_calls)])
+            }
+        }
+    }
+}
+
 /// The `onProgress` side of one streaming call: `(delta, id, chunk)` events, the id only when it
-/// changed, the chunk's JSON text when there is one.
+/// changed, the chunk's JSON text when there is one (see [`ProgressChunk`]).
 pub struct ProgressSink {
-    relay: CallbackRelay<String, String, ChunkJson>,
+    relay: CallbackRelay<String, String, ProgressChunk>,
     last_id: String,
 }
 
@@ -306,7 +325,15 @@ impl DeltaSink for ProgressSink {
         } else {
             None
         };
-        let chunk = (!p.chunk.is_empty()).then(|| ChunkJson(p.chunk.to_owned()));
+        let chunk = (!p.chunk.is_empty()).then(|| p.chunk.to_owned());
+        let chunk = match p.tool_calls {
+            None => chunk.map(|c| ProgressChunk::Text(ChunkJson(c))),
+            Some(calls) => Some(ProgressChunk::WithToolCalls {
+                chunk,
+                // Strings only: serialising always succeeds.
+                tool_calls: serde_json::to_string(calls).unwrap_or_else(|_| "[]".to_owned()),
+            }),
+        };
         self.relay.send(p.delta.to_owned(), id, chunk);
     }
 }

@@ -27,6 +27,8 @@ use crate::core::client::SendRequest;
 use crate::core::config::{ClientOptions, Setting};
 use crate::core::limits::RateLimitConfig;
 use crate::core::time::timeout_from_ms;
+use crate::core::tools::{check_tool_choice, check_tools, read_tool_results};
+use serde_json::{Map, Value};
 
 /// Options of `new ChatGPTAPI(options)`. Every field is optional.
 #[napi(object, js_name = "ChatGPTAPIOptions", object_from_js = false, object_to_js = false)]
@@ -137,6 +139,14 @@ pub struct ChatGPTAPIOptions {
     /// reply, and a line for a call that fails. Keys and URL credentials are scrubbed.
     /// @default false
     pub debug: Option<bool>,
+    /// Functions the model may call in every request (openai-node's `ChatCompletionTool[]`), sent
+    /// as `tools`; a call's own `tools` replace them. Same as `completionParams.tools`.
+    #[napi(ts_type = "Array<ChatCompletionTool>")]
+    pub tools: Option<serde_json::Value>,
+    /// Whether and which tool the model must call, sent as `tool_choice`: `'auto'`, `'none'`,
+    /// `'required'` or `{ type: 'function', function: { name } }`.
+    #[napi(ts_type = "ToolChoice")]
+    pub tool_choice: Option<serde_json::Value>,
     /// Accepted for code written for the `chatgpt` package, and ignored with a one-time
     /// `process.emitWarning` (code `CHATGPT_NATIVE_UNSUPPORTED_OPTION`): requests are made in Rust.
     /// @deprecated
@@ -173,6 +183,8 @@ impl ChatGPTAPIOptions {
         "circuitBreaker",
         "cache",
         "debug",
+        "tools",
+        "toolChoice",
         "fetch",
     ];
 }
@@ -214,6 +226,19 @@ pub struct SendMessageOptions {
     /// constructor's `cache`); on an instance without a cache it does nothing.
     /// @default true
     pub cache: Option<bool>,
+    /// Functions the model may call (openai-node's `ChatCompletionTool[]`), sent as `tools`
+    /// (replacing the instance's). A reply that calls them has `toolCalls` and `finishReason`
+    /// `'tool_calls'`; `runTools` answers them for you.
+    #[napi(ts_type = "Array<ChatCompletionTool>")]
+    pub tools: Option<serde_json::Value>,
+    /// Whether and which tool the model must call, sent as `tool_choice`.
+    #[napi(ts_type = "ToolChoice")]
+    pub tool_choice: Option<serde_json::Value>,
+    /// The results of the tool calls of the reply `parentMessageId` names, one per call:
+    /// `content` a string, or any JSON value (sent stringified). They are sent (and stored) as
+    /// `tool` messages after that reply; `text` may then be `''` (no user message is sent).
+    #[napi(ts_type = "Array<ToolResult>")]
+    pub tool_results: Option<serde_json::Value>,
 }
 
 impl SendMessageOptions {
@@ -230,6 +255,9 @@ impl SendMessageOptions {
         "abortSignal",
         "timeoutMs",
         "cache",
+        "tools",
+        "toolChoice",
+        "toolResults",
     ];
 }
 
@@ -345,7 +373,7 @@ pub fn read_client_options(o: &Opts) -> Result<ClientOptions> {
         api_key: o.secret_string("apiKey")?,
         api_base_url: o.string("apiBaseUrl")?,
         api_org: o.string("apiOrg")?,
-        completion_params: o.json_object("completionParams")?,
+        completion_params: with_tool_options(o, o.json_object("completionParams")?)?,
         system_message: o.string("systemMessage")?,
         max_model_tokens: o.positive_u32("maxModelTokens")?,
         max_response_tokens: o.positive_u32("maxResponseTokens")?,
@@ -450,10 +478,14 @@ pub fn read_request<'env>(
         }
     };
     let has_progress = o.function("onProgress")?.is_some();
+    let tool_results = match o.json("toolResults")? {
+        None => Vec::new(),
+        Some(value) => read_tool_results(&value, &o.option_name("toolResults")).map_err(|e| to_napi_error(env, &e))?,
+    };
     let req = SendRequest {
         text,
         system_message: o.string("systemMessage")?,
-        completion_params: o.json_object("completionParams")?,
+        completion_params: with_tool_options(o, o.json_object("completionParams")?)?,
         // Resolved here, not in core: the onProgress relay needs it as `parentMessageId`.
         message_id: Some(
             o.string("messageId")?
@@ -465,11 +497,43 @@ pub fn read_request<'env>(
         stream: o.bool("stream")?.unwrap_or(has_progress),
         timeout: o.non_negative_int("timeoutMs")?.map(timeout_from_ms),
         cache: o.bool("cache")?.unwrap_or(true),
+        tool_results,
     };
     if let Some(params) = &req.completion_params {
         crate::core::config::check_completion_params(params, "completionParams").map_err(|e| to_napi_error(env, &e))?;
     }
     Ok(req)
+}
+
+/// `params` with the `tools` and `toolChoice` options of `o` written in as `tools` /
+/// `tool_choice` (over any there), each checked; `completionParams.tools` / `.tool_choice`
+/// are checked too.
+fn with_tool_options(o: &Opts, params: Option<Map<String, Value>>) -> Result<Option<Map<String, Value>>> {
+    let fail = |e: crate::core::error::ChatError| o.invalid(e.message.clone());
+    let tools = o.json("tools")?;
+    let tool_choice = o.json("toolChoice")?;
+    if tools.is_none() && tool_choice.is_none() {
+        if let Some(params) = &params {
+            let name = o.option_name("completionParams");
+            if let Some(tools) = params.get("tools") {
+                check_tools(tools, &format!("{name}.tools")).map_err(fail)?;
+            }
+            if let Some(choice) = params.get("tool_choice") {
+                check_tool_choice(choice, &format!("{name}.tool_choice")).map_err(fail)?;
+            }
+        }
+        return Ok(params);
+    }
+    let mut params = params.unwrap_or_default();
+    if let Some(tools) = tools {
+        check_tools(&tools, &o.option_name("tools")).map_err(fail)?;
+        params.insert("tools".into(), tools);
+    }
+    if let Some(choice) = tool_choice {
+        check_tool_choice(&choice, &o.option_name("toolChoice")).map_err(fail)?;
+        params.insert("tool_choice".into(), choice);
+    }
+    Ok(Some(params))
 }
 
 /// `sendMessage`'s and `buildMessages`' arguments: `text` and the options object.

@@ -33,7 +33,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::chat::{AddedMax, Params, PromptMessage, RawJson, Usage};
+use super::chat::{AddedMax, Params, PromptMessage, RawJson, ToolCall, Usage};
 use super::error::ChatError;
 
 /// Cache settings.
@@ -65,6 +65,8 @@ pub struct CachedCompletion {
     pub finish_reason: Option<String>,
     pub usage: Option<Usage>,
     pub detail: RawJson,
+    /// The answer's tool calls (shared by coalesced calls; answers with any are not cached).
+    pub tool_calls: Vec<ToolCall>,
 }
 
 impl CachedCompletion {
@@ -401,6 +403,7 @@ mod tests {
             finish_reason: Some("stop".into()),
             usage: None,
             detail: RawJson::default(),
+            tool_calls: Vec::new(),
         }
     }
 

@@ -30,6 +30,53 @@ pub struct PromptMessage {
     pub name: Option<String>,
 }
 
+/// A function call the model asked for, in openai-node's `ChatCompletionMessageToolCall` shape:
+/// `{ id, type: 'function', function: { name, arguments } }`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ToolCall {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: ToolFunction,
+}
+
+/// The function part of a [`ToolCall`]: its name and its arguments as the JSON text the model wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ToolFunction {
+    pub name: String,
+    pub arguments: String,
+}
+
+/// Most tool calls one answer may carry (a stream's fragment `index` above this is refused).
+pub const MAX_TOOL_CALLS: usize = 128;
+
+impl ToolCall {
+    /// The calls of a complete response's `message.tool_calls`, read leniently: a call that is not
+    /// an object is skipped, a field of another type reads as empty; at most [`MAX_TOOL_CALLS`].
+    fn list_from_value(value: &Value) -> Vec<ToolCall> {
+        let Some(calls) = value.as_array() else {
+            return Vec::new();
+        };
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_owned();
+        calls
+            .iter()
+            .filter(|c| c.is_object())
+            .take(MAX_TOOL_CALLS)
+            .map(|c| {
+                let function = c.get("function");
+                ToolCall {
+                    id: text(c.get("id")),
+                    kind: c.get("type").and_then(Value::as_str).unwrap_or("function").to_owned(),
+                    function: ToolFunction {
+                        name: text(function.and_then(|f| f.get("name"))),
+                        arguments: text(function.and_then(|f| f.get("arguments"))),
+                    },
+                }
+            })
+            .collect()
+    }
+}
+
 /// Token usage of one completion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 pub struct Usage {
@@ -257,6 +304,8 @@ pub struct Completion {
     pub detail: RawJson,
     /// How many choices the response (or the stream's last chunk) carried.
     pub choices: usize,
+    /// The tool calls of the first choice (streamed fragments joined by `index`).
+    pub tool_calls: Vec<ToolCall>,
 }
 
 // Typed views of a complete response, read in one pass over the (already validated) text: only
@@ -360,6 +409,7 @@ struct Choice {
 struct Message {
     content: Lenient<String>,
     role: Lenient<String>,
+    tool_calls: Option<Value>,
 }
 
 impl<'de> Deserialize<'de> for Choices {
@@ -406,6 +456,7 @@ enum ChoiceField {
 enum MessageField {
     Content,
     Role,
+    ToolCalls,
     #[serde(other)]
     Other,
 }
@@ -443,6 +494,7 @@ impl<'de> ObjectFields<'de> for Message {
         match key {
             MessageField::Content => self.content = map.next_value()?,
             MessageField::Role => self.role = map.next_value()?,
+            MessageField::ToolCalls => self.tool_calls = map.next_value()?,
             MessageField::Other => {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -511,6 +563,11 @@ pub fn parse_completion(body: &[u8]) -> Result<Completion, ChatError> {
         usage: fields.usage.and_then(|u| serde_json::from_str(u.get()).ok()),
         detail: RawJson::from_raw(raw),
         choices: choices.count,
+        tool_calls: message
+            .tool_calls
+            .as_ref()
+            .map(ToolCall::list_from_value)
+            .unwrap_or_default(),
     })
 }
 
@@ -546,9 +603,31 @@ struct Delta<'a> {
     content: Option<&'a RawValue>,
     #[serde(borrow, default)]
     role: Option<&'a RawValue>,
-    /// Read only to tell that the model has started answering (see [`StreamState::started`]).
+    /// Fragments of tool calls, joined by `index` (see [`StreamState::tool_calls`]).
     #[serde(borrow, default)]
     tool_calls: Option<&'a RawValue>,
+}
+
+/// One streamed fragment of a tool call: the first of an `index` carries `id` and the name, the
+/// others pieces of `arguments`. Strings are kept as JSON text (see [`raw_string`]).
+#[derive(Deserialize)]
+struct ToolCallFragment<'a> {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    function: Option<FunctionFragment<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionFragment<'a> {
+    #[serde(borrow, default)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    arguments: Option<&'a RawValue>,
 }
 
 /// The string a raw JSON value holds, lone surrogates as U+FFFD; `None` if it is no string.
@@ -598,12 +677,17 @@ pub struct StreamState {
     /// A high surrogate that ended the last content delta, waiting for its low half at the
     /// start of the next one (see [`super::surrogates`]).
     pending_high: Option<u16>,
+    /// The tool calls assembled so far, in `index` order.
+    pub tool_calls: Vec<ToolCall>,
+    /// The last event folded in a tool-call fragment (its partial carries the calls so far).
+    pub tool_calls_changed: bool,
 }
 
 impl StreamState {
     /// Fold one SSE event in.
     pub fn on_event(&mut self, ev: &SseEvent) -> Result<StreamStep, ChatError> {
         let data = ev.data.as_str();
+        self.tool_calls_changed = false;
         if data == "[DONE]" {
             self.done = true;
             return Ok(StreamStep::Done);
@@ -647,7 +731,10 @@ impl StreamState {
                 if let Some(role) = delta.role.and_then(raw_string) {
                     self.role = Some(role);
                 }
-                self.started |= delta.tool_calls.is_some();
+                if let Some(fragments) = delta.tool_calls {
+                    self.started = true;
+                    self.fold_tool_calls(fragments)?;
+                }
                 let content = delta
                     .content
                     .and_then(|c| decode_string(c.get(), &mut self.pending_high))
@@ -683,6 +770,57 @@ impl StreamState {
             self.last_choices = count;
         }
         Ok(step)
+    }
+
+    /// Join `fragments` (a chunk's `delta.tool_calls`) into the calls so far: a new `index` starts a
+    /// call (the id, type and name of its first fragment), a known one appends its `arguments`.
+    /// `null` is no fragment; anything but an array of fragments, or an `index` past
+    /// [`MAX_TOOL_CALLS`], is a bad response.
+    fn fold_tool_calls(&mut self, fragments: &RawValue) -> Result<(), ChatError> {
+        let bad = |what: &str| {
+            ChatError::new(
+                ErrorCode::BadResponse,
+                format!("The server sent a malformed tool call fragment: {what}"),
+            )
+        };
+        let fragments: Option<Vec<ToolCallFragment<'_>>> =
+            serde_json::from_str(fragments.get()).map_err(|e| bad(&e.to_string()))?;
+        for (position, fragment) in fragments.unwrap_or_default().into_iter().enumerate() {
+            // Servers that omit `index` send one call per fragment list, in order.
+            let index = fragment.index.unwrap_or(position as u64);
+            let index = usize::try_from(index)
+                .ok()
+                .filter(|i| *i < MAX_TOOL_CALLS)
+                .ok_or_else(|| bad(&format!("index {index} is past the {MAX_TOOL_CALLS} calls allowed")))?;
+            if self.tool_calls.len() <= index {
+                self.tool_calls.resize_with(index + 1, || ToolCall {
+                    kind: "function".into(),
+                    ..ToolCall::default()
+                });
+            }
+            let Some(call) = self.tool_calls.get_mut(index) else {
+                continue;
+            };
+            if let Some(id) = fragment.id.and_then(raw_string).filter(|id| !id.is_empty()) {
+                call.id = id;
+            }
+            if let Some(kind) = fragment.kind.and_then(raw_string) {
+                call.kind = kind;
+            }
+            if let Some(function) = fragment.function {
+                if let Some(name) = function.name.and_then(raw_string) {
+                    // From the first fragment that names it (some servers repeat it in every one).
+                    if call.function.name.is_empty() {
+                        call.function.name = name;
+                    }
+                }
+                if let Some(arguments) = function.arguments.and_then(raw_string) {
+                    call.function.arguments.push_str(&arguments);
+                }
+            }
+            self.tool_calls_changed = true;
+        }
+        Ok(())
     }
 
     /// Whether the model has started answering: a content delta, a tool call or a finish reason
@@ -737,8 +875,16 @@ impl StreamState {
             usage: self.usage,
             detail,
             choices,
+            tool_calls: finished_tool_calls(self.tool_calls),
         })
     }
+}
+
+/// Streamed calls as a reply carries them: slots no fragment filled (an `index` the server
+/// skipped) left out.
+fn finished_tool_calls(mut calls: Vec<ToolCall>) -> Vec<ToolCall> {
+    calls.retain(|c| !(c.id.is_empty() && c.function.name.is_empty() && c.function.arguments.is_empty()));
+    calls
 }
 
 /// OpenAI's documented chat overhead: every message costs 3 tokens plus its fields, a `name`
@@ -930,6 +1076,76 @@ mod tests {
             s.on_event(&ev(chunk)).unwrap();
             assert_eq!(s.started(), started, "{chunk}");
         }
+    }
+
+    #[test]
+    fn streamed_tool_call_fragments_are_joined_by_index() {
+        let mut s = StreamState::default();
+        let chunks = [
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"get_weather","arguments":""}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_b","type":"function","function":{"name":"get_time","arguments":"{}"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"Paris\"}"}}]}}]}"#,
+        ];
+        for chunk in chunks {
+            assert_eq!(s.on_event(&ev(chunk)).unwrap(), StreamStep::Nothing);
+            assert!(s.tool_calls_changed && s.started());
+        }
+        let fin = r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#;
+        s.on_event(&ev(fin)).unwrap();
+        assert!(!s.tool_calls_changed, "a chunk without fragments changes nothing");
+        let c = s.finish().unwrap();
+        assert_eq!(c.text, "");
+        assert_eq!(c.finish_reason.as_deref(), Some("tool_calls"));
+        assert_eq!(c.tool_calls.len(), 2);
+        assert_eq!(
+            (c.tool_calls[0].id.as_str(), c.tool_calls[0].function.name.as_str()),
+            ("call_a", "get_weather")
+        );
+        assert_eq!(c.tool_calls[0].function.arguments, r#"{"city":"Paris"}"#);
+        assert_eq!(c.tool_calls[1].kind, "function");
+        assert_eq!(
+            serde_json::to_value(&c.tool_calls[1]).unwrap(),
+            serde_json::json!({"id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{}"}})
+        );
+    }
+
+    #[test]
+    fn malformed_or_unbounded_tool_call_fragments_are_bad_responses() {
+        for chunk in [
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":{"index":0}}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":100000000000}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":-1}]}}]}"#,
+        ] {
+            let mut s = StreamState::default();
+            assert_eq!(
+                s.on_event(&ev(chunk)).unwrap_err().code,
+                ErrorCode::BadResponse,
+                "{chunk}"
+            );
+        }
+        // `null` fragments are none; a fragment without `index` takes its position.
+        let mut s = StreamState::default();
+        s.on_event(&ev(r#"{"choices":[{"index":0,"delta":{"tool_calls":null}}]}"#))
+            .unwrap();
+        assert!(!s.tool_calls_changed);
+        s.on_event(&ev(
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"id":"x","function":{"name":"f"}}]},"finish_reason":"tool_calls"}]}"#,
+        ))
+        .unwrap();
+        assert_eq!(s.finish().unwrap().tool_calls[0].id, "x");
+    }
+
+    #[test]
+    fn complete_responses_carry_their_tool_calls() {
+        let body = br#"{"choices":[{"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}},7]},"finish_reason":"tool_calls"}]}"#;
+        let c = parse_completion(body).unwrap();
+        assert_eq!(c.text, "");
+        assert_eq!(c.tool_calls.len(), 1, "a call that is not an object is skipped");
+        assert_eq!(c.tool_calls[0].function.arguments, r#"{"a":1}"#);
+        assert_eq!(c.finish_reason.as_deref(), Some("tool_calls"));
+        let plain = parse_completion(br#"{"choices":[{"message":{"content":"x","tool_calls":"odd"}}]}"#).unwrap();
+        assert!(plain.tool_calls.is_empty());
     }
 
     #[test]

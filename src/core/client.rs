@@ -730,6 +730,7 @@ mod tests {
             stream: false,
             timeout: None,
             cache,
+            tool_results: Vec::new(),
         }
     }
 

@@ -7,9 +7,10 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::call::Received;
-use super::chat::{prompt_tokens, RawJson, Usage};
+use super::chat::{prompt_tokens, RawJson, ToolCall, Usage};
 use super::conversation::{BuiltPrompt, StoredMessage, Truncation};
 use super::tokens::Encoding;
+use super::tools::ToolResult;
 
 /// One call's options (the `sendMessage` options minus the JS-only ones).
 #[derive(Debug, Clone)]
@@ -30,6 +31,9 @@ pub struct SendRequest {
     pub timeout: Option<Duration>,
     /// Read and write the response cache (and coalesce identical in-flight calls).
     pub cache: bool,
+    /// Answers to the tool calls of the reply `parent_message_id` names: sent, and stored, as
+    /// `tool` messages after it (before the user message, which an empty `text` leaves out).
+    pub tool_results: Vec<ToolResult>,
 }
 
 /// A finished reply.
@@ -59,6 +63,8 @@ pub struct ChatReply {
     /// Answered without a request of its own: from the response cache, or as an identical call
     /// that shared another's request in flight.
     pub cached: bool,
+    /// The functions the model asked to call (empty when it called none).
+    pub tool_calls: Vec<ToolCall>,
 }
 
 /// A reply and the two messages a call stores.
@@ -157,6 +163,7 @@ pub fn settle(
         history_messages: prompt.history_messages,
         truncated: prompt.truncated,
         cached,
+        tool_calls: completion.tool_calls,
     };
     let user_message = StoredMessage {
         id: ids.user,
@@ -210,6 +217,7 @@ mod tests {
             stream,
             timeout: None,
             cache: false,
+            tool_results: Vec::new(),
         }
     }
 
@@ -244,6 +252,7 @@ mod tests {
                 usage,
                 detail: RawJson::from_text(detail.into()),
                 choices: 1,
+                tool_calls: Vec::new(),
             },
             request_id: None,
             deltas: 0,

@@ -1,0 +1,177 @@
+// Tool calling through the public API: `tools` / `toolChoice`, `reply.toolCalls` streamed and
+// not, the partials `onProgress` gets while calls stream in, tool results sent in the chain and
+// kept by the store, and `runTools`. Against the simulator, which answers a request offering
+// tools with a call, and a raw server for shapes the simulator does not send.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import http from 'node:http'
+
+import { startSimulator, clientFor, rejection, thrown, API_KEY } from './helpers.mjs'
+import { ChatGPTAPI } from '../index.js'
+
+let sim
+before(async () => {
+  sim = await startSimulator()
+})
+after(async () => {
+  await sim.close()
+})
+
+const weather = {
+  type: 'function',
+  function: {
+    name: 'get_weather',
+    description: 'The weather in a city',
+    parameters: {
+      type: 'object',
+      properties: { city: { type: 'string' }, days: { type: 'integer' }, detailed: { type: 'boolean' } },
+      required: ['city', 'days'],
+    },
+  },
+}
+const clock = { type: 'function', function: { name: 'get_time', parameters: { type: 'object', properties: {} } } }
+
+function checkCall(call) {
+  assert.match(call.id, /^call_/)
+  assert.equal(call.type, 'function')
+  assert.equal(call.function.name, 'get_weather')
+  const args = JSON.parse(call.function.arguments)
+  assert.equal(typeof args.city, 'string')
+  assert.equal(args.days, 1)
+  assert.equal(args.detailed, undefined)
+}
+
+test('a reply that calls a tool has toolCalls, finishReason tool_calls and empty text', async () => {
+  const api = clientFor(sim)
+  const reply = await api.sendMessage('weather in Paris?', { tools: [weather, clock] })
+  assert.equal(reply.finishReason, 'tool_calls')
+  assert.equal(reply.text, '')
+  assert.equal(reply.toolCalls.length, 1)
+  checkCall(reply.toolCalls[0])
+})
+
+test('streamed tool calls are joined, and partials carry the calls assembled so far', async () => {
+  const api = clientFor(sim)
+  const partials = []
+  const reply = await api.sendMessage('weather in Paris?', {
+    tools: [weather],
+    onProgress: (p) => partials.push({ delta: p.delta, toolCalls: structuredClone(p.toolCalls) }),
+  })
+  assert.equal(reply.finishReason, 'tool_calls')
+  assert.equal(reply.text, '')
+  checkCall(reply.toolCalls[0])
+  assert.ok(partials.length >= 3, 'id and name first, then at least two pieces of arguments')
+  assert.ok(partials.every((p) => p.delta === ''))
+  assert.equal(partials[0].toolCalls[0].id, reply.toolCalls[0].id)
+  assert.equal(partials[0].toolCalls[0].function.name, 'get_weather')
+  assert.equal(partials[0].toolCalls[0].function.arguments, '')
+  assert.deepEqual(partials.at(-1).toolCalls, reply.toolCalls)
+  // Streamed or not, the same call.
+  const plain = await api.sendMessage('weather in Paris?', { tools: [weather] })
+  assert.deepEqual(plain.toolCalls, reply.toolCalls)
+})
+
+test('a reply without tool calls has no toolCalls, nor have its partials', async () => {
+  const api = clientFor(sim)
+  const partials = []
+  const reply = await api.sendMessage('hello', { onProgress: (p) => partials.push(p) })
+  assert.equal('toolCalls' in reply, false)
+  assert.ok(partials.length > 0)
+  assert.ok(partials.every((p) => !('toolCalls' in p) && p.delta !== ''))
+  const none = await api.sendMessage('weather?', { tools: [weather], toolChoice: 'none' })
+  assert.equal('toolCalls' in none, false)
+  assert.equal(none.finishReason, 'stop')
+})
+
+test('toolChoice names the tool to call; completionParams.tools and the instance option work too', async () => {
+  const api = clientFor(sim)
+  const named = await api.sendMessage('time?', {
+    tools: [weather, clock],
+    toolChoice: { type: 'function', function: { name: 'get_time' } },
+  })
+  assert.equal(named.toolCalls[0].function.name, 'get_time')
+  assert.equal(named.toolCalls[0].function.arguments, '{}')
+  const viaParams = await api.sendMessage('weather?', { completionParams: { model: 'sim-gpt', tools: [weather] } })
+  checkCall(viaParams.toolCalls[0])
+  const instance = clientFor(sim, { tools: [clock, weather], toolChoice: 'required' })
+  const reply = await instance.sendMessage('anything')
+  assert.equal(reply.toolCalls[0].function.name, 'get_time')
+  // A call's own tools replace the instance's.
+  const own = await instance.sendMessage('anything', { tools: [weather] })
+  assert.equal(own.toolCalls[0].function.name, 'get_weather')
+})
+
+test('bad tools, toolChoice and toolResults are rejected naming the option', async () => {
+  const api = clientFor(sim)
+  for (const [options, named] of [
+    [{ tools: 'get_weather' }, '`tools`'],
+    [{ tools: [{ type: 'function', function: {} }] }, '`tools[0].function.name`'],
+    [{ tools: [{ type: 'retrieval' }] }, '`tools[0].type`'],
+    [{ toolChoice: 'sometimes' }, '`toolChoice`'],
+    [{ completionParams: { tools: [1] } }, '`completionParams.tools[0]`'],
+    [{ toolResults: [] }, '`toolResults`'],
+    [{ toolResults: [{ content: 'x' }] }, '`toolResults[0].toolCallId`'],
+  ]) {
+    const err = await rejection(api.sendMessage('x', options))
+    assert.equal(err.code, 'ERR_CHATGPT_INVALID_ARG', JSON.stringify(options))
+    assert.ok(err.message.includes(named), err.message)
+  }
+  const err = thrown(() => clientFor(sim, { toolChoice: 1 }))
+  assert.equal(err.code, 'ERR_CHATGPT_INVALID_ARG')
+  assert.ok(err.message.includes('`toolChoice`'), err.message)
+})
+
+/** A server answering every chat request with the SSE `frames`; records the request bodies. */
+async function rawStreamServer(frames) {
+  const bodies = []
+  const server = http.createServer((req, res) => {
+    let body = ''
+    req.on('data', (c) => (body += c))
+    req.on('end', () => {
+      bodies.push(JSON.parse(body))
+      res.writeHead(200, { 'content-type': 'text/event-stream' })
+      for (const frame of frames) res.write(`data: ${typeof frame === 'string' ? frame : JSON.stringify(frame)}\n\n`)
+      res.end()
+    })
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return { url: `http://127.0.0.1:${server.address().port}/v1`, bodies, close: () => server.close() }
+}
+
+const chunk = (delta, finish = null) => ({ id: 'c', choices: [{ index: 0, delta, finish_reason: finish }] })
+
+test('parallel calls streamed interleaved are joined by index, text beside them kept', async () => {
+  const server = await rawStreamServer([
+    chunk({ role: 'assistant', content: 'Checking' }),
+    chunk({ tool_calls: [{ index: 0, id: 'call_a', type: 'function', function: { name: 'a', arguments: '' } }] }),
+    chunk({ tool_calls: [{ index: 1, id: 'call_b', type: 'function', function: { name: 'b', arguments: '{"y"' } }] }),
+    chunk({ tool_calls: [{ index: 0, function: { arguments: '{"x":1}' } }] }),
+    chunk({ content: '.', tool_calls: [{ index: 1, function: { arguments: ':2}' } }] }),
+    chunk({}, 'tool_calls'),
+    '[DONE]',
+  ])
+  try {
+    const api = new ChatGPTAPI({ apiKey: API_KEY, apiBaseUrl: server.url, systemMessage: '' })
+    const partials = []
+    const reply = await api.sendMessage('go', {
+      onProgress: (p) => partials.push({ delta: p.delta, text: p.text, calls: p.toolCalls?.length ?? 0 }),
+    })
+    assert.equal(reply.text, 'Checking.')
+    assert.deepEqual(reply.toolCalls, [
+      { id: 'call_a', type: 'function', function: { name: 'a', arguments: '{"x":1}' } },
+      { id: 'call_b', type: 'function', function: { name: 'b', arguments: '{"y":2}' } },
+    ])
+    assert.deepEqual(
+      partials.map((p) => [p.delta, p.calls]),
+      [
+        ['Checking', 0],
+        ['', 1],
+        ['', 2],
+        ['', 2],
+        ['.', 2],
+      ],
+    )
+  } finally {
+    server.close()
+  }
+})
