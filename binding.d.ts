@@ -548,9 +548,13 @@ export interface PartialChatMessage {
 
 /** One message of a built prompt. */
 export interface PromptMessageJs {
-  role: 'system' | 'user' | 'assistant'
+  role: 'system' | 'user' | 'assistant' | 'tool'
   content: string
   name?: string
+  /** An assistant message's tool calls (sent as `tool_calls`). */
+  toolCalls?: Array<StoredToolCall>
+  /** A `tool` message's answered call (sent as `tool_call_id`). */
+  toolCallId?: string
 }
 
 /**
@@ -773,10 +777,27 @@ export interface StoredChatMessage {
    * Always set on the messages this package stores; a row without it is a `'user'` message,
    * as the `chatgpt` package reads one.
    */
-  role?: 'user' | 'assistant' | 'system'
+  role?: 'user' | 'assistant' | 'system' | 'tool'
   name?: string
   parentMessageId?: string
   conversationId?: string
+  /** A reply's tool calls, when it called any. */
+  toolCalls?: Array<StoredToolCall>
+  /** A tool result's (`role: 'tool'`) answered call. */
+  toolCallId?: string
+}
+
+/** A tool call as a stored reply keeps it (openai-node's `ChatCompletionMessageToolCall`). */
+export interface StoredToolCall {
+  id: string
+  type: 'function'
+  function: StoredToolFunction
+}
+
+/** The function of a [`StoredToolCall`]: its name and its arguments as JSON text. */
+export interface StoredToolFunction {
+  name: string
+  arguments: string
 }
 
 /** One chunk of `splitText`. */

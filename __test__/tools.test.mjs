@@ -175,3 +175,75 @@ test('parallel calls streamed interleaved are joined by index, text beside them 
     server.close()
   }
 })
+
+test('tool results sent with parentMessageId continue the conversation, streamed or not', async () => {
+  for (const stream of [false, true]) {
+    const rows = new Map()
+    const api = clientFor(sim, {
+      getMessageById: (id) => rows.get(id),
+      upsertMessage: (m) => void rows.set(m.id, structuredClone(m)),
+    })
+    const called = await api.sendMessage('weather in Paris?', { tools: [weather], stream })
+    const [call] = called.toolCalls
+    const toolResults = [{ toolCallId: call.id, content: { temperatureC: 21 } }]
+    // What the follow-up sends: the call (content null), then its result.
+    const built = await api.buildMessages('', { toolResults, parentMessageId: called.id })
+    assert.deepEqual(
+      built.messages.map((m) => m.role),
+      ['user', 'assistant', 'tool'],
+    )
+    assert.equal(built.messages[1].content, '')
+    assert.deepEqual(built.messages[1].toolCalls, [call])
+    assert.equal(built.messages[2].toolCallId, call.id)
+    assert.equal(built.messages[2].content, '{"temperatureC":21}')
+
+    const answer = await api.sendMessage('', { tools: [weather], toolResults, parentMessageId: called.id, stream })
+    assert.equal(answer.finishReason, 'stop', 'a tool result is answered with text')
+    assert.ok(answer.text.length > 0)
+    assert.equal('toolCalls' in answer, false)
+
+    // The store: the reply with its calls, the result chained after it, the answer after that.
+    assert.deepEqual(rows.get(called.id).toolCalls, [call])
+    const result = rows.get(answer.parentMessageId)
+    assert.deepEqual(
+      { role: result.role, toolCallId: result.toolCallId, text: result.text, parentMessageId: result.parentMessageId },
+      { role: 'tool', toolCallId: call.id, text: '{"temperatureC":21}', parentMessageId: called.id },
+    )
+    assert.equal(rows.size, 4, 'user, reply, tool result, answer: no empty user message')
+
+    // A later turn sends the whole exchange as history, counted in the budget.
+    const later = await api.buildMessages('thanks', { parentMessageId: answer.id })
+    assert.deepEqual(
+      later.messages.map((m) => m.role),
+      ['user', 'assistant', 'tool', 'assistant', 'user'],
+    )
+    const plain = await api.buildMessages('thanks')
+    assert.ok(later.numTokens > plain.numTokens)
+  }
+})
+
+test('several results are chained in order; text beside them is sent after them', async () => {
+  const api = clientFor(sim)
+  const called = await api.sendMessage('weather?', { tools: [weather] })
+  const results = [
+    { toolCallId: called.toolCalls[0].id, content: 'sunny' },
+    { toolCallId: 'call_other', content: 'cloudy' },
+  ]
+  const built = await api.buildMessages('and tomorrow?', { toolResults: results, parentMessageId: called.id })
+  assert.deepEqual(
+    built.messages.map((m) => [m.role, m.content]),
+    [
+      ['user', 'weather?'],
+      ['assistant', ''],
+      ['tool', 'sunny'],
+      ['tool', 'cloudy'],
+      ['user', 'and tomorrow?'],
+    ],
+  )
+  const answer = await api.sendMessage('and tomorrow?', { toolResults: results, parentMessageId: called.id })
+  const again = await api.buildMessages('', { parentMessageId: answer.id })
+  assert.deepEqual(
+    again.messages.map((m) => m.role),
+    ['user', 'assistant', 'tool', 'tool', 'user', 'assistant'],
+  )
+})

@@ -339,6 +339,8 @@ impl ChatGPTAPI {
                         role: m.role,
                         content: m.content,
                         name: m.name,
+                        tool_calls: m.tool_calls.map(|calls| calls.into_iter().map(Into::into).collect()),
+                        tool_call_id: m.tool_call_id,
                     })
                     .collect(),
                 num_tokens: p.prompt_tokens,

@@ -145,10 +145,14 @@ pub struct ChatHistory {
 /// One message of a built prompt.
 #[napi(object)]
 pub struct PromptMessageJs {
-    #[napi(ts_type = "'system' | 'user' | 'assistant'")]
+    #[napi(ts_type = "'system' | 'user' | 'assistant' | 'tool'")]
     pub role: String,
     pub content: String,
     pub name: Option<String>,
+    /// An assistant message's tool calls (sent as `tool_calls`).
+    pub tool_calls: Option<Vec<super::store::StoredToolCall>>,
+    /// A `tool` message's answered call (sent as `tool_call_id`).
+    pub tool_call_id: Option<String>,
 }
 
 /// What `sendMessage` would send: the result of `buildMessages`.

@@ -20,6 +20,7 @@ use napi::threadsafe_function::ThreadsafeFunction;
 use napi_derive::napi;
 
 use super::init::BindingData;
+use crate::core::chat::{ToolCall, ToolFunction};
 use crate::core::conversation::{ConversationStore, MessageStore, StoredMessage};
 use crate::core::error::{ChatError, ErrorCode, Thrown};
 
@@ -31,11 +32,57 @@ pub struct StoredChatMessage {
     pub text: String,
     /// Always set on the messages this package stores; a row without it is a `'user'` message,
     /// as the `chatgpt` package reads one.
-    #[napi(ts_type = "'user' | 'assistant' | 'system'")]
+    #[napi(ts_type = "'user' | 'assistant' | 'system' | 'tool'")]
     pub role: Option<String>,
     pub name: Option<String>,
     pub parent_message_id: Option<String>,
     pub conversation_id: Option<String>,
+    /// A reply's tool calls, when it called any.
+    pub tool_calls: Option<Vec<StoredToolCall>>,
+    /// A tool result's (`role: 'tool'`) answered call.
+    pub tool_call_id: Option<String>,
+}
+
+/// A tool call as a stored reply keeps it (openai-node's `ChatCompletionMessageToolCall`).
+#[napi(object)]
+pub struct StoredToolCall {
+    pub id: String,
+    #[napi(js_name = "type", ts_type = "'function'")]
+    pub kind: String,
+    pub function: StoredToolFunction,
+}
+
+/// The function of a [`StoredToolCall`]: its name and its arguments as JSON text.
+#[napi(object)]
+pub struct StoredToolFunction {
+    pub name: String,
+    pub arguments: String,
+}
+
+impl From<StoredToolCall> for ToolCall {
+    fn from(c: StoredToolCall) -> Self {
+        ToolCall {
+            id: c.id,
+            kind: c.kind,
+            function: ToolFunction {
+                name: c.function.name,
+                arguments: c.function.arguments,
+            },
+        }
+    }
+}
+
+impl From<ToolCall> for StoredToolCall {
+    fn from(c: ToolCall) -> Self {
+        StoredToolCall {
+            id: c.id,
+            kind: c.kind,
+            function: StoredToolFunction {
+                name: c.function.name,
+                arguments: c.function.arguments,
+            },
+        }
+    }
 }
 
 impl From<StoredChatMessage> for StoredMessage {
@@ -47,6 +94,8 @@ impl From<StoredChatMessage> for StoredMessage {
             name: m.name,
             parent_message_id: m.parent_message_id,
             conversation_id: m.conversation_id,
+            tool_calls: m.tool_calls.into_iter().flatten().map(ToolCall::from).collect(),
+            tool_call_id: m.tool_call_id,
         }
     }
 }
@@ -60,6 +109,9 @@ impl From<StoredMessage> for StoredChatMessage {
             name: m.name,
             parent_message_id: m.parent_message_id,
             conversation_id: m.conversation_id,
+            tool_calls: (!m.tool_calls.is_empty())
+                .then(|| m.tool_calls.into_iter().map(StoredToolCall::from).collect()),
+            tool_call_id: m.tool_call_id,
         }
     }
 }
@@ -204,6 +256,8 @@ mod tests {
             name: None,
             parent_message_id: None,
             conversation_id: None,
+            tool_calls: None,
+            tool_call_id: None,
         };
         assert_eq!(StoredMessage::from(row).role, "user");
     }

@@ -142,6 +142,8 @@ pub fn count_message_tokens(env: Env, messages: Unknown, options: Option<Unknown
             role: field("role")?,
             content: field("content")?,
             name: o.string("name")?,
+            tool_calls: None,
+            tool_call_id: None,
         });
     }
     Ok(chat::prompt_tokens(enc, &prompt) as u32)

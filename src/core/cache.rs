@@ -196,6 +196,16 @@ pub fn cache_key(base_url: &str, params: &Params, added_max: AddedMax, messages:
         if let Some(name) = &m.name {
             h.update(name.as_bytes());
         }
+        for call in m.tool_calls.iter().flatten() {
+            for part in [&call.id, &call.function.name, &call.function.arguments] {
+                h.update(&[4]);
+                h.update(part.as_bytes());
+            }
+        }
+        if let Some(id) = &m.tool_call_id {
+            h.update(&[5]);
+            h.update(id.as_bytes());
+        }
     }
     h.digest128()
 }
@@ -412,6 +422,8 @@ mod tests {
             role: "user".into(),
             content: text.into(),
             name: None,
+            tool_calls: None,
+            tool_call_id: None,
         }]
     }
 

@@ -22,12 +22,40 @@ use super::surrogates::{decode_string, decode_string_lossy, replace_lone_surroga
 use super::tokens::Encoding;
 
 /// One message of the prompt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromptMessage {
     pub role: String,
     pub content: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// An assistant message's calls (sent as `tool_calls`; its `content` is then `null` when empty).
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// A `tool` message's answered call (sent as `tool_call_id`).
+    pub tool_call_id: Option<String>,
+}
+
+impl Serialize for PromptMessage {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let calls = self.tool_calls.as_deref().filter(|c| !c.is_empty());
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("role", &self.role)?;
+        // An assistant message that only called tools has `content: null`, as the API sends it.
+        if calls.is_some() && self.content.is_empty() {
+            map.serialize_entry("content", &())?;
+        } else {
+            map.serialize_entry("content", &self.content)?;
+        }
+        if let Some(name) = &self.name {
+            map.serialize_entry("name", name)?;
+        }
+        if let Some(calls) = calls {
+            map.serialize_entry("tool_calls", calls)?;
+        }
+        if let Some(id) = &self.tool_call_id {
+            map.serialize_entry("tool_call_id", id)?;
+        }
+        map.end()
+    }
 }
 
 /// A function call the model asked for, in openai-node's `ChatCompletionMessageToolCall` shape:
@@ -893,11 +921,18 @@ pub const TOKENS_PER_MESSAGE: usize = 3;
 pub const TOKENS_PER_NAME: usize = 1;
 pub const REPLY_PRIMING_TOKENS: usize = 3;
 
-/// Tokens one message adds to a prompt.
+/// Tokens one message adds to a prompt. OpenAI documents no formula for tool calls and results;
+/// they are counted as their text: each call's id, name and arguments, a result's call id.
 pub fn message_tokens(enc: Encoding, m: &PromptMessage) -> usize {
     let mut n = TOKENS_PER_MESSAGE + enc.count(&m.role) + enc.count(&m.content);
     if let Some(name) = &m.name {
         n += TOKENS_PER_NAME + enc.count(name);
+    }
+    for call in m.tool_calls.iter().flatten() {
+        n += enc.count(&call.id) + enc.count(&call.function.name) + enc.count(&call.function.arguments);
+    }
+    if let Some(id) = &m.tool_call_id {
+        n += enc.count(id);
     }
     n
 }
@@ -909,7 +944,10 @@ pub fn message_tokens_upper_bound(m: &PromptMessage) -> usize {
     if let Some(name) = &m.name {
         n += TOKENS_PER_NAME + name.len();
     }
-    n
+    for call in m.tool_calls.iter().flatten() {
+        n += call.id.len() + call.function.name.len() + call.function.arguments.len();
+    }
+    n + m.tool_call_id.as_ref().map_or(0, String::len)
 }
 
 /// Prompt tokens of a whole request, as the API bills them.
@@ -937,6 +975,8 @@ mod tests {
             role: "user".into(),
             content: "hi".into(),
             name: Some("ann".into()),
+            tool_calls: None,
+            tool_call_id: None,
         }];
         let body: Value = serde_json::from_slice(&build_body(&Params::new(p.clone()), None, &msgs, true)).unwrap();
         assert_eq!(body["model"], "m");
@@ -972,6 +1012,8 @@ mod tests {
             role: "user".into(),
             content: "hi".into(),
             name: None,
+            tool_calls: None,
+            tool_call_id: None,
         }];
         let raw = build_body(
             &Params::new(Map::new()),
@@ -1430,6 +1472,8 @@ mod tests {
                         role: "user".into(),
                         content: t.clone(),
                         name,
+                        tool_calls: None,
+                        tool_call_id: None,
                     };
                     assert!(message_tokens_upper_bound(&m) >= message_tokens(enc, &m), "{t:?}");
                 }
@@ -1444,12 +1488,16 @@ mod tests {
             role: "user".into(),
             content: "hello".into(),
             name: None,
+            tool_calls: None,
+            tool_call_id: None,
         }];
         assert_eq!(prompt_tokens(enc, &msgs), 3 + 1 + 1 + 3);
         let named = [PromptMessage {
             role: "user".into(),
             content: "hello".into(),
             name: Some("bob".into()),
+            tool_calls: None,
+            tool_call_id: None,
         }];
         assert_eq!(prompt_tokens(enc, &named), 3 + 1 + 1 + 1 + 1 + 3);
     }

@@ -226,13 +226,25 @@ impl ChatClient {
             role: "system".into(),
             content: system,
             name: None,
+            tool_calls: None,
+            tool_call_id: None,
+        });
+        // Tool results go first, after the history that ends with the reply they answer.
+        let tool_results = req.tool_results.iter().map(|r| PromptMessage {
+            role: "tool".into(),
+            content: r.content.clone(),
+            name: None,
+            tool_calls: None,
+            tool_call_id: Some(r.tool_call_id.clone()),
         });
         // `sendMessage('')` sends the system message and the history only, as the `chatgpt`
-        // package does; the empty user message is still stored.
+        // package does; the empty user message is still stored (unless tool results were sent).
         let user = (!req.text.is_empty()).then(|| PromptMessage {
             role: "user".into(),
             content: req.text.clone(),
             name: req.name.clone(),
+            tool_calls: None,
+            tool_call_id: None,
         });
         let budget = Budget {
             max_model_tokens: self.cfg.max_model_tokens,
@@ -245,7 +257,7 @@ impl ChatClient {
             &self.counts,
             &budget,
             system,
-            user,
+            tool_results.chain(user),
             req.parent_message_id.as_deref(),
         )
         .await?;
@@ -409,21 +421,23 @@ impl ChatClient {
                 bounds.wait(log.log(entry).map(Ok)).await?;
             }
         }
-        let settled = settle(req, encoding, &prompt, ids, outcome?);
-        // Store both messages (awaited, as `chatgpt` v5 does) so the reply's id can be the next
+        let (reply, messages) = settle(req, encoding, &prompt, ids, outcome?).into_stored();
+        // Store the messages (awaited, as `chatgpt` v5 does) so the reply's id can be the next
         // call's parentMessageId.
         if let Some(store) = &self.builtin_store {
-            store.insert(settled.user_message);
-            store.insert(settled.reply_message);
+            for message in messages {
+                store.insert(message);
+            }
         } else {
-            let attempts = settled.reply.attempts;
             let stored = async {
-                bounds.wait(self.store.upsert(settled.user_message)).await?;
-                bounds.wait(self.store.upsert(settled.reply_message)).await
+                for message in messages {
+                    bounds.wait(self.store.upsert(message)).await?;
+                }
+                Ok(())
             };
-            stored.await.map_err(|e| e.with_attempts(attempts))?;
+            stored.await.map_err(|e: ChatError| e.with_attempts(reply.attempts))?;
         }
-        Ok(settled.reply)
+        Ok(reply)
     }
 
     /// A non-streaming cache hit answered synchronously, on the caller's thread, without a
@@ -463,10 +477,11 @@ impl ChatClient {
             attempts: 0,
             cached: true,
         };
-        let settled = settle(req.clone(), encoding, &prompt, ids, received);
-        store.insert(settled.user_message);
-        store.insert(settled.reply_message);
-        let result = Ok(settled.reply);
+        let (reply, messages) = settle(req.clone(), encoding, &prompt, ids, received).into_stored();
+        for message in messages {
+            store.insert(message);
+        }
+        let result = Ok(reply);
         self.record_call(started, None, &result);
         result.ok()
     }
