@@ -247,3 +247,137 @@ test('several results are chained in order; text beside them is sent after them'
     ['user', 'assistant', 'tool', 'tool', 'user', 'assistant'],
   )
 })
+
+test('runTools runs the called functions and resolves with the answer to their results', async () => {
+  const api = clientFor(sim)
+  const seen = []
+  const partials = []
+  const reply = await api.runTools('weather in Paris?', {
+    tools: [
+      {
+        type: 'function',
+        function: {
+          ...weather.function,
+          function: async (args, call) => {
+            seen.push({ args, id: call.id })
+            return { temperatureC: 21 }
+          },
+        },
+      },
+    ],
+    onProgress: (p) => partials.push(p),
+  })
+  assert.equal(reply.rounds, 2)
+  assert.equal(reply.finishReason, 'stop')
+  assert.ok(reply.text.length > 0)
+  assert.equal(seen.length, 1)
+  assert.equal(seen[0].args.days, 1)
+  assert.ok(partials.some((p) => p.toolCalls) && partials.some((p) => p.delta !== ''), 'both rounds streamed')
+  // The exchange is in the store: a follow-up carries it as history.
+  const built = await api.buildMessages('thanks', { parentMessageId: reply.id })
+  assert.deepEqual(
+    built.messages.map((m) => m.role),
+    ['user', 'assistant', 'tool', 'assistant', 'user'],
+  )
+  assert.equal(built.messages[2].content, '{"temperatureC":21}')
+})
+
+test('runTools reports a throwing tool and bad arguments to the model as `Error: <message>`', async () => {
+  // What is sent back is stored as the tool's row.
+  const rows = new Map()
+  const api = clientFor(sim, { upsertMessage: (m) => void rows.set(m.id, m), getMessageById: (id) => rows.get(id) })
+  const reply = await api.runTools('weather?', {
+    tools: [
+      {
+        type: 'function',
+        function: {
+          ...weather.function,
+          function: () => {
+            throw new Error('no network')
+          },
+        },
+      },
+    ],
+  })
+  assert.equal(reply.rounds, 2)
+  assert.equal(rows.get(reply.parentMessageId).text, 'Error: no network')
+
+  // A raw server calling a tool with arguments that are not JSON, then one not offered.
+  const calls = [
+    { id: 'call_1', type: 'function', function: { name: 'lookup', arguments: '{oops' } },
+    { id: 'call_2', type: 'function', function: { name: 'missing', arguments: '{}' } },
+  ]
+  const bodies = []
+  const raw = http.createServer((req, res) => {
+    let body = ''
+    req.on('data', (c) => (body += c))
+    req.on('end', () => {
+      bodies.push(JSON.parse(body))
+      const first = bodies.length === 1
+      const message = first ? { role: 'assistant', content: null, tool_calls: calls } : { role: 'assistant', content: 'done' }
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ id: 'x', choices: [{ index: 0, message, finish_reason: first ? 'tool_calls' : 'stop' }] }))
+    })
+  })
+  await new Promise((resolve) => raw.listen(0, '127.0.0.1', resolve))
+  try {
+    const rawApi = new ChatGPTAPI({ apiKey: API_KEY, apiBaseUrl: `http://127.0.0.1:${raw.address().port}/v1`, systemMessage: '' })
+    let ran = 0
+    const done = await rawApi.runTools('go', {
+      tools: [{ type: 'function', function: { name: 'lookup', function: () => ran++ } }],
+    })
+    assert.equal(done.text, 'done')
+    assert.equal(ran, 0)
+    const sent = bodies[1].messages.filter((m) => m.role === 'tool')
+    assert.deepEqual(
+      sent.map((m) => m.tool_call_id),
+      ['call_1', 'call_2'],
+    )
+    assert.match(sent[0].content, /^Error: /)
+    assert.match(sent[1].content, /^Error: .*missing/)
+    assert.deepEqual(bodies[1].tools, [{ type: 'function', function: { name: 'lookup' } }], 'the function is not sent')
+  } finally {
+    raw.close()
+  }
+})
+
+test('runTools rejects with ERR_CHATGPT_TOOL_ROUNDS when the model keeps calling tools', async () => {
+  // A server whose every answer is a tool call.
+  let requests = 0
+  const raw = http.createServer((req, res) => {
+    req.resume()
+    req.on('end', () => {
+      requests++
+      const call = { id: `call_${requests}`, type: 'function', function: { name: 'again', arguments: '{}' } }
+      const message = { role: 'assistant', content: null, tool_calls: [call] }
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ id: 'x', choices: [{ index: 0, message, finish_reason: 'tool_calls' }] }))
+    })
+  })
+  await new Promise((resolve) => raw.listen(0, '127.0.0.1', resolve))
+  try {
+    const api = new ChatGPTAPI({ apiKey: API_KEY, apiBaseUrl: `http://127.0.0.1:${raw.address().port}/v1` })
+    let ran = 0
+    const tools = [{ type: 'function', function: { name: 'again', function: () => ran++ } }]
+    const err = await rejection(api.runTools('loop', { tools, maxRounds: 3 }))
+    assert.equal(err.code, 'ERR_CHATGPT_TOOL_ROUNDS')
+    assert.equal(requests, 3)
+    assert.equal(ran, 2, "the last reply's calls are not run")
+  } finally {
+    raw.close()
+  }
+})
+
+test('runTools checks its tools and maxRounds, naming them', async () => {
+  const api = clientFor(sim)
+  for (const [options, named] of [
+    [{ tools: [] }, '`tools`'],
+    [{ tools: [weather] }, '`tools[0].function.function`'],
+    [{ tools: [{ type: 'function', function: { name: 'f', function: () => 1 } }], maxRounds: 0 }, '`maxRounds`'],
+    [{ tools: [{ type: 'function', function: { name: 'f', function: () => 1 } }], toolResults: [] }, '`toolResults`'],
+  ]) {
+    const err = await rejection(api.runTools('x', options))
+    assert.equal(err.code, 'ERR_CHATGPT_INVALID_ARG')
+    assert.ok(err.message.includes(named), err.message)
+  }
+})
