@@ -381,3 +381,18 @@ test('runTools checks its tools and maxRounds, naming them', async () => {
     assert.ok(err.message.includes(named), err.message)
   }
 })
+
+test('identical calls in flight share one request, and each gets the tool calls and a partial with them', async () => {
+  const api = clientFor(sim, { cache: true })
+  const partials = [[], []]
+  const replies = await Promise.all(
+    partials.map((seen) => api.sendMessage('shared weather', { tools: [weather], onProgress: (p) => seen.push(p) })),
+  )
+  assert.equal(replies.filter((r) => r.cached).length, 1, 'one request served both')
+  assert.deepEqual(replies[0].toolCalls, replies[1].toolCalls)
+  for (const seen of partials) assert.deepEqual(seen.at(-1).toolCalls, replies[0].toolCalls)
+  // A tool-call answer is not cached: the same call later sends a request of its own.
+  const later = await api.sendMessage('shared weather', { tools: [weather] })
+  assert.equal(later.cached, false)
+  checkCall(later.toolCalls[0])
+})
