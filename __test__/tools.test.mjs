@@ -383,16 +383,23 @@ test('runTools checks its tools and maxRounds, naming them', async () => {
 })
 
 test('identical calls in flight share one request, and each gets the tool calls and a partial with them', async () => {
-  const api = clientFor(sim, { cache: true })
-  const partials = [[], []]
-  const replies = await Promise.all(
-    partials.map((seen) => api.sendMessage('shared weather', { tools: [weather], onProgress: (p) => seen.push(p) })),
-  )
-  assert.equal(replies.filter((r) => r.cached).length, 1, 'one request served both')
-  assert.deepEqual(replies[0].toolCalls, replies[1].toolCalls)
-  for (const seen of partials) assert.deepEqual(seen.at(-1).toolCalls, replies[0].toolCalls)
-  // A tool-call answer is not cached: the same call later sends a request of its own.
-  const later = await api.sendMessage('shared weather', { tools: [weather] })
-  assert.equal(later.cached, false)
-  checkCall(later.toolCalls[0])
+  // The answer takes 150 ms to start, so the second call finds the first one's request in flight.
+  const slow = await startSimulator({ ttftMs: 150 })
+  try {
+    const api = clientFor(slow, { cache: true })
+    const partials = [[], []]
+    const replies = await Promise.all(
+      partials.map((seen) => api.sendMessage('shared weather', { tools: [weather], onProgress: (p) => seen.push(p) })),
+    )
+    assert.equal(slow.stats().chatRequests, 1, 'one request served both')
+    assert.equal(replies.filter((r) => r.cached).length, 1)
+    assert.deepEqual(replies[0].toolCalls, replies[1].toolCalls)
+    for (const seen of partials) assert.deepEqual(seen.at(-1).toolCalls, replies[0].toolCalls)
+    // A tool-call answer is not cached: the same call later sends a request of its own.
+    const later = await api.sendMessage('shared weather', { tools: [weather], stream: true })
+    assert.equal(later.cached, false)
+    checkCall(later.toolCalls[0])
+  } finally {
+    await slow.close()
+  }
 })
