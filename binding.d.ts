@@ -5,10 +5,12 @@
 import type {
   ChatCompletion,
   ChatCompletionChunk,
+  ChatCompletionMessageParam,
   ChatCompletionMessageToolCall,
   ChatCompletionTool,
   ChatGPTError,
   CompletionParams,
+  ContentPart,
   GetMessageByIdFunction,
   Role,
   SendManyOptions,
@@ -37,7 +39,8 @@ export declare class ChatGPTAPI {
   /**
    * The base URL requests go to (without a trailing slash), for display: credentials in it
    * (`http://user:pass@host`) show as `<redacted>`, so logging it or `util.inspect(api)`
-   * cannot leak them. Requests still use them.
+   * cannot leak them. Requests still use them. A query (`?api-version=`, from `apiBaseUrl` or
+   * `azure`) is shown after it.
    */
   get apiBaseUrl(): string
   /** The default model (`completionParams.model`). */
@@ -67,20 +70,35 @@ export declare class ChatGPTAPI {
    * 100,000 inputs; an invalid input or option rejects the call with `ERR_CHATGPT_INVALID_ARG`
    * naming it (`inputs[3].timeoutMs`) before anything is sent. Never throws.
    */
-  sendMany(inputs: Array<string | ({ text: string } & SendMessageOptions)>, options?: SendManyOptions): Promise<Array<SendManyResult>>
+  sendMany(inputs: Array<string | ({ text: string | ContentPart[] } & SendMessageOptions)>, options?: SendManyOptions): Promise<Array<SendManyResult>>
   /**
    * Build the prompt `sendMessage(text, options)` would send — system message, history walked
    * through `parentMessageId` within the token budget, the new message — without sending it.
    * Rejects with `ERR_CHATGPT_CONTEXT_TOO_LONG` exactly when `sendMessage` would, and with
    * `ERR_CHATGPT_INVALID_ARG` for invalid arguments. Never throws.
    */
-  buildMessages(text: string, options?: SendMessageOptions): Promise<BuiltMessages>
+  buildMessages(text: string | ContentPart[], options?: SendMessageOptions): Promise<BuiltMessages>
   /**
-   * Send a message and resolve with the reply. Streams when `onProgress` is given (or
+   * Send a message and resolve with the reply. `text` is a string, or an array of content
+   * parts (text and images, sent as given; the stored row keeps their text parts joined with
+   * `'
+  '` as `text` and the parts as `content`). Streams when `onProgress` is given (or
    * `stream: true`). Rejects with a `ChatGPTError`, for invalid arguments too
    * (`ERR_CHATGPT_INVALID_ARG`): it never throws.
    */
-  sendMessage(text: string, options?: SendMessageOptions): Promise<ChatReply>
+  sendMessage(text: string | ContentPart[], options?: SendMessageOptions): Promise<ChatReply>
+  /**
+   * Send a complete `messages` array as given (roles `system`, `developer`, `user`,
+   * `assistant`, `tool`; content a string or content parts), for callers who keep the history
+   * themselves: no system message is added, no history is read, nothing is stored. Resolves
+   * with the reply, whose `parentMessageId` is absent (there is no stored user message).
+   * Retries, limits, the breaker and the cache apply as for `sendMessage`. Rejects with
+   * `ERR_CHATGPT_INVALID_ARG` naming a bad message field or option (the conversation options
+   * `parentMessageId`, `messageId`, `conversationId`, `systemMessage` and `name` among them),
+   * and with `ERR_CHATGPT_CONTEXT_TOO_LONG` when the messages do not fit `maxModelTokens -
+   * maxResponseTokens`. Never throws.
+   */
+  sendMessages(messages: ChatCompletionMessageParam[], options?: SendMessagesOptions): Promise<ChatReply>
 }
 
 /** An OpenAI-compatible chat-completions server on 127.0.0.1 with scriptable faults. */
@@ -108,6 +126,18 @@ export declare class ChatGPTSimulator {
   resetStats(): void
   /** Stop listening and drop open connections. Idempotent. */
   close(): Promise<void>
+}
+
+/** `azure` of `new ChatGPTAPI(options)`: an Azure OpenAI deployment. Give `resource` or `baseUrl`. */
+export interface AzureOptions {
+  /** The resource name: requests go to `https://{resource}.openai.azure.com`. */
+  resource?: string
+  /** The resource's endpoint instead of `resource` (a custom domain, a gateway, a local server). */
+  baseUrl?: string
+  /** The deployment's name (`/openai/deployments/{deployment}`). */
+  deployment: string
+  /** Sent as `?api-version=` on every request, e.g. `'2024-10-21'`. */
+  apiVersion: string
 }
 
 /** What `sendMessage` would send: the result of `buildMessages`. */
@@ -302,6 +332,26 @@ export interface ChatGPTAPIOptions {
    * @deprecated
    */
   fetch?: unknown
+  /**
+   * Azure OpenAI: requests go to `https://{resource}.openai.azure.com/openai/deployments/{deployment}/chat/completions?api-version={apiVersion}`
+   * (or under `baseUrl` instead of the resource's host), and the key is sent as the `api-key`
+   * header, never `Authorization`. Exclusive with `apiBaseUrl`.
+   */
+  azure?: AzureOptions
+  /**
+   * Certificates trusted in addition to the operating system's roots: a PEM string or Buffer
+   * (one or several certificates), or an array of them. The file named by
+   * `NODE_EXTRA_CA_CERTS` is trusted too (read when the instance is created; skipped, as in
+   * Node, when it cannot be read).
+   */
+  ca?: string | Buffer | Array<string | Buffer>
+  /**
+   * Proxy for every request (`http://host:port`, credentials in the URL if needed): https
+   * requests are tunnelled with CONNECT. Given, it replaces `HTTPS_PROXY`/`HTTP_PROXY`/
+   * `NO_PROXY`; `false` or `null` means no proxy even if those are set.
+   * @default the HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY environment variables
+   */
+  proxy?: string | false | null
 }
 
 /** The history sent with a prompt. */
@@ -380,7 +430,10 @@ export interface ChatReply {
    * `estimated: true`).
    */
   detail: ChatCompletion | ChatCompletionChunk
-  /** The id of the user message this replies to. */
+  /**
+   * The id of the user message this replies to (absent on a `sendMessages` reply, which has
+   * no stored user message).
+   */
   parentMessageId: string
   /** The `conversationId` passed to `sendMessage`, if any. */
   conversationId?: string
@@ -464,7 +517,8 @@ export interface CircuitBreakerOptions {
 /** A chat message to count. */
 export interface CountableMessage {
   role: string
-  content: string
+  /** A string, or content parts: images count by OpenAI's formula (see `ContentPart`). */
+  content: string | ContentPart[]
   name?: string
 }
 
@@ -549,7 +603,8 @@ export interface PartialChatMessage {
 /** One message of a built prompt. */
 export interface PromptMessageJs {
   role: 'system' | 'user' | 'assistant' | 'tool'
-  content: string
+  /** A string, or the content parts a message was sent with. */
+  content: string | ContentPart[]
   name?: string
   /** An assistant message's tool calls (sent as `tool_calls`). */
   toolCalls?: Array<StoredToolCall>
@@ -617,6 +672,19 @@ export interface SendMessageOptions {
    */
   cache?: boolean
   /**
+   * Headers for this call, set over the instance's `headers` (names are case-insensitive; the
+   * call's value wins). `Authorization`, `api-key`, `Host`, `Content-Length`,
+   * `Transfer-Encoding` and `Connection` are refused with `ERR_CHATGPT_INVALID_ARG`: the key
+   * always comes from `apiKey`/`apiKeys`. Not part of the response cache's key: calls
+   * coalesced with an identical one in flight share its request (and its headers).
+   */
+  headers?: Record<string, string>
+  /**
+   * Sent as the `Idempotency-Key` header, the same on every retry of this call, so a server
+   * that supports it answers a retried request once (openai-node's request option).
+   */
+  idempotencyKey?: string
+  /**
    * Functions the model may call (openai-node's `ChatCompletionTool[]`), sent as `tools`
    * (replacing the instance's). A reply that calls them has `toolCalls` and `finishReason`
    * `'tool_calls'`; `runTools` answers them for you.
@@ -630,6 +698,43 @@ export interface SendMessageOptions {
    * `tool` messages after that reply; `text` may then be `''` (no user message is sent).
    */
   toolResults?: Array<ToolResult>
+}
+
+/**
+ * Options of `sendMessages(messages, options)`: those of `sendMessage` that do not concern the
+ * conversation store (`parentMessageId`, `messageId`, `conversationId`, `systemMessage` and `name`
+ * are rejected: the messages are sent as given).
+ */
+export interface SendMessagesOptions {
+  /** Merged over the instance's `completionParams` for this call. */
+  completionParams?: CompletionParams
+  /**
+   * Stream the reply with server-sent events.
+   * @default !!onProgress
+   */
+  stream?: boolean
+  /** As in `sendMessage` (a partial's `parentMessageId` is absent). */
+  onProgress?: (partial: PartialChatMessage) => void
+  /** Cancels the call: the Promise rejects with `name: 'AbortError'`, `code: 'ABORT_ERR'`. */
+  abortSignal?: AbortSignal
+  /** Overrides the instance's `timeoutMs` for this call; `0` means no bound for this call. */
+  timeoutMs?: number
+  /**
+   * `false`: neither read nor write the instance's response cache for this call.
+   * @default true
+   */
+  cache?: boolean
+  /** Headers for this call, as in `sendMessage`. */
+  headers?: Record<string, string>
+  /** Sent as the `Idempotency-Key` header, the same on every retry, as in `sendMessage`. */
+  idempotencyKey?: string
+  /**
+   * Functions the model may call, as in `sendMessage`; answer its calls with an `assistant`
+   * message carrying `tool_calls` and one `tool` message (`tool_call_id`) per call.
+   */
+  tools?: Array<ChatCompletionTool>
+  /** Whether and which tool the model must call, as in `sendMessage`. */
+  toolChoice?: ToolChoice
 }
 
 /**
@@ -785,6 +890,11 @@ export interface StoredChatMessage {
   toolCalls?: Array<StoredToolCall>
   /** A tool result's (`role: 'tool'`) answered call. */
   toolCallId?: string
+  /**
+   * The content parts of a user message sent with them (`text` then holds their text parts,
+   * joined with `'\n'`); a rebuilt history sends the parts again.
+   */
+  content?: ContentPart[]
 }
 
 /** A tool call as a stored reply keeps it (openai-node's `ChatCompletionMessageToolCall`). */

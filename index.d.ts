@@ -59,6 +59,53 @@ export interface ChatMessage {
   toolCalls?: Array<ChatCompletionMessageToolCall>
   /** A stored tool result (`role: 'tool'`): the id of the call it answers. */
   toolCallId?: string
+  /**
+   * A user message sent as content parts keeps them here (and their text parts, joined with
+   * `'\n'`, in `text`); a follow-up's history sends the parts again.
+   */
+  content?: ContentPart[]
+}
+
+/** A text part of a message's content (openai-node's `ChatCompletionContentPartText`). */
+export interface ChatCompletionContentPartText {
+  type: 'text'
+  text: string
+}
+
+/**
+ * An image part of a message's content (openai-node's `ChatCompletionContentPartImage`). Budgeted
+ * by OpenAI's formula: `detail: 'low'` 85 tokens; otherwise scaled to fit 2048x2048 and its
+ * shortest side to 768, then 170 per 512-pixel tile plus 85. The size is read from a data URL's
+ * PNG, JPEG, GIF or WebP header; an `http(s)` URL's image is counted as a 1024x1024 one (765).
+ */
+export interface ChatCompletionContentPartImage {
+  type: 'image_url'
+  image_url: {
+    /** `https://...` (or `http://`), or `data:image/png;base64,...` (any image type). */
+    url: string
+    /** How closely the model looks (and what the image costs). @default 'auto' */
+    detail?: 'auto' | 'low' | 'high'
+  }
+}
+
+/** One part of a message's content: `sendMessage([...parts])` sends them as given. */
+export type ContentPart = ChatCompletionContentPartText | ChatCompletionContentPartImage
+
+/**
+ * One message of `sendMessages(messages)`, after openai-node's `ChatCompletionMessageParam`: sent
+ * as given. `content` is a string or content parts; an `assistant` message carrying only
+ * `tool_calls` may leave it `null`. Other fields are sent as they are and counted as text.
+ */
+export interface ChatCompletionMessageParam {
+  role: 'system' | 'developer' | 'user' | 'assistant' | 'tool'
+  content: string | ContentPart[] | null
+  /** The author's name. */
+  name?: string
+  /** For a `tool` message: the id of the tool call it answers (required then). */
+  tool_call_id?: string
+  /** For an `assistant` message: the tool calls it made. */
+  tool_calls?: ChatCompletionMessageToolCall[]
+  [field: string]: unknown
 }
 
 /**

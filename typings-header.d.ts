@@ -5,10 +5,12 @@
 import type {
   ChatCompletion,
   ChatCompletionChunk,
+  ChatCompletionMessageParam,
   ChatCompletionMessageToolCall,
   ChatCompletionTool,
   ChatGPTError,
   CompletionParams,
+  ContentPart,
   GetMessageByIdFunction,
   Role,
   SendManyOptions,

@@ -58,6 +58,10 @@ const shapes = {
   },
   CacheOptions: { label: (n) => `cache.${n}`, call: (o) => thrown(() => new ChatGPTAPI({ ...base, cache: o })) },
   SendMessageOptions: { label: (n) => n, call: (o) => rejection(new ChatGPTAPI(base).sendMessage('hi', o)) },
+  SendMessagesOptions: {
+    label: (n) => n,
+    call: (o) => rejection(new ChatGPTAPI(base).sendMessages([{ role: 'user', content: 'hi' }], o)),
+  },
   SendManyOptions: { label: (n) => n, call: (o) => rejection(new ChatGPTAPI(base).sendMany(['hi'], o)) },
   TokenizerOptions: { label: (n) => n, call: (o) => thrown(() => countTokens('x', o)) },
   SplitTextOptions: { label: (n) => n, call: (o) => thrown(() => splitText('x', { maxTokens: 10, ...o })) },

@@ -144,7 +144,7 @@ test('URL credentials in apiBaseUrl show in no getter, inspect output or error',
   // A rejected URL is quoted without its credentials.
   let thrown
   try {
-    client('x', { apiBaseUrl: `http://user:${PASSWORD}@127.0.0.1:1/v1?query=1` })
+    client('x', { apiBaseUrl: `http://user:${PASSWORD}@127.0.0.1:1/v1#fragment` })
   } catch (e) {
     thrown = e
   }

@@ -403,3 +403,95 @@ test('identical calls in flight share one request, and each gets the tool calls 
     await slow.close()
   }
 })
+
+/** A server answering its first chat request with a call of `get_weather` and later ones with text; records the bodies. */
+async function callThenAnswerServer() {
+  const call = { id: 'call_img', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris","days":1}' } }
+  const bodies = []
+  const server = http.createServer((req, res) => {
+    let body = ''
+    req.on('data', (c) => (body += c))
+    req.on('end', () => {
+      bodies.push(JSON.parse(body))
+      const first = bodies.length === 1
+      const message = first ? { role: 'assistant', content: null, tool_calls: [call] } : { role: 'assistant', content: 'sunny' }
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ id: 'x', choices: [{ index: 0, message, finish_reason: first ? 'tool_calls' : 'stop' }] }))
+    })
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return { url: `http://127.0.0.1:${server.address().port}/v1`, bodies, call, close: () => server.close() }
+}
+
+const photo = { type: 'image_url', image_url: { url: 'https://example.com/paris.png', detail: 'low' } }
+
+test('a turn sent as content parts whose reply calls a tool keeps both, and the toolResults follow-up sends them', async () => {
+  const raw = await callThenAnswerServer()
+  try {
+    const rows = new Map()
+    const api = new ChatGPTAPI({
+      apiKey: API_KEY,
+      apiBaseUrl: raw.url,
+      systemMessage: '',
+      getMessageById: (id) => rows.get(id),
+      upsertMessage: (m) => void rows.set(m.id, structuredClone(m)),
+    })
+    const parts = [{ type: 'text', text: 'Weather where this was taken?' }, photo]
+    const called = await api.sendMessage(parts, { tools: [weather] })
+    assert.deepEqual(called.toolCalls, [raw.call])
+    assert.deepEqual(raw.bodies[0].messages, [{ role: 'user', content: parts }])
+
+    // The store keeps the parts on the user row and the calls on the reply.
+    const user = rows.get(called.parentMessageId)
+    assert.deepEqual(user.content, parts)
+    assert.equal(user.text, 'Weather where this was taken?')
+    assert.deepEqual(rows.get(called.id).toolCalls, [raw.call])
+
+    const toolResults = [{ toolCallId: raw.call.id, content: 'sunny, 21C' }]
+    const answer = await api.sendMessage('', { tools: [weather], toolResults, parentMessageId: called.id })
+    assert.equal(answer.text, 'sunny')
+    // On the wire: the parts again, the call with `content: null`, then its result.
+    assert.deepEqual(raw.bodies[1].messages, [
+      { role: 'user', content: parts },
+      { role: 'assistant', content: null, tool_calls: [raw.call] },
+      { role: 'tool', content: 'sunny, 21C', tool_call_id: raw.call.id },
+    ])
+    assert.equal(rows.size, 4, 'user, reply, tool result, answer')
+
+    // A result sent beside an image-only user message keeps that message (its text is '').
+    await api.sendMessage([photo], { toolResults, parentMessageId: called.id })
+    assert.deepEqual(raw.bodies[2].messages.slice(-2), [
+      { role: 'tool', content: 'sunny, 21C', tool_call_id: raw.call.id },
+      { role: 'user', content: [photo] },
+    ])
+    assert.equal(rows.size, 4 + 3, 'tool result, image-only user message, answer')
+  } finally {
+    raw.close()
+  }
+})
+
+test('sendMessages takes tools and toolChoice, and sends a tool exchange with content parts as given', async () => {
+  const raw = await callThenAnswerServer()
+  try {
+    const api = new ChatGPTAPI({ apiKey: API_KEY, apiBaseUrl: raw.url })
+    const first = [{ role: 'user', content: [{ type: 'text', text: 'Weather here?' }, photo] }]
+    const called = await api.sendMessages(first, { tools: [weather], toolChoice: 'required' })
+    assert.deepEqual(called.toolCalls, [raw.call])
+    assert.deepEqual(raw.bodies[0].tools, [weather])
+    assert.equal(raw.bodies[0].tool_choice, 'required')
+    const next = [
+      ...first,
+      { role: 'assistant', content: called.text || null, tool_calls: called.toolCalls },
+      { role: 'tool', tool_call_id: raw.call.id, content: 'sunny' },
+    ]
+    const answer = await api.sendMessages(next, { tools: [weather] })
+    assert.equal(answer.text, 'sunny')
+    assert.deepEqual(raw.bodies[1].messages, next)
+
+    const err = await rejection(api.sendMessages(first, { toolChoice: 'sometimes' }))
+    assert.equal(err.code, 'ERR_CHATGPT_INVALID_ARG')
+    assert.ok(err.message.includes('`toolChoice`'), err.message)
+  } finally {
+    raw.close()
+  }
+})

@@ -77,7 +77,8 @@ class PartialChatMessage {
   constructor(id, parentMessageId, conversationId, text, delta, chunk, toolCalls) {
     this.role = 'assistant'
     this.id = id
-    this.parentMessageId = parentMessageId
+    // `sendMessages` has no user message: its partials' parentMessageId is undefined.
+    this.parentMessageId = parentMessageId || undefined
     this.text = text
     this.delta = delta
     if (conversationId != null) this.conversationId = conversationId

@@ -35,6 +35,7 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import assert from 'node:assert/strict'
+import { GLIBC_LIMIT, checkFile } from './check-glibc.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const manifest = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'))
@@ -323,6 +324,11 @@ async function main() {
     if (process.platform === 'linux') {
       const debug = elfSectionNames(installedBinary).filter((name) => name === '.symtab' || name.startsWith('.debug_'))
       assert.deepEqual(debug, [], 'the installed binary is stripped (the dev build is not)')
+    }
+    if (platformPackage.endsWith('-linux-x64-gnu')) {
+      const glibc = checkFile(installedBinary)
+      assert.ok(glibc.ok, `the installed binary needs glibc ${glibc.highest}, more than ${GLIBC_LIMIT}`)
+      log(`the installed binary needs glibc ${glibc.highest} at most (limit ${GLIBC_LIMIT})`)
     }
 
     log('require from .cjs, import from .mjs: stream from the bundled simulator, count tokens')

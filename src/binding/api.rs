@@ -19,7 +19,7 @@ use super::message::{history, message_to_js, serialize_message, BuiltMessages, P
 use super::metrics::ChatMetrics;
 use super::options::{describe, Opts};
 use super::progress::{deadline_after, ProgressSink};
-use super::requests::{read_call, read_client_options, read_inputs, SEND_MANY_OPTIONS};
+use super::requests::{read_call, read_client_options, read_inputs, read_messages_call, SEND_MANY_OPTIONS};
 use super::settle;
 use super::store::{JsStore, JsStoreParts};
 use crate::core::client::{ChatClient, SendRequest};
@@ -181,10 +181,17 @@ impl ChatGPTAPI {
 
     /// The base URL requests go to (without a trailing slash), for display: credentials in it
     /// (`http://user:pass@host`) show as `<redacted>`, so logging it or `util.inspect(api)`
-    /// cannot leak them. Requests still use them.
+    /// cannot leak them. Requests still use them. A query (`?api-version=`, from `apiBaseUrl` or
+    /// `azure`) is shown after it.
     #[napi(getter)]
     pub fn api_base_url(&self) -> String {
-        redact_url(&self.client().config().api_base_url).into_owned()
+        let client = self.client();
+        let cfg = client.config();
+        let base = redact_url(&cfg.api_base_url);
+        match &cfg.api_query {
+            Some(query) => format!("{base}?{query}"),
+            None => base.into_owned(),
+        }
     }
 
     /// The default model (`completionParams.model`).
@@ -232,7 +239,7 @@ impl ChatGPTAPI {
     /// 100,000 inputs; an invalid input or option rejects the call with `ERR_CHATGPT_INVALID_ARG`
     /// naming it (`inputs[3].timeoutMs`) before anything is sent. Never throws.
     #[napi(
-        ts_args_type = "inputs: Array<string | ({ text: string } & SendMessageOptions)>, options?: SendManyOptions",
+        ts_args_type = "inputs: Array<string | ({ text: string | ContentPart[] } & SendMessageOptions)>, options?: SendManyOptions",
         ts_return_type = "Promise<Array<SendManyResult>>"
     )]
     pub fn send_many<'env>(
@@ -311,7 +318,7 @@ impl ChatGPTAPI {
     /// Rejects with `ERR_CHATGPT_CONTEXT_TOO_LONG` exactly when `sendMessage` would, and with
     /// `ERR_CHATGPT_INVALID_ARG` for invalid arguments. Never throws.
     #[napi(
-        ts_args_type = "text: string, options?: SendMessageOptions",
+        ts_args_type = "text: string | ContentPart[], options?: SendMessageOptions",
         ts_return_type = "Promise<BuiltMessages>"
     )]
     pub fn build_messages<'env>(
@@ -337,7 +344,8 @@ impl ChatGPTAPI {
                     .into_iter()
                     .map(|m| PromptMessageJs {
                         role: m.role,
-                        content: m.content,
+                        // Strings and parts always serialise.
+                        content: serde_json::to_value(&m.content).unwrap_or_default(),
                         name: m.name,
                         tool_calls: m.tool_calls.map(|calls| calls.into_iter().map(Into::into).collect()),
                         tool_call_id: m.tool_call_id,
@@ -350,11 +358,13 @@ impl ChatGPTAPI {
         })
     }
 
-    /// Send a message and resolve with the reply. Streams when `onProgress` is given (or
+    /// Send a message and resolve with the reply. `text` is a string, or an array of content
+    /// parts (text and images, sent as given; the stored row keeps their text parts joined with
+    /// `'\n'` as `text` and the parts as `content`). Streams when `onProgress` is given (or
     /// `stream: true`). Rejects with a `ChatGPTError`, for invalid arguments too
     /// (`ERR_CHATGPT_INVALID_ARG`): it never throws.
     #[napi(
-        ts_args_type = "text: string, options?: SendMessageOptions",
+        ts_args_type = "text: string | ContentPart[], options?: SendMessageOptions",
         ts_return_type = "Promise<ChatReply>"
     )]
     pub fn send_message<'env>(
@@ -365,6 +375,31 @@ impl ChatGPTAPI {
     ) -> Result<PromiseRaw<'env, Unknown<'env>>> {
         promise_or_rejection(env, || {
             let (req, o) = read_call(env, text, options)?;
+            self.start_message(env, req, &o)
+        })
+    }
+
+    /// Send a complete `messages` array as given (roles `system`, `developer`, `user`,
+    /// `assistant`, `tool`; content a string or content parts), for callers who keep the history
+    /// themselves: no system message is added, no history is read, nothing is stored. Resolves
+    /// with the reply, whose `parentMessageId` is absent (there is no stored user message).
+    /// Retries, limits, the breaker and the cache apply as for `sendMessage`. Rejects with
+    /// `ERR_CHATGPT_INVALID_ARG` naming a bad message field or option (the conversation options
+    /// `parentMessageId`, `messageId`, `conversationId`, `systemMessage` and `name` among them),
+    /// and with `ERR_CHATGPT_CONTEXT_TOO_LONG` when the messages do not fit `maxModelTokens -
+    /// maxResponseTokens`. Never throws.
+    #[napi(
+        ts_args_type = "messages: ChatCompletionMessageParam[], options?: SendMessagesOptions",
+        ts_return_type = "Promise<ChatReply>"
+    )]
+    pub fn send_messages<'env>(
+        &self,
+        env: &'env Env,
+        messages: Unknown<'env>,
+        options: Option<Unknown<'env>>,
+    ) -> Result<PromiseRaw<'env, Unknown<'env>>> {
+        promise_or_rejection(env, || {
+            let (req, o) = read_messages_call(env, messages, options)?;
             self.start_message(env, req, &o)
         })
     }

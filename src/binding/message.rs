@@ -98,8 +98,11 @@ pub struct ChatMessage {
     /// `estimated: true`).
     #[napi(ts_type = "ChatCompletion | ChatCompletionChunk")]
     pub detail: RawJson,
-    /// The id of the user message this replies to.
-    pub parent_message_id: String,
+    /// The id of the user message this replies to (absent on a `sendMessages` reply, which has
+    /// no stored user message).
+    #[napi(ts_type = "string")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_message_id: ParentId,
     /// The `conversationId` passed to `sendMessage`, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conversation_id: Option<String>,
@@ -126,6 +129,10 @@ pub struct ChatMessage {
     pub tool_calls: Option<Vec<ToolCall>>,
 }
 
+/// A reply's `parentMessageId`: `None` for a `sendMessages` reply, which has no user message.
+/// Typed `string` (every `sendMessage` reply has one); serialised as the id, or left out.
+pub type ParentId = Option<String>;
+
 /// The history sent with a prompt.
 #[napi(object)]
 #[derive(serde::Serialize)]
@@ -147,7 +154,9 @@ pub struct ChatHistory {
 pub struct PromptMessageJs {
     #[napi(ts_type = "'system' | 'user' | 'assistant' | 'tool'")]
     pub role: String,
-    pub content: String,
+    /// A string, or the content parts a message was sent with.
+    #[napi(ts_type = "string | ContentPart[]")]
+    pub content: serde_json::Value,
     pub name: Option<String>,
     /// An assistant message's tool calls (sent as `tool_calls`).
     pub tool_calls: Option<Vec<super::store::StoredToolCall>>,
@@ -174,7 +183,7 @@ impl From<ChatReply> for ChatMessage {
             text: r.text,
             role: r.role,
             detail: r.detail,
-            parent_message_id: r.parent_message_id,
+            parent_message_id: (!r.own_messages).then_some(r.parent_message_id),
             conversation_id: r.conversation_id,
             usage: ChatUsage {
                 prompt_tokens: r.usage.prompt_tokens,

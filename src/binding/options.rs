@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 
 use super::convert::{caught, own_keys, to_json_object};
 use super::errors::invalid_arg;
+use crate::core::config::{ProxySetting, MAX_CA_FILE_BYTES};
 use crate::core::jsvalue::{closest_name, js_number, js_string};
 
 /// Most entries of `apiKeys`.
@@ -460,6 +461,77 @@ impl<'a> Opts<'a> {
         Ok(Some(out))
     }
 
+    /// PEM certificates: a string or Buffer, or an array of them (at most [`MAX_PEM_ENTRIES`],
+    /// [`MAX_CA_FILE_BYTES`] in all).
+    pub fn pem_list(&self, key: &str) -> Result<Vec<Vec<u8>>> {
+        let Some(v) = self.raw(key)? else { return Ok(Vec::new()) };
+        let fail = |v: &Unknown| {
+            invalid_arg(
+                self.env,
+                format!(
+                    "Expected `{}` to be a PEM string or Buffer, or an array of at most {MAX_PEM_ENTRIES} of them, got {}",
+                    self.name(key),
+                    describe(self.env, v)
+                ),
+            )
+        };
+        let one = |v: &Unknown| -> Result<Option<Vec<u8>>> {
+            match v.get_type()? {
+                ValueType::String => Ok(Some(unsafe { v.cast::<String>() }?.into_bytes())),
+                ValueType::Object if v.is_buffer()? => Ok(Some(unsafe { v.cast::<BufferSlice>() }?.to_vec())),
+                _ => Ok(None),
+            }
+        };
+        let mut out = Vec::new();
+        if let Some(pem) = one(&v)? {
+            out.push(pem);
+        } else if v.get_type()? == ValueType::Object && unsafe { v.cast::<Object>() }?.is_array()? {
+            let array: Array = unsafe { v.cast() }?;
+            if array.len() > MAX_PEM_ENTRIES {
+                return Err(fail(&v));
+            }
+            for i in 0..array.len() {
+                let item: Option<Unknown> = array.get(i).map_err(|e| self.threw(&format!("{key}[{i}]"), &e))?;
+                match item.map(|item| one(&item).map(|pem| (pem, item))).transpose()? {
+                    Some((Some(pem), _)) => out.push(pem),
+                    Some((None, item)) => return Err(fail(&item)),
+                    None => return Err(fail(&v)),
+                }
+            }
+        } else {
+            return Err(fail(&v));
+        }
+        let total: usize = out.iter().map(Vec::len).sum();
+        if total as u64 > MAX_CA_FILE_BYTES {
+            return Err(invalid_arg(
+                self.env,
+                format!(
+                    "Expected `{}` to be at most {MAX_CA_FILE_BYTES} bytes, got {total}",
+                    self.name(key)
+                ),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// `proxy`-like: a URL string; `false` or `null` for none; `undefined` for the environment's.
+    pub fn proxy_setting(&self, key: &str) -> Result<ProxySetting> {
+        let Some(obj) = &self.obj else {
+            return Ok(ProxySetting::FromEnvironment);
+        };
+        let v: Option<Unknown> = obj.get(key).map_err(|e| self.threw(key, &e))?;
+        let Some(v) = v else {
+            return Ok(ProxySetting::FromEnvironment);
+        };
+        match v.get_type()? {
+            ValueType::Undefined => Ok(ProxySetting::FromEnvironment),
+            ValueType::Null => Ok(ProxySetting::Off),
+            ValueType::Boolean if !unsafe { v.cast::<bool>() }? => Ok(ProxySetting::Off),
+            ValueType::String => Ok(ProxySetting::Url(unsafe { v.cast::<String>() }?)),
+            _ => Err(self.type_error(key, "a URL string, `false` or `null`", &v)),
+        }
+    }
+
     /// A `Record<string, string>` (extra headers).
     pub fn string_record(&self, key: &str) -> Result<Vec<(String, String)>> {
         let Some(obj) = self.object(key)? else {
@@ -499,6 +571,9 @@ impl<'a> Opts<'a> {
         Ok(out)
     }
 }
+
+/// Most entries of a certificate list (`ca`).
+pub const MAX_PEM_ENTRIES: u32 = 1024;
 
 /// Asserts that every `#[napi]` struct named `*Options` in `source` is in `declared` with its
 /// fields, in JavaScript's spelling (napi's camelCase), as the names: both ways, in any order.

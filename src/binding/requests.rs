@@ -18,13 +18,16 @@ use std::time::Duration;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-use super::convert::caught;
+use std::sync::Arc;
+
+use super::convert::{caught, to_json};
 use super::errors::{invalid_arg, to_napi_error};
 use super::options::{describe, IgnoredOption, Opts};
 use crate::core::breaker::BreakerConfig;
 use crate::core::cache::CacheConfig;
 use crate::core::client::SendRequest;
-use crate::core::config::{ClientOptions, Setting};
+use crate::core::config::{ClientOptions, ProxySetting, Setting};
+use crate::core::content::{self, ContentPart};
 use crate::core::limits::RateLimitConfig;
 use crate::core::time::timeout_from_ms;
 use crate::core::tools::{check_tool_choice, check_tools, read_tool_results};
@@ -152,6 +155,23 @@ pub struct ChatGPTAPIOptions {
     /// @deprecated
     #[napi(ts_type = "unknown")]
     pub fetch: Option<serde_json::Value>,
+    /// Azure OpenAI: requests go to `https://{resource}.openai.azure.com/openai/deployments/{deployment}/chat/completions?api-version={apiVersion}`
+    /// (or under `baseUrl` instead of the resource's host), and the key is sent as the `api-key`
+    /// header, never `Authorization`. Exclusive with `apiBaseUrl`.
+    #[napi(ts_type = "AzureOptions")]
+    pub azure: Option<serde_json::Value>,
+    /// Certificates trusted in addition to the operating system's roots: a PEM string or Buffer
+    /// (one or several certificates), or an array of them. The file named by
+    /// `NODE_EXTRA_CA_CERTS` is trusted too (read when the instance is created; skipped, as in
+    /// Node, when it cannot be read).
+    #[napi(ts_type = "string | Buffer | Array<string | Buffer>")]
+    pub ca: Option<serde_json::Value>,
+    /// Proxy for every request (`http://host:port`, credentials in the URL if needed): https
+    /// requests are tunnelled with CONNECT. Given, it replaces `HTTPS_PROXY`/`HTTP_PROXY`/
+    /// `NO_PROXY`; `false` or `null` means no proxy even if those are set.
+    /// @default the HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY environment variables
+    #[napi(ts_type = "string | false | null")]
+    pub proxy: Option<serde_json::Value>,
 }
 
 impl ChatGPTAPIOptions {
@@ -186,6 +206,9 @@ impl ChatGPTAPIOptions {
         "tools",
         "toolChoice",
         "fetch",
+        "azure",
+        "ca",
+        "proxy",
     ];
 }
 
@@ -226,6 +249,16 @@ pub struct SendMessageOptions {
     /// constructor's `cache`); on an instance without a cache it does nothing.
     /// @default true
     pub cache: Option<bool>,
+    /// Headers for this call, set over the instance's `headers` (names are case-insensitive; the
+    /// call's value wins). `Authorization`, `api-key`, `Host`, `Content-Length`,
+    /// `Transfer-Encoding` and `Connection` are refused with `ERR_CHATGPT_INVALID_ARG`: the key
+    /// always comes from `apiKey`/`apiKeys`. Not part of the response cache's key: calls
+    /// coalesced with an identical one in flight share its request (and its headers).
+    #[napi(ts_type = "Record<string, string>")]
+    pub headers: Option<std::collections::HashMap<String, String>>,
+    /// Sent as the `Idempotency-Key` header, the same on every retry of this call, so a server
+    /// that supports it answers a retried request once (openai-node's request option).
+    pub idempotency_key: Option<String>,
     /// Functions the model may call (openai-node's `ChatCompletionTool[]`), sent as `tools`
     /// (replacing the instance's). A reply that calls them has `toolCalls` and `finishReason`
     /// `'tool_calls'`; `runTools` answers them for you.
@@ -255,10 +288,121 @@ impl SendMessageOptions {
         "abortSignal",
         "timeoutMs",
         "cache",
+        "headers",
+        "idempotencyKey",
         "tools",
         "toolChoice",
         "toolResults",
     ];
+}
+
+/// Options of `sendMessages(messages, options)`: those of `sendMessage` that do not concern the
+/// conversation store (`parentMessageId`, `messageId`, `conversationId`, `systemMessage` and `name`
+/// are rejected: the messages are sent as given).
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct SendMessagesOptions {
+    /// Merged over the instance's `completionParams` for this call.
+    #[napi(ts_type = "CompletionParams")]
+    pub completion_params: Option<serde_json::Value>,
+    /// Stream the reply with server-sent events.
+    /// @default !!onProgress
+    pub stream: Option<bool>,
+    /// As in `sendMessage` (a partial's `parentMessageId` is absent).
+    #[napi(ts_type = "(partial: PartialChatMessage) => void")]
+    pub on_progress: Option<serde_json::Value>,
+    /// Cancels the call: the Promise rejects with `name: 'AbortError'`, `code: 'ABORT_ERR'`.
+    #[napi(ts_type = "AbortSignal")]
+    pub abort_signal: Option<serde_json::Value>,
+    /// Overrides the instance's `timeoutMs` for this call; `0` means no bound for this call.
+    pub timeout_ms: Option<u32>,
+    /// `false`: neither read nor write the instance's response cache for this call.
+    /// @default true
+    pub cache: Option<bool>,
+    /// Headers for this call, as in `sendMessage`.
+    #[napi(ts_type = "Record<string, string>")]
+    pub headers: Option<std::collections::HashMap<String, String>>,
+    /// Sent as the `Idempotency-Key` header, the same on every retry, as in `sendMessage`.
+    pub idempotency_key: Option<String>,
+    /// Functions the model may call, as in `sendMessage`; answer its calls with an `assistant`
+    /// message carrying `tool_calls` and one `tool` message (`tool_call_id`) per call.
+    #[napi(ts_type = "Array<ChatCompletionTool>")]
+    pub tools: Option<serde_json::Value>,
+    /// Whether and which tool the model must call, as in `sendMessage`.
+    #[napi(ts_type = "ToolChoice")]
+    pub tool_choice: Option<serde_json::Value>,
+}
+
+impl SendMessagesOptions {
+    /// The names the reader accepts: the fields above, as JavaScript spells them.
+    pub const NAMES: &'static [&'static str] = &[
+        "completionParams",
+        "stream",
+        "onProgress",
+        "abortSignal",
+        "timeoutMs",
+        "cache",
+        "headers",
+        "idempotencyKey",
+        "tools",
+        "toolChoice",
+    ];
+
+    /// `sendMessage` options that concern the conversation store, which `sendMessages` does not use.
+    pub const STORE_OPTIONS: &'static [&'static str] = &[
+        "parentMessageId",
+        "messageId",
+        "conversationId",
+        "systemMessage",
+        "name",
+    ];
+}
+
+/// Read and validate `sendMessages(messages, options)` arguments.
+pub fn read_messages_call<'env>(
+    env: &'env Env,
+    messages: Unknown<'env>,
+    options: Option<Unknown<'env>>,
+) -> Result<(SendRequest, Opts<'env>)> {
+    let o = Opts::from_arg(env, options, "options")?;
+    for name in SendMessagesOptions::STORE_OPTIONS {
+        if o.raw(name)?.is_some() {
+            return Err(invalid_arg(
+                env,
+                format!(
+                    "Unknown option `{name}` of `sendMessages`: it sends the messages as given, without a system \
+                     message or the conversation store (use `sendMessage` for those)"
+                ),
+            ));
+        }
+    }
+    o.allow_only(SendMessagesOptions::NAMES, &[])?;
+    let value = to_json(env, &messages, "messages")?;
+    let own = crate::core::messages::parse_messages(&value, "messages").map_err(|e| to_napi_error(env, &e))?;
+    let has_progress = o.function("onProgress")?.is_some();
+    let req = SendRequest {
+        text: String::new(),
+        parts: None,
+        messages: Some(own),
+        system_message: None,
+        completion_params: with_tool_options(&o, o.json_object("completionParams")?)?,
+        message_id: None,
+        parent_message_id: None,
+        conversation_id: None,
+        name: None,
+        stream: o.bool("stream")?.unwrap_or(has_progress),
+        timeout: o.non_negative_int("timeoutMs")?.map(timeout_from_ms),
+        cache: o.bool("cache")?.unwrap_or(true),
+        headers: crate::core::transport::call_headers(
+            &o.string_record("headers")?,
+            o.string("idempotencyKey")?.as_deref(),
+        )
+        .map_err(|e| to_napi_error(env, &e))?,
+        tool_results: Vec::new(),
+    };
+    if let Some(params) = &req.completion_params {
+        crate::core::config::check_completion_params(params, "completionParams").map_err(|e| to_napi_error(env, &e))?;
+    }
+    Ok((req, o))
 }
 
 /// The names `sendMany(inputs, options)` accepts in `options`: the `sendMessage` options' names
@@ -296,6 +440,24 @@ pub struct RateLimitOptions {
     pub requests_per_minute: Option<u32>,
     /// Tokens per minute: each request reserves its prompt tokens plus `max_tokens`.
     pub tokens_per_minute: Option<u32>,
+}
+
+/// `azure` of `new ChatGPTAPI(options)`: an Azure OpenAI deployment. Give `resource` or `baseUrl`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct AzureOptions {
+    /// The resource name: requests go to `https://{resource}.openai.azure.com`.
+    pub resource: Option<String>,
+    /// The resource's endpoint instead of `resource` (a custom domain, a gateway, a local server).
+    pub base_url: Option<String>,
+    /// The deployment's name (`/openai/deployments/{deployment}`).
+    pub deployment: String,
+    /// Sent as `?api-version=` on every request, e.g. `'2024-10-21'`.
+    pub api_version: String,
+}
+
+impl AzureOptions {
+    /// The names the reader accepts: the fields above, as JavaScript spells them.
+    pub const NAMES: &'static [&'static str] = &["resource", "baseUrl", "deployment", "apiVersion"];
 }
 
 impl RateLimitOptions {
@@ -393,7 +555,38 @@ pub fn read_client_options(o: &Opts) -> Result<ClientOptions> {
         rate_limit: read_rate_limit(o)?,
         circuit_breaker: read_breaker(o)?,
         cache: read_cache(o)?,
+        azure: read_azure(o)?,
+        ca: read_ca(o)?,
+        proxy: read_proxy(o)?,
     })
+}
+
+/// `azure: { resource?, baseUrl?, deployment, apiVersion }`.
+fn read_azure(o: &Opts) -> Result<Option<crate::core::config::AzureOptions>> {
+    let Some(a) = o.nested("azure")? else {
+        return Ok(None);
+    };
+    a.allow_only(AzureOptions::NAMES, &[])?;
+    let required = |name: &str| -> Result<String> {
+        a.string(name)?
+            .ok_or_else(|| a.invalid(format!("Expected `azure.{name}` to be a string, got undefined")))
+    };
+    Ok(Some(crate::core::config::AzureOptions {
+        resource: a.string("resource")?,
+        base_url: a.string("baseUrl")?,
+        deployment: required("deployment")?,
+        api_version: required("apiVersion")?,
+    }))
+}
+
+/// `ca`: a PEM string or Buffer, or an array of them.
+fn read_ca(o: &Opts) -> Result<Vec<Vec<u8>>> {
+    o.pem_list("ca")
+}
+
+/// `proxy`: a URL, or `false`/`null` for none (`undefined`: the environment decides).
+fn read_proxy(o: &Opts) -> Result<ProxySetting> {
+    o.proxy_setting("proxy")
 }
 
 /// `rateLimit: { requestsPerMinute?, tokensPerMinute? }`.
@@ -467,16 +660,7 @@ pub fn read_request<'env>(
     text_name: &str,
     o: &Opts<'env>,
 ) -> Result<SendRequest> {
-    let text = match text {
-        Some(text) if text.get_type()? == ValueType::String => unsafe { text.cast::<String>() }?,
-        other => {
-            let got = other.map_or_else(|| "undefined".to_owned(), |v| describe(env, &v));
-            return Err(invalid_arg(
-                env,
-                format!("Expected `{text_name}` to be a string, got {got}"),
-            ));
-        }
-    };
+    let (text, parts) = read_content(env, text, text_name)?;
     let has_progress = o.function("onProgress")?.is_some();
     let tool_results = match o.json("toolResults")? {
         None => Vec::new(),
@@ -484,6 +668,8 @@ pub fn read_request<'env>(
     };
     let req = SendRequest {
         text,
+        parts,
+        messages: None,
         system_message: o.string("systemMessage")?,
         completion_params: with_tool_options(o, o.json_object("completionParams")?)?,
         // Resolved here, not in core: the onProgress relay needs it as `parentMessageId`.
@@ -497,6 +683,11 @@ pub fn read_request<'env>(
         stream: o.bool("stream")?.unwrap_or(has_progress),
         timeout: o.non_negative_int("timeoutMs")?.map(timeout_from_ms),
         cache: o.bool("cache")?.unwrap_or(true),
+        headers: crate::core::transport::call_headers(
+            &o.string_record("headers")?,
+            o.string("idempotencyKey")?.as_deref(),
+        )
+        .map_err(|e| to_napi_error(env, &e))?,
         tool_results,
     };
     if let Some(params) = &req.completion_params {
@@ -534,6 +725,35 @@ fn with_tool_options(o: &Opts, params: Option<Map<String, Value>>) -> Result<Opt
         params.insert("tool_choice".into(), choice);
     }
     Ok(Some(params))
+}
+
+/// A message's content: a string, or an array of content parts (then also their text, joined
+/// with `'\n'`, which the stored row keeps as `text`). `name` names it in errors.
+pub fn read_content<'env>(
+    env: &'env Env,
+    content: Option<Unknown<'env>>,
+    name: &str,
+) -> Result<(String, Option<Arc<[ContentPart]>>)> {
+    match content {
+        Some(text) if text.get_type()? == ValueType::String => Ok((unsafe { text.cast::<String>() }?, None)),
+        Some(parts) if is_array(&parts)? => {
+            let value = to_json(env, &parts, name)?;
+            let parts = content::parse_parts(&value, name).map_err(|e| to_napi_error(env, &e))?;
+            Ok((content::joined_text(&parts), Some(parts)))
+        }
+        other => {
+            let got = other.map_or_else(|| "undefined".to_owned(), |v| describe(env, &v));
+            Err(invalid_arg(
+                env,
+                format!("Expected `{name}` to be a string, got {got} (or an array of content parts)"),
+            ))
+        }
+    }
+}
+
+/// Whether `value` is a JavaScript array.
+pub fn is_array(value: &Unknown) -> Result<bool> {
+    Ok(value.get_type()? == ValueType::Object && unsafe { value.cast::<Object>() }?.is_array()?)
 }
 
 /// `sendMessage`'s and `buildMessages`' arguments: `text` and the options object.
@@ -593,7 +813,29 @@ pub fn read_inputs<'env>(env: &'env Env, inputs: Unknown<'env>, o: &Opts<'env>) 
         requests.push(req);
     }
     check_unique_message_ids(env, &requests)?;
+    check_unique_idempotency_keys(env, &requests)?;
     Ok(requests)
+}
+
+/// Two items of one batch may not share an `idempotencyKey`: a server that honours it would
+/// answer the second with the first's reply. (String inputs share `options.idempotencyKey`.)
+fn check_unique_idempotency_keys(env: &Env, requests: &[SendRequest]) -> Result<()> {
+    let mut seen: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
+    for (i, req) in requests.iter().enumerate() {
+        let Some(key) = req.headers.as_deref().and_then(|h| h.get("idempotency-key")) else {
+            continue;
+        };
+        if let Some(first) = seen.insert(key.as_bytes(), i) {
+            return Err(invalid_arg(
+                env,
+                format!(
+                    "Expected every input of `sendMany` to have its own `idempotencyKey`, but `inputs[{first}]` and \
+                     `inputs[{i}]` share one (string inputs take `options.idempotencyKey`)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Two items of one batch may not share a user-message id: the store keys messages by id, so the
@@ -643,9 +885,11 @@ mod tests {
         let declared: &[(&str, &[&str])] = &[
             ("ChatGPTAPIOptions", ChatGPTAPIOptions::NAMES),
             ("SendMessageOptions", SendMessageOptions::NAMES),
+            ("SendMessagesOptions", SendMessagesOptions::NAMES),
             ("RateLimitOptions", RateLimitOptions::NAMES),
             ("CircuitBreakerOptions", CircuitBreakerOptions::NAMES),
             ("CacheOptions", CacheOptions::NAMES),
+            ("AzureOptions", AzureOptions::NAMES),
         ];
         check_option_names(include_str!("requests.rs"), declared);
     }

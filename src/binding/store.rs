@@ -19,8 +19,10 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi_derive::napi;
 
+use super::convert::to_json;
 use super::init::BindingData;
 use crate::core::chat::{ToolCall, ToolFunction};
+use crate::core::content::{self, ContentPart};
 use crate::core::conversation::{ConversationStore, MessageStore, StoredMessage};
 use crate::core::error::{ChatError, ErrorCode, Thrown};
 
@@ -41,6 +43,10 @@ pub struct StoredChatMessage {
     pub tool_calls: Option<Vec<StoredToolCall>>,
     /// A tool result's (`role: 'tool'`) answered call.
     pub tool_call_id: Option<String>,
+    /// The content parts of a user message sent with them (`text` then holds their text parts,
+    /// joined with `'\n'`); a rebuilt history sends the parts again.
+    #[napi(ts_type = "ContentPart[]")]
+    pub content: Option<StoredParts>,
 }
 
 /// A tool call as a stored reply keeps it (openai-node's `ChatCompletionMessageToolCall`).
@@ -72,6 +78,26 @@ impl From<StoredToolCall> for ToolCall {
     }
 }
 
+/// The `content` of a stored row: its parts, read within `core::jsvalue`'s bounds and checked like
+/// `sendMessage`'s. A string `content` (a row some other code wrote) is left to `text`.
+pub struct StoredParts(Option<Arc<[ContentPart]>>);
+
+impl FromNapiValue for StoredParts {
+    unsafe fn from_napi_value(env: napi::sys::napi_env, value: napi::sys::napi_value) -> Result<Self> {
+        let js_env = Env::from_raw(env);
+        let value = Unknown::from_raw_unchecked(env, value);
+        match value.get_type()? {
+            ValueType::Undefined | ValueType::Null | ValueType::String => Ok(StoredParts(None)),
+            _ => {
+                let json = to_json(&js_env, &value, "content")?;
+                let parts =
+                    content::parse_parts(&json, "content").map_err(|e| Error::from_reason(e.message.clone()))?;
+                Ok(StoredParts(Some(parts)))
+            }
+        }
+    }
+}
+
 impl From<ToolCall> for StoredToolCall {
     fn from(c: ToolCall) -> Self {
         StoredToolCall {
@@ -82,6 +108,16 @@ impl From<ToolCall> for StoredToolCall {
                 arguments: c.function.arguments,
             },
         }
+    }
+}
+
+impl ToNapiValue for StoredParts {
+    unsafe fn to_napi_value(env: napi::sys::napi_env, value: Self) -> Result<napi::sys::napi_value> {
+        // Parts always serialise.
+        let json = value.0.map_or(serde_json::Value::Null, |p| {
+            serde_json::to_value(&p[..]).unwrap_or_default()
+        });
+        serde_json::Value::to_napi_value(env, json)
     }
 }
 
@@ -96,6 +132,7 @@ impl From<StoredChatMessage> for StoredMessage {
             conversation_id: m.conversation_id,
             tool_calls: m.tool_calls.into_iter().flatten().map(ToolCall::from).collect(),
             tool_call_id: m.tool_call_id,
+            content: m.content.and_then(|c| c.0),
         }
     }
 }
@@ -112,6 +149,7 @@ impl From<StoredMessage> for StoredChatMessage {
             tool_calls: (!m.tool_calls.is_empty())
                 .then(|| m.tool_calls.into_iter().map(StoredToolCall::from).collect()),
             tool_call_id: m.tool_call_id,
+            content: m.content.map(|c| StoredParts(Some(c))),
         }
     }
 }
@@ -258,6 +296,7 @@ mod tests {
             conversation_id: None,
             tool_calls: None,
             tool_call_id: None,
+            content: None,
         };
         assert_eq!(StoredMessage::from(row).role, "user");
     }

@@ -7,7 +7,9 @@ use napi_derive::napi;
 use super::convert::caught;
 use super::errors::{invalid_arg, promise_or_rejection, to_napi_error};
 use super::options::{describe, Opts};
+use super::requests::read_content;
 use crate::core::chat::{self, PromptMessage};
+use crate::core::content::Content;
 use crate::core::error::{ChatError, ErrorCode};
 use crate::core::tokens::Encoding;
 
@@ -31,7 +33,9 @@ impl TokenizerOptions {
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct CountableMessage {
     pub role: String,
-    pub content: String,
+    /// A string, or content parts: images count by OpenAI's formula (see `ContentPart`).
+    #[napi(ts_type = "string | ContentPart[]")]
+    pub content: serde_json::Value,
     pub name: Option<String>,
 }
 
@@ -138,9 +142,16 @@ pub fn count_message_tokens(env: Env, messages: Unknown, options: Option<Unknown
             o.string(key)?
                 .ok_or_else(|| invalid_arg(&env, format!("Expected `messages[{i}].{key}` to be a string")))
         };
+        // Read in this order (role, content, name), so an error names the first bad field.
+        let role = field("role")?;
+        let content_name = format!("messages[{i}].content");
+        let content = match read_content(&env, o.raw("content")?, &content_name)? {
+            (_, Some(parts)) => Content::Parts(parts),
+            (text, None) => Content::Text(text),
+        };
         prompt.push(PromptMessage {
-            role: field("role")?,
-            content: field("content")?,
+            role,
+            content,
             name: o.string("name")?,
             tool_calls: None,
             tool_call_id: None,

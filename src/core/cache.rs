@@ -191,7 +191,7 @@ pub fn cache_key(base_url: &str, params: &Params, added_max: AddedMax, messages:
         h.update(&[1]);
         h.update(m.role.as_bytes());
         h.update(&[2]);
-        h.update(m.content.as_bytes());
+        m.content.hash_into(&mut h);
         h.update(&[3]);
         if let Some(name) = &m.name {
             h.update(name.as_bytes());

@@ -16,6 +16,8 @@ pub struct Outbound {
     pub stream: bool,
     /// What the rate limiter reserves before sending: prompt plus the most the reply may use.
     pub estimate: u32,
+    /// The call's own headers, the same on every attempt (so its `Idempotency-Key` is too).
+    pub headers: Option<std::sync::Arc<reqwest::header::HeaderMap>>,
 }
 
 /// One call on its way upstream: its request, its bounds, and where its deltas go.

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use super::content::Content;
 use super::error::{error_from_object, ChatError, ErrorCode};
 use super::sse::SseEvent;
 use super::surrogates::{decode_string, decode_string_lossy, replace_lone_surrogates};
@@ -25,7 +26,8 @@ use super::tokens::Encoding;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromptMessage {
     pub role: String,
-    pub content: String,
+    /// A string, or content parts (text and images) sent as given.
+    pub content: Content,
     pub name: Option<String>,
     /// An assistant message's calls (sent as `tool_calls`; its `content` is then `null` when empty).
     pub tool_calls: Option<Vec<ToolCall>>,
@@ -40,7 +42,7 @@ impl Serialize for PromptMessage {
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("role", &self.role)?;
         // An assistant message that only called tools has `content: null`, as the API sends it.
-        if calls.is_some() && self.content.is_empty() {
+        if calls.is_some() && self.content.as_text() == Some("") {
             map.serialize_entry("content", &())?;
         } else {
             map.serialize_entry("content", &self.content)?;
@@ -198,8 +200,32 @@ pub type AddedMax = Option<ReplyCap>;
 /// Build the JSON body: `{ ...params, max_tokens?, messages, stream }` (plus
 /// `stream_options.include_usage` when streaming, so usage is real rather than estimated).
 pub fn build_body(params: &Params, added_max: AddedMax, messages: &[PromptMessage], stream: bool) -> Vec<u8> {
+    let size = messages.iter().map(|m| m.content.approx_len() + 32).sum::<usize>();
+    body_with(params, added_max, stream, size, |out| {
+        // Writing strings into a Vec cannot fail.
+        let _ = serde_json::to_writer(out, messages);
+    })
+}
+
+/// [`build_body`] with `messages_json`, a JSON array already written, as the messages.
+pub fn build_body_raw(params: &Params, added_max: AddedMax, messages_json: &str, stream: bool) -> Vec<u8> {
+    body_with(params, added_max, stream, messages_json.len(), |out| {
+        out.extend_from_slice(messages_json.as_bytes())
+    })
+}
+
+/// The body around the messages `write_messages` writes (about `messages_size` bytes).
+fn body_with(
+    params: &Params,
+    added_max: AddedMax,
+    stream: bool,
+    messages_size: usize,
+    write_messages: impl FnOnce(&mut Vec<u8>),
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(
-        64 + params.body_entries.len() + messages.iter().map(|m| m.content.len() + 32).sum::<usize>(),
+        64usize
+            .saturating_add(params.body_entries.len())
+            .saturating_add(messages_size),
     );
     out.push(b'{');
     out.extend_from_slice(params.body_entries.as_bytes());
@@ -211,8 +237,7 @@ pub fn build_body(params: &Params, added_max: AddedMax, messages: &[PromptMessag
         let _ = write!(out, "\"{field}\":{tokens},");
     }
     out.extend_from_slice(b"\"messages\":");
-    // Writing strings into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut out, messages);
+    write_messages(&mut out);
     out.extend_from_slice(if stream {
         b",\"stream\":true"
     } else {
@@ -924,7 +949,8 @@ pub const REPLY_PRIMING_TOKENS: usize = 3;
 /// Tokens one message adds to a prompt. OpenAI documents no formula for tool calls and results;
 /// they are counted as their text: each call's id, name and arguments, a result's call id.
 pub fn message_tokens(enc: Encoding, m: &PromptMessage) -> usize {
-    let mut n = TOKENS_PER_MESSAGE + enc.count(&m.role) + enc.count(&m.content);
+    let content = m.content.tokens(|text| enc.count(text));
+    let mut n = TOKENS_PER_MESSAGE + enc.count(&m.role) + content;
     if let Some(name) = &m.name {
         n += TOKENS_PER_NAME + enc.count(name);
     }
@@ -938,9 +964,10 @@ pub fn message_tokens(enc: Encoding, m: &PromptMessage) -> usize {
 }
 
 /// At least [`message_tokens`] for any encoding, without tokenizing: every BPE token stands for
-/// at least one byte, so a text has at most as many tokens as bytes.
+/// at least one byte, so a text has at most as many tokens as bytes (an image costs what
+/// [`message_tokens`] counts for it).
 pub fn message_tokens_upper_bound(m: &PromptMessage) -> usize {
-    let mut n = TOKENS_PER_MESSAGE + m.role.len() + m.content.len();
+    let mut n = TOKENS_PER_MESSAGE + m.role.len() + m.content.tokens(str::len);
     if let Some(name) = &m.name {
         n += TOKENS_PER_NAME + name.len();
     }
@@ -958,6 +985,34 @@ pub fn prompt_tokens(enc: Encoding, messages: &[PromptMessage]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tool_calling_message_has_null_content_only_when_it_has_no_text_nor_parts() {
+        let call = ToolCall {
+            id: "call_1".into(),
+            kind: "function".into(),
+            function: ToolFunction {
+                name: "f".into(),
+                arguments: "{}".into(),
+            },
+        };
+        let message = |content: Content| PromptMessage {
+            role: "assistant".into(),
+            content,
+            name: None,
+            tool_calls: Some(vec![call.clone()]),
+            tool_call_id: None,
+        };
+        let json = |m: &PromptMessage| serde_json::to_value(m).unwrap();
+        assert!(json(&message("".into()))["content"].is_null());
+        assert_eq!(json(&message("checking".into()))["content"], "checking");
+        let parts = crate::core::content::parse_parts(&serde_json::json!([{"type": "text", "text": ""}]), "c").unwrap();
+        assert_eq!(
+            json(&message(Content::Parts(parts)))["content"],
+            serde_json::json!([{"type": "text", "text": ""}])
+        );
+        assert_eq!(json(&message("".into()))["tool_calls"][0]["id"], "call_1");
+    }
 
     fn ev(data: &str) -> SseEvent {
         SseEvent {
@@ -1470,7 +1525,7 @@ mod tests {
                 for name in [None, Some("bob".to_owned())] {
                     let m = PromptMessage {
                         role: "user".into(),
-                        content: t.clone(),
+                        content: t.clone().into(),
                         name,
                         tool_calls: None,
                         tool_call_id: None,

@@ -24,14 +24,18 @@ use super::bounds::{CallBounds, Deadline};
 use super::breaker::{BreakerState, BreakerStats, CircuitBreaker};
 use super::cache::{cache_key, ResponseCache};
 use super::call::{CallPlan, Outbound, Received};
-use super::chat::{build_body, parse_completion, AddedMax, Completion, Params, PromptMessage, ReplyCap};
+use super::chat::{
+    build_body, build_body_raw, parse_completion, AddedMax, Completion, Params, PromptMessage, ReplyCap,
+};
 use super::config::ApiKey;
 use super::config::{check_completion_params, default_system_message, ClientConfig};
+use super::content::Content;
 use super::conversation::{build_prompt, Budget, BuiltPrompt, ConversationStore, MessageStore, TokenCountCache};
 use super::debug::{DebugEntry, DebugLog, StdoutLog};
 use super::error::{ChatError, ErrorCode};
 use super::flight::{completion_from_cache, Sharing, Upstream};
 use super::keys::KeyStatus;
+use super::messages::OwnMessages;
 use super::metrics::{prometheus_text, Gauges, Metrics, MetricsSnapshot};
 use super::redact::Redactor;
 use super::retry::{decide, Decision};
@@ -219,48 +223,16 @@ impl ChatClient {
             }
         };
         let encoding = params.encoding();
-
-        let system = req.system_message.clone().or_else(|| self.cfg.system_message.clone());
-        let system = system.unwrap_or_else(default_system_message);
-        let system = (!system.is_empty()).then(|| PromptMessage {
-            role: "system".into(),
-            content: system,
-            name: None,
-            tool_calls: None,
-            tool_call_id: None,
-        });
-        // Tool results go first, after the history that ends with the reply they answer.
-        let tool_results = req.tool_results.iter().map(|r| PromptMessage {
-            role: "tool".into(),
-            content: r.content.clone(),
-            name: None,
-            tool_calls: None,
-            tool_call_id: Some(r.tool_call_id.clone()),
-        });
-        // `sendMessage('')` sends the system message and the history only, as the `chatgpt`
-        // package does; the empty user message is still stored (unless tool results were sent).
-        let user = (!req.text.is_empty()).then(|| PromptMessage {
-            role: "user".into(),
-            content: req.text.clone(),
-            name: req.name.clone(),
-            tool_calls: None,
-            tool_call_id: None,
-        });
         let budget = Budget {
             max_model_tokens: self.cfg.max_model_tokens,
             max_response_tokens: self.cfg.max_response_tokens,
             encoding,
             exact: exact_count,
         };
-        let prompt = build_prompt(
-            &*self.store,
-            &self.counts,
-            &budget,
-            system,
-            tool_results.chain(user),
-            req.parent_message_id.as_deref(),
-        )
-        .await?;
+        let prompt = match &req.messages {
+            Some(own) => own_prompt(own, &budget)?,
+            None => self.conversation_prompt(req, &budget).await?,
+        };
 
         // The caller's own max_tokens wins, as in `chatgpt` v5's body spread.
         let added_max = if params.contains_key("max_tokens") || params.contains_key("max_completion_tokens") {
@@ -283,6 +255,50 @@ impl ChatClient {
             prompt,
             message_id,
         })
+    }
+
+    /// `sendMessage`'s prompt: the system message, the history walked from `parentMessageId`
+    /// within the budget, and the new user message.
+    async fn conversation_prompt(&self, req: &SendRequest, budget: &Budget) -> Result<BuiltPrompt, ChatError> {
+        let system = req.system_message.clone().or_else(|| self.cfg.system_message.clone());
+        let system = system.unwrap_or_else(default_system_message);
+        let system = (!system.is_empty()).then(|| PromptMessage {
+            role: "system".into(),
+            content: Content::Text(system),
+            name: None,
+            tool_calls: None,
+            tool_call_id: None,
+        });
+        // Tool results go first, after the history that ends with the reply they answer.
+        let tool_results = req.tool_results.iter().map(|r| PromptMessage {
+            role: "tool".into(),
+            content: Content::Text(r.content.clone()),
+            name: None,
+            tool_calls: None,
+            tool_call_id: Some(r.tool_call_id.clone()),
+        });
+        // `sendMessage('')` sends the system message and the history only, as the `chatgpt`
+        // package does; the empty user message is still stored (unless tool results were sent).
+        let content = match &req.parts {
+            Some(parts) => Some(Content::Parts(parts.clone())),
+            None => (!req.text.is_empty()).then(|| Content::Text(req.text.clone())),
+        };
+        let user = content.map(|content| PromptMessage {
+            role: "user".into(),
+            content,
+            name: req.name.clone(),
+            tool_calls: None,
+            tool_call_id: None,
+        });
+        build_prompt(
+            &*self.store,
+            &self.counts,
+            budget,
+            system,
+            tool_results.chain(user),
+            req.parent_message_id.as_deref(),
+        )
+        .await
     }
 
     /// Send one message. `sink` receives deltas when `req.stream` is set.
@@ -376,14 +392,17 @@ impl ChatClient {
 
         // The reply's id is ours, never the server's: the store keys messages by id, and servers
         // may send the same completion id for different replies (see `new_completion_id`).
-        let ids = MessageIds::for_user(message_id);
+        let ids = user_ids(&req, message_id);
         // What the rate limiter reserves before sending: prompt plus the most the reply may use
         // (for a short prompt sent uncounted, its upper bound; settled with the real usage).
         let reply_cap = ["max_tokens", "max_completion_tokens"]
             .iter()
             .find_map(|k| params.get(k).and_then(Value::as_u64))
             .map_or(prompt.max_tokens, |n| n.min(u32::MAX as u64) as u32);
-        let body = Bytes::from(build_body(&params, added_max, &prompt.messages, req.stream));
+        let body = Bytes::from(match &req.messages {
+            Some(own) => build_body_raw(&params, added_max, &own.json, req.stream),
+            None => build_body(&params, added_max, &prompt.messages, req.stream),
+        });
         if let Some(log) = &self.debug_log {
             let entry = DebugEntry::Request {
                 prompt_tokens: prompt.prompt_tokens,
@@ -396,6 +415,7 @@ impl ChatClient {
                 body,
                 stream: req.stream,
                 estimate: prompt.prompt_tokens.saturating_add(reply_cap),
+                headers: req.headers.clone(),
             },
             bounds: &bounds,
             delivery: Delivery::new(
@@ -410,7 +430,7 @@ impl ChatClient {
         };
         let outcome = match &self.sharing {
             Some(sharing) if req.cache => {
-                let key = cache_key(&self.cfg.api_base_url, &params, added_max, &prompt.messages);
+                let key = self.cache_key_of(&req, &params, added_max, &prompt);
                 Box::pin(sharing.send(self, &self.metrics, key, plan)).await
             }
             _ => Box::pin(self.run_attempts(plan)).await,
@@ -421,9 +441,13 @@ impl ChatClient {
                 bounds.wait(log.log(entry).map(Ok)).await?;
             }
         }
+        let stores = req.messages.is_none();
         let (reply, messages) = settle(req, encoding, &prompt, ids, outcome?).into_stored();
         // Store the messages (awaited, as `chatgpt` v5 does) so the reply's id can be the next
-        // call's parentMessageId.
+        // call's parentMessageId. A caller's own messages are not stored.
+        if !stores {
+            return Ok(reply);
+        }
         if let Some(store) = &self.builtin_store {
             for message in messages {
                 store.insert(message);
@@ -454,12 +478,7 @@ impl ChatClient {
         let started = Instant::now();
         // The in-memory store answers at once, so the prompt is built without waiting.
         let prepared = self.prepare(req, false).now_or_never()?.ok()?;
-        let key = cache_key(
-            &self.cfg.api_base_url,
-            &prepared.params,
-            prepared.added_max,
-            &prepared.prompt.messages,
-        );
+        let key = self.cache_key_of(req, &prepared.params, prepared.added_max, &prepared.prompt);
         let hit = cache.get(key)?;
         Metrics::inc(&self.metrics.calls_started);
         Metrics::inc(&self.metrics.cache_hits);
@@ -469,7 +488,7 @@ impl ChatClient {
             message_id,
             ..
         } = prepared;
-        let ids = MessageIds::for_user(message_id);
+        let ids = user_ids(req, message_id);
         let received = Received {
             completion: completion_from_cache(&hit),
             request_id: None,
@@ -477,13 +496,34 @@ impl ChatClient {
             attempts: 0,
             cached: true,
         };
+        let stores = req.messages.is_none();
         let (reply, messages) = settle(req.clone(), encoding, &prompt, ids, received).into_stored();
-        for message in messages {
-            store.insert(message);
+        if stores {
+            for message in messages {
+                store.insert(message);
+            }
         }
         let result = Ok(reply);
         self.record_call(started, None, &result);
         result.ok()
+    }
+
+    /// The response cache's key of a prepared call: for a caller's own messages, over the JSON
+    /// sent, which carries fields (`tool_call_id`, ...) the prompt's messages leave out.
+    fn cache_key_of(&self, req: &SendRequest, params: &Params, added_max: AddedMax, prompt: &BuiltPrompt) -> u128 {
+        match &req.messages {
+            Some(own) => {
+                let sent = PromptMessage {
+                    role: String::new(),
+                    content: Content::Text(own.json.clone()),
+                    name: None,
+                    tool_calls: None,
+                    tool_call_id: None,
+                };
+                cache_key(&self.cfg.api_base_url, params, added_max, std::slice::from_ref(&sent))
+            }
+            None => cache_key(&self.cfg.api_base_url, params, added_max, &prompt.messages),
+        }
     }
 
     /// One call's attempts: admission (a concurrency slot, the breaker, a key, the rate
@@ -591,10 +631,15 @@ impl ChatClient {
         } = exchange;
         let observe = |headers: &reqwest::header::HeaderMap| admitted.observe_headers(headers);
         let resp = bounds
-            .wait(
-                self.transport
-                    .post_chat(request.body.clone(), request.stream, admitted.key(), &observe),
-            )
+            .wait(self.transport.post_chat(
+                super::transport::ChatPost {
+                    body: request.body.clone(),
+                    stream: request.stream,
+                    headers: request.headers.as_deref(),
+                },
+                admitted.key(),
+                &observe,
+            ))
             .await?;
         let request_id = resp.request_id;
         let max = self.transport.max_response_bytes();
@@ -675,6 +720,45 @@ impl Upstream for ChatClient {
     }
 }
 
+/// The ids of a call's user message and reply; a caller's own messages have no user message
+/// (its id is empty, and the reply's `parentMessageId` absent).
+fn user_ids(req: &SendRequest, message_id: String) -> MessageIds {
+    match req.messages {
+        Some(_) => MessageIds::for_user(String::new()),
+        None => MessageIds::for_user(message_id),
+    }
+}
+
+/// The prompt of a caller's own messages, within the same window as a conversation's.
+fn own_prompt(own: &OwnMessages, budget: &Budget) -> Result<BuiltPrompt, ChatError> {
+    let limit = budget.max_model_tokens.saturating_sub(budget.max_response_tokens);
+    let used = u32::try_from(own.tokens(budget.encoding)).unwrap_or(u32::MAX);
+    if used > limit {
+        let mut e = ChatError::new(
+            ErrorCode::ContextTooLong,
+            format!(
+                "The messages need {used} tokens but only {limit} fit (`maxModelTokens` {} - `maxResponseTokens` {})",
+                budget.max_model_tokens, budget.max_response_tokens
+            ),
+        );
+        e.prompt_tokens = Some(used);
+        e.max_prompt_tokens = Some(limit);
+        return Err(e);
+    }
+    Ok(BuiltPrompt {
+        messages: own.prompt.clone(),
+        prompt_tokens: used,
+        prompt_tokens_exact: true,
+        max_tokens: budget
+            .max_model_tokens
+            .saturating_sub(used)
+            .min(budget.max_response_tokens)
+            .max(1),
+        history_messages: 0,
+        truncated: None,
+    })
+}
+
 /// One attempt's view of its call: the request, the attempt's bounds, and what admission gave.
 struct Exchange<'a> {
     request: &'a Outbound,
@@ -736,6 +820,8 @@ mod tests {
     fn request(text: &str, cache: bool) -> SendRequest {
         SendRequest {
             text: text.into(),
+            parts: None,
+            messages: None,
             system_message: None,
             completion_params: None,
             message_id: None,
@@ -745,6 +831,7 @@ mod tests {
             stream: false,
             timeout: None,
             cache,
+            headers: None,
             tool_results: Vec::new(),
         }
     }

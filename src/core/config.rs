@@ -127,7 +127,48 @@ pub struct ClientOptions {
     pub rate_limit: Option<RateLimitConfig>,
     pub circuit_breaker: Setting<BreakerConfig>,
     pub cache: Setting<CacheConfig>,
+    /// Azure OpenAI instead of `api_base_url` (exclusive with it).
+    pub azure: Option<AzureOptions>,
+    /// PEM certificates (one or several per entry) trusted beside the OS roots.
+    pub ca: Vec<Vec<u8>>,
+    pub proxy: ProxySetting,
 }
+
+/// The `azure` option: where a deployment lives and the API version every request names.
+#[derive(Debug, Default, Clone)]
+pub struct AzureOptions {
+    /// `{resource}.openai.azure.com`; exclusive with `base_url`.
+    pub resource: Option<String>,
+    /// The resource's endpoint (`https://my-resource.openai.azure.com`, or a gateway).
+    pub base_url: Option<String>,
+    pub deployment: String,
+    pub api_version: String,
+}
+
+/// Which header carries the key.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum KeyHeader {
+    /// `Authorization: Bearer <key>` (OpenAI and compatible servers).
+    #[default]
+    Bearer,
+    /// `api-key: <key>` (Azure OpenAI).
+    ApiKey,
+}
+
+/// Where requests go through.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum ProxySetting {
+    /// `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` / `NO_PROXY`, as reqwest reads them.
+    #[default]
+    FromEnvironment,
+    /// No proxy, whatever the environment says.
+    Off,
+    /// This proxy for every request; the environment is not read.
+    Url(String),
+}
+
+/// Most bytes read from `NODE_EXTRA_CA_CERTS` (a bundle of every public root is ~250 KB).
+pub const MAX_CA_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Validated configuration of one client instance.
 #[derive(Debug, Clone)]
@@ -149,6 +190,12 @@ pub struct ClientConfig {
     pub message_store_size: usize,
     pub headers: Vec<(String, String)>,
     pub debug: bool,
+    /// The query every request URL carries (`api-version=...`), from `apiBaseUrl` or `azure`.
+    pub api_query: Option<String>,
+    pub key_header: KeyHeader,
+    /// PEM certificates trusted beside the OS roots: `ca`, then the `NODE_EXTRA_CA_CERTS` file.
+    pub ca: Vec<Vec<u8>>,
+    pub proxy: ProxySetting,
     /// Every key requests may use (one for `apiKey`, several for `apiKeys`).
     pub api_keys: Vec<ApiKey>,
     pub retry: RetryPolicy,
@@ -198,11 +245,31 @@ impl ClientConfig {
             ));
         }
 
-        let base = opts
-            .api_base_url
-            .or_else(|| env_var("OPENAI_BASE_URL"))
-            .unwrap_or_else(|| DEFAULT_API_BASE_URL.to_owned());
-        let api_base_url = validate_base_url(&base)?;
+        let (endpoint, key_header) = match &opts.azure {
+            Some(azure) => {
+                if opts.api_base_url.is_some() {
+                    return Err(ChatError::invalid_arg(
+                        "Expected either `apiBaseUrl` or `azure`, not both",
+                    ));
+                }
+                (azure_endpoint(azure)?, KeyHeader::ApiKey)
+            }
+            None => {
+                let base = opts
+                    .api_base_url
+                    .or_else(|| env_var("OPENAI_BASE_URL"))
+                    .unwrap_or_else(|| DEFAULT_API_BASE_URL.to_owned());
+                (validate_endpoint(&base)?, KeyHeader::Bearer)
+            }
+        };
+        let Endpoint {
+            base: api_base_url,
+            query: api_query,
+        } = endpoint;
+        let ca = trusted_certificates(opts.ca)?;
+        if let ProxySetting::Url(url) = &opts.proxy {
+            check_proxy_url(url)?;
+        }
 
         let max_model_tokens = opts.max_model_tokens.unwrap_or(DEFAULT_MAX_MODEL_TOKENS);
         let max_response_tokens = opts.max_response_tokens.unwrap_or(DEFAULT_MAX_RESPONSE_TOKENS);
@@ -298,6 +365,10 @@ impl ClientConfig {
             message_store_size,
             headers: opts.headers,
             debug: opts.debug,
+            api_query,
+            key_header,
+            ca,
+            proxy: opts.proxy,
         })
     }
 
@@ -342,23 +413,160 @@ pub fn check_completion_params(params: &Map<String, Value>, option: &str) -> Res
     Ok(())
 }
 
+/// Where requests go: `{base}/chat/completions?{query}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Without a trailing slash, query or fragment.
+    pub base: String,
+    /// Kept after every path the client appends (`api-version=2024-10-21`).
+    pub query: Option<String>,
+}
+
 /// Accept `http(s)://host[:port][/path]`, return it without a trailing slash. Messages show
 /// the value without the credentials a URL may carry.
 pub fn validate_base_url(raw: &str) -> Result<String, ChatError> {
+    let endpoint = validate_endpoint(raw)?;
+    match endpoint.query {
+        None => Ok(endpoint.base),
+        Some(_) => Err(ChatError::invalid_arg(format!(
+            "Expected `apiBaseUrl` to have no query, got {:?}",
+            redact_url(raw)
+        ))),
+    }
+}
+
+/// Accept `http(s)://host[:port][/path][?query]`: the base without a trailing slash, and the
+/// query, which every request URL keeps after the path it appends (Azure's `api-version`).
+pub fn validate_endpoint(raw: &str) -> Result<Endpoint, ChatError> {
     let shown = redact_url(raw);
-    let url = reqwest::Url::parse(raw.trim())
+    let mut url = reqwest::Url::parse(raw.trim())
         .map_err(|_| ChatError::invalid_arg(format!("Expected `apiBaseUrl` to be an http(s) URL, got {shown:?}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(ChatError::invalid_arg(format!(
             "Expected `apiBaseUrl` to be an http(s) URL, got {shown:?}"
         )));
     }
-    if url.query().is_some() || url.fragment().is_some() {
+    if url.fragment().is_some() {
         return Err(ChatError::invalid_arg(format!(
-            "Expected `apiBaseUrl` to have no query or fragment, got {shown:?}"
+            "Expected `apiBaseUrl` to have no fragment, got {shown:?}"
         )));
     }
-    Ok(url.as_str().trim_end_matches('/').to_owned())
+    let query = url.query().filter(|q| !q.is_empty()).map(str::to_owned);
+    url.set_query(None);
+    Ok(Endpoint {
+        base: url.as_str().trim_end_matches('/').to_owned(),
+        query,
+    })
+}
+
+/// `azure` -> `{endpoint}/openai/deployments/{deployment}` and `api-version={apiVersion}`.
+fn azure_endpoint(azure: &AzureOptions) -> Result<Endpoint, ChatError> {
+    let endpoint = match (&azure.resource, &azure.base_url) {
+        (Some(_), Some(_)) => {
+            return Err(ChatError::invalid_arg(
+                "Expected either `azure.resource` or `azure.baseUrl`, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(ChatError::invalid_arg(
+                "Expected `azure.resource` or `azure.baseUrl` to be given",
+            ))
+        }
+        (Some(resource), None) => {
+            if !is_url_word(resource) {
+                return Err(ChatError::invalid_arg(format!(
+                    "Expected `azure.resource` to be a resource name (letters, digits, '-'), got {resource:?}"
+                )));
+            }
+            format!("https://{resource}.openai.azure.com")
+        }
+        (None, Some(base)) => {
+            let endpoint = validate_endpoint(base)
+                .map_err(|e| ChatError::invalid_arg(e.message.replace("apiBaseUrl", "azure.baseUrl")))?;
+            if endpoint.query.is_some() {
+                return Err(ChatError::invalid_arg(format!(
+                    "Expected `azure.baseUrl` to have no query (the API version is `azure.apiVersion`), got {:?}",
+                    redact_url(base)
+                )));
+            }
+            endpoint.base
+        }
+    };
+    if !is_url_word(&azure.deployment) {
+        return Err(ChatError::invalid_arg(format!(
+            "Expected `azure.deployment` to be a deployment name (letters, digits, '-', '_', '.'), got {:?}",
+            azure.deployment
+        )));
+    }
+    if !is_url_word(&azure.api_version) {
+        return Err(ChatError::invalid_arg(format!(
+            "Expected `azure.apiVersion` to be an API version like \"2024-10-21\", got {:?}",
+            azure.api_version
+        )));
+    }
+    Ok(Endpoint {
+        base: format!("{endpoint}/openai/deployments/{}", azure.deployment),
+        query: Some(format!("api-version={}", azure.api_version)),
+    })
+}
+
+/// A name that goes into a URL as it is: 1 to 128 letters, digits, '-', '_' or '.', not `.`/`..`.
+fn is_url_word(s: &str) -> bool {
+    (1..=128).contains(&s.len())
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// `ca`, checked to hold certificates, then the `NODE_EXTRA_CA_CERTS` file. As in Node, a
+/// `NODE_EXTRA_CA_CERTS` that cannot be read (or holds no certificate) is skipped, not fatal: a
+/// stale variable must not stop every client in the process.
+fn trusted_certificates(given: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, ChatError> {
+    for (i, pem) in given.iter().enumerate() {
+        let count = reqwest::Certificate::from_pem_bundle(pem).map_or(0, |certs| certs.len());
+        if count == 0 {
+            let name = if given.len() == 1 {
+                "ca".to_owned()
+            } else {
+                format!("ca[{i}]")
+            };
+            return Err(ChatError::invalid_arg(format!(
+                "Expected `{name}` to hold PEM certificates (-----BEGIN CERTIFICATE-----), found none"
+            )));
+        }
+    }
+    let mut all = given;
+    if let Some(path) = std::env::var_os("NODE_EXTRA_CA_CERTS").filter(|p| !p.is_empty()) {
+        if let Some(pem) = read_bounded(std::path::Path::new(&path), MAX_CA_FILE_BYTES) {
+            if reqwest::Certificate::from_pem_bundle(&pem).is_ok_and(|c| !c.is_empty()) {
+                all.push(pem);
+            }
+        }
+    }
+    Ok(all)
+}
+
+/// A file's bytes, or `None` when it cannot be read or is larger than `limit`.
+fn read_bounded(path: &std::path::Path, limit: u64) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).ok()?;
+    let mut out = Vec::new();
+    file.take(limit.saturating_add(1)).read_to_end(&mut out).ok()?;
+    (out.len() as u64 <= limit).then_some(out)
+}
+
+/// `proxy`: an `http://` or `https://` URL (CONNECT tunnels for https requests, forwarding for http).
+fn check_proxy_url(raw: &str) -> Result<(), ChatError> {
+    let shown = redact_url(raw);
+    let ok =
+        reqwest::Url::parse(raw.trim()).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+    if !ok {
+        return Err(ChatError::invalid_arg(format!(
+            "Expected `proxy` to be an http(s) URL, `false` or `null`, got {shown:?}"
+        )));
+    }
+    Ok(())
 }
 
 /// `chatgpt` v5's default system message, dated like the original.
@@ -428,6 +636,76 @@ mod tests {
         assert!(validate_base_url("ftp://example.com").is_err());
         assert!(validate_base_url("not a url").is_err());
         assert!(validate_base_url("http://x/v1?a=b").is_err());
+        assert!(validate_endpoint("http://x/v1#frag").is_err());
+    }
+
+    #[test]
+    fn a_base_url_query_is_kept_apart_from_the_path() {
+        let cfg = ClientConfig::build(ClientOptions {
+            api_base_url: Some("https://r.example/openai/deployments/d/?api-version=2024-10-21".into()),
+            ..opts_with_key()
+        })
+        .unwrap();
+        assert_eq!(cfg.api_base_url, "https://r.example/openai/deployments/d");
+        assert_eq!(cfg.api_query.as_deref(), Some("api-version=2024-10-21"));
+        assert_eq!(cfg.key_header, KeyHeader::Bearer);
+    }
+
+    #[test]
+    fn azure_builds_the_deployment_url_and_sends_the_key_as_api_key() {
+        let azure = |resource: Option<&str>, base_url: Option<&str>, deployment: &str| ClientOptions {
+            azure: Some(AzureOptions {
+                resource: resource.map(Into::into),
+                base_url: base_url.map(Into::into),
+                deployment: deployment.into(),
+                api_version: "2024-10-21".into(),
+            }),
+            ..opts_with_key()
+        };
+        let cfg = ClientConfig::build(azure(Some("my-res"), None, "gpt4o")).unwrap();
+        assert_eq!(
+            cfg.api_base_url,
+            "https://my-res.openai.azure.com/openai/deployments/gpt4o"
+        );
+        assert_eq!(cfg.api_query.as_deref(), Some("api-version=2024-10-21"));
+        assert_eq!(cfg.key_header, KeyHeader::ApiKey);
+        let cfg = ClientConfig::build(azure(None, Some("http://127.0.0.1:9/"), "d")).unwrap();
+        assert_eq!(cfg.api_base_url, "http://127.0.0.1:9/openai/deployments/d");
+        for bad in [
+            azure(Some("a"), Some("http://x"), "d"),
+            azure(None, None, "d"),
+            azure(Some("a/b"), None, "d"),
+            azure(Some("a"), None, "../x"),
+            azure(Some("a"), None, ""),
+            azure(None, Some("http://x?y=1"), "d"),
+        ] {
+            assert!(ClientConfig::build(bad).is_err());
+        }
+        let both = ClientOptions {
+            api_base_url: Some("http://x".into()),
+            ..azure(Some("a"), None, "d")
+        };
+        assert!(ClientConfig::build(both).unwrap_err().message.contains("apiBaseUrl"));
+    }
+
+    #[test]
+    fn ca_must_hold_certificates_and_proxy_must_be_a_url() {
+        let err = ClientConfig::build(ClientOptions {
+            ca: vec![b"not a certificate".to_vec()],
+            ..opts_with_key()
+        })
+        .unwrap_err();
+        assert!(err.message.contains("`ca`"), "{}", err.message);
+        let err = ClientConfig::build(ClientOptions {
+            proxy: ProxySetting::Url("ftp://user:secret@x".into()),
+            ..opts_with_key()
+        })
+        .unwrap_err();
+        assert!(
+            err.message.contains("`proxy`") && !err.message.contains("secret"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ use futures::future::{self, BoxFuture};
 use quick_cache::sync::Cache;
 
 use super::chat::{self, PromptMessage, ToolCall};
+use super::content::{Content, ContentPart};
 use super::error::{ChatError, ErrorCode};
 use super::tokens::Encoding;
 
@@ -40,13 +41,19 @@ pub struct StoredMessage {
     pub tool_calls: Vec<ToolCall>,
     /// A tool result's (`role: 'tool'`) answered call.
     pub tool_call_id: Option<String>,
+    /// The content parts of a message sent with them (`text` then holds their text parts); a
+    /// rebuilt history sends the parts again.
+    pub content: Option<Arc<[ContentPart]>>,
 }
 
 impl StoredMessage {
     fn as_prompt(&self) -> PromptMessage {
         PromptMessage {
             role: self.role.clone(),
-            content: self.text.clone(),
+            content: match &self.content {
+                Some(parts) => Content::Parts(parts.clone()),
+                None => Content::Text(self.text.clone()),
+            },
             name: self.name.clone(),
             tool_calls: (!self.tool_calls.is_empty()).then(|| self.tool_calls.clone()),
             tool_call_id: self.tool_call_id.clone(),
@@ -183,7 +190,7 @@ impl TokenCountCache {
         let mut h = xxhash_rust::xxh3::Xxh3::new();
         h.update(m.role.as_bytes());
         h.update(&[0]);
-        h.update(m.content.as_bytes());
+        m.content.hash_into(&mut h);
         h.update(&[0]);
         h.update(m.name.as_deref().unwrap_or("").as_bytes());
         let key = (enc, h.digest());
@@ -345,6 +352,7 @@ mod tests {
             conversation_id: None,
             tool_calls: Vec::new(),
             tool_call_id: None,
+            content: None,
         }
     }
 
@@ -499,7 +507,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let texts: Vec<&str> = p.messages.iter().map(|m| m.content.as_str()).collect();
+        let texts: Vec<&str> = p.messages.iter().map(|m| m.content.as_text().unwrap()).collect();
         assert_eq!(
             texts,
             [
@@ -705,6 +713,40 @@ mod tests {
         assert!(p.prompt_tokens_exact);
     }
 
+    #[tokio::test]
+    async fn a_message_stored_with_parts_is_sent_again_with_them_and_its_images_counted() {
+        use crate::core::content::{ImageUrl, UNKNOWN_IMAGE_TOKENS};
+        let store = MessageStore::new(10);
+        let parts: Arc<[ContentPart]> = Arc::from(vec![
+            ContentPart::Text { text: "look".into() },
+            ContentPart::ImageUrl {
+                image_url: ImageUrl {
+                    url: "https://example.com/a.png".into(),
+                    detail: None,
+                },
+            },
+        ]);
+        store.insert(StoredMessage {
+            content: Some(parts.clone()),
+            ..msg("u1", None, "look")
+        });
+        let counts = TokenCountCache::new(10);
+        let p = build_prompt(
+            &store,
+            &counts,
+            &budget(4000, 100),
+            None,
+            Some(user("and?")),
+            Some("u1"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(p.messages[0].content, Content::Parts(parts));
+        let enc = Encoding::O200kBase;
+        let text_only = chat::prompt_tokens(enc, &[user("look"), user("and?")]) as u32;
+        assert_eq!(p.prompt_tokens, text_only + UNKNOWN_IMAGE_TOKENS);
+    }
+
     #[test]
     fn the_store_is_bounded() {
         let store = MessageStore::new(100);
@@ -735,7 +777,7 @@ mod tests {
             let sent: Vec<_> = p
                 .messages
                 .iter()
-                .map(|m| (m.role.as_str(), m.content.as_str()))
+                .map(|m| (m.role.as_str(), m.content.as_text().unwrap()))
                 .collect();
             assert_eq!(
                 sent,

@@ -359,6 +359,7 @@ mod tests {
                         body: bytes::Bytes::from(i.to_string()),
                         stream: false,
                         estimate: 1,
+                        headers: None,
                     },
                     bounds,
                     delivery: Delivery::new(&mut sink, ids),

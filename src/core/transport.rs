@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 
-use super::config::{ApiKey, ClientConfig};
+use super::config::{ApiKey, ClientConfig, KeyHeader, ProxySetting};
 use super::error::{status_to_error, ChatError, ErrorCode};
 use super::time::{duration_from_millis_f64, duration_from_secs_f64};
 
@@ -37,8 +37,9 @@ pub struct Transport {
     /// Parsed once: reqwest would otherwise parse (and IDNA-normalise) the string per request.
     chat_url: reqwest::Url,
     models_url: reqwest::Url,
-    /// `Authorization` for each configured key, made once.
+    /// The key's header (`Authorization`, or Azure's `api-key`) for each configured key, made once.
     auth: Vec<(ApiKey, HeaderValue)>,
+    key_header: KeyHeader,
     max_response_bytes: usize,
 }
 
@@ -49,11 +50,28 @@ impl Transport {
         let auth = cfg
             .api_keys
             .iter()
-            .map(|key| Ok((key.clone(), bearer(key)?)))
+            .map(|key| Ok((key.clone(), key_value(cfg.key_header, key)?)))
             .collect::<Result<Vec<_>, ChatError>>()?;
 
         // The fixed headers are the client's defaults, rather than a map copied into each request.
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        for pem in &cfg.ca {
+            // Checked by `ClientConfig::build`; extra roots are trusted beside the OS store.
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| ChatError::invalid_arg(format!("Expected `ca` to hold PEM certificates: {e}")))?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        builder = match &cfg.proxy {
+            ProxySetting::FromEnvironment => builder,
+            ProxySetting::Off => builder.no_proxy(),
+            ProxySetting::Url(url) => builder.proxy(reqwest::Proxy::all(url.as_str()).map_err(|_| {
+                ChatError::invalid_arg(format!(
+                    "Expected `proxy` to be an http(s) URL, got {:?}",
+                    super::redact::redact_url(url)
+                ))
+            })?),
+        };
+        let client = builder
             .default_headers(fixed_headers(cfg)?)
             .user_agent(concat!("chatgpt-native/", env!("CARGO_PKG_VERSION")))
             .gzip(true)
@@ -66,9 +84,10 @@ impl Transport {
 
         Ok(Transport {
             client,
-            chat_url: parse_url(&format!("{}/chat/completions", cfg.api_base_url))?,
-            models_url: parse_url(&format!("{}/models", cfg.api_base_url))?,
+            chat_url: endpoint_url(cfg, "chat/completions")?,
+            models_url: endpoint_url(cfg, "models")?,
             auth,
+            key_header: cfg.key_header,
             max_response_bytes: cfg.max_response_bytes,
         })
     }
@@ -77,11 +96,19 @@ impl Transport {
         self.max_response_bytes
     }
 
-    /// The `Authorization` value for `key`: made once per configured key.
+    /// The key header's value for `key`: made once per configured key.
     fn authorization(&self, key: &ApiKey) -> Result<HeaderValue, ChatError> {
         match self.auth.iter().find(|(k, _)| k.same(key)) {
             Some((_, value)) => Ok(value.clone()),
-            None => bearer(key),
+            None => key_value(self.key_header, key),
+        }
+    }
+
+    /// The header that carries the key.
+    fn key_header_name(&self) -> HeaderName {
+        match self.key_header {
+            KeyHeader::Bearer => AUTHORIZATION,
+            KeyHeader::ApiKey => HeaderName::from_static("api-key"),
         }
     }
 
@@ -90,16 +117,18 @@ impl Transport {
     /// `observe` sees the headers of every response, success or failure (rate-limit learning).
     pub async fn post_chat(
         &self,
-        body: Bytes,
-        stream: bool,
+        post: ChatPost<'_>,
         key: &ApiKey,
         observe: &(dyn Fn(&HeaderMap) + Sync),
     ) -> Result<Response, ChatError> {
-        let mut req = self
-            .client
-            .post(self.chat_url.clone())
-            .header(AUTHORIZATION, self.authorization(key)?)
-            .body(body);
+        let ChatPost { body, stream, headers } = post;
+        let mut req = self.client.post(self.chat_url.clone());
+        if let Some(headers) = headers {
+            // Replaces the instance's value of each name it has; `call_headers` has refused the
+            // key's headers, so the key set next is the pool's.
+            req = req.headers(headers.clone());
+        }
+        req = req.header(self.key_header_name(), self.authorization(key)?).body(body);
         if stream {
             req = req.header(reqwest::header::ACCEPT, "text/event-stream");
         }
@@ -125,7 +154,7 @@ impl Transport {
         let resp = self
             .client
             .get(url)
-            .header(AUTHORIZATION, self.authorization(key)?)
+            .header(self.key_header_name(), self.authorization(key)?)
             .send()
             .await
             .map_err(network_error)?;
@@ -176,16 +205,91 @@ fn fixed_headers(cfg: &ClientConfig) -> Result<HeaderMap, ChatError> {
     Ok(headers)
 }
 
+/// What one attempt posts: the body and the call's own headers.
+pub struct ChatPost<'a> {
+    pub body: Bytes,
+    pub stream: bool,
+    /// Set over the instance's headers (see [`call_headers`]).
+    pub headers: Option<&'a HeaderMap>,
+}
+
+/// Headers a call may not set: the key's (it comes from `apiKey`/`apiKeys`, so a call cannot
+/// send another key, or make the pool's bookkeeping wrong), and those that frame the request.
+const CALL_HEADERS_REFUSED: [&str; 6] = [
+    "authorization",
+    "api-key",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+];
+
+/// Longest `idempotencyKey` accepted, in bytes (openai-node's are ~40).
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
+
+/// One call's `headers` and `idempotencyKey` as the header map each of its attempts sets, or
+/// `None` when it has neither. Names are case-insensitive: a call's `x-a` replaces the
+/// instance's `X-A`. `Idempotency-Key` comes from `idempotency_key` when given (over a
+/// `headers` entry of that name).
+pub fn call_headers(
+    headers: &[(String, String)],
+    idempotency_key: Option<&str>,
+) -> Result<Option<std::sync::Arc<HeaderMap>>, ChatError> {
+    if headers.is_empty() && idempotency_key.is_none() {
+        return Ok(None);
+    }
+    let mut map = HeaderMap::with_capacity(headers.len().saturating_add(1));
+    for (name, value) in headers {
+        let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            ChatError::invalid_arg(format!(
+                "Expected `headers` keys to be valid header names, got {name:?}"
+            ))
+        })?;
+        if CALL_HEADERS_REFUSED.contains(&header.as_str()) {
+            return Err(ChatError::invalid_arg(format!(
+                "Expected `headers` not to set {name:?}: the client sets it (keys come from `apiKey` or `apiKeys`)"
+            )));
+        }
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| ChatError::invalid_arg(format!("Expected `headers[{name:?}]` to be a valid header value")))?;
+        map.insert(header, value);
+    }
+    if let Some(key) = idempotency_key {
+        let value = HeaderValue::from_str(key)
+            .ok()
+            .filter(|_| !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY_BYTES);
+        let Some(value) = value else {
+            let shown: String = key.chars().take(40).collect();
+            return Err(ChatError::invalid_arg(format!(
+                "Expected `idempotencyKey` to be a non-empty header value of at most {MAX_IDEMPOTENCY_KEY_BYTES} bytes, got {shown:?}"
+            )));
+        };
+        map.insert(HeaderName::from_static("idempotency-key"), value);
+    }
+    Ok(Some(std::sync::Arc::new(map)))
+}
+
+/// `{base}/{path}`, with the base URL's query (Azure's `api-version`) after the path.
+fn endpoint_url(cfg: &ClientConfig, path: &str) -> Result<reqwest::Url, ChatError> {
+    let mut url = parse_url(&format!("{}/{path}", cfg.api_base_url))?;
+    url.set_query(cfg.api_query.as_deref());
+    Ok(url)
+}
+
 fn parse_url(url: &str) -> Result<reqwest::Url, ChatError> {
     reqwest::Url::parse(url)
         .map_err(|_| ChatError::invalid_arg(format!("Expected `apiBaseUrl` to be an http(s) URL, got {url:?}")))
 }
 
-/// `Bearer <key>`, marked sensitive: reqwest leaves sensitive values out of its Debug output and
-/// HTTP/2 never indexes them in HPACK tables, so the key cannot end up in logs or compression
-/// state.
-fn bearer(key: &ApiKey) -> Result<HeaderValue, ChatError> {
-    let mut auth = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+/// The key header's value: `Bearer <key>`, or the bare key for Azure's `api-key`, marked
+/// sensitive: reqwest leaves sensitive values out of its Debug output and HTTP/2 never indexes
+/// them in HPACK tables, so the key cannot end up in logs or compression state.
+fn key_value(style: KeyHeader, key: &ApiKey) -> Result<HeaderValue, ChatError> {
+    let text = match style {
+        KeyHeader::Bearer => format!("Bearer {}", key.expose()),
+        KeyHeader::ApiKey => key.expose().to_owned(),
+    };
+    let mut auth = HeaderValue::from_str(&text)
         .map_err(|_| ChatError::invalid_arg("Expected `apiKey` to be a valid header value"))?;
     auth.set_sensitive(true);
     Ok(auth)
@@ -253,6 +357,12 @@ pub fn network_error(err: reqwest::Error) -> ChatError {
         }
         source = s.source();
     }
+    if message.contains("invalid peer certificate") {
+        // rustls names the problem (`UnknownIssuer`, `Expired`, ...); say what fixes the common one.
+        message.push_str(
+            " (the server's certificate is not trusted: pass its CA as the `ca` option or name its file in NODE_EXTRA_CA_CERTS)",
+        );
+    }
     ChatError::new(code, message)
 }
 
@@ -276,10 +386,62 @@ mod tests {
         assert_eq!(headers["openai-organization"], "org-42");
         assert_eq!(headers["x-extra"], "1");
         assert!(!format!("{headers:?}").contains("sk-abc"));
-        assert!(bearer(&cfg.api_keys[0]).unwrap().is_sensitive());
+        assert!(key_value(KeyHeader::Bearer, &cfg.api_keys[0]).unwrap().is_sensitive());
         // Each configured key's header is made once and found again by identity.
         assert!(t.authorization(&cfg.api_keys[0]).unwrap().is_sensitive());
         assert_eq!(t.auth.len(), 1);
+    }
+
+    #[test]
+    fn call_headers_refuse_the_key_headers_and_carry_the_idempotency_key() {
+        let pairs = |list: &[(&str, &str)]| {
+            list.iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert!(call_headers(&[], None).unwrap().is_none());
+        let map = call_headers(
+            &pairs(&[("X-Trace", "1"), ("idempotency-key", "from-headers")]),
+            Some("k-1"),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(map["x-trace"], "1");
+        assert_eq!(map["idempotency-key"], "k-1");
+        for refused in ["Authorization", "API-KEY", "content-length", "Host"] {
+            let err = call_headers(&pairs(&[(refused, "x")]), None).unwrap_err();
+            assert!(err.message.contains(refused), "{}", err.message);
+        }
+        assert!(call_headers(&[], Some("")).is_err());
+        assert!(call_headers(&[], Some("a\nb")).is_err());
+        assert!(call_headers(&[], Some(&"k".repeat(MAX_IDEMPOTENCY_KEY_BYTES + 1))).is_err());
+    }
+
+    #[test]
+    fn the_base_url_query_follows_every_path() {
+        let cfg = crate::core::config::ClientConfig::build(crate::core::config::ClientOptions {
+            api_key: Some("sk-abc".into()),
+            api_base_url: Some("http://127.0.0.1:1/openai/deployments/d?api-version=2024-10-21".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let t = Transport::new(&cfg).unwrap();
+        assert_eq!(
+            t.chat_url.as_str(),
+            "http://127.0.0.1:1/openai/deployments/d/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(
+            t.models_url.as_str(),
+            "http://127.0.0.1:1/openai/deployments/d/models?api-version=2024-10-21"
+        );
+    }
+
+    #[test]
+    fn azure_keys_go_in_api_key_never_in_authorization() {
+        let key = ApiKey::new("az-key".into());
+        let value = key_value(KeyHeader::ApiKey, &key).unwrap();
+        assert_eq!(value, "az-key");
+        assert!(value.is_sensitive());
     }
 
     #[test]

@@ -2,20 +2,29 @@
 //! ([`ChatReply`]), and how a completion becomes that reply plus the two messages the
 //! conversation store keeps (the user's and the reply's).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
 use super::call::Received;
 use super::chat::{prompt_tokens, RawJson, ToolCall, Usage};
+use super::content::ContentPart;
 use super::conversation::{BuiltPrompt, StoredMessage, Truncation};
+use super::messages::OwnMessages;
 use super::tokens::Encoding;
 use super::tools::ToolResult;
 
 /// One call's options (the `sendMessage` options minus the JS-only ones).
 #[derive(Debug, Clone)]
 pub struct SendRequest {
+    /// The user message's text; with `parts`, their text parts joined with `'\n'`.
     pub text: String,
+    /// Content parts (text and images) sent instead of `text` when given.
+    pub parts: Option<Arc<[ContentPart]>>,
+    /// A complete prompt sent as given (`sendMessages`): no system message, history or store, and
+    /// `text`, `parts`, `name` and the message ids are unused.
+    pub messages: Option<Arc<OwnMessages>>,
     /// Overrides the instance's system message for this call; `Some("")` sends none.
     pub system_message: Option<String>,
     /// Merged over the instance's `completionParams`.
@@ -31,8 +40,12 @@ pub struct SendRequest {
     pub timeout: Option<Duration>,
     /// Read and write the response cache (and coalesce identical in-flight calls).
     pub cache: bool,
+    /// This call's own headers (its `Idempotency-Key` included), set over the instance's on
+    /// every attempt; never part of the cache key. Made by [`call_headers`](super::transport::call_headers).
+    pub headers: Option<std::sync::Arc<reqwest::header::HeaderMap>>,
     /// Answers to the tool calls of the reply `parent_message_id` names: sent, and stored, as
-    /// `tool` messages after it (before the user message, which an empty `text` leaves out).
+    /// `tool` messages after it (before the user message, which an empty `text` without `parts`
+    /// leaves out).
     pub tool_results: Vec<ToolResult>,
 }
 
@@ -63,6 +76,9 @@ pub struct ChatReply {
     /// Answered without a request of its own: from the response cache, or as an identical call
     /// that shared another's request in flight.
     pub cached: bool,
+    /// Answers a caller's own messages (`sendMessages`): nothing was stored, and
+    /// `parent_message_id` names no message.
+    pub own_messages: bool,
     /// The functions the model asked to call (empty when it called none).
     pub tool_calls: Vec<ToolCall>,
 }
@@ -175,16 +191,18 @@ pub fn settle(
         history_messages: prompt.history_messages,
         truncated: prompt.truncated,
         cached,
+        own_messages: req.messages.is_some(),
         tool_calls: completion.tool_calls,
     };
     // Tool results are chained after the reply they answer, in order; the user message (if any)
-    // follows them. Without text the last result takes the user message's id, which the reply
-    // names as its parent.
+    // follows them. Without text or parts the last result takes the user message's id, which the
+    // reply names as its parent.
     let results = req.tool_results.len();
+    let has_user = !req.text.is_empty() || req.parts.is_some();
     let mut parent = req.parent_message_id;
     let mut tool_messages = Vec::with_capacity(results);
     for (i, result) in req.tool_results.into_iter().enumerate() {
-        let id = if i + 1 == results && req.text.is_empty() {
+        let id = if i + 1 == results && !has_user {
             ids.user.clone()
         } else {
             uuid::Uuid::new_v4().to_string()
@@ -198,9 +216,10 @@ pub fn settle(
             conversation_id: req.conversation_id.clone(),
             tool_calls: Vec::new(),
             tool_call_id: Some(result.tool_call_id),
+            content: None,
         });
     }
-    let user_message = (results == 0 || !req.text.is_empty()).then(|| StoredMessage {
+    let user_message = (results == 0 || has_user).then(|| StoredMessage {
         id: ids.user,
         role: "user".into(),
         text: req.text,
@@ -209,6 +228,7 @@ pub fn settle(
         conversation_id: req.conversation_id.clone(),
         tool_calls: Vec::new(),
         tool_call_id: None,
+        content: req.parts,
     });
     let reply_message = StoredMessage {
         id: reply.id.clone(),
@@ -219,6 +239,7 @@ pub fn settle(
         conversation_id: req.conversation_id,
         tool_calls: reply.tool_calls.clone(),
         tool_call_id: None,
+        content: None,
     };
     Settled {
         reply,
@@ -248,6 +269,8 @@ mod tests {
     fn request(stream: bool) -> SendRequest {
         SendRequest {
             text: "hello".into(),
+            parts: None,
+            messages: None,
             system_message: None,
             completion_params: None,
             message_id: None,
@@ -257,6 +280,7 @@ mod tests {
             stream,
             timeout: None,
             cache: false,
+            headers: None,
             tool_results: Vec::new(),
         }
     }

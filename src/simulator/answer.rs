@@ -12,6 +12,7 @@ use super::request::{ChatRequest, RequestMessage};
 use super::response::{sse, to_bytes, unix_now};
 use super::server::{Shared, SimulatorConfig};
 use super::tools::{tool_call_for, SimToolCall};
+use crate::core::content::{joined_text, known_parts, Content};
 
 /// Words the answers are made of. Every entry, with its leading space and
 /// without it, is exactly one token in both `cl100k_base` and `o200k_base`
@@ -210,6 +211,11 @@ fn messages_seed(messages: &[RequestMessage]) -> u64 {
         feed(message.role.as_bytes());
         match &message.content {
             Some(Value::String(text)) => feed(text.as_bytes()),
+            // Content parts answer as their text would: the text parts joined with '\n'.
+            Some(Value::Array(parts)) => match known_parts(parts, "content") {
+                Ok(parts) => feed(joined_text(&parts).as_bytes()),
+                Err(_) => feed(Value::from(parts.clone()).to_string().as_bytes()),
+            },
             Some(other) => feed(other.to_string().as_bytes()),
             None => feed(b""),
         }
@@ -264,15 +270,14 @@ fn count_tokens(text: &str) -> u64 {
 }
 
 /// OpenAI's chat formula: 3 per message + role + content (+ 1 + name), plus
-/// 3 for priming the reply. Array content counts its text parts only.
+/// 3 for priming the reply. Content parts count their text, and their images by OpenAI's image
+/// formula (the client's own, `core::content`), so a client's budget can be checked against it.
 fn prompt_tokens(messages: &[RequestMessage]) -> u64 {
     let content_tokens = |content: &Option<Value>| match content {
         Some(Value::String(text)) => count_tokens(text),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .filter_map(|part| part.get("text").and_then(Value::as_str))
-            .map(count_tokens)
-            .sum(),
+        Some(Value::Array(parts)) => known_parts(parts, "content").map_or(0, |parts| {
+            Content::Parts(parts.into()).tokens(|text| count_tokens(text) as usize) as u64
+        }),
         _ => 0,
     };
     let per_message: u64 = messages
@@ -382,6 +387,36 @@ mod tests {
         let stats = sim.stats();
         assert_eq!(stats.prompt_tokens, 8 + expected as u64);
         assert_eq!(stats.completion_tokens, 7 + 16);
+    }
+
+    #[tokio::test]
+    async fn content_parts_answer_from_their_text_and_bill_images_by_the_formula() {
+        let sim = start_default().await;
+        let parts = json!({"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Hello"},
+            {"type": "image_url", "image_url": {"url": "https://example.com/a.png", "detail": "low"}},
+            {"type": "image_url", "image_url": {"url": "https://example.com/b.png"}},
+        ]}]});
+        let body = json_body(post_ok(&sim, &parts, &[]).await).await;
+        // "Hello" alone is 8 tokens; a low-detail image 85, an image of unknown size 765.
+        assert_eq!(body["usage"]["prompt_tokens"], 8 + 85 + 765);
+        let hello = json!({"messages": [{"role": "user", "content": "Hello"}]});
+        let plain = json_body(post_ok(&sim, &hello, &[]).await).await;
+        assert_eq!(
+            body["choices"][0]["message"]["content"],
+            plain["choices"][0]["message"]["content"]
+        );
+        // Parts of other types are taken and left out; a malformed image is a 400.
+        let other = json!({"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Hello"},
+            {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}},
+        ]}]});
+        let body = json_body(post_ok(&sim, &other, &[]).await).await;
+        assert_eq!(body["usage"]["prompt_tokens"], 8);
+        let bad = json!({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]});
+        let response = post_ok(&sim, &bad, &[]).await;
+        assert_eq!(response.status(), 400);
+        assert_eq!(json_body(response).await["error"]["param"], "messages[0].content");
     }
 
     #[tokio::test]

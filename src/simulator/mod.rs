@@ -6,8 +6,10 @@
 //!
 //! The simulator listens on `127.0.0.1` only and speaks the OpenAI wire format
 //! for `GET /v1/models` and `POST /v1/chat/completions` (streaming and
-//! non-streaming). Answers are deterministic: the text is drawn from a fixed
-//! vocabulary whose every entry is exactly one token in both `cl100k_base` and
+//! non-streaming), also under Azure OpenAI's paths
+//! (`/openai/deployments/{deployment}/chat/completions?api-version=...`, the key in the
+//! `api-key` header instead of `Authorization: Bearer`). Answers are deterministic: the text
+//! is drawn from a fixed vocabulary whose every entry is exactly one token in both `cl100k_base` and
 //! `o200k_base`, seeded from a hash of the request's messages, so the same
 //! messages always produce the same answer and `usage.completion_tokens` is
 //! exact by construction. `usage.prompt_tokens` follows OpenAI's chat formula

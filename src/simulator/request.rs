@@ -82,6 +82,15 @@ pub(super) fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, Bytes> {
         .ok_or_else(|| bad_request("Missing required parameter: 'messages'.", Some("messages")))?;
     let messages: Vec<RequestMessage> = serde_json::from_value(messages)
         .map_err(|e| bad_request(&format!("Invalid 'messages': {e}."), Some("messages")))?;
+    // Text and image parts are checked as OpenAI checks them (a string `text`, an image URL for
+    // each image); parts of other types are accepted and left out of the answer and the count.
+    for (i, message) in messages.iter().enumerate() {
+        if let Some(Value::Array(parts)) = &message.content {
+            let path = format!("messages[{i}].content");
+            crate::core::content::known_parts(parts, &path)
+                .map_err(|e| bad_request(&format!("Invalid '{path}': {}", e.message), Some(&path)))?;
+        }
+    }
     if messages.is_empty() {
         return Err(bad_request(
             "Invalid 'messages': empty array. Expected an array with minimum length 1.",

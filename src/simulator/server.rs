@@ -330,7 +330,8 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
 /// Routes one request. Returning `Err` makes hyper close the connection
 /// without writing anything, which is how the `reset` fault works.
 async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Response<SimBody>, BoxError> {
-    let is_chat = request.method() == Method::POST && request.uri().path() == "/v1/chat/completions";
+    let path = route_path(request.uri().path());
+    let is_chat = request.method() == Method::POST && path == "/v1/chat/completions";
     let in_flight = {
         let mut stats = shared.stats();
         stats.requests += 1;
@@ -351,7 +352,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         return Ok(json_response(StatusCode::UNAUTHORIZED, body, in_flight));
     }
 
-    match (request.method(), request.uri().path(), in_flight) {
+    match (request.method(), path, in_flight) {
         (_, _, Some(in_flight)) => chat_completions(shared, request, in_flight).await,
         (&Method::GET, "/v1/models", None) => Ok(models(&shared.config)),
         (method, path, None) => {
@@ -362,15 +363,30 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
     }
 }
 
+/// Azure OpenAI's deployment paths (`/openai/deployments/{deployment}/chat/completions`,
+/// `.../models`) answer as OpenAI's `/v1/...`; the `api-version` query is accepted and ignored.
+fn route_path(path: &str) -> &str {
+    let Some(rest) = path.strip_prefix("/openai/deployments/") else {
+        return path;
+    };
+    match rest.split_once('/') {
+        Some((deployment, "chat/completions")) if !deployment.is_empty() => "/v1/chat/completions",
+        Some((deployment, "models")) if !deployment.is_empty() => "/v1/models",
+        _ => path,
+    }
+}
+
+/// The key as OpenAI sends it (`Authorization: Bearer`) or as Azure does (`api-key`).
 fn authorized(config: &SimulatorConfig, headers: &HeaderMap) -> bool {
     let Some(key) = &config.api_key else {
         return true;
     };
-    headers
+    let bearer = headers
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .is_some_and(|sent| sent.trim() == key)
+        .and_then(|value| value.strip_prefix("Bearer "));
+    let api_key = headers.get("api-key").and_then(|value| value.to_str().ok());
+    bearer.or(api_key).is_some_and(|sent| sent.trim() == key)
 }
 
 fn models(config: &SimulatorConfig) -> Response<SimBody> {
@@ -462,6 +478,50 @@ mod tests {
         assert_eq!(body["data"][0]["object"], "model");
         assert_eq!(body["data"][0]["owned_by"], OWNER);
         assert!(body["data"][0]["created"].as_u64().is_some());
+    }
+
+    #[tokio::test]
+    async fn azure_deployment_paths_answer_with_the_api_key_header() {
+        let sim = start(SimulatorConfig {
+            api_key: Some(KEY.into()),
+            ..SimulatorConfig::default()
+        })
+        .await;
+        let url = |path: &str| {
+            format!(
+                "http://127.0.0.1:{}/openai/deployments/dep-1/{path}?api-version=2024-10-21",
+                sim.port()
+            )
+        };
+        let chat = |key: &str| {
+            client()
+                .post(url("chat/completions"))
+                .header("content-type", "application/json")
+                .header("api-key", key)
+                .body(hi_request().to_string())
+                .send()
+        };
+        let answered = chat(KEY).await.expect("answered");
+        assert_eq!(answered.status(), 200);
+        assert_eq!(json_body(answered).await["object"], "chat.completion");
+        assert_eq!(chat("sk-wrong").await.expect("answered").status(), 401);
+        let models = client()
+            .get(url("models"))
+            .header("api-key", KEY)
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(models.status(), 200);
+        let elsewhere = client()
+            .post(format!(
+                "http://127.0.0.1:{}/openai/deployments//chat/completions",
+                sim.port()
+            ))
+            .header("api-key", KEY)
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(elsewhere.status(), 404);
     }
 
     #[tokio::test]
