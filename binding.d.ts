@@ -6,6 +6,8 @@ import type {
   ChatCompletion,
   ChatCompletionChunk,
   ChatCompletionMessageParam,
+  ChatCompletionMessageToolCall,
+  ChatCompletionTool,
   ChatGPTError,
   CompletionParams,
   ContentPart,
@@ -13,6 +15,8 @@ import type {
   Role,
   SendManyOptions,
   SendManyResult,
+  ToolChoice,
+  ToolResult,
   UpsertMessageFunction,
 } from './index'
 
@@ -313,6 +317,16 @@ export interface ChatGPTAPIOptions {
    */
   debug?: boolean
   /**
+   * Functions the model may call in every request (openai-node's `ChatCompletionTool[]`), sent
+   * as `tools`; a call's own `tools` replace them. Same as `completionParams.tools`.
+   */
+  tools?: Array<ChatCompletionTool>
+  /**
+   * Whether and which tool the model must call, sent as `tool_choice`: `'auto'`, `'none'`,
+   * `'required'` or `{ type: 'function', function: { name } }`.
+   */
+  toolChoice?: ToolChoice
+  /**
    * Accepted for code written for the `chatgpt` package, and ignored with a one-time
    * `process.emitWarning` (code `CHATGPT_NATIVE_UNSUPPORTED_OPTION`): requests are made in Rust.
    * @deprecated
@@ -437,6 +451,13 @@ export interface ChatReply {
    * `usage` is then 0, with the original counts in `usage.saved`.
    */
   cached: boolean
+  /**
+   * The functions the model asked to call (openai-node's `ChatCompletionMessageToolCall`,
+   * `arguments` the JSON text as the model wrote it); present only when it called any, with
+   * `finishReason` `'tool_calls'`. Answer them with `sendMessage('', { toolResults,
+   * parentMessageId: reply.id })`, or let `runTools` do it.
+   */
+  toolCalls?: Array<ChatCompletionMessageToolCall>
 }
 
 /**
@@ -560,8 +581,13 @@ export interface PartialChatMessage {
   id: string
   /** Everything received so far. */
   text: string
-  /** What this chunk added. */
+  /** What this chunk added to `text` (`""` for a chunk that only carried a tool-call fragment). */
   delta: string
+  /**
+   * The tool calls assembled so far (arguments possibly incomplete); absent until the model
+   * starts calling one.
+   */
+  toolCalls?: Array<ChatCompletionMessageToolCall>
   role: 'assistant'
   /** The id of the user message this replies to. */
   parentMessageId: string
@@ -576,10 +602,14 @@ export interface PartialChatMessage {
 
 /** One message of a built prompt. */
 export interface PromptMessageJs {
-  role: 'system' | 'user' | 'assistant'
+  role: 'system' | 'user' | 'assistant' | 'tool'
   /** A string, or the content parts a message was sent with. */
   content: string | ContentPart[]
   name?: string
+  /** An assistant message's tool calls (sent as `tool_calls`). */
+  toolCalls?: Array<StoredToolCall>
+  /** A `tool` message's answered call (sent as `tool_call_id`). */
+  toolCallId?: string
 }
 
 /**
@@ -654,6 +684,20 @@ export interface SendMessageOptions {
    * that supports it answers a retried request once (openai-node's request option).
    */
   idempotencyKey?: string
+  /**
+   * Functions the model may call (openai-node's `ChatCompletionTool[]`), sent as `tools`
+   * (replacing the instance's). A reply that calls them has `toolCalls` and `finishReason`
+   * `'tool_calls'`; `runTools` answers them for you.
+   */
+  tools?: Array<ChatCompletionTool>
+  /** Whether and which tool the model must call, sent as `tool_choice`. */
+  toolChoice?: ToolChoice
+  /**
+   * The results of the tool calls of the reply `parentMessageId` names, one per call:
+   * `content` a string, or any JSON value (sent stringified). They are sent (and stored) as
+   * `tool` messages after that reply; `text` may then be `''` (no user message is sent).
+   */
+  toolResults?: Array<ToolResult>
 }
 
 /**
@@ -684,6 +728,13 @@ export interface SendMessagesOptions {
   headers?: Record<string, string>
   /** Sent as the `Idempotency-Key` header, the same on every retry, as in `sendMessage`. */
   idempotencyKey?: string
+  /**
+   * Functions the model may call, as in `sendMessage`; answer its calls with an `assistant`
+   * message carrying `tool_calls` and one `tool` message (`tool_call_id`) per call.
+   */
+  tools?: Array<ChatCompletionTool>
+  /** Whether and which tool the model must call, as in `sendMessage`. */
+  toolChoice?: ToolChoice
 }
 
 /**
@@ -831,15 +882,32 @@ export interface StoredChatMessage {
    * Always set on the messages this package stores; a row without it is a `'user'` message,
    * as the `chatgpt` package reads one.
    */
-  role?: 'user' | 'assistant' | 'system'
+  role?: 'user' | 'assistant' | 'system' | 'tool'
   name?: string
   parentMessageId?: string
   conversationId?: string
+  /** A reply's tool calls, when it called any. */
+  toolCalls?: Array<StoredToolCall>
+  /** A tool result's (`role: 'tool'`) answered call. */
+  toolCallId?: string
   /**
    * The content parts of a user message sent with them (`text` then holds their text parts,
    * joined with `'\n'`); a rebuilt history sends the parts again.
    */
   content?: ContentPart[]
+}
+
+/** A tool call as a stored reply keeps it (openai-node's `ChatCompletionMessageToolCall`). */
+export interface StoredToolCall {
+  id: string
+  type: 'function'
+  function: StoredToolFunction
+}
+
+/** The function of a [`StoredToolCall`]: its name and its arguments as JSON text. */
+export interface StoredToolFunction {
+  name: string
+  arguments: string
 }
 
 /** One chunk of `splitText`. */

@@ -12,8 +12,18 @@ export * from './binding'
 
 import type { ChatHistory, ChatReply, ChatUsage, PartialChatMessage, SendMessageOptions } from './binding'
 
-/** The author of a message. */
-export type Role = 'user' | 'assistant' | 'system'
+/** The author of a message (`'tool'`: a tool's result, stored after the reply that called it). */
+export type Role = 'user' | 'assistant' | 'system' | 'tool'
+
+/** `toolChoice`: whether the model may (`'auto'`), must (`'required'`) or must not (`'none'`) call a tool, or which one it must call. */
+export type ToolChoice = 'auto' | 'none' | 'required' | { type: 'function'; function: { name: string } }
+
+/** One of `toolResults`: the result of the tool call `toolCallId` (`reply.toolCalls[i].id`). */
+export interface ToolResult {
+  toolCallId: string
+  /** What the tool returned: a string, or any JSON value (sent stringified). */
+  content: unknown
+}
 
 /**
  * A message of a conversation, in the `chatgpt` package's shape: what a store keeps, what
@@ -45,6 +55,10 @@ export interface ChatMessage {
   history?: ChatHistory
   /** True for a reply served from the response cache (no request was sent). */
   cached?: boolean
+  /** The tool calls of a reply (or of a partial, assembled so far) that called tools. */
+  toolCalls?: Array<ChatCompletionMessageToolCall>
+  /** A stored tool result (`role: 'tool'`): the id of the call it answers. */
+  toolCallId?: string
   /**
    * A user message sent as content parts keeps them here (and their text parts, joined with
    * `'\n'`, in `text`); a follow-up's history sends the parts again.
@@ -400,7 +414,46 @@ declare module './binding' {
      * (`undefined` removes it) applies to later calls, like `apiKey`.
      */
     apiOrg: string | undefined
+    /**
+     * Answer tool calls with JavaScript functions until the model answers in text (like
+     * openai-node's `runTools`): sends `text` offering `tools`, calls the `function` of each tool
+     * the model calls with the parsed arguments, sends the results back (`toolResults`), and
+     * repeats. A tool whose arguments are not JSON, which is not in `tools`, or which throws is
+     * reported to the model as its result, `Error: <message>`. Resolves with the first reply that
+     * calls no tool, plus `rounds` (the requests made); after `maxRounds` requests that all called
+     * tools it rejects with `ERR_CHATGPT_TOOL_ROUNDS`. Every request is a `sendMessage` with
+     * these options, so the exchange is stored and `parentMessageId` chains continue from it.
+     */
+    runTools(text: string, options: RunToolsOptions): Promise<ChatReply & { rounds: number }>
   }
+}
+
+/** A tool `runTools` can run: a `ChatCompletionTool` whose `function` also has the code to call. */
+export interface RunnableTool<Args = any> {
+  type: 'function'
+  function: {
+    name: string
+    description?: string
+    /** The arguments, as a JSON Schema object. */
+    parameters?: Record<string, unknown>
+    strict?: boolean | null
+    /**
+     * Called with the parsed arguments and the call; what it returns (or resolves with) is sent
+     * to the model: a string as it is, anything else as JSON.
+     */
+    function: (args: Args, toolCall: ChatCompletionMessageToolCall) => unknown
+  }
+}
+
+/** Options of `runTools`: the `sendMessage` options (without `toolResults`), `tools` to run, and `maxRounds`. */
+export interface RunToolsOptions extends Omit<SendMessageOptions, 'tools' | 'toolResults'> {
+  tools: Array<RunnableTool>
+  /**
+   * Most requests the loop makes; a reply that still calls tools after that many rejects with
+   * `ERR_CHATGPT_TOOL_ROUNDS`.
+   * @default 10
+   */
+  maxRounds?: number
 }
 
 /** Fields accepted by the `ChatGPTError` constructor; every one but `cause` becomes a field of the error. */
@@ -412,6 +465,7 @@ export interface ChatGPTErrorOptions {
    * `ERR_CHATGPT_RESPONSE_TOO_LARGE`, `ERR_CHATGPT_CONTEXT_TOO_LONG`, `ERR_CHATGPT_STORE`,
    * `ERR_CHATGPT_STREAM_INTERRUPTED`, `ERR_CHATGPT_QUEUE_FULL`, `ERR_CHATGPT_REQUEST_TOO_LARGE`,
    * `ERR_CHATGPT_CIRCUIT_OPEN`, `ERR_CHATGPT_NO_KEY_AVAILABLE`, `ERR_CHATGPT_INVALID_ARG`,
+   * `ERR_CHATGPT_TOOL_ROUNDS` (`runTools` reached `maxRounds`),
    * `ERR_CHATGPT_INTERNAL` (a bug in this package ended the call; the process is unaffected),
    * `ERR_CHATGPT_UNSUPPORTED_PLATFORM` (thrown by loading the package where no native addon loads) or
    * `ABORT_ERR`.

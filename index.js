@@ -4,7 +4,7 @@
 // hands the native side, once per JavaScript environment (the main thread, each worker), the
 // pieces that are JavaScript by nature (lib/): the ChatGPTError class, the callback relays, the
 // conversation-store adapter, the `debug` printer and JSON.parse; and it adds ChatGPTAPI's
-// `apiKey` / `apiOrg` properties (lib/api.js). Everything else is the native classes and functions themselves,
+// `apiKey` / `apiOrg` properties (lib/api.js) and the `runTools` loop over `sendMessage` (lib/tools.js). Everything else is the native classes and functions themselves,
 // exported as they are, so calls go straight to native code with nothing in between.
 // No HTTP, retry or protocol logic lives here.
 'use strict'
@@ -16,9 +16,11 @@ const { makeProgressRelay, makeItemRelay } = require('./lib/relay.js')
 const { makeStore } = require('./lib/store.js')
 const { debugLog } = require('./lib/debug.js')
 const { defineCredentialProperties } = require('./lib/api.js')
+const { defineRunTools } = require('./lib/tools.js')
 
 binding.__init({ ChatGPTError, makeProgressRelay, makeItemRelay, makeStore, debugLog, parseJson: JSON.parse })
 defineCredentialProperties(binding.ChatGPTAPI)
+defineRunTools(binding.ChatGPTAPI)
 
 // One assignment per name, so Node's CommonJS named-export detection sees each for ESM imports.
 module.exports.ChatGPTAPI = binding.ChatGPTAPI

@@ -6,6 +6,8 @@ import type {
   ChatCompletion,
   ChatCompletionChunk,
   ChatCompletionMessageParam,
+  ChatCompletionMessageToolCall,
+  ChatCompletionTool,
   ChatGPTError,
   CompletionParams,
   ContentPart,
@@ -13,5 +15,7 @@ import type {
   Role,
   SendManyOptions,
   SendManyResult,
+  ToolChoice,
+  ToolResult,
   UpsertMessageFunction,
 } from './index'

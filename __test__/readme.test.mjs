@@ -46,3 +46,16 @@ test("the simulator example prints what its comments say: a retried 429, then a 
   assert.match(run.stdout, /chatRequests: 3/)
   assert.match(run.stdout, /faultsInjected: 2/)
 })
+
+test('the tool calling example prints what its comments say: a call by hand, then a runTools loop', () => {
+  const code = exampleUnder('### Tool calling')
+  const promised = promisedLines(code)
+  assert.deepEqual(promised, ['tool_calls get_weather', 'stop undefined', '2 stop'])
+  const run = spawnSync(process.execPath, ['--input-type=module', '-e', code], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 30_000,
+  })
+  assert.equal(run.status, 0, run.stderr)
+  assert.deepEqual(run.stdout.trim().split('\n'), promised)
+})

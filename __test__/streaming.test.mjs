@@ -232,11 +232,15 @@ test('a tool-call reply has text "", streamed or not', async () => {
   })
   try {
     const api = clientFor(server)
-    let calls = 0
-    const streamed = await api.sendMessage('call a tool', { onProgress: () => calls++ })
+    const partials = []
+    const streamed = await api.sendMessage('call a tool', { onProgress: (p) => partials.push(p) })
     assert.equal(streamed.text, '')
     assert.equal(streamed.finishReason, 'tool_calls')
-    assert.equal(calls, 0, 'no content delta, no onProgress call')
+    // One partial for the one tool-call fragment: no text, the call so far.
+    assert.deepEqual(
+      partials.map((p) => [p.delta, p.text, p.toolCalls.length]),
+      [['', '', 1]],
+    )
     const plain = await api.sendMessage('call a tool', { stream: false })
     assert.equal(plain.text, '')
     assert.deepEqual(plain.detail.choices[0].message.tool_calls, [call])

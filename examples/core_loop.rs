@@ -61,6 +61,8 @@ async fn run() {
                     }
                     let req = SendRequest {
                         text: format!("bench {i}"),
+                        parts: None,
+                        messages: None,
                         system_message: None,
                         completion_params: None,
                         message_id: None,
@@ -70,6 +72,8 @@ async fn run() {
                         stream: false,
                         timeout: None,
                         cache: false,
+                        headers: None,
+                        tool_results: Vec::new(),
                     };
                     let reply = client.send(req, None, &cancel).await.expect("reply");
                     assert!(!reply.text.is_empty());

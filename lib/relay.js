@@ -74,7 +74,7 @@ function makeRelay(deliver, report, idle) {
 class PartialChatMessage {
   #chunk
   #detail
-  constructor(id, parentMessageId, conversationId, text, delta, chunk) {
+  constructor(id, parentMessageId, conversationId, text, delta, chunk, toolCalls) {
     this.role = 'assistant'
     this.id = id
     // `sendMessages` has no user message: its partials' parentMessageId is undefined.
@@ -82,6 +82,7 @@ class PartialChatMessage {
     this.text = text
     this.delta = delta
     if (conversationId != null) this.conversationId = conversationId
+    if (toolCalls !== undefined) this.toolCalls = toolCalls
     this.#chunk = chunk
   }
 
@@ -107,15 +108,36 @@ class PartialChatMessage {
  * `onProgress`'s relay: events are `(delta, id, chunk)`, `id` only when it changed, `chunk` the
  * JSON text of the chunk (or null). Only the delta and the chunk cross from native code; the text
  * so far is concatenated here (a rope in V8), which keeps a long stream linear where sending the
- * whole text per delta would copy O(n²) bytes.
+ * whole text per delta would copy O(n²) bytes. An event that carried a tool-call fragment has
+ * `[chunk, changesJson]` as its chunk: what each call gained, `[index, id, type, name,
+ * argumentsPiece]` (null where unchanged), folded here the same way. Each partial gets its own
+ * copy of the calls so far (their strings shared), which later partials carry too.
  */
 function makeProgressRelay(onProgress, parentMessageId, conversationId, report, idle) {
   let text = ''
   let id = ''
+  let toolCalls
+  const calls = []
+  const foldToolCalls = (changesJson) => {
+    for (const [index, callId, type, name, piece] of JSON.parse(changesJson)) {
+      const call = (calls[index] ??= { id: '', type: 'function', function: { name: '', arguments: '' } })
+      if (callId != null) call.id = callId
+      if (type != null) call.type = type
+      if (name != null) call.function.name = name
+      call.function.arguments += piece
+    }
+    return calls
+      .filter(Boolean)
+      .map((c) => ({ id: c.id, type: c.type, function: { name: c.function.name, arguments: c.function.arguments } }))
+  }
   const deliver = (delta, newId, chunk) => {
     if (newId != null) id = newId
     text += delta
-    return onProgress(new PartialChatMessage(id, parentMessageId, conversationId, text, delta, chunk))
+    if (typeof chunk === 'object' && chunk !== null) {
+      toolCalls = foldToolCalls(chunk[1])
+      chunk = chunk[0]
+    }
+    return onProgress(new PartialChatMessage(id, parentMessageId, conversationId, text, delta, chunk, toolCalls))
   }
   return makeRelay(deliver, report, idle)
 }

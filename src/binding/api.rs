@@ -347,6 +347,8 @@ impl ChatGPTAPI {
                         // Strings and parts always serialise.
                         content: serde_json::to_value(&m.content).unwrap_or_default(),
                         name: m.name,
+                        tool_calls: m.tool_calls.map(|calls| calls.into_iter().map(Into::into).collect()),
+                        tool_call_id: m.tool_call_id,
                     })
                     .collect(),
                 num_tokens: p.prompt_tokens,

@@ -10,7 +10,7 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
 use super::init::BindingData;
-use crate::core::chat::RawJson;
+use crate::core::chat::{RawJson, ToolCall};
 use crate::core::client::ChatReply;
 use crate::core::conversation::Truncation;
 
@@ -24,8 +24,12 @@ pub struct PartialChatMessage {
     pub id: String,
     /// Everything received so far.
     pub text: String,
-    /// What this chunk added.
+    /// What this chunk added to `text` (`""` for a chunk that only carried a tool-call fragment).
     pub delta: String,
+    /// The tool calls assembled so far (arguments possibly incomplete); absent until the model
+    /// starts calling one.
+    #[napi(ts_type = "Array<ChatCompletionMessageToolCall>")]
+    pub tool_calls: Option<Vec<serde_json::Value>>,
     #[napi(ts_type = "'assistant'")]
     pub role: String,
     /// The id of the user message this replies to.
@@ -116,6 +120,13 @@ pub struct ChatMessage {
     /// instance's `cache` is on), or by sharing an identical call's request in flight. Its
     /// `usage` is then 0, with the original counts in `usage.saved`.
     pub cached: bool,
+    /// The functions the model asked to call (openai-node's `ChatCompletionMessageToolCall`,
+    /// `arguments` the JSON text as the model wrote it); present only when it called any, with
+    /// `finishReason` `'tool_calls'`. Answer them with `sendMessage('', { toolResults,
+    /// parentMessageId: reply.id })`, or let `runTools` do it.
+    #[napi(ts_type = "Array<ChatCompletionMessageToolCall>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
 }
 
 /// A reply's `parentMessageId`: `None` for a `sendMessages` reply, which has no user message.
@@ -141,12 +152,16 @@ pub struct ChatHistory {
 /// One message of a built prompt.
 #[napi(object)]
 pub struct PromptMessageJs {
-    #[napi(ts_type = "'system' | 'user' | 'assistant'")]
+    #[napi(ts_type = "'system' | 'user' | 'assistant' | 'tool'")]
     pub role: String,
     /// A string, or the content parts a message was sent with.
     #[napi(ts_type = "string | ContentPart[]")]
     pub content: serde_json::Value,
     pub name: Option<String>,
+    /// An assistant message's tool calls (sent as `tool_calls`).
+    pub tool_calls: Option<Vec<super::store::StoredToolCall>>,
+    /// A `tool` message's answered call (sent as `tool_call_id`).
+    pub tool_call_id: Option<String>,
 }
 
 /// What `sendMessage` would send: the result of `buildMessages`.
@@ -186,6 +201,7 @@ impl From<ChatReply> for ChatMessage {
             request_id: r.request_id,
             history: history(r.history_messages, r.truncated),
             cached: r.cached,
+            tool_calls: (!r.tool_calls.is_empty()).then_some(r.tool_calls),
         }
     }
 }

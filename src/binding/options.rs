@@ -387,6 +387,19 @@ impl<'a> Opts<'a> {
         to_json_object(self.env, &obj.to_unknown(), &self.name(key)).map(Some)
     }
 
+    /// Any JSON value (`tools`), converted within `convert`'s bounds; `None` when absent.
+    pub fn json(&self, key: &str) -> Result<Option<Value>> {
+        match self.raw(key)? {
+            None => Ok(None),
+            Some(v) => super::convert::to_json(self.env, &v, &self.name(key)).map(Some),
+        }
+    }
+
+    /// `key` as messages name it (`inputs[2].tools`).
+    pub fn option_name(&self, key: &str) -> String {
+        self.name(key)
+    }
+
     /// A nested options object, read with names prefixed (`rateLimit.requestsPerMinute`).
     pub fn nested(&self, key: &str) -> Result<Option<Opts<'a>>> {
         Ok(self.object(key)?.map(|obj| Opts {

@@ -40,6 +40,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::init::BindingData;
+use crate::core::chat::ToolCall;
 use crate::core::client::{DeltaSink, Progress};
 use crate::core::error::{ChatError, ErrorCode};
 use crate::core::time::instant_after;
@@ -256,11 +257,77 @@ impl ToNapiValue for ChunkJson {
     }
 }
 
+/// The third value of an `onProgress` event: the chunk's JSON text (a string), or for an event
+/// that carried a tool-call fragment `[chunk or null, JSON text of the changes]`, so that a text
+/// delta costs the relay no more than a `typeof` check. The changes are what the calls gained
+/// since the last event, `[[index, id | null, type | null, name | null, argumentsPiece], ...]`
+/// (see [`ToolCallsSent`]): sending the whole calls every time would copy their arguments once per
+/// fragment, quadratic in a long call.
+pub(crate) enum ProgressChunk {
+    Text(ChunkJson),
+    WithToolCalls { chunk: Option<String>, tool_calls: String },
+}
+
+impl ToNapiValue for ProgressChunk {
+    unsafe fn to_napi_value(raw_env: napi::sys::napi_env, val: Self) -> Result<napi::sys::napi_value> {
+        match val {
+            ProgressChunk::Text(chunk) => ChunkJson::to_napi_value(raw_env, chunk),
+            ProgressChunk::WithToolCalls { chunk, tool_calls } => {
+                Vec::<Option<String>>::to_napi_value(raw_env, vec![chunk, Some(tool_calls)])
+            }
+        }
+    }
+}
+
 /// The `onProgress` side of one streaming call: `(delta, id, chunk)` events, the id only when it
-/// changed, the chunk's JSON text when there is one.
+/// changed, the chunk's JSON text when there is one (see [`ProgressChunk`]).
 pub struct ProgressSink {
-    relay: CallbackRelay<String, String, ChunkJson>,
+    relay: CallbackRelay<String, String, ProgressChunk>,
     last_id: String,
+    tool_calls_sent: ToolCallsSent,
+}
+
+/// What the relay already has of each tool call, to send it only what is new.
+#[derive(Default)]
+struct ToolCallsSent(Vec<ToolCallSent>);
+
+#[derive(Default)]
+struct ToolCallSent {
+    id: String,
+    kind: String,
+    name: String,
+    /// Bytes of the arguments sent (they only ever grow).
+    arguments: usize,
+}
+
+impl ToolCallsSent {
+    /// The JSON of the changes from what was sent to `calls`, recording them as sent.
+    fn changes(&mut self, calls: &[ToolCall]) -> String {
+        let mut changes = Vec::new();
+        for (index, call) in calls.iter().enumerate() {
+            if self.0.len() <= index {
+                self.0.resize_with(index + 1, ToolCallSent::default);
+            }
+            let Some(sent) = self.0.get_mut(index) else { continue };
+            let changed = |now: &str, before: &mut String| {
+                (now != before.as_str()).then(|| {
+                    *before = now.to_owned();
+                    now.to_owned()
+                })
+            };
+            let id = changed(&call.id, &mut sent.id);
+            let kind = changed(&call.kind, &mut sent.kind);
+            let name = changed(&call.function.name, &mut sent.name);
+            // The arguments only grow, so what was sent ends on a character boundary.
+            let piece = call.function.arguments.get(sent.arguments..).unwrap_or_default();
+            sent.arguments = call.function.arguments.len();
+            if id.is_some() || kind.is_some() || name.is_some() || !piece.is_empty() {
+                changes.push(serde_json::json!([index, id, kind, name, piece]));
+            }
+        }
+        // JSON values always serialise.
+        serde_json::to_string(&changes).unwrap_or_else(|_| "[]".to_owned())
+    }
 }
 
 impl ProgressSink {
@@ -281,6 +348,7 @@ impl ProgressSink {
         Ok(ProgressSink {
             relay,
             last_id: String::new(),
+            tool_calls_sent: ToolCallsSent::default(),
         })
     }
 
@@ -306,7 +374,50 @@ impl DeltaSink for ProgressSink {
         } else {
             None
         };
-        let chunk = (!p.chunk.is_empty()).then(|| ChunkJson(p.chunk.to_owned()));
+        let chunk = (!p.chunk.is_empty()).then(|| p.chunk.to_owned());
+        let chunk = match p.tool_calls {
+            None => chunk.map(|c| ProgressChunk::Text(ChunkJson(c))),
+            Some(calls) => Some(ProgressChunk::WithToolCalls {
+                chunk,
+                tool_calls: self.tool_calls_sent.changes(calls),
+            }),
+        };
         self.relay.send(p.delta.to_owned(), id, chunk);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::chat::ToolFunction;
+
+    fn call(id: &str, name: &str, arguments: &str) -> ToolCall {
+        ToolCall {
+            id: id.into(),
+            kind: "function".into(),
+            function: ToolFunction {
+                name: name.into(),
+                arguments: arguments.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn only_what_the_tool_calls_gained_is_sent() {
+        let mut sent = ToolCallsSent::default();
+        assert_eq!(sent.changes(&[call("c1", "f", "")]), r#"[[0,"c1","function","f",""]]"#);
+        assert_eq!(
+            sent.changes(&[call("c1", "f", r#"{"a""#)]),
+            r#"[[0,null,null,null,"{\"a\""]]"#
+        );
+        // A second call appears; the first gains the rest of its arguments (non-ASCII included).
+        assert_eq!(
+            sent.changes(&[call("c1", "f", r#"{"a":"é"}"#), call("c2", "g", "{}")]),
+            r#"[[0,null,null,null,":\"é\"}"],[1,"c2","function","g","{}"]]"#
+        );
+        assert_eq!(
+            sent.changes(&[call("c1", "f", r#"{"a":"é"}"#), call("c2", "g", "{}")]),
+            "[]"
+        );
     }
 }

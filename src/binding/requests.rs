@@ -30,6 +30,8 @@ use crate::core::config::{ClientOptions, ProxySetting, Setting};
 use crate::core::content::{self, ContentPart};
 use crate::core::limits::RateLimitConfig;
 use crate::core::time::timeout_from_ms;
+use crate::core::tools::{check_tool_choice, check_tools, read_tool_results};
+use serde_json::{Map, Value};
 
 /// Options of `new ChatGPTAPI(options)`. Every field is optional.
 #[napi(object, js_name = "ChatGPTAPIOptions", object_from_js = false, object_to_js = false)]
@@ -140,6 +142,14 @@ pub struct ChatGPTAPIOptions {
     /// reply, and a line for a call that fails. Keys and URL credentials are scrubbed.
     /// @default false
     pub debug: Option<bool>,
+    /// Functions the model may call in every request (openai-node's `ChatCompletionTool[]`), sent
+    /// as `tools`; a call's own `tools` replace them. Same as `completionParams.tools`.
+    #[napi(ts_type = "Array<ChatCompletionTool>")]
+    pub tools: Option<serde_json::Value>,
+    /// Whether and which tool the model must call, sent as `tool_choice`: `'auto'`, `'none'`,
+    /// `'required'` or `{ type: 'function', function: { name } }`.
+    #[napi(ts_type = "ToolChoice")]
+    pub tool_choice: Option<serde_json::Value>,
     /// Accepted for code written for the `chatgpt` package, and ignored with a one-time
     /// `process.emitWarning` (code `CHATGPT_NATIVE_UNSUPPORTED_OPTION`): requests are made in Rust.
     /// @deprecated
@@ -193,6 +203,8 @@ impl ChatGPTAPIOptions {
         "circuitBreaker",
         "cache",
         "debug",
+        "tools",
+        "toolChoice",
         "fetch",
         "azure",
         "ca",
@@ -247,6 +259,19 @@ pub struct SendMessageOptions {
     /// Sent as the `Idempotency-Key` header, the same on every retry of this call, so a server
     /// that supports it answers a retried request once (openai-node's request option).
     pub idempotency_key: Option<String>,
+    /// Functions the model may call (openai-node's `ChatCompletionTool[]`), sent as `tools`
+    /// (replacing the instance's). A reply that calls them has `toolCalls` and `finishReason`
+    /// `'tool_calls'`; `runTools` answers them for you.
+    #[napi(ts_type = "Array<ChatCompletionTool>")]
+    pub tools: Option<serde_json::Value>,
+    /// Whether and which tool the model must call, sent as `tool_choice`.
+    #[napi(ts_type = "ToolChoice")]
+    pub tool_choice: Option<serde_json::Value>,
+    /// The results of the tool calls of the reply `parentMessageId` names, one per call:
+    /// `content` a string, or any JSON value (sent stringified). They are sent (and stored) as
+    /// `tool` messages after that reply; `text` may then be `''` (no user message is sent).
+    #[napi(ts_type = "Array<ToolResult>")]
+    pub tool_results: Option<serde_json::Value>,
 }
 
 impl SendMessageOptions {
@@ -265,6 +290,9 @@ impl SendMessageOptions {
         "cache",
         "headers",
         "idempotencyKey",
+        "tools",
+        "toolChoice",
+        "toolResults",
     ];
 }
 
@@ -295,6 +323,13 @@ pub struct SendMessagesOptions {
     pub headers: Option<std::collections::HashMap<String, String>>,
     /// Sent as the `Idempotency-Key` header, the same on every retry, as in `sendMessage`.
     pub idempotency_key: Option<String>,
+    /// Functions the model may call, as in `sendMessage`; answer its calls with an `assistant`
+    /// message carrying `tool_calls` and one `tool` message (`tool_call_id`) per call.
+    #[napi(ts_type = "Array<ChatCompletionTool>")]
+    pub tools: Option<serde_json::Value>,
+    /// Whether and which tool the model must call, as in `sendMessage`.
+    #[napi(ts_type = "ToolChoice")]
+    pub tool_choice: Option<serde_json::Value>,
 }
 
 impl SendMessagesOptions {
@@ -308,6 +343,8 @@ impl SendMessagesOptions {
         "cache",
         "headers",
         "idempotencyKey",
+        "tools",
+        "toolChoice",
     ];
 
     /// `sendMessage` options that concern the conversation store, which `sendMessages` does not use.
@@ -347,7 +384,7 @@ pub fn read_messages_call<'env>(
         parts: None,
         messages: Some(own),
         system_message: None,
-        completion_params: o.json_object("completionParams")?,
+        completion_params: with_tool_options(&o, o.json_object("completionParams")?)?,
         message_id: None,
         parent_message_id: None,
         conversation_id: None,
@@ -360,6 +397,7 @@ pub fn read_messages_call<'env>(
             o.string("idempotencyKey")?.as_deref(),
         )
         .map_err(|e| to_napi_error(env, &e))?,
+        tool_results: Vec::new(),
     };
     if let Some(params) = &req.completion_params {
         crate::core::config::check_completion_params(params, "completionParams").map_err(|e| to_napi_error(env, &e))?;
@@ -497,7 +535,7 @@ pub fn read_client_options(o: &Opts) -> Result<ClientOptions> {
         api_key: o.secret_string("apiKey")?,
         api_base_url: o.string("apiBaseUrl")?,
         api_org: o.string("apiOrg")?,
-        completion_params: o.json_object("completionParams")?,
+        completion_params: with_tool_options(o, o.json_object("completionParams")?)?,
         system_message: o.string("systemMessage")?,
         max_model_tokens: o.positive_u32("maxModelTokens")?,
         max_response_tokens: o.positive_u32("maxResponseTokens")?,
@@ -624,12 +662,16 @@ pub fn read_request<'env>(
 ) -> Result<SendRequest> {
     let (text, parts) = read_content(env, text, text_name)?;
     let has_progress = o.function("onProgress")?.is_some();
+    let tool_results = match o.json("toolResults")? {
+        None => Vec::new(),
+        Some(value) => read_tool_results(&value, &o.option_name("toolResults")).map_err(|e| to_napi_error(env, &e))?,
+    };
     let req = SendRequest {
         text,
         parts,
         messages: None,
         system_message: o.string("systemMessage")?,
-        completion_params: o.json_object("completionParams")?,
+        completion_params: with_tool_options(o, o.json_object("completionParams")?)?,
         // Resolved here, not in core: the onProgress relay needs it as `parentMessageId`.
         message_id: Some(
             o.string("messageId")?
@@ -646,11 +688,43 @@ pub fn read_request<'env>(
             o.string("idempotencyKey")?.as_deref(),
         )
         .map_err(|e| to_napi_error(env, &e))?,
+        tool_results,
     };
     if let Some(params) = &req.completion_params {
         crate::core::config::check_completion_params(params, "completionParams").map_err(|e| to_napi_error(env, &e))?;
     }
     Ok(req)
+}
+
+/// `params` with the `tools` and `toolChoice` options of `o` written in as `tools` /
+/// `tool_choice` (over any there), each checked; `completionParams.tools` / `.tool_choice`
+/// are checked too.
+fn with_tool_options(o: &Opts, params: Option<Map<String, Value>>) -> Result<Option<Map<String, Value>>> {
+    let fail = |e: crate::core::error::ChatError| o.invalid(e.message.clone());
+    let tools = o.json("tools")?;
+    let tool_choice = o.json("toolChoice")?;
+    if tools.is_none() && tool_choice.is_none() {
+        if let Some(params) = &params {
+            let name = o.option_name("completionParams");
+            if let Some(tools) = params.get("tools") {
+                check_tools(tools, &format!("{name}.tools")).map_err(fail)?;
+            }
+            if let Some(choice) = params.get("tool_choice") {
+                check_tool_choice(choice, &format!("{name}.tool_choice")).map_err(fail)?;
+            }
+        }
+        return Ok(params);
+    }
+    let mut params = params.unwrap_or_default();
+    if let Some(tools) = tools {
+        check_tools(&tools, &o.option_name("tools")).map_err(fail)?;
+        params.insert("tools".into(), tools);
+    }
+    if let Some(choice) = tool_choice {
+        check_tool_choice(&choice, &o.option_name("toolChoice")).map_err(fail)?;
+        params.insert("tool_choice".into(), choice);
+    }
+    Ok(Some(params))
 }
 
 /// A message's content: a string, or an array of content parts (then also their text, joined

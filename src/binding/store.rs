@@ -21,6 +21,7 @@ use napi_derive::napi;
 
 use super::convert::to_json;
 use super::init::BindingData;
+use crate::core::chat::{ToolCall, ToolFunction};
 use crate::core::content::{self, ContentPart};
 use crate::core::conversation::{ConversationStore, MessageStore, StoredMessage};
 use crate::core::error::{ChatError, ErrorCode, Thrown};
@@ -33,15 +34,48 @@ pub struct StoredChatMessage {
     pub text: String,
     /// Always set on the messages this package stores; a row without it is a `'user'` message,
     /// as the `chatgpt` package reads one.
-    #[napi(ts_type = "'user' | 'assistant' | 'system'")]
+    #[napi(ts_type = "'user' | 'assistant' | 'system' | 'tool'")]
     pub role: Option<String>,
     pub name: Option<String>,
     pub parent_message_id: Option<String>,
     pub conversation_id: Option<String>,
+    /// A reply's tool calls, when it called any.
+    pub tool_calls: Option<Vec<StoredToolCall>>,
+    /// A tool result's (`role: 'tool'`) answered call.
+    pub tool_call_id: Option<String>,
     /// The content parts of a user message sent with them (`text` then holds their text parts,
     /// joined with `'\n'`); a rebuilt history sends the parts again.
     #[napi(ts_type = "ContentPart[]")]
     pub content: Option<StoredParts>,
+}
+
+/// A tool call as a stored reply keeps it (openai-node's `ChatCompletionMessageToolCall`).
+#[napi(object)]
+pub struct StoredToolCall {
+    pub id: String,
+    #[napi(js_name = "type", ts_type = "'function'")]
+    pub kind: String,
+    pub function: StoredToolFunction,
+}
+
+/// The function of a [`StoredToolCall`]: its name and its arguments as JSON text.
+#[napi(object)]
+pub struct StoredToolFunction {
+    pub name: String,
+    pub arguments: String,
+}
+
+impl From<StoredToolCall> for ToolCall {
+    fn from(c: StoredToolCall) -> Self {
+        ToolCall {
+            id: c.id,
+            kind: c.kind,
+            function: ToolFunction {
+                name: c.function.name,
+                arguments: c.function.arguments,
+            },
+        }
+    }
 }
 
 /// The `content` of a stored row: its parts, read within `core::jsvalue`'s bounds and checked like
@@ -60,6 +94,19 @@ impl FromNapiValue for StoredParts {
                     content::parse_parts(&json, "content").map_err(|e| Error::from_reason(e.message.clone()))?;
                 Ok(StoredParts(Some(parts)))
             }
+        }
+    }
+}
+
+impl From<ToolCall> for StoredToolCall {
+    fn from(c: ToolCall) -> Self {
+        StoredToolCall {
+            id: c.id,
+            kind: c.kind,
+            function: StoredToolFunction {
+                name: c.function.name,
+                arguments: c.function.arguments,
+            },
         }
     }
 }
@@ -83,6 +130,8 @@ impl From<StoredChatMessage> for StoredMessage {
             name: m.name,
             parent_message_id: m.parent_message_id,
             conversation_id: m.conversation_id,
+            tool_calls: m.tool_calls.into_iter().flatten().map(ToolCall::from).collect(),
+            tool_call_id: m.tool_call_id,
             content: m.content.and_then(|c| c.0),
         }
     }
@@ -97,6 +146,9 @@ impl From<StoredMessage> for StoredChatMessage {
             name: m.name,
             parent_message_id: m.parent_message_id,
             conversation_id: m.conversation_id,
+            tool_calls: (!m.tool_calls.is_empty())
+                .then(|| m.tool_calls.into_iter().map(StoredToolCall::from).collect()),
+            tool_call_id: m.tool_call_id,
             content: m.content.map(|c| StoredParts(Some(c))),
         }
     }
@@ -242,6 +294,8 @@ mod tests {
             name: None,
             parent_message_id: None,
             conversation_id: None,
+            tool_calls: None,
+            tool_call_id: None,
             content: None,
         };
         assert_eq!(StoredMessage::from(row).role, "user");

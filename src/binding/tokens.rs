@@ -153,6 +153,8 @@ pub fn count_message_tokens(env: Env, messages: Unknown, options: Option<Unknown
             role,
             content,
             name: o.string("name")?,
+            tool_calls: None,
+            tool_call_id: None,
         });
     }
     Ok(chat::prompt_tokens(enc, &prompt) as u32)

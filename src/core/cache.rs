@@ -33,7 +33,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::chat::{AddedMax, Params, PromptMessage, RawJson, Usage};
+use super::chat::{AddedMax, Params, PromptMessage, RawJson, ToolCall, Usage};
 use super::error::ChatError;
 
 /// Cache settings.
@@ -65,6 +65,8 @@ pub struct CachedCompletion {
     pub finish_reason: Option<String>,
     pub usage: Option<Usage>,
     pub detail: RawJson,
+    /// The answer's tool calls (shared by coalesced calls; answers with any are not cached).
+    pub tool_calls: Vec<ToolCall>,
 }
 
 impl CachedCompletion {
@@ -193,6 +195,16 @@ pub fn cache_key(base_url: &str, params: &Params, added_max: AddedMax, messages:
         h.update(&[3]);
         if let Some(name) = &m.name {
             h.update(name.as_bytes());
+        }
+        for call in m.tool_calls.iter().flatten() {
+            for part in [&call.id, &call.function.name, &call.function.arguments] {
+                h.update(&[4]);
+                h.update(part.as_bytes());
+            }
+        }
+        if let Some(id) = &m.tool_call_id {
+            h.update(&[5]);
+            h.update(id.as_bytes());
         }
     }
     h.digest128()
@@ -401,6 +413,7 @@ mod tests {
             finish_reason: Some("stop".into()),
             usage: None,
             detail: RawJson::default(),
+            tool_calls: Vec::new(),
         }
     }
 
@@ -409,6 +422,8 @@ mod tests {
             role: "user".into(),
             content: text.into(),
             name: None,
+            tool_calls: None,
+            tool_call_id: None,
         }]
     }
 

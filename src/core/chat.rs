@@ -23,13 +23,88 @@ use super::surrogates::{decode_string, decode_string_lossy, replace_lone_surroga
 use super::tokens::Encoding;
 
 /// One message of the prompt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromptMessage {
     pub role: String,
     /// A string, or content parts (text and images) sent as given.
     pub content: Content,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// An assistant message's calls (sent as `tool_calls`; its `content` is then `null` when empty).
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// A `tool` message's answered call (sent as `tool_call_id`).
+    pub tool_call_id: Option<String>,
+}
+
+impl Serialize for PromptMessage {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let calls = self.tool_calls.as_deref().filter(|c| !c.is_empty());
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("role", &self.role)?;
+        // An assistant message that only called tools has `content: null`, as the API sends it.
+        if calls.is_some() && self.content.as_text() == Some("") {
+            map.serialize_entry("content", &())?;
+        } else {
+            map.serialize_entry("content", &self.content)?;
+        }
+        if let Some(name) = &self.name {
+            map.serialize_entry("name", name)?;
+        }
+        if let Some(calls) = calls {
+            map.serialize_entry("tool_calls", calls)?;
+        }
+        if let Some(id) = &self.tool_call_id {
+            map.serialize_entry("tool_call_id", id)?;
+        }
+        map.end()
+    }
+}
+
+/// A function call the model asked for, in openai-node's `ChatCompletionMessageToolCall` shape:
+/// `{ id, type: 'function', function: { name, arguments } }`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ToolCall {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: ToolFunction,
+}
+
+/// The function part of a [`ToolCall`]: its name and its arguments as the JSON text the model wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ToolFunction {
+    pub name: String,
+    pub arguments: String,
+}
+
+/// Most tool calls one answer may carry (a stream's fragment `index` above this is refused).
+pub const MAX_TOOL_CALLS: usize = 128;
+
+impl ToolCall {
+    /// The calls of a complete response's `message.tool_calls`, read leniently: a call that is not
+    /// an object is skipped, a field of another type reads as empty; at most [`MAX_TOOL_CALLS`].
+    fn list_from_value(value: &Value) -> Vec<ToolCall> {
+        let Some(calls) = value.as_array() else {
+            return Vec::new();
+        };
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_owned();
+        calls
+            .iter()
+            .filter(|c| c.is_object())
+            .take(MAX_TOOL_CALLS)
+            .map(|c| {
+                let function = c.get("function");
+                ToolCall {
+                    id: text(c.get("id")),
+                    kind: c.get("type").and_then(Value::as_str).unwrap_or("function").to_owned(),
+                    function: ToolFunction {
+                        name: text(function.and_then(|f| f.get("name"))),
+                        arguments: text(function.and_then(|f| f.get("arguments"))),
+                    },
+                }
+            })
+            .collect()
+    }
 }
 
 /// Token usage of one completion.
@@ -282,6 +357,8 @@ pub struct Completion {
     pub detail: RawJson,
     /// How many choices the response (or the stream's last chunk) carried.
     pub choices: usize,
+    /// The tool calls of the first choice (streamed fragments joined by `index`).
+    pub tool_calls: Vec<ToolCall>,
 }
 
 // Typed views of a complete response, read in one pass over the (already validated) text: only
@@ -385,6 +462,7 @@ struct Choice {
 struct Message {
     content: Lenient<String>,
     role: Lenient<String>,
+    tool_calls: Option<Value>,
 }
 
 impl<'de> Deserialize<'de> for Choices {
@@ -431,6 +509,7 @@ enum ChoiceField {
 enum MessageField {
     Content,
     Role,
+    ToolCalls,
     #[serde(other)]
     Other,
 }
@@ -468,6 +547,7 @@ impl<'de> ObjectFields<'de> for Message {
         match key {
             MessageField::Content => self.content = map.next_value()?,
             MessageField::Role => self.role = map.next_value()?,
+            MessageField::ToolCalls => self.tool_calls = map.next_value()?,
             MessageField::Other => {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -536,6 +616,11 @@ pub fn parse_completion(body: &[u8]) -> Result<Completion, ChatError> {
         usage: fields.usage.and_then(|u| serde_json::from_str(u.get()).ok()),
         detail: RawJson::from_raw(raw),
         choices: choices.count,
+        tool_calls: message
+            .tool_calls
+            .as_ref()
+            .map(ToolCall::list_from_value)
+            .unwrap_or_default(),
     })
 }
 
@@ -571,9 +656,31 @@ struct Delta<'a> {
     content: Option<&'a RawValue>,
     #[serde(borrow, default)]
     role: Option<&'a RawValue>,
-    /// Read only to tell that the model has started answering (see [`StreamState::started`]).
+    /// Fragments of tool calls, joined by `index` (see [`StreamState::tool_calls`]).
     #[serde(borrow, default)]
     tool_calls: Option<&'a RawValue>,
+}
+
+/// One streamed fragment of a tool call: the first of an `index` carries `id` and the name, the
+/// others pieces of `arguments`. Strings are kept as JSON text (see [`raw_string`]).
+#[derive(Deserialize)]
+struct ToolCallFragment<'a> {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    function: Option<FunctionFragment<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionFragment<'a> {
+    #[serde(borrow, default)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    arguments: Option<&'a RawValue>,
 }
 
 /// The string a raw JSON value holds, lone surrogates as U+FFFD; `None` if it is no string.
@@ -623,12 +730,17 @@ pub struct StreamState {
     /// A high surrogate that ended the last content delta, waiting for its low half at the
     /// start of the next one (see [`super::surrogates`]).
     pending_high: Option<u16>,
+    /// The tool calls assembled so far, in `index` order.
+    pub tool_calls: Vec<ToolCall>,
+    /// The last event folded in a tool-call fragment (its partial carries the calls so far).
+    pub tool_calls_changed: bool,
 }
 
 impl StreamState {
     /// Fold one SSE event in.
     pub fn on_event(&mut self, ev: &SseEvent) -> Result<StreamStep, ChatError> {
         let data = ev.data.as_str();
+        self.tool_calls_changed = false;
         if data == "[DONE]" {
             self.done = true;
             return Ok(StreamStep::Done);
@@ -672,7 +784,10 @@ impl StreamState {
                 if let Some(role) = delta.role.and_then(raw_string) {
                     self.role = Some(role);
                 }
-                self.started |= delta.tool_calls.is_some();
+                if let Some(fragments) = delta.tool_calls {
+                    self.started = true;
+                    self.fold_tool_calls(fragments)?;
+                }
                 let content = delta
                     .content
                     .and_then(|c| decode_string(c.get(), &mut self.pending_high))
@@ -708,6 +823,57 @@ impl StreamState {
             self.last_choices = count;
         }
         Ok(step)
+    }
+
+    /// Join `fragments` (a chunk's `delta.tool_calls`) into the calls so far: a new `index` starts a
+    /// call (the id, type and name of its first fragment), a known one appends its `arguments`.
+    /// `null` is no fragment; anything but an array of fragments, or an `index` past
+    /// [`MAX_TOOL_CALLS`], is a bad response.
+    fn fold_tool_calls(&mut self, fragments: &RawValue) -> Result<(), ChatError> {
+        let bad = |what: &str| {
+            ChatError::new(
+                ErrorCode::BadResponse,
+                format!("The server sent a malformed tool call fragment: {what}"),
+            )
+        };
+        let fragments: Option<Vec<ToolCallFragment<'_>>> =
+            serde_json::from_str(fragments.get()).map_err(|e| bad(&e.to_string()))?;
+        for (position, fragment) in fragments.unwrap_or_default().into_iter().enumerate() {
+            // Servers that omit `index` send one call per fragment list, in order.
+            let index = fragment.index.unwrap_or(position as u64);
+            let index = usize::try_from(index)
+                .ok()
+                .filter(|i| *i < MAX_TOOL_CALLS)
+                .ok_or_else(|| bad(&format!("index {index} is past the {MAX_TOOL_CALLS} calls allowed")))?;
+            if self.tool_calls.len() <= index {
+                self.tool_calls.resize_with(index + 1, || ToolCall {
+                    kind: "function".into(),
+                    ..ToolCall::default()
+                });
+            }
+            let Some(call) = self.tool_calls.get_mut(index) else {
+                continue;
+            };
+            if let Some(id) = fragment.id.and_then(raw_string).filter(|id| !id.is_empty()) {
+                call.id = id;
+            }
+            if let Some(kind) = fragment.kind.and_then(raw_string) {
+                call.kind = kind;
+            }
+            if let Some(function) = fragment.function {
+                if let Some(name) = function.name.and_then(raw_string) {
+                    // From the first fragment that names it (some servers repeat it in every one).
+                    if call.function.name.is_empty() {
+                        call.function.name = name;
+                    }
+                }
+                if let Some(arguments) = function.arguments.and_then(raw_string) {
+                    call.function.arguments.push_str(&arguments);
+                }
+            }
+            self.tool_calls_changed = true;
+        }
+        Ok(())
     }
 
     /// Whether the model has started answering: a content delta, a tool call or a finish reason
@@ -762,8 +928,16 @@ impl StreamState {
             usage: self.usage,
             detail,
             choices,
+            tool_calls: finished_tool_calls(self.tool_calls),
         })
     }
+}
+
+/// Streamed calls as a reply carries them: slots no fragment filled (an `index` the server
+/// skipped) left out.
+fn finished_tool_calls(mut calls: Vec<ToolCall>) -> Vec<ToolCall> {
+    calls.retain(|c| !(c.id.is_empty() && c.function.name.is_empty() && c.function.arguments.is_empty()));
+    calls
 }
 
 /// OpenAI's documented chat overhead: every message costs 3 tokens plus its fields, a `name`
@@ -772,12 +946,19 @@ pub const TOKENS_PER_MESSAGE: usize = 3;
 pub const TOKENS_PER_NAME: usize = 1;
 pub const REPLY_PRIMING_TOKENS: usize = 3;
 
-/// Tokens one message adds to a prompt.
+/// Tokens one message adds to a prompt. OpenAI documents no formula for tool calls and results;
+/// they are counted as their text: each call's id, name and arguments, a result's call id.
 pub fn message_tokens(enc: Encoding, m: &PromptMessage) -> usize {
     let content = m.content.tokens(|text| enc.count(text));
     let mut n = TOKENS_PER_MESSAGE + enc.count(&m.role) + content;
     if let Some(name) = &m.name {
         n += TOKENS_PER_NAME + enc.count(name);
+    }
+    for call in m.tool_calls.iter().flatten() {
+        n += enc.count(&call.id) + enc.count(&call.function.name) + enc.count(&call.function.arguments);
+    }
+    if let Some(id) = &m.tool_call_id {
+        n += enc.count(id);
     }
     n
 }
@@ -790,7 +971,10 @@ pub fn message_tokens_upper_bound(m: &PromptMessage) -> usize {
     if let Some(name) = &m.name {
         n += TOKENS_PER_NAME + name.len();
     }
-    n
+    for call in m.tool_calls.iter().flatten() {
+        n += call.id.len() + call.function.name.len() + call.function.arguments.len();
+    }
+    n + m.tool_call_id.as_ref().map_or(0, String::len)
 }
 
 /// Prompt tokens of a whole request, as the API bills them.
@@ -801,6 +985,34 @@ pub fn prompt_tokens(enc: Encoding, messages: &[PromptMessage]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tool_calling_message_has_null_content_only_when_it_has_no_text_nor_parts() {
+        let call = ToolCall {
+            id: "call_1".into(),
+            kind: "function".into(),
+            function: ToolFunction {
+                name: "f".into(),
+                arguments: "{}".into(),
+            },
+        };
+        let message = |content: Content| PromptMessage {
+            role: "assistant".into(),
+            content,
+            name: None,
+            tool_calls: Some(vec![call.clone()]),
+            tool_call_id: None,
+        };
+        let json = |m: &PromptMessage| serde_json::to_value(m).unwrap();
+        assert!(json(&message("".into()))["content"].is_null());
+        assert_eq!(json(&message("checking".into()))["content"], "checking");
+        let parts = crate::core::content::parse_parts(&serde_json::json!([{"type": "text", "text": ""}]), "c").unwrap();
+        assert_eq!(
+            json(&message(Content::Parts(parts)))["content"],
+            serde_json::json!([{"type": "text", "text": ""}])
+        );
+        assert_eq!(json(&message("".into()))["tool_calls"][0]["id"], "call_1");
+    }
 
     fn ev(data: &str) -> SseEvent {
         SseEvent {
@@ -818,6 +1030,8 @@ mod tests {
             role: "user".into(),
             content: "hi".into(),
             name: Some("ann".into()),
+            tool_calls: None,
+            tool_call_id: None,
         }];
         let body: Value = serde_json::from_slice(&build_body(&Params::new(p.clone()), None, &msgs, true)).unwrap();
         assert_eq!(body["model"], "m");
@@ -853,6 +1067,8 @@ mod tests {
             role: "user".into(),
             content: "hi".into(),
             name: None,
+            tool_calls: None,
+            tool_call_id: None,
         }];
         let raw = build_body(
             &Params::new(Map::new()),
@@ -957,6 +1173,76 @@ mod tests {
             s.on_event(&ev(chunk)).unwrap();
             assert_eq!(s.started(), started, "{chunk}");
         }
+    }
+
+    #[test]
+    fn streamed_tool_call_fragments_are_joined_by_index() {
+        let mut s = StreamState::default();
+        let chunks = [
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_a","type":"function","function":{"name":"get_weather","arguments":""}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\":"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_b","type":"function","function":{"name":"get_time","arguments":"{}"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"Paris\"}"}}]}}]}"#,
+        ];
+        for chunk in chunks {
+            assert_eq!(s.on_event(&ev(chunk)).unwrap(), StreamStep::Nothing);
+            assert!(s.tool_calls_changed && s.started());
+        }
+        let fin = r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#;
+        s.on_event(&ev(fin)).unwrap();
+        assert!(!s.tool_calls_changed, "a chunk without fragments changes nothing");
+        let c = s.finish().unwrap();
+        assert_eq!(c.text, "");
+        assert_eq!(c.finish_reason.as_deref(), Some("tool_calls"));
+        assert_eq!(c.tool_calls.len(), 2);
+        assert_eq!(
+            (c.tool_calls[0].id.as_str(), c.tool_calls[0].function.name.as_str()),
+            ("call_a", "get_weather")
+        );
+        assert_eq!(c.tool_calls[0].function.arguments, r#"{"city":"Paris"}"#);
+        assert_eq!(c.tool_calls[1].kind, "function");
+        assert_eq!(
+            serde_json::to_value(&c.tool_calls[1]).unwrap(),
+            serde_json::json!({"id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{}"}})
+        );
+    }
+
+    #[test]
+    fn malformed_or_unbounded_tool_call_fragments_are_bad_responses() {
+        for chunk in [
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":{"index":0}}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":100000000000}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":-1}]}}]}"#,
+        ] {
+            let mut s = StreamState::default();
+            assert_eq!(
+                s.on_event(&ev(chunk)).unwrap_err().code,
+                ErrorCode::BadResponse,
+                "{chunk}"
+            );
+        }
+        // `null` fragments are none; a fragment without `index` takes its position.
+        let mut s = StreamState::default();
+        s.on_event(&ev(r#"{"choices":[{"index":0,"delta":{"tool_calls":null}}]}"#))
+            .unwrap();
+        assert!(!s.tool_calls_changed);
+        s.on_event(&ev(
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"id":"x","function":{"name":"f"}}]},"finish_reason":"tool_calls"}]}"#,
+        ))
+        .unwrap();
+        assert_eq!(s.finish().unwrap().tool_calls[0].id, "x");
+    }
+
+    #[test]
+    fn complete_responses_carry_their_tool_calls() {
+        let body = br#"{"choices":[{"message":{"role":"assistant","content":null,"tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}},7]},"finish_reason":"tool_calls"}]}"#;
+        let c = parse_completion(body).unwrap();
+        assert_eq!(c.text, "");
+        assert_eq!(c.tool_calls.len(), 1, "a call that is not an object is skipped");
+        assert_eq!(c.tool_calls[0].function.arguments, r#"{"a":1}"#);
+        assert_eq!(c.finish_reason.as_deref(), Some("tool_calls"));
+        let plain = parse_completion(br#"{"choices":[{"message":{"content":"x","tool_calls":"odd"}}]}"#).unwrap();
+        assert!(plain.tool_calls.is_empty());
     }
 
     #[test]
@@ -1241,6 +1527,8 @@ mod tests {
                         role: "user".into(),
                         content: t.clone().into(),
                         name,
+                        tool_calls: None,
+                        tool_call_id: None,
                     };
                     assert!(message_tokens_upper_bound(&m) >= message_tokens(enc, &m), "{t:?}");
                 }
@@ -1255,12 +1543,16 @@ mod tests {
             role: "user".into(),
             content: "hello".into(),
             name: None,
+            tool_calls: None,
+            tool_call_id: None,
         }];
         assert_eq!(prompt_tokens(enc, &msgs), 3 + 1 + 1 + 3);
         let named = [PromptMessage {
             role: "user".into(),
             content: "hello".into(),
             name: Some("bob".into()),
+            tool_calls: None,
+            tool_call_id: None,
         }];
         assert_eq!(prompt_tokens(enc, &named), 3 + 1 + 1 + 1 + 1 + 3);
     }

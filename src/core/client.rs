@@ -266,9 +266,19 @@ impl ChatClient {
             role: "system".into(),
             content: Content::Text(system),
             name: None,
+            tool_calls: None,
+            tool_call_id: None,
+        });
+        // Tool results go first, after the history that ends with the reply they answer.
+        let tool_results = req.tool_results.iter().map(|r| PromptMessage {
+            role: "tool".into(),
+            content: Content::Text(r.content.clone()),
+            name: None,
+            tool_calls: None,
+            tool_call_id: Some(r.tool_call_id.clone()),
         });
         // `sendMessage('')` sends the system message and the history only, as the `chatgpt`
-        // package does; the empty user message is still stored.
+        // package does; the empty user message is still stored (unless tool results were sent).
         let content = match &req.parts {
             Some(parts) => Some(Content::Parts(parts.clone())),
             None => (!req.text.is_empty()).then(|| Content::Text(req.text.clone())),
@@ -277,13 +287,15 @@ impl ChatClient {
             role: "user".into(),
             content,
             name: req.name.clone(),
+            tool_calls: None,
+            tool_call_id: None,
         });
         build_prompt(
             &*self.store,
             &self.counts,
             budget,
             system,
-            user,
+            tool_results.chain(user),
             req.parent_message_id.as_deref(),
         )
         .await
@@ -430,24 +442,26 @@ impl ChatClient {
             }
         }
         let stores = req.messages.is_none();
-        let settled = settle(req, encoding, &prompt, ids, outcome?);
-        // Store both messages (awaited, as `chatgpt` v5 does) so the reply's id can be the next
+        let (reply, messages) = settle(req, encoding, &prompt, ids, outcome?).into_stored();
+        // Store the messages (awaited, as `chatgpt` v5 does) so the reply's id can be the next
         // call's parentMessageId. A caller's own messages are not stored.
         if !stores {
-            return Ok(settled.reply);
+            return Ok(reply);
         }
         if let Some(store) = &self.builtin_store {
-            store.insert(settled.user_message);
-            store.insert(settled.reply_message);
+            for message in messages {
+                store.insert(message);
+            }
         } else {
-            let attempts = settled.reply.attempts;
             let stored = async {
-                bounds.wait(self.store.upsert(settled.user_message)).await?;
-                bounds.wait(self.store.upsert(settled.reply_message)).await
+                for message in messages {
+                    bounds.wait(self.store.upsert(message)).await?;
+                }
+                Ok(())
             };
-            stored.await.map_err(|e| e.with_attempts(attempts))?;
+            stored.await.map_err(|e: ChatError| e.with_attempts(reply.attempts))?;
         }
-        Ok(settled.reply)
+        Ok(reply)
     }
 
     /// A non-streaming cache hit answered synchronously, on the caller's thread, without a
@@ -482,12 +496,14 @@ impl ChatClient {
             attempts: 0,
             cached: true,
         };
-        let settled = settle(req.clone(), encoding, &prompt, ids, received);
-        if req.messages.is_none() {
-            store.insert(settled.user_message);
-            store.insert(settled.reply_message);
+        let stores = req.messages.is_none();
+        let (reply, messages) = settle(req.clone(), encoding, &prompt, ids, received).into_stored();
+        if stores {
+            for message in messages {
+                store.insert(message);
+            }
         }
-        let result = Ok(settled.reply);
+        let result = Ok(reply);
         self.record_call(started, None, &result);
         result.ok()
     }
@@ -501,6 +517,8 @@ impl ChatClient {
                     role: String::new(),
                     content: Content::Text(own.json.clone()),
                     name: None,
+                    tool_calls: None,
+                    tool_call_id: None,
                 };
                 cache_key(&self.cfg.api_base_url, params, added_max, std::slice::from_ref(&sent))
             }
@@ -814,6 +832,7 @@ mod tests {
             timeout: None,
             cache,
             headers: None,
+            tool_results: Vec::new(),
         }
     }
 

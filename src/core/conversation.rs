@@ -23,7 +23,7 @@ use std::sync::Arc;
 use futures::future::{self, BoxFuture};
 use quick_cache::sync::Cache;
 
-use super::chat::{self, PromptMessage};
+use super::chat::{self, PromptMessage, ToolCall};
 use super::content::{Content, ContentPart};
 use super::error::{ChatError, ErrorCode};
 use super::tokens::Encoding;
@@ -37,6 +37,10 @@ pub struct StoredMessage {
     pub name: Option<String>,
     pub parent_message_id: Option<String>,
     pub conversation_id: Option<String>,
+    /// A reply's tool calls (empty when it called none).
+    pub tool_calls: Vec<ToolCall>,
+    /// A tool result's (`role: 'tool'`) answered call.
+    pub tool_call_id: Option<String>,
     /// The content parts of a message sent with them (`text` then holds their text parts); a
     /// rebuilt history sends the parts again.
     pub content: Option<Arc<[ContentPart]>>,
@@ -51,6 +55,8 @@ impl StoredMessage {
                 None => Content::Text(self.text.clone()),
             },
             name: self.name.clone(),
+            tool_calls: (!self.tool_calls.is_empty()).then(|| self.tool_calls.clone()),
+            tool_call_id: self.tool_call_id.clone(),
         }
     }
 }
@@ -231,21 +237,23 @@ pub struct Budget {
 /// `rateLimit.tokensPerMinute` the client always counts, so no request looks too large.)
 pub const UNCOUNTED_MAX_TOKENS: u32 = 1024;
 
-/// Build `[system?, ...history, user?]` within `max_model_tokens - max_response_tokens`. `user`
-/// is `None` for `sendMessage('')`, which sends no user message (as the `chatgpt` package).
+/// Build `[system?, ...history, ...new]` within `max_model_tokens - max_response_tokens`. `new`
+/// is what the call adds: its tool results, then its user message (none for `sendMessage('')`,
+/// as in the `chatgpt` package).
 pub async fn build_prompt(
     store: &dyn ConversationStore,
     counts: &TokenCountCache,
     budget: &Budget,
     system: Option<PromptMessage>,
-    user: Option<PromptMessage>,
+    new: impl IntoIterator<Item = PromptMessage>,
     parent_message_id: Option<&str>,
 ) -> Result<BuiltPrompt, ChatError> {
+    let user: Vec<PromptMessage> = new.into_iter().collect();
     let enc = budget.encoding;
     let limit = budget.max_model_tokens.saturating_sub(budget.max_response_tokens);
     let system_tokens = system.as_ref().map_or(0, |m| counts.count_system(enc, m));
     if !budget.exact && parent_message_id.is_none() {
-        let user_bound = user.as_ref().map_or(0, chat::message_tokens_upper_bound);
+        let user_bound: usize = user.iter().map(chat::message_tokens_upper_bound).sum();
         let bound = (chat::REPLY_PRIMING_TOKENS + system_tokens + user_bound) as u32;
         // Within `limit` the reply gets all of `max_response_tokens`, whatever the exact count.
         if user_bound as u32 <= UNCOUNTED_MAX_TOKENS && bound <= limit {
@@ -262,7 +270,7 @@ pub async fn build_prompt(
             });
         }
     }
-    let user_tokens = user.as_ref().map_or(0, |m| chat::message_tokens(enc, m));
+    let user_tokens: usize = user.iter().map(|m| chat::message_tokens(enc, m)).sum();
     let mut used = (chat::REPLY_PRIMING_TOKENS + system_tokens + user_tokens) as u32;
     if used > limit {
         let mut e = ChatError::new(
@@ -304,6 +312,13 @@ pub async fn build_prompt(
         history.push(message);
     }
 
+    // A `tool` result whose calling reply did not fit (or is missing) cannot be sent: the API
+    // rejects a `tool` message that follows no `tool_calls`.
+    while history.last().is_some_and(|m| m.role == "tool") {
+        if let Some(orphan) = history.pop() {
+            used = used.saturating_sub(counts.count(enc, &orphan));
+        }
+    }
     let mut messages = Vec::with_capacity(history.len() + 2);
     messages.extend(system);
     messages.extend(history.iter().rev().map(|m| m.as_prompt()));
@@ -335,6 +350,8 @@ mod tests {
             name: None,
             parent_message_id: parent.map(str::to_owned),
             conversation_id: None,
+            tool_calls: Vec::new(),
+            tool_call_id: None,
             content: None,
         }
     }
@@ -344,6 +361,8 @@ mod tests {
             role: role.into(),
             content: text.into(),
             name: None,
+            tool_calls: None,
+            tool_call_id: None,
         }
     }
 
@@ -381,6 +400,96 @@ mod tests {
         assert_eq!(store.get_now("a1").unwrap().text, "edited");
         assert_eq!(store.len(), 2);
         assert!(store.get_now("a").is_none());
+    }
+
+    /// u1 <- a1 (called a tool) <- t1 (its result) <- a2.
+    fn tool_chain() -> MessageStore {
+        let store = MessageStore::new(100);
+        store.insert(msg("u1", None, "weather?"));
+        let mut call = msg("a1", Some("u1"), "");
+        call.tool_calls = vec![ToolCall {
+            id: "call_1".into(),
+            kind: "function".into(),
+            function: chat::ToolFunction {
+                name: "get_weather".into(),
+                arguments: r#"{"city":"Paris"}"#.into(),
+            },
+        }];
+        store.insert(call);
+        let mut result = msg("t1", Some("a1"), "sunny");
+        result.role = "tool".into();
+        result.tool_call_id = Some("call_1".into());
+        store.insert(result);
+        store.insert(msg("a2", Some("t1"), "It is sunny."));
+        store
+    }
+
+    #[tokio::test]
+    async fn tool_calls_and_results_are_rebuilt_and_counted() {
+        let (store, counts) = (tool_chain(), TokenCountCache::new(100));
+        let p = build_prompt(
+            &store,
+            &counts,
+            &budget(4000, 1000),
+            None,
+            Some(user("thanks")),
+            Some("a2"),
+        )
+        .await
+        .unwrap();
+        let body: serde_json::Value = serde_json::to_value(&p.messages).unwrap();
+        assert_eq!(body[1]["role"], "assistant");
+        assert!(body[1]["content"].is_null(), "a call-only reply has null content");
+        assert_eq!(body[1]["tool_calls"][0]["function"]["name"], "get_weather");
+        assert_eq!(
+            body[2],
+            serde_json::json!({"role": "tool", "content": "sunny", "tool_call_id": "call_1"})
+        );
+        assert!(body[3].get("tool_calls").is_none() && body[3].get("tool_call_id").is_none());
+        assert_eq!(
+            p.prompt_tokens,
+            chat::prompt_tokens(Encoding::O200kBase, &p.messages) as u32
+        );
+        let without_calls: Vec<PromptMessage> = p
+            .messages
+            .iter()
+            .map(|m| PromptMessage {
+                tool_calls: None,
+                tool_call_id: None,
+                ..m.clone()
+            })
+            .collect();
+        assert!(
+            p.prompt_tokens > chat::prompt_tokens(Encoding::O200kBase, &without_calls) as u32,
+            "the calls and the result's id count"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tool_result_whose_call_did_not_fit_is_left_out() {
+        let (store, counts) = (tool_chain(), TokenCountCache::new(100));
+        let enc = Encoding::O200kBase;
+        let new = [user("thanks")];
+        // Room for the new message, a2 and t1, but not a1 (the call t1 answers).
+        let needed = chat::prompt_tokens(enc, &new)
+            + [("a2", "It is sunny."), ("t1", "sunny")]
+                .iter()
+                .map(|(id, _)| chat::message_tokens(enc, &store.get_now(id).unwrap().as_prompt()))
+                .sum::<usize>();
+        let p = build_prompt(
+            &store,
+            &counts,
+            &budget(needed as u32 + 5 + 1000, 1000),
+            None,
+            new,
+            Some("a2"),
+        )
+        .await
+        .unwrap();
+        let roles: Vec<&str> = p.messages.iter().map(|m| m.role.as_str()).collect();
+        assert_eq!(roles, ["assistant", "user"], "t1 without a1 would be rejected");
+        assert_eq!(p.truncated, Some(Truncation::Budget));
+        assert_eq!(p.prompt_tokens, chat::prompt_tokens(enc, &p.messages) as u32);
     }
 
     #[tokio::test]
@@ -658,6 +767,8 @@ mod tests {
             role: "system".into(),
             content: "Be brief.".into(),
             name: None,
+            tool_calls: None,
+            tool_call_id: None,
         };
         for b in [budget(4000, 1000), lazy(4000, 1000)] {
             let p = build_prompt(&store, &counts, &b, Some(system.clone()), None, Some("a1"))

@@ -99,6 +99,9 @@ impl Sharing {
                     text.push_str(delta);
                     delivery.deliver(delta, &text, "");
                 }
+                if !hit.tool_calls.is_empty() {
+                    delivery.deliver_with_tools("", &text, "", Some(&hit.tool_calls));
+                }
             }
             return Ok(Received {
                 completion: completion_from_cache(&hit),
@@ -113,7 +116,8 @@ impl Sharing {
         // Streamed and plain calls are kept apart (their `detail` differs). Each caller waits
         // with its own deadline and cancellation; the shared request runs until the last of
         // them has left.
-        let flight_key = key ^ u128::from(request.stream);
+        let stream = request.stream;
+        let flight_key = key ^ u128::from(stream);
         let joined = self.flights.join_or_create(flight_key, bounds.deadline());
         if joined.created {
             let call = SharedCall {
@@ -153,6 +157,9 @@ impl Sharing {
             }
             e.with_partial_text(&text)
         })?;
+        if stream && !result.completion.tool_calls.is_empty() {
+            delivery.deliver_with_tools("", &text, "", Some(&result.completion.tool_calls));
+        }
         Ok(Received {
             completion: completion_from_cache(&result.completion),
             request_id: result.request_id,
@@ -231,6 +238,7 @@ impl Sharing {
                         finish_reason: completion.finish_reason,
                         usage: completion.usage,
                         detail: completion.detail,
+                        tool_calls: completion.tool_calls,
                     };
                     if is_cacheable(stored.finish_reason.as_deref(), choices) {
                         sharing.cache.insert(keys.cache, stored.clone());
@@ -267,6 +275,7 @@ pub fn completion_from_cache(c: &CachedCompletion) -> Completion {
         usage: c.usage,
         detail: c.detail.clone(),
         choices: 1,
+        tool_calls: c.tool_calls.clone(),
     }
 }
 
@@ -279,6 +288,10 @@ struct FlightSink<'a> {
 
 impl DeltaSink for FlightSink<'_> {
     fn on_delta(&mut self, p: &Progress<'_>) {
+        // A tool-call fragment without text: the waiters get the calls with the completion.
+        if p.delta.is_empty() {
+            return;
+        }
         self.len = self.len.saturating_add(p.delta.len());
         self.ends.push(self.len);
         self.flight.push_delta(p.delta);

@@ -100,7 +100,14 @@ pub fn parse_messages(value: &Value, path: &str) -> Result<Arc<OwnMessages>, Cha
                 other_fields.push('\n');
             }
         }
-        prompt.push(PromptMessage { role, content, name });
+        // Tool calls and call ids stay in `json` and `other_fields` (counted there), not here.
+        prompt.push(PromptMessage {
+            role,
+            content,
+            name,
+            tool_calls: None,
+            tool_call_id: None,
+        });
     }
     Ok(Arc::new(OwnMessages {
         prompt,

@@ -27,5 +27,6 @@ pub mod stream;
 pub mod surrogates;
 pub mod time;
 pub mod tokens;
+pub mod tools;
 pub mod transport;
 pub mod turn;

@@ -8,7 +8,7 @@
 use futures::FutureExt;
 
 use super::bounds::CallBounds;
-use super::chat::{Completion, StreamState, StreamStep};
+use super::chat::{Completion, StreamState, StreamStep, ToolCall};
 use super::error::ChatError;
 use super::sse::{SseDecoder, SseError, SseEvent};
 use super::transport::{network_error, too_large};
@@ -27,6 +27,9 @@ pub struct Progress<'a> {
     /// The raw JSON of the chunk that carried this delta; empty when there is none (a delta
     /// replayed from the cache or a shared call, a replacement character flushed at the end).
     pub chunk: &'a str,
+    /// The tool calls assembled so far, when this event carried a tool-call fragment (`delta` is
+    /// then "" unless the same chunk carried text); `None` for a text-only delta.
+    pub tool_calls: Option<&'a [ToolCall]>,
 }
 
 /// Receives content deltas in order. Implementations must be cheap: this runs per delta.
@@ -63,6 +66,12 @@ impl<'a, 'd> Delivery<'a, 'd> {
     /// Hand one delta to the sink; `text` is everything received so far, the delta included,
     /// and `chunk` the raw JSON of the chunk it came in ("" when none).
     pub fn deliver(&mut self, delta: &str, text: &str, chunk: &str) {
+        self.deliver_with_tools(delta, text, chunk, None);
+    }
+
+    /// [`Delivery::deliver`] for an event that may have carried tool-call fragments: `tool_calls`
+    /// is then the calls assembled so far.
+    pub fn deliver_with_tools(&mut self, delta: &str, text: &str, chunk: &str, tool_calls: Option<&[ToolCall]>) {
         self.delivered = self.delivered.saturating_add(1);
         self.sink.on_delta(&Progress {
             id: self.ids.reply,
@@ -71,6 +80,7 @@ impl<'a, 'd> Delivery<'a, 'd> {
             parent_message_id: self.ids.parent,
             conversation_id: self.ids.conversation,
             chunk,
+            tool_calls,
         });
     }
 
@@ -116,8 +126,14 @@ pub async fn read_stream(
         }
         for ev in events.drain(..) {
             match state.on_event(&ev).map_err(|e| e.with_partial_text(&state.text))? {
-                StreamStep::Delta(delta) => delivery.deliver(&delta, &state.text, &ev.data),
+                StreamStep::Delta(delta) => {
+                    let tools = state.tool_calls_changed.then_some(state.tool_calls.as_slice());
+                    delivery.deliver_with_tools(&delta, &state.text, &ev.data, tools);
+                }
                 StreamStep::Done => break 'read,
+                StreamStep::Nothing if state.tool_calls_changed => {
+                    delivery.deliver_with_tools("", &state.text, &ev.data, Some(&state.tool_calls));
+                }
                 StreamStep::Nothing => {}
             }
         }

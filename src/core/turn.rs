@@ -8,11 +8,12 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::call::Received;
-use super::chat::{prompt_tokens, RawJson, Usage};
+use super::chat::{prompt_tokens, RawJson, ToolCall, Usage};
 use super::content::ContentPart;
 use super::conversation::{BuiltPrompt, StoredMessage, Truncation};
 use super::messages::OwnMessages;
 use super::tokens::Encoding;
+use super::tools::ToolResult;
 
 /// One call's options (the `sendMessage` options minus the JS-only ones).
 #[derive(Debug, Clone)]
@@ -42,6 +43,10 @@ pub struct SendRequest {
     /// This call's own headers (its `Idempotency-Key` included), set over the instance's on
     /// every attempt; never part of the cache key. Made by [`call_headers`](super::transport::call_headers).
     pub headers: Option<std::sync::Arc<reqwest::header::HeaderMap>>,
+    /// Answers to the tool calls of the reply `parent_message_id` names: sent, and stored, as
+    /// `tool` messages after it (before the user message, which an empty `text` without `parts`
+    /// leaves out).
+    pub tool_results: Vec<ToolResult>,
 }
 
 /// A finished reply.
@@ -74,13 +79,27 @@ pub struct ChatReply {
     /// Answers a caller's own messages (`sendMessages`): nothing was stored, and
     /// `parent_message_id` names no message.
     pub own_messages: bool,
+    /// The functions the model asked to call (empty when it called none).
+    pub tool_calls: Vec<ToolCall>,
 }
 
-/// A reply and the two messages a call stores.
+/// A reply and the messages a call stores: its tool results, the user's message (none when a
+/// call with tool results has no text), and the reply.
 pub struct Settled {
     pub reply: ChatReply,
-    pub user_message: StoredMessage,
+    pub tool_messages: Vec<StoredMessage>,
+    pub user_message: Option<StoredMessage>,
     pub reply_message: StoredMessage,
+}
+
+impl Settled {
+    /// The reply, and the messages to store in the order they were sent.
+    pub fn into_stored(self) -> (ChatReply, Vec<StoredMessage>) {
+        let mut messages = self.tool_messages;
+        messages.extend(self.user_message);
+        messages.push(self.reply_message);
+        (self.reply, messages)
+    }
 }
 
 /// The two messages a call stores: the user's (`messageId`, or a UUID) and the reply's.
@@ -173,16 +192,44 @@ pub fn settle(
         truncated: prompt.truncated,
         cached,
         own_messages: req.messages.is_some(),
+        tool_calls: completion.tool_calls,
     };
-    let user_message = StoredMessage {
+    // Tool results are chained after the reply they answer, in order; the user message (if any)
+    // follows them. Without text or parts the last result takes the user message's id, which the
+    // reply names as its parent.
+    let results = req.tool_results.len();
+    let has_user = !req.text.is_empty() || req.parts.is_some();
+    let mut parent = req.parent_message_id;
+    let mut tool_messages = Vec::with_capacity(results);
+    for (i, result) in req.tool_results.into_iter().enumerate() {
+        let id = if i + 1 == results && !has_user {
+            ids.user.clone()
+        } else {
+            uuid::Uuid::new_v4().to_string()
+        };
+        tool_messages.push(StoredMessage {
+            id: id.clone(),
+            role: "tool".into(),
+            text: result.content,
+            name: None,
+            parent_message_id: parent.replace(id),
+            conversation_id: req.conversation_id.clone(),
+            tool_calls: Vec::new(),
+            tool_call_id: Some(result.tool_call_id),
+            content: None,
+        });
+    }
+    let user_message = (results == 0 || has_user).then(|| StoredMessage {
         id: ids.user,
         role: "user".into(),
         text: req.text,
         name: req.name,
-        parent_message_id: req.parent_message_id,
+        parent_message_id: parent,
         conversation_id: req.conversation_id.clone(),
+        tool_calls: Vec::new(),
+        tool_call_id: None,
         content: req.parts,
-    };
+    });
     let reply_message = StoredMessage {
         id: reply.id.clone(),
         role: reply.role.clone(),
@@ -190,10 +237,13 @@ pub fn settle(
         name: None,
         parent_message_id: Some(reply.parent_message_id.clone()),
         conversation_id: req.conversation_id,
+        tool_calls: reply.tool_calls.clone(),
+        tool_call_id: None,
         content: None,
     };
     Settled {
         reply,
+        tool_messages,
         user_message,
         reply_message,
     }
@@ -231,6 +281,7 @@ mod tests {
             timeout: None,
             cache: false,
             headers: None,
+            tool_results: Vec::new(),
         }
     }
 
@@ -251,6 +302,8 @@ mod tests {
             role: "user".into(),
             content: "hello".into(),
             name: None,
+            tool_calls: None,
+            tool_call_id: None,
         }
     }
 
@@ -265,6 +318,7 @@ mod tests {
                 usage,
                 detail: RawJson::from_text(detail.into()),
                 choices: 1,
+                tool_calls: Vec::new(),
             },
             request_id: None,
             deltas: 0,
@@ -296,11 +350,75 @@ mod tests {
         assert_eq!(usage.total_tokens, usage.prompt_tokens + usage.completion_tokens);
         assert!(settled.reply.id.starts_with("chatcmpl-"));
         assert_eq!(settled.reply.parent_message_id, "u1");
-        assert_eq!(settled.user_message.parent_message_id.as_deref(), Some("earlier"));
+        assert_eq!(
+            settled
+                .user_message
+                .as_ref()
+                .and_then(|m| m.parent_message_id.as_deref()),
+            Some("earlier")
+        );
         assert_eq!(settled.reply_message.parent_message_id.as_deref(), Some("u1"));
         assert_eq!(settled.reply_message.conversation_id.as_deref(), Some("conv"));
         // Not streamed: the detail is the response as it came.
         assert_eq!(settled.reply.detail.get(), "{}");
+    }
+
+    #[test]
+    fn tool_results_are_stored_chained_after_the_reply_they_answer() {
+        let results = |n: usize| {
+            (0..n)
+                .map(|i| ToolResult {
+                    tool_call_id: format!("call_{i}"),
+                    content: format!("result {i}"),
+                })
+                .collect::<Vec<_>>()
+        };
+        // Without text: no user message, the last result has the user message's id.
+        let req = SendRequest {
+            text: String::new(),
+            parent_message_id: Some("a1".into()),
+            tool_results: results(2),
+            ..request(false)
+        };
+        let ids = MessageIds::for_user("u2".into());
+        let settled = settle(
+            req,
+            Encoding::O200kBase,
+            &prompt(Vec::new(), 9, true),
+            ids,
+            received("ok", None, "{}"),
+        );
+        assert!(settled.user_message.is_none());
+        let tools = &settled.tool_messages;
+        assert_eq!(tools[0].parent_message_id.as_deref(), Some("a1"));
+        assert_eq!(tools[1].parent_message_id.as_deref(), Some(tools[0].id.as_str()));
+        assert_eq!(tools[1].id, "u2");
+        assert_eq!((tools[1].role.as_str(), tools[1].text.as_str()), ("tool", "result 1"));
+        assert_eq!(tools[1].tool_call_id.as_deref(), Some("call_1"));
+        assert_eq!(settled.reply.parent_message_id, "u2");
+        let (_, stored) = settled.into_stored();
+        assert_eq!(stored.len(), 3);
+        // With text: the user message follows the results.
+        let req = SendRequest {
+            parent_message_id: Some("a1".into()),
+            tool_results: results(1),
+            ..request(false)
+        };
+        let ids = MessageIds::for_user("u3".into());
+        let settled = settle(
+            req,
+            Encoding::O200kBase,
+            &prompt(Vec::new(), 9, true),
+            ids,
+            received("ok", None, "{}"),
+        );
+        let user = settled.user_message.unwrap();
+        assert_eq!(user.id, "u3");
+        assert_eq!(
+            user.parent_message_id.as_deref(),
+            Some(settled.tool_messages[0].id.as_str())
+        );
+        assert_ne!(settled.tool_messages[0].id, "u3");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use super::request::{ChatRequest, RequestMessage};
 use super::response::{sse, to_bytes, unix_now};
 use super::server::{Shared, SimulatorConfig};
+use super::tools::{tool_call_for, SimToolCall};
 use crate::core::content::{joined_text, known_parts, Content};
 
 /// Words the answers are made of. Every entry, with its leading space and
@@ -96,6 +97,8 @@ pub(super) struct Answer {
     pub(super) tokens: Vec<&'static str>,
     pub(super) finish_reason: &'static str,
     pub(super) prompt_tokens: u64,
+    /// A tool call instead of text (`tokens` is then empty): see `tools`.
+    pub(super) tool_call: Option<SimToolCall>,
 }
 
 impl Answer {
@@ -107,18 +110,28 @@ impl Answer {
         // `wanted` is bounded by MAX_RESPONSE_TOKENS, so these fit a usize.
         let wanted = usize::try_from(wanted).unwrap_or(usize::MAX);
         let delivered = usize::try_from(delivered).unwrap_or(usize::MAX);
+        let seed = messages_seed(&chat.messages);
+        let tool_call = tool_call_for(chat.tools.as_ref(), chat.tool_choice.as_ref(), &chat.messages, seed);
+        let (tokens, finish_reason) = match tool_call {
+            Some(_) => (Vec::new(), "tool_calls"),
+            None => (answer_tokens(seed, wanted, delivered), finish_reason),
+        };
         Self {
             id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
             created: unix_now(),
             model: chat.model.clone().unwrap_or_else(|| config.model.clone()),
-            tokens: answer_tokens(messages_seed(&chat.messages), wanted, delivered),
+            tokens,
             finish_reason,
             prompt_tokens: prompt_tokens(&chat.messages),
+            tool_call,
         }
     }
 
     fn completion_tokens(&self) -> u64 {
-        self.tokens.len() as u64
+        match &self.tool_call {
+            Some(call) => count_tokens(&call.name) + count_tokens(&call.arguments),
+            None => self.tokens.len() as u64,
+        }
     }
 
     pub(super) fn usage(&self) -> Value {
@@ -149,7 +162,10 @@ impl Answer {
             "model": self.model,
             "choices": [{
                 "index": 0,
-                "message": {"role": "assistant", "content": self.tokens.concat()},
+                "message": match &self.tool_call {
+                    Some(call) => json!({"role": "assistant", "content": null, "tool_calls": [call.to_json()]}),
+                    None => json!({"role": "assistant", "content": self.tokens.concat()}),
+                },
                 "logprobs": null,
                 "finish_reason": self.finish_reason,
             }],
@@ -206,6 +222,12 @@ fn messages_seed(messages: &[RequestMessage]) -> u64 {
         feed(message.name.as_deref().unwrap_or("").as_bytes());
     }
     hash
+}
+
+/// A word of the vocabulary (without its leading space), picked by `state`.
+pub(super) fn word(state: &mut u64) -> &'static str {
+    let pick = usize::try_from(splitmix64(state) % VOCABULARY.len() as u64).unwrap_or(0);
+    VOCABULARY.get(pick).copied().unwrap_or(" the").trim_start()
 }
 
 /// SplitMix64: tiny, fast and good enough to pick words.

@@ -95,6 +95,7 @@
 //! - `answer`: the deterministic text, its usage, and the JSON of answers and chunks.
 //! - `stream`: delivering an answer, whole or as timed SSE frames, and mid-stream faults.
 //! - `response`: the response body type, JSON responses and OpenAI's error bodies.
+//! - `tools`: answering a request that offers `tools` with a call to one, streamed in fragments.
 //!
 //! Nothing here depends on napi: the binding wraps [`Simulator`] as `ChatGPTSimulator`, and
 //! `core-only` builds (plain Rust programs) can start one too.
@@ -108,6 +109,7 @@ mod server;
 mod stream;
 #[cfg(test)]
 mod test_support;
+mod tools;
 
 pub use faults::{Fault, FaultKind};
 pub use server::{Simulator, SimulatorConfig, SimulatorStats};

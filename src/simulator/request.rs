@@ -22,6 +22,9 @@ pub(super) struct ChatRequest {
     pub(super) stream: bool,
     pub(super) include_usage: bool,
     pub(super) max_tokens: Option<u64>,
+    /// `tools` and `tool_choice` as sent (see `tools`).
+    pub(super) tools: Option<Value>,
+    pub(super) tool_choice: Option<Value>,
 }
 
 /// One entry of the request's `messages`, with only what the answer's seed and the prompt's
@@ -49,6 +52,10 @@ struct ChatOptions {
     max_tokens: Option<u64>,
     #[serde(default)]
     max_completion_tokens: Option<u64>,
+    #[serde(default)]
+    tools: Option<Value>,
+    #[serde(default)]
+    tool_choice: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -98,6 +105,8 @@ pub(super) fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, Bytes> {
         stream: options.stream.unwrap_or(false),
         include_usage: options.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
         max_tokens: options.max_completion_tokens.or(options.max_tokens),
+        tools: options.tools,
+        tool_choice: options.tool_choice,
     })
 }
 

@@ -154,6 +154,11 @@ async fn produce_stream(
     if delivered == 0 {
         pause(tx, config.ttft).await?;
     }
+    if let Some(call) = &answer.tool_call {
+        for fragment in call.fragments() {
+            send(tx, answer.chunk(fragment, None, include_usage)).await?;
+        }
+    }
     let finish = answer.chunk(json!({}), Some(answer.finish_reason), include_usage);
     send(tx, finish).await?;
     answer.record_usage(shared);
