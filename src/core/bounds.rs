@@ -83,7 +83,8 @@ impl<'a> CallBounds<'a> {
     /// Bounds ending `timeout` from now, with body reads also ending after `idle` without data.
     #[cfg(test)]
     pub fn from_now(timeout: Duration, idle: Duration, cancel: &'a CancellationToken) -> Self {
-        Self::new(Deadline::Fixed(Instant::now() + timeout), timeout, idle, cancel)
+        // Saturating: `timeout` may be `NO_TIMEOUT` (`timeoutMs: 0`), which `+` would overflow.
+        Self::new(Deadline::Fixed(instant_after(Instant::now(), timeout)), timeout, idle, cancel)
     }
 
     /// The bounds of one attempt: also ended by `attempt_timeout`, when that ends first.
@@ -202,6 +203,14 @@ impl<'a> CallBounds<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn bounds_without_a_timeout_do_not_overflow() {
+        let cancel = CancellationToken::new();
+        let bounds = CallBounds::from_now(crate::core::time::NO_TIMEOUT, Duration::from_secs(1), &cancel);
+        let waited = bounds.wait(async { Ok::<_, ChatError>(7) }).await;
+        assert_eq!(waited.unwrap(), 7);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_wait_times_out_at_the_deadline() {
