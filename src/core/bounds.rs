@@ -84,7 +84,12 @@ impl<'a> CallBounds<'a> {
     #[cfg(test)]
     pub fn from_now(timeout: Duration, idle: Duration, cancel: &'a CancellationToken) -> Self {
         // Saturating: `timeout` may be `NO_TIMEOUT` (`timeoutMs: 0`), which `+` would overflow.
-        Self::new(Deadline::Fixed(instant_after(Instant::now(), timeout)), timeout, idle, cancel)
+        Self::new(
+            Deadline::Fixed(instant_after(Instant::now(), timeout)),
+            timeout,
+            idle,
+            cancel,
+        )
     }
 
     /// The bounds of one attempt: also ended by `attempt_timeout`, when that ends first.
