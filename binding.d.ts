@@ -15,7 +15,9 @@ import type {
   Role,
   SendManyOptions,
   SendManyResult,
+  SendMessagesOptions,
   ToolChoice,
+  ToolMessage,
   ToolResult,
   UpsertMessageFunction,
 } from './index'
@@ -70,23 +72,24 @@ export declare class ChatGPTAPI {
    * 100,000 inputs; an invalid input or option rejects the call with `ERR_CHATGPT_INVALID_ARG`
    * naming it (`inputs[3].timeoutMs`) before anything is sent. Never throws.
    */
-  sendMany(inputs: Array<string | ({ text: string | ContentPart[] } & SendMessageOptions)>, options?: SendManyOptions): Promise<Array<SendManyResult>>
+  sendMany(inputs: Array<string | ({ text: string | ContentPart[] | ToolMessage | ToolMessage[] } & SendMessageOptions)>, options?: SendManyOptions): Promise<Array<SendManyResult>>
   /**
    * Build the prompt `sendMessage(text, options)` would send — system message, history walked
    * through `parentMessageId` within the token budget, the new message — without sending it.
    * Rejects with `ERR_CHATGPT_CONTEXT_TOO_LONG` exactly when `sendMessage` would, and with
    * `ERR_CHATGPT_INVALID_ARG` for invalid arguments. Never throws.
    */
-  buildMessages(text: string | ContentPart[], options?: SendMessageOptions): Promise<BuiltMessages>
+  buildMessages(text: string | ContentPart[] | ToolMessage | ToolMessage[], options?: SendMessageOptions): Promise<BuiltMessages>
   /**
    * Send a message and resolve with the reply. `text` is a string, or an array of content
    * parts (text and images, sent as given; the stored row keeps their text parts joined with
-   * `'
-  '` as `text` and the parts as `content`). Streams when `onProgress` is given (or
-   * `stream: true`). Rejects with a `ChatGPTError`, for invalid arguments too
-   * (`ERR_CHATGPT_INVALID_ARG`): it never throws.
+   * newlines as `text` and the parts as `content`), or the results of the tool calls of the
+   * reply `parentMessageId` names, as one `{ role: 'tool', toolCallId, content }` or an array
+   * of them: exactly `sendMessage('', { toolResults, parentMessageId })` (sent, stored and
+   * chained the same). Streams when `onProgress` is given (or `stream: true`). Rejects with a
+   * `ChatGPTError`, for invalid arguments too (`ERR_CHATGPT_INVALID_ARG`): it never throws.
    */
-  sendMessage(text: string | ContentPart[], options?: SendMessageOptions): Promise<ChatReply>
+  sendMessage(text: string | ContentPart[] | ToolMessage | ToolMessage[], options?: SendMessageOptions): Promise<ChatReply>
   /**
    * Send a complete `messages` array as given (roles `system`, `developer`, `user`,
    * `assistant`, `tool`; content a string or content parts), for callers who keep the history
@@ -514,19 +517,33 @@ export interface CircuitBreakerOptions {
   resetTimeoutMs?: number
 }
 
-/** A chat message to count. */
+/**
+ * A chat message to count, in the request body's shape (openai-node's
+ * `ChatCompletionMessageParam`). The messages `buildMessages` returns (`toolCalls`,
+ * `toolCallId`) are read too.
+ */
 export interface CountableMessage {
   role: string
-  /** A string, or content parts: images count by OpenAI's formula (see `ContentPart`). */
-  content: string | ContentPart[]
+  /**
+   * A string, or content parts: images count by OpenAI's formula (see `ContentPart`). An
+   * `assistant` message that only called tools may have none.
+   */
+  content?: string | ContentPart[] | null
   name?: string
+  /** An `assistant` message's tool calls: each call's id, name and arguments count as text. */
+  tool_calls?: ChatCompletionMessageToolCall[]
+  /** A `tool` message's answered call, counted as text. */
+  tool_call_id?: string
 }
 
 /**
  * Prompt tokens of a chat request as the API bills them: per message 3 tokens plus role,
- * content and name (a name costs 1 more), plus 3 for reply priming.
+ * content and name (a name costs 1 more), plus 3 for reply priming. Tool calls and a tool
+ * message's `tool_call_id` count as their text (OpenAI documents no formula for them, so that
+ * part is an estimate): the count `sendMessage` and `sendMessages` budget with, and
+ * `buildMessages` reports as `numTokens`.
  */
-export declare function countMessageTokens(messages: CountableMessage[], options?: TokenizerOptions): number
+export declare function countMessageTokens(messages: Array<CountableMessage | PromptMessageJs>, options?: TokenizerOptions): number
 
 /**
  * Count the tokens of `text`. Special-token text such as `<|endoftext|>` counts as plain
@@ -698,43 +715,6 @@ export interface SendMessageOptions {
    * `tool` messages after that reply; `text` may then be `''` (no user message is sent).
    */
   toolResults?: Array<ToolResult>
-}
-
-/**
- * Options of `sendMessages(messages, options)`: those of `sendMessage` that do not concern the
- * conversation store (`parentMessageId`, `messageId`, `conversationId`, `systemMessage` and `name`
- * are rejected: the messages are sent as given).
- */
-export interface SendMessagesOptions {
-  /** Merged over the instance's `completionParams` for this call. */
-  completionParams?: CompletionParams
-  /**
-   * Stream the reply with server-sent events.
-   * @default !!onProgress
-   */
-  stream?: boolean
-  /** As in `sendMessage` (a partial's `parentMessageId` is absent). */
-  onProgress?: (partial: PartialChatMessage) => void
-  /** Cancels the call: the Promise rejects with `name: 'AbortError'`, `code: 'ABORT_ERR'`. */
-  abortSignal?: AbortSignal
-  /** Overrides the instance's `timeoutMs` for this call; `0` means no bound for this call. */
-  timeoutMs?: number
-  /**
-   * `false`: neither read nor write the instance's response cache for this call.
-   * @default true
-   */
-  cache?: boolean
-  /** Headers for this call, as in `sendMessage`. */
-  headers?: Record<string, string>
-  /** Sent as the `Idempotency-Key` header, the same on every retry, as in `sendMessage`. */
-  idempotencyKey?: string
-  /**
-   * Functions the model may call, as in `sendMessage`; answer its calls with an `assistant`
-   * message carrying `tool_calls` and one `tool` message (`tool_call_id`) per call.
-   */
-  tools?: Array<ChatCompletionTool>
-  /** Whether and which tool the model must call, as in `sendMessage`. */
-  toolChoice?: ToolChoice
 }
 
 /**

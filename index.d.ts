@@ -1,7 +1,8 @@
 // chatgpt-native's public typings: the native addon's generated typings (binding.d.ts, from the
 // Rust doc comments) plus what the JavaScript layer (index.js, lib/) adds, and the types Rust's
-// typegen cannot express: `SendManyOptions` (the `sendMessage` options plus `onItem`), the
-// `ChatMessage` base interface and the unions (`SendManyResult`), the request and response bodies
+// typegen cannot express: `SendManyOptions` (the `sendMessage` options plus `onItem`),
+// `SendMessagesOptions` (the `sendMessage` options but the conversation's), the `ChatMessage` base
+// interface and the unions (`SendManyResult`), the request and response bodies
 // (`CompletionParams`, `ChatCompletion`, `ChatCompletionChunk`, kept small, after openai-node's),
 // and the names the `chatgpt` package (v5) exports, so code written for it compiles with only its
 // import changed (`__test__/fixtures/v5-port.ts`). Hand-written; `__test__/exports.test.mjs`
@@ -20,6 +21,22 @@ export type ToolChoice = 'auto' | 'none' | 'required' | { type: 'function'; func
 
 /** One of `toolResults`: the result of the tool call `toolCallId` (`reply.toolCalls[i].id`). */
 export interface ToolResult {
+  toolCallId: string
+  /** What the tool returned: a string, or any JSON value (sent stringified). */
+  content: unknown
+}
+
+/**
+ * A tool's result given as `sendMessage`'s input, alone or in an array (after openai-node's
+ * `ChatCompletionToolMessageParam`, spelt as `toolResults` is): `sendMessage(messages, {
+ * parentMessageId })` is exactly `sendMessage('', { toolResults, parentMessageId })`, sent, stored
+ * and chained the same. Content parts and tool messages do not mix in one input, nor do tool
+ * messages and `toolResults`. `tool_call_id` (the request body's spelling) is refused, naming
+ * `toolCallId`.
+ */
+export interface ToolMessage {
+  role: 'tool'
+  /** The `id` of the call answered (`reply.toolCalls[i].id`). */
   toolCallId: string
   /** What the tool returned: a string, or any JSON value (sent stringified). */
   content: unknown
@@ -390,6 +407,16 @@ export interface SendManyOptions extends SendMessageOptions {
   /** Never called for batch items (use `onItem`); given, string inputs stream by default. */
   onProgress?: (partial: PartialChatMessage) => void
 }
+
+/**
+ * Options of `sendMessages(messages, options)`: those of `sendMessage` that do not concern the
+ * conversation store. The messages are sent as given, so the conversation options are rejected
+ * with `ERR_CHATGPT_INVALID_ARG`; a partial's `parentMessageId` is absent. Answer a reply's tool
+ * calls with an `assistant` message carrying `tool_calls` and one `tool` message (`tool_call_id`)
+ * per call.
+ */
+export interface SendMessagesOptions
+  extends Omit<SendMessageOptions, 'parentMessageId' | 'messageId' | 'conversationId' | 'systemMessage' | 'name' | 'toolResults'> {}
 
 declare module './binding' {
   // The generated interfaces are `ChatMessage`s (a check too: tsc rejects these if a field's type

@@ -15,7 +15,9 @@ import type {
   Role,
   SendManyOptions,
   SendManyResult,
+  SendMessagesOptions,
   ToolChoice,
+  ToolMessage,
   ToolResult,
   UpsertMessageFunction,
 } from './index'

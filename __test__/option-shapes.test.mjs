@@ -14,9 +14,17 @@ const PROBE = Symbol('probe')
 /** Options accepted on purpose without being read: `fetch` is ignored with a warning. */
 const IGNORED = new Set(['fetch'])
 
+/** The bases of an `extends` clause: `A, B` or `Omit<A, 'x' | 'y'>` (A without x and y). */
+function basesOf(clause) {
+  if (!clause) return []
+  const omit = clause.match(/^Omit<(\w+),([^>]*)>$/)
+  if (omit) return [{ name: omit[1], omitted: [...omit[2].matchAll(/'(\w+)'/g)].map((m) => m[1]) }]
+  return clause.split(',').map((b) => ({ name: b.trim(), omitted: [] }))
+}
+
 /**
  * Members of every `export interface` in the typings (and the generated binding's, if separate),
- * with those of the interfaces it `extends`.
+ * with those of the interfaces it `extends` (less what an `Omit<...>` leaves out).
  */
 function interfaces() {
   const files = ['../index.d.ts', '../binding.d.ts']
@@ -25,11 +33,11 @@ function interfaces() {
   const declared = new Map()
   for (const url of files) {
     const source = readFileSync(url, 'utf8')
-    for (const [, name, bases, body] of source.matchAll(
-      /^export interface (\w+)(?: extends ([\w, ]+?))? *\{\n([\s\S]*?)^\}/gm,
+    for (const [, name, clause, body = ''] of source.matchAll(
+      /^export interface (\w+)(?:\s+extends ([^{]+?))? *\{(?:\}|\n([\s\S]*?)^\})/gm,
     )) {
       const members = [...body.matchAll(/^ {2}(\w+)\??:/gm)].map((m) => m[1])
-      declared.set(name, { bases: bases ? bases.split(',').map((b) => b.trim()) : [], members })
+      declared.set(name, { bases: basesOf(clause?.replace(/\s+/g, ' ').trim()), members })
     }
   }
   /** An interface's own members and its bases' (a base missing from the typings adds none). */
@@ -37,7 +45,10 @@ function interfaces() {
     const shape = declared.get(name)
     if (!shape || seen.has(name)) return []
     seen.add(name)
-    return [...new Set([...shape.members, ...shape.bases.flatMap((base) => resolve(base, seen))])]
+    const inherited = shape.bases.flatMap((base) =>
+      resolve(base.name, seen).filter((member) => !base.omitted.includes(member)),
+    )
+    return [...new Set([...shape.members, ...inherited])]
   }
   return new Map([...declared.keys()].map((name) => [name, resolve(name)]))
 }

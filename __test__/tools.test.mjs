@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import http from 'node:http'
 
 import { startSimulator, clientFor, rejection, thrown, API_KEY } from './helpers.mjs'
-import { ChatGPTAPI } from '../index.js'
+import { ChatGPTAPI, countMessageTokens, countTokens } from '../index.js'
 
 let sim
 before(async () => {
@@ -494,4 +494,171 @@ test('sendMessages takes tools and toolChoice, and sends a tool exchange with co
   } finally {
     raw.close()
   }
+})
+
+/** The rows of a store with their ids replaced by their order of first appearance, so two stores compare. */
+function normalizedRows(rows) {
+  const ids = new Map()
+  const id = (value) => {
+    if (value === undefined) return undefined
+    if (!ids.has(value)) ids.set(value, `#${ids.size}`)
+    return ids.get(value)
+  }
+  return [...rows.values()].map((row) => ({ ...row, id: id(row.id), parentMessageId: id(row.parentMessageId) }))
+}
+
+/** A client of `url` whose store is the Map it returns. */
+function storedClient(url) {
+  const rows = new Map()
+  const api = new ChatGPTAPI({
+    apiKey: API_KEY,
+    apiBaseUrl: url,
+    systemMessage: '',
+    getMessageById: (id) => rows.get(id),
+    upsertMessage: (m) => void rows.set(m.id, structuredClone(m)),
+  })
+  return { api, rows }
+}
+
+test('tool messages as the input are sent, stored and chained exactly as toolResults are', async () => {
+  const servers = [await callThenAnswerServer(), await callThenAnswerServer()]
+  try {
+    const [viaOption, viaInput] = servers.map((s) => storedClient(s.url))
+    const content = { temperatureC: 21 }
+    const calledA = await viaOption.api.sendMessage('weather?', { tools: [weather], messageId: 'u1' })
+    const calledB = await viaInput.api.sendMessage('weather?', { tools: [weather], messageId: 'u1' })
+    const toolCallId = calledA.toolCalls[0].id
+    const answerA = await viaOption.api.sendMessage('', {
+      toolResults: [{ toolCallId, content }],
+      parentMessageId: calledA.id,
+      messageId: 'u2',
+      tools: [weather],
+    })
+    const answerB = await viaInput.api.sendMessage(
+      { role: 'tool', toolCallId, content },
+      { parentMessageId: calledB.id, messageId: 'u2', tools: [weather] },
+    )
+    assert.equal(answerB.text, answerA.text)
+    assert.equal(answerB.parentMessageId, 'u2', 'the result takes the user message id, as with toolResults')
+    // The same request body, with the result after the call.
+    assert.deepEqual(servers[1].bodies[1], servers[0].bodies[1])
+    assert.deepEqual(servers[1].bodies[1].messages.at(-1), { role: 'tool', content: '{"temperatureC":21}', tool_call_id: toolCallId })
+    // The same rows, chained the same: user, reply, tool result, answer.
+    assert.deepEqual(normalizedRows(viaInput.rows), normalizedRows(viaOption.rows))
+    assert.equal(viaInput.rows.size, 4)
+    assert.equal(viaInput.rows.get('u2').role, 'tool')
+    assert.equal(viaInput.rows.get('u2').parentMessageId, calledB.id)
+    // A later turn continues from the answer the same way.
+    const laterA = await viaOption.api.buildMessages('thanks', { parentMessageId: answerA.id })
+    const laterB = await viaInput.api.buildMessages('thanks', { parentMessageId: answerB.id })
+    assert.deepEqual(laterB, laterA)
+  } finally {
+    for (const s of servers) s.close()
+  }
+})
+
+test('an array of tool messages is the toolResults array, against the simulator too', async () => {
+  const api = clientFor(sim)
+  const called = await api.sendMessage('weather in Paris?', { tools: [weather, clock] })
+  const results = [
+    { toolCallId: called.toolCalls[0].id, content: 'sunny' },
+    { toolCallId: 'call_other', content: [1, 2] },
+  ]
+  const messages = results.map((r) => ({ role: 'tool', ...r }))
+  const options = { parentMessageId: called.id }
+  assert.deepEqual(await api.buildMessages(messages, options), await api.buildMessages('', { ...options, toolResults: results }))
+  const answer = await api.sendMessage(messages, { ...options, tools: [weather], stream: true })
+  assert.equal(answer.finishReason, 'stop')
+  const next = await api.buildMessages('', { parentMessageId: answer.id })
+  assert.deepEqual(
+    next.messages.map((m) => [m.role, m.content]),
+    [
+      ['user', 'weather in Paris?'],
+      ['assistant', ''],
+      ['tool', 'sunny'],
+      ['tool', '[1,2]'],
+      ['assistant', answer.text],
+    ],
+  )
+  // sendMany items take them too.
+  const [item] = await api.sendMany([{ text: messages[0], parentMessageId: called.id, tools: [weather] }])
+  assert.equal(item.ok, true, item.error?.message)
+  assert.equal(item.message.finishReason, 'stop')
+})
+
+test('bad tool-message inputs are rejected naming the argument', async () => {
+  const api = clientFor(sim)
+  const ok = { role: 'tool', toolCallId: 'call_1', content: 'x' }
+  for (const [input, options, named] of [
+    [{ role: 'tool', content: 'x' }, {}, '`text.toolCallId`'],
+    [{ role: 'tool', tool_call_id: 'call_1', content: 'x' }, {}, '`text.toolCallId`'],
+    [{ role: 'tool', toolCallId: 'call_1' }, {}, '`text.content`'],
+    [{ role: 'user', content: 'x' }, {}, '`text.role`'],
+    [{ ...ok, name: 'n' }, {}, '`text.name`'],
+    [[ok, { type: 'text', text: 'x' }], {}, '`text[1]`'],
+    [[{ type: 'text', text: 'x' }, ok], {}, '`text[0]`'],
+    [[ok, { role: 'tool', content: 'y' }], {}, '`text[1].toolCallId`'],
+    [ok, { toolResults: [{ toolCallId: 'call_1', content: 'x' }] }, '`toolResults`'],
+  ]) {
+    for (const method of ['sendMessage', 'buildMessages']) {
+      const err = await rejection(api[method](input, options))
+      assert.equal(err.code, 'ERR_CHATGPT_INVALID_ARG', `${method} ${JSON.stringify(input)}`)
+      assert.ok(err.message.includes(named), err.message)
+    }
+  }
+  const wire = await rejection(api.sendMessage({ role: 'tool', tool_call_id: 'call_1', content: 'x' }))
+  assert.ok(wire.message.includes('`text.tool_call_id`'), `says which spelling it read: ${wire.message}`)
+  const err = await rejection(api.sendMany([{ text: { role: 'tool', content: 'x' } }]))
+  assert.equal(err.code, 'ERR_CHATGPT_INVALID_ARG')
+  assert.ok(err.message.includes('`inputs[0].text.toolCallId`'), err.message)
+  // An object that is no message is still named as the text.
+  const plain = await rejection(api.sendMessage({}))
+  assert.ok(plain.message.includes('`text`'), plain.message)
+})
+
+test('countMessageTokens counts tool calls and results as the budget does', async () => {
+  const api = clientFor(sim, { systemMessage: '' })
+  const called = await api.sendMessage('weather in Paris?', { tools: [weather] })
+  const [call] = called.toolCalls
+  const built = await api.buildMessages({ role: 'tool', toolCallId: call.id, content: '21C' }, { parentMessageId: called.id })
+  // buildMessages' messages (toolCalls, toolCallId): the count the history budget made.
+  assert.equal(countMessageTokens(built.messages), built.numTokens)
+  // The same messages as the request body has them.
+  const wire = [
+    { role: 'user', content: 'weather in Paris?' },
+    { role: 'assistant', content: null, tool_calls: [call] },
+    { role: 'tool', tool_call_id: call.id, content: '21C' },
+  ]
+  const counted = countMessageTokens(wire)
+  assert.equal(counted, built.numTokens)
+  const toolText = countTokens(call.id) + countTokens(call.function.name) + countTokens(call.function.arguments) + countTokens(call.id)
+  assert.ok(toolText > 0)
+  assert.equal(counted, countMessageTokens(wire.map(({ role, content }) => ({ role, content }))) + toolText)
+  // sendMessages budgets them the same: the prompt it refuses needs exactly `counted` tokens.
+  const small = clientFor(sim, { maxModelTokens: counted + 10, maxResponseTokens: 11 })
+  const err = await rejection(small.sendMessages(wire))
+  assert.equal(err.code, 'ERR_CHATGPT_CONTEXT_TOO_LONG')
+  assert.equal(err.promptTokens, counted)
+  const fits = clientFor(sim, { maxModelTokens: counted + 10, maxResponseTokens: 10 })
+  const reply = await fits.sendMessages(wire)
+  // The simulator bills role, content and name only: the tool fields are this package's estimate.
+  assert.equal(reply.usage.promptTokens, counted - toolText)
+})
+
+test('countMessageTokens rejects bad tool fields naming them', () => {
+  const call = { id: 'c1', type: 'function', function: { name: 'f', arguments: '{}' } }
+  for (const [messages, named] of [
+    [[{ role: 'assistant', tool_calls: 'x' }], '`messages[0].tool_calls`'],
+    [[{ role: 'assistant', tool_calls: [{ id: 'c1', type: 'function' }] }], '`messages[0].tool_calls[0].function`'],
+    [[{ role: 'assistant', toolCalls: [{ ...call, id: 1 }] }], '`messages[0].toolCalls[0].id`'],
+    [[{ role: 'assistant', tool_calls: [call], toolCalls: [call] }], '`messages[0].toolCalls`'],
+    [[{ role: 'tool', content: 'x', tool_call_id: 1 }], '`messages[0].tool_call_id`'],
+    [[{ role: 'tool', content: 'x', tool_call_id: 'c1', toolCallId: 'c1' }], '`messages[0].toolCallId`'],
+    [[{ role: 'user', tool_calls: [call] }], '`messages[0].content`'],
+  ]) {
+    const err = thrown(() => countMessageTokens(messages))
+    assert.equal(err.code, 'ERR_CHATGPT_INVALID_ARG', JSON.stringify(messages))
+    assert.ok(err.message.includes(named), err.message)
+  }
+  assert.equal(countMessageTokens([{ role: 'assistant', content: null, tool_calls: [call] }]), countMessageTokens([{ role: 'assistant', toolCalls: [call] }]))
 })

@@ -239,7 +239,7 @@ impl ChatGPTAPI {
     /// 100,000 inputs; an invalid input or option rejects the call with `ERR_CHATGPT_INVALID_ARG`
     /// naming it (`inputs[3].timeoutMs`) before anything is sent. Never throws.
     #[napi(
-        ts_args_type = "inputs: Array<string | ({ text: string | ContentPart[] } & SendMessageOptions)>, options?: SendManyOptions",
+        ts_args_type = "inputs: Array<string | ({ text: string | ContentPart[] | ToolMessage | ToolMessage[] } & SendMessageOptions)>, options?: SendManyOptions",
         ts_return_type = "Promise<Array<SendManyResult>>"
     )]
     pub fn send_many<'env>(
@@ -318,7 +318,7 @@ impl ChatGPTAPI {
     /// Rejects with `ERR_CHATGPT_CONTEXT_TOO_LONG` exactly when `sendMessage` would, and with
     /// `ERR_CHATGPT_INVALID_ARG` for invalid arguments. Never throws.
     #[napi(
-        ts_args_type = "text: string | ContentPart[], options?: SendMessageOptions",
+        ts_args_type = "text: string | ContentPart[] | ToolMessage | ToolMessage[], options?: SendMessageOptions",
         ts_return_type = "Promise<BuiltMessages>"
     )]
     pub fn build_messages<'env>(
@@ -360,11 +360,13 @@ impl ChatGPTAPI {
 
     /// Send a message and resolve with the reply. `text` is a string, or an array of content
     /// parts (text and images, sent as given; the stored row keeps their text parts joined with
-    /// `'\n'` as `text` and the parts as `content`). Streams when `onProgress` is given (or
-    /// `stream: true`). Rejects with a `ChatGPTError`, for invalid arguments too
-    /// (`ERR_CHATGPT_INVALID_ARG`): it never throws.
+    /// newlines as `text` and the parts as `content`), or the results of the tool calls of the
+    /// reply `parentMessageId` names, as one `{ role: 'tool', toolCallId, content }` or an array
+    /// of them: exactly `sendMessage('', { toolResults, parentMessageId })` (sent, stored and
+    /// chained the same). Streams when `onProgress` is given (or `stream: true`). Rejects with a
+    /// `ChatGPTError`, for invalid arguments too (`ERR_CHATGPT_INVALID_ARG`): it never throws.
     #[napi(
-        ts_args_type = "text: string | ContentPart[], options?: SendMessageOptions",
+        ts_args_type = "text: string | ContentPart[] | ToolMessage | ToolMessage[], options?: SendMessageOptions",
         ts_return_type = "Promise<ChatReply>"
     )]
     pub fn send_message<'env>(

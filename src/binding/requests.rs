@@ -4,8 +4,10 @@
 //! An option is written in three places, each checked against the next, so adding one is one
 //! edit per place and a failing test for a place forgotten:
 //! - the field of its typegen-only `*Options` struct: napi's typegen writes `binding.d.ts` from
-//!   it (`SendManyOptions`, which only adds `onItem` to `SendMessageOptions`, is written by hand
-//!   in `index.d.ts` instead, and checked against [`SEND_MANY_OPTIONS`] by the tests below);
+//!   it (`SendManyOptions`, which only adds `onItem` to `SendMessageOptions`, and
+//!   `SendMessagesOptions`, which is `SendMessageOptions` without [`CONVERSATION_OPTIONS`], are
+//!   written by hand in `index.d.ts` instead, and checked against [`SEND_MANY_OPTIONS`] and
+//!   [`SEND_MESSAGES_OPTIONS`] by the tests below, so a `sendMessage` option is declared once);
 //! - the struct's `NAMES`, the only names [`Opts::allow_only`] accepts: the unit tests below
 //!   (`options_names_are_the_struct_fields`) compare every `*Options` struct's fields with its
 //!   `NAMES`, both ways, so an option cannot be typed but rejected, or accepted but untyped;
@@ -29,8 +31,9 @@ use crate::core::client::SendRequest;
 use crate::core::config::{ClientOptions, ProxySetting, Setting};
 use crate::core::content::{self, ContentPart};
 use crate::core::limits::RateLimitConfig;
+use crate::core::messages::OwnMessages;
 use crate::core::time::timeout_from_ms;
-use crate::core::tools::{check_tool_choice, check_tools, read_tool_results};
+use crate::core::tools::{check_tool_choice, check_tools, read_tool_messages, read_tool_results, ToolResult};
 use serde_json::{Map, Value};
 
 /// Options of `new ChatGPTAPI(options)`. Every field is optional.
@@ -296,65 +299,78 @@ impl SendMessageOptions {
     ];
 }
 
-/// Options of `sendMessages(messages, options)`: those of `sendMessage` that do not concern the
-/// conversation store (`parentMessageId`, `messageId`, `conversationId`, `systemMessage` and `name`
-/// are rejected: the messages are sent as given).
-#[napi(object, object_from_js = false, object_to_js = false)]
-pub struct SendMessagesOptions {
-    /// Merged over the instance's `completionParams` for this call.
-    #[napi(ts_type = "CompletionParams")]
-    pub completion_params: Option<serde_json::Value>,
-    /// Stream the reply with server-sent events.
-    /// @default !!onProgress
-    pub stream: Option<bool>,
-    /// As in `sendMessage` (a partial's `parentMessageId` is absent).
-    #[napi(ts_type = "(partial: PartialChatMessage) => void")]
-    pub on_progress: Option<serde_json::Value>,
-    /// Cancels the call: the Promise rejects with `name: 'AbortError'`, `code: 'ABORT_ERR'`.
-    #[napi(ts_type = "AbortSignal")]
-    pub abort_signal: Option<serde_json::Value>,
-    /// Overrides the instance's `timeoutMs` for this call; `0` means no bound for this call.
-    pub timeout_ms: Option<u32>,
-    /// `false`: neither read nor write the instance's response cache for this call.
-    /// @default true
-    pub cache: Option<bool>,
-    /// Headers for this call, as in `sendMessage`.
-    #[napi(ts_type = "Record<string, string>")]
-    pub headers: Option<std::collections::HashMap<String, String>>,
-    /// Sent as the `Idempotency-Key` header, the same on every retry, as in `sendMessage`.
-    pub idempotency_key: Option<String>,
-    /// Functions the model may call, as in `sendMessage`; answer its calls with an `assistant`
-    /// message carrying `tool_calls` and one `tool` message (`tool_call_id`) per call.
-    #[napi(ts_type = "Array<ChatCompletionTool>")]
-    pub tools: Option<serde_json::Value>,
-    /// Whether and which tool the model must call, as in `sendMessage`.
-    #[napi(ts_type = "ToolChoice")]
-    pub tool_choice: Option<serde_json::Value>,
+/// The `sendMessage` options that concern the conversation store, which `sendMessages` (it sends
+/// the caller's messages as given) refuses. Its options are the others: [`SEND_MESSAGES_OPTIONS`],
+/// typed by hand in `index.d.ts` as `SendMessagesOptions`, `Omit<SendMessageOptions, ...>` these
+/// (the unit tests below check the list there against this one).
+pub const CONVERSATION_OPTIONS: &[&str] = &[
+    "parentMessageId",
+    "messageId",
+    "conversationId",
+    "systemMessage",
+    "name",
+    "toolResults",
+];
+
+/// The names `sendMessages(messages, options)` accepts: the `sendMessage` options but
+/// [`CONVERSATION_OPTIONS`].
+pub const SEND_MESSAGES_OPTIONS: &[&str] = &without::<{ SendMessageOptions::NAMES.len() - CONVERSATION_OPTIONS.len() }>(
+    SendMessageOptions::NAMES,
+    CONVERSATION_OPTIONS,
+);
+
+/// `names` without those in `removed`, at compile time, so the shared names are written once. `N`
+/// must be what is left (else the build fails: every removed name must be in `names`).
+const fn without<const N: usize>(names: &[&'static str], removed: &[&'static str]) -> [&'static str; N] {
+    let mut kept = 0;
+    let mut rest = names;
+    while let Some((name, more)) = rest.split_first() {
+        if !contains(removed, name) {
+            kept += 1;
+        }
+        rest = more;
+    }
+    assert!(kept == N, "N must be names.len() - removed.len()");
+    let mut out = [""; N];
+    let mut slots: &mut [&'static str] = &mut out;
+    let mut rest = names;
+    while let Some((name, more)) = rest.split_first() {
+        if !contains(removed, name) {
+            let Some((slot, free)) = slots.split_first_mut() else {
+                break;
+            };
+            *slot = name;
+            slots = free;
+        }
+        rest = more;
+    }
+    out
 }
 
-impl SendMessagesOptions {
-    /// The names the reader accepts: the fields above, as JavaScript spells them.
-    pub const NAMES: &'static [&'static str] = &[
-        "completionParams",
-        "stream",
-        "onProgress",
-        "abortSignal",
-        "timeoutMs",
-        "cache",
-        "headers",
-        "idempotencyKey",
-        "tools",
-        "toolChoice",
-    ];
+/// Whether `names` holds `name` (a `const fn`, for [`without`]).
+const fn contains(names: &[&str], name: &str) -> bool {
+    let mut rest = names;
+    while let Some((first, more)) = rest.split_first() {
+        if same(first.as_bytes(), name.as_bytes()) {
+            return true;
+        }
+        rest = more;
+    }
+    false
+}
 
-    /// `sendMessage` options that concern the conversation store, which `sendMessages` does not use.
-    pub const STORE_OPTIONS: &'static [&'static str] = &[
-        "parentMessageId",
-        "messageId",
-        "conversationId",
-        "systemMessage",
-        "name",
-    ];
+/// `a == b` for byte strings, in a `const fn`.
+const fn same(mut a: &[u8], mut b: &[u8]) -> bool {
+    loop {
+        match (a.split_first(), b.split_first()) {
+            (Some((x, a_rest)), Some((y, b_rest))) if *x == *y => {
+                a = a_rest;
+                b = b_rest;
+            }
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
 }
 
 /// Read and validate `sendMessages(messages, options)` arguments.
@@ -364,7 +380,7 @@ pub fn read_messages_call<'env>(
     options: Option<Unknown<'env>>,
 ) -> Result<(SendRequest, Opts<'env>)> {
     let o = Opts::from_arg(env, options, "options")?;
-    for name in SendMessagesOptions::STORE_OPTIONS {
+    for name in CONVERSATION_OPTIONS {
         if o.raw(name)?.is_some() {
             return Err(invalid_arg(
                 env,
@@ -375,33 +391,10 @@ pub fn read_messages_call<'env>(
             ));
         }
     }
-    o.allow_only(SendMessagesOptions::NAMES, &[])?;
+    o.allow_only(SEND_MESSAGES_OPTIONS, &[])?;
     let value = to_json(env, &messages, "messages")?;
     let own = crate::core::messages::parse_messages(&value, "messages").map_err(|e| to_napi_error(env, &e))?;
-    let has_progress = o.function("onProgress")?.is_some();
-    let req = SendRequest {
-        text: String::new(),
-        parts: None,
-        messages: Some(own),
-        system_message: None,
-        completion_params: with_tool_options(&o, o.json_object("completionParams")?)?,
-        message_id: None,
-        parent_message_id: None,
-        conversation_id: None,
-        name: None,
-        stream: o.bool("stream")?.unwrap_or(has_progress),
-        timeout: o.non_negative_int("timeoutMs")?.map(timeout_from_ms),
-        cache: o.bool("cache")?.unwrap_or(true),
-        headers: crate::core::transport::call_headers(
-            &o.string_record("headers")?,
-            o.string("idempotencyKey")?.as_deref(),
-        )
-        .map_err(|e| to_napi_error(env, &e))?,
-        tool_results: Vec::new(),
-    };
-    if let Some(params) = &req.completion_params {
-        crate::core::config::check_completion_params(params, "completionParams").map_err(|e| to_napi_error(env, &e))?;
-    }
+    let req = read_send_request(env, &o, Prompt::Own(own))?;
     Ok((req, o))
 }
 
@@ -651,6 +644,21 @@ fn read_cache(o: &Opts) -> Result<Setting<CacheConfig>> {
     }))
 }
 
+/// What a call sends beside its options: a conversation's new turn (`sendMessage`,
+/// `buildMessages`, `sendMany`), or the caller's own messages (`sendMessages`).
+enum Prompt {
+    Turn(Input),
+    Own(Arc<OwnMessages>),
+}
+
+/// A turn's input: `text`, content parts, or tool messages (the `toolResults` option's results,
+/// given as the input instead).
+enum Input {
+    Text(String),
+    Parts(Arc<[ContentPart]>),
+    ToolResults(Vec<ToolResult>),
+}
+
 /// Read and validate `sendMessage(text, options)` arguments (shared with `buildMessages` and
 /// `sendMany`). `text_name` names the text in messages (`text`, `inputs[3].text`); the caller
 /// has checked `o`'s names.
@@ -660,23 +668,55 @@ pub fn read_request<'env>(
     text_name: &str,
     o: &Opts<'env>,
 ) -> Result<SendRequest> {
-    let (text, parts) = read_content(env, text, text_name)?;
+    let input = read_input(env, text, text_name, Accept::ToolMessages)?;
+    read_send_request(env, o, Prompt::Turn(input))
+}
+
+/// The `SendRequest` of `prompt` and the options `o`: the options `sendMessage` and
+/// `sendMessages` share are read here once for both; the conversation's (`parentMessageId`, ...)
+/// only for a turn (`sendMessages` has refused them already).
+fn read_send_request(env: &Env, o: &Opts, prompt: Prompt) -> Result<SendRequest> {
     let has_progress = o.function("onProgress")?.is_some();
-    let tool_results = match o.json("toolResults")? {
-        None => Vec::new(),
-        Some(value) => read_tool_results(&value, &o.option_name("toolResults")).map_err(|e| to_napi_error(env, &e))?,
+    let (text, parts, messages, tool_results) = match prompt {
+        Prompt::Own(own) => (String::new(), None, Some(own), Vec::new()),
+        Prompt::Turn(input) => {
+            let option = match o.json("toolResults")? {
+                None => None,
+                Some(value) => {
+                    Some(read_tool_results(&value, &o.option_name("toolResults")).map_err(|e| to_napi_error(env, &e))?)
+                }
+            };
+            match (input, option) {
+                (Input::ToolResults(_), Some(_)) => {
+                    return Err(o.invalid(format!(
+                        "Expected tool results either as the message (tool messages) or as `{}`, got both",
+                        o.option_name("toolResults")
+                    )))
+                }
+                // Tool messages as the input are `toolResults` with an empty text, exactly.
+                (Input::ToolResults(results), None) => (String::new(), None, None, results),
+                (Input::Text(text), results) => (text, None, None, results.unwrap_or_default()),
+                (Input::Parts(parts), results) => (
+                    content::joined_text(&parts),
+                    Some(parts),
+                    None,
+                    results.unwrap_or_default(),
+                ),
+            }
+        }
     };
+    let conversation = messages.is_none();
     let req = SendRequest {
         text,
         parts,
-        messages: None,
+        messages,
         system_message: o.string("systemMessage")?,
         completion_params: with_tool_options(o, o.json_object("completionParams")?)?,
         // Resolved here, not in core: the onProgress relay needs it as `parentMessageId`.
-        message_id: Some(
-            o.string("messageId")?
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-        ),
+        message_id: match o.string("messageId")? {
+            Some(id) => Some(id),
+            None => conversation.then(|| uuid::Uuid::new_v4().to_string()),
+        },
         parent_message_id: o.string("parentMessageId")?,
         conversation_id: o.string("conversationId")?,
         name: o.string("name")?,
@@ -727,6 +767,15 @@ fn with_tool_options(o: &Opts, params: Option<Map<String, Value>>) -> Result<Opt
     Ok(Some(params))
 }
 
+/// What [`read_input`] takes besides a string and content parts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Accept {
+    /// Only those (a message's `content`).
+    Content,
+    /// Tool messages too (`sendMessage`'s input).
+    ToolMessages,
+}
+
 /// A message's content: a string, or an array of content parts (then also their text, joined
 /// with `'\n'`, which the stored row keeps as `text`). `name` names it in errors.
 pub fn read_content<'env>(
@@ -734,21 +783,54 @@ pub fn read_content<'env>(
     content: Option<Unknown<'env>>,
     name: &str,
 ) -> Result<(String, Option<Arc<[ContentPart]>>)> {
-    match content {
-        Some(text) if text.get_type()? == ValueType::String => Ok((unsafe { text.cast::<String>() }?, None)),
-        Some(parts) if is_array(&parts)? => {
-            let value = to_json(env, &parts, name)?;
-            let parts = content::parse_parts(&value, name).map_err(|e| to_napi_error(env, &e))?;
-            Ok((content::joined_text(&parts), Some(parts)))
-        }
-        other => {
-            let got = other.map_or_else(|| "undefined".to_owned(), |v| describe(env, &v));
-            Err(invalid_arg(
-                env,
-                format!("Expected `{name}` to be a string, got {got} (or an array of content parts)"),
-            ))
+    match read_input(env, content, name, Accept::Content)? {
+        Input::Parts(parts) => Ok((content::joined_text(&parts), Some(parts))),
+        Input::Text(text) => Ok((text, None)),
+        // Only read with `Accept::ToolMessages`.
+        Input::ToolResults(_) => Err(invalid_arg(env, format!("Expected `{name}` to be content"))),
+    }
+}
+
+/// A turn's input: a string, content parts, or (with `Accept::ToolMessages`) one tool message
+/// `{ role: 'tool', toolCallId, content }` or an array of them. Content parts and messages are
+/// told apart by `role`, which only messages have.
+fn read_input<'env>(env: &'env Env, input: Option<Unknown<'env>>, name: &str, accept: Accept) -> Result<Input> {
+    let to_napi = |e: crate::core::error::ChatError| to_napi_error(env, &e);
+    let Some(value) = input else {
+        return Err(not_an_input(env, None, name, accept));
+    };
+    match value.get_type()? {
+        ValueType::String => return Ok(Input::Text(unsafe { value.cast::<String>() }?)),
+        ValueType::Object => {}
+        _ => return Err(not_an_input(env, Some(&value), name, accept)),
+    }
+    let array = is_array(&value)?;
+    if !array && accept == Accept::Content {
+        return Err(not_an_input(env, Some(&value), name, accept));
+    }
+    let json = to_json(env, &value, name)?;
+    if accept == Accept::ToolMessages {
+        if let Some(results) = read_tool_messages(&json, name) {
+            return results.map(Input::ToolResults).map_err(to_napi);
         }
     }
+    if !array {
+        return Err(not_an_input(env, Some(&value), name, accept));
+    }
+    content::parse_parts(&json, name).map(Input::Parts).map_err(to_napi)
+}
+
+/// The error for an input that is none of what `accept` allows.
+fn not_an_input(env: &Env, value: Option<&Unknown>, name: &str, accept: Accept) -> Error {
+    let got = value.map_or_else(|| "undefined".to_owned(), |v| describe(env, v));
+    let others = match accept {
+        Accept::Content => "an array of content parts",
+        Accept::ToolMessages => "an array of content parts, or tool messages { role: 'tool', toolCallId, content }",
+    };
+    invalid_arg(
+        env,
+        format!("Expected `{name}` to be a string, got {got} (or {others})"),
+    )
 }
 
 /// Whether `value` is a JavaScript array.
@@ -885,7 +967,6 @@ mod tests {
         let declared: &[(&str, &[&str])] = &[
             ("ChatGPTAPIOptions", ChatGPTAPIOptions::NAMES),
             ("SendMessageOptions", SendMessageOptions::NAMES),
-            ("SendMessagesOptions", SendMessagesOptions::NAMES),
             ("RateLimitOptions", RateLimitOptions::NAMES),
             ("CircuitBreakerOptions", CircuitBreakerOptions::NAMES),
             ("CacheOptions", CacheOptions::NAMES),
@@ -933,6 +1014,31 @@ mod tests {
             missing.is_empty() && surplus.is_empty(),
             "the SendManyOptions typings lack {missing:?} and have {surplus:?} beyond what sendMany accepts"
         );
+    }
+
+    #[test]
+    fn send_messages_options_are_the_send_message_options_but_the_conversations() {
+        let (missing, surplus) = difference(SendMessageOptions::NAMES, SEND_MESSAGES_OPTIONS, CONVERSATION_OPTIONS);
+        assert!(missing.is_empty() && surplus.is_empty(), "{missing:?} {surplus:?}");
+        assert!(SEND_MESSAGES_OPTIONS.contains(&"onProgress") && !SEND_MESSAGES_OPTIONS.contains(&"messageId"));
+    }
+
+    #[test]
+    fn the_send_messages_options_typings_omit_the_conversation_options() {
+        let typings = include_str!("../../index.d.ts");
+        let opening = "export interface SendMessagesOptions";
+        let start = typings.find(opening).expect("index.d.ts declares SendMessagesOptions");
+        let heading = typings[start + opening.len()..].split_once('{').map_or("", |(h, _)| h);
+        let heading = heading.split_whitespace().collect::<Vec<_>>().join(" ");
+        let omitted = heading
+            .strip_prefix("extends Omit<SendMessageOptions,")
+            .and_then(|rest| rest.strip_suffix('>'))
+            .expect("SendMessagesOptions extends Omit<SendMessageOptions, ...>");
+        let mut omitted: Vec<&str> = omitted.split('|').map(|name| name.trim().trim_matches('\'')).collect();
+        let mut expected = CONVERSATION_OPTIONS.to_vec();
+        omitted.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(omitted, expected);
     }
 
     #[test]

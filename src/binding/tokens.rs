@@ -12,6 +12,7 @@ use crate::core::chat::{self, PromptMessage};
 use crate::core::content::Content;
 use crate::core::error::{ChatError, ErrorCode};
 use crate::core::tokens::Encoding;
+use crate::core::tools::read_tool_calls;
 
 /// Which tokenizer to use. `encoding` wins over `model`; with neither, `o200k_base`.
 #[napi(object, object_from_js = false, object_to_js = false)]
@@ -29,14 +30,23 @@ impl TokenizerOptions {
     pub const NAMES: &'static [&'static str] = &["model", "encoding"];
 }
 
-/// A chat message to count.
+/// A chat message to count, in the request body's shape (openai-node's
+/// `ChatCompletionMessageParam`). The messages `buildMessages` returns (`toolCalls`,
+/// `toolCallId`) are read too.
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct CountableMessage {
     pub role: String,
-    /// A string, or content parts: images count by OpenAI's formula (see `ContentPart`).
-    #[napi(ts_type = "string | ContentPart[]")]
-    pub content: serde_json::Value,
+    /// A string, or content parts: images count by OpenAI's formula (see `ContentPart`). An
+    /// `assistant` message that only called tools may have none.
+    #[napi(ts_type = "string | ContentPart[] | null")]
+    pub content: Option<serde_json::Value>,
     pub name: Option<String>,
+    /// An `assistant` message's tool calls: each call's id, name and arguments count as text.
+    #[napi(js_name = "tool_calls", ts_type = "ChatCompletionMessageToolCall[]")]
+    pub tool_calls: Option<serde_json::Value>,
+    /// A `tool` message's answered call, counted as text.
+    #[napi(js_name = "tool_call_id")]
+    pub tool_call_id: Option<String>,
 }
 
 fn read_text(env: &Env, text: &Unknown, what: &str) -> Result<String> {
@@ -112,8 +122,11 @@ fn start_count(env: &Env, text: String, enc: Encoding) -> Result<PromiseRaw<'_, 
 }
 
 /// Prompt tokens of a chat request as the API bills them: per message 3 tokens plus role,
-/// content and name (a name costs 1 more), plus 3 for reply priming.
-#[napi(ts_args_type = "messages: CountableMessage[], options?: TokenizerOptions")]
+/// content and name (a name costs 1 more), plus 3 for reply priming. Tool calls and a tool
+/// message's `tool_call_id` count as their text (OpenAI documents no formula for them, so that
+/// part is an estimate): the count `sendMessage` and `sendMessages` budget with, and
+/// `buildMessages` reports as `numTokens`.
+#[napi(ts_args_type = "messages: Array<CountableMessage | PromptMessageJs>, options?: TokenizerOptions")]
 pub fn count_message_tokens(env: Env, messages: Unknown, options: Option<Unknown>) -> Result<u32> {
     let enc = read_encoding(&env, options)?;
     let is_array = messages.get_type()? == ValueType::Object && unsafe { messages.cast::<Object>() }?.is_array()?;
@@ -145,19 +158,53 @@ pub fn count_message_tokens(env: Env, messages: Unknown, options: Option<Unknown
         // Read in this order (role, content, name), so an error names the first bad field.
         let role = field("role")?;
         let content_name = format!("messages[{i}].content");
-        let content = match read_content(&env, o.raw("content")?, &content_name)? {
-            (_, Some(parts)) => Content::Parts(parts),
-            (text, None) => Content::Text(text),
+        let content = match o.raw("content")? {
+            // As `sendMessages` takes it: a message with only tool calls.
+            None if role == "assistant" => Content::default(),
+            raw => match read_content(&env, raw, &content_name)? {
+                (_, Some(parts)) => Content::Parts(parts),
+                (text, None) => Content::Text(text),
+            },
+        };
+        let name = o.string("name")?;
+        let tool_calls = match either_spelling(&env, &o, "tool_calls", "toolCalls")? {
+            Some(key) => match o.json(key)? {
+                Some(calls) => Some(read_tool_calls(&calls, &o.option_name(key)).map_err(|e| to_napi_error(&env, &e))?),
+                None => None,
+            },
+            None => None,
+        };
+        let tool_call_id = match either_spelling(&env, &o, "tool_call_id", "toolCallId")? {
+            Some(key) => o.string(key)?,
+            None => None,
         };
         prompt.push(PromptMessage {
             role,
             content,
-            name: o.string("name")?,
-            tool_calls: None,
-            tool_call_id: None,
+            name,
+            tool_calls,
+            tool_call_id,
         });
     }
     Ok(chat::prompt_tokens(enc, &prompt) as u32)
+}
+
+/// Which of a message's two spellings of a field is given: `wire` (the request body's, as
+/// openai-node writes messages) or `camel` (as `buildMessages` returns them); both is an error.
+fn either_spelling<'k>(env: &Env, o: &Opts, wire: &'k str, camel: &'k str) -> Result<Option<&'k str>> {
+    match (o.raw(wire)?.is_some(), o.raw(camel)?.is_some()) {
+        (true, true) => Err(invalid_arg(
+            env,
+            format!(
+                "Expected `{}` or `{}`, not both",
+                o.option_name(wire),
+                o.option_name(camel)
+            ),
+        )),
+        (true, false) => Ok(Some(wire)),
+        (false, true) => Ok(Some(camel)),
+        (false, false) => Ok(None),
+    }
 }
 
 /// Token ids of `text` (special-token text encoded as plain text), identical to tiktoken's except

@@ -2,9 +2,10 @@
 //! then sent as given, with no system message added, no history walk and no store.
 //!
 //! Each message needs a known `role` and a `content` that is a string or content parts (an
-//! `assistant` message may have none, as one carrying only tool calls does). Every other field
-//! (`name`, `tool_call_id`, `tool_calls`, ...) is sent as it came; the prompt's token count
-//! includes their JSON text, counted as text.
+//! `assistant` message may have none, as one carrying only tool calls does). Every field is sent
+//! as it came. `tool_calls` and `tool_call_id` are checked and counted as a conversation's tool
+//! turns are (`chat::message_tokens`); any other field (beyond role, content and name) counts as
+//! its JSON text.
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use super::chat::{self, PromptMessage};
 use super::content::{parse_parts, Content};
 use super::error::ChatError;
 use super::tokens::Encoding;
+use super::tools::read_tool_calls;
 
 /// Most messages one `sendMessages` call may send.
 pub const MAX_MESSAGES: usize = 100_000;
@@ -24,10 +26,10 @@ const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
 /// A caller's messages: what counting and the cache key read, and the JSON the body carries.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OwnMessages {
-    /// Role, content and name of each message.
+    /// Role, content, name, tool calls and answered call of each message.
     pub prompt: Vec<PromptMessage>,
-    /// The JSON text of the fields beyond role, content and name, all messages together: counted
-    /// as text in the prompt's tokens.
+    /// The JSON text of the other fields, all messages together: counted as text in the prompt's
+    /// tokens.
     pub other_fields: String,
     /// The `messages` array as sent.
     pub json: String,
@@ -87,26 +89,38 @@ pub fn parse_messages(value: &Value, path: &str) -> Result<Arc<OwnMessages>, Cha
             Some(Value::String(name)) => Some(name.clone()),
             Some(_) => return Err(ChatError::invalid_arg(format!("Expected `{at}.name` to be a string"))),
         };
-        if role == "tool" && !matches!(message.get("tool_call_id"), Some(Value::String(_))) {
-            return Err(ChatError::invalid_arg(format!(
-                "Expected `{at}.tool_call_id` to be a string (a tool message answers one tool call)"
-            )));
-        }
+        let tool_call_id = match message.get("tool_call_id") {
+            Some(Value::String(id)) => Some(id.clone()),
+            None | Some(Value::Null) if role != "tool" => None,
+            _ => {
+                return Err(ChatError::invalid_arg(format!(
+                    "Expected `{at}.tool_call_id` to be a string (a tool message answers one tool call)"
+                )))
+            }
+        };
+        let tool_calls = match message.get("tool_calls") {
+            None | Some(Value::Null) => None,
+            Some(calls) => Some(read_tool_calls(calls, &format!("{at}.tool_calls"))?),
+        };
         for (key, value) in message {
-            if !matches!(key.as_str(), "role" | "content" | "name") {
+            if !matches!(
+                key.as_str(),
+                "role" | "content" | "name" | "tool_calls" | "tool_call_id"
+            ) {
                 other_fields.push_str(key);
                 other_fields.push(':');
                 other_fields.push_str(&value.to_string());
                 other_fields.push('\n');
             }
         }
-        // Tool calls and call ids stay in `json` and `other_fields` (counted there), not here.
+        // Counted as a conversation's tool turns are (`chat::message_tokens`), so this budget,
+        // the history's and `countMessageTokens` agree.
         prompt.push(PromptMessage {
             role,
             content,
             name,
-            tool_calls: None,
-            tool_call_id: None,
+            tool_calls,
+            tool_call_id,
         });
     }
     Ok(Arc::new(OwnMessages {
@@ -127,7 +141,7 @@ mod tests {
         let given = json!([
             {"role": "system", "content": "Be brief."},
             {"role": "user", "content": [{"type": "text", "text": "hi"}], "name": "ann"},
-            {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+            {"role": "assistant", "content": null, "refusal": null, "tool_calls": [{"id": "c1", "type": "function",
                 "function": {"name": "f", "arguments": "{}"}}]},
             {"role": "tool", "tool_call_id": "c1", "content": "42"},
         ]);
@@ -141,7 +155,10 @@ mod tests {
             own.tokens(enc),
             chat::prompt_tokens(enc, &own.prompt) + enc.count(&own.other_fields)
         );
-        assert!(own.other_fields.contains("tool_call_id"));
+        // Tool calls and call ids are counted as a conversation's are, not as JSON text.
+        assert_eq!(own.other_fields, "refusal:null\n");
+        assert_eq!(own.prompt[2].tool_calls.as_ref().map(Vec::len), Some(1));
+        assert_eq!(own.prompt[3].tool_call_id.as_deref(), Some("c1"));
     }
 
     #[test]
@@ -162,6 +179,14 @@ mod tests {
                 "`messages[0].name`",
             ),
             (json!([{"role": "tool", "content": "x"}]), "`messages[0].tool_call_id`"),
+            (
+                json!([{"role": "user", "content": "x", "tool_call_id": 1}]),
+                "`messages[0].tool_call_id`",
+            ),
+            (
+                json!([{"role": "assistant", "tool_calls": [{"id": "c", "type": "function"}]}]),
+                "`messages[0].tool_calls[0].function`",
+            ),
         ];
         for (value, named) in cases {
             let e = parse_messages(&value, "messages").unwrap_err();

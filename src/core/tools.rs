@@ -1,9 +1,12 @@
 //! Tool calling options: checking `tools` and `toolChoice` (openai-node's shapes) before they are
-//! written into a request as `tools` / `tool_choice`, and reading `toolResults`, the answers to a
-//! reply's tool calls that a follow-up sends (and the conversation store keeps).
+//! written into a request as `tools` / `tool_choice`, reading `toolResults`, the answers to a
+//! reply's tool calls that a follow-up sends (and the conversation store keeps), or the same
+//! answers given as `sendMessage`'s input (`{ role: 'tool', toolCallId, content }`), and reading a
+//! message's `tool_calls` (for counting them).
 
 use serde_json::{Map, Value};
 
+use super::chat::{ToolCall, ToolFunction, MAX_TOOL_CALLS};
 use super::error::ChatError;
 use super::jsvalue::js_string;
 
@@ -108,12 +111,7 @@ pub fn read_tool_results(results: &Value, option: &str) -> Result<Vec<ToolResult
         .as_array()
         .filter(|l| !l.is_empty())
         .ok_or_else(|| invalid(option, EXPECTED, results))?;
-    if list.len() > MAX_TOOLS {
-        return Err(ChatError::invalid_arg(format!(
-            "Expected `{option}` to have at most {MAX_TOOLS} results, got {}",
-            list.len()
-        )));
-    }
+    check_result_count(list, option)?;
     list.iter()
         .enumerate()
         .map(|(i, result)| {
@@ -121,20 +119,152 @@ pub fn read_tool_results(results: &Value, option: &str) -> Result<Vec<ToolResult
             let object = result
                 .as_object()
                 .ok_or_else(|| invalid(&name, "an object ({ toolCallId, content })", result))?;
-            let tool_call_id = required_string(object, "toolCallId", &name)?.to_owned();
-            let content = match object.get("content") {
-                None | Some(Value::Null) => {
-                    return Err(invalid(
-                        &format!("{name}.content"),
-                        "a string or a JSON value",
-                        &Value::Null,
-                    ))
-                }
-                Some(Value::String(s)) => s.clone(),
-                // A JSON value always serialises.
-                Some(other) => serde_json::to_string(other).unwrap_or_default(),
-            };
-            Ok(ToolResult { tool_call_id, content })
+            read_tool_result(object, &name)
+        })
+        .collect()
+}
+
+fn check_result_count(list: &[Value], option: &str) -> Result<(), ChatError> {
+    if list.len() > MAX_TOOLS {
+        return Err(ChatError::invalid_arg(format!(
+            "Expected `{option}` to have at most {MAX_TOOLS} results, got {}",
+            list.len()
+        )));
+    }
+    Ok(())
+}
+
+/// One result, `{ toolCallId, content }`; `name` names it in errors (`toolResults[0]`, `text`).
+fn read_tool_result(object: &Map<String, Value>, name: &str) -> Result<ToolResult, ChatError> {
+    // The wire spelling is a likely slip (openai-node's messages use it): say which one is read.
+    if !object.contains_key("toolCallId") && object.contains_key("tool_call_id") {
+        return Err(ChatError::invalid_arg(format!(
+            "Expected `{name}.toolCallId` to be a non-empty string, got undefined (`{name}.tool_call_id` is the \
+             request body's spelling; write `toolCallId`)"
+        )));
+    }
+    let tool_call_id = required_string(object, "toolCallId", name)?.to_owned();
+    let content = match object.get("content") {
+        None | Some(Value::Null) => {
+            return Err(invalid(
+                &format!("{name}.content"),
+                "a string or a JSON value",
+                &Value::Null,
+            ))
+        }
+        Some(Value::String(s)) => s.clone(),
+        // A JSON value always serialises.
+        Some(other) => serde_json::to_string(other).unwrap_or_default(),
+    };
+    Ok(ToolResult { tool_call_id, content })
+}
+
+/// The fields a tool message given as `sendMessage`'s input may have.
+const TOOL_MESSAGE_FIELDS: [&str; 3] = ["role", "toolCallId", "content"];
+
+/// Whether `value` is a message object (it has a `role`) rather than a content part.
+fn is_message(value: &Value) -> bool {
+    value.as_object().is_some_and(|o| o.contains_key("role"))
+}
+
+/// `sendMessage`'s input read as tool messages: `{ role: 'tool', toolCallId, content }` or an
+/// array of them, the same results as the `toolResults` option takes. `None` when `input` is not
+/// such an input: a string, an object without `role`, or an array none of whose items has a
+/// `role` (content parts). `name` names the input in errors (`text`, `inputs[3].text`).
+pub fn read_tool_messages(input: &Value, name: &str) -> Option<Result<Vec<ToolResult>, ChatError>> {
+    match input {
+        Value::Object(_) if is_message(input) => Some(read_tool_message(input, name).map(|r| vec![r])),
+        Value::Array(items) if items.iter().any(is_message) => Some(read_tool_message_list(items, name)),
+        _ => None,
+    }
+}
+
+fn read_tool_message_list(items: &[Value], name: &str) -> Result<Vec<ToolResult>, ChatError> {
+    check_result_count(items, name)?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let at = format!("{name}[{i}]");
+            if !is_message(item) {
+                return Err(ChatError::invalid_arg(format!(
+                    "Expected `{at}` to be a tool message {{ role: 'tool', toolCallId, content }}, got {}: content \
+                     parts and tool messages do not mix in one input",
+                    kind_of(item)
+                )));
+            }
+            read_tool_message(item, &at)
+        })
+        .collect()
+}
+
+/// One `{ role: 'tool', toolCallId, content }`; other fields are refused, so a misspelt one
+/// cannot be dropped unnoticed.
+fn read_tool_message(item: &Value, name: &str) -> Result<ToolResult, ChatError> {
+    let Some(object) = item.as_object() else {
+        return Err(invalid(
+            name,
+            "a tool message { role: 'tool', toolCallId, content }",
+            item,
+        ));
+    };
+    let role = object.get("role").unwrap_or(&Value::Null);
+    if role.as_str() != Some("tool") {
+        return Err(invalid(
+            &format!("{name}.role"),
+            "'tool' (a tool message { role: 'tool', toolCallId, content }; other messages go through `sendMessages`)",
+            role,
+        ));
+    }
+    let result = read_tool_result(object, name)?;
+    if let Some(other) = object.keys().find(|k| !TOOL_MESSAGE_FIELDS.contains(&k.as_str())) {
+        let shown: String = other.chars().take(40).collect();
+        return Err(ChatError::invalid_arg(format!(
+            "Unknown field `{name}.{shown}` of a tool message: it has `role`, `toolCallId` and `content`"
+        )));
+    }
+    Ok(result)
+}
+
+/// A message's `tool_calls` (`path` names it): openai-node's `ChatCompletionMessageToolCall[]`,
+/// each `{ id, type: 'function', function: { name, arguments } }`, at most [`MAX_TOOL_CALLS`].
+/// Other fields of a call are allowed (and not counted).
+pub fn read_tool_calls(value: &Value, path: &str) -> Result<Vec<ToolCall>, ChatError> {
+    const EXPECTED: &str = "an array of tool calls { id, type: 'function', function: { name, arguments } }";
+    let list = value.as_array().ok_or_else(|| invalid(path, EXPECTED, value))?;
+    if list.len() > MAX_TOOL_CALLS {
+        return Err(ChatError::invalid_arg(format!(
+            "Expected `{path}` to have at most {MAX_TOOL_CALLS} tool calls, got {}",
+            list.len()
+        )));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, call)| {
+            let at = format!("{path}[{i}]");
+            let object = call
+                .as_object()
+                .ok_or_else(|| invalid(&at, "a tool call { id, type: 'function', function }", call))?;
+            let id = required_string(object, "id", &at)?.to_owned();
+            let kind = object.get("type").unwrap_or(&Value::Null);
+            if kind.as_str() != Some("function") {
+                return Err(invalid(&format!("{at}.type"), "'function'", kind));
+            }
+            let function = object.get("function").unwrap_or(&Value::Null);
+            let function = function
+                .as_object()
+                .ok_or_else(|| invalid(&format!("{at}.function"), "an object { name, arguments }", function))?;
+            let name = required_string(function, "name", &format!("{at}.function"))?.to_owned();
+            let arguments = function.get("arguments").unwrap_or(&Value::Null);
+            let arguments = arguments
+                .as_str()
+                .ok_or_else(|| invalid(&format!("{at}.function.arguments"), "a string (JSON text)", arguments))?
+                .to_owned();
+            Ok(ToolCall {
+                id,
+                kind: "function".into(),
+                function: ToolFunction { name, arguments },
+            })
         })
         .collect()
 }
@@ -220,6 +350,96 @@ mod tests {
         ] {
             let m = message(read_tool_results(&bad, "toolResults").unwrap_err());
             assert!(m.contains(named), "{m}");
+        }
+    }
+
+    #[test]
+    fn tool_messages_as_input_read_as_tool_results_would() {
+        let one = json!({"role": "tool", "toolCallId": "a", "content": {"x": 1}});
+        let as_results = read_tool_results(&json!([{"toolCallId": "a", "content": {"x": 1}}]), "toolResults").unwrap();
+        assert_eq!(read_tool_messages(&one, "text").unwrap().unwrap(), as_results);
+        let two = json!([{"role": "tool", "toolCallId": "a", "content": "1"}, {"role": "tool", "toolCallId": "b", "content": "2"}]);
+        let read = read_tool_messages(&two, "text").unwrap().unwrap();
+        assert_eq!(
+            read.iter().map(|r| r.tool_call_id.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        // Not tool messages: left to the other readers.
+        for other in [
+            json!("hi"),
+            json!({}),
+            json!([{"type": "text", "text": "x"}]),
+            json!([]),
+        ] {
+            assert!(read_tool_messages(&other, "text").is_none(), "{other}");
+        }
+    }
+
+    #[test]
+    fn bad_tool_messages_name_the_field() {
+        for (bad, named) in [
+            (json!({"role": "user", "content": "x"}), "`text.role`"),
+            (json!({"role": "tool", "content": "x"}), "`text.toolCallId`"),
+            (
+                json!({"role": "tool", "tool_call_id": "a", "content": "x"}),
+                "write `toolCallId`",
+            ),
+            (json!({"role": "tool", "toolCallId": "a"}), "`text.content`"),
+            (
+                json!({"role": "tool", "toolCallId": "a", "content": "x", "name": "n"}),
+                "`text.name`",
+            ),
+            (
+                json!([{"role": "tool", "toolCallId": "a", "content": "x"}, {"type": "text", "text": "x"}]),
+                "`text[1]`",
+            ),
+            (
+                json!([{"type": "text", "text": "x"}, {"role": "tool", "content": "x"}]),
+                "`text[0]`",
+            ),
+        ] {
+            let m = message(read_tool_messages(&bad, "text").unwrap().unwrap_err());
+            assert!(m.contains(named), "{bad}: {m}");
+        }
+        let many = Value::Array(vec![
+            json!({"role": "tool", "toolCallId": "a", "content": "x"});
+            MAX_TOOLS + 1
+        ]);
+        assert!(message(read_tool_messages(&many, "text").unwrap().unwrap_err()).contains("at most"));
+    }
+
+    #[test]
+    fn tool_calls_are_read_strictly_naming_the_bad_field() {
+        let calls = read_tool_calls(
+            &json!([{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}, "index": 0}]),
+            "messages[1].tool_calls",
+        )
+        .unwrap();
+        assert_eq!(calls[0].id, "c1");
+        assert_eq!(calls[0].function.arguments, "{}");
+        for (bad, named) in [
+            (json!({}), "`m.tool_calls`"),
+            (json!([1]), "`m.tool_calls[0]`"),
+            (
+                json!([{"type": "function", "function": {"name": "f", "arguments": ""}}]),
+                "`m.tool_calls[0].id`",
+            ),
+            (
+                json!([{"id": "c", "function": {"name": "f", "arguments": ""}}]),
+                "`m.tool_calls[0].type`",
+            ),
+            (json!([{"id": "c", "type": "function"}]), "`m.tool_calls[0].function`"),
+            (
+                json!([{"id": "c", "type": "function", "function": {"arguments": ""}}]),
+                "`m.tool_calls[0].function.name`",
+            ),
+            (
+                json!([{"id": "c", "type": "function", "function": {"name": "f", "arguments": {}}}]),
+                "`m.tool_calls[0].function.arguments`",
+            ),
+        ] {
+            let m = message(read_tool_calls(&bad, "m.tool_calls").unwrap_err());
+            assert!(m.contains(named), "{bad}: {m}");
         }
     }
 }
