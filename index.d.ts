@@ -111,7 +111,9 @@ export type ContentPart = ChatCompletionContentPartText | ChatCompletionContentP
 /**
  * One message of `sendMessages(messages)`, after openai-node's `ChatCompletionMessageParam`: sent
  * as given. `content` is a string or content parts; an `assistant` message carrying only
- * `tool_calls` may leave it `null`. Other fields are sent as they are and counted as text.
+ * `tool_calls` may leave it `null`. `tool_calls` and `tool_call_id` are checked and counted as
+ * `countMessageTokens` counts them; other fields are sent as they are and counted as their JSON
+ * text.
  */
 export interface ChatCompletionMessageParam {
   role: 'system' | 'developer' | 'user' | 'assistant' | 'tool'
