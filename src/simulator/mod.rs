@@ -102,6 +102,8 @@
 
 mod answer;
 mod faults;
+mod formats;
+mod logprobs;
 mod rate;
 mod request;
 mod response;

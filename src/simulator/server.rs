@@ -425,16 +425,18 @@ async fn chat_completions(
         // The client went away while sending; there is nobody to answer.
         Err(error) => return Err(error),
     };
-    let chat = match parse_chat_request(&body) {
+    let chat = match parse_chat_request(&body, &shared.config.model) {
         Ok(chat) => chat,
         Err(body) => return Ok(json_response(StatusCode::BAD_REQUEST, body, Some(in_flight))),
     };
 
     let answer = Answer::new(&shared.config, &chat, wanted_tokens);
-    // OpenAI's up-front estimate: the prompt plus the most the answer may use.
-    let cost = answer
-        .prompt_tokens
-        .saturating_add(chat.max_tokens.unwrap_or(wanted_tokens));
+    // OpenAI's up-front estimate: the prompt plus the most the answer may use, for each choice.
+    let cost = answer.prompt_tokens.saturating_add(
+        chat.max_tokens
+            .unwrap_or(wanted_tokens)
+            .saturating_mul(u64::from(chat.n)),
+    );
     // A statement of its own, so the lock is released before any await.
     let admission = shared.rate_limits().admit(cost, Instant::now());
     let (mut result, snapshot) = match admission {
