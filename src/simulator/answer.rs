@@ -127,8 +127,11 @@ pub(super) struct Choice {
     visible_tokens: u64,
     /// Hidden reasoning tokens (reasoning models only), part of `completion_tokens`.
     reasoning_tokens: u64,
-    /// One `logprobs` entry per piece, when the request asked for them.
-    logprobs: Option<Vec<Value>>,
+    /// With `logprobs: true`, the `top_logprobs` asked for: every piece has an entry, computed
+    /// when it is sent.
+    logprobs: Option<usize>,
+    /// What this choice draws its words and log probabilities from.
+    seed: u64,
 }
 
 /// What every choice of a request shares.
@@ -191,7 +194,8 @@ impl Choice {
             tool_call: None,
             visible_tokens: 0,
             reasoning_tokens,
-            logprobs: None,
+            logprobs: chat.logprobs,
+            seed,
         };
         // `wanted` is bounded by MAX_RESPONSE_TOKENS, so it fits a usize.
         let wanted = usize::try_from(plan.wanted).unwrap_or(usize::MAX);
@@ -200,7 +204,6 @@ impl Choice {
             choice.finish_reason = "tool_calls";
             choice.visible_tokens = count_tokens(&call.name) + count_tokens(&call.arguments);
             choice.tool_call = Some(call);
-            choice.logprobs = chat.logprobs.map(|_| Vec::new());
             return choice;
         } else if plan.refuse {
             choice.kind = ChoiceKind::Refusal;
@@ -232,7 +235,6 @@ impl Choice {
         if cut {
             choice.finish_reason = "length";
         }
-        choice.logprobs = chat.logprobs.map(|top| logprobs::entries(&tokens, seed, top));
         choice.tokens = tokens;
         choice.visible_tokens = visible_tokens;
         choice
@@ -257,9 +259,12 @@ impl Choice {
     /// `logprobs` of a complete answer: `null` unless asked for; the entries under `refusal` for
     /// a refusal, under `content` otherwise (none for a tool call).
     fn logprobs_json(&self) -> Value {
-        let Some(entries) = &self.logprobs else {
+        let Some(top) = self.logprobs else {
             return Value::Null;
         };
+        let entries: Vec<Value> = (self.tokens.iter().enumerate())
+            .map(|(at, token)| logprobs::entry(token, self.seed, at, top))
+            .collect();
         match self.kind {
             ChoiceKind::Content => json!({"content": entries, "refusal": null}),
             ChoiceKind::Refusal => json!({"content": null, "refusal": entries}),
@@ -270,7 +275,7 @@ impl Choice {
     /// The stream delta carrying piece `at`, and its `logprobs` (`null` unless asked for).
     pub(super) fn piece_delta(&self, at: usize) -> Option<(Value, Value)> {
         let token = self.tokens.get(at)?;
-        let entry = self.logprobs.as_ref().and_then(|entries| entries.get(at));
+        let entry = self.logprobs.map(|top| logprobs::entry(token, self.seed, at, top));
         Some(match self.kind {
             ChoiceKind::Refusal => (
                 json!({ "refusal": token }),
@@ -308,6 +313,18 @@ impl Answer {
             prompt_tokens: prompt_tokens(&chat.messages),
             reasoning: chat.reasoning.is_some(),
         }
+    }
+
+    /// How many values the answer's `logprobs` are made of (0 without them); see
+    /// [`logprobs::MAX_LOGPROB_VALUES`].
+    pub(super) fn logprob_values(&self) -> u64 {
+        self.choices
+            .iter()
+            .filter_map(|c| {
+                c.logprobs
+                    .map(|top| (c.tokens.len() as u64).saturating_mul(1 + top as u64))
+            })
+            .fold(0, u64::saturating_add)
     }
 
     /// The most pieces any choice streams.

@@ -466,6 +466,11 @@ mod tests {
                 "{extra}"
             );
         }
+        // A complete answer is built in memory, so its logprobs are bounded.
+        let many = chat_request("Hi", json!({"logprobs": true, "top_logprobs": 20, "n": 8}));
+        let response = post_ok(&sim, &many, &[("x-sim-response-tokens", "1000")]).await;
+        assert_eq!(response.status(), 400);
+        assert_eq!(json_body(response).await["error"]["param"], "logprobs");
         let response = post_ok(&sim, &chat_request("Hi", json!({"reasoning_effort": "low"})), &[]).await;
         assert_eq!(json_body(response).await["error"]["code"], "unsupported_parameter");
         assert_eq!(sim.stats().completion_tokens, 0);

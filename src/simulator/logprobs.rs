@@ -19,39 +19,49 @@ fn alternative(token: &str, milli: u64) -> Value {
     json!({ "token": token, "logprob": logprob(milli), "bytes": token.as_bytes() })
 }
 
+/// Most values of `logprobs` one request may make: entries and alternatives of all its choices
+/// (a complete answer is built in memory).
+pub(super) const MAX_LOGPROB_VALUES: u64 = 100_000;
+
 /// The entries of `tokens`, each with `top` alternatives (0 to 20).
-pub(super) fn entries<S: AsRef<str>>(tokens: &[S], seed: u64, top: usize) -> Vec<Value> {
-    let mut state = seed ^ LOGPROB_SALT;
+#[cfg(test)]
+fn entries<S: AsRef<str>>(tokens: &[S], seed: u64, top: usize) -> Vec<Value> {
     tokens
         .iter()
-        .map(|token| {
-            let token = token.as_ref();
-            // Between -0.001 and -2.5.
-            let mut milli = 1 + splitmix64(&mut state) % 2500;
-            let own = milli;
-            let mut top_logprobs = Vec::with_capacity(top);
-            if top > 0 {
-                top_logprobs.push(alternative(token, milli));
-            }
-            let start = usize::try_from(splitmix64(&mut state)).unwrap_or(0);
-            let others = VOCABULARY
-                .iter()
-                .cycle()
-                .skip(start % VOCABULARY.len())
-                .take(VOCABULARY.len())
-                .filter(|word| **word != token);
-            for word in others.take(top.saturating_sub(1)) {
-                milli = milli.saturating_add(1 + splitmix64(&mut state) % 1500);
-                top_logprobs.push(alternative(word, milli));
-            }
-            json!({
-                "token": token,
-                "logprob": logprob(own),
-                "bytes": token.as_bytes(),
-                "top_logprobs": top_logprobs,
-            })
-        })
+        .enumerate()
+        .map(|(position, token)| entry(token.as_ref(), seed, position, top))
         .collect()
+}
+
+/// The entry of `token`, the answer's token number `position`, with `top` alternatives (0 to
+/// 20); it depends only on its arguments, so a stream computes each as it goes.
+pub(super) fn entry(token: &str, seed: u64, position: usize, top: usize) -> Value {
+    // An odd multiplier other than SplitMix64's step, so neighbouring entries do not share draws.
+    let mut state = (seed ^ LOGPROB_SALT).wrapping_add((position as u64).wrapping_mul(0xd1b5_4a32_d192_ed03));
+    // Between -0.001 and -2.5.
+    let mut milli = 1 + splitmix64(&mut state) % 2500;
+    let own = milli;
+    let mut top_logprobs = Vec::with_capacity(top);
+    if top > 0 {
+        top_logprobs.push(alternative(token, milli));
+    }
+    let start = usize::try_from(splitmix64(&mut state)).unwrap_or(0);
+    let others = VOCABULARY
+        .iter()
+        .cycle()
+        .skip(start % VOCABULARY.len())
+        .take(VOCABULARY.len())
+        .filter(|word| **word != token);
+    for word in others.take(top.saturating_sub(1)) {
+        milli = milli.saturating_add(1 + splitmix64(&mut state) % 1500);
+        top_logprobs.push(alternative(word, milli));
+    }
+    json!({
+        "token": token,
+        "logprob": logprob(own),
+        "bytes": token.as_bytes(),
+        "top_logprobs": top_logprobs,
+    })
 }
 
 #[cfg(test)]

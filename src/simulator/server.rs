@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use super::answer::Answer;
 use super::faults::{fault_from_headers, respond, FailureDice, Fault};
+use super::logprobs::MAX_LOGPROB_VALUES;
 use super::rate::{rate_limited_response, SimRateLimits};
 use super::request::{bad_request, parse_chat_request, response_tokens_from_headers};
 use super::response::{error_json, json_response, to_bytes, unix_now, BoxError, SimBody};
@@ -431,6 +432,14 @@ async fn chat_completions(
     };
 
     let answer = Answer::new(&shared.config, &chat, wanted_tokens);
+    if answer.logprob_values() > MAX_LOGPROB_VALUES {
+        let message = format!(
+            "Too many logprobs: n × answer tokens × (1 + top_logprobs) is more than the \
+             simulator's {MAX_LOGPROB_VALUES}; ask for fewer (x-sim-response-tokens, n or top_logprobs)."
+        );
+        let body = bad_request(&message, Some("logprobs"));
+        return Ok(json_response(StatusCode::BAD_REQUEST, body, Some(in_flight)));
+    }
     // OpenAI's up-front estimate: the prompt plus the most the answer may use, for each choice.
     let cost = answer.prompt_tokens.saturating_add(
         chat.max_tokens

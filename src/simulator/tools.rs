@@ -18,6 +18,9 @@ use super::request::RequestMessage;
 /// also ends `$ref` cycles.
 const MAX_SCHEMA_DEPTH: usize = 16;
 
+/// Most values one instance is built of; past it, values are `null`.
+const MAX_INSTANCE_VALUES: usize = 100_000;
+
 /// Most items built for an array's `minItems`.
 const MAX_ARRAY_ITEMS: u64 = 8;
 
@@ -107,69 +110,89 @@ pub(super) fn tool_call_for(
 /// A JSON instance of `schema` (the rules are in the module's documentation); `words` picks the
 /// words. Also the answer to a `json_schema` response format.
 pub(super) fn schema_instance(schema: &Value, words: &mut u64) -> Value {
-    value_for(schema, schema, words, 0)
+    let mut walk = SchemaWalk {
+        root: schema,
+        words,
+        budget: MAX_INSTANCE_VALUES,
+    };
+    walk.value_for(schema, 0)
 }
 
-/// A value matching `schema`, a part of `root` (which `$ref`s point into).
-fn value_for(schema: &Value, root: &Value, words: &mut u64, depth: usize) -> Value {
-    // Past the deepest level nothing more is followed: objects and arrays come out empty.
-    let deep = depth >= MAX_SCHEMA_DEPTH;
-    if let Some(constant) = schema.get("const") {
-        return constant.clone();
-    }
-    if let Some(first) = schema.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
-        return first.clone();
-    }
-    // `#/$defs/Name` (or any JSON pointer into the root schema), as zod and pydantic write them.
-    if let Some(target) = schema
-        .get("$ref")
-        .and_then(Value::as_str)
-        .filter(|_| !deep)
-        .and_then(|r| r.strip_prefix('#'))
-        .and_then(|pointer| root.pointer(pointer))
-    {
-        return value_for(target, root, words, depth + 1);
-    }
-    for combinator in ["anyOf", "oneOf", "allOf"] {
-        let first = schema.get(combinator).and_then(Value::as_array).and_then(|s| s.first());
-        if let Some(first) = first.filter(|_| !deep) {
-            return value_for(first, root, words, depth + 1);
+/// Building one instance: the schema `$ref`s point into, the word picker, and how many more
+/// values may be built (`$ref`s make a schema a graph, whose instance could grow exponentially).
+struct SchemaWalk<'a> {
+    root: &'a Value,
+    words: &'a mut u64,
+    budget: usize,
+}
+
+impl SchemaWalk<'_> {
+    /// A value matching `schema`.
+    fn value_for(&mut self, schema: &Value, depth: usize) -> Value {
+        if self.budget == 0 {
+            return Value::Null;
         }
-    }
-    let kind = match schema.get("type") {
-        Some(Value::String(kind)) => kind.as_str(),
-        // `["string", "null"]`: the first type named.
-        Some(Value::Array(kinds)) => kinds.iter().find_map(Value::as_str).unwrap_or("object"),
-        _ if schema.get("properties").is_some() => "object",
-        _ => "string",
-    };
-    match kind {
-        "string" => Value::from(super::answer::word(words)),
-        "number" | "integer" => number_for(schema, kind == "integer"),
-        "boolean" => Value::Bool(true),
-        "array" => {
-            // As few items as allowed: `minItems` of them (at most MAX_ARRAY_ITEMS).
-            let count = schema
-                .get("minItems")
-                .and_then(Value::as_u64)
-                .filter(|_| !deep)
-                .map_or(0, |n| n.min(MAX_ARRAY_ITEMS));
-            let items = schema.get("items").unwrap_or(&Value::Null);
-            (0..count).map(|_| value_for(items, root, words, depth + 1)).collect()
+        self.budget -= 1;
+        let root = self.root;
+        // Past the deepest level nothing more is followed: objects and arrays come out empty.
+        let deep = depth >= MAX_SCHEMA_DEPTH;
+        if let Some(constant) = schema.get("const") {
+            return constant.clone();
         }
-        "null" => Value::Null,
-        _ => {
-            let mut object = Map::new();
-            if deep {
-                return Value::Object(object);
+        if let Some(first) = schema.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
+            return first.clone();
+        }
+        // `#/$defs/Name` (or any JSON pointer into the root schema), as zod and pydantic write them.
+        if let Some(target) = schema
+            .get("$ref")
+            .and_then(Value::as_str)
+            .filter(|_| !deep)
+            .and_then(|r| r.strip_prefix('#'))
+            .and_then(|pointer| root.pointer(pointer))
+        {
+            return self.value_for(target, depth + 1);
+        }
+        for combinator in ["anyOf", "oneOf", "allOf"] {
+            let first = schema.get(combinator).and_then(Value::as_array).and_then(|s| s.first());
+            if let Some(first) = first.filter(|_| !deep) {
+                return self.value_for(first, depth + 1);
             }
-            let properties = schema.get("properties");
-            let required = schema.get("required").and_then(Value::as_array);
-            for key in required.into_iter().flatten().filter_map(Value::as_str) {
-                let property = properties.and_then(|p| p.get(key)).unwrap_or(&Value::Null);
-                object.insert(key.to_owned(), value_for(property, root, words, depth + 1));
+        }
+        let kind = match schema.get("type") {
+            Some(Value::String(kind)) => kind.as_str(),
+            // `["string", "null"]`: the first type named.
+            Some(Value::Array(kinds)) => kinds.iter().find_map(Value::as_str).unwrap_or("object"),
+            _ if schema.get("properties").is_some() => "object",
+            _ => "string",
+        };
+        match kind {
+            "string" => Value::from(super::answer::word(self.words)),
+            "number" | "integer" => number_for(schema, kind == "integer"),
+            "boolean" => Value::Bool(true),
+            "array" => {
+                // As few items as allowed: `minItems` of them (at most MAX_ARRAY_ITEMS).
+                let count = schema
+                    .get("minItems")
+                    .and_then(Value::as_u64)
+                    .filter(|_| !deep)
+                    .map_or(0, |n| n.min(MAX_ARRAY_ITEMS));
+                let items = schema.get("items").unwrap_or(&Value::Null);
+                (0..count).map(|_| self.value_for(items, depth + 1)).collect()
             }
-            Value::Object(object)
+            "null" => Value::Null,
+            _ => {
+                let mut object = Map::new();
+                if deep {
+                    return Value::Object(object);
+                }
+                let properties = schema.get("properties");
+                let required = schema.get("required").and_then(Value::as_array);
+                for key in required.into_iter().flatten().filter_map(Value::as_str) {
+                    let property = properties.and_then(|p| p.get(key)).unwrap_or(&Value::Null);
+                    object.insert(key.to_owned(), self.value_for(property, depth + 1));
+                }
+                Value::Object(object)
+            }
         }
     }
 }
@@ -263,6 +286,27 @@ mod tests {
             (depth, at) = (depth + 1, next);
         }
         assert!((1..=MAX_SCHEMA_DEPTH).contains(&depth), "{depth}");
+    }
+
+    #[test]
+    fn an_instance_of_a_schema_graph_stops_at_the_value_budget() {
+        // Every level refers to the next one ten times: 10^15 values if followed naively.
+        let mut defs = serde_json::Map::new();
+        for level in 0..15 {
+            let next = json!({"$ref": format!("#/$defs/l{}", level + 1)});
+            let keys: Vec<String> = (0..10).map(|k| format!("k{k}")).collect();
+            let properties: Map<String, Value> = keys.iter().map(|k| (k.clone(), next.clone())).collect();
+            defs.insert(
+                format!("l{level}"),
+                json!({"type": "object", "properties": properties, "required": keys}),
+            );
+        }
+        defs.insert("l15".into(), json!({"type": "string"}));
+        let schema = json!({"$ref": "#/$defs/l0", "$defs": defs});
+        let started = std::time::Instant::now();
+        let instance = schema_instance(&schema, &mut 1);
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(instance["k0"].is_object());
     }
 
     #[test]
