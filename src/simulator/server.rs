@@ -61,7 +61,7 @@ pub struct SimulatorConfig {
     pub rate_limit_rpm: u32,
     /// Tokens per minute allowed (0 = unlimited). A request costs its prompt
     /// tokens plus its `max_tokens`/`max_completion_tokens` (or the generated
-    /// length if none), like OpenAI's estimate. The starting value: see
+    /// length if none) times its `n`, like OpenAI's estimate. The starting value: see
     /// [`Simulator::set_limits`] to change it while running.
     pub rate_limit_tpm: u32,
     /// Probability from 0 to 1 that a chat request fails with a random
