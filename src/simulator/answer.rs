@@ -1,7 +1,8 @@
 //! The answers: deterministic text drawn from a fixed vocabulary (every word one token in both
-//! `cl100k_base` and `o200k_base`), seeded by the request's messages; its usage by OpenAI's chat
-//! formula, counted here rather than with core's formula so that the two check each other; and
-//! the JSON of a complete answer and of one stream chunk.
+//! `cl100k_base` and `o200k_base`), seeded by the request's messages; its choices (`n`, each a
+//! text, a refusal, a JSON text or a tool call, see `formats` and `tools`); its usage by OpenAI's
+//! chat formula, counted here rather than with core's formula so that the two check each other;
+//! and the JSON of a complete answer and of one stream chunk.
 
 use std::borrow::Cow;
 use std::time::Duration;

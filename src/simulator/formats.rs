@@ -220,6 +220,17 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_mid_stream_fault_counts_rounds_of_all_choices() {
+        let sim = start_default().await;
+        let body = chat_request("Hi", json!({"n": 2, "stream": true}));
+        let response = post_fault(&sim, &body, r#"{"kind":"disconnect","afterChunks":3}"#).await;
+        let (text, end) = read_stream(response, Duration::from_secs(5)).await;
+        assert_eq!(end, StreamEnd::Error);
+        // Two role chunks, then three rounds of one delta per choice.
+        assert_eq!(data_frames(&text).len(), 2 + 3 * 2, "{text}");
+    }
+
+    #[tokio::test]
     async fn the_marker_gets_a_refusal_complete_or_streamed() {
         let sim = start_default().await;
         let refusal_tokens = o200k_len(REFUSAL_TEXT) as u64;
