@@ -104,7 +104,14 @@ export declare class ChatGPTAPI {
   sendMessages(messages: ChatCompletionMessageParam[], options?: SendMessagesOptions): Promise<ChatReply>
 }
 
-/** An OpenAI-compatible chat-completions server on 127.0.0.1 with scriptable faults. */
+/**
+ * An OpenAI-compatible chat-completions server on 127.0.0.1 with scriptable faults.
+ *
+ * Besides plain deterministic answers it serves `n` choices (1 to 8), `logprobs`/`top_logprobs`,
+ * `response_format` (`json_object`, `json_schema`), refusals (a last user message containing
+ * `[refuse]`) and reasoning models' `completion_tokens_details.reasoning_tokens` (o1, o3, o4,
+ * gpt-5, with `reasoning_effort`); the README's "The simulator" section has the details.
+ */
 export declare class ChatGPTSimulator {
   /** Start a simulator; resolves once it is listening. Invalid options reject the Promise. */
   static start(options?: SimulatorOptions): Promise<ChatGPTSimulator>
@@ -782,8 +789,8 @@ export interface SimulatorOptions {
    */
   tokenDelayMs?: number
   /**
-   * Length of generated answers in tokens (a request's `max_tokens` cuts it short, and the
-   * header `x-sim-response-tokens` overrides it per request).
+   * Length of generated answers in tokens, per choice (a request's `max_tokens` cuts it short,
+   * and the header `x-sim-response-tokens` overrides it per request).
    * @default 16
    */
   responseTokens?: number
@@ -794,7 +801,8 @@ export interface SimulatorOptions {
    */
   rateLimitRpm?: number
   /**
-   * Tokens per minute allowed; a request costs its prompt tokens plus its `max_tokens`.
+   * Tokens per minute allowed; a request costs its prompt tokens plus its `max_tokens` times
+   * its `n`.
    * @default 0
    */
   rateLimitTpm?: number

@@ -32,15 +32,16 @@ pub struct SimulatorOptions {
     /// Delay between content tokens, in milliseconds.
     /// @default 0
     pub token_delay_ms: Option<u32>,
-    /// Length of generated answers in tokens (a request's `max_tokens` cuts it short, and the
-    /// header `x-sim-response-tokens` overrides it per request).
+    /// Length of generated answers in tokens, per choice (a request's `max_tokens` cuts it short,
+    /// and the header `x-sim-response-tokens` overrides it per request).
     /// @default 16
     pub response_tokens: Option<u32>,
     /// Requests per minute allowed, OpenAI-style (continuous bucket, 429 with `retry-after-ms`,
     /// `x-ratelimit-*` headers on every response); 0 = unlimited.
     /// @default 0
     pub rate_limit_rpm: Option<u32>,
-    /// Tokens per minute allowed; a request costs its prompt tokens plus its `max_tokens`.
+    /// Tokens per minute allowed; a request costs its prompt tokens plus its `max_tokens` times
+    /// its `n`.
     /// @default 0
     pub rate_limit_tpm: Option<u32>,
     /// Share of chat requests, 0 to 1, that fail with a random 500/502/503.
@@ -114,6 +115,11 @@ pub struct SimulatorStats {
 }
 
 /// An OpenAI-compatible chat-completions server on 127.0.0.1 with scriptable faults.
+///
+/// Besides plain deterministic answers it serves `n` choices (1 to 8), `logprobs`/`top_logprobs`,
+/// `response_format` (`json_object`, `json_schema`), refusals (a last user message containing
+/// `[refuse]`) and reasoning models' `completion_tokens_details.reasoning_tokens` (o1, o3, o4,
+/// gpt-5, with `reasoning_effort`); the README's "The simulator" section has the details.
 #[napi(js_name = "ChatGPTSimulator")]
 pub struct ChatGPTSimulator {
     inner: Arc<Simulator>,

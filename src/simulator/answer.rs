@@ -1,24 +1,28 @@
 //! The answers: deterministic text drawn from a fixed vocabulary (every word one token in both
-//! `cl100k_base` and `o200k_base`), seeded by the request's messages; its usage by OpenAI's chat
-//! formula, counted here rather than with core's formula so that the two check each other; and
-//! the JSON of a complete answer and of one stream chunk.
+//! `cl100k_base` and `o200k_base`), seeded by the request's messages; its choices (`n`, each a
+//! text, a refusal, a JSON text or a tool call, see `formats` and `tools`); its usage by OpenAI's
+//! chat formula, counted here rather than with core's formula so that the two check each other;
+//! and the JSON of a complete answer and of one stream chunk.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use super::formats::{asks_for_refusal, json_object_text, token_pieces, Piece, ResponseFormat, REFUSAL_TEXT};
+use super::logprobs;
 use super::request::{ChatRequest, RequestMessage};
 use super::response::{sse, to_bytes, unix_now};
 use super::server::{Shared, SimulatorConfig};
-use super::tools::{tool_call_for, SimToolCall};
+use super::tools::{schema_instance, tool_call_for, SimToolCall};
 use crate::core::content::{joined_text, known_parts, Content};
 
 /// Words the answers are made of. Every entry, with its leading space and
 /// without it, is exactly one token in both `cl100k_base` and `o200k_base`
 /// (checked by a unit test), so an answer of `n` streamed deltas is exactly
 /// `n` tokens whichever of the two tokenizers a client uses to check it.
-const VOCABULARY: &[&str] = &[
+pub(super) const VOCABULARY: &[&str] = &[
     " the",
     " model",
     " answer",
@@ -88,58 +92,276 @@ const VOCABULARY: &[&str] = &[
 /// Final token of a complete answer (one token in both encodings).
 const FULL_STOP: &str = ".";
 
-/// Everything about one generated answer.
+/// Everything about one generated answer: its choices (one unless the request asked for `n`)
+/// and what they have in common.
 pub(super) struct Answer {
     pub(super) id: String,
     pub(super) created: u64,
     pub(super) model: String,
-    /// The tokens actually delivered (already cut to the request's cap).
-    pub(super) tokens: Vec<&'static str>,
-    pub(super) finish_reason: &'static str,
+    pub(super) choices: Vec<Choice>,
     pub(super) prompt_tokens: u64,
-    /// A tool call instead of text (`tokens` is then empty): see `tools`.
+    /// A reasoning model's answer: its usage has `completion_tokens_details`.
+    reasoning: bool,
+}
+
+/// What a choice's pieces are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ChoiceKind {
+    /// The answer's content (plain text, or JSON text for `response_format`).
+    Content,
+    /// A refusal: the pieces make `message.refusal` and stream as `delta.refusal`.
+    Refusal,
+    /// A tool call (no pieces): see `tools`.
+    ToolCall,
+}
+
+/// One choice of an answer.
+pub(super) struct Choice {
+    pub(super) index: u32,
+    pub(super) kind: ChoiceKind,
+    /// The pieces actually delivered (already cut to the request's cap), one streamed delta
+    /// each: a token of the vocabulary for plain text, a token of the text otherwise.
+    pub(super) tokens: Vec<Cow<'static, str>>,
+    pub(super) finish_reason: &'static str,
     pub(super) tool_call: Option<SimToolCall>,
+    /// Tokens of what is delivered (the pieces, or the tool call).
+    visible_tokens: u64,
+    /// Hidden reasoning tokens (reasoning models only), part of `completion_tokens`.
+    reasoning_tokens: u64,
+    /// With `logprobs: true`, the `top_logprobs` asked for: every piece has an entry, computed
+    /// when it is sent.
+    logprobs: Option<usize>,
+    /// What this choice draws its words and log probabilities from.
+    seed: u64,
+}
+
+/// What every choice of a request shares.
+struct ChoicePlan<'a> {
+    chat: &'a ChatRequest,
+    /// The answer length asked for (`x-sim-response-tokens` or the configured default).
+    wanted: u64,
+    /// The hash of the messages; choice `i` draws from [`choice_seed`] of it.
+    seed: u64,
+    refuse: bool,
+}
+
+/// Choice 0 draws from the messages' hash itself (so a plain answer is what it always was);
+/// the others from a mix of it and their index, so that choices differ.
+fn choice_seed(seed: u64, index: u32) -> u64 {
+    if index == 0 {
+        return seed;
+    }
+    let mut state = seed ^ u64::from(index).wrapping_mul(0xd1b5_4a32_d192_ed03);
+    splitmix64(&mut state)
+}
+
+/// The leading pieces of `pieces` that fit in `cap` tokens, their tokens, and whether that cut
+/// the text short.
+fn cut_pieces(pieces: Vec<Piece>, cap: Option<u64>) -> (Vec<Cow<'static, str>>, u64, bool) {
+    let mut kept = Vec::with_capacity(pieces.len());
+    let mut used = 0_u64;
+    for piece in pieces {
+        let next = used.saturating_add(piece.tokens);
+        if cap.is_some_and(|cap| next > cap) {
+            return (kept, used, true);
+        }
+        used = next;
+        kept.push(Cow::Owned(piece.text));
+    }
+    (kept, used, false)
+}
+
+impl Choice {
+    fn new(plan: &ChoicePlan<'_>, index: u32) -> Self {
+        let chat = plan.chat;
+        let seed = choice_seed(plan.seed, index);
+        // A reasoning model thinks first; `max_completion_tokens` caps the reasoning and the
+        // visible answer together, as OpenAI's does.
+        let reasoning_wanted = chat.reasoning.map_or(0, |effort| effort.tokens(seed));
+        let reasoning_tokens = chat
+            .max_tokens
+            .map_or(reasoning_wanted, |cap| reasoning_wanted.min(cap));
+        let cap = chat.max_tokens.map(|cap| cap.saturating_sub(reasoning_tokens));
+        let tool_call = if plan.refuse {
+            None
+        } else {
+            tool_call_for(chat.tools.as_ref(), chat.tool_choice.as_ref(), &chat.messages, seed)
+        };
+        let mut choice = Self {
+            index,
+            kind: ChoiceKind::Content,
+            tokens: Vec::new(),
+            finish_reason: "stop",
+            tool_call: None,
+            visible_tokens: 0,
+            reasoning_tokens,
+            logprobs: chat.logprobs,
+            seed,
+        };
+        // `wanted` is bounded by MAX_RESPONSE_TOKENS, so it fits a usize.
+        let wanted = usize::try_from(plan.wanted).unwrap_or(usize::MAX);
+        let (tokens, visible_tokens, cut) = if let Some(call) = tool_call {
+            choice.kind = ChoiceKind::ToolCall;
+            choice.finish_reason = "tool_calls";
+            choice.visible_tokens = count_tokens(&call.name) + count_tokens(&call.arguments);
+            choice.tool_call = Some(call);
+            return choice;
+        } else if plan.refuse {
+            choice.kind = ChoiceKind::Refusal;
+            cut_pieces(token_pieces(REFUSAL_TEXT), cap)
+        } else {
+            match &chat.response_format {
+                ResponseFormat::Text => {
+                    let (delivered, cut) = match cap {
+                        Some(cap) if cap < plan.wanted => (usize::try_from(cap).unwrap_or(usize::MAX), true),
+                        _ => (wanted, false),
+                    };
+                    let tokens: Vec<Cow<'static, str>> = answer_tokens(seed, wanted, delivered)
+                        .into_iter()
+                        .map(Cow::Borrowed)
+                        .collect();
+                    let len = tokens.len() as u64;
+                    (tokens, len, cut)
+                }
+                ResponseFormat::JsonObject => {
+                    let text = json_object_text(&answer_tokens(seed, wanted, wanted).concat());
+                    cut_pieces(token_pieces(&text), cap)
+                }
+                ResponseFormat::JsonSchema(schema) => {
+                    let text = schema_instance_text(schema, seed);
+                    cut_pieces(token_pieces(&text), cap)
+                }
+            }
+        };
+        if cut {
+            choice.finish_reason = "length";
+        }
+        choice.tokens = tokens;
+        choice.visible_tokens = visible_tokens;
+        choice
+    }
+
+    /// Visible and reasoning tokens.
+    fn completion_tokens(&self) -> u64 {
+        self.visible_tokens.saturating_add(self.reasoning_tokens)
+    }
+
+    /// `message` of a complete answer.
+    fn message(&self) -> Value {
+        match (&self.tool_call, self.kind) {
+            (Some(call), _) => json!({"role": "assistant", "content": null, "tool_calls": [call.to_json()]}),
+            (None, ChoiceKind::Refusal) => {
+                json!({"role": "assistant", "content": null, "refusal": self.tokens.concat()})
+            }
+            (None, _) => json!({"role": "assistant", "content": self.tokens.concat()}),
+        }
+    }
+
+    /// `logprobs` of a complete answer: `null` unless asked for; the entries under `refusal` for
+    /// a refusal, under `content` otherwise (none for a tool call).
+    fn logprobs_json(&self) -> Value {
+        let Some(top) = self.logprobs else {
+            return Value::Null;
+        };
+        let entries: Vec<Value> = (self.tokens.iter().enumerate())
+            .map(|(at, token)| logprobs::entry(token, self.seed, at, top))
+            .collect();
+        match self.kind {
+            ChoiceKind::Content => json!({"content": entries, "refusal": null}),
+            ChoiceKind::Refusal => json!({"content": null, "refusal": entries}),
+            ChoiceKind::ToolCall => json!({"content": null, "refusal": null}),
+        }
+    }
+
+    /// The stream delta carrying piece `at`, and its `logprobs` (`null` unless asked for).
+    pub(super) fn piece_delta(&self, at: usize) -> Option<(Value, Value)> {
+        let token = self.tokens.get(at)?;
+        let entry = self.logprobs.map(|top| logprobs::entry(token, self.seed, at, top));
+        Some(match self.kind {
+            ChoiceKind::Refusal => (
+                json!({ "refusal": token }),
+                entry.map_or(Value::Null, |e| json!({"content": null, "refusal": [e]})),
+            ),
+            _ => (
+                json!({ "content": token }),
+                entry.map_or(Value::Null, |e| json!({"content": [e], "refusal": null})),
+            ),
+        })
+    }
+
+    /// The first delta of the choice's stream: a refusal's has no `content`.
+    pub(super) fn role_delta(&self) -> Value {
+        match self.kind {
+            ChoiceKind::Refusal => json!({"role": "assistant", "refusal": ""}),
+            _ => json!({"role": "assistant", "content": ""}),
+        }
+    }
 }
 
 impl Answer {
     pub(super) fn new(config: &SimulatorConfig, chat: &ChatRequest, wanted: u64) -> Self {
-        let (delivered, finish_reason) = match chat.max_tokens {
-            Some(cap) if cap < wanted => (cap, "length"),
-            _ => (wanted, "stop"),
-        };
-        // `wanted` is bounded by MAX_RESPONSE_TOKENS, so these fit a usize.
-        let wanted = usize::try_from(wanted).unwrap_or(usize::MAX);
-        let delivered = usize::try_from(delivered).unwrap_or(usize::MAX);
-        let seed = messages_seed(&chat.messages);
-        let tool_call = tool_call_for(chat.tools.as_ref(), chat.tool_choice.as_ref(), &chat.messages, seed);
-        let (tokens, finish_reason) = match tool_call {
-            Some(_) => (Vec::new(), "tool_calls"),
-            None => (answer_tokens(seed, wanted, delivered), finish_reason),
+        let plan = ChoicePlan {
+            chat,
+            wanted,
+            seed: messages_seed(&chat.messages),
+            refuse: asks_for_refusal(&chat.messages),
         };
         Self {
             id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
             created: unix_now(),
             model: chat.model.clone().unwrap_or_else(|| config.model.clone()),
-            tokens,
-            finish_reason,
+            choices: (0..chat.n.max(1)).map(|index| Choice::new(&plan, index)).collect(),
             prompt_tokens: prompt_tokens(&chat.messages),
-            tool_call,
+            reasoning: chat.reasoning.is_some(),
         }
+    }
+
+    /// How many values the answer's `logprobs` are made of (0 without them); see
+    /// [`logprobs::MAX_LOGPROB_VALUES`].
+    pub(super) fn logprob_values(&self) -> u64 {
+        self.choices
+            .iter()
+            .filter_map(|c| {
+                c.logprobs
+                    .map(|top| (c.tokens.len() as u64).saturating_mul(1 + top as u64))
+            })
+            .fold(0, u64::saturating_add)
+    }
+
+    /// The most pieces any choice streams.
+    pub(super) fn rounds(&self) -> usize {
+        self.choices.iter().map(|c| c.tokens.len()).max().unwrap_or(0)
     }
 
     fn completion_tokens(&self) -> u64 {
-        match &self.tool_call {
-            Some(call) => count_tokens(&call.name) + count_tokens(&call.arguments),
-            None => self.tokens.len() as u64,
-        }
+        self.choices.iter().map(Choice::completion_tokens).sum()
     }
 
     pub(super) fn usage(&self) -> Value {
-        json!({
+        let mut usage = json!({
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens(),
             "total_tokens": self.prompt_tokens + self.completion_tokens(),
-        })
+        });
+        if self.reasoning {
+            let reasoning_tokens: u64 = self.choices.iter().map(|c| c.reasoning_tokens).sum();
+            if let Some(object) = usage.as_object_mut() {
+                object.insert(
+                    "prompt_tokens_details".into(),
+                    json!({"cached_tokens": 0, "audio_tokens": 0}),
+                );
+                object.insert(
+                    "completion_tokens_details".into(),
+                    json!({
+                        "reasoning_tokens": reasoning_tokens,
+                        "audio_tokens": 0,
+                        "accepted_prediction_tokens": 0,
+                        "rejected_prediction_tokens": 0,
+                    }),
+                );
+            }
+        }
+        usage
     }
 
     pub(super) fn record_usage(&self, shared: &Shared) {
@@ -148,44 +370,49 @@ impl Answer {
         stats.completion_tokens += self.completion_tokens();
     }
 
-    /// How long a non-streaming answer takes: `ttft + n * token_delay`.
+    /// How long a non-streaming answer takes: `ttft + n * token_delay`, `n` being the longest
+    /// choice's pieces (streamed choices advance together).
     pub(super) fn total_delay(&self, config: &SimulatorConfig) -> Duration {
-        let n = u32::try_from(self.tokens.len()).unwrap_or(u32::MAX);
+        let n = u32::try_from(self.rounds()).unwrap_or(u32::MAX);
         config.ttft.saturating_add(config.token_delay.saturating_mul(n))
     }
 
     pub(super) fn completion_json(&self) -> Bytes {
+        let choices: Vec<Value> = self
+            .choices
+            .iter()
+            .map(|choice| {
+                json!({
+                    "index": choice.index,
+                    "message": choice.message(),
+                    "logprobs": choice.logprobs_json(),
+                    "finish_reason": choice.finish_reason,
+                })
+            })
+            .collect();
         to_bytes(&json!({
             "id": self.id,
             "object": "chat.completion",
             "created": self.created,
             "model": self.model,
-            "choices": [{
-                "index": 0,
-                "message": match &self.tool_call {
-                    Some(call) => json!({"role": "assistant", "content": null, "tool_calls": [call.to_json()]}),
-                    None => json!({"role": "assistant", "content": self.tokens.concat()}),
-                },
-                "logprobs": null,
-                "finish_reason": self.finish_reason,
-            }],
+            "choices": choices,
             "usage": self.usage(),
         }))
     }
 
-    /// One `chat.completion.chunk` frame. With `include_usage`, OpenAI sends
+    /// One `chat.completion.chunk` frame for choice `index`. With `include_usage`, OpenAI sends
     /// `"usage": null` on every chunk but the last; clients must cope.
-    pub(super) fn chunk(&self, delta: Value, finish_reason: Option<&str>, include_usage: bool) -> Bytes {
+    pub(super) fn chunk(&self, index: u32, delta: ChunkDelta, include_usage: bool) -> Bytes {
         let mut chunk = json!({
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
             "choices": [{
-                "index": 0,
-                "delta": delta,
-                "logprobs": null,
-                "finish_reason": finish_reason,
+                "index": index,
+                "delta": delta.delta,
+                "logprobs": delta.logprobs,
+                "finish_reason": delta.finish_reason,
             }],
         });
         if include_usage {
@@ -195,6 +422,40 @@ impl Answer {
         }
         sse(&chunk)
     }
+}
+
+/// What one chunk says about its choice.
+pub(super) struct ChunkDelta {
+    pub(super) delta: Value,
+    /// `null` unless the request asked for logprobs and the chunk carries a piece.
+    pub(super) logprobs: Value,
+    pub(super) finish_reason: Option<&'static str>,
+}
+
+impl ChunkDelta {
+    /// A delta without logprobs or finish reason.
+    pub(super) fn plain(delta: Value) -> Self {
+        Self {
+            delta,
+            logprobs: Value::Null,
+            finish_reason: None,
+        }
+    }
+
+    /// The empty delta that ends a choice.
+    pub(super) fn finish(finish_reason: &'static str) -> Self {
+        Self {
+            delta: json!({}),
+            logprobs: Value::Null,
+            finish_reason: Some(finish_reason),
+        }
+    }
+}
+
+/// A JSON instance of `schema` (built as tool arguments are, see `tools`), as text.
+fn schema_instance_text(schema: &Value, seed: u64) -> String {
+    let mut words = seed;
+    schema_instance(schema, &mut words).to_string()
 }
 
 /// FNV-1a over the messages: stable across runs, platforms and Rust

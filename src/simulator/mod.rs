@@ -15,6 +15,13 @@
 //! exact by construction. `usage.prompt_tokens` follows OpenAI's chat formula
 //! counted with `o200k_base`.
 //!
+//! Beyond plain text a request can ask for `n` choices (1 to 8; streamed, their chunks
+//! interleave round-robin), `logprobs`/`top_logprobs`, and a `response_format` (`json_object`,
+//! or `json_schema` answered with an instance of the schema); the marker `[refuse]` in the last
+//! user message gets a refusal, and reasoning models (o1, o3, o4, gpt-5) report hidden
+//! `reasoning_tokens` and take `reasoning_effort`. Out-of-range values get OpenAI's 400 naming the
+//! parameter. A request without these fields is answered exactly as before they existed.
+//!
 //! # Scripting faults
 //!
 //! A [`Fault`] applies to exactly one chat request. It is taken from the
@@ -43,7 +50,7 @@
 //! per-minute limit, starts full and refills at limit/60 per second. A chat
 //! request costs one request and, like OpenAI's up-front estimate, its prompt
 //! tokens plus its `max_completion_tokens`/`max_tokens` (without a cap, the
-//! length of the answer it is going to get). A request takes both amounts or
+//! length of the answer it is going to get) times its `n`. A request takes both amounts or
 //! nothing: a rejected request is not charged, so a client that waits the
 //! advertised `retry-after-ms` gets through unless others used the budget in
 //! the meantime. The rejection is a 429 with OpenAI's `rate_limit_exceeded`
@@ -92,16 +99,21 @@
 //! - `rate`: the RPM/TPM buckets, their 429s and the `x-ratelimit-*` headers.
 //! - `faults`: [`Fault`] and [`FaultKind`] (queued, or from `x-sim-fault`), the random failures,
 //!   and answering a request with the failure it drew.
-//! - `answer`: the deterministic text, its usage, and the JSON of answers and chunks.
+//! - `answer`: the deterministic text, its choices and usage, and the JSON of answers and chunks.
+//! - `formats`: refusals, `response_format` JSON answers, reasoning tokens, token pieces.
+//! - `logprobs`: the deterministic log probabilities of `logprobs: true`.
 //! - `stream`: delivering an answer, whole or as timed SSE frames, and mid-stream faults.
 //! - `response`: the response body type, JSON responses and OpenAI's error bodies.
-//! - `tools`: answering a request that offers `tools` with a call to one, streamed in fragments.
+//! - `tools`: answering a request that offers `tools` with a call to one, streamed in fragments,
+//!   and the JSON instance of a schema (tool arguments, `json_schema` answers).
 //!
 //! Nothing here depends on napi: the binding wraps [`Simulator`] as `ChatGPTSimulator`, and
 //! `core-only` builds (plain Rust programs) can start one too.
 
 mod answer;
 mod faults;
+mod formats;
+mod logprobs;
 mod rate;
 mod request;
 mod response;

@@ -5,9 +5,16 @@
 use bytes::Bytes;
 use hyper::HeaderMap;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
+use super::formats::{is_reasoning_model, ReasoningEffort, ResponseFormat};
 use super::response::error_json;
+
+/// Most choices a request may ask for with `n` (OpenAI allows 128; answers are built in memory).
+pub(super) const MAX_CHOICES: u64 = 8;
+
+/// Most alternatives `top_logprobs` may ask for, as at OpenAI.
+const MAX_TOP_LOGPROBS: u64 = 20;
 
 /// Largest answer length accepted from `x-sim-response-tokens`; the
 /// non-streaming answer is built in memory, so the value must be bounded.
@@ -25,6 +32,14 @@ pub(super) struct ChatRequest {
     /// `tools` and `tool_choice` as sent (see `tools`).
     pub(super) tools: Option<Value>,
     pub(super) tool_choice: Option<Value>,
+    /// `n`: how many choices, 1 to [`MAX_CHOICES`].
+    pub(super) n: u32,
+    /// With `logprobs: true`, the number of `top_logprobs` asked for (0 without it).
+    pub(super) logprobs: Option<usize>,
+    pub(super) response_format: ResponseFormat,
+    /// For a reasoning model, its effort (`medium` unless the request names one); `None` for
+    /// other models.
+    pub(super) reasoning: Option<ReasoningEffort>,
 }
 
 /// One entry of the request's `messages`, with only what the answer's seed and the prompt's
@@ -56,6 +71,16 @@ struct ChatOptions {
     tools: Option<Value>,
     #[serde(default)]
     tool_choice: Option<Value>,
+    #[serde(default)]
+    n: Option<Value>,
+    #[serde(default)]
+    logprobs: Option<Value>,
+    #[serde(default)]
+    top_logprobs: Option<Value>,
+    #[serde(default)]
+    response_format: Option<Value>,
+    #[serde(default)]
+    reasoning_effort: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -69,7 +94,153 @@ pub(super) fn bad_request(message: &str, param: Option<&str>) -> Bytes {
     error_json(message, "invalid_request_error", param, None)
 }
 
-pub(super) fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, Bytes> {
+/// The name of a JSON value's type, as OpenAI's messages spell it.
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// An integer parameter from `min` to `max`, or its 400.
+fn integer_in(value: &Value, param: &str, min: u64, max: u64) -> Result<u64, Bytes> {
+    let Some(number) = value.as_i64().or_else(|| value.as_u64().map(|_| i64::MAX)) else {
+        let message = format!(
+            "Invalid type for '{param}': expected an integer, but got {} instead.",
+            type_name(value)
+        );
+        return Err(bad_request(&message, Some(param)));
+    };
+    match u64::try_from(number) {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        Ok(n) if n > max => Err(bad_request(
+            &format!(
+                "Invalid '{param}': integer above maximum value. Expected a value <= {max}, but got {value} instead."
+            ),
+            Some(param),
+        )),
+        _ => Err(bad_request(
+            &format!(
+                "Invalid '{param}': integer below minimum value. Expected a value >= {min}, but got {value} instead."
+            ),
+            Some(param),
+        )),
+    }
+}
+
+/// `n`, `logprobs` and `top_logprobs`: the number of choices and the alternatives asked for.
+fn choices_and_logprobs(options: &ChatOptions) -> Result<(u32, Option<usize>), Bytes> {
+    let n = match &options.n {
+        None => 1,
+        Some(n) => integer_in(n, "n", 1, MAX_CHOICES)?,
+    };
+    let logprobs = match &options.logprobs {
+        None => false,
+        Some(Value::Bool(on)) => *on,
+        Some(other) => {
+            let message = format!(
+                "Invalid type for 'logprobs': expected a boolean, but got {} instead.",
+                type_name(other)
+            );
+            return Err(bad_request(&message, Some("logprobs")));
+        }
+    };
+    let top = match &options.top_logprobs {
+        None => 0,
+        Some(top) => {
+            let top = integer_in(top, "top_logprobs", 0, MAX_TOP_LOGPROBS)?;
+            if !logprobs {
+                return Err(bad_request(
+                    "Invalid value for 'top_logprobs': 'logprobs' must be set to true when 'top_logprobs' is used.",
+                    Some("top_logprobs"),
+                ));
+            }
+            top
+        }
+    };
+    // Both are bounded above, so the conversions cannot fail.
+    let n = u32::try_from(n).unwrap_or(1);
+    let top = usize::try_from(top).unwrap_or(0);
+    Ok((n, logprobs.then_some(top)))
+}
+
+/// `response_format`: `text`, `json_object` or `json_schema` (whose `json_schema` needs a `name`;
+/// a missing `schema` is any object).
+fn response_format(value: Option<&Value>) -> Result<ResponseFormat, Bytes> {
+    let Some(value) = value else {
+        return Ok(ResponseFormat::Text);
+    };
+    let kind = value.get("type").and_then(Value::as_str);
+    match kind {
+        Some("text") => Ok(ResponseFormat::Text),
+        Some("json_object") => Ok(ResponseFormat::JsonObject),
+        Some("json_schema") => {
+            let spec = value.get("json_schema").filter(|s| s.is_object()).ok_or_else(|| {
+                bad_request(
+                    "Missing required parameter: 'response_format.json_schema'.",
+                    Some("response_format"),
+                )
+            })?;
+            if !spec.get("name").is_some_and(Value::is_string) {
+                return Err(bad_request(
+                    "Missing required parameter: 'response_format.json_schema.name'.",
+                    Some("response_format"),
+                ));
+            }
+            let schema = spec.get("schema").cloned().unwrap_or_else(|| json!({"type": "object"}));
+            Ok(ResponseFormat::JsonSchema(schema))
+        }
+        _ => {
+            let shown = value.get("type").map_or_else(|| "null".to_string(), Value::to_string);
+            Err(bad_request(
+                &format!("Invalid value: {shown}. Supported values are: 'text', 'json_object', and 'json_schema'."),
+                Some("response_format"),
+            ))
+        }
+    }
+}
+
+/// `reasoning_effort`, which only reasoning models take.
+fn reasoning(model: &str, effort: Option<&Value>) -> Result<Option<ReasoningEffort>, Bytes> {
+    if !is_reasoning_model(model) {
+        return match effort {
+            None => Ok(None),
+            Some(_) => Err(error_json(
+                "Unsupported parameter: 'reasoning_effort' is not supported with this model.",
+                "invalid_request_error",
+                Some("reasoning_effort"),
+                Some("unsupported_parameter"),
+            )),
+        };
+    }
+    let Some(effort) = effort else {
+        return Ok(Some(ReasoningEffort::Medium));
+    };
+    effort
+        .as_str()
+        .and_then(ReasoningEffort::parse)
+        .map(Some)
+        .ok_or_else(|| {
+            let supported = ReasoningEffort::NAMES
+                .iter()
+                .map(|name| format!("'{name}'"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            error_json(
+                &format!("Invalid value: {effort}. Supported values are: {supported}."),
+                "invalid_request_error",
+                Some("reasoning_effort"),
+                Some("invalid_value"),
+            )
+        })
+}
+
+/// A chat request's body, validated; `default_model` answers a request that names none.
+pub(super) fn parse_chat_request(body: &[u8], default_model: &str) -> Result<ChatRequest, Bytes> {
     const NOT_JSON: &str = "We could not parse the JSON body of your request. (HINT: This likely \
         means you aren't using your HTTP library correctly. The OpenAI API expects a JSON \
         payload, but what was sent was not valid JSON.)";
@@ -99,14 +270,25 @@ pub(super) fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, Bytes> {
     }
     let options: ChatOptions = serde_json::from_value(Value::Object(object))
         .map_err(|e| bad_request(&format!("Invalid request body: {e}."), None))?;
+    let (n, logprobs) = choices_and_logprobs(&options)?;
+    let response_format = response_format(options.response_format.as_ref())?;
+    let model = options.model.filter(|model| !model.is_empty());
+    let reasoning = reasoning(
+        model.as_deref().unwrap_or(default_model),
+        options.reasoning_effort.as_ref(),
+    )?;
     Ok(ChatRequest {
-        model: options.model.filter(|model| !model.is_empty()),
+        model,
         messages,
         stream: options.stream.unwrap_or(false),
         include_usage: options.stream_options.and_then(|o| o.include_usage).unwrap_or(false),
         max_tokens: options.max_completion_tokens.or(options.max_tokens),
         tools: options.tools,
         tool_choice: options.tool_choice,
+        n,
+        logprobs,
+        response_format,
+        reasoning,
     })
 }
 

@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use super::answer::Answer;
 use super::faults::{fault_from_headers, respond, FailureDice, Fault};
+use super::logprobs::MAX_LOGPROB_VALUES;
 use super::rate::{rate_limited_response, SimRateLimits};
 use super::request::{bad_request, parse_chat_request, response_tokens_from_headers};
 use super::response::{error_json, json_response, to_bytes, unix_now, BoxError, SimBody};
@@ -60,7 +61,7 @@ pub struct SimulatorConfig {
     pub rate_limit_rpm: u32,
     /// Tokens per minute allowed (0 = unlimited). A request costs its prompt
     /// tokens plus its `max_tokens`/`max_completion_tokens` (or the generated
-    /// length if none), like OpenAI's estimate. The starting value: see
+    /// length if none) times its `n`, like OpenAI's estimate. The starting value: see
     /// [`Simulator::set_limits`] to change it while running.
     pub rate_limit_tpm: u32,
     /// Probability from 0 to 1 that a chat request fails with a random
@@ -425,16 +426,26 @@ async fn chat_completions(
         // The client went away while sending; there is nobody to answer.
         Err(error) => return Err(error),
     };
-    let chat = match parse_chat_request(&body) {
+    let chat = match parse_chat_request(&body, &shared.config.model) {
         Ok(chat) => chat,
         Err(body) => return Ok(json_response(StatusCode::BAD_REQUEST, body, Some(in_flight))),
     };
 
     let answer = Answer::new(&shared.config, &chat, wanted_tokens);
-    // OpenAI's up-front estimate: the prompt plus the most the answer may use.
-    let cost = answer
-        .prompt_tokens
-        .saturating_add(chat.max_tokens.unwrap_or(wanted_tokens));
+    if answer.logprob_values() > MAX_LOGPROB_VALUES {
+        let message = format!(
+            "Too many logprobs: n × answer tokens × (1 + top_logprobs) is more than the \
+             simulator's {MAX_LOGPROB_VALUES}; ask for fewer (x-sim-response-tokens, n or top_logprobs)."
+        );
+        let body = bad_request(&message, Some("logprobs"));
+        return Ok(json_response(StatusCode::BAD_REQUEST, body, Some(in_flight)));
+    }
+    // OpenAI's up-front estimate: the prompt plus the most the answer may use, for each choice.
+    let cost = answer.prompt_tokens.saturating_add(
+        chat.max_tokens
+            .unwrap_or(wanted_tokens)
+            .saturating_mul(u64::from(chat.n)),
+    );
     // A statement of its own, so the lock is released before any await.
     let admission = shared.rate_limits().admit(cost, Instant::now());
     let (mut result, snapshot) = match admission {

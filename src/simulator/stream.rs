@@ -11,7 +11,7 @@ use hyper::{Response, StatusCode};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::answer::Answer;
+use super::answer::{Answer, ChunkDelta};
 use super::faults::{fault_error, Fault, FaultKind};
 use super::request::ChatRequest;
 use super::response::{error_value, insert_request_id, json_response, sse, BoxError, SimBody, SimChunk};
@@ -64,8 +64,9 @@ async fn pause(tx: &mpsc::Sender<SimChunk>, duration: Duration) -> Result<(), Go
     }
 }
 
-/// Writes a stream's frames into `tx`: the role chunk, the deltas (batched when there is no
-/// delay between them), then the finish, usage and `[DONE]` frames, or the fault where it strikes.
+/// Writes a stream's frames into `tx`: the role chunks, the deltas (batched when there is no
+/// delay between them; several choices interleaved), then the tool call fragments, the finish
+/// chunks, the usage and `[DONE]` frames, or the fault where it strikes.
 async fn produce_stream(
     shared: &Shared,
     answer: &Answer,
@@ -74,12 +75,16 @@ async fn produce_stream(
     tx: &mpsc::Sender<SimChunk>,
 ) -> Result<(), Gone> {
     let config = &shared.config;
-    // The role chunk goes out with the headers, before ttft, like OpenAI's.
-    let role = json!({"role": "assistant", "content": ""});
-    send(tx, answer.chunk(role, None, include_usage)).await?;
+    // The role chunks go out with the headers, before ttft, like OpenAI's: one per choice.
+    for choice in &answer.choices {
+        let role = ChunkDelta::plain(choice.role_delta());
+        send(tx, answer.chunk(choice.index, role, include_usage)).await?;
+    }
 
-    let delivered = answer.tokens.len();
-    // Where a mid-stream fault fires: where delta number `after_chunks` would
+    // The choices advance together: round `r` carries piece `r` of each choice that has one, in
+    // the order of their indexes.
+    let delivered = answer.rounds();
+    // Where a mid-stream fault fires: where round number `after_chunks` would
     // have been sent (or at the end if the answer is shorter).
     let fault_at = fault
         .as_ref()
@@ -97,7 +102,7 @@ async fn produce_stream(
     // events per body frame, as a busy real server's TCP stream delivers them): one write per
     // token would make the simulator, not the client under test, the bottleneck of a stream.
     let mut batch: Vec<u8> = Vec::new();
-    for (index, token) in answer.tokens.iter().enumerate() {
+    for index in 0..delivered {
         if fault_at == Some(index) {
             break;
         }
@@ -106,15 +111,24 @@ async fn produce_stream(
             send(tx, Bytes::from(std::mem::take(&mut batch))).await?;
         }
         pause(tx, delay).await?;
-        let delta = json!({ "content": token });
-        let frame = answer.chunk(delta, None, include_usage);
-        if config.token_delay.is_zero() {
-            batch.extend_from_slice(&frame);
-            if batch.len() >= 16 * 1024 {
-                send(tx, Bytes::from(std::mem::take(&mut batch))).await?;
+        for choice in &answer.choices {
+            let Some((delta, logprobs)) = choice.piece_delta(index) else {
+                continue;
+            };
+            let delta = ChunkDelta {
+                delta,
+                logprobs,
+                finish_reason: None,
+            };
+            let frame = answer.chunk(choice.index, delta, include_usage);
+            if config.token_delay.is_zero() {
+                batch.extend_from_slice(&frame);
+                if batch.len() >= 16 * 1024 {
+                    send(tx, Bytes::from(std::mem::take(&mut batch))).await?;
+                }
+            } else {
+                send(tx, frame).await?;
             }
-        } else {
-            send(tx, frame).await?;
         }
     }
     if !batch.is_empty() {
@@ -154,13 +168,19 @@ async fn produce_stream(
     if delivered == 0 {
         pause(tx, config.ttft).await?;
     }
-    if let Some(call) = &answer.tool_call {
-        for fragment in call.fragments() {
-            send(tx, answer.chunk(fragment, None, include_usage)).await?;
+    for choice in &answer.choices {
+        for fragment in choice.tool_call.iter().flat_map(|call| call.fragments()) {
+            send(
+                tx,
+                answer.chunk(choice.index, ChunkDelta::plain(fragment), include_usage),
+            )
+            .await?;
         }
     }
-    let finish = answer.chunk(json!({}), Some(answer.finish_reason), include_usage);
-    send(tx, finish).await?;
+    for choice in &answer.choices {
+        let finish = ChunkDelta::finish(choice.finish_reason);
+        send(tx, answer.chunk(choice.index, finish, include_usage)).await?;
+    }
     answer.record_usage(shared);
     if include_usage {
         let usage = json!({

@@ -3,15 +3,26 @@
 //! one, with arguments built deterministically from the tool's JSON-schema `parameters`: its
 //! required properties only, a string as a word of the vocabulary, a number or integer as 1, a
 //! boolean as `true`, an enum as its first value, an object by the same rules, an array as `[]`.
-//! The call's id is `call_` plus a hash of the messages. A request whose last message is a `tool`
+//! Also followed: `const` (its value), `$ref` into the schema (`#/$defs/...`), `anyOf`/`oneOf`/
+//! `allOf` (the first branch), `minimum`/`maximum` (the number nearest 1 they allow) and
+//! `minItems` (that many items, up to 8, built from `items`). Optional properties are left out,
+//! which `additionalProperties: false` allows. The same rules answer a `json_schema` response
+//! format (see `formats`). The call's id is `call_` plus a hash of the messages. A request whose last message is a `tool`
 //! result gets a text answer as usual, so a client's tool loop ends.
 
 use serde_json::{json, Map, Value};
 
 use super::request::RequestMessage;
 
-/// Deepest schema nesting followed when building arguments (deeper objects are `{}`).
-const MAX_SCHEMA_DEPTH: usize = 8;
+/// Deepest schema nesting followed when building arguments (deeper values are `null`), which
+/// also ends `$ref` cycles.
+const MAX_SCHEMA_DEPTH: usize = 16;
+
+/// Most values one instance is built of; past it, values are `null`.
+const MAX_INSTANCE_VALUES: usize = 100_000;
+
+/// Most items built for an array's `minItems`.
+const MAX_ARRAY_ITEMS: u64 = 8;
 
 /// The call a tool answer makes.
 pub(super) struct SimToolCall {
@@ -84,7 +95,7 @@ pub(super) fn tool_call_for(
     };
     let schema = tool.and_then(|t| t.get("function")).and_then(|f| f.get("parameters"));
     let mut words = seed;
-    let arguments = match schema.map(|s| value_for(s, &mut words, 0)) {
+    let arguments = match schema.map(|s| schema_instance(s, &mut words)) {
         Some(Value::Object(object)) => Value::Object(object),
         _ => Value::Object(Map::new()),
     };
@@ -96,38 +107,113 @@ pub(super) fn tool_call_for(
     })
 }
 
-/// A value matching `schema` (see the module's documentation); `words` picks the words.
-fn value_for(schema: &Value, words: &mut u64, depth: usize) -> Value {
-    if let Some(first) = schema.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
-        return first.clone();
-    }
-    let kind = match schema.get("type") {
-        Some(Value::String(kind)) => kind.as_str(),
-        // `["string", "null"]`: the first type named.
-        Some(Value::Array(kinds)) => kinds.iter().find_map(Value::as_str).unwrap_or("object"),
-        _ if schema.get("properties").is_some() => "object",
-        _ => "string",
+/// A JSON instance of `schema` (the rules are in the module's documentation); `words` picks the
+/// words. Also the answer to a `json_schema` response format.
+pub(super) fn schema_instance(schema: &Value, words: &mut u64) -> Value {
+    let mut walk = SchemaWalk {
+        root: schema,
+        words,
+        budget: MAX_INSTANCE_VALUES,
     };
-    match kind {
-        "string" => Value::from(super::answer::word(words)),
-        "number" | "integer" => Value::from(1),
-        "boolean" => Value::Bool(true),
-        "array" => Value::Array(Vec::new()),
-        "null" => Value::Null,
-        _ => {
-            let mut object = Map::new();
-            if depth >= MAX_SCHEMA_DEPTH {
-                return Value::Object(object);
+    walk.value_for(schema, 0)
+}
+
+/// Building one instance: the schema `$ref`s point into, the word picker, and how many more
+/// values may be built (`$ref`s make a schema a graph, whose instance could grow exponentially).
+struct SchemaWalk<'a> {
+    root: &'a Value,
+    words: &'a mut u64,
+    budget: usize,
+}
+
+impl SchemaWalk<'_> {
+    /// A value matching `schema`.
+    fn value_for(&mut self, schema: &Value, depth: usize) -> Value {
+        if self.budget == 0 {
+            return Value::Null;
+        }
+        self.budget -= 1;
+        let root = self.root;
+        // Past the deepest level nothing more is followed: objects and arrays come out empty.
+        let deep = depth >= MAX_SCHEMA_DEPTH;
+        if let Some(constant) = schema.get("const") {
+            return constant.clone();
+        }
+        if let Some(first) = schema.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
+            return first.clone();
+        }
+        // `#/$defs/Name` (or any JSON pointer into the root schema), as zod and pydantic write them.
+        if let Some(target) = schema
+            .get("$ref")
+            .and_then(Value::as_str)
+            .filter(|_| !deep)
+            .and_then(|r| r.strip_prefix('#'))
+            .and_then(|pointer| root.pointer(pointer))
+        {
+            return self.value_for(target, depth + 1);
+        }
+        for combinator in ["anyOf", "oneOf", "allOf"] {
+            let first = schema.get(combinator).and_then(Value::as_array).and_then(|s| s.first());
+            if let Some(first) = first.filter(|_| !deep) {
+                return self.value_for(first, depth + 1);
             }
-            let properties = schema.get("properties");
-            let required = schema.get("required").and_then(Value::as_array);
-            for key in required.into_iter().flatten().filter_map(Value::as_str) {
-                let property = properties.and_then(|p| p.get(key)).unwrap_or(&Value::Null);
-                object.insert(key.to_owned(), value_for(property, words, depth + 1));
+        }
+        let kind = match schema.get("type") {
+            Some(Value::String(kind)) => kind.as_str(),
+            // `["string", "null"]`: the first type named.
+            Some(Value::Array(kinds)) => kinds.iter().find_map(Value::as_str).unwrap_or("object"),
+            _ if schema.get("properties").is_some() => "object",
+            _ => "string",
+        };
+        match kind {
+            "string" => Value::from(super::answer::word(self.words)),
+            "number" | "integer" => number_for(schema, kind == "integer"),
+            "boolean" => Value::Bool(true),
+            "array" => {
+                // As few items as allowed: `minItems` of them (at most MAX_ARRAY_ITEMS).
+                let count = schema
+                    .get("minItems")
+                    .and_then(Value::as_u64)
+                    .filter(|_| !deep)
+                    .map_or(0, |n| n.min(MAX_ARRAY_ITEMS));
+                let items = schema.get("items").unwrap_or(&Value::Null);
+                (0..count).map(|_| self.value_for(items, depth + 1)).collect()
             }
-            Value::Object(object)
+            "null" => Value::Null,
+            _ => {
+                let mut object = Map::new();
+                if deep {
+                    return Value::Object(object);
+                }
+                let properties = schema.get("properties");
+                let required = schema.get("required").and_then(Value::as_array);
+                for key in required.into_iter().flatten().filter_map(Value::as_str) {
+                    let property = properties.and_then(|p| p.get(key)).unwrap_or(&Value::Null);
+                    object.insert(key.to_owned(), self.value_for(property, depth + 1));
+                }
+                Value::Object(object)
+            }
         }
     }
+}
+
+/// 1, or the nearest value `minimum`/`maximum` allow (rounded inwards for an integer).
+fn number_for(schema: &Value, integer: bool) -> Value {
+    let bound = |name: &str| schema.get(name).and_then(Value::as_f64).filter(|b| b.is_finite());
+    let mut value = 1.0_f64;
+    if let Some(minimum) = bound("minimum").filter(|m| *m > value) {
+        value = if integer { minimum.ceil() } else { minimum };
+    }
+    if let Some(maximum) = bound("maximum").filter(|m| *m < value) {
+        value = if integer { maximum.floor() } else { maximum };
+    }
+    if integer {
+        // Finite and rounded; an integer beyond i64 is left as a float.
+        if value.abs() < 9.0e15 {
+            return Value::from(value as i64);
+        }
+    }
+    serde_json::Number::from_f64(value).map_or(Value::from(1), Value::Number)
 }
 
 #[cfg(test)]
@@ -170,6 +256,57 @@ mod tests {
         assert!(args.get("note").is_none(), "optional properties are left out");
         let again = tool_call_for(Some(&tools), None, &[user("hi")], 42).unwrap();
         assert_eq!((again.id, again.arguments), (call.id, call.arguments), "deterministic");
+    }
+
+    #[test]
+    fn instances_follow_const_refs_combinators_bounds_and_min_items() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "v": {"const": [1, 2]},
+                "r": {"$ref": "#/definitions/leaf"},
+                "o": {"oneOf": [{"type": "boolean"}, {"type": "string"}]},
+                "low": {"type": "number", "maximum": -2.5},
+                "high": {"type": "integer", "minimum": 3.2},
+                "items": {"type": "array", "items": {"type": "integer"}, "minItems": 100},
+                "loop": {"$ref": "#"}
+            },
+            "required": ["v", "r", "o", "low", "high", "items", "loop"],
+            "definitions": {"leaf": {"type": "string", "enum": ["x"]}}
+        });
+        let instance = schema_instance(&schema, &mut 7);
+        assert_eq!(instance["v"], json!([1, 2]));
+        assert_eq!((&instance["r"], &instance["o"]), (&json!("x"), &json!(true)));
+        assert_eq!((&instance["low"], &instance["high"]), (&json!(-2.5), &json!(4)));
+        assert_eq!(instance["items"], json!([1, 1, 1, 1, 1, 1, 1, 1]), "at most 8 items");
+        // A self-reference is followed only down to the deepest level.
+        let mut depth = 0;
+        let mut at = &instance;
+        while let Some(next) = at.get("loop") {
+            (depth, at) = (depth + 1, next);
+        }
+        assert!((1..=MAX_SCHEMA_DEPTH).contains(&depth), "{depth}");
+    }
+
+    #[test]
+    fn an_instance_of_a_schema_graph_stops_at_the_value_budget() {
+        // Every level refers to the next one ten times: 10^15 values if followed naively.
+        let mut defs = serde_json::Map::new();
+        for level in 0..15 {
+            let next = json!({"$ref": format!("#/$defs/l{}", level + 1)});
+            let keys: Vec<String> = (0..10).map(|k| format!("k{k}")).collect();
+            let properties: Map<String, Value> = keys.iter().map(|k| (k.clone(), next.clone())).collect();
+            defs.insert(
+                format!("l{level}"),
+                json!({"type": "object", "properties": properties, "required": keys}),
+            );
+        }
+        defs.insert("l15".into(), json!({"type": "string"}));
+        let schema = json!({"$ref": "#/$defs/l0", "$defs": defs});
+        let started = std::time::Instant::now();
+        let instance = schema_instance(&schema, &mut 1);
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(instance["k0"].is_object());
     }
 
     #[test]
