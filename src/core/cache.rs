@@ -33,7 +33,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::chat::{AddedMax, Params, PromptMessage, RawJson, ToolCall, Usage};
+use super::chat::{AddedMax, CompletionChoice, Params, PromptMessage, RawJson, ToolCall, Usage};
 use super::error::ChatError;
 
 /// Cache settings.
@@ -67,6 +67,12 @@ pub struct CachedCompletion {
     pub detail: RawJson,
     /// The answer's tool calls (shared by coalesced calls; answers with any are not cached).
     pub tool_calls: Vec<ToolCall>,
+    /// The first choice's refusal and log probabilities (see `Completion`).
+    pub refusal: Option<String>,
+    pub logprobs: Option<RawJson>,
+    /// Every choice of an answer to a request for several (`n > 1`), else empty. `text` and
+    /// `delta_ends` are the first choice's.
+    pub all_choices: Vec<CompletionChoice>,
 }
 
 impl CachedCompletion {
@@ -93,7 +99,21 @@ impl CachedCompletion {
     fn bytes(&self) -> u64 {
         // Text, offsets and the raw detail plus fixed overhead.
         let detail = self.detail.get().len();
-        (self.text.len() + self.delta_ends.len() * 8 + detail + self.role.len() + 128) as u64
+        let logprobs = |l: &Option<RawJson>| l.as_ref().map_or(0, |l| l.get().len());
+        let choices = self
+            .all_choices
+            .iter()
+            .map(|c| c.text.len() + c.refusal.as_ref().map_or(0, String::len) + logprobs(&c.logprobs) + 64)
+            .sum::<usize>();
+        let refusal = self.refusal.as_ref().map_or(0, String::len);
+        (self.text.len()
+            + self.delta_ends.len() * 8
+            + detail
+            + self.role.len()
+            + refusal
+            + logprobs(&self.logprobs)
+            + choices
+            + 128) as u64
     }
 }
 
@@ -414,6 +434,9 @@ mod tests {
             usage: None,
             detail: RawJson::default(),
             tool_calls: Vec::new(),
+            refusal: None,
+            logprobs: None,
+            all_choices: Vec::new(),
         }
     }
 
