@@ -10,7 +10,7 @@
 
 export * from './binding'
 
-import type { ChatHistory, ChatReply, ChatUsage, PartialChatMessage, SendMessageOptions } from './binding'
+import type { ChatHistory, ChatReply, ChatUsage, PartialChatMessage, ReplyChoice, SendMessageOptions } from './binding'
 
 /** The author of a message (`'tool'`: a tool's result, stored after the reply that called it). */
 export type Role = 'user' | 'assistant' | 'system' | 'tool'
@@ -59,6 +59,21 @@ export interface ChatMessage {
   toolCalls?: Array<ChatCompletionMessageToolCall>
   /** A stored tool result (`role: 'tool'`): the id of the call it answers. */
   toolCallId?: string
+  /**
+   * A reply's (or partial's, so far) refusal, when the model declined: `message.refusal`, or a
+   * stream's `delta.refusal` joined. `text` stays the content only.
+   */
+  refusal?: string
+  /** A reply's log probabilities (`completionParams: { logprobs: true }`), a stream's joined. */
+  logprobs?: ChatCompletionLogprobs
+  /**
+   * Every choice of a reply to a call that asked for several (`completionParams: { n }` above
+   * 1); absent otherwise. The reply's own `text`, `finishReason`, `toolCalls`, `refusal` and
+   * `logprobs` are the first choice's.
+   */
+  choices?: Array<ReplyChoice>
+  /** In an `onProgress` partial of a call that asked for several choices: the choice it belongs to. */
+  choiceIndex?: number
   /**
    * A user message sent as content parts keeps them here (and their text parts, joined with
    * `'\n'`, in `text`); a follow-up's history sends the parts again.
@@ -253,14 +268,21 @@ export interface CompletionUsage {
   estimated?: true
 }
 
-/** Log probabilities of an answer's tokens. */
+/** One token's log probability, with the most likely alternatives (`top_logprobs`). */
+export interface ChatCompletionTokenLogprob {
+  token: string
+  logprob: number
+  /** The token's UTF-8 bytes (`null` when it has none). */
+  bytes: Array<number> | null
+  top_logprobs: Array<{ token: string; logprob: number; bytes: Array<number> | null }>
+}
+
+/** Log probabilities of an answer's tokens (openai-node's `ChoiceLogprobs`). */
 export interface ChatCompletionLogprobs {
-  content: Array<{
-    token: string
-    logprob: number
-    bytes: Array<number> | null
-    top_logprobs: Array<{ token: string; logprob: number; bytes: Array<number> | null }>
-  }> | null
+  /** The content's tokens, in order. */
+  content: Array<ChatCompletionTokenLogprob> | null
+  /** The refusal's tokens, in order, when the model refused. */
+  refusal?: Array<ChatCompletionTokenLogprob> | null
 }
 
 /** The answer of a choice. */

@@ -1629,6 +1629,271 @@ mod tests {
         assert!(plain.tool_calls.is_empty());
     }
 
+    /// A chunk of choice `index` with `delta` (a JSON object) and `finish_reason` (JSON).
+    fn choice_chunk(index: usize, delta: &str, finish: &str) -> String {
+        format!(r#"{{"id":"c","choices":[{{"index":{index},"delta":{delta},"finish_reason":{finish}}}]}}"#)
+    }
+
+    #[test]
+    fn interleaved_choices_are_folded_apart_and_each_delta_names_its_choice() {
+        let mut s = StreamState::new(3);
+        let mut deltas = Vec::new();
+        let chunks = [
+            choice_chunk(0, r#"{"role":"assistant","content":"Red"}"#, "null"),
+            choice_chunk(1, r#"{"role":"assistant","content":"Blue"}"#, "null"),
+            choice_chunk(2, r#"{"content":"Green"}"#, "null"),
+            choice_chunk(1, r#"{"content":" sky"}"#, "null"),
+            choice_chunk(0, r#"{}"#, r#""stop""#),
+            choice_chunk(2, r#"{"content":" leaf"}"#, r#""length""#),
+            choice_chunk(1, r#"{}"#, r#""stop""#),
+        ];
+        for chunk in &chunks {
+            if let StreamStep::Delta(d) = s.on_event(&ev(chunk)).unwrap() {
+                deltas.push((d.choice, d.text));
+            }
+        }
+        assert_eq!(
+            deltas,
+            [(0, "Red"), (1, "Blue"), (2, "Green"), (1, " sky"), (2, " leaf")].map(|(c, t)| (c, t.to_owned()))
+        );
+        assert_eq!(s.choice(1).map(|c| c.text.as_str()), Some("Blue sky"));
+        // Every choice finished: complete without [DONE].
+        let c = s.finish().unwrap();
+        assert_eq!((c.text.as_str(), c.finish_reason.as_deref()), ("Red", Some("stop")));
+        let all: Vec<_> = c
+            .all_choices
+            .iter()
+            .map(|c| (c.index, c.text.as_str(), c.finish_reason.as_deref()))
+            .collect();
+        assert_eq!(
+            all,
+            [
+                (0, "Red", Some("stop")),
+                (1, "Blue sky", Some("stop")),
+                (2, "Green leaf", Some("length"))
+            ]
+        );
+        // The detail is the chunk that finished the first choice.
+        assert_eq!(c.detail.to_value()["choices"][0]["finish_reason"], "stop");
+    }
+
+    #[test]
+    fn a_stream_with_a_choice_still_open_is_incomplete_without_done() {
+        let mut s = StreamState::new(2);
+        s.on_event(&ev(&choice_chunk(0, r#"{"content":"a"}"#, r#""stop""#)))
+            .unwrap();
+        s.on_event(&ev(&choice_chunk(1, r#"{"content":"b"}"#, "null"))).unwrap();
+        assert_eq!(s.finish().unwrap_err().code, ErrorCode::StreamIncomplete);
+    }
+
+    #[test]
+    fn a_chunk_carrying_several_choices_queues_the_others_in_order() {
+        let mut s = StreamState::new(2);
+        let chunk = r#"{"choices":[{"index":1,"delta":{"content":"b"}},{"index":0,"delta":{"content":"a"}}]}"#;
+        let StreamStep::Delta(first) = s.on_event(&ev(chunk)).unwrap() else {
+            panic!("a delta")
+        };
+        assert_eq!((first.choice, first.text.as_str()), (1, "b"));
+        let second = s.next_queued().unwrap();
+        assert_eq!((second.choice, second.text.as_str()), (0, "a"));
+        assert_eq!(s.next_queued(), None);
+        // The queue belongs to one event: the next one starts it afresh.
+        s.on_event(&ev(chunk)).unwrap();
+        s.on_event(&ev("[DONE]")).unwrap();
+        assert_eq!(s.next_queued(), None);
+    }
+
+    #[test]
+    fn choices_past_the_number_asked_for_are_ignored() {
+        // One choice asked for: another index is ignored, as it always was.
+        let mut s = StreamState::default();
+        assert_eq!(
+            s.on_event(&ev(&choice_chunk(1, r#"{"content":"x"}"#, "null"))).unwrap(),
+            StreamStep::Nothing
+        );
+        s.on_event(&ev(&choice_chunk(0, r#"{"content":"y"}"#, r#""stop""#)))
+            .unwrap();
+        let c = s.finish().unwrap();
+        assert_eq!(c.text, "y");
+        assert!(c.all_choices.is_empty());
+        // Two asked for: index 2, or one past the u32 range, keeps nothing.
+        let mut s = StreamState::new(2);
+        assert_eq!(
+            s.on_event(&ev(&choice_chunk(2, r#"{"content":"x"}"#, "null"))).unwrap(),
+            StreamStep::Nothing
+        );
+        assert!(s.choice(2).is_none());
+        assert_eq!(
+            s.on_event(&ev(&choice_chunk(99_999_999_999, r#"{"content":"x"}"#, "null")))
+                .unwrap_err()
+                .code,
+            ErrorCode::BadResponse
+        );
+        // The number asked for is itself bounded.
+        assert_eq!(StreamState::new(100_000).requested(), MAX_CHOICES);
+        assert_eq!(StreamState::new(0).requested(), 1);
+    }
+
+    #[test]
+    fn surrogate_halves_of_interleaved_choices_join_within_their_choice() {
+        let mut s = StreamState::new(2);
+        let steps: Vec<_> = [
+            choice_chunk(0, r#"{"content":"a\ud83c"}"#, "null"),
+            choice_chunk(1, r#"{"content":"b\ud83d"}"#, "null"),
+            choice_chunk(0, r#"{"content":"\udf89"}"#, "null"),
+            choice_chunk(1, r#"{"content":"\ude00"}"#, "null"),
+            choice_chunk(0, r#"{"content":"\ud83c"}"#, r#""stop""#),
+            choice_chunk(1, r#"{"content":"\ud83c"}"#, "null"),
+        ]
+        .iter()
+        .map(|c| s.on_event(&ev(c)).unwrap())
+        .collect();
+        assert_eq!(steps[2], StreamStep::Delta("🎉".into()));
+        assert_eq!(
+            steps[3],
+            StreamStep::Delta(ChoiceDelta {
+                choice: 1,
+                text: "😀".into(),
+                ..ChoiceDelta::default()
+            })
+        );
+        // Choice 1 still holds a high half when [DONE] arrives: flushed as its own last delta.
+        s.on_event(&ev("[DONE]")).unwrap();
+        let flushed = s.flush_held().unwrap();
+        assert_eq!((flushed.choice, flushed.text.as_str()), (1, "\u{FFFD}"));
+        assert_eq!(s.flush_held(), None);
+        let c = s.finish().unwrap();
+        assert_eq!(c.all_choices[0].text, "a🎉\u{FFFD}");
+        assert_eq!(c.all_choices[1].text, "b😀\u{FFFD}");
+    }
+
+    #[test]
+    fn streamed_refusals_are_joined_and_delivered_apart_from_the_text() {
+        let mut s = StreamState::default();
+        let first = s
+            .on_event(&ev(&choice_chunk(
+                0,
+                r#"{"role":"assistant","refusal":"I can't"}"#,
+                "null",
+            )))
+            .unwrap();
+        assert_eq!(
+            first,
+            StreamStep::Delta(ChoiceDelta {
+                refusal: Some("I can't".into()),
+                ..ChoiceDelta::default()
+            })
+        );
+        assert!(s.started(), "a refusal is the model answering");
+        s.on_event(&ev(&choice_chunk(0, r#"{"refusal":" help \ud83d"}"#, "null")))
+            .unwrap();
+        let last = s
+            .on_event(&ev(&choice_chunk(0, r#"{"refusal":"\ude42"}"#, "null")))
+            .unwrap();
+        assert_eq!(
+            last,
+            StreamStep::Delta(ChoiceDelta {
+                refusal: Some("🙂".into()),
+                ..ChoiceDelta::default()
+            })
+        );
+        s.on_event(&ev(&choice_chunk(0, "{}", r#""stop""#))).unwrap();
+        let c = s.finish().unwrap();
+        assert_eq!(c.text, "");
+        assert_eq!(c.refusal.as_deref(), Some("I can't help 🙂"));
+        // A stream without one has none.
+        let (_, c) = stream_literals(&[r#""hi""#]);
+        assert_eq!(c.refusal, None);
+    }
+
+    #[test]
+    fn streamed_logprobs_are_accumulated_per_choice_in_order() {
+        let entry = |t: &str| format!(r#"{{"token":"{t}","logprob":-0.5,"bytes":null,"top_logprobs":[]}}"#);
+        let chunk = |i: usize, text: &str, logprobs: &str| {
+            format!(r#"{{"choices":[{{"index":{i},"delta":{{"content":"{text}"}},"logprobs":{logprobs}}}]}}"#)
+        };
+        let mut s = StreamState::new(2);
+        for c in [
+            chunk(0, "He", &format!(r#"{{"content":[{}],"refusal":null}}"#, entry("He"))),
+            chunk(1, "Yo", &format!(r#"{{"content":[{}]}}"#, entry("Yo"))),
+            chunk(0, "llo", &format!(r#"{{"content":[{}, {}]}}"#, entry("l"), entry("lo"))),
+            // Odd shapes add nothing and fail nothing.
+            chunk(0, "", r#""odd""#),
+            chunk(0, "", r#"{"content":"odd"}"#),
+            chunk(1, "", "null"),
+        ] {
+            s.on_event(&ev(&c)).unwrap();
+        }
+        s.on_event(&ev("[DONE]")).unwrap();
+        let c = s.finish().unwrap();
+        let logprobs = c.logprobs.as_ref().unwrap().to_value();
+        let tokens: Vec<_> = logprobs["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["token"].as_str().unwrap())
+            .collect();
+        assert_eq!(tokens, ["He", "l", "lo"]);
+        assert_eq!(logprobs["refusal"], Value::Null);
+        assert_eq!(logprobs["content"][0]["logprob"], -0.5);
+        let second = c.all_choices[1].logprobs.as_ref().unwrap().to_value();
+        assert_eq!(second["content"][0]["token"], "Yo");
+        // Without logprobs (or only `null` ones), none.
+        let (_, plain) = stream_literals(&[r#""hi""#]);
+        assert_eq!(plain.logprobs, None);
+    }
+
+    #[test]
+    fn complete_responses_carry_every_choice_refusal_and_logprobs() {
+        let body = br#"{"id":"x","choices":[
+            {"index":0,"message":{"role":"assistant","content":null,"refusal":"No."},"finish_reason":"stop","logprobs":{"content":null,"refusal":[{"token":"No","logprob":-1,"bytes":null,"top_logprobs":[]}]}},
+            {"index":1,"message":{"role":"assistant","content":"Blue"},"finish_reason":"length","logprobs":null},
+            {"index":2,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"},
+            7
+        ]}"#;
+        let c = parse_completion(body).unwrap().for_choices(4);
+        assert_eq!((c.text.as_str(), c.refusal.as_deref()), ("", Some("No.")));
+        assert_eq!(c.logprobs.as_ref().unwrap().to_value()["refusal"][0]["token"], "No");
+        assert_eq!(c.all_choices.len(), 4);
+        assert_eq!(c.all_choices[1].text, "Blue");
+        assert_eq!(c.all_choices[1].logprobs, None);
+        assert_eq!(c.all_choices[2].tool_calls[0].id, "c1");
+        assert_eq!(c.all_choices[2].finish_reason.as_deref(), Some("tool_calls"));
+        assert_eq!(
+            (c.all_choices[3].index, c.all_choices[3].text.as_str()),
+            (3, ""),
+            "a choice that is not an object reads as empty"
+        );
+        // Asked for one (or fewer than sent): only what was asked for.
+        let one = parse_completion(body).unwrap().for_choices(1);
+        assert!(one.all_choices.is_empty());
+        assert_eq!(parse_completion(body).unwrap().for_choices(2).all_choices.len(), 2);
+        // Asked for several, sent one: that one is the list.
+        let single = parse_completion(br#"{"choices":[{"message":{"content":"x"},"finish_reason":"stop"}]}"#)
+            .unwrap()
+            .for_choices(3);
+        assert_eq!(single.all_choices.len(), 1);
+        assert_eq!(single.all_choices[0].text, "x");
+    }
+
+    #[test]
+    fn a_complete_response_reads_at_most_max_choices() {
+        let choice = r#"{"message":{"content":"x"},"finish_reason":"stop"}"#;
+        let body = format!(r#"{{"choices":[{}]}}"#, vec![choice; MAX_CHOICES + 5].join(","));
+        let c = parse_completion(body.as_bytes()).unwrap();
+        assert_eq!(c.choices, MAX_CHOICES + 5, "all counted");
+        assert_eq!(c.all_choices.len(), MAX_CHOICES, "at most MAX_CHOICES kept");
+    }
+
+    #[test]
+    fn requested_choices_reads_n() {
+        let params = |n: Value| Params::new(Map::from_iter([("n".to_owned(), n)]));
+        assert_eq!(requested_choices(&Params::new(Map::new())), 1);
+        assert_eq!(requested_choices(&params(Value::from(3))), 3);
+        assert_eq!(requested_choices(&params(Value::from(100_000))), MAX_CHOICES);
+        assert_eq!(requested_choices(&params(Value::from(0))), 1);
+    }
+
     #[test]
     fn stream_without_done_or_finish_is_incomplete() {
         let mut s = StreamState::default();

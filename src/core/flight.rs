@@ -106,7 +106,7 @@ impl Sharing {
                         ..DeltaEvent::default()
                     });
                 }
-                deliver_rest(&mut delivery, &text, &hit);
+                deliver_rest(&mut delivery, &text, &hit, Replay::Cached);
             }
             return Ok(Received {
                 completion: completion_from_cache(&hit),
@@ -141,13 +141,28 @@ impl Sharing {
         let flight = &joined.flight;
         let mut seen = 0usize;
         let mut text = String::new();
+        // The other choices' texts so far, by index (at most `MAX_CHOICES`).
+        let mut others: Vec<String> = Vec::new();
         let outcome = {
-            let mut on_delta = |delta: &str| {
+            let mut on_delta = |choice: u32, delta: &str| {
+                let text = match choice.checked_sub(1) {
+                    None => &mut text,
+                    Some(other) => {
+                        let other = other as usize;
+                        if others.len() <= other {
+                            others.resize_with(other + 1, String::new);
+                        }
+                        match others.get_mut(other) {
+                            Some(text) => text,
+                            None => return,
+                        }
+                    }
+                };
                 text.push_str(delta);
                 delivery.deliver_event(DeltaEvent {
                     delta,
-                    text: &text,
-                    choice: first_choice,
+                    text,
+                    choice: first_choice.map(|_| choice),
                     ..DeltaEvent::default()
                 });
             };
@@ -168,7 +183,7 @@ impl Sharing {
             e.with_partial_text(&text)
         })?;
         if stream {
-            deliver_rest(&mut delivery, &text, &result.completion);
+            deliver_rest(&mut delivery, &text, &result.completion, Replay::Shared);
         }
         Ok(Received {
             completion: completion_from_cache(&result.completion),
@@ -305,10 +320,19 @@ pub fn completion_from_cache(c: &CachedCompletion) -> Completion {
     }
 }
 
-/// What a replayed stream (a cache hit, or a share of another call's) delivers after the first
-/// choice's text deltas: that choice's tool calls and refusal, then each other choice whole, in
-/// one partial each (only the first choice's deltas are kept as they streamed).
-fn deliver_rest(delivery: &mut Delivery<'_, '_>, text: &str, c: &CachedCompletion) {
+/// How a stream is replayed to a caller that did not read it itself.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    /// From the cache: only the first choice's deltas were kept.
+    Cached,
+    /// A share of a flight: every choice's text deltas were delivered as they came.
+    Shared,
+}
+
+/// What a replayed stream delivers after its text deltas: each choice's tool calls and refusal
+/// (a waiter gets them with the answer), and from the cache each choice after the first whole,
+/// in one partial (only the first choice's deltas are kept as they streamed).
+fn deliver_rest(delivery: &mut Delivery<'_, '_>, text: &str, c: &CachedCompletion, replay: Replay) {
     let several = !c.all_choices.is_empty();
     if !c.tool_calls.is_empty() || c.refusal.is_some() {
         delivery.deliver_event(DeltaEvent {
@@ -320,8 +344,12 @@ fn deliver_rest(delivery: &mut Delivery<'_, '_>, text: &str, c: &CachedCompletio
         });
     }
     for choice in c.all_choices.iter().skip(1) {
+        let whole = replay == Replay::Cached && !choice.text.is_empty();
+        if !whole && choice.tool_calls.is_empty() && choice.refusal.is_none() {
+            continue;
+        }
         delivery.deliver_event(DeltaEvent {
-            delta: &choice.text,
+            delta: if whole { &choice.text } else { "" },
             text: &choice.text,
             tool_calls: (!choice.tool_calls.is_empty()).then_some(choice.tool_calls.as_slice()),
             choice: Some(choice.index),
@@ -340,14 +368,17 @@ struct FlightSink<'a> {
 
 impl DeltaSink for FlightSink<'_> {
     fn on_delta(&mut self, p: &Progress<'_>) {
-        // A tool-call fragment or refusal without text, or another choice's delta: the waiters
-        // get them with the completion.
-        if p.delta.is_empty() || p.choice.is_some_and(|c| c != 0) {
+        // A tool-call fragment or refusal without text: the waiters get them with the completion.
+        if p.delta.is_empty() {
             return;
         }
-        self.len = self.len.saturating_add(p.delta.len());
-        self.ends.push(self.len);
-        self.flight.push_delta(p.delta);
+        let choice = p.choice.unwrap_or(0);
+        // The cache keeps the first choice's deltas (its `text`); the waiters get every one.
+        if choice == 0 {
+            self.len = self.len.saturating_add(p.delta.len());
+            self.ends.push(self.len);
+        }
+        self.flight.push_delta(choice, p.delta);
     }
 }
 

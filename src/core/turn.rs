@@ -521,6 +521,32 @@ mod tests {
     }
 
     #[test]
+    fn an_estimate_counts_every_choice_and_a_streamed_reply_trims_each() {
+        let choice = |index: u32, text: &str| CompletionChoice {
+            index,
+            text: text.into(),
+            finish_reason: Some("stop".into()),
+            ..CompletionChoice::default()
+        };
+        let mut received = received(" red ", None, "{}");
+        received.completion.all_choices = vec![choice(0, " red "), choice(1, "deep blue sea\n")];
+        let ids = MessageIds::for_user("u1".into());
+        let settled = settle(
+            request(true),
+            Encoding::O200kBase,
+            &prompt(Vec::new(), 7, true),
+            ids,
+            received,
+        );
+        let reply = settled.reply;
+        let count = |t: &str| Encoding::O200kBase.count(t) as u32;
+        assert_eq!(reply.usage.completion_tokens, count("red") + count("deep blue sea"));
+        assert_eq!(reply.text, "red");
+        assert_eq!(reply.choices[1].text, "deep blue sea");
+        assert_eq!(settled.reply_message.text, "red", "the first choice is stored");
+    }
+
+    #[test]
     fn a_cached_reply_without_server_usage_saves_the_estimate() {
         let hit = settled(None, true);
         assert_eq!(hit.usage, Usage::default());
