@@ -211,13 +211,18 @@ export interface ChatCompletionCreateParams {
 /**
  * `completionParams` of `new ChatGPTAPI(options)` and `sendMessage(text, options)`: request
  * parameters merged into the request body. Any parameter the server accepts may be given (it is
- * sent as is); `messages`, `n` and `stream` are set by the client and rejected with
+ * sent as is); `messages` and `stream` are set by the client and rejected with
  * `ERR_CHATGPT_INVALID_ARG`.
  */
 export interface CompletionParams
   extends Partial<Omit<ChatCompletionCreateParams, 'messages' | 'n' | 'stream'>> {
   messages?: never
-  n?: never
+  /**
+   * Choices to generate, an integer from 1 to 128 (else `ERR_CHATGPT_INVALID_ARG`). Above 1 the
+   * reply has `choices`, and streamed partials `choiceIndex`.
+   * @default 1
+   */
+  n?: number
   stream?: never
   [param: string]: unknown
 }
