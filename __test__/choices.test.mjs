@@ -311,3 +311,19 @@ test('a cached reply of several choices replays whole: every choice, each in its
     server.close()
   }
 })
+
+test('the rate limiter reserves the reply budget once per choice', async () => {
+  const server = await rawServer(
+    { id: 'x', choices: [{ index: 0, message: { content: 'x' }, finish_reason: 'stop' }] },
+    { rateLimit: { tokensPerMinute: 1000 }, completionParams: { max_tokens: 400 } },
+  )
+  try {
+    // One choice fits the minute's tokens; three replies of up to 400 tokens each cannot.
+    await server.api.sendMessage('hi')
+    const err = await rejection(server.api.sendMessage('hi', { completionParams: { n: 3 } }))
+    assert.equal(err.code, 'ERR_CHATGPT_REQUEST_TOO_LARGE')
+    assert.equal(server.bodies.length, 1, 'the second request was not sent')
+  } finally {
+    server.close()
+  }
+})
