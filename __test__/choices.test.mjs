@@ -195,6 +195,35 @@ test('a streamed refusal sets reply.refusal; its partials carry it with an empty
   }
 })
 
+test('with several choices, a streamed refusal belongs to its choice', async () => {
+  const server = await rawServer([
+    chunk(0, { role: 'assistant', content: 'Sure' }),
+    chunk(1, { role: 'assistant', refusal: 'No' }),
+    chunk(1, { refusal: ' way.' }),
+    chunk(0, {}, 'stop'),
+    chunk(1, {}, 'stop'),
+    '[DONE]',
+  ])
+  try {
+    const partials = []
+    const reply = await server.api.sendMessage('Do something', {
+      completionParams: { n: 2 },
+      onProgress: (p) => partials.push([p.choiceIndex, p.text, p.delta, p.refusal]),
+    })
+    assert.deepEqual(partials, [
+      [0, 'Sure', 'Sure', undefined],
+      [1, '', '', 'No'],
+      [1, '', '', 'No way.'],
+    ])
+    assert.equal(reply.refusal, undefined, 'choice 0 did not refuse')
+    assert.equal('refusal' in reply, false)
+    assert.equal(reply.choices[1].refusal, 'No way.')
+    assert.equal(reply.choices[1].text, '')
+  } finally {
+    server.close()
+  }
+})
+
 test('a refusal in a complete response sets reply.refusal', async () => {
   const server = await rawServer({
     id: 'x',

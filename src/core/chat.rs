@@ -1,6 +1,7 @@
 //! The chat-completions wire format: building request bodies, reading complete responses,
-//! folding stream chunks into text, finish reason and usage, and the chat token formula (what a
-//! prompt's messages cost on top of their text, as the API bills them).
+//! folding stream chunks into text, finish reason, tool calls, refusal, logprobs (each choice
+//! apart, routed by `index`) and usage, and the chat token formula (what a prompt's messages cost
+//! on top of their text, as the API bills them).
 //!
 //! Tolerant where real servers differ: an empty `delta`, a role-only
 //! first chunk, `content: null` (llama.cpp), a usage chunk with non-empty `choices` (LiteLLM),
