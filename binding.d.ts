@@ -5,6 +5,7 @@
 import type {
   ChatCompletion,
   ChatCompletionChunk,
+  ChatCompletionLogprobs,
   ChatCompletionMessageParam,
   ChatCompletionMessageToolCall,
   ChatCompletionTool,
@@ -468,6 +469,24 @@ export interface ChatReply {
    * parentMessageId: reply.id })`, or let `runTools` do it.
    */
   toolCalls?: Array<ChatCompletionMessageToolCall>
+  /**
+   * The model's refusal (`message.refusal`, or a stream's `delta.refusal` joined), present
+   * only when the server sent one; `text` is then usually `""`. The reply still resolves
+   * (only a `responseFormat` call rejects a refusal).
+   */
+  refusal?: string
+  /**
+   * The log probabilities of the reply's tokens (openai's `ChoiceLogprobs`, `{ content,
+   * refusal }`), present only when the server sent them (ask with `completionParams: {
+   * logprobs: true }`); a stream's entries are joined in order.
+   */
+  logprobs?: ChatCompletionLogprobs
+  /**
+   * Every choice, in `index` order, present only when the call asked for several
+   * (`completionParams: { n }` above 1). The reply's own `text`, `finishReason`,
+   * `toolCalls`, `refusal` and `logprobs` are the first choice's, which is the one stored.
+   */
+  choices?: Array<ReplyChoice>
 }
 
 /**
@@ -622,6 +641,17 @@ export interface PartialChatMessage {
    * the cache or a shared request has a chunk built from the delta.
    */
   detail: ChatCompletionChunk
+  /**
+   * Which choice this partial belongs to (`text`, `delta`, `toolCalls` and `refusal` are then
+   * that choice's); present only when the call asked for several (`completionParams: { n }`
+   * above 1).
+   */
+  choiceIndex?: number
+  /**
+   * The refusal received so far, once the model started declining (a streamed
+   * `delta.refusal`; `delta` is then `""`, and `text` stays the content only).
+   */
+  refusal?: string
 }
 
 /** One message of a built prompt. */
@@ -645,6 +675,22 @@ export interface RateLimitOptions {
   requestsPerMinute?: number
   /** Tokens per minute: each request reserves its prompt tokens plus `max_tokens`. */
   tokensPerMinute?: number
+}
+
+/** One choice of a reply that asked for several (`reply.choices`). */
+export interface ReplyChoice {
+  /** The choice's `index` (its position in `choices`). */
+  index: number
+  /** Its text (`""` when it answered with tool calls or a refusal only). */
+  text: string
+  /** `stop`, `length`, `content_filter`, `tool_calls`, ...; absent when the server sent none. */
+  finishReason?: string
+  /** The functions this choice asked to call; present only when it called any. */
+  toolCalls?: Array<ChatCompletionMessageToolCall>
+  /** This choice's refusal, when it declined. */
+  refusal?: string
+  /** This choice's log probabilities, when the server sent them. */
+  logprobs?: ChatCompletionLogprobs
 }
 
 /** The tokens a cached reply's original request used (`usage.saved`). */

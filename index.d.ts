@@ -11,7 +11,7 @@
 
 export * from './binding'
 
-import type { ChatHistory, ChatReply, ChatUsage, PartialChatMessage, SendMessageOptions } from './binding'
+import type { ChatHistory, ChatReply, ChatUsage, PartialChatMessage, ReplyChoice, SendMessageOptions } from './binding'
 
 /** The author of a message (`'tool'`: a tool's result, stored after the reply that called it). */
 export type Role = 'user' | 'assistant' | 'system' | 'tool'
@@ -76,6 +76,21 @@ export interface ChatMessage {
   toolCalls?: Array<ChatCompletionMessageToolCall>
   /** A stored tool result (`role: 'tool'`): the id of the call it answers. */
   toolCallId?: string
+  /**
+   * A reply's (or partial's, so far) refusal, when the model declined: `message.refusal`, or a
+   * stream's `delta.refusal` joined. `text` stays the content only.
+   */
+  refusal?: string
+  /** A reply's log probabilities (`completionParams: { logprobs: true }`), a stream's joined. */
+  logprobs?: ChatCompletionLogprobs
+  /**
+   * Every choice of a reply to a call that asked for several (`completionParams: { n }` above
+   * 1); absent otherwise. The reply's own `text`, `finishReason`, `toolCalls`, `refusal` and
+   * `logprobs` are the first choice's.
+   */
+  choices?: Array<ReplyChoice>
+  /** In an `onProgress` partial of a call that asked for several choices: the choice it belongs to. */
+  choiceIndex?: number
   /**
    * A user message sent as content parts keeps them here (and their text parts, joined with
    * `'\n'`, in `text`); a follow-up's history sends the parts again.
@@ -215,13 +230,18 @@ export interface ChatCompletionCreateParams {
 /**
  * `completionParams` of `new ChatGPTAPI(options)` and `sendMessage(text, options)`: request
  * parameters merged into the request body. Any parameter the server accepts may be given (it is
- * sent as is); `messages`, `n` and `stream` are set by the client and rejected with
+ * sent as is); `messages` and `stream` are set by the client and rejected with
  * `ERR_CHATGPT_INVALID_ARG`.
  */
 export interface CompletionParams
   extends Partial<Omit<ChatCompletionCreateParams, 'messages' | 'n' | 'stream'>> {
   messages?: never
-  n?: never
+  /**
+   * Choices to generate, an integer from 1 to 128 (else `ERR_CHATGPT_INVALID_ARG`). Above 1 the
+   * reply has `choices`, and streamed partials `choiceIndex`.
+   * @default 1
+   */
+  n?: number
   stream?: never
   [param: string]: unknown
 }
@@ -272,14 +292,21 @@ export interface CompletionUsage {
   estimated?: true
 }
 
-/** Log probabilities of an answer's tokens. */
+/** One token's log probability, with the most likely alternatives (`top_logprobs`). */
+export interface ChatCompletionTokenLogprob {
+  token: string
+  logprob: number
+  /** The token's UTF-8 bytes (`null` when it has none). */
+  bytes: Array<number> | null
+  top_logprobs: Array<{ token: string; logprob: number; bytes: Array<number> | null }>
+}
+
+/** Log probabilities of an answer's tokens (openai-node's `ChoiceLogprobs`). */
 export interface ChatCompletionLogprobs {
-  content: Array<{
-    token: string
-    logprob: number
-    bytes: Array<number> | null
-    top_logprobs: Array<{ token: string; logprob: number; bytes: Array<number> | null }>
-  }> | null
+  /** The content's tokens, in order. */
+  content: Array<ChatCompletionTokenLogprob> | null
+  /** The refusal's tokens, in order, when the model refused. */
+  refusal?: Array<ChatCompletionTokenLogprob> | null
 }
 
 /** The answer of a choice. */

@@ -5,6 +5,7 @@
 import type {
   ChatCompletion,
   ChatCompletionChunk,
+  ChatCompletionLogprobs,
   ChatCompletionMessageParam,
   ChatCompletionMessageToolCall,
   ChatCompletionTool,

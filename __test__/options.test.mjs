@@ -76,7 +76,7 @@ test('sendMessage rejects invalid arguments instead of throwing', async () => {
     [() => api.sendMessage('hi', { timeoutMs: -1 }), /`timeoutMs`.*got -1/],
     [() => api.sendMessage('hi', { stream: 1 }), /`stream` to be a boolean/],
     [() => api.sendMessage('hi', { parentMessageId: 7 }), /`parentMessageId` to be a string/],
-    [() => api.sendMessage('hi', { completionParams: { n: 2 } }), /`n`/],
+    [() => api.sendMessage('hi', { completionParams: { n: 0 } }), /`completionParams\.n`.*got 0/],
     [() => api.sendMessage('hi', { abortSignal: 'x' }), /`abortSignal` to be an object/],
   ]
   for (const [fn, pattern] of cases) {

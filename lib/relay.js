@@ -74,7 +74,7 @@ function makeRelay(deliver, report, idle) {
 class PartialChatMessage {
   #chunk
   #detail
-  constructor(id, parentMessageId, conversationId, text, delta, chunk, toolCalls) {
+  constructor(id, parentMessageId, conversationId, text, delta, chunk, toolCalls, choiceIndex, refusal) {
     this.role = 'assistant'
     this.id = id
     // `sendMessages` has no user message: its partials' parentMessageId is undefined.
@@ -83,6 +83,9 @@ class PartialChatMessage {
     this.delta = delta
     if (conversationId != null) this.conversationId = conversationId
     if (toolCalls !== undefined) this.toolCalls = toolCalls
+    // Only with several choices (`n > 1`) and once the model refuses: a plain partial keeps v5's shape.
+    if (choiceIndex != null) this.choiceIndex = choiceIndex
+    if (refusal !== undefined) this.refusal = refusal
     this.#chunk = chunk
   }
 
@@ -96,7 +99,7 @@ class PartialChatMessage {
       }
       this.#detail = detail ?? {
         object: 'chat.completion.chunk',
-        choices: [{ index: 0, delta: { content: this.delta }, finish_reason: null }],
+        choices: [{ index: this.choiceIndex ?? 0, delta: { content: this.delta }, finish_reason: null }],
       }
       this.#chunk = undefined
     }
@@ -108,17 +111,22 @@ class PartialChatMessage {
  * `onProgress`'s relay: events are `(delta, id, chunk)`, `id` only when it changed, `chunk` the
  * JSON text of the chunk (or null). Only the delta and the chunk cross from native code; the text
  * so far is concatenated here (a rope in V8), which keeps a long stream linear where sending the
- * whole text per delta would copy O(n²) bytes. An event that carried a tool-call fragment has
- * `[chunk, changesJson]` as its chunk: what each call gained, `[index, id, type, name,
- * argumentsPiece]` (null where unchanged), folded here the same way. Each partial gets its own
- * copy of the calls so far (their strings shared), which later partials carry too.
+ * whole text per delta would copy O(n²) bytes. Any other event has `[chunk, changesJson,
+ * choiceIndex, refusalDelta]` as its chunk (null where absent): the changes are what each tool
+ * call gained, `[index, id, type, name, argumentsPiece]` (null where unchanged), folded here the
+ * same way; each partial gets its own copy of the calls so far (their strings shared), which
+ * later partials carry too. The choice index is only there when the call asked for several
+ * choices: each choice then has its own text, calls and refusal.
  */
 function makeProgressRelay(onProgress, parentMessageId, conversationId, report, idle) {
   let text = ''
   let id = ''
   let toolCalls
+  let refusal
   const calls = []
-  const foldToolCalls = (changesJson) => {
+  // Per choice index, when the call asked for several choices.
+  const choices = []
+  const foldToolCalls = (calls, changesJson) => {
     for (const [index, callId, type, name, piece] of JSON.parse(changesJson)) {
       const call = (calls[index] ??= { id: '', type: 'function', function: { name: '', arguments: '' } })
       if (callId != null) call.id = callId
@@ -130,14 +138,40 @@ function makeProgressRelay(onProgress, parentMessageId, conversationId, report, 
       .filter(Boolean)
       .map((c) => ({ id: c.id, type: c.type, function: { name: c.function.name, arguments: c.function.arguments } }))
   }
+  const deliverExtra = (delta, [chunk, changes, choiceIndex, refusalDelta]) => {
+    if (choiceIndex == null) {
+      text += delta
+      if (changes != null) toolCalls = foldToolCalls(calls, changes)
+      if (refusalDelta != null) refusal = (refusal ?? '') + refusalDelta
+      return onProgress(
+        new PartialChatMessage(id, parentMessageId, conversationId, text, delta, chunk, toolCalls, undefined, refusal),
+      )
+    }
+    const choice = (choices[choiceIndex] ??= { text: '', calls: [], toolCalls: undefined, refusal: undefined })
+    choice.text += delta
+    if (changes != null) choice.toolCalls = foldToolCalls(choice.calls, changes)
+    if (refusalDelta != null) choice.refusal = (choice.refusal ?? '') + refusalDelta
+    return onProgress(
+      new PartialChatMessage(
+        id,
+        parentMessageId,
+        conversationId,
+        choice.text,
+        delta,
+        chunk,
+        choice.toolCalls,
+        choiceIndex,
+        choice.refusal,
+      ),
+    )
+  }
   const deliver = (delta, newId, chunk) => {
     if (newId != null) id = newId
+    if (typeof chunk === 'object' && chunk !== null) return deliverExtra(delta, chunk)
     text += delta
-    if (typeof chunk === 'object' && chunk !== null) {
-      toolCalls = foldToolCalls(chunk[1])
-      chunk = chunk[0]
-    }
-    return onProgress(new PartialChatMessage(id, parentMessageId, conversationId, text, delta, chunk, toolCalls))
+    return onProgress(
+      new PartialChatMessage(id, parentMessageId, conversationId, text, delta, chunk, toolCalls, undefined, refusal),
+    )
   }
   return makeRelay(deliver, report, idle)
 }

@@ -10,7 +10,7 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
 use super::init::BindingData;
-use crate::core::chat::{RawJson, ToolCall};
+use crate::core::chat::{CompletionChoice, RawJson, ToolCall};
 use crate::core::client::ChatReply;
 use crate::core::conversation::Truncation;
 
@@ -40,6 +40,13 @@ pub struct PartialChatMessage {
     /// the cache or a shared request has a chunk built from the delta.
     #[napi(ts_type = "ChatCompletionChunk")]
     pub detail: serde_json::Value,
+    /// Which choice this partial belongs to (`text`, `delta`, `toolCalls` and `refusal` are then
+    /// that choice's); present only when the call asked for several (`completionParams: { n }`
+    /// above 1).
+    pub choice_index: Option<u32>,
+    /// The refusal received so far, once the model started declining (a streamed
+    /// `delta.refusal`; `delta` is then `""`, and `text` stays the content only).
+    pub refusal: Option<String>,
 }
 
 /// Token usage of a reply: what this call cost. A reply answered without a request of its own
@@ -127,6 +134,60 @@ pub struct ChatMessage {
     #[napi(ts_type = "Array<ChatCompletionMessageToolCall>")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCall>>,
+    /// The model's refusal (`message.refusal`, or a stream's `delta.refusal` joined), present
+    /// only when the server sent one; `text` is then usually `""`. The reply still resolves
+    /// (only a `responseFormat` call rejects a refusal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
+    /// The log probabilities of the reply's tokens (openai's `ChoiceLogprobs`, `{ content,
+    /// refusal }`), present only when the server sent them (ask with `completionParams: {
+    /// logprobs: true }`); a stream's entries are joined in order.
+    #[napi(ts_type = "ChatCompletionLogprobs")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<RawJson>,
+    /// Every choice, in `index` order, present only when the call asked for several
+    /// (`completionParams: { n }` above 1). The reply's own `text`, `finishReason`,
+    /// `toolCalls`, `refusal` and `logprobs` are the first choice's, which is the one stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub choices: Option<Vec<ReplyChoice>>,
+}
+
+/// One choice of a reply that asked for several (`reply.choices`).
+#[napi(object, object_to_js = false, object_from_js = false)]
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplyChoice {
+    /// The choice's `index` (its position in `choices`).
+    pub index: u32,
+    /// Its text (`""` when it answered with tool calls or a refusal only).
+    pub text: String,
+    /// `stop`, `length`, `content_filter`, `tool_calls`, ...; absent when the server sent none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<String>,
+    /// The functions this choice asked to call; present only when it called any.
+    #[napi(ts_type = "Array<ChatCompletionMessageToolCall>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// This choice's refusal, when it declined.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<String>,
+    /// This choice's log probabilities, when the server sent them.
+    #[napi(ts_type = "ChatCompletionLogprobs")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<RawJson>,
+}
+
+impl From<CompletionChoice> for ReplyChoice {
+    fn from(c: CompletionChoice) -> Self {
+        ReplyChoice {
+            index: c.index,
+            text: c.text,
+            finish_reason: c.finish_reason,
+            tool_calls: (!c.tool_calls.is_empty()).then_some(c.tool_calls),
+            refusal: c.refusal,
+            logprobs: c.logprobs,
+        }
+    }
 }
 
 /// A reply's `parentMessageId`: `None` for a `sendMessages` reply, which has no user message.
@@ -202,6 +263,9 @@ impl From<ChatReply> for ChatMessage {
             history: history(r.history_messages, r.truncated),
             cached: r.cached,
             tool_calls: (!r.tool_calls.is_empty()).then_some(r.tool_calls),
+            refusal: r.refusal,
+            logprobs: r.logprobs,
+            choices: (!r.choices.is_empty()).then(|| r.choices.into_iter().map(ReplyChoice::from).collect()),
         }
     }
 }

@@ -257,23 +257,39 @@ impl ToNapiValue for ChunkJson {
     }
 }
 
-/// The third value of an `onProgress` event: the chunk's JSON text (a string), or for an event
-/// that carried a tool-call fragment `[chunk or null, JSON text of the changes]`, so that a text
-/// delta costs the relay no more than a `typeof` check. The changes are what the calls gained
-/// since the last event, `[[index, id | null, type | null, name | null, argumentsPiece], ...]`
-/// (see [`ToolCallsSent`]): sending the whole calls every time would copy their arguments once per
-/// fragment, quadratic in a long call.
+/// The third value of an `onProgress` event: the chunk's JSON text (a string), or for any other
+/// event `[chunk or null, JSON text of the tool-call changes or null, choice index or null,
+/// refusal delta or null]`, so that a text delta of a single-choice call costs the relay no more
+/// than a `typeof` check. The changes are what the choice's calls gained since its last event,
+/// `[[index, id | null, type | null, name | null, argumentsPiece], ...]` (see
+/// [`ToolCallsSent`]): sending the whole calls every time would copy their arguments once per
+/// fragment, quadratic in a long call. The choice index is there only when the call asked for
+/// several choices.
 pub(crate) enum ProgressChunk {
     Text(ChunkJson),
-    WithToolCalls { chunk: Option<String>, tool_calls: String },
+    Extra(ProgressExtra),
+}
+
+/// The parts of an event that is more than a single-choice text delta (see [`ProgressChunk`]).
+pub(crate) struct ProgressExtra {
+    chunk: Option<String>,
+    tool_calls: Option<String>,
+    choice: Option<u32>,
+    refusal: Option<String>,
 }
 
 impl ToNapiValue for ProgressChunk {
     unsafe fn to_napi_value(raw_env: napi::sys::napi_env, val: Self) -> Result<napi::sys::napi_value> {
         match val {
             ProgressChunk::Text(chunk) => ChunkJson::to_napi_value(raw_env, chunk),
-            ProgressChunk::WithToolCalls { chunk, tool_calls } => {
-                Vec::<Option<String>>::to_napi_value(raw_env, vec![chunk, Some(tool_calls)])
+            ProgressChunk::Extra(extra) => {
+                let env = Env::from_raw(raw_env);
+                let mut array = env.create_array(4)?;
+                array.set(0, extra.chunk.map(ChunkJson))?;
+                array.set(1, extra.tool_calls)?;
+                array.set(2, extra.choice)?;
+                array.set(3, extra.refusal)?;
+                Array::to_napi_value(raw_env, array)
             }
         }
     }
@@ -284,7 +300,8 @@ impl ToNapiValue for ProgressChunk {
 pub struct ProgressSink {
     relay: CallbackRelay<String, String, ProgressChunk>,
     last_id: String,
-    tool_calls_sent: ToolCallsSent,
+    /// By choice index (one entry without several choices; at most `MAX_CHOICES`).
+    tool_calls_sent: Vec<ToolCallsSent>,
 }
 
 /// What the relay already has of each tool call, to send it only what is new.
@@ -348,7 +365,7 @@ impl ProgressSink {
         Ok(ProgressSink {
             relay,
             last_id: String::new(),
-            tool_calls_sent: ToolCallsSent::default(),
+            tool_calls_sent: Vec::new(),
         })
     }
 
@@ -375,12 +392,25 @@ impl DeltaSink for ProgressSink {
             None
         };
         let chunk = (!p.chunk.is_empty()).then(|| p.chunk.to_owned());
-        let chunk = match p.tool_calls {
-            None => chunk.map(|c| ProgressChunk::Text(ChunkJson(c))),
-            Some(calls) => Some(ProgressChunk::WithToolCalls {
+        let chunk = if p.tool_calls.is_none() && p.choice.is_none() && p.refusal.is_none() {
+            chunk.map(|c| ProgressChunk::Text(ChunkJson(c)))
+        } else {
+            let tool_calls = p.tool_calls.map(|calls| {
+                let choice = p.choice.map_or(0, |c| c as usize);
+                if self.tool_calls_sent.len() <= choice {
+                    self.tool_calls_sent.resize_with(choice + 1, ToolCallsSent::default);
+                }
+                self.tool_calls_sent
+                    .get_mut(choice)
+                    .map(|sent| sent.changes(calls))
+                    .unwrap_or_else(|| "[]".to_owned())
+            });
+            Some(ProgressChunk::Extra(ProgressExtra {
                 chunk,
-                tool_calls: self.tool_calls_sent.changes(calls),
-            }),
+                tool_calls,
+                choice: p.choice,
+                refusal: p.refusal.map(str::to_owned),
+            }))
         };
         self.relay.send(p.delta.to_owned(), id, chunk);
     }

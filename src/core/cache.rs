@@ -33,7 +33,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::chat::{AddedMax, Params, PromptMessage, RawJson, ToolCall, Usage};
+use super::chat::{AddedMax, CompletionChoice, Params, PromptMessage, RawJson, ToolCall, Usage};
 use super::error::ChatError;
 
 /// Cache settings.
@@ -67,6 +67,12 @@ pub struct CachedCompletion {
     pub detail: RawJson,
     /// The answer's tool calls (shared by coalesced calls; answers with any are not cached).
     pub tool_calls: Vec<ToolCall>,
+    /// The first choice's refusal and log probabilities (see `Completion`).
+    pub refusal: Option<String>,
+    pub logprobs: Option<RawJson>,
+    /// Every choice of an answer to a request for several (`n > 1`), else empty. `text` and
+    /// `delta_ends` are the first choice's.
+    pub all_choices: Vec<CompletionChoice>,
 }
 
 impl CachedCompletion {
@@ -93,7 +99,21 @@ impl CachedCompletion {
     fn bytes(&self) -> u64 {
         // Text, offsets and the raw detail plus fixed overhead.
         let detail = self.detail.get().len();
-        (self.text.len() + self.delta_ends.len() * 8 + detail + self.role.len() + 128) as u64
+        let logprobs = |l: &Option<RawJson>| l.as_ref().map_or(0, |l| l.get().len());
+        let choices = self
+            .all_choices
+            .iter()
+            .map(|c| c.text.len() + c.refusal.as_ref().map_or(0, String::len) + logprobs(&c.logprobs) + 64)
+            .sum::<usize>();
+        let refusal = self.refusal.as_ref().map_or(0, String::len);
+        (self.text.len()
+            + self.delta_ends.len() * 8
+            + detail
+            + self.role.len()
+            + refusal
+            + logprobs(&self.logprobs)
+            + choices
+            + 128) as u64
     }
 }
 
@@ -218,13 +238,20 @@ pub struct FlightResult {
 }
 
 struct FlightState {
-    deltas: Vec<String>,
+    deltas: Vec<FlightDelta>,
     done: Option<Result<FlightResult, ChatError>>,
     /// Callers waiting for the outcome. Changed only under this lock, together with the check of
     /// `cancel`, so a caller never joins a flight that its last waiter is cancelling.
     waiters: usize,
     /// The latest deadline of the waiters that joined: the upstream call may run until then.
     deadline: Instant,
+}
+
+/// A text delta of a flight, and the choice it belongs to (0 unless the call asked for several).
+#[derive(Clone)]
+struct FlightDelta {
+    choice: u32,
+    text: String,
 }
 
 /// One shared upstream call and everything it has produced so far.
@@ -286,8 +313,11 @@ impl Flight {
     }
 
     /// Record a delta and wake the waiters.
-    pub fn push_delta(&self, delta: &str) {
-        self.lock().deltas.push(delta.to_owned());
+    pub fn push_delta(&self, choice: u32, delta: &str) {
+        self.lock().deltas.push(FlightDelta {
+            choice,
+            text: delta.to_owned(),
+        });
         self.notify.notify_waiters();
     }
 
@@ -297,12 +327,12 @@ impl Flight {
         self.notify.notify_waiters();
     }
 
-    /// Wait for the next events: calls `on_delta(delta)` for every delta after `*seen`, and
-    /// returns the outcome once there is one. Cancel-safe.
+    /// Wait for the next events: calls `on_delta(choice, delta)` for every delta after `*seen`,
+    /// and returns the outcome once there is one. Cancel-safe.
     pub async fn next(
         &self,
         seen: &mut usize,
-        on_delta: &mut (dyn FnMut(&str) + Send),
+        on_delta: &mut (dyn FnMut(u32, &str) + Send),
     ) -> Result<FlightResult, ChatError> {
         loop {
             let notified = self.notify.notified();
@@ -311,12 +341,12 @@ impl Flight {
             notified.as_mut().enable();
             let (new, done) = {
                 let st = self.lock();
-                let new: Vec<String> = st.deltas.get(*seen..).map(|d| d.to_vec()).unwrap_or_default();
+                let new: Vec<FlightDelta> = st.deltas.get(*seen..).map(|d| d.to_vec()).unwrap_or_default();
                 (new, st.done.clone())
             };
             *seen = seen.saturating_add(new.len());
             for d in &new {
-                on_delta(d);
+                on_delta(d.choice, &d.text);
             }
             if let Some(done) = done {
                 return done;
@@ -414,6 +444,9 @@ mod tests {
             usage: None,
             detail: RawJson::default(),
             tool_calls: Vec::new(),
+            refusal: None,
+            logprobs: None,
+            all_choices: Vec::new(),
         }
     }
 
@@ -537,13 +570,13 @@ mod tests {
         let second = flights.join_or_create(7, now);
         assert!(!second.created && Arc::ptr_eq(&first.flight, &second.flight));
         let flight = first.flight.clone();
-        flight.push_delta("a");
-        flight.push_delta("b");
+        flight.push_delta(0, "a");
+        flight.push_delta(1, "b");
         let producer = {
             let flight = flight.clone();
             tokio::spawn(async move {
                 tokio::task::yield_now().await;
-                flight.push_delta("c");
+                flight.push_delta(0, "c");
                 flight.finish(Ok(FlightResult {
                     completion: Arc::new(completion("abc", vec![1, 2, 3])),
                     request_id: None,
@@ -552,9 +585,12 @@ mod tests {
         };
         let mut seen = 0;
         let mut got = Vec::new();
-        let result = flight.next(&mut seen, &mut |d| got.push(d.to_owned())).await.unwrap();
+        let result = flight
+            .next(&mut seen, &mut |c, d| got.push((c, d.to_owned())))
+            .await
+            .unwrap();
         producer.await.unwrap();
-        assert_eq!(got, ["a", "b", "c"]);
+        assert_eq!(got, [(0, "a".into()), (1, "b".into()), (0, "c".into())]);
         assert_eq!(result.completion.text, "abc");
     }
 

@@ -18,6 +18,9 @@ pub struct Outbound {
     pub estimate: u32,
     /// The call's own headers, the same on every attempt (so its `Idempotency-Key` is too).
     pub headers: Option<std::sync::Arc<reqwest::header::HeaderMap>>,
+    /// The number of choices asked for (`n`, 1 when absent): how a stream is folded, and how
+    /// many choices the reply carries.
+    pub choices: usize,
 }
 
 /// One call on its way upstream: its request, its bounds, and where its deltas go.

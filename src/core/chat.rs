@@ -1,6 +1,7 @@
 //! The chat-completions wire format: building request bodies, reading complete responses,
-//! folding stream chunks into text, finish reason and usage, and the chat token formula (what a
-//! prompt's messages cost on top of their text, as the API bills them).
+//! folding stream chunks into text, finish reason, tool calls, refusal, logprobs (each choice
+//! apart, routed by `index`) and usage, and the chat token formula (what a prompt's messages cost
+//! on top of their text, as the API bills them).
 //!
 //! Tolerant where real servers differ: an empty `delta`, a role-only
 //! first chunk, `content: null` (llama.cpp), a usage chunk with non-empty `choices` (LiteLLM),
@@ -8,6 +9,7 @@
 //! and a stream must end with `[DONE]` or a `finish_reason`.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -359,6 +361,64 @@ pub struct Completion {
     pub choices: usize,
     /// The tool calls of the first choice (streamed fragments joined by `index`).
     pub tool_calls: Vec<ToolCall>,
+    /// The first choice's refusal (`message.refusal`, or the streamed `delta.refusal` joined),
+    /// when the server sent one.
+    pub refusal: Option<String>,
+    /// The first choice's log probabilities (openai's `ChoiceLogprobs`, `{ content, refusal }`),
+    /// when the server sent them; a stream's entries are joined in order.
+    pub logprobs: Option<RawJson>,
+    /// Every choice, in `index` order, when the request asked for several (`n > 1`); empty
+    /// otherwise (the fields above are then the only choice's). See [`Completion::for_choices`].
+    pub all_choices: Vec<CompletionChoice>,
+}
+
+/// One choice of a completion that asked for several (`n > 1`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CompletionChoice {
+    pub index: u32,
+    pub text: String,
+    pub finish_reason: Option<String>,
+    pub tool_calls: Vec<ToolCall>,
+    pub refusal: Option<String>,
+    /// openai's `ChoiceLogprobs` (`{ content, refusal }`), when the server sent it.
+    pub logprobs: Option<RawJson>,
+}
+
+/// Most choices one request may ask for (`n`): the per-choice state of a reply is bounded by it.
+pub const MAX_CHOICES: usize = 128;
+
+/// The number of choices a request asks for: its `n` parameter, 1 when absent (the client
+/// checks it is an integer in `1..=MAX_CHOICES` before sending).
+pub fn requested_choices(params: &Params) -> usize {
+    params
+        .get("n")
+        .and_then(Value::as_u64)
+        .and_then(|n| usize::try_from(n).ok())
+        .map_or(1, |n| n.clamp(1, MAX_CHOICES))
+}
+
+impl Completion {
+    /// This completion as the answer to a request for `requested` choices: with one, no
+    /// `all_choices` (a response with more choices than asked keeps only the first, as before);
+    /// with several, `all_choices` holds at most `requested` of them, and at least the first.
+    pub fn for_choices(mut self, requested: usize) -> Self {
+        if requested <= 1 {
+            self.all_choices = Vec::new();
+            return self;
+        }
+        self.all_choices.truncate(requested);
+        if self.all_choices.is_empty() {
+            self.all_choices.push(CompletionChoice {
+                index: 0,
+                text: self.text.clone(),
+                finish_reason: self.finish_reason.clone(),
+                tool_calls: self.tool_calls.clone(),
+                refusal: self.refusal.clone(),
+                logprobs: self.logprobs.clone(),
+            });
+        }
+        self
+    }
 }
 
 // Typed views of a complete response, read in one pass over the (already validated) text: only
@@ -444,11 +504,12 @@ impl<'de> Deserialize<'de> for Lenient<String> {
     }
 }
 
-/// `choices`: how many there are, and the first one read. Not an array: no choices.
+/// `choices`: how many there are, and the first [`MAX_CHOICES`] read. Not an array: no choices.
+#[derive(Default)]
 struct Choices {
     count: usize,
-    /// `None` when the first choice is not an object.
-    first: Option<Choice>,
+    /// In order; `None` for a choice that is not an object.
+    read: Vec<Option<Choice>>,
 }
 
 #[derive(Default)]
@@ -456,6 +517,8 @@ struct Choice {
     /// `Some` (possibly empty) whenever the choice has a `message` key.
     message: Option<Message>,
     finish_reason: Lenient<String>,
+    /// `logprobs` when it is an object (openai's `ChoiceLogprobs`).
+    logprobs: Option<Box<RawValue>>,
 }
 
 #[derive(Default)]
@@ -463,6 +526,26 @@ struct Message {
     content: Lenient<String>,
     role: Lenient<String>,
     tool_calls: Option<Value>,
+    refusal: Lenient<String>,
+}
+
+impl Choice {
+    /// This choice as a reply carries it (a choice without a message is empty).
+    fn into_completion_choice(self, index: u32) -> CompletionChoice {
+        let message = self.message.unwrap_or_default();
+        CompletionChoice {
+            index,
+            text: message.content.0.unwrap_or_default(),
+            finish_reason: self.finish_reason.0,
+            tool_calls: message
+                .tool_calls
+                .as_ref()
+                .map(ToolCall::list_from_value)
+                .unwrap_or_default(),
+            refusal: message.refusal.0,
+            logprobs: self.logprobs.as_deref().map(RawJson::from_raw),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for Choices {
@@ -474,22 +557,26 @@ impl<'de> Deserialize<'de> for Choices {
                 f.write_str("any JSON value")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let Some(first) = seq.next_element::<Lenient<Choice>>()? else {
-                    return Ok(Choices { count: 0, first: None });
-                };
-                let mut count = 1;
-                while seq.next_element::<IgnoredAny>()?.is_some() {
-                    count += 1;
+                let mut choices = Choices::default();
+                while choices.read.len() < MAX_CHOICES {
+                    let Some(choice) = seq.next_element::<Lenient<Choice>>()? else {
+                        break;
+                    };
+                    choices.read.push(choice.0);
                 }
-                Ok(Choices { count, first: first.0 })
+                choices.count = choices.read.len();
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    choices.count = choices.count.saturating_add(1);
+                }
+                Ok(choices)
             }
             fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(Choices { count: 0, first: None })
+                Ok(Choices::default())
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                skip_map(map).map(|_| Choices { count: 0, first: None })
+                skip_map(map).map(|_| Choices::default())
             }
-            accept_other_types!(Choices { count: 0, first: None });
+            accept_other_types!(Choices::default());
         }
         d.deserialize_any(V)
     }
@@ -500,6 +587,7 @@ impl<'de> Deserialize<'de> for Choices {
 enum ChoiceField {
     Message,
     FinishReason,
+    Logprobs,
     #[serde(other)]
     Other,
 }
@@ -510,6 +598,7 @@ enum MessageField {
     Content,
     Role,
     ToolCalls,
+    Refusal,
     #[serde(other)]
     Other,
 }
@@ -533,6 +622,10 @@ impl<'de> ObjectFields<'de> for Choice {
                     .map(|m| m.0.unwrap_or_default())
             }
             ChoiceField::FinishReason => self.finish_reason = map.next_value()?,
+            ChoiceField::Logprobs => {
+                let raw = map.next_value::<Box<RawValue>>()?;
+                self.logprobs = raw.get().starts_with('{').then_some(raw);
+            }
             ChoiceField::Other => {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -548,6 +641,7 @@ impl<'de> ObjectFields<'de> for Message {
             MessageField::Content => self.content = map.next_value()?,
             MessageField::Role => self.role = map.next_value()?,
             MessageField::ToolCalls => self.tool_calls = map.next_value()?,
+            MessageField::Refusal => self.refusal = map.next_value()?,
             MessageField::Other => {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -597,30 +691,42 @@ pub fn parse_completion(body: &[u8]) -> Result<Completion, ChatError> {
         let err: Value = serde_json::from_str(err.get()).unwrap_or(Value::Null);
         return Err(error_from_object(&err));
     }
-    let choices = fields.choices.unwrap_or(Choices { count: 0, first: None });
+    let choices = fields.choices.unwrap_or_default();
     if choices.count == 0 {
         return Err(bad("The response has no `choices`".into()));
     }
-    let Some(Choice {
-        message: Some(message),
-        finish_reason,
-    }) = choices.first
-    else {
-        return Err(bad("The response's choice has no `message`".into()));
+    let count = choices.count;
+    let mut read = choices.read.into_iter();
+    let first = match read.next() {
+        Some(Some(first)) if first.message.is_some() => first,
+        _ => return Err(bad("The response's choice has no `message`".into())),
+    };
+    let role = first.message.as_ref().and_then(|m| m.role.0.clone());
+    let first = first.into_completion_choice(0);
+    // The other choices, by position (a choice that is not an object reads as empty); kept only
+    // when the request asked for several (see `Completion::for_choices`).
+    let all_choices = if count > 1 {
+        let others = read.enumerate().map(|(i, choice)| {
+            // At most MAX_CHOICES are read, so the position fits.
+            let index = u32::try_from(i.saturating_add(1)).unwrap_or(u32::MAX);
+            choice.unwrap_or_default().into_completion_choice(index)
+        });
+        std::iter::once(first.clone()).chain(others).collect()
+    } else {
+        Vec::new()
     };
     Ok(Completion {
         id: fields.id.0,
-        text: message.content.0.unwrap_or_default(),
-        role: message.role.0.unwrap_or_else(|| "assistant".into()),
-        finish_reason: finish_reason.0,
+        text: first.text,
+        role: role.unwrap_or_else(|| "assistant".into()),
+        finish_reason: first.finish_reason,
         usage: fields.usage.and_then(|u| serde_json::from_str(u.get()).ok()),
         detail: RawJson::from_raw(raw),
-        choices: choices.count,
-        tool_calls: message
-            .tool_calls
-            .as_ref()
-            .map(ToolCall::list_from_value)
-            .unwrap_or_default(),
+        choices: count,
+        tool_calls: first.tool_calls,
+        refusal: first.refusal,
+        logprobs: first.logprobs,
+        all_choices,
     })
 }
 
@@ -648,6 +754,10 @@ struct ChunkChoice<'a> {
     delta: Option<Delta<'a>>,
     #[serde(borrow, default)]
     finish_reason: Option<&'a RawValue>,
+    /// This chunk's log probabilities (see [`StreamedLogprobs`]); kept as text and read only
+    /// when present.
+    #[serde(borrow, default)]
+    logprobs: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -656,9 +766,12 @@ struct Delta<'a> {
     content: Option<&'a RawValue>,
     #[serde(borrow, default)]
     role: Option<&'a RawValue>,
-    /// Fragments of tool calls, joined by `index` (see [`StreamState::tool_calls`]).
+    /// Fragments of tool calls, joined by `index` (see [`ChoiceState::tool_calls`]).
     #[serde(borrow, default)]
     tool_calls: Option<&'a RawValue>,
+    /// A fragment of a refusal (the model declined; `content` is then absent).
+    #[serde(borrow, default)]
+    refusal: Option<&'a RawValue>,
 }
 
 /// One streamed fragment of a tool call: the first of an `index` carries `id` and the name, the
@@ -699,23 +812,275 @@ const REPLACEMENT: char = '\u{FFFD}';
 /// What one stream event meant.
 #[derive(Debug, PartialEq, Eq)]
 pub enum StreamStep {
-    /// A content delta to deliver (already appended to the accumulated text).
-    Delta(String),
+    /// What the event added to one choice, to deliver (already folded into the state). A chunk
+    /// that changed several choices gives the first here and the others by
+    /// [`StreamState::next_queued`].
+    Delta(ChoiceDelta),
     /// Nothing to deliver (role chunk, finish chunk, usage chunk, keep-alive).
     Nothing,
     /// `[DONE]`: stop reading.
     Done,
 }
 
-/// Accumulates a streamed completion.
+/// What one stream event added to one choice.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ChoiceDelta {
+    /// The choice's `index`.
+    pub choice: usize,
+    /// Content added to the choice's text ("" when the event only carried a tool-call fragment
+    /// or a refusal).
+    pub text: String,
+    /// The event carried a tool-call fragment of this choice (its partial carries the calls so
+    /// far).
+    pub tool_calls_changed: bool,
+    /// Refusal text the event added (`delta.refusal`), if any.
+    pub refusal: Option<String>,
+}
+
+/// One choice of a stream, folded so far.
 #[derive(Debug, Default)]
+pub struct ChoiceState {
+    pub text: String,
+    pub finish_reason: Option<String>,
+    /// The tool calls assembled so far, in `index` order.
+    pub tool_calls: Vec<ToolCall>,
+    /// The streamed `delta.refusal` fragments joined, once one arrived.
+    pub refusal: Option<String>,
+    /// The streamed `logprobs`, once a chunk carried a non-null one.
+    logprobs: Option<StreamedLogprobs>,
+    /// A high surrogate that ended the last content delta, waiting for its low half at the
+    /// start of the next one (see [`super::surrogates`]).
+    pending_high: Option<u16>,
+    /// The same for the refusal's fragments.
+    refusal_pending_high: Option<u16>,
+}
+
+/// A choice's streamed log probabilities: the entries of each list (`logprobs.content`,
+/// `logprobs.refusal`) joined, as the JSON text of the array's elements separated by commas;
+/// `None` while no chunk carried that list.
+#[derive(Debug, Default)]
+struct StreamedLogprobs {
+    content: Option<String>,
+    refusal: Option<String>,
+}
+
+/// `logprobs` of a chunk's choice; the lists kept as JSON text.
+#[derive(Deserialize)]
+struct LogprobsChunk<'a> {
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    refusal: Option<&'a RawValue>,
+}
+
+impl StreamedLogprobs {
+    /// Append the entries of a chunk's `logprobs` (JSON text). Lenient: a value that is not an
+    /// object, or a list that is not an array, adds nothing.
+    fn fold(&mut self, logprobs: &RawValue) {
+        let Ok(chunk) = serde_json::from_str::<LogprobsChunk<'_>>(logprobs.get()) else {
+            return;
+        };
+        append_entries(&mut self.content, chunk.content);
+        append_entries(&mut self.refusal, chunk.refusal);
+    }
+
+    /// openai's `ChoiceLogprobs`: `{ content, refusal }`, each the joined entries or `null`.
+    fn into_json(self) -> RawJson {
+        let list = |entries: Option<String>| entries.map_or_else(|| "null".to_owned(), |e| format!("[{e}]"));
+        RawJson::from_text(format!(
+            r#"{{"content":{},"refusal":{}}}"#,
+            list(self.content),
+            list(self.refusal)
+        ))
+    }
+}
+
+/// Append the elements of `raw`, a JSON array's text, to `list` (see [`StreamedLogprobs`]).
+fn append_entries(list: &mut Option<String>, raw: Option<&RawValue>) {
+    let Some(inner) = raw
+        .map(|r| r.get().trim())
+        .and_then(|t| t.strip_prefix('['))
+        .and_then(|t| t.strip_suffix(']'))
+        .map(str::trim)
+    else {
+        return;
+    };
+    let list = list.get_or_insert_with(String::new);
+    if !inner.is_empty() {
+        if !list.is_empty() {
+            list.push(',');
+        }
+        list.push_str(inner);
+    }
+}
+
+/// What folding one chunk's choice did.
+struct Folded {
+    /// What to deliver, if the choice changed.
+    delta: Option<ChoiceDelta>,
+    /// The model has started answering (content, a tool call, a refusal or a finish reason).
+    started: bool,
+    finished: bool,
+}
+
+impl ChoiceState {
+    /// Fold one chunk's choice (`index` is its own) into this one.
+    fn fold(&mut self, index: usize, choice: ChunkChoice<'_>) -> Result<Folded, ChatError> {
+        let mut out = ChoiceDelta {
+            choice: index,
+            ..ChoiceDelta::default()
+        };
+        let mut started = false;
+        if let Some(delta) = choice.delta {
+            if let Some(fragments) = delta.tool_calls {
+                started = true;
+                out.tool_calls_changed = self.fold_tool_calls(fragments)?;
+            }
+            let content = delta
+                .content
+                .and_then(|c| decode_string(c.get(), &mut self.pending_high))
+                .filter(|c| !c.is_empty());
+            if let Some(content) = content {
+                started = true;
+                self.text.push_str(&content);
+                out.text = content.into_owned();
+            }
+            let refusal = delta
+                .refusal
+                .and_then(|r| decode_string(r.get(), &mut self.refusal_pending_high))
+                .filter(|r| !r.is_empty());
+            if let Some(refusal) = refusal {
+                started = true;
+                self.refusal.get_or_insert_with(String::new).push_str(&refusal);
+                out.refusal = Some(refusal.into_owned());
+            }
+        }
+        if let Some(logprobs) = choice.logprobs.filter(|l| l.get() != "null") {
+            self.logprobs
+                .get_or_insert_with(StreamedLogprobs::default)
+                .fold(logprobs);
+        }
+        let mut finished = false;
+        if let Some(reason) = choice.finish_reason.and_then(raw_string) {
+            // The choice is over: a held high surrogate will get no low half.
+            if self.pending_high.take().is_some() {
+                self.text.push(REPLACEMENT);
+                out.text.push(REPLACEMENT);
+            }
+            if self.refusal_pending_high.take().is_some() {
+                self.refusal.get_or_insert_with(String::new).push(REPLACEMENT);
+                out.refusal.get_or_insert_with(String::new).push(REPLACEMENT);
+            }
+            self.finish_reason = Some(reason);
+            started = true;
+            finished = true;
+        }
+        let changed = !out.text.is_empty() || out.tool_calls_changed || out.refusal.is_some();
+        Ok(Folded {
+            delta: changed.then_some(out),
+            started,
+            finished,
+        })
+    }
+
+    /// Join `fragments` (a chunk's `delta.tool_calls`) into the calls so far: a new `index` starts a
+    /// call (the id, type and name of its first fragment), a known one appends its `arguments`.
+    /// `null` is no fragment; anything but an array of fragments, or an `index` past
+    /// [`MAX_TOOL_CALLS`], is a bad response. True if it carried any fragment.
+    fn fold_tool_calls(&mut self, fragments: &RawValue) -> Result<bool, ChatError> {
+        let bad = |what: &str| {
+            ChatError::new(
+                ErrorCode::BadResponse,
+                format!("The server sent a malformed tool call fragment: {what}"),
+            )
+        };
+        let fragments: Option<Vec<ToolCallFragment<'_>>> =
+            serde_json::from_str(fragments.get()).map_err(|e| bad(&e.to_string()))?;
+        let mut changed = false;
+        for (position, fragment) in fragments.unwrap_or_default().into_iter().enumerate() {
+            // Servers that omit `index` send one call per fragment list, in order.
+            let index = fragment.index.unwrap_or(position as u64);
+            let index = usize::try_from(index)
+                .ok()
+                .filter(|i| *i < MAX_TOOL_CALLS)
+                .ok_or_else(|| bad(&format!("index {index} is past the {MAX_TOOL_CALLS} calls allowed")))?;
+            if self.tool_calls.len() <= index {
+                self.tool_calls.resize_with(index + 1, || ToolCall {
+                    kind: "function".into(),
+                    ..ToolCall::default()
+                });
+            }
+            let Some(call) = self.tool_calls.get_mut(index) else {
+                continue;
+            };
+            if let Some(id) = fragment.id.and_then(raw_string).filter(|id| !id.is_empty()) {
+                call.id = id;
+            }
+            if let Some(kind) = fragment.kind.and_then(raw_string) {
+                call.kind = kind;
+            }
+            if let Some(function) = fragment.function {
+                if let Some(name) = function.name.and_then(raw_string) {
+                    // From the first fragment that names it (some servers repeat it in every one).
+                    if call.function.name.is_empty() {
+                        call.function.name = name;
+                    }
+                }
+                if let Some(arguments) = function.arguments.and_then(raw_string) {
+                    call.function.arguments.push_str(&arguments);
+                }
+            }
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    /// A held high surrogate (content's first, then the refusal's) that will get no low half,
+    /// appended as U+FFFD and returned as the delta to deliver.
+    fn flush_held(&mut self, index: usize) -> Option<ChoiceDelta> {
+        if self.pending_high.take().is_some() {
+            self.text.push(REPLACEMENT);
+            return Some(ChoiceDelta {
+                choice: index,
+                text: REPLACEMENT.into(),
+                ..ChoiceDelta::default()
+            });
+        }
+        self.refusal_pending_high.take()?;
+        self.refusal.get_or_insert_with(String::new).push(REPLACEMENT);
+        Some(ChoiceDelta {
+            choice: index,
+            refusal: Some(REPLACEMENT.into()),
+            ..ChoiceDelta::default()
+        })
+    }
+
+    /// This choice as a completion carries it.
+    fn into_completion_choice(self, index: usize) -> CompletionChoice {
+        CompletionChoice {
+            // Below MAX_CHOICES.
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+            text: self.text,
+            finish_reason: self.finish_reason,
+            tool_calls: finished_tool_calls(self.tool_calls),
+            refusal: self.refusal,
+            logprobs: self.logprobs.map(StreamedLogprobs::into_json),
+        }
+    }
+}
+
+/// Accumulates a streamed completion, one [`ChoiceState`] per choice.
+///
+/// Choices are routed by `index`. One at or past the number the request asked for (`n`, 1 when
+/// absent) is ignored, as is a choice a server sends that nobody asked for: so at most
+/// [`MAX_CHOICES`] are ever kept.
+#[derive(Debug)]
 pub struct StreamState {
     pub id: Option<String>,
-    pub text: String,
     pub role: Option<String>,
-    pub finish_reason: Option<String>,
     pub usage: Option<Usage>,
-    /// The model has started answering: content, a tool call or a finish reason has arrived.
+    /// The model has started answering: content, a tool call, a refusal or a finish reason has
+    /// arrived.
     started: bool,
     /// The usage object as the server sent it (added to the `detail`).
     usage_json: Option<String>,
@@ -727,20 +1092,64 @@ pub struct StreamState {
     last_chunk: String,
     last_choices: usize,
     pub done: bool,
-    /// A high surrogate that ended the last content delta, waiting for its low half at the
-    /// start of the next one (see [`super::surrogates`]).
-    pending_high: Option<u16>,
-    /// The tool calls assembled so far, in `index` order.
-    pub tool_calls: Vec<ToolCall>,
-    /// The last event folded in a tool-call fragment (its partial carries the calls so far).
-    pub tool_calls_changed: bool,
+    /// The number of choices asked for (`n`), at most [`MAX_CHOICES`].
+    requested: usize,
+    /// Each choice so far, by `index` (grown as choices appear, never past `requested`).
+    choices: Vec<ChoiceState>,
+    /// The deltas of a chunk that changed several choices, after the one its step delivered.
+    queued: VecDeque<ChoiceDelta>,
+}
+
+impl Default for StreamState {
+    /// The state of a stream that asked for one choice.
+    fn default() -> Self {
+        StreamState::new(1)
+    }
 }
 
 impl StreamState {
+    /// The state of a stream that asked for `requested` choices (clamped to `1..=MAX_CHOICES`).
+    pub fn new(requested: usize) -> Self {
+        StreamState {
+            id: None,
+            role: None,
+            usage: None,
+            started: false,
+            usage_json: None,
+            finish_chunk: None,
+            last_chunk: String::new(),
+            last_choices: 0,
+            done: false,
+            requested: requested.clamp(1, MAX_CHOICES),
+            choices: Vec::new(),
+            queued: VecDeque::new(),
+        }
+    }
+
+    /// The number of choices asked for.
+    pub fn requested(&self) -> usize {
+        self.requested
+    }
+
+    /// Choice `index` so far, once the stream has carried it.
+    pub fn choice(&self, index: usize) -> Option<&ChoiceState> {
+        self.choices.get(index)
+    }
+
+    /// The first choice's text so far (a failure's `partialText`).
+    pub fn text(&self) -> &str {
+        self.choices.first().map_or("", |c| c.text.as_str())
+    }
+
+    /// A delta of the last event beyond the one its step delivered (see [`StreamStep::Delta`]).
+    pub fn next_queued(&mut self) -> Option<ChoiceDelta> {
+        self.queued.pop_front()
+    }
+
     /// Fold one SSE event in.
     pub fn on_event(&mut self, ev: &SseEvent) -> Result<StreamStep, ChatError> {
         let data = ev.data.as_str();
-        self.tool_calls_changed = false;
+        self.queued.clear();
         if data == "[DONE]" {
             self.done = true;
             return Ok(StreamStep::Done);
@@ -776,43 +1185,28 @@ impl StreamState {
         let count = choices.len();
         let mut finished = false;
         for choice in choices {
-            // `n` is never sent, so only the first choice exists; ignore any other defensively.
-            if choice.index != 0 {
+            // A choice nobody asked for is ignored (bounded by `requested`).
+            let index = choice.index as usize;
+            if index >= self.requested {
                 continue;
             }
-            if let Some(delta) = choice.delta {
-                if let Some(role) = delta.role.and_then(raw_string) {
-                    self.role = Some(role);
-                }
-                if let Some(fragments) = delta.tool_calls {
-                    self.started = true;
-                    self.fold_tool_calls(fragments)?;
-                }
-                let content = delta
-                    .content
-                    .and_then(|c| decode_string(c.get(), &mut self.pending_high))
-                    .filter(|c| !c.is_empty());
-                if let Some(content) = content {
-                    self.started = true;
-                    self.text.push_str(&content);
-                    step = StreamStep::Delta(content.into_owned());
-                }
+            if let Some(role) = choice.delta.as_ref().and_then(|d| d.role).and_then(raw_string) {
+                self.role = Some(role);
             }
-            if let Some(reason) = choice.finish_reason.and_then(raw_string) {
-                // The choice is over: a held high surrogate will get no low half.
-                if self.pending_high.take().is_some() {
-                    self.text.push(REPLACEMENT);
-                    step = match step {
-                        StreamStep::Delta(mut d) => {
-                            d.push(REPLACEMENT);
-                            StreamStep::Delta(d)
-                        }
-                        _ => StreamStep::Delta(REPLACEMENT.into()),
-                    };
+            if self.choices.len() <= index {
+                self.choices.resize_with(index + 1, ChoiceState::default);
+            }
+            let Some(slot) = self.choices.get_mut(index) else {
+                continue;
+            };
+            let folded = slot.fold(index, choice)?;
+            self.started |= folded.started;
+            finished |= folded.finished && index == 0;
+            if let Some(delta) = folded.delta {
+                match step {
+                    StreamStep::Nothing => step = StreamStep::Delta(delta),
+                    _ => self.queued.push_back(delta),
                 }
-                self.finish_reason = Some(reason);
-                self.started = true;
-                finished = true;
             }
         }
         if finished {
@@ -825,90 +1219,47 @@ impl StreamState {
         Ok(step)
     }
 
-    /// Join `fragments` (a chunk's `delta.tool_calls`) into the calls so far: a new `index` starts a
-    /// call (the id, type and name of its first fragment), a known one appends its `arguments`.
-    /// `null` is no fragment; anything but an array of fragments, or an `index` past
-    /// [`MAX_TOOL_CALLS`], is a bad response.
-    fn fold_tool_calls(&mut self, fragments: &RawValue) -> Result<(), ChatError> {
-        let bad = |what: &str| {
-            ChatError::new(
-                ErrorCode::BadResponse,
-                format!("The server sent a malformed tool call fragment: {what}"),
-            )
-        };
-        let fragments: Option<Vec<ToolCallFragment<'_>>> =
-            serde_json::from_str(fragments.get()).map_err(|e| bad(&e.to_string()))?;
-        for (position, fragment) in fragments.unwrap_or_default().into_iter().enumerate() {
-            // Servers that omit `index` send one call per fragment list, in order.
-            let index = fragment.index.unwrap_or(position as u64);
-            let index = usize::try_from(index)
-                .ok()
-                .filter(|i| *i < MAX_TOOL_CALLS)
-                .ok_or_else(|| bad(&format!("index {index} is past the {MAX_TOOL_CALLS} calls allowed")))?;
-            if self.tool_calls.len() <= index {
-                self.tool_calls.resize_with(index + 1, || ToolCall {
-                    kind: "function".into(),
-                    ..ToolCall::default()
-                });
-            }
-            let Some(call) = self.tool_calls.get_mut(index) else {
-                continue;
-            };
-            if let Some(id) = fragment.id.and_then(raw_string).filter(|id| !id.is_empty()) {
-                call.id = id;
-            }
-            if let Some(kind) = fragment.kind.and_then(raw_string) {
-                call.kind = kind;
-            }
-            if let Some(function) = fragment.function {
-                if let Some(name) = function.name.and_then(raw_string) {
-                    // From the first fragment that names it (some servers repeat it in every one).
-                    if call.function.name.is_empty() {
-                        call.function.name = name;
-                    }
-                }
-                if let Some(arguments) = function.arguments.and_then(raw_string) {
-                    call.function.arguments.push_str(&arguments);
-                }
-            }
-            self.tool_calls_changed = true;
-        }
-        Ok(())
-    }
-
-    /// Whether the model has started answering: a content delta, a tool call or a finish reason
-    /// has arrived (a role-only first chunk, sent before the model thinks, does not count).
+    /// Whether the model has started answering: a content delta, a tool call, a refusal or a
+    /// finish reason has arrived (a role-only first chunk, sent before the model thinks, does
+    /// not count).
     pub fn started(&self) -> bool {
         self.started
     }
 
-    /// The stream is complete (`[DONE]` or a `finish_reason` seen) but a high surrogate is still
-    /// held: it will get no low half, so it becomes U+FFFD, appended to the text and returned as
-    /// one last delta for the caller to deliver.
-    pub fn flush_held(&mut self) -> Option<String> {
-        if !(self.done || self.finish_reason.is_some()) {
-            return None;
-        }
-        self.pending_high.take()?;
-        self.text.push(REPLACEMENT);
-        Some(REPLACEMENT.into())
+    /// `[DONE]` arrived, or every choice the stream carried has its `finish_reason`.
+    fn complete(&self) -> bool {
+        self.done || (!self.choices.is_empty() && self.choices.iter().all(|c| c.finish_reason.is_some()))
     }
 
-    /// The stream ended (cleanly or not). Complete if `[DONE]` or a `finish_reason` was seen.
-    pub fn finish(mut self) -> Result<Completion, ChatError> {
-        if self.pending_high.take().is_some() {
-            self.text.push(REPLACEMENT);
+    /// The stream is complete but a high surrogate is still held: it will get no low half, so it
+    /// becomes U+FFFD, appended to its choice and returned as a last delta for the caller to
+    /// deliver. Call until `None` (one per choice that held one).
+    pub fn flush_held(&mut self) -> Option<ChoiceDelta> {
+        if !self.complete() {
+            return None;
         }
-        if !self.done && self.finish_reason.is_none() {
+        self.choices
+            .iter_mut()
+            .enumerate()
+            .find_map(|(index, choice)| choice.flush_held(index))
+    }
+
+    /// The stream ended (cleanly or not). Complete if `[DONE]` arrived or every choice has its
+    /// `finish_reason`.
+    pub fn finish(mut self) -> Result<Completion, ChatError> {
+        for (index, choice) in self.choices.iter_mut().enumerate() {
+            while choice.flush_held(index).is_some() {}
+        }
+        if !self.complete() {
             return Err(ChatError::new(
                 ErrorCode::StreamIncomplete,
                 "The stream ended before the completion finished (no [DONE] and no finish_reason)",
             )
-            .with_partial_text(&self.text));
+            .with_partial_text(self.text()));
         }
         // `chatgpt` v5's `detail`: the chunk that finished choice 0 (else the last one with
         // choices), with the usage the server sent in its own chunk.
-        let (chunk, choices) = match self.finish_chunk {
+        let (chunk, count) = match self.finish_chunk {
             Some(finish) => finish,
             None => (self.last_chunk, self.last_choices),
         };
@@ -920,16 +1271,31 @@ impl StreamState {
         if let Some(usage) = &self.usage_json {
             detail = detail.with_usage(usage);
         }
+        let mut choices = self
+            .choices
+            .into_iter()
+            .enumerate()
+            .map(|(index, choice)| choice.into_completion_choice(index));
+        let first = choices.next().unwrap_or_default();
+        let all_choices = if self.requested > 1 {
+            std::iter::once(first.clone()).chain(choices).collect()
+        } else {
+            Vec::new()
+        };
         Ok(Completion {
             id: self.id,
-            text: self.text,
+            text: first.text,
             role: self.role.unwrap_or_else(|| "assistant".into()),
-            finish_reason: self.finish_reason,
+            finish_reason: first.finish_reason,
             usage: self.usage,
             detail,
-            choices,
-            tool_calls: finished_tool_calls(self.tool_calls),
-        })
+            choices: count,
+            tool_calls: first.tool_calls,
+            refusal: first.refusal,
+            logprobs: first.logprobs,
+            all_choices,
+        }
+        .for_choices(self.requested))
     }
 }
 
@@ -1012,6 +1378,16 @@ mod tests {
             serde_json::json!([{"type": "text", "text": ""}])
         );
         assert_eq!(json(&message("".into()))["tool_calls"][0]["id"], "call_1");
+    }
+
+    /// A text delta of the first choice.
+    impl From<&str> for ChoiceDelta {
+        fn from(text: &str) -> Self {
+            ChoiceDelta {
+                text: text.into(),
+                ..ChoiceDelta::default()
+            }
+        }
     }
 
     fn ev(data: &str) -> SseEvent {
@@ -1184,13 +1560,20 @@ mod tests {
             r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_b","type":"function","function":{"name":"get_time","arguments":"{}"}}]}}]}"#,
             r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"Paris\"}"}}]}}]}"#,
         ];
+        let tools_only = StreamStep::Delta(ChoiceDelta {
+            tool_calls_changed: true,
+            ..ChoiceDelta::default()
+        });
         for chunk in chunks {
-            assert_eq!(s.on_event(&ev(chunk)).unwrap(), StreamStep::Nothing);
-            assert!(s.tool_calls_changed && s.started());
+            assert_eq!(s.on_event(&ev(chunk)).unwrap(), tools_only);
+            assert!(s.started());
         }
         let fin = r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#;
-        s.on_event(&ev(fin)).unwrap();
-        assert!(!s.tool_calls_changed, "a chunk without fragments changes nothing");
+        assert_eq!(
+            s.on_event(&ev(fin)).unwrap(),
+            StreamStep::Nothing,
+            "a chunk without fragments changes nothing"
+        );
         let c = s.finish().unwrap();
         assert_eq!(c.text, "");
         assert_eq!(c.finish_reason.as_deref(), Some("tool_calls"));
@@ -1223,9 +1606,11 @@ mod tests {
         }
         // `null` fragments are none; a fragment without `index` takes its position.
         let mut s = StreamState::default();
-        s.on_event(&ev(r#"{"choices":[{"index":0,"delta":{"tool_calls":null}}]}"#))
-            .unwrap();
-        assert!(!s.tool_calls_changed);
+        assert_eq!(
+            s.on_event(&ev(r#"{"choices":[{"index":0,"delta":{"tool_calls":null}}]}"#))
+                .unwrap(),
+            StreamStep::Nothing
+        );
         s.on_event(&ev(
             r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"id":"x","function":{"name":"f"}}]},"finish_reason":"tool_calls"}]}"#,
         ))
@@ -1243,6 +1628,271 @@ mod tests {
         assert_eq!(c.finish_reason.as_deref(), Some("tool_calls"));
         let plain = parse_completion(br#"{"choices":[{"message":{"content":"x","tool_calls":"odd"}}]}"#).unwrap();
         assert!(plain.tool_calls.is_empty());
+    }
+
+    /// A chunk of choice `index` with `delta` (a JSON object) and `finish_reason` (JSON).
+    fn choice_chunk(index: usize, delta: &str, finish: &str) -> String {
+        format!(r#"{{"id":"c","choices":[{{"index":{index},"delta":{delta},"finish_reason":{finish}}}]}}"#)
+    }
+
+    #[test]
+    fn interleaved_choices_are_folded_apart_and_each_delta_names_its_choice() {
+        let mut s = StreamState::new(3);
+        let mut deltas = Vec::new();
+        let chunks = [
+            choice_chunk(0, r#"{"role":"assistant","content":"Red"}"#, "null"),
+            choice_chunk(1, r#"{"role":"assistant","content":"Blue"}"#, "null"),
+            choice_chunk(2, r#"{"content":"Green"}"#, "null"),
+            choice_chunk(1, r#"{"content":" sky"}"#, "null"),
+            choice_chunk(0, r#"{}"#, r#""stop""#),
+            choice_chunk(2, r#"{"content":" leaf"}"#, r#""length""#),
+            choice_chunk(1, r#"{}"#, r#""stop""#),
+        ];
+        for chunk in &chunks {
+            if let StreamStep::Delta(d) = s.on_event(&ev(chunk)).unwrap() {
+                deltas.push((d.choice, d.text));
+            }
+        }
+        assert_eq!(
+            deltas,
+            [(0, "Red"), (1, "Blue"), (2, "Green"), (1, " sky"), (2, " leaf")].map(|(c, t)| (c, t.to_owned()))
+        );
+        assert_eq!(s.choice(1).map(|c| c.text.as_str()), Some("Blue sky"));
+        // Every choice finished: complete without [DONE].
+        let c = s.finish().unwrap();
+        assert_eq!((c.text.as_str(), c.finish_reason.as_deref()), ("Red", Some("stop")));
+        let all: Vec<_> = c
+            .all_choices
+            .iter()
+            .map(|c| (c.index, c.text.as_str(), c.finish_reason.as_deref()))
+            .collect();
+        assert_eq!(
+            all,
+            [
+                (0, "Red", Some("stop")),
+                (1, "Blue sky", Some("stop")),
+                (2, "Green leaf", Some("length"))
+            ]
+        );
+        // The detail is the chunk that finished the first choice.
+        assert_eq!(c.detail.to_value()["choices"][0]["finish_reason"], "stop");
+    }
+
+    #[test]
+    fn a_stream_with_a_choice_still_open_is_incomplete_without_done() {
+        let mut s = StreamState::new(2);
+        s.on_event(&ev(&choice_chunk(0, r#"{"content":"a"}"#, r#""stop""#)))
+            .unwrap();
+        s.on_event(&ev(&choice_chunk(1, r#"{"content":"b"}"#, "null"))).unwrap();
+        assert_eq!(s.finish().unwrap_err().code, ErrorCode::StreamIncomplete);
+    }
+
+    #[test]
+    fn a_chunk_carrying_several_choices_queues_the_others_in_order() {
+        let mut s = StreamState::new(2);
+        let chunk = r#"{"choices":[{"index":1,"delta":{"content":"b"}},{"index":0,"delta":{"content":"a"}}]}"#;
+        let StreamStep::Delta(first) = s.on_event(&ev(chunk)).unwrap() else {
+            panic!("a delta")
+        };
+        assert_eq!((first.choice, first.text.as_str()), (1, "b"));
+        let second = s.next_queued().unwrap();
+        assert_eq!((second.choice, second.text.as_str()), (0, "a"));
+        assert_eq!(s.next_queued(), None);
+        // The queue belongs to one event: the next one starts it afresh.
+        s.on_event(&ev(chunk)).unwrap();
+        s.on_event(&ev("[DONE]")).unwrap();
+        assert_eq!(s.next_queued(), None);
+    }
+
+    #[test]
+    fn choices_past_the_number_asked_for_are_ignored() {
+        // One choice asked for: another index is ignored, as it always was.
+        let mut s = StreamState::default();
+        assert_eq!(
+            s.on_event(&ev(&choice_chunk(1, r#"{"content":"x"}"#, "null"))).unwrap(),
+            StreamStep::Nothing
+        );
+        s.on_event(&ev(&choice_chunk(0, r#"{"content":"y"}"#, r#""stop""#)))
+            .unwrap();
+        let c = s.finish().unwrap();
+        assert_eq!(c.text, "y");
+        assert!(c.all_choices.is_empty());
+        // Two asked for: index 2, or one past the u32 range, keeps nothing.
+        let mut s = StreamState::new(2);
+        assert_eq!(
+            s.on_event(&ev(&choice_chunk(2, r#"{"content":"x"}"#, "null"))).unwrap(),
+            StreamStep::Nothing
+        );
+        assert!(s.choice(2).is_none());
+        assert_eq!(
+            s.on_event(&ev(&choice_chunk(99_999_999_999, r#"{"content":"x"}"#, "null")))
+                .unwrap_err()
+                .code,
+            ErrorCode::BadResponse
+        );
+        // The number asked for is itself bounded.
+        assert_eq!(StreamState::new(100_000).requested(), MAX_CHOICES);
+        assert_eq!(StreamState::new(0).requested(), 1);
+    }
+
+    #[test]
+    fn surrogate_halves_of_interleaved_choices_join_within_their_choice() {
+        let mut s = StreamState::new(2);
+        let steps: Vec<_> = [
+            choice_chunk(0, r#"{"content":"a\ud83c"}"#, "null"),
+            choice_chunk(1, r#"{"content":"b\ud83d"}"#, "null"),
+            choice_chunk(0, r#"{"content":"\udf89"}"#, "null"),
+            choice_chunk(1, r#"{"content":"\ude00"}"#, "null"),
+            choice_chunk(0, r#"{"content":"\ud83c"}"#, r#""stop""#),
+            choice_chunk(1, r#"{"content":"\ud83c"}"#, "null"),
+        ]
+        .iter()
+        .map(|c| s.on_event(&ev(c)).unwrap())
+        .collect();
+        assert_eq!(steps[2], StreamStep::Delta("🎉".into()));
+        assert_eq!(
+            steps[3],
+            StreamStep::Delta(ChoiceDelta {
+                choice: 1,
+                text: "😀".into(),
+                ..ChoiceDelta::default()
+            })
+        );
+        // Choice 1 still holds a high half when [DONE] arrives: flushed as its own last delta.
+        s.on_event(&ev("[DONE]")).unwrap();
+        let flushed = s.flush_held().unwrap();
+        assert_eq!((flushed.choice, flushed.text.as_str()), (1, "\u{FFFD}"));
+        assert_eq!(s.flush_held(), None);
+        let c = s.finish().unwrap();
+        assert_eq!(c.all_choices[0].text, "a🎉\u{FFFD}");
+        assert_eq!(c.all_choices[1].text, "b😀\u{FFFD}");
+    }
+
+    #[test]
+    fn streamed_refusals_are_joined_and_delivered_apart_from_the_text() {
+        let mut s = StreamState::default();
+        let first = s
+            .on_event(&ev(&choice_chunk(
+                0,
+                r#"{"role":"assistant","refusal":"I can't"}"#,
+                "null",
+            )))
+            .unwrap();
+        assert_eq!(
+            first,
+            StreamStep::Delta(ChoiceDelta {
+                refusal: Some("I can't".into()),
+                ..ChoiceDelta::default()
+            })
+        );
+        assert!(s.started(), "a refusal is the model answering");
+        s.on_event(&ev(&choice_chunk(0, r#"{"refusal":" help \ud83d"}"#, "null")))
+            .unwrap();
+        let last = s
+            .on_event(&ev(&choice_chunk(0, r#"{"refusal":"\ude42"}"#, "null")))
+            .unwrap();
+        assert_eq!(
+            last,
+            StreamStep::Delta(ChoiceDelta {
+                refusal: Some("🙂".into()),
+                ..ChoiceDelta::default()
+            })
+        );
+        s.on_event(&ev(&choice_chunk(0, "{}", r#""stop""#))).unwrap();
+        let c = s.finish().unwrap();
+        assert_eq!(c.text, "");
+        assert_eq!(c.refusal.as_deref(), Some("I can't help 🙂"));
+        // A stream without one has none.
+        let (_, c) = stream_literals(&[r#""hi""#]);
+        assert_eq!(c.refusal, None);
+    }
+
+    #[test]
+    fn streamed_logprobs_are_accumulated_per_choice_in_order() {
+        let entry = |t: &str| format!(r#"{{"token":"{t}","logprob":-0.5,"bytes":null,"top_logprobs":[]}}"#);
+        let chunk = |i: usize, text: &str, logprobs: &str| {
+            format!(r#"{{"choices":[{{"index":{i},"delta":{{"content":"{text}"}},"logprobs":{logprobs}}}]}}"#)
+        };
+        let mut s = StreamState::new(2);
+        for c in [
+            chunk(0, "He", &format!(r#"{{"content":[{}],"refusal":null}}"#, entry("He"))),
+            chunk(1, "Yo", &format!(r#"{{"content":[{}]}}"#, entry("Yo"))),
+            chunk(0, "llo", &format!(r#"{{"content":[{}, {}]}}"#, entry("l"), entry("lo"))),
+            // Odd shapes add nothing and fail nothing.
+            chunk(0, "", r#""odd""#),
+            chunk(0, "", r#"{"content":"odd"}"#),
+            chunk(1, "", "null"),
+        ] {
+            s.on_event(&ev(&c)).unwrap();
+        }
+        s.on_event(&ev("[DONE]")).unwrap();
+        let c = s.finish().unwrap();
+        let logprobs = c.logprobs.as_ref().unwrap().to_value();
+        let tokens: Vec<_> = logprobs["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["token"].as_str().unwrap())
+            .collect();
+        assert_eq!(tokens, ["He", "l", "lo"]);
+        assert_eq!(logprobs["refusal"], Value::Null);
+        assert_eq!(logprobs["content"][0]["logprob"], -0.5);
+        let second = c.all_choices[1].logprobs.as_ref().unwrap().to_value();
+        assert_eq!(second["content"][0]["token"], "Yo");
+        // Without logprobs (or only `null` ones), none.
+        let (_, plain) = stream_literals(&[r#""hi""#]);
+        assert_eq!(plain.logprobs, None);
+    }
+
+    #[test]
+    fn complete_responses_carry_every_choice_refusal_and_logprobs() {
+        let body = br#"{"id":"x","choices":[
+            {"index":0,"message":{"role":"assistant","content":null,"refusal":"No."},"finish_reason":"stop","logprobs":{"content":null,"refusal":[{"token":"No","logprob":-1,"bytes":null,"top_logprobs":[]}]}},
+            {"index":1,"message":{"role":"assistant","content":"Blue"},"finish_reason":"length","logprobs":null},
+            {"index":2,"message":{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"},
+            7
+        ]}"#;
+        let c = parse_completion(body).unwrap().for_choices(4);
+        assert_eq!((c.text.as_str(), c.refusal.as_deref()), ("", Some("No.")));
+        assert_eq!(c.logprobs.as_ref().unwrap().to_value()["refusal"][0]["token"], "No");
+        assert_eq!(c.all_choices.len(), 4);
+        assert_eq!(c.all_choices[1].text, "Blue");
+        assert_eq!(c.all_choices[1].logprobs, None);
+        assert_eq!(c.all_choices[2].tool_calls[0].id, "c1");
+        assert_eq!(c.all_choices[2].finish_reason.as_deref(), Some("tool_calls"));
+        assert_eq!(
+            (c.all_choices[3].index, c.all_choices[3].text.as_str()),
+            (3, ""),
+            "a choice that is not an object reads as empty"
+        );
+        // Asked for one (or fewer than sent): only what was asked for.
+        let one = parse_completion(body).unwrap().for_choices(1);
+        assert!(one.all_choices.is_empty());
+        assert_eq!(parse_completion(body).unwrap().for_choices(2).all_choices.len(), 2);
+        // Asked for several, sent one: that one is the list.
+        let single = parse_completion(br#"{"choices":[{"message":{"content":"x"},"finish_reason":"stop"}]}"#)
+            .unwrap()
+            .for_choices(3);
+        assert_eq!(single.all_choices.len(), 1);
+        assert_eq!(single.all_choices[0].text, "x");
+    }
+
+    #[test]
+    fn a_complete_response_reads_at_most_max_choices() {
+        let choice = r#"{"message":{"content":"x"},"finish_reason":"stop"}"#;
+        let body = format!(r#"{{"choices":[{}]}}"#, vec![choice; MAX_CHOICES + 5].join(","));
+        let c = parse_completion(body.as_bytes()).unwrap();
+        assert_eq!(c.choices, MAX_CHOICES + 5, "all counted");
+        assert_eq!(c.all_choices.len(), MAX_CHOICES, "at most MAX_CHOICES kept");
+    }
+
+    #[test]
+    fn requested_choices_reads_n() {
+        let params = |n: Value| Params::new(Map::from_iter([("n".to_owned(), n)]));
+        assert_eq!(requested_choices(&Params::new(Map::new())), 1);
+        assert_eq!(requested_choices(&params(Value::from(3))), 3);
+        assert_eq!(requested_choices(&params(Value::from(100_000))), MAX_CHOICES);
+        assert_eq!(requested_choices(&params(Value::from(0))), 1);
     }
 
     #[test]
@@ -1284,6 +1934,12 @@ mod tests {
     /// Streams `contents` as one content delta each (raw JSON string literals), then a finish
     /// chunk and `[DONE]`; returns the deltas delivered and the completion.
     fn stream_literals(contents: &[&str]) -> (Vec<String>, Completion) {
+        let (deltas, completion) = stream_deltas(contents);
+        (deltas.into_iter().map(|d| d.text).collect(), completion)
+    }
+
+    /// [`stream_literals`], the deltas as the stream gave them.
+    fn stream_deltas(contents: &[&str]) -> (Vec<ChoiceDelta>, Completion) {
         let mut s = StreamState::default();
         let mut deltas = Vec::new();
         let chunks = contents
@@ -1340,7 +1996,7 @@ mod tests {
         assert_eq!(s.on_event(&ev(chunk)).unwrap(), StreamStep::Delta("ok".into()));
         assert_eq!(s.flush_held(), None, "not before the stream is complete");
         assert_eq!(s.on_event(&ev("[DONE]")).unwrap(), StreamStep::Done);
-        assert_eq!(s.flush_held().as_deref(), Some("\u{fffd}"));
+        assert_eq!(s.flush_held(), Some("\u{fffd}".into()));
         assert_eq!(s.flush_held(), None, "flushed once");
         assert_eq!(s.finish().unwrap().text, "ok\u{fffd}");
     }

@@ -25,7 +25,8 @@ use super::breaker::{BreakerState, BreakerStats, CircuitBreaker};
 use super::cache::{cache_key, ResponseCache};
 use super::call::{CallPlan, Outbound, Received};
 use super::chat::{
-    build_body, build_body_raw, parse_completion, AddedMax, Completion, Params, PromptMessage, ReplyCap,
+    build_body, build_body_raw, parse_completion, requested_choices, AddedMax, Completion, Params, PromptMessage,
+    ReplyCap,
 };
 use super::config::ApiKey;
 use super::config::{check_completion_params, default_system_message, ClientConfig};
@@ -399,6 +400,9 @@ impl ChatClient {
             .iter()
             .find_map(|k| params.get(k).and_then(Value::as_u64))
             .map_or(prompt.max_tokens, |n| n.min(u32::MAX as u64) as u32);
+        // Each choice may use the whole reply budget.
+        let choices = requested_choices(&params);
+        let reply_cap = reply_cap.saturating_mul(u32::try_from(choices).unwrap_or(u32::MAX));
         let body = Bytes::from(match &req.messages {
             Some(own) => build_body_raw(&params, added_max, &own.json, req.stream),
             None => build_body(&params, added_max, &prompt.messages, req.stream),
@@ -416,6 +420,7 @@ impl ChatClient {
                 stream: req.stream,
                 estimate: prompt.prompt_tokens.saturating_add(reply_cap),
                 headers: req.headers.clone(),
+                choices,
             },
             bounds: &bounds,
             delivery: Delivery::new(
@@ -644,10 +649,10 @@ impl ChatClient {
         let request_id = resp.request_id;
         let max = self.transport.max_response_bytes();
         let completion = if request.stream {
-            read_stream(resp.inner, bounds, max, delivery).await
+            read_stream(resp.inner, bounds, max, request.choices, delivery).await
         } else {
             match bounds.read_body(read_capped(resp.inner, max)).await {
-                Ok(bytes) => parse_completion(&bytes),
+                Ok(bytes) => parse_completion(&bytes).map(|c| c.for_choices(request.choices)),
                 Err(e) => Err(e),
             }
         };

@@ -392,7 +392,7 @@ fn check_positive(name: &str, value: u64) -> Result<(), ChatError> {
 
 /// The request body is built by us: these keys belong to the protocol, not to the caller
 /// (`chatgpt` v5 documents the same exclusions).
-const RESERVED_PARAMS: [&str; 3] = ["messages", "stream", "n"];
+const RESERVED_PARAMS: [&str; 2] = ["messages", "stream"];
 
 /// Reject parameters that would corrupt the request we build.
 pub fn check_completion_params(params: &Map<String, Value>, option: &str) -> Result<(), ChatError> {
@@ -400,6 +400,14 @@ pub fn check_completion_params(params: &Map<String, Value>, option: &str) -> Res
         if params.contains_key(key) {
             return Err(ChatError::invalid_arg(format!(
                 "Expected `{option}` not to contain `{key}`: it is set by the client"
+            )));
+        }
+    }
+    if let Some(n) = params.get("n") {
+        let max = crate::core::chat::MAX_CHOICES as u64;
+        if !n.as_u64().is_some_and(|n| (1..=max).contains(&n)) {
+            return Err(ChatError::invalid_arg(format!(
+                "Expected `{option}.n` to be an integer from 1 to {max}, got {n}"
             )));
         }
     }
@@ -723,6 +731,28 @@ mod tests {
         p.insert("messages".into(), Value::Array(vec![]));
         let err = check_completion_params(&p, "completionParams").unwrap_err();
         assert!(err.message.contains("messages"));
+    }
+
+    #[test]
+    fn n_is_accepted_from_1_to_128_and_anything_else_is_named() {
+        for ok in [1, 3, 128] {
+            let p = Map::from_iter([("n".to_owned(), Value::from(ok))]);
+            assert!(check_completion_params(&p, "completionParams").is_ok(), "{ok}");
+        }
+        for bad in [
+            Value::from(0),
+            Value::from(129),
+            Value::from(-1),
+            Value::from(1.5),
+            Value::from("2"),
+            Value::Null,
+        ] {
+            let p = Map::from_iter([("n".to_owned(), bad.clone())]);
+            let err = check_completion_params(&p, "completionParams").unwrap_err();
+            assert_eq!(err.code, crate::core::error::ErrorCode::InvalidArg, "{bad}");
+            assert!(err.message.contains("`completionParams.n`"), "{}", err.message);
+            assert!(err.message.contains(&bad.to_string()), "{}", err.message);
+        }
     }
 
     #[test]

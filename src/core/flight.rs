@@ -23,7 +23,7 @@ use super::call::{CallPlan, Outbound, Received};
 use super::chat::Completion;
 use super::error::{ChatError, ErrorCode};
 use super::metrics::Metrics;
-use super::stream::{Delivery, DeltaSink, Progress, ProgressIds};
+use super::stream::{Delivery, DeltaEvent, DeltaSink, Progress, ProgressIds};
 
 /// What a flight needs from the client that owns it: a way to run a call's attempts upstream.
 pub trait Upstream: Send + Sync + 'static {
@@ -91,17 +91,22 @@ impl Sharing {
             mut delivery,
             attempts: _,
         } = plan;
+        // With several choices, every partial says which one it belongs to.
+        let first_choice = (request.choices > 1).then_some(0);
         if let Some(hit) = self.cache.get(key) {
             Metrics::inc(&metrics.cache_hits);
             if request.stream {
                 let mut text = String::with_capacity(hit.text.len());
                 for delta in hit.deltas() {
                     text.push_str(delta);
-                    delivery.deliver(delta, &text, "");
+                    delivery.deliver_event(DeltaEvent {
+                        delta,
+                        text: &text,
+                        choice: first_choice,
+                        ..DeltaEvent::default()
+                    });
                 }
-                if !hit.tool_calls.is_empty() {
-                    delivery.deliver_with_tools("", &text, "", Some(&hit.tool_calls));
-                }
+                deliver_rest(&mut delivery, &text, &hit, Replay::Cached);
             }
             return Ok(Received {
                 completion: completion_from_cache(&hit),
@@ -136,10 +141,30 @@ impl Sharing {
         let flight = &joined.flight;
         let mut seen = 0usize;
         let mut text = String::new();
+        // The other choices' texts so far, by index (at most `MAX_CHOICES`).
+        let mut others: Vec<String> = Vec::new();
         let outcome = {
-            let mut on_delta = |delta: &str| {
+            let mut on_delta = |choice: u32, delta: &str| {
+                let text = match choice.checked_sub(1) {
+                    None => &mut text,
+                    Some(other) => {
+                        let other = other as usize;
+                        if others.len() <= other {
+                            others.resize_with(other + 1, String::new);
+                        }
+                        match others.get_mut(other) {
+                            Some(text) => text,
+                            None => return,
+                        }
+                    }
+                };
                 text.push_str(delta);
-                delivery.deliver(delta, &text, "");
+                delivery.deliver_event(DeltaEvent {
+                    delta,
+                    text,
+                    choice: first_choice.map(|_| choice),
+                    ..DeltaEvent::default()
+                });
             };
             bounds
                 .wait(async { Ok(flight.next(&mut seen, &mut on_delta).await) })
@@ -157,8 +182,8 @@ impl Sharing {
             }
             e.with_partial_text(&text)
         })?;
-        if stream && !result.completion.tool_calls.is_empty() {
-            delivery.deliver_with_tools("", &text, "", Some(&result.completion.tool_calls));
+        if stream {
+            deliver_rest(&mut delivery, &text, &result.completion, Replay::Shared);
         }
         Ok(Received {
             completion: completion_from_cache(&result.completion),
@@ -239,8 +264,21 @@ impl Sharing {
                         usage: completion.usage,
                         detail: completion.detail,
                         tool_calls: completion.tool_calls,
+                        refusal: completion.refusal,
+                        logprobs: completion.logprobs,
+                        all_choices: completion.all_choices,
                     };
-                    if is_cacheable(stored.finish_reason.as_deref(), choices) {
+                    // An answer with several choices asked for them: it is cached whole when
+                    // every choice finished.
+                    let cacheable = if stored.all_choices.is_empty() {
+                        is_cacheable(stored.finish_reason.as_deref(), choices)
+                    } else {
+                        stored
+                            .all_choices
+                            .iter()
+                            .all(|c| is_cacheable(c.finish_reason.as_deref(), 1))
+                    };
+                    if cacheable {
                         sharing.cache.insert(keys.cache, stored.clone());
                     }
                     FlightResult {
@@ -276,6 +314,48 @@ pub fn completion_from_cache(c: &CachedCompletion) -> Completion {
         detail: c.detail.clone(),
         choices: 1,
         tool_calls: c.tool_calls.clone(),
+        refusal: c.refusal.clone(),
+        logprobs: c.logprobs.clone(),
+        all_choices: c.all_choices.clone(),
+    }
+}
+
+/// How a stream is replayed to a caller that did not read it itself.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    /// From the cache: only the first choice's deltas were kept.
+    Cached,
+    /// A share of a flight: every choice's text deltas were delivered as they came.
+    Shared,
+}
+
+/// What a replayed stream delivers after its text deltas: each choice's tool calls and refusal
+/// (a waiter gets them with the answer), and from the cache each choice after the first whole,
+/// in one partial (only the first choice's deltas are kept as they streamed).
+fn deliver_rest(delivery: &mut Delivery<'_, '_>, text: &str, c: &CachedCompletion, replay: Replay) {
+    let several = !c.all_choices.is_empty();
+    if !c.tool_calls.is_empty() || c.refusal.is_some() {
+        delivery.deliver_event(DeltaEvent {
+            text,
+            tool_calls: (!c.tool_calls.is_empty()).then_some(c.tool_calls.as_slice()),
+            choice: several.then_some(0),
+            refusal: c.refusal.as_deref(),
+            ..DeltaEvent::default()
+        });
+    }
+    for choice in c.all_choices.iter().skip(1) {
+        let whole = replay == Replay::Cached && !choice.text.is_empty();
+        if !whole && choice.tool_calls.is_empty() && choice.refusal.is_none() {
+            continue;
+        }
+        delivery.deliver_event(DeltaEvent {
+            delta: if whole { &choice.text } else { "" },
+            text: &choice.text,
+            tool_calls: (!choice.tool_calls.is_empty()).then_some(choice.tool_calls.as_slice()),
+            choice: Some(choice.index),
+            refusal: choice.refusal.as_deref(),
+            ..DeltaEvent::default()
+        });
     }
 }
 
@@ -288,13 +368,17 @@ struct FlightSink<'a> {
 
 impl DeltaSink for FlightSink<'_> {
     fn on_delta(&mut self, p: &Progress<'_>) {
-        // A tool-call fragment without text: the waiters get the calls with the completion.
+        // A tool-call fragment or refusal without text: the waiters get them with the completion.
         if p.delta.is_empty() {
             return;
         }
-        self.len = self.len.saturating_add(p.delta.len());
-        self.ends.push(self.len);
-        self.flight.push_delta(p.delta);
+        let choice = p.choice.unwrap_or(0);
+        // The cache keeps the first choice's deltas (its `text`); the waiters get every one.
+        if choice == 0 {
+            self.len = self.len.saturating_add(p.delta.len());
+            self.ends.push(self.len);
+        }
+        self.flight.push_delta(choice, p.delta);
     }
 }
 
@@ -360,6 +444,7 @@ mod tests {
                         stream: false,
                         estimate: 1,
                         headers: None,
+                        choices: 1,
                     },
                     bounds,
                     delivery: Delivery::new(&mut sink, ids),

@@ -8,7 +8,7 @@
 use futures::FutureExt;
 
 use super::bounds::CallBounds;
-use super::chat::{Completion, StreamState, StreamStep, ToolCall};
+use super::chat::{ChoiceDelta, Completion, StreamState, StreamStep, ToolCall};
 use super::error::ChatError;
 use super::sse::{SseDecoder, SseError, SseEvent};
 use super::transport::{network_error, too_large};
@@ -30,6 +30,28 @@ pub struct Progress<'a> {
     /// The tool calls assembled so far, when this event carried a tool-call fragment (`delta` is
     /// then "" unless the same chunk carried text); `None` for a text-only delta.
     pub tool_calls: Option<&'a [ToolCall]>,
+    /// The choice this delta belongs to, when the request asked for several (`n > 1`); `text`
+    /// and `tool_calls` are then that choice's. `None` with one choice.
+    pub choice: Option<u32>,
+    /// Refusal text this event added (a streamed `delta.refusal`; `delta` is then "" unless the
+    /// same chunk carried text).
+    pub refusal: Option<&'a str>,
+}
+
+/// One event for a sink, with everything a delta may carry besides its text.
+#[derive(Debug, Default)]
+pub struct DeltaEvent<'a> {
+    pub delta: &'a str,
+    /// The choice's text so far, this delta included.
+    pub text: &'a str,
+    /// The raw JSON of the chunk that carried it ("" when none).
+    pub chunk: &'a str,
+    /// The choice's tool calls so far, when the event carried a fragment of one.
+    pub tool_calls: Option<&'a [ToolCall]>,
+    /// See [`Progress::choice`].
+    pub choice: Option<u32>,
+    /// See [`Progress::refusal`].
+    pub refusal: Option<&'a str>,
 }
 
 /// Receives content deltas in order. Implementations must be cheap: this runs per delta.
@@ -72,15 +94,28 @@ impl<'a, 'd> Delivery<'a, 'd> {
     /// [`Delivery::deliver`] for an event that may have carried tool-call fragments: `tool_calls`
     /// is then the calls assembled so far.
     pub fn deliver_with_tools(&mut self, delta: &str, text: &str, chunk: &str, tool_calls: Option<&[ToolCall]>) {
+        self.deliver_event(DeltaEvent {
+            delta,
+            text,
+            chunk,
+            tool_calls,
+            ..DeltaEvent::default()
+        });
+    }
+
+    /// Hand one event, of any kind, to the sink.
+    pub fn deliver_event(&mut self, event: DeltaEvent<'_>) {
         self.delivered = self.delivered.saturating_add(1);
         self.sink.on_delta(&Progress {
             id: self.ids.reply,
-            delta,
-            text,
+            delta: event.delta,
+            text: event.text,
             parent_message_id: self.ids.parent,
             conversation_id: self.ids.conversation,
-            chunk,
-            tool_calls,
+            chunk: event.chunk,
+            tool_calls: event.tool_calls,
+            choice: event.choice,
+            refusal: event.refusal,
         });
     }
 
@@ -90,16 +125,33 @@ impl<'a, 'd> Delivery<'a, 'd> {
     }
 }
 
+/// Hand `delta`, folded into `state` already, to `delivery` with its choice's text and calls.
+fn deliver_choice(state: &StreamState, delta: &ChoiceDelta, chunk: &str, delivery: &mut Delivery<'_, '_>) {
+    let Some(choice) = state.choice(delta.choice) else {
+        return;
+    };
+    delivery.deliver_event(DeltaEvent {
+        delta: &delta.text,
+        text: &choice.text,
+        chunk,
+        tool_calls: delta.tool_calls_changed.then_some(choice.tool_calls.as_slice()),
+        // Below MAX_CHOICES.
+        choice: (state.requested() > 1).then(|| u32::try_from(delta.choice).unwrap_or(u32::MAX)),
+        refusal: delta.refusal.as_deref(),
+    });
+}
+
 /// Read a streamed response to its end (or `[DONE]`), delivering each delta. `max_bytes`
-/// bounds the whole body and each event.
+/// bounds the whole body and each event; `choices` is the number of choices asked for (`n`).
 pub async fn read_stream(
     mut body: reqwest::Response,
     bounds: &CallBounds<'_>,
     max_bytes: usize,
+    choices: usize,
     delivery: &mut Delivery<'_, '_>,
 ) -> Result<Completion, ChatError> {
     let mut decoder = SseDecoder::new(max_bytes);
-    let mut state = StreamState::default();
+    let mut state = StreamState::new(choices);
     let mut events: Vec<SseEvent> = Vec::new();
     let mut received = 0usize;
     'read: loop {
@@ -111,29 +163,29 @@ pub async fn read_stream(
         } else {
             bounds.read_before_first_token(read).await
         }
-        .map_err(|e| e.with_partial_text(&state.text))?;
+        .map_err(|e| e.with_partial_text(state.text()))?;
         match &chunk {
             Some(bytes) => {
                 received = received.saturating_add(bytes.len());
                 if received > max_bytes {
-                    return Err(too_large(max_bytes).with_partial_text(&state.text));
+                    return Err(too_large(max_bytes).with_partial_text(state.text()));
                 }
                 decoder
                     .feed(bytes, &mut events)
-                    .map_err(|e| sse_error(e, max_bytes).with_partial_text(&state.text))?;
+                    .map_err(|e| sse_error(e, max_bytes).with_partial_text(state.text()))?;
             }
             None => decoder.finish(&mut events),
         }
         for ev in events.drain(..) {
-            match state.on_event(&ev).map_err(|e| e.with_partial_text(&state.text))? {
+            match state.on_event(&ev).map_err(|e| e.with_partial_text(state.text()))? {
                 StreamStep::Delta(delta) => {
-                    let tools = state.tool_calls_changed.then_some(state.tool_calls.as_slice());
-                    delivery.deliver_with_tools(&delta, &state.text, &ev.data, tools);
+                    deliver_choice(&state, &delta, &ev.data, delivery);
+                    // A chunk that changed several choices (most servers send one per chunk).
+                    while let Some(more) = state.next_queued() {
+                        deliver_choice(&state, &more, &ev.data, delivery);
+                    }
                 }
                 StreamStep::Done => break 'read,
-                StreamStep::Nothing if state.tool_calls_changed => {
-                    delivery.deliver_with_tools("", &state.text, &ev.data, Some(&state.tool_calls));
-                }
                 StreamStep::Nothing => {}
             }
         }
@@ -141,8 +193,8 @@ pub async fn read_stream(
             break;
         }
     }
-    if let Some(delta) = state.flush_held() {
-        delivery.deliver(&delta, &state.text, "");
+    while let Some(delta) = state.flush_held() {
+        deliver_choice(&state, &delta, "", delivery);
     }
     if state.done {
         // Nothing after [DONE] is processed. One non-waiting poll lets an end-of-body that has

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::call::Received;
-use super::chat::{prompt_tokens, RawJson, ToolCall, Usage};
+use super::chat::{prompt_tokens, CompletionChoice, RawJson, ToolCall, Usage};
 use super::content::ContentPart;
 use super::conversation::{BuiltPrompt, StoredMessage, Truncation};
 use super::messages::OwnMessages;
@@ -81,6 +81,13 @@ pub struct ChatReply {
     pub own_messages: bool,
     /// The functions the model asked to call (empty when it called none).
     pub tool_calls: Vec<ToolCall>,
+    /// The model's refusal, when it declined (`message.refusal`, or streamed `delta.refusal`).
+    pub refusal: Option<String>,
+    /// The reply's log probabilities (openai's `ChoiceLogprobs`), when the server sent them.
+    pub logprobs: Option<RawJson>,
+    /// Every choice, when the request asked for several (`n > 1`); empty otherwise. The fields
+    /// above are the first choice's.
+    pub choices: Vec<CompletionChoice>,
 }
 
 /// A reply and the messages a call stores: its tool results, the user's message (none when a
@@ -145,6 +152,9 @@ pub fn settle(
     if req.stream {
         // As `chatgpt` v5 does for a streamed reply (its partials keep the text as received).
         completion.text = trim_js(std::mem::take(&mut completion.text));
+        for choice in &mut completion.all_choices {
+            choice.text = trim_js(std::mem::take(&mut choice.text));
+        }
     }
     let usage = completion.usage.unwrap_or_else(|| {
         // The server sent no usage: estimate it, counting the prompt now if it was not.
@@ -153,7 +163,13 @@ pub fn settle(
         } else {
             prompt_tokens(encoding, &prompt.messages) as u32
         };
-        let completion_tokens = encoding.count(&completion.text) as u32;
+        // Every choice's reply is billed.
+        let completion_tokens = if completion.all_choices.is_empty() {
+            encoding.count(&completion.text)
+        } else {
+            completion.all_choices.iter().map(|c| encoding.count(&c.text)).sum()
+        };
+        let completion_tokens = u32::try_from(completion_tokens).unwrap_or(u32::MAX);
         Usage {
             prompt_tokens,
             completion_tokens,
@@ -193,6 +209,9 @@ pub fn settle(
         cached,
         own_messages: req.messages.is_some(),
         tool_calls: completion.tool_calls,
+        refusal: completion.refusal,
+        logprobs: completion.logprobs,
+        choices: completion.all_choices,
     };
     // Tool results are chained after the reply they answer, in order; the user message (if any)
     // follows them. Without text or parts the last result takes the user message's id, which the
@@ -319,6 +338,9 @@ mod tests {
                 detail: RawJson::from_text(detail.into()),
                 choices: 1,
                 tool_calls: Vec::new(),
+                refusal: None,
+                logprobs: None,
+                all_choices: Vec::new(),
             },
             request_id: None,
             deltas: 0,
@@ -496,6 +518,32 @@ mod tests {
         assert!(!sent.cached);
         assert_eq!(sent.usage, original);
         assert_eq!(sent.saved, None);
+    }
+
+    #[test]
+    fn an_estimate_counts_every_choice_and_a_streamed_reply_trims_each() {
+        let choice = |index: u32, text: &str| CompletionChoice {
+            index,
+            text: text.into(),
+            finish_reason: Some("stop".into()),
+            ..CompletionChoice::default()
+        };
+        let mut received = received(" red ", None, "{}");
+        received.completion.all_choices = vec![choice(0, " red "), choice(1, "deep blue sea\n")];
+        let ids = MessageIds::for_user("u1".into());
+        let settled = settle(
+            request(true),
+            Encoding::O200kBase,
+            &prompt(Vec::new(), 7, true),
+            ids,
+            received,
+        );
+        let reply = settled.reply;
+        let count = |t: &str| Encoding::O200kBase.count(t) as u32;
+        assert_eq!(reply.usage.completion_tokens, count("red") + count("deep blue sea"));
+        assert_eq!(reply.text, "red");
+        assert_eq!(reply.choices[1].text, "deep blue sea");
+        assert_eq!(settled.reply_message.text, "red", "the first choice is stored");
     }
 
     #[test]
