@@ -7,8 +7,8 @@
 // server on 127.0.0.1 on a free port (LiteLLM with a master key made for this run), waits for
 // each to answer its health check (with a deadline), runs the suite once against both, and stops
 // the servers however the run ends (success, failure, Ctrl-C). Logs are in .interop/logs/.
-// Needs `python3` (3.9 or later, with the venv module) and network access to the registries on
-// the first run.
+// Needs `python3` (3.10 to 3.14, as litellm requires, with the venv module; PYTHON names another
+// interpreter) and the registries on the first run.
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
