@@ -113,6 +113,16 @@ for (const server of servers) {
       assert.equal(deltas.join(''), p.plain.text)
       assert.equal(reply.text, p.plain.text)
       assert.equal(reply.finishReason, 'stop')
+      if (p.journal) {
+        // aimock's journal has the request as the client sent it.
+        const res = await fetch(`${server.url}/__aimock/journal?requestId=${encodeURIComponent(reply.requestId)}`, {
+          headers: { authorization: `Bearer ${server.apiKey}` },
+          signal: AbortSignal.timeout(10_000),
+        })
+        const [entry] = await res.json()
+        assert.equal(entry.body.stream, true)
+        assert.deepEqual(entry.body.stream_options, { include_usage: true })
+      }
       // `detail` is the chunk that carried finish_reason, not the usage chunk's choice.
       assert.equal(reply.detail.choices[0].finish_reason, 'stop')
       assert.equal(reply.detail.usage.completion_tokens, usageChunk.usage.completion_tokens)

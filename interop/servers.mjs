@@ -133,5 +133,7 @@ export const PROFILES = {
     notFound: { model: 'gpt-4o-mini', prompt: 'no fixture answers this', statusCode: 404 },
     usageChunkHasChoices: false,
     splitsSurrogates: true,
+    // GET /__aimock/journal?requestId= returns a request as it was received.
+    journal: true,
   },
 }
