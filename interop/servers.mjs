@@ -120,12 +120,11 @@ export const PROFILES = {
     toolsStreamed: { model: 'gpt-4o-mini', prompt: 'interop weather', finishReason: 'tool_calls' },
     // sequenceIndex 0 of the fixture is a 429, sequenceIndex 1 the answer. aimock's 429 always
     // carries, beside `Retry-After: 1`, fixed headers saying the key's tokens are spent for six
-    // minutes (`x-ratelimit-remaining-tokens: 0`, `x-ratelimit-reset-tokens: 6m0s`). The client
-    // honours those as a pause of that key (capped at 60 s, past the suite's 30 s deadline), so
-    // with one key the call fails at once (`oneKey` below). With a second key, the retry goes to
-    // it, as a key pool's does after a 429.
-    flaky: { model: 'gpt-4o-mini', prompt: 'interop flaky', text: fixtureText('interop flaky'), keyPool: true },
-    oneKey: { model: 'gpt-4o-mini', prompt: 'interop one key' },
+    // minutes (`x-ratelimit-remaining-tokens: 0`, `x-ratelimit-reset-tokens: 6m0s`). The
+    // `Retry-After` of the same response wins, so with one key the retry goes out after 1 s.
+    flaky: { model: 'gpt-4o-mini', prompt: 'interop flaky', text: fixtureText('interop flaky') },
+    // The same 429 with a second key: the retry goes to the other key at once.
+    keyPool: { model: 'gpt-4o-mini', prompt: 'interop key pool', text: fixtureText('interop key pool'), keyPool: true },
     badRequest: { model: 'gpt-4o-mini', prompt: 'interop bad request', statusCode: 400 },
     // aimock runs with AIMOCK_API_KEYS set to the suite's key: any other key is a 401.
     wrongKey: { model: 'gpt-4o-mini', prompt: 'interop plain', statusCode: 401, code: 'ERR_CHATGPT_AUTH' },

@@ -48,6 +48,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::time::Instant;
 
 use super::time::{cap_server_wait, duration_from_secs_f64, instant_after};
+use super::transport::parse_retry_after;
 
 // ---------------------------------------------------------------------------------------------
 // Concurrency
@@ -517,7 +518,8 @@ impl RateLimiter {
     /// it, because a response reflects the server at an earlier moment than our own accounting.
     /// When no limit is configured for a bucket but the server sends `x-ratelimit-limit-*`, that
     /// limit is adopted (level = remaining), so pacing starts from the server's own numbers.
-    /// A remaining count of 0 pauses new acquisitions until `x-ratelimit-reset-requests` /
+    /// A remaining count of 0 pauses new acquisitions until `retry-after` when the response has
+    /// one, else until `x-ratelimit-reset-requests` /
     /// `-tokens` (Go durations such as `"6m0s"`, or plain seconds; 1 s if no reset is given,
     /// [`SERVER_WAIT_CAP`](super::time::SERVER_WAIT_CAP) at most), whatever the configured budget: the server has said it will
     /// refuse until then, and refilling at a configured rate would send too early. Missing or
@@ -528,6 +530,7 @@ impl RateLimiter {
             text.parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0)
         };
         let duration = |name: &str| headers.get(name)?.to_str().ok().and_then(parse_go_duration);
+        let retry_after = parse_retry_after(headers);
         let remaining_requests = number("x-ratelimit-remaining-requests");
         let remaining_tokens = number("x-ratelimit-remaining-tokens");
         if remaining_requests.is_none() && remaining_tokens.is_none() {
@@ -559,8 +562,11 @@ impl RateLimiter {
                     (None, None) => {}
                 }
                 if remaining <= 0.0 {
-                    // The server has told us it will refuse until its reset.
-                    let reset = duration(names.reset).unwrap_or(DEFAULT_PAUSE);
+                    // The server has told us it will refuse until its reset. A `retry-after` on
+                    // the same response is its explicit answer to "when may I send again" and
+                    // wins: the reset headers give when the bucket is full again (OpenAI:
+                    // "resets to its initial state"), which can be minutes after a retry fits.
+                    let reset = retry_after.or_else(|| duration(names.reset)).unwrap_or(DEFAULT_PAUSE);
                     state.pause_until(instant_after(now, cap_server_wait(reset)));
                     paused = true;
                 }
@@ -1086,6 +1092,25 @@ mod tests {
     async fn remaining_tokens_zero_waits_for_the_token_reset() {
         let limiter = rate(Some(6000), Some(1_000_000));
         assert_eq!(wait_after_token_reset(&limiter, "1s", 10).await, Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_on_the_same_response_wins_over_a_later_reset() {
+        // A 429 whose reset headers say the bucket is full again in 6 minutes but whose
+        // `retry-after` says 1 s: the server's retry instruction is what the pause follows.
+        let limiter = rate(Some(6000), Some(1_000_000));
+        let pairs = [
+            ("x-ratelimit-remaining-tokens", "0"),
+            ("x-ratelimit-reset-tokens", "6m0s"),
+            ("retry-after", "1"),
+        ];
+        assert_eq!(wait_after_headers(&limiter, &pairs, 10).await, Duration::from_secs(1));
+        let ms = [
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-reset-requests", "30s"),
+            ("retry-after-ms", "250"),
+        ];
+        assert_eq!(wait_after_headers(&limiter, &ms, 10).await, Duration::from_millis(250));
     }
 
     #[tokio::test(start_paused = true)]
