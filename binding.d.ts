@@ -12,6 +12,8 @@ import type {
   CompletionParams,
   ContentPart,
   GetMessageByIdFunction,
+  ReasoningEffort,
+  ResponseFormat,
   Role,
   SendManyOptions,
   SendManyResult,
@@ -352,6 +354,18 @@ export interface ChatGPTAPIOptions {
    * @default the HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY environment variables
    */
   proxy?: string | false | null
+  /**
+   * Structured output for every request, sent as `response_format` (a call's own replaces it):
+   * `{ type: 'json_object' }` or `{ type: 'json_schema', json_schema: { name, schema, strict } }`
+   * makes every reply's text one JSON document, which `reply.parsed` holds; `{ type: 'text' }`
+   * is the default. Same as `completionParams.response_format`.
+   */
+  responseFormat?: ResponseFormat
+  /**
+   * How long a reasoning model thinks, sent as `reasoning_effort`: `'minimal'`, `'low'`,
+   * `'medium'` or `'high'`. Same as `completionParams.reasoning_effort`.
+   */
+  reasoningEffort?: ReasoningEffort
 }
 
 /** The history sent with a prompt. */
@@ -458,6 +472,12 @@ export interface ChatReply {
    * parentMessageId: reply.id })`, or let `runTools` do it.
    */
   toolCalls?: Array<ChatCompletionMessageToolCall>
+  /**
+   * The reply's text parsed as JSON: present only when `responseFormat` (or
+   * `completionParams.response_format`) asked for `json_object` or `json_schema`. Not checked
+   * against the schema here (with `strict: true` the server does that).
+   */
+  parsed?: unknown
 }
 
 /**
@@ -484,6 +504,16 @@ export interface ChatUsage {
    * use again (counted in `api.metrics().cacheTokensSaved`).
    */
   saved?: SavedTokens
+  /**
+   * The server's `usage.prompt_tokens_details`, present when it sent one: `cachedTokens`, the
+   * prompt tokens read from OpenAI's prompt cache.
+   */
+  promptTokensDetails?: PromptTokensDetails
+  /**
+   * The server's `usage.completion_tokens_details`, present when it sent one: `reasoningTokens`,
+   * what a reasoning model spent thinking (counted in `completionTokens`, absent from `text`).
+   */
+  completionTokensDetails?: CompletionTokensDetails
 }
 
 /**
@@ -512,6 +542,20 @@ export interface CircuitBreakerOptions {
    * @default 30000
    */
   resetTimeoutMs?: number
+}
+
+/**
+ * The breakdown of a reply's completion tokens (`usage.completionTokensDetails`); fields the
+ * server did not send are absent.
+ */
+export interface CompletionTokensDetails {
+  /** Tokens a reasoning model spent thinking. */
+  reasoningTokens?: number
+  audioTokens?: number
+  /** Predicted Outputs: tokens of the prediction that appeared in the reply. */
+  acceptedPredictionTokens?: number
+  /** Predicted Outputs: tokens of the prediction that did not (billed all the same). */
+  rejectedPredictionTokens?: number
 }
 
 /** A chat message to count. */
@@ -613,6 +657,16 @@ export interface PromptMessageJs {
 }
 
 /**
+ * The breakdown of a reply's prompt tokens (`usage.promptTokensDetails`); fields the server did
+ * not send are absent.
+ */
+export interface PromptTokensDetails {
+  /** Prompt tokens read from the provider's prompt cache. */
+  cachedTokens?: number
+  audioTokens?: number
+}
+
+/**
  * `rateLimit` of `new ChatGPTAPI(options)`: per-key budgets per minute. Each is unlimited
  * when not given.
  */
@@ -698,6 +752,19 @@ export interface SendMessageOptions {
    * `tool` messages after that reply; `text` may then be `''` (no user message is sent).
    */
   toolResults?: Array<ToolResult>
+  /**
+   * Structured output, sent as `response_format` (replacing the instance's): with
+   * `{ type: 'json_object' }` or `{ type: 'json_schema', json_schema: { name, schema, strict } }`
+   * the reply's text is parsed (once complete) into `reply.parsed`; a reply that is not JSON
+   * rejects with `ERR_CHATGPT_OUTPUT_PARSE`, one cut by the token limit with
+   * `ERR_CHATGPT_OUTPUT_LENGTH`, a refusal with `ERR_CHATGPT_REFUSAL` (none is cached or stored).
+   */
+  responseFormat?: ResponseFormat
+  /**
+   * How long a reasoning model thinks, sent as `reasoning_effort`: `'minimal'`, `'low'`,
+   * `'medium'` or `'high'`.
+   */
+  reasoningEffort?: ReasoningEffort
 }
 
 /**
@@ -735,6 +802,10 @@ export interface SendMessagesOptions {
   tools?: Array<ChatCompletionTool>
   /** Whether and which tool the model must call, as in `sendMessage`. */
   toolChoice?: ToolChoice
+  /** Structured output, as in `sendMessage` (`reply.parsed`). */
+  responseFormat?: ResponseFormat
+  /** How long a reasoning model thinks, as in `sendMessage`. */
+  reasoningEffort?: ReasoningEffort
 }
 
 /**

@@ -12,6 +12,8 @@ import type {
   CompletionParams,
   ContentPart,
   GetMessageByIdFunction,
+  ReasoningEffort,
+  ResponseFormat,
   Role,
   SendManyOptions,
   SendManyResult,

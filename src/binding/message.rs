@@ -64,6 +64,46 @@ pub struct ChatUsage {
     /// use again (counted in `api.metrics().cacheTokensSaved`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub saved: Option<SavedTokens>,
+    /// The server's `usage.prompt_tokens_details`, present when it sent one: `cachedTokens`, the
+    /// prompt tokens read from OpenAI's prompt cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+    /// The server's `usage.completion_tokens_details`, present when it sent one: `reasoningTokens`,
+    /// what a reasoning model spent thinking (counted in `completionTokens`, absent from `text`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+/// The breakdown of a reply's prompt tokens (`usage.promptTokensDetails`); fields the server did
+/// not send are absent.
+#[napi(object, object_from_js = false)]
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PromptTokensDetails {
+    /// Prompt tokens read from the provider's prompt cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio_tokens: Option<u32>,
+}
+
+/// The breakdown of a reply's completion tokens (`usage.completionTokensDetails`); fields the
+/// server did not send are absent.
+#[napi(object, object_from_js = false)]
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompletionTokensDetails {
+    /// Tokens a reasoning model spent thinking.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio_tokens: Option<u32>,
+    /// Predicted Outputs: tokens of the prediction that appeared in the reply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted_prediction_tokens: Option<u32>,
+    /// Predicted Outputs: tokens of the prediction that did not (billed all the same).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected_prediction_tokens: Option<u32>,
 }
 
 /// The tokens a cached reply's original request used (`usage.saved`).
@@ -127,6 +167,12 @@ pub struct ChatMessage {
     #[napi(ts_type = "Array<ChatCompletionMessageToolCall>")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCall>>,
+    /// The reply's text parsed as JSON: present only when `responseFormat` (or
+    /// `completionParams.response_format`) asked for `json_object` or `json_schema`. Not checked
+    /// against the schema here (with `strict: true` the server does that).
+    #[napi(ts_type = "unknown")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parsed: Option<serde_json::Value>,
 }
 
 /// A reply's `parentMessageId`: `None` for a `sendMessages` reply, which has no user message.
@@ -196,12 +242,23 @@ impl From<ChatReply> for ChatMessage {
                     completion_tokens: s.completion_tokens,
                     total_tokens: s.total_tokens,
                 }),
+                prompt_tokens_details: r.usage.prompt_tokens_details.map(|d| PromptTokensDetails {
+                    cached_tokens: d.cached_tokens,
+                    audio_tokens: d.audio_tokens,
+                }),
+                completion_tokens_details: r.usage.completion_tokens_details.map(|d| CompletionTokensDetails {
+                    reasoning_tokens: d.reasoning_tokens,
+                    audio_tokens: d.audio_tokens,
+                    accepted_prediction_tokens: d.accepted_prediction_tokens,
+                    rejected_prediction_tokens: d.rejected_prediction_tokens,
+                }),
             },
             finish_reason: r.finish_reason,
             request_id: r.request_id,
             history: history(r.history_messages, r.truncated),
             cached: r.cached,
             tool_calls: (!r.tool_calls.is_empty()).then_some(r.tool_calls),
+            parsed: r.parsed,
         }
     }
 }

@@ -18,6 +18,8 @@ pub struct Outbound {
     pub estimate: u32,
     /// The call's own headers, the same on every attempt (so its `Idempotency-Key` is too).
     pub headers: Option<std::sync::Arc<reqwest::header::HeaderMap>>,
+    /// What `response_format` asks the reply to be: a JSON reply that is not JSON is not cached.
+    pub output: super::structured::OutputFormat,
 }
 
 /// One call on its way upstream: its request, its bounds, and where its deltas go.

@@ -119,6 +119,43 @@ pub struct Usage {
     /// True when counted locally because the server sent none.
     #[serde(skip)]
     pub estimated: bool,
+    /// `prompt_tokens_details` as the server sent it (absent, or of another shape: `None`).
+    #[serde(default, deserialize_with = "lenient_details")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+    /// `completion_tokens_details` as the server sent it (reasoning models' `reasoning_tokens`).
+    #[serde(default, deserialize_with = "lenient_details")]
+    pub completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+/// The breakdown of a response's prompt tokens (`usage.prompt_tokens_details`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub struct PromptTokensDetails {
+    /// Prompt tokens read from OpenAI's prompt cache (billed at a discount).
+    #[serde(default)]
+    pub cached_tokens: Option<u32>,
+    #[serde(default)]
+    pub audio_tokens: Option<u32>,
+}
+
+/// The breakdown of a response's completion tokens (`usage.completion_tokens_details`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub struct CompletionTokensDetails {
+    /// Tokens a reasoning model spent thinking (billed, but not in the reply's text).
+    #[serde(default)]
+    pub reasoning_tokens: Option<u32>,
+    #[serde(default)]
+    pub audio_tokens: Option<u32>,
+    #[serde(default)]
+    pub accepted_prediction_tokens: Option<u32>,
+    #[serde(default)]
+    pub rejected_prediction_tokens: Option<u32>,
+}
+
+/// A details object of `usage`, or `None` when it is absent, `null` or not of its shape: a
+/// server's odd breakdown must not cost the reply its token counts.
+fn lenient_details<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
+    let value = Value::deserialize(d)?;
+    Ok(serde_json::from_value(value).ok())
 }
 
 /// Completion parameters, with the serialisations every request needs made once: a client's
@@ -359,6 +396,8 @@ pub struct Completion {
     pub choices: usize,
     /// The tool calls of the first choice (streamed fragments joined by `index`).
     pub tool_calls: Vec<ToolCall>,
+    /// The first choice's `message.refusal`, when the model refused.
+    pub refusal: Option<String>,
 }
 
 // Typed views of a complete response, read in one pass over the (already validated) text: only
@@ -463,6 +502,7 @@ struct Message {
     content: Lenient<String>,
     role: Lenient<String>,
     tool_calls: Option<Value>,
+    refusal: Lenient<String>,
 }
 
 impl<'de> Deserialize<'de> for Choices {
@@ -510,6 +550,7 @@ enum MessageField {
     Content,
     Role,
     ToolCalls,
+    Refusal,
     #[serde(other)]
     Other,
 }
@@ -548,6 +589,7 @@ impl<'de> ObjectFields<'de> for Message {
             MessageField::Content => self.content = map.next_value()?,
             MessageField::Role => self.role = map.next_value()?,
             MessageField::ToolCalls => self.tool_calls = map.next_value()?,
+            MessageField::Refusal => self.refusal = map.next_value()?,
             MessageField::Other => {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -621,6 +663,7 @@ pub fn parse_completion(body: &[u8]) -> Result<Completion, ChatError> {
             .as_ref()
             .map(ToolCall::list_from_value)
             .unwrap_or_default(),
+        refusal: message.refusal.0,
     })
 }
 
@@ -929,6 +972,7 @@ impl StreamState {
             detail,
             choices,
             tool_calls: finished_tool_calls(self.tool_calls),
+            refusal: None,
         })
     }
 }

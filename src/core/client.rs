@@ -41,6 +41,7 @@ use super::redact::Redactor;
 use super::retry::{decide, Decision};
 use super::stream::{read_stream, Delivery, ProgressIds};
 pub use super::stream::{DeltaSink, Progress};
+use super::structured::{parse_output, ChoiceOutput, OutputFormat};
 use super::time::instant_after;
 use super::tokens::Encoding;
 use super::transport::{read_capped, Transport};
@@ -416,6 +417,7 @@ impl ChatClient {
                 stream: req.stream,
                 estimate: prompt.prompt_tokens.saturating_add(reply_cap),
                 headers: req.headers.clone(),
+                output: OutputFormat::of(&params),
             },
             bounds: &bounds,
             delivery: Delivery::new(
@@ -441,8 +443,12 @@ impl ChatClient {
                 bounds.wait(log.log(entry).map(Ok)).await?;
             }
         }
+        let received = outcome?;
+        // A JSON reply that is not JSON (cut, refused, malformed) rejects, and nothing is stored.
+        let parsed = read_output(&params, &received)?;
         let stores = req.messages.is_none();
-        let (reply, messages) = settle(req, encoding, &prompt, ids, outcome?).into_stored();
+        let (mut reply, messages) = settle(req, encoding, &prompt, ids, received).into_stored();
+        reply.parsed = parsed;
         // Store the messages (awaited, as `chatgpt` v5 does) so the reply's id can be the next
         // call's parentMessageId. A caller's own messages are not stored.
         if !stores {
@@ -483,6 +489,7 @@ impl ChatClient {
         Metrics::inc(&self.metrics.calls_started);
         Metrics::inc(&self.metrics.cache_hits);
         let PreparedRequest {
+            params,
             encoding,
             prompt,
             message_id,
@@ -496,8 +503,11 @@ impl ChatClient {
             attempts: 0,
             cached: true,
         };
+        // Only answers `response_format` accepts are cached; the async path reports any other.
+        let parsed = read_output(&params, &received).ok()?;
         let stores = req.messages.is_none();
-        let (reply, messages) = settle(req.clone(), encoding, &prompt, ids, received).into_stored();
+        let (mut reply, messages) = settle(req.clone(), encoding, &prompt, ids, received).into_stored();
+        reply.parsed = parsed;
         if stores {
             for message in messages {
                 store.insert(message);
@@ -718,6 +728,24 @@ impl Upstream for ChatClient {
     fn idle_timeout(&self) -> Duration {
         self.cfg.idle_timeout
     }
+}
+
+/// The value of a reply whose `response_format` asked for JSON (`None` for a text reply), or the
+/// error it rejects with: the model's answer, not a transport fault, so it is never retried.
+fn read_output(params: &Params, received: &Received) -> Result<Option<Value>, ChatError> {
+    if OutputFormat::of(params) == OutputFormat::Text {
+        return Ok(None);
+    }
+    let completion = &received.completion;
+    let choice = ChoiceOutput {
+        text: &completion.text,
+        finish_reason: completion.finish_reason.as_deref(),
+        refusal: completion.refusal.as_deref(),
+    };
+    parse_output(choice).map(Some).map_err(|e| {
+        e.with_attempts(received.attempts)
+            .with_request_id(received.request_id.as_deref())
+    })
 }
 
 /// The ids of a call's user message and reply; a caller's own messages have no user message

@@ -24,6 +24,7 @@ use super::chat::Completion;
 use super::error::{ChatError, ErrorCode};
 use super::metrics::Metrics;
 use super::stream::{Delivery, DeltaSink, Progress, ProgressIds};
+use super::structured::{parse_output, OutputFormat};
 
 /// What a flight needs from the client that owns it: a way to run a call's attempts upstream.
 pub trait Upstream: Send + Sync + 'static {
@@ -202,6 +203,7 @@ impl Sharing {
                 }
             }
             let stream = request.stream;
+            let output = request.output;
             let run = async {
                 let bounds = CallBounds::new(
                     Deadline::Shared(&flight),
@@ -239,8 +241,12 @@ impl Sharing {
                         usage: completion.usage,
                         detail: completion.detail,
                         tool_calls: completion.tool_calls,
+                        refusal: completion.refusal,
                     };
-                    if is_cacheable(stored.finish_reason.as_deref(), choices) {
+                    // A reply `response_format` rejects (not JSON, cut, refused) is no answer to
+                    // keep: each waiter rejects with it, and the next call asks again.
+                    let rejected = output == OutputFormat::Json && parse_output(stored.output()).is_err();
+                    if !rejected && is_cacheable(stored.finish_reason.as_deref(), choices) {
                         sharing.cache.insert(keys.cache, stored.clone());
                     }
                     FlightResult {
@@ -276,6 +282,7 @@ pub fn completion_from_cache(c: &CachedCompletion) -> Completion {
         detail: c.detail.clone(),
         choices: 1,
         tool_calls: c.tool_calls.clone(),
+        refusal: c.refusal.clone(),
     }
 }
 
@@ -360,6 +367,7 @@ mod tests {
                         stream: false,
                         estimate: 1,
                         headers: None,
+                        output: OutputFormat::Text,
                     },
                     bounds,
                     delivery: Delivery::new(&mut sink, ids),

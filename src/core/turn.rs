@@ -81,6 +81,9 @@ pub struct ChatReply {
     pub own_messages: bool,
     /// The functions the model asked to call (empty when it called none).
     pub tool_calls: Vec<ToolCall>,
+    /// The JSON value of the reply's text, when the request's `response_format` asked for JSON
+    /// (`None` otherwise); set by the client once the reply passed [`parse_output`](super::structured::parse_output).
+    pub parsed: Option<Value>,
 }
 
 /// A reply and the messages a call stores: its tool results, the user's message (none when a
@@ -159,6 +162,7 @@ pub fn settle(
             completion_tokens,
             total_tokens: prompt_tokens.saturating_add(completion_tokens),
             estimated: true,
+            ..Usage::default()
         }
     });
     if req.stream && completion.usage.is_none() {
@@ -193,6 +197,7 @@ pub fn settle(
         cached,
         own_messages: req.messages.is_some(),
         tool_calls: completion.tool_calls,
+        parsed: None,
     };
     // Tool results are chained after the reply they answer, in order; the user message (if any)
     // follows them. Without text or parts the last result takes the user message's id, which the
@@ -319,6 +324,7 @@ mod tests {
                 detail: RawJson::from_text(detail.into()),
                 choices: 1,
                 tool_calls: Vec::new(),
+                refusal: None,
             },
             request_id: None,
             deltas: 0,
@@ -486,6 +492,7 @@ mod tests {
             completion_tokens: 5,
             total_tokens: 17,
             estimated: false,
+            ..Usage::default()
         };
         let hit = settled(Some(original), true);
         assert!(hit.cached);
