@@ -1290,6 +1290,68 @@ mod tests {
     }
 
     #[test]
+    fn complete_responses_carry_their_refusal() {
+        let body = br#"{"choices":[{"message":{"role":"assistant","content":null,"refusal":"I can't."},"finish_reason":"stop"}]}"#;
+        let c = parse_completion(body).unwrap();
+        assert_eq!((c.text.as_str(), c.refusal.as_deref()), ("", Some("I can't.")));
+        let c = parse_completion(br#"{"choices":[{"message":{"content":"x","refusal":null}}]}"#).unwrap();
+        assert_eq!(c.refusal, None);
+        let c = parse_completion(br#"{"choices":[{"message":{"content":"x","refusal":{"a":1}}}]}"#).unwrap();
+        assert_eq!(c.refusal, None, "a refusal of another type reads as none");
+    }
+
+    #[test]
+    fn usage_keeps_its_token_details_streamed_and_not() {
+        let usage = r#"{"prompt_tokens":30,"completion_tokens":200,"total_tokens":230,"prompt_tokens_details":{"cached_tokens":16},"completion_tokens_details":{"reasoning_tokens":192,"audio_tokens":0}}"#;
+        let expected = Usage {
+            prompt_tokens: 30,
+            completion_tokens: 200,
+            total_tokens: 230,
+            estimated: false,
+            prompt_tokens_details: Some(PromptTokensDetails {
+                cached_tokens: Some(16),
+                audio_tokens: None,
+            }),
+            completion_tokens_details: Some(CompletionTokensDetails {
+                reasoning_tokens: Some(192),
+                audio_tokens: Some(0),
+                ..CompletionTokensDetails::default()
+            }),
+        };
+        let body = format!(r#"{{"choices":[{{"message":{{"content":"x"}}}}],"usage":{usage}}}"#);
+        assert_eq!(parse_completion(body.as_bytes()).unwrap().usage, Some(expected));
+        let mut s = StreamState::default();
+        s.on_event(&ev(
+            r#"{"choices":[{"index":0,"delta":{"content":"x"},"finish_reason":"stop"}]}"#,
+        ))
+        .unwrap();
+        s.on_event(&ev(&format!(r#"{{"choices":[],"usage":{usage}}}"#)))
+            .unwrap();
+        assert_eq!(s.finish().unwrap().usage, Some(expected));
+    }
+
+    #[test]
+    fn odd_token_details_cost_the_usage_nothing() {
+        for details in [
+            r#"null"#,
+            r#""x""#,
+            r#"{"reasoning_tokens":"many","cached_tokens":"many"}"#,
+            r#"{"reasoning_tokens":-1,"cached_tokens":-1}"#,
+        ] {
+            let body = format!(
+                r#"{{"choices":[{{"message":{{"content":"x"}}}}],"usage":{{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3,"completion_tokens_details":{details},"prompt_tokens_details":{details}}}}}"#
+            );
+            let usage = parse_completion(body.as_bytes()).unwrap().usage.expect(details);
+            assert_eq!(
+                (usage.total_tokens, usage.completion_tokens_details),
+                (3, None),
+                "{details}"
+            );
+            assert_eq!(usage.prompt_tokens_details, None);
+        }
+    }
+
+    #[test]
     fn stream_without_done_or_finish_is_incomplete() {
         let mut s = StreamState::default();
         s.on_event(&ev(r#"{"choices":[{"index":0,"delta":{"content":"par"}}]}"#))

@@ -1025,6 +1025,17 @@ mod tests {
     fn reasoning_models_use_max_completion_tokens() {
         assert!(uses_max_completion_tokens("gpt-5-mini"));
         assert!(uses_max_completion_tokens("o3"));
+        for model in [
+            "o1",
+            "o1-mini",
+            "o3-mini",
+            "o4-mini",
+            "gpt-5",
+            "gpt-5.1",
+            "openai/o4-mini",
+        ] {
+            assert!(uses_max_completion_tokens(model), "{model}");
+        }
         assert!(!uses_max_completion_tokens("gpt-4.1-mini"));
         assert!(!uses_max_completion_tokens("llama-3"));
     }
