@@ -311,6 +311,30 @@ test('identical JSON calls sharing one request each reject with the refusal', as
   }
 })
 
+test('a reply that only calls tools resolves without parsed; runTools then gets the JSON answer', async () => {
+  const call = { id: 'call_1', type: 'function', function: { name: 'now', arguments: '{}' } }
+  const s = await server((body) =>
+    body.messages.some((m) => m.role === 'tool')
+      ? { json: completion({ content: '{"time": "noon"}' }) }
+      : { json: completion({ content: null, tool_calls: [call] }, { finish: 'tool_calls' }) },
+  )
+  try {
+    const tool = { type: 'function', function: { name: 'now', parameters: { type: 'object', properties: {} } } }
+    const client = api(s.url)
+    const called = await client.sendMessage('time?', { tools: [tool], responseFormat: { type: 'json_object' } })
+    assert.equal(called.finishReason, 'tool_calls')
+    assert.ok(!('parsed' in called))
+    const reply = await client.runTools('time?', {
+      tools: [{ ...tool, function: { ...tool.function, function: () => 'noon' } }],
+      responseFormat: { type: 'json_object' },
+    })
+    assert.equal(reply.rounds, 2)
+    assert.deepEqual(reply.parsed, { time: 'noon' })
+  } finally {
+    s.close()
+  }
+})
+
 test('reasoningEffort is sent as reasoning_effort, per call over the instance; completionParams passes it through', async () => {
   const s = await answering('ok')
   try {

@@ -80,6 +80,7 @@ impl CachedCompletion {
             text: &self.text,
             finish_reason: self.finish_reason.as_deref(),
             refusal: self.refusal.as_deref(),
+            tool_calls: !self.tool_calls.is_empty(),
         }
     }
 

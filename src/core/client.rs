@@ -730,8 +730,8 @@ impl Upstream for ChatClient {
     }
 }
 
-/// The value of a reply whose `response_format` asked for JSON (`None` for a text reply), or the
-/// error it rejects with: the model's answer, not a transport fault, so it is never retried.
+/// The value of a reply whose `response_format` asked for JSON (`None` for a text reply, or one
+/// that only called tools), or the error it rejects with: the model's answer, not a transport fault, so it is never retried.
 fn read_output(params: &Params, received: &Received) -> Result<Option<Value>, ChatError> {
     if OutputFormat::of(params) == OutputFormat::Text {
         return Ok(None);
@@ -741,8 +741,9 @@ fn read_output(params: &Params, received: &Received) -> Result<Option<Value>, Ch
         text: &completion.text,
         finish_reason: completion.finish_reason.as_deref(),
         refusal: completion.refusal.as_deref(),
+        tool_calls: !completion.tool_calls.is_empty(),
     };
-    parse_output(choice).map(Some).map_err(|e| {
+    parse_output(choice).map_err(|e| {
         e.with_attempts(received.attempts)
             .with_request_id(received.request_id.as_deref())
     })

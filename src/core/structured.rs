@@ -50,13 +50,16 @@ pub struct ChoiceOutput<'a> {
     pub finish_reason: Option<&'a str>,
     /// The choice's `refusal`, when the model refused.
     pub refusal: Option<&'a str>,
+    /// The choice called tools (its text, often empty, is then no answer to parse).
+    pub tool_calls: bool,
 }
 
 /// The JSON value a choice's text holds, for a request whose `response_format` asked for JSON.
 /// A cut reply (`OutputLength`, with `text`) and a refusal (`Refusal`, with `refusal`) fail
 /// before parsing; text that is not one JSON document, or nests deeper than [`MAX_DEPTH`]
-/// levels, fails with `OutputParse` (with `text`).
-pub fn parse_output(choice: ChoiceOutput<'_>) -> Result<Value, ChatError> {
+/// levels, fails with `OutputParse` (with `text`). A choice that called tools without writing
+/// text has no value (`None`): the JSON answer comes after the tools' results (`runTools`).
+pub fn parse_output(choice: ChoiceOutput<'_>) -> Result<Option<Value>, ChatError> {
     if choice.finish_reason == Some("length") {
         let mut e = ChatError::new(
             ErrorCode::OutputLength,
@@ -74,6 +77,9 @@ pub fn parse_output(choice: ChoiceOutput<'_>) -> Result<Value, ChatError> {
         e.refusal = Some(refusal.to_owned());
         return Err(e);
     }
+    if choice.tool_calls && choice.text.trim().is_empty() {
+        return Ok(None);
+    }
     let parse_failure = |why: String| {
         let mut e = ChatError::new(ErrorCode::OutputParse, format!("The reply is not valid JSON: {why}"));
         e.text = Some(choice.text.to_owned());
@@ -82,7 +88,9 @@ pub fn parse_output(choice: ChoiceOutput<'_>) -> Result<Value, ChatError> {
     if nesting_depth(choice.text) > MAX_DEPTH {
         return Err(parse_failure(format!("it nests deeper than {MAX_DEPTH} levels")));
     }
-    serde_json::from_str(choice.text).map_err(|e| parse_failure(e.to_string()))
+    serde_json::from_str(choice.text)
+        .map(Some)
+        .map_err(|e| parse_failure(e.to_string()))
 }
 
 /// The deepest nesting of arrays and objects in `text` read as JSON (brackets inside strings do
@@ -200,14 +208,33 @@ mod tests {
             text,
             finish_reason,
             refusal,
+            tool_calls: false,
         }
     }
 
     #[test]
     fn a_complete_json_reply_is_its_value() {
         let value = parse_output(output(" {\"a\": [1, \"}\"]}\n", Some("stop"), None)).unwrap();
-        assert_eq!(value, json!({ "a": [1, "}"] }));
-        assert_eq!(parse_output(output("null", None, None)).unwrap(), Value::Null);
+        assert_eq!(value, Some(json!({ "a": [1, "}"] })));
+        assert_eq!(parse_output(output("null", None, None)).unwrap(), Some(Value::Null));
+    }
+
+    #[test]
+    fn a_reply_that_only_called_tools_has_no_value_and_is_no_failure() {
+        let called = ChoiceOutput {
+            tool_calls: true,
+            ..output("", Some("tool_calls"), None)
+        };
+        assert_eq!(parse_output(called).unwrap(), None);
+        // Text beside the calls is still read.
+        let with_text = ChoiceOutput {
+            tool_calls: true,
+            ..output("{\"a\":1}", Some("tool_calls"), None)
+        };
+        assert_eq!(parse_output(with_text).unwrap(), Some(json!({ "a": 1 })));
+        // Without calls, empty text is no JSON.
+        let e = parse_output(output("", Some("tool_calls"), None)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::OutputParse);
     }
 
     #[test]
