@@ -445,7 +445,21 @@ impl ChatClient {
         }
         let received = outcome?;
         // A JSON reply that is not JSON (cut, refused, malformed) rejects, and nothing is stored.
-        let parsed = read_output(&params, &received)?;
+        let parsed = match read_output(&params, &received) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                // The model answered, and what it used is billed: counted though the call rejects
+                // (once, by the call that sent the request).
+                if let (false, Some(usage)) = (received.cached, received.completion.usage) {
+                    self.metrics.record_usage(
+                        u64::from(usage.prompt_tokens),
+                        u64::from(usage.completion_tokens),
+                        u64::from(self.cfg.max_model_tokens),
+                    );
+                }
+                return Err(e);
+            }
+        };
         let stores = req.messages.is_none();
         let (mut reply, messages) = settle(req, encoding, &prompt, ids, received).into_stored();
         reply.parsed = parsed;
@@ -1020,6 +1034,37 @@ mod tests {
             }
         );
         assert!(client.try_cached(&request(&text, true)).is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rejected_json_reply_is_counted_but_neither_cached_nor_stored() {
+        let (sim, client) = simulated_client(SimulatorConfig::default(), Setting::On).await;
+        let mut params = serde_json::Map::new();
+        params.insert("response_format".into(), serde_json::json!({ "type": "json_object" }));
+        // The simulator cuts its answer at `max_tokens` with `finish_reason: 'length'`.
+        params.insert("max_tokens".into(), 1.into());
+        let req = SendRequest {
+            completion_params: Some(params),
+            ..request("json please", true)
+        };
+        let cancel = CancellationToken::new();
+        for _ in 0..2 {
+            let e = client.send(req.clone(), None, &cancel).await.unwrap_err();
+            assert_eq!((e.code, e.attempts), (ErrorCode::OutputLength, Some(1)));
+            assert!(e.text.is_some());
+        }
+        assert_eq!(sim.stats().chat_requests, 2, "the second call asked again");
+        assert_eq!(client.stats().cache_entries, 0);
+        assert!(client.try_cached(&req).is_none());
+        assert_eq!(
+            client.builtin_store.as_ref().map(|s| s.len()),
+            Some(0),
+            "nothing stored"
+        );
+        let m = client.stats().metrics;
+        assert_eq!(m.completion_tokens, 2, "both billed answers are counted");
+        assert!(m.prompt_tokens > 0);
+        assert_eq!(m.failed_by_code, vec![(ErrorCode::OutputLength, 2)]);
     }
 
     #[test]
