@@ -161,6 +161,20 @@ test('sendMessages takes responseFormat and reasoningEffort too', async () => {
   }
 })
 
+test('sendMany items take responseFormat: a JSON item is parsed, one that is not fails alone', async () => {
+  const s = await server((body) => ({ json: completion({ content: body.messages.at(-1).content === 'good' ? '{"n": 1}' : 'nope' }) }))
+  try {
+    const results = await api(s.url).sendMany(['good', { text: 'bad', responseFormat: { type: 'json_object' } }], { responseFormat: { type: 'json_object' } })
+    assert.equal(results[0].ok, true)
+    assert.deepEqual(results[0].message.parsed, { n: 1 })
+    assert.equal(results[1].ok, false)
+    assert.equal(results[1].error.code, 'ERR_CHATGPT_OUTPUT_PARSE')
+    assert.equal(results[1].error.text, 'nope')
+  } finally {
+    s.close()
+  }
+})
+
 test('without responseFormat a JSON-looking reply has no parsed key', async () => {
   const s = await answering('{"a": 1}')
   try {
