@@ -745,7 +745,8 @@ impl Upstream for ChatClient {
 }
 
 /// The value of a reply whose `response_format` asked for JSON (`None` for a text reply, or one
-/// that only called tools), or the error it rejects with: the model's answer, not a transport fault, so it is never retried.
+/// that only called tools), or the error it rejects with: the model's answer, not a transport
+/// fault, so it is never retried.
 fn read_output(params: &Params, received: &Received) -> Result<Option<Value>, ChatError> {
     if OutputFormat::of(params) == OutputFormat::Text {
         return Ok(None);
