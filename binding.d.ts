@@ -13,6 +13,8 @@ import type {
   CompletionParams,
   ContentPart,
   GetMessageByIdFunction,
+  ReasoningEffort,
+  ResponseFormat,
   Role,
   SendManyOptions,
   SendManyResult,
@@ -363,6 +365,18 @@ export interface ChatGPTAPIOptions {
    * @default the HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY environment variables
    */
   proxy?: string | false | null
+  /**
+   * Structured output for every request, sent as `response_format` (a call's own replaces it):
+   * `{ type: 'json_object' }` or `{ type: 'json_schema', json_schema: { name, schema, strict } }`
+   * makes every reply's text one JSON document, which `reply.parsed` holds; `{ type: 'text' }`
+   * is the default. Same as `completionParams.response_format`.
+   */
+  responseFormat?: ResponseFormat
+  /**
+   * How long a reasoning model thinks, sent as `reasoning_effort`: `'minimal'`, `'low'`,
+   * `'medium'` or `'high'`. Same as `completionParams.reasoning_effort`.
+   */
+  reasoningEffort?: ReasoningEffort
 }
 
 /** The history sent with a prompt. */
@@ -487,6 +501,12 @@ export interface ChatReply {
    * `toolCalls`, `refusal` and `logprobs` are the first choice's, which is the one stored.
    */
   choices?: Array<ReplyChoice>
+  /**
+   * The reply's text parsed as JSON: present only when `responseFormat` (or
+   * `completionParams.response_format`) asked for `json_object` or `json_schema`. Not checked
+   * against the schema here (with `strict: true` the server does that).
+   */
+  parsed?: unknown
 }
 
 /**
@@ -513,6 +533,16 @@ export interface ChatUsage {
    * use again (counted in `api.metrics().cacheTokensSaved`).
    */
   saved?: SavedTokens
+  /**
+   * The server's `usage.prompt_tokens_details`, present when it sent one: `cachedTokens`, the
+   * prompt tokens read from OpenAI's prompt cache.
+   */
+  promptTokensDetails?: PromptTokensDetails
+  /**
+   * The server's `usage.completion_tokens_details`, present when it sent one: `reasoningTokens`,
+   * what a reasoning model spent thinking (counted in `completionTokens`, absent from `text`).
+   */
+  completionTokensDetails?: CompletionTokensDetails
 }
 
 /**
@@ -541,6 +571,20 @@ export interface CircuitBreakerOptions {
    * @default 30000
    */
   resetTimeoutMs?: number
+}
+
+/**
+ * The breakdown of a reply's completion tokens (`usage.completionTokensDetails`); fields the
+ * server did not send are absent.
+ */
+export interface CompletionTokensDetails {
+  /** Tokens a reasoning model spent thinking. */
+  reasoningTokens?: number
+  audioTokens?: number
+  /** Predicted Outputs: tokens of the prediction that appeared in the reply. */
+  acceptedPredictionTokens?: number
+  /** Predicted Outputs: tokens of the prediction that did not (billed all the same). */
+  rejectedPredictionTokens?: number
 }
 
 /**
@@ -667,6 +711,16 @@ export interface PromptMessageJs {
 }
 
 /**
+ * The breakdown of a reply's prompt tokens (`usage.promptTokensDetails`); fields the server did
+ * not send are absent.
+ */
+export interface PromptTokensDetails {
+  /** Prompt tokens read from the provider's prompt cache. */
+  cachedTokens?: number
+  audioTokens?: number
+}
+
+/**
  * `rateLimit` of `new ChatGPTAPI(options)`: per-key budgets per minute. Each is unlimited
  * when not given.
  */
@@ -691,6 +745,11 @@ export interface ReplyChoice {
   refusal?: string
   /** This choice's log probabilities, when the server sent them. */
   logprobs?: ChatCompletionLogprobs
+  /**
+   * This choice's text parsed as JSON: present only when `responseFormat` asked for JSON
+   * (every choice must parse, or the call rejects).
+   */
+  parsed?: unknown
 }
 
 /** The tokens a cached reply's original request used (`usage.saved`). */
@@ -768,6 +827,19 @@ export interface SendMessageOptions {
    * `tool` messages after that reply; `text` may then be `''` (no user message is sent).
    */
   toolResults?: Array<ToolResult>
+  /**
+   * Structured output, sent as `response_format` (replacing the instance's): with
+   * `{ type: 'json_object' }` or `{ type: 'json_schema', json_schema: { name, schema, strict } }`
+   * the reply's text is parsed (once complete) into `reply.parsed`; a reply that is not JSON
+   * rejects with `ERR_CHATGPT_OUTPUT_PARSE`, one cut by the token limit with
+   * `ERR_CHATGPT_OUTPUT_LENGTH`, a refusal with `ERR_CHATGPT_REFUSAL` (none is cached or stored).
+   */
+  responseFormat?: ResponseFormat
+  /**
+   * How long a reasoning model thinks, sent as `reasoning_effort`: `'minimal'`, `'low'`,
+   * `'medium'` or `'high'`.
+   */
+  reasoningEffort?: ReasoningEffort
 }
 
 /**

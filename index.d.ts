@@ -255,6 +255,12 @@ export type ResponseFormat =
       json_schema: { name: string; description?: string; schema?: Record<string, unknown>; strict?: boolean | null }
     }
 
+/**
+ * `reasoningEffort`: how long a reasoning model (o1, o3, o4-mini, gpt-5, ...) thinks before it
+ * answers, sent as `reasoning_effort`.
+ */
+export type ReasoningEffort = 'minimal' | 'low' | 'medium' | 'high'
+
 /** A function the model may call (`tools` of a request). */
 export interface ChatCompletionTool {
   type: 'function'
@@ -522,6 +528,8 @@ export interface ChatGPTErrorOptions {
    * `ERR_CHATGPT_STREAM_INTERRUPTED`, `ERR_CHATGPT_QUEUE_FULL`, `ERR_CHATGPT_REQUEST_TOO_LARGE`,
    * `ERR_CHATGPT_CIRCUIT_OPEN`, `ERR_CHATGPT_NO_KEY_AVAILABLE`, `ERR_CHATGPT_INVALID_ARG`,
    * `ERR_CHATGPT_TOOL_ROUNDS` (`runTools` reached `maxRounds`),
+   * `ERR_CHATGPT_OUTPUT_PARSE`, `ERR_CHATGPT_OUTPUT_LENGTH`, `ERR_CHATGPT_REFUSAL` (a
+   * `responseFormat` reply that is not JSON, was cut by the token limit, or was refused),
    * `ERR_CHATGPT_INTERNAL` (a bug in this package ended the call; the process is unaffected),
    * `ERR_CHATGPT_UNSUPPORTED_PLATFORM` (thrown by loading the package where no native addon loads) or
    * `ABORT_ERR`.
@@ -548,6 +556,10 @@ export interface ChatGPTErrorOptions {
   promptTokens?: number
   /** `ERR_CHATGPT_CONTEXT_TOO_LONG`: the prompt budget, `maxModelTokens - maxResponseTokens`. */
   maxPromptTokens?: number
+  /** `ERR_CHATGPT_OUTPUT_PARSE` / `ERR_CHATGPT_OUTPUT_LENGTH`: the reply's whole text. */
+  text?: string
+  /** `ERR_CHATGPT_REFUSAL`: the model's refusal message. */
+  refusal?: string
   /** The underlying error, kept as the standard `cause`. */
   cause?: unknown
 }

@@ -13,6 +13,8 @@ import type {
   CompletionParams,
   ContentPart,
   GetMessageByIdFunction,
+  ReasoningEffort,
+  ResponseFormat,
   Role,
   SendManyOptions,
   SendManyResult,

@@ -59,3 +59,32 @@ test('the tool calling example prints what its comments say: a call by hand, the
   assert.equal(run.status, 0, run.stderr)
   assert.deepEqual(run.stdout.trim().split('\n'), promised)
 })
+
+/** Runs the example under `heading` and checks it prints exactly the lines its comments promise. */
+function runsAsPromised(heading, promised) {
+  const code = exampleUnder(heading)
+  assert.deepEqual(promisedLines(code), promised)
+  const run = spawnSync(process.execPath, ['--input-type=module', '-e', code], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 30_000,
+  })
+  assert.equal(run.status, 0, run.stderr)
+  assert.deepEqual(run.stdout.trim().split('\n'), promised)
+}
+
+test('the several-choices example prints what its comments say: three choices, streamed choice indexes, a refusal', () => {
+  runsAsPromised('### Several choices', ['3 true', '[ 0, 1 ] true', `"" I'm sorry, but I can't help with that request.`])
+})
+
+test('the structured-outputs example prints what its comments say: parsed JSON, then a refusal and a cut that reject', () => {
+  runsAsPromised('### Structured outputs', [
+    "[ 'city', 'temperatureC' ] number",
+    "ERR_CHATGPT_REFUSAL I'm sorry, but I can't help with that request.",
+    'ERR_CHATGPT_OUTPUT_LENGTH',
+  ])
+})
+
+test('the reasoning-models example prints what its comments say: reasoning tokens inside the completion tokens', () => {
+  runsAsPromised('### Reasoning models', ['true true'])
+})

@@ -19,6 +19,8 @@ const FIELDS = Object.freeze([
   'attempts',
   'promptTokens',
   'maxPromptTokens',
+  'text',
+  'refusal',
 ])
 
 class ChatGPTError extends Error {

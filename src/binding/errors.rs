@@ -15,7 +15,7 @@ use crate::core::error::{ChatError, ErrorCode, ErrorInfo};
 use crate::core::redact::Redactor;
 
 /// The fields [`js_error`] may set, by their JavaScript names, in `lib/errors.js`'s order.
-pub const ERROR_FIELDS: [&str; 11] = [
+pub const ERROR_FIELDS: [&str; 13] = [
     "code",
     "statusCode",
     "statusText",
@@ -27,6 +27,8 @@ pub const ERROR_FIELDS: [&str; 11] = [
     "attempts",
     "promptTokens",
     "maxPromptTokens",
+    "text",
+    "refusal",
 ];
 
 /// One field's value, as the options object of the class's constructor carries it.
@@ -65,6 +67,8 @@ fn scrubbed_js_error<'env>(env: &'env Env, scrubbed: &ChatError) -> Result<Unkno
         attempts,
         thrown,
         cause,
+        text: reply_text,
+        refusal,
     } = info;
     fn text(v: &Option<String>) -> Option<FieldValue<'_>> {
         v.as_deref().map(FieldValue::Text)
@@ -81,6 +85,8 @@ fn scrubbed_js_error<'env>(env: &'env Env, scrubbed: &ChatError) -> Result<Unkno
         attempts.map(FieldValue::Number),
         prompt_tokens.map(FieldValue::Number),
         max_prompt_tokens.map(FieldValue::Number),
+        text(reply_text),
+        text(refusal),
     ];
     let class = BindingData::get(env)?.js(|js| js.error_class.borrow_back(env))?;
     let mut options = Object::new(env)?;

@@ -71,6 +71,46 @@ pub struct ChatUsage {
     /// use again (counted in `api.metrics().cacheTokensSaved`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub saved: Option<SavedTokens>,
+    /// The server's `usage.prompt_tokens_details`, present when it sent one: `cachedTokens`, the
+    /// prompt tokens read from OpenAI's prompt cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+    /// The server's `usage.completion_tokens_details`, present when it sent one: `reasoningTokens`,
+    /// what a reasoning model spent thinking (counted in `completionTokens`, absent from `text`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+/// The breakdown of a reply's prompt tokens (`usage.promptTokensDetails`); fields the server did
+/// not send are absent.
+#[napi(object, object_from_js = false)]
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PromptTokensDetails {
+    /// Prompt tokens read from the provider's prompt cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio_tokens: Option<u32>,
+}
+
+/// The breakdown of a reply's completion tokens (`usage.completionTokensDetails`); fields the
+/// server did not send are absent.
+#[napi(object, object_from_js = false)]
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompletionTokensDetails {
+    /// Tokens a reasoning model spent thinking.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio_tokens: Option<u32>,
+    /// Predicted Outputs: tokens of the prediction that appeared in the reply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted_prediction_tokens: Option<u32>,
+    /// Predicted Outputs: tokens of the prediction that did not (billed all the same).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected_prediction_tokens: Option<u32>,
 }
 
 /// The tokens a cached reply's original request used (`usage.saved`).
@@ -150,6 +190,12 @@ pub struct ChatMessage {
     /// `toolCalls`, `refusal` and `logprobs` are the first choice's, which is the one stored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub choices: Option<Vec<ReplyChoice>>,
+    /// The reply's text parsed as JSON: present only when `responseFormat` (or
+    /// `completionParams.response_format`) asked for `json_object` or `json_schema`. Not checked
+    /// against the schema here (with `strict: true` the server does that).
+    #[napi(ts_type = "unknown")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parsed: Option<serde_json::Value>,
 }
 
 /// One choice of a reply that asked for several (`reply.choices`).
@@ -175,6 +221,11 @@ pub struct ReplyChoice {
     #[napi(ts_type = "ChatCompletionLogprobs")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<RawJson>,
+    /// This choice's text parsed as JSON: present only when `responseFormat` asked for JSON
+    /// (every choice must parse, or the call rejects).
+    #[napi(ts_type = "unknown")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parsed: Option<serde_json::Value>,
 }
 
 impl From<CompletionChoice> for ReplyChoice {
@@ -186,6 +237,7 @@ impl From<CompletionChoice> for ReplyChoice {
             tool_calls: (!c.tool_calls.is_empty()).then_some(c.tool_calls),
             refusal: c.refusal,
             logprobs: c.logprobs,
+            parsed: c.parsed,
         }
     }
 }
@@ -257,6 +309,16 @@ impl From<ChatReply> for ChatMessage {
                     completion_tokens: s.completion_tokens,
                     total_tokens: s.total_tokens,
                 }),
+                prompt_tokens_details: r.usage.prompt_tokens_details.map(|d| PromptTokensDetails {
+                    cached_tokens: d.cached_tokens,
+                    audio_tokens: d.audio_tokens,
+                }),
+                completion_tokens_details: r.usage.completion_tokens_details.map(|d| CompletionTokensDetails {
+                    reasoning_tokens: d.reasoning_tokens,
+                    audio_tokens: d.audio_tokens,
+                    accepted_prediction_tokens: d.accepted_prediction_tokens,
+                    rejected_prediction_tokens: d.rejected_prediction_tokens,
+                }),
             },
             finish_reason: r.finish_reason,
             request_id: r.request_id,
@@ -266,6 +328,7 @@ impl From<ChatReply> for ChatMessage {
             refusal: r.refusal,
             logprobs: r.logprobs,
             choices: (!r.choices.is_empty()).then(|| r.choices.into_iter().map(ReplyChoice::from).collect()),
+            parsed: r.parsed,
         }
     }
 }

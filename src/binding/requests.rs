@@ -32,6 +32,7 @@ use crate::core::config::{ClientOptions, ProxySetting, Setting};
 use crate::core::content::{self, ContentPart};
 use crate::core::limits::RateLimitConfig;
 use crate::core::messages::OwnMessages;
+use crate::core::structured::{check_reasoning_effort, check_response_format};
 use crate::core::time::timeout_from_ms;
 use crate::core::tools::{check_tool_choice, check_tools, read_tool_messages, read_tool_results, ToolResult};
 use serde_json::{Map, Value};
@@ -175,6 +176,16 @@ pub struct ChatGPTAPIOptions {
     /// @default the HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY environment variables
     #[napi(ts_type = "string | false | null")]
     pub proxy: Option<serde_json::Value>,
+    /// Structured output for every request, sent as `response_format` (a call's own replaces it):
+    /// `{ type: 'json_object' }` or `{ type: 'json_schema', json_schema: { name, schema, strict } }`
+    /// makes every reply's text one JSON document, which `reply.parsed` holds; `{ type: 'text' }`
+    /// is the default. Same as `completionParams.response_format`.
+    #[napi(ts_type = "ResponseFormat")]
+    pub response_format: Option<serde_json::Value>,
+    /// How long a reasoning model thinks, sent as `reasoning_effort`: `'minimal'`, `'low'`,
+    /// `'medium'` or `'high'`. Same as `completionParams.reasoning_effort`.
+    #[napi(ts_type = "ReasoningEffort")]
+    pub reasoning_effort: Option<String>,
 }
 
 impl ChatGPTAPIOptions {
@@ -212,6 +223,8 @@ impl ChatGPTAPIOptions {
         "azure",
         "ca",
         "proxy",
+        "responseFormat",
+        "reasoningEffort",
     ];
 }
 
@@ -275,6 +288,17 @@ pub struct SendMessageOptions {
     /// `tool` messages after that reply; `text` may then be `''` (no user message is sent).
     #[napi(ts_type = "Array<ToolResult>")]
     pub tool_results: Option<serde_json::Value>,
+    /// Structured output, sent as `response_format` (replacing the instance's): with
+    /// `{ type: 'json_object' }` or `{ type: 'json_schema', json_schema: { name, schema, strict } }`
+    /// the reply's text is parsed (once complete) into `reply.parsed`; a reply that is not JSON
+    /// rejects with `ERR_CHATGPT_OUTPUT_PARSE`, one cut by the token limit with
+    /// `ERR_CHATGPT_OUTPUT_LENGTH`, a refusal with `ERR_CHATGPT_REFUSAL` (none is cached or stored).
+    #[napi(ts_type = "ResponseFormat")]
+    pub response_format: Option<serde_json::Value>,
+    /// How long a reasoning model thinks, sent as `reasoning_effort`: `'minimal'`, `'low'`,
+    /// `'medium'` or `'high'`.
+    #[napi(ts_type = "ReasoningEffort")]
+    pub reasoning_effort: Option<String>,
 }
 
 impl SendMessageOptions {
@@ -296,6 +320,8 @@ impl SendMessageOptions {
         "tools",
         "toolChoice",
         "toolResults",
+        "responseFormat",
+        "reasoningEffort",
     ];
 }
 
@@ -528,7 +554,7 @@ pub fn read_client_options(o: &Opts) -> Result<ClientOptions> {
         api_key: o.secret_string("apiKey")?,
         api_base_url: o.string("apiBaseUrl")?,
         api_org: o.string("apiOrg")?,
-        completion_params: with_tool_options(o, o.json_object("completionParams")?)?,
+        completion_params: with_output_options(o, with_tool_options(o, o.json_object("completionParams")?)?)?,
         system_message: o.string("systemMessage")?,
         max_model_tokens: o.positive_u32("maxModelTokens")?,
         max_response_tokens: o.positive_u32("maxResponseTokens")?,
@@ -711,7 +737,7 @@ fn read_send_request(env: &Env, o: &Opts, prompt: Prompt) -> Result<SendRequest>
         parts,
         messages,
         system_message: o.string("systemMessage")?,
-        completion_params: with_tool_options(o, o.json_object("completionParams")?)?,
+        completion_params: with_output_options(o, with_tool_options(o, o.json_object("completionParams")?)?)?,
         // Resolved here, not in core: the onProgress relay needs it as `parentMessageId`.
         message_id: match o.string("messageId")? {
             Some(id) => Some(id),
@@ -763,6 +789,35 @@ fn with_tool_options(o: &Opts, params: Option<Map<String, Value>>) -> Result<Opt
     if let Some(choice) = tool_choice {
         check_tool_choice(&choice, &o.option_name("toolChoice")).map_err(fail)?;
         params.insert("tool_choice".into(), choice);
+    }
+    Ok(Some(params))
+}
+
+/// `params` with the `responseFormat` and `reasoningEffort` options of `o` written in as
+/// `response_format` / `reasoning_effort` (over any there), each checked. `completionParams`'
+/// `response_format` is checked too (a reply is read by it); its `reasoning_effort` is sent as
+/// given, so levels a server adds later can be used before this package knows them.
+fn with_output_options(o: &Opts, params: Option<Map<String, Value>>) -> Result<Option<Map<String, Value>>> {
+    let fail = |e: crate::core::error::ChatError| o.invalid(e.message.clone());
+    let format = o.json("responseFormat")?;
+    let effort = o.string("reasoningEffort")?.map(Value::String);
+    if let Some(params) = &params {
+        let name = o.option_name("completionParams");
+        if let Some(given) = params.get("response_format").filter(|_| format.is_none()) {
+            check_response_format(given, &format!("{name}.response_format")).map_err(fail)?;
+        }
+    }
+    if format.is_none() && effort.is_none() {
+        return Ok(params);
+    }
+    let mut params = params.unwrap_or_default();
+    if let Some(format) = format {
+        check_response_format(&format, &o.option_name("responseFormat")).map_err(fail)?;
+        params.insert("response_format".into(), format);
+    }
+    if let Some(effort) = effort {
+        check_reasoning_effort(&effort, &o.option_name("reasoningEffort")).map_err(fail)?;
+        params.insert("reasoning_effort".into(), effort);
     }
     Ok(Some(params))
 }

@@ -1,6 +1,7 @@
 //! Response cache and in-flight coalescing.
 //!
-//! **Cache.** Complete answers (one choice, `finish_reason` `stop` or `length`) are kept in a
+//! **Cache.** Complete answers (one choice, `finish_reason` `stop` or `length`; for a request whose
+//! `response_format` asks for JSON, only one that is JSON, neither cut nor refused) are kept in a
 //! quick_cache weighted by bytes, keyed by a 128-bit xxh3 hash of the canonical request actually
 //! sent: the base URL, the full messages array after history building, and every body parameter
 //! except `stream`, `stream_options` and `user` (they do not change the answer). The API key is
@@ -35,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::chat::{AddedMax, CompletionChoice, Params, PromptMessage, RawJson, ToolCall, Usage};
 use super::error::ChatError;
+use super::structured::ChoiceOutput;
 
 /// Cache settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +78,20 @@ pub struct CachedCompletion {
 }
 
 impl CachedCompletion {
+    /// What [`parse_output`](super::structured::parse_output) reads of the answer: each choice
+    /// (the only one's, or every one of an answer with several).
+    pub fn outputs(&self) -> Vec<ChoiceOutput<'_>> {
+        if !self.all_choices.is_empty() {
+            return self.all_choices.iter().map(CompletionChoice::output).collect();
+        }
+        vec![ChoiceOutput {
+            text: &self.text,
+            finish_reason: self.finish_reason.as_deref(),
+            refusal: self.refusal.as_deref(),
+            tool_calls: !self.tool_calls.is_empty(),
+        }]
+    }
+
     /// The original deltas, in order (the whole text as one when the answer was not streamed).
     pub fn deltas(&self) -> Vec<&str> {
         if self.delta_ends.is_empty() {

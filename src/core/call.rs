@@ -21,6 +21,8 @@ pub struct Outbound {
     /// The number of choices asked for (`n`, 1 when absent): how a stream is folded, and how
     /// many choices the reply carries.
     pub choices: usize,
+    /// What `response_format` asks the reply to be: a JSON reply that is not JSON is not cached.
+    pub output: super::structured::OutputFormat,
 }
 
 /// One call on its way upstream: its request, its bounds, and where its deltas go.

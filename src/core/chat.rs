@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 use super::content::Content;
 use super::error::{error_from_object, ChatError, ErrorCode};
 use super::sse::SseEvent;
+use super::structured::ChoiceOutput;
 use super::surrogates::{decode_string, decode_string_lossy, replace_lone_surrogates};
 use super::tokens::Encoding;
 
@@ -121,6 +122,43 @@ pub struct Usage {
     /// True when counted locally because the server sent none.
     #[serde(skip)]
     pub estimated: bool,
+    /// `prompt_tokens_details` as the server sent it (absent, or of another shape: `None`).
+    #[serde(default, deserialize_with = "lenient_details")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+    /// `completion_tokens_details` as the server sent it (reasoning models' `reasoning_tokens`).
+    #[serde(default, deserialize_with = "lenient_details")]
+    pub completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+/// The breakdown of a response's prompt tokens (`usage.prompt_tokens_details`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub struct PromptTokensDetails {
+    /// Prompt tokens read from OpenAI's prompt cache (billed at a discount).
+    #[serde(default)]
+    pub cached_tokens: Option<u32>,
+    #[serde(default)]
+    pub audio_tokens: Option<u32>,
+}
+
+/// The breakdown of a response's completion tokens (`usage.completion_tokens_details`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub struct CompletionTokensDetails {
+    /// Tokens a reasoning model spent thinking (billed, but not in the reply's text).
+    #[serde(default)]
+    pub reasoning_tokens: Option<u32>,
+    #[serde(default)]
+    pub audio_tokens: Option<u32>,
+    #[serde(default)]
+    pub accepted_prediction_tokens: Option<u32>,
+    #[serde(default)]
+    pub rejected_prediction_tokens: Option<u32>,
+}
+
+/// A details object of `usage`, or `None` when it is absent, `null` or not of its shape: a
+/// server's odd breakdown must not cost the reply its token counts.
+fn lenient_details<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
+    let value = Value::deserialize(d)?;
+    Ok(serde_json::from_value(value).ok())
 }
 
 /// Completion parameters, with the serialisations every request needs made once: a client's
@@ -382,6 +420,21 @@ pub struct CompletionChoice {
     pub refusal: Option<String>,
     /// openai's `ChoiceLogprobs` (`{ content, refusal }`), when the server sent it.
     pub logprobs: Option<RawJson>,
+    /// Its text's JSON value, when `response_format` asked for JSON (set by the client once the
+    /// whole reply passed [`parse_output`](super::structured::parse_output)).
+    pub parsed: Option<Value>,
+}
+
+impl CompletionChoice {
+    /// What [`parse_output`](super::structured::parse_output) reads of this choice.
+    pub fn output(&self) -> ChoiceOutput<'_> {
+        ChoiceOutput {
+            text: &self.text,
+            finish_reason: self.finish_reason.as_deref(),
+            refusal: self.refusal.as_deref(),
+            tool_calls: !self.tool_calls.is_empty(),
+        }
+    }
 }
 
 /// Most choices one request may ask for (`n`): the per-choice state of a reply is bounded by it.
@@ -415,6 +468,7 @@ impl Completion {
                 tool_calls: self.tool_calls.clone(),
                 refusal: self.refusal.clone(),
                 logprobs: self.logprobs.clone(),
+                parsed: None,
             });
         }
         self
@@ -544,6 +598,7 @@ impl Choice {
                 .unwrap_or_default(),
             refusal: message.refusal.0,
             logprobs: self.logprobs.as_deref().map(RawJson::from_raw),
+            parsed: None,
         }
     }
 }
@@ -1065,6 +1120,7 @@ impl ChoiceState {
             tool_calls: finished_tool_calls(self.tool_calls),
             refusal: self.refusal,
             logprobs: self.logprobs.map(StreamedLogprobs::into_json),
+            parsed: None,
         }
     }
 }
@@ -1893,6 +1949,68 @@ mod tests {
         assert_eq!(requested_choices(&params(Value::from(3))), 3);
         assert_eq!(requested_choices(&params(Value::from(100_000))), MAX_CHOICES);
         assert_eq!(requested_choices(&params(Value::from(0))), 1);
+    }
+
+    #[test]
+    fn complete_responses_carry_their_refusal() {
+        let body = br#"{"choices":[{"message":{"role":"assistant","content":null,"refusal":"I can't."},"finish_reason":"stop"}]}"#;
+        let c = parse_completion(body).unwrap();
+        assert_eq!((c.text.as_str(), c.refusal.as_deref()), ("", Some("I can't.")));
+        let c = parse_completion(br#"{"choices":[{"message":{"content":"x","refusal":null}}]}"#).unwrap();
+        assert_eq!(c.refusal, None);
+        let c = parse_completion(br#"{"choices":[{"message":{"content":"x","refusal":{"a":1}}}]}"#).unwrap();
+        assert_eq!(c.refusal, None, "a refusal of another type reads as none");
+    }
+
+    #[test]
+    fn usage_keeps_its_token_details_streamed_and_not() {
+        let usage = r#"{"prompt_tokens":30,"completion_tokens":200,"total_tokens":230,"prompt_tokens_details":{"cached_tokens":16},"completion_tokens_details":{"reasoning_tokens":192,"audio_tokens":0}}"#;
+        let expected = Usage {
+            prompt_tokens: 30,
+            completion_tokens: 200,
+            total_tokens: 230,
+            estimated: false,
+            prompt_tokens_details: Some(PromptTokensDetails {
+                cached_tokens: Some(16),
+                audio_tokens: None,
+            }),
+            completion_tokens_details: Some(CompletionTokensDetails {
+                reasoning_tokens: Some(192),
+                audio_tokens: Some(0),
+                ..CompletionTokensDetails::default()
+            }),
+        };
+        let body = format!(r#"{{"choices":[{{"message":{{"content":"x"}}}}],"usage":{usage}}}"#);
+        assert_eq!(parse_completion(body.as_bytes()).unwrap().usage, Some(expected));
+        let mut s = StreamState::default();
+        s.on_event(&ev(
+            r#"{"choices":[{"index":0,"delta":{"content":"x"},"finish_reason":"stop"}]}"#,
+        ))
+        .unwrap();
+        s.on_event(&ev(&format!(r#"{{"choices":[],"usage":{usage}}}"#)))
+            .unwrap();
+        assert_eq!(s.finish().unwrap().usage, Some(expected));
+    }
+
+    #[test]
+    fn odd_token_details_cost_the_usage_nothing() {
+        for details in [
+            r#"null"#,
+            r#""x""#,
+            r#"{"reasoning_tokens":"many","cached_tokens":"many"}"#,
+            r#"{"reasoning_tokens":-1,"cached_tokens":-1}"#,
+        ] {
+            let body = format!(
+                r#"{{"choices":[{{"message":{{"content":"x"}}}}],"usage":{{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3,"completion_tokens_details":{details},"prompt_tokens_details":{details}}}}}"#
+            );
+            let usage = parse_completion(body.as_bytes()).unwrap().usage.expect(details);
+            assert_eq!(
+                (usage.total_tokens, usage.completion_tokens_details),
+                (3, None),
+                "{details}"
+            );
+            assert_eq!(usage.prompt_tokens_details, None);
+        }
     }
 
     #[test]

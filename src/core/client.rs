@@ -42,6 +42,7 @@ use super::redact::Redactor;
 use super::retry::{decide, Decision};
 use super::stream::{read_stream, Delivery, ProgressIds};
 pub use super::stream::{DeltaSink, Progress};
+use super::structured::{parse_output, ChoiceOutput, OutputFormat};
 use super::time::instant_after;
 use super::tokens::Encoding;
 use super::transport::{read_capped, Transport};
@@ -421,6 +422,7 @@ impl ChatClient {
                 estimate: prompt.prompt_tokens.saturating_add(reply_cap),
                 headers: req.headers.clone(),
                 choices,
+                output: OutputFormat::of(&params),
             },
             bounds: &bounds,
             delivery: Delivery::new(
@@ -446,8 +448,26 @@ impl ChatClient {
                 bounds.wait(log.log(entry).map(Ok)).await?;
             }
         }
+        let received = outcome?;
+        // A JSON reply that is not JSON (cut, refused, malformed) rejects, and nothing is stored.
+        let parsed = match read_output(&params, &received) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                // The model answered, and what it used is billed: counted though the call rejects
+                // (once, by the call that sent the request).
+                if let (false, Some(usage)) = (received.cached, received.completion.usage) {
+                    self.metrics.record_usage(
+                        u64::from(usage.prompt_tokens),
+                        u64::from(usage.completion_tokens),
+                        u64::from(self.cfg.max_model_tokens),
+                    );
+                }
+                return Err(e);
+            }
+        };
         let stores = req.messages.is_none();
-        let (reply, messages) = settle(req, encoding, &prompt, ids, outcome?).into_stored();
+        let (mut reply, messages) = settle(req, encoding, &prompt, ids, received).into_stored();
+        parsed.apply_to(&mut reply);
         // Store the messages (awaited, as `chatgpt` v5 does) so the reply's id can be the next
         // call's parentMessageId. A caller's own messages are not stored.
         if !stores {
@@ -488,6 +508,7 @@ impl ChatClient {
         Metrics::inc(&self.metrics.calls_started);
         Metrics::inc(&self.metrics.cache_hits);
         let PreparedRequest {
+            params,
             encoding,
             prompt,
             message_id,
@@ -501,8 +522,11 @@ impl ChatClient {
             attempts: 0,
             cached: true,
         };
+        // Only answers `response_format` accepts are cached; the async path reports any other.
+        let parsed = read_output(&params, &received).ok()?;
         let stores = req.messages.is_none();
-        let (reply, messages) = settle(req.clone(), encoding, &prompt, ids, received).into_stored();
+        let (mut reply, messages) = settle(req.clone(), encoding, &prompt, ids, received).into_stored();
+        parsed.apply_to(&mut reply);
         if stores {
             for message in messages {
                 store.insert(message);
@@ -723,6 +747,60 @@ impl Upstream for ChatClient {
     fn idle_timeout(&self) -> Duration {
         self.cfg.idle_timeout
     }
+}
+
+/// The JSON values of a reply whose `response_format` asked for JSON: the first choice's, and
+/// with several choices each one's.
+#[derive(Debug, Default)]
+struct ParsedOutput {
+    first: Option<Value>,
+    choices: Vec<Option<Value>>,
+}
+
+impl ParsedOutput {
+    /// Sets `reply.parsed` and each of its choices' `parsed`.
+    fn apply_to(self, reply: &mut ChatReply) {
+        reply.parsed = self.first;
+        for (choice, parsed) in reply.choices.iter_mut().zip(self.choices) {
+            choice.parsed = parsed;
+        }
+    }
+}
+
+/// The values of a reply whose `response_format` asked for JSON (none for a text reply, or a
+/// choice that only called tools), or the error it rejects with: the model's answer, not a
+/// transport fault, so it is never retried. With several choices, every choice must pass (as
+/// openai-node's `parse` requires of each); the first that fails is the error.
+fn read_output(params: &Params, received: &Received) -> Result<ParsedOutput, ChatError> {
+    if OutputFormat::of(params) == OutputFormat::Text {
+        return Ok(ParsedOutput::default());
+    }
+    let fail = |e: ChatError| {
+        e.with_attempts(received.attempts)
+            .with_request_id(received.request_id.as_deref())
+    };
+    let completion = &received.completion;
+    if !completion.all_choices.is_empty() {
+        let choices = completion
+            .all_choices
+            .iter()
+            .map(|c| parse_output(c.output()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(fail)?;
+        let first = choices.first().cloned().flatten();
+        return Ok(ParsedOutput { first, choices });
+    }
+    let choice = ChoiceOutput {
+        text: &completion.text,
+        finish_reason: completion.finish_reason.as_deref(),
+        refusal: completion.refusal.as_deref(),
+        tool_calls: !completion.tool_calls.is_empty(),
+    };
+    let first = parse_output(choice).map_err(fail)?;
+    Ok(ParsedOutput {
+        first,
+        choices: Vec::new(),
+    })
 }
 
 /// The ids of a call's user message and reply; a caller's own messages have no user message
@@ -998,10 +1076,52 @@ mod tests {
         assert!(client.try_cached(&request(&text, true)).is_none());
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rejected_json_reply_is_counted_but_neither_cached_nor_stored() {
+        let (sim, client) = simulated_client(SimulatorConfig::default(), Setting::On).await;
+        let mut params = serde_json::Map::new();
+        params.insert("response_format".into(), serde_json::json!({ "type": "json_object" }));
+        // The simulator cuts its answer at `max_tokens` with `finish_reason: 'length'`.
+        params.insert("max_tokens".into(), 1.into());
+        let req = SendRequest {
+            completion_params: Some(params),
+            ..request("json please", true)
+        };
+        let cancel = CancellationToken::new();
+        for _ in 0..2 {
+            let e = client.send(req.clone(), None, &cancel).await.unwrap_err();
+            assert_eq!((e.code, e.attempts), (ErrorCode::OutputLength, Some(1)));
+            assert!(e.text.is_some());
+        }
+        assert_eq!(sim.stats().chat_requests, 2, "the second call asked again");
+        assert_eq!(client.stats().cache_entries, 0);
+        assert!(client.try_cached(&req).is_none());
+        assert_eq!(
+            client.builtin_store.as_ref().map(|s| s.len()),
+            Some(0),
+            "nothing stored"
+        );
+        let m = client.stats().metrics;
+        assert_eq!(m.completion_tokens, 2, "both billed answers are counted");
+        assert!(m.prompt_tokens > 0);
+        assert_eq!(m.failed_by_code, vec![(ErrorCode::OutputLength, 2)]);
+    }
+
     #[test]
     fn reasoning_models_use_max_completion_tokens() {
         assert!(uses_max_completion_tokens("gpt-5-mini"));
         assert!(uses_max_completion_tokens("o3"));
+        for model in [
+            "o1",
+            "o1-mini",
+            "o3-mini",
+            "o4-mini",
+            "gpt-5",
+            "gpt-5.1",
+            "openai/o4-mini",
+        ] {
+            assert!(uses_max_completion_tokens(model), "{model}");
+        }
         assert!(!uses_max_completion_tokens("gpt-4.1-mini"));
         assert!(!uses_max_completion_tokens("llama-3"));
     }

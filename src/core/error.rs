@@ -61,6 +61,13 @@ pub enum ErrorCode {
     /// A bug in this package ended the call (a Rust panic, caught at the task boundary), or the
     /// runtime dropped the call while shutting down. The process is unaffected.
     Internal,
+    /// `responseFormat` asked for JSON and the reply is not JSON (the error carries `text`).
+    OutputParse,
+    /// `responseFormat` asked for JSON and the reply was cut by the token limit
+    /// (`finish_reason: 'length'`; the error carries `text`).
+    OutputLength,
+    /// `responseFormat` asked for JSON and the model refused (the error carries `refusal`).
+    Refusal,
 }
 
 impl ErrorCode {
@@ -87,6 +94,9 @@ impl ErrorCode {
             ErrorCode::CircuitOpen => "ERR_CHATGPT_CIRCUIT_OPEN",
             ErrorCode::NoKeyAvailable => "ERR_CHATGPT_NO_KEY_AVAILABLE",
             ErrorCode::Internal => "ERR_CHATGPT_INTERNAL",
+            ErrorCode::OutputParse => "ERR_CHATGPT_OUTPUT_PARSE",
+            ErrorCode::OutputLength => "ERR_CHATGPT_OUTPUT_LENGTH",
+            ErrorCode::Refusal => "ERR_CHATGPT_REFUSAL",
         }
     }
 }
@@ -135,6 +145,10 @@ pub struct ErrorInfo {
     pub thrown: Option<Thrown>,
     /// The failure behind this one: for `StreamInterrupted`, what ended the stream.
     pub cause: Option<ChatError>,
+    /// For `OutputParse` and `OutputLength`: the reply's whole text.
+    pub text: Option<String>,
+    /// For `Refusal`: the model's refusal message.
+    pub refusal: Option<String>,
 }
 
 /// A value a caller's code failed with, carried as the error's `cause`. Opaque here: the binding
@@ -175,6 +189,8 @@ impl ChatError {
             attempts: None,
             thrown: None,
             cause: None,
+            text: None,
+            refusal: None,
         })
     }
 

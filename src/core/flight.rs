@@ -24,6 +24,7 @@ use super::chat::Completion;
 use super::error::{ChatError, ErrorCode};
 use super::metrics::Metrics;
 use super::stream::{Delivery, DeltaEvent, DeltaSink, Progress, ProgressIds};
+use super::structured::{parse_output, OutputFormat};
 
 /// What a flight needs from the client that owns it: a way to run a call's attempts upstream.
 pub trait Upstream: Send + Sync + 'static {
@@ -227,6 +228,7 @@ impl Sharing {
                 }
             }
             let stream = request.stream;
+            let output = request.output;
             let run = async {
                 let bounds = CallBounds::new(
                     Deadline::Shared(&flight),
@@ -278,7 +280,11 @@ impl Sharing {
                             .iter()
                             .all(|c| is_cacheable(c.finish_reason.as_deref(), 1))
                     };
-                    if cacheable {
+                    // A reply `response_format` rejects (not JSON, cut, refused) is no answer to
+                    // keep: each waiter rejects with it, and the next call asks again.
+                    let rejected =
+                        output == OutputFormat::Json && stored.outputs().into_iter().any(|c| parse_output(c).is_err());
+                    if !rejected && cacheable {
                         sharing.cache.insert(keys.cache, stored.clone());
                     }
                     FlightResult {
@@ -445,6 +451,7 @@ mod tests {
                         estimate: 1,
                         headers: None,
                         choices: 1,
+                        output: OutputFormat::Text,
                     },
                     bounds,
                     delivery: Delivery::new(&mut sink, ids),

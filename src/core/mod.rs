@@ -24,6 +24,7 @@ pub mod redact;
 pub mod retry;
 pub mod sse;
 pub mod stream;
+pub mod structured;
 pub mod surrogates;
 pub mod time;
 pub mod tokens;

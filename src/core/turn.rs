@@ -88,6 +88,9 @@ pub struct ChatReply {
     /// Every choice, when the request asked for several (`n > 1`); empty otherwise. The fields
     /// above are the first choice's.
     pub choices: Vec<CompletionChoice>,
+    /// The JSON value of the reply's text, when the request's `response_format` asked for JSON
+    /// (`None` otherwise); set by the client once the reply passed [`parse_output`](super::structured::parse_output).
+    pub parsed: Option<Value>,
 }
 
 /// A reply and the messages a call stores: its tool results, the user's message (none when a
@@ -175,6 +178,7 @@ pub fn settle(
             completion_tokens,
             total_tokens: prompt_tokens.saturating_add(completion_tokens),
             estimated: true,
+            ..Usage::default()
         }
     });
     if req.stream && completion.usage.is_none() {
@@ -212,6 +216,7 @@ pub fn settle(
         refusal: completion.refusal,
         logprobs: completion.logprobs,
         choices: completion.all_choices,
+        parsed: None,
     };
     // Tool results are chained after the reply they answer, in order; the user message (if any)
     // follows them. Without text or parts the last result takes the user message's id, which the
@@ -508,6 +513,7 @@ mod tests {
             completion_tokens: 5,
             total_tokens: 17,
             estimated: false,
+            ..Usage::default()
         };
         let hit = settled(Some(original), true);
         assert!(hit.cached);
