@@ -52,7 +52,8 @@ export declare class ChatGPTAPI {
   get model(): string
   /**
    * A snapshot of this client's metrics: calls, failures by code, retries, 429s, cache,
-   * coalescing, latency and time-to-first-token percentiles, tokens, breaker and keys.
+   * coalescing, latency and time-to-first-token percentiles, tokens, breaker, keys and Redis
+   * coordination.
    */
   metrics(): ChatMetrics
   /** The same metrics in Prometheus text exposition format (serve it at `/metrics`). */
@@ -377,6 +378,16 @@ export interface ChatGPTAPIOptions {
    * `'medium'` or `'high'`. Same as `completionParams.reasoning_effort`.
    */
   reasoningEffort?: ReasoningEffort
+  /**
+   * Share `rateLimit` with every process that points at the same Redis (and `keyPrefix`):
+   * the request and token buckets per key and model, the pause after a 429 and what
+   * `x-ratelimit-*` headers say live in Redis, updated atomically by server-side scripts.
+   * When Redis fails or is slower than `operationTimeoutMs`, calls use `localShare` of the
+   * limits in-process (one warning, `metrics().coordination.mode` is `'local'`) until it
+   * answers again. The URL's password never appears in messages or metrics.
+   * @default none (limits are per process)
+   */
+  coordination?: CoordinationOptions
 }
 
 /** The history sent with a prompt. */
@@ -433,6 +444,8 @@ export interface ChatMetrics {
   keyCoolDowns: number
   keysDisabled: number
   keys: Array<KeyMetrics>
+  /** Redis use, with the `coordination` option (absent without it). */
+  coordination?: CoordinationMetrics
 }
 
 /**
@@ -587,6 +600,27 @@ export interface CompletionTokensDetails {
   rejectedPredictionTokens?: number
 }
 
+/** How a client with `coordination` is using Redis. */
+export interface CoordinationMetrics {
+  /**
+   * `'shared'` while rate limits are shared through Redis, `'local'` after an operation
+   * failed or was slow, until one succeeds again.
+   */
+  mode: 'shared' | 'local'
+  /** Redis operations started (one reservation per attempt, plus reconciling and learning). */
+  operations: number
+  /** Operations that failed or outlasted `operationTimeoutMs`. */
+  redisErrors: number
+  /** Attempts admitted by the local limits because Redis was unavailable. */
+  fallbacks: number
+}
+
+/** `coordination` of `new ChatGPTAPI(options)`: where the shared budgets live. */
+export interface CoordinationOptions {
+  /** `'redis://[user:password@]host:port[/db]'` (`rediss://` for TLS), or an object to tune it. */
+  redis: string | RedisCoordinationOptions
+}
+
 /**
  * A chat message to count, in the request body's shape (openai-node's
  * `ChatCompletionMessageParam`). The messages `buildMessages` returns (`toolCalls`,
@@ -729,6 +763,30 @@ export interface RateLimitOptions {
   requestsPerMinute?: number
   /** Tokens per minute: each request reserves its prompt tokens plus `max_tokens`. */
   tokensPerMinute?: number
+}
+
+/** `coordination.redis` as an object. */
+export interface RedisCoordinationOptions {
+  /** `'redis://[user:password@]host:port[/db]'`, or `rediss://` for TLS. */
+  url: string
+  /**
+   * Start of every Redis key: processes share when their Redis and prefix are the same.
+   * @default 'chatgpt-native'
+   */
+  keyPrefix?: string
+  /**
+   * Budget of one Redis operation, in milliseconds (1 to 10000); a slower or failed one
+   * makes the call fall back to the local limits.
+   * @default 50
+   */
+  operationTimeoutMs?: number
+  /**
+   * Share of `rateLimit` each process uses on its own while Redis is unavailable, greater
+   * than 0 and at most 1: `1 / processes` never exceeds the budget, 1 keeps each process
+   * at the full budget.
+   * @default 0.5
+   */
+  localShare?: number
 }
 
 /** One choice of a reply that asked for several (`reply.choices`). */

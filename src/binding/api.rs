@@ -17,7 +17,7 @@ use super::debug::JsDebugLog;
 use super::errors::{invalid_arg, promise_or_rejection, to_napi_error, type_error};
 use super::message::{history, message_to_js, serialize_message, BuiltMessages, PromptMessageJs};
 use super::metrics::ChatMetrics;
-use super::options::{describe, Opts};
+use super::options::{describe, emit_warning, Opts};
 use super::progress::{deadline_after, ProgressSink};
 use super::requests::{read_call, read_client_options, read_inputs, read_messages_call, SEND_MANY_OPTIONS};
 use super::settle;
@@ -40,6 +40,10 @@ fn resolved_promise<'env, T: ToNapiValue>(env: &'env Env, value: T) -> Result<Pr
         Ok(PromiseRaw::new(raw_env, promise))
     }
 }
+
+/// The `code` of the process warning emitted once when shared rate limits fall back to local
+/// ones (Redis failed or was slower than `coordination.redis.operationTimeoutMs`).
+pub const COORDINATION_FALLBACK_WARNING: &str = "CHATGPT_NATIVE_COORDINATION_FALLBACK";
 
 /// Client for OpenAI-compatible chat-completions APIs; a drop-in for `chatgpt`'s `ChatGPTAPI`.
 #[napi(js_name = "ChatGPTAPI")]
@@ -201,10 +205,15 @@ impl ChatGPTAPI {
     }
 
     /// A snapshot of this client's metrics: calls, failures by code, retries, 429s, cache,
-    /// coalescing, latency and time-to-first-token percentiles, tokens, breaker and keys.
+    /// coalescing, latency and time-to-first-token percentiles, tokens, breaker, keys and Redis
+    /// coordination.
     #[napi]
-    pub fn metrics(&self) -> ChatMetrics {
-        self.client().stats().into()
+    pub fn metrics(&self, env: Env) -> ChatMetrics {
+        let client = self.client();
+        if let Some(message) = client.take_coordination_warning() {
+            emit_warning(&env, message, COORDINATION_FALLBACK_WARNING);
+        }
+        client.stats().into()
     }
 
     /// The same metrics in Prometheus text exposition format (serve it at `/metrics`).
@@ -466,11 +475,15 @@ impl ChatGPTAPI {
                 None => result,
             };
             let callback_error = sink.as_ref().and_then(ProgressSink::take_error);
+            let warning = client.take_coordination_warning();
             // Serialised here, off the JavaScript thread; one JSON.parse there builds the object
             // far faster than setting each property through napi.
-            (result.map(serialize_message), callback_error)
+            (result.map(serialize_message), callback_error, warning)
         };
-        settle::spawn(env, fut, move |env, (result, callback_error)| {
+        settle::spawn(env, fut, move |env, (result, callback_error, warning)| {
+            if let Some(message) = warning {
+                emit_warning(env, message, COORDINATION_FALLBACK_WARNING);
+            }
             after_callbacks(env, abort, callback_error)?;
             match result {
                 Ok(json) => message_to_js(env, &json),

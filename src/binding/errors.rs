@@ -69,6 +69,8 @@ fn scrubbed_js_error<'env>(env: &'env Env, scrubbed: &ChatError) -> Result<Unkno
         cause,
         text: reply_text,
         refusal,
+        // Internal: what admission gives back, not something JavaScript sees.
+        not_sent: _,
     } = info;
     fn text(v: &Option<String>) -> Option<FieldValue<'_>> {
         v.as_deref().map(FieldValue::Text)

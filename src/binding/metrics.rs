@@ -43,6 +43,21 @@ pub struct KeyMetrics {
     pub cool_downs: f64,
 }
 
+/// How a client with `coordination` is using Redis.
+#[napi(object)]
+pub struct CoordinationMetrics {
+    /// `'shared'` while rate limits are shared through Redis, `'local'` after an operation
+    /// failed or was slow, until one succeeds again.
+    #[napi(ts_type = "'shared' | 'local'")]
+    pub mode: String,
+    /// Redis operations started (one reservation per attempt, plus reconciling and learning).
+    pub operations: f64,
+    /// Operations that failed or outlasted `operationTimeoutMs`.
+    pub redis_errors: f64,
+    /// Attempts admitted by the local limits because Redis was unavailable.
+    pub fallbacks: f64,
+}
+
 /// A snapshot of a client's metrics (`api.metrics()`).
 #[napi(object)]
 pub struct ChatMetrics {
@@ -83,11 +98,19 @@ pub struct ChatMetrics {
     pub key_cool_downs: f64,
     pub keys_disabled: f64,
     pub keys: Vec<KeyMetrics>,
+    /// Redis use, with the `coordination` option (absent without it).
+    pub coordination: Option<CoordinationMetrics>,
 }
 
 impl From<ClientStats> for ChatMetrics {
     fn from(s: ClientStats) -> Self {
         let m = s.metrics;
+        let coordination = s.coordination.map(|c| CoordinationMetrics {
+            mode: c.mode.as_str().to_owned(),
+            operations: c.operations as f64,
+            redis_errors: c.redis_errors as f64,
+            fallbacks: c.fallbacks as f64,
+        });
         ChatMetrics {
             calls_started: m.calls_started as f64,
             calls_succeeded: m.calls_succeeded as f64,
@@ -130,6 +153,7 @@ impl From<ClientStats> for ChatMetrics {
                     cool_downs: k.cool_downs as f64,
                 })
                 .collect(),
+            coordination,
         }
     }
 }

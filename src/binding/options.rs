@@ -50,12 +50,18 @@ fn warn_ignored(env: &Env, option: &IgnoredOption) {
         }
         warned.push(option.name);
     }
+    let message = format!("`{}` is ignored by chatgpt-native: {}", option.name, option.why);
+    emit_warning(env, message, UNSUPPORTED_OPTION_WARNING);
+}
+
+/// `process.emitWarning(message, { code })`. Best effort: a failure to warn (no `process`, a
+/// patched `emitWarning` that throws) is swallowed.
+pub fn emit_warning(env: &Env, message: String, code: &str) {
     let result = (|| -> Result<()> {
         let process: Object = env.get_global()?.get_named_property("process")?;
         let emit: Function<FnArgs<(String, Object)>, Unknown> = process.get_named_property("emitWarning")?;
         let mut options = Object::new(env)?;
-        options.set("code", UNSUPPORTED_OPTION_WARNING)?;
-        let message = format!("`{}` is ignored by chatgpt-native: {}", option.name, option.why);
+        options.set("code", code)?;
         emit.apply(process, FnArgs::from((message, options)))?;
         Ok(())
     })();
@@ -325,6 +331,17 @@ impl<'a> Opts<'a> {
             Some(v) if v.get_type()? == ValueType::Number => Ok(Some((unsafe { v.cast::<f64>() }?, v))),
             Some(v) => Err(self.type_error(key, expected, &v)),
         }
+    }
+
+    /// A finite number (any sign; the caller checks the range and names it).
+    pub fn finite_number(&self, key: &str) -> Result<Option<f64>> {
+        let Some((n, v)) = self.number(key, "a finite number")? else {
+            return Ok(None);
+        };
+        if !n.is_finite() {
+            return Err(self.type_error(key, "a finite number", &v));
+        }
+        Ok(Some(n))
     }
 
     /// An integer >= `min` (and <= 2^53). `what` is the phrase used in messages.

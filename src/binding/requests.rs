@@ -186,6 +186,15 @@ pub struct ChatGPTAPIOptions {
     /// `'medium'` or `'high'`. Same as `completionParams.reasoning_effort`.
     #[napi(ts_type = "ReasoningEffort")]
     pub reasoning_effort: Option<String>,
+    /// Share `rateLimit` with every process that points at the same Redis (and `keyPrefix`):
+    /// the request and token buckets per key and model, the pause after a 429 and what
+    /// `x-ratelimit-*` headers say live in Redis, updated atomically by server-side scripts.
+    /// When Redis fails or is slower than `operationTimeoutMs`, calls use `localShare` of the
+    /// limits in-process (one warning, `metrics().coordination.mode` is `'local'`) until it
+    /// answers again. The URL's password never appears in messages or metrics.
+    /// @default none (limits are per process)
+    #[napi(ts_type = "CoordinationOptions")]
+    pub coordination: Option<serde_json::Value>,
 }
 
 impl ChatGPTAPIOptions {
@@ -225,6 +234,7 @@ impl ChatGPTAPIOptions {
         "proxy",
         "responseFormat",
         "reasoningEffort",
+        "coordination",
     ];
 }
 
@@ -461,6 +471,43 @@ pub struct RateLimitOptions {
     pub tokens_per_minute: Option<u32>,
 }
 
+/// `coordination` of `new ChatGPTAPI(options)`: where the shared budgets live.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct CoordinationOptions {
+    /// `'redis://[user:password@]host:port[/db]'` (`rediss://` for TLS), or an object to tune it.
+    #[napi(ts_type = "string | RedisCoordinationOptions")]
+    pub redis: serde_json::Value,
+}
+
+impl CoordinationOptions {
+    /// The names the reader accepts: the fields above, as JavaScript spells them.
+    pub const NAMES: &'static [&'static str] = &["redis"];
+}
+
+/// `coordination.redis` as an object.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct RedisCoordinationOptions {
+    /// `'redis://[user:password@]host:port[/db]'`, or `rediss://` for TLS.
+    pub url: String,
+    /// Start of every Redis key: processes share when their Redis and prefix are the same.
+    /// @default 'chatgpt-native'
+    pub key_prefix: Option<String>,
+    /// Budget of one Redis operation, in milliseconds (1 to 10000); a slower or failed one
+    /// makes the call fall back to the local limits.
+    /// @default 50
+    pub operation_timeout_ms: Option<u32>,
+    /// Share of `rateLimit` each process uses on its own while Redis is unavailable, greater
+    /// than 0 and at most 1: `1 / processes` never exceeds the budget, 1 keeps each process
+    /// at the full budget.
+    /// @default 0.5
+    pub local_share: Option<f64>,
+}
+
+impl RedisCoordinationOptions {
+    /// The names the reader accepts: the fields above, as JavaScript spells them.
+    pub const NAMES: &'static [&'static str] = &["url", "keyPrefix", "operationTimeoutMs", "localShare"];
+}
+
 /// `azure` of `new ChatGPTAPI(options)`: an Azure OpenAI deployment. Give `resource` or `baseUrl`.
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct AzureOptions {
@@ -577,7 +624,43 @@ pub fn read_client_options(o: &Opts) -> Result<ClientOptions> {
         azure: read_azure(o)?,
         ca: read_ca(o)?,
         proxy: read_proxy(o)?,
+        coordination: read_coordination(o)?,
     })
+}
+
+/// `coordination: { redis: url | { url, keyPrefix?, operationTimeoutMs?, localShare? } }`. The
+/// URL is read as a secret (its password is never echoed); core checks it and the ranges.
+fn read_coordination(o: &Opts) -> Result<Option<crate::core::coordination::CoordinationOptions>> {
+    let Some(c) = o.nested("coordination")? else {
+        return Ok(None);
+    };
+    c.allow_only(CoordinationOptions::NAMES, &[])?;
+    let missing = || c.invalid("Expected `coordination.redis` to be a Redis URL or an object with `url`".to_owned());
+    let is_string = match c.raw("redis")? {
+        Some(v) => v.get_type()? == ValueType::String,
+        None => return Err(missing()),
+    };
+    if is_string {
+        return Ok(c
+            .secret_string("redis")?
+            .map(|url| crate::core::coordination::CoordinationOptions {
+                url,
+                ..Default::default()
+            }));
+    }
+    let Some(r) = c.nested("redis")? else {
+        return Err(missing());
+    };
+    r.allow_only(RedisCoordinationOptions::NAMES, &[])?;
+    let Some(url) = r.secret_string("url")? else {
+        return Err(missing());
+    };
+    Ok(Some(crate::core::coordination::CoordinationOptions {
+        url,
+        key_prefix: r.string("keyPrefix")?,
+        operation_timeout_ms: r.non_negative_int("operationTimeoutMs")?,
+        local_share: r.finite_number("localShare")?,
+    }))
 }
 
 /// `azure: { resource?, baseUrl?, deployment, apiVersion }`.
@@ -1023,6 +1106,8 @@ mod tests {
             ("ChatGPTAPIOptions", ChatGPTAPIOptions::NAMES),
             ("SendMessageOptions", SendMessageOptions::NAMES),
             ("RateLimitOptions", RateLimitOptions::NAMES),
+            ("CoordinationOptions", CoordinationOptions::NAMES),
+            ("RedisCoordinationOptions", RedisCoordinationOptions::NAMES),
             ("CircuitBreakerOptions", CircuitBreakerOptions::NAMES),
             ("CacheOptions", CacheOptions::NAMES),
             ("AzureOptions", AzureOptions::NAMES),

@@ -18,10 +18,12 @@ use tokio::time::Instant;
 use super::bounds::CallBounds;
 use super::breaker::{BreakerPermit, CircuitBreaker, Outcome};
 use super::config::{ApiKey, ClientConfig};
+use super::coordination::{Coordinator, SharedBucket, SharedLease, SharedLimiter};
 use super::error::{ChatError, ErrorCode};
 use super::keys::{KeyLease, KeyPool, NoKey};
 use super::limits::{
-    AcquireError, ConcurrencyLimiter, ConcurrencyPermit, RateLease, RateLimitConfig, RateLimitError, RateLimiter,
+    AcquireError, ConcurrencyLimiter, ConcurrencyPermit, RateHeaders, RateLease, RateLimitConfig, RateLimitError,
+    RateLimiter,
 };
 use super::metrics::Metrics;
 
@@ -30,8 +32,19 @@ pub struct Admission {
     concurrency: ConcurrencyLimiter,
     breaker: Option<CircuitBreaker>,
     keys: Arc<KeyPool>,
-    /// One per key: providers limit each key (organisation) separately.
+    /// One per key: providers limit each key (organisation) separately. With `coordination`,
+    /// the fallback used while Redis is unavailable (`localShare` of the budgets); it also
+    /// learns this process's own 429s and headers at once.
     limiters: Vec<RateLimiter>,
+    /// One per key with `coordination` (empty without): the budgets shared through Redis.
+    shared: Vec<SharedLimiter>,
+    coordinator: Option<Arc<Coordinator>>,
+}
+
+/// Capacity taken from a rate limiter for one attempt.
+enum Lease {
+    Local(RateLease),
+    Shared(SharedLease),
 }
 
 /// An attempt let through every gate. Dropping it releases what is still held; the key lease
@@ -44,7 +57,9 @@ pub struct Admitted<'a> {
     lease: KeyLease,
     /// The key's rate limiter and the capacity taken from it.
     limiter: Option<&'a RateLimiter>,
-    rate: Option<RateLease>,
+    /// The shared bucket of the key and model (with `coordination`), which learns too.
+    bucket: Option<SharedBucket>,
+    rate: Option<Lease>,
 }
 
 impl Admission {
@@ -56,12 +71,30 @@ impl Admission {
             requests_per_minute: None,
             tokens_per_minute: None,
         });
+        let coordinator = cfg.coordination.clone().map(|c| Arc::new(Coordinator::new(c)));
+        let (local, shared) = match &coordinator {
+            Some(c) => (
+                limit.scaled(c.config().local_share),
+                cfg.api_keys
+                    .iter()
+                    .map(|key| SharedLimiter::new(Arc::clone(c), key.expose(), limit))
+                    .collect(),
+            ),
+            None => (limit, Vec::new()),
+        };
         Admission {
             concurrency: ConcurrencyLimiter::new(cfg.max_concurrency, cfg.max_queue),
             breaker,
             keys: KeyPool::new(cfg.api_keys.clone()),
-            limiters: cfg.api_keys.iter().map(|_| RateLimiter::new(limit)).collect(),
+            limiters: cfg.api_keys.iter().map(|_| RateLimiter::new(local)).collect(),
+            shared,
+            coordinator,
         }
+    }
+
+    /// The Redis link, with `coordination`.
+    pub fn coordinator(&self) -> Option<&Arc<Coordinator>> {
+        self.coordinator.as_ref()
     }
 
     pub fn concurrency(&self) -> &ConcurrencyLimiter {
@@ -81,9 +114,19 @@ impl Admission {
         self.keys.len() > 1 && self.keys.has_usable()
     }
 
-    /// Pass the four gates for one attempt expected to use about `estimate` tokens (prompt plus
-    /// the reply's cap).
+    /// [`acquire_for`](Self::acquire_for) the configured model.
     pub async fn acquire(&self, bounds: &CallBounds<'_>, estimate: u32) -> Result<Admitted<'_>, ChatError> {
+        self.acquire_for(bounds, estimate, "").await
+    }
+
+    /// Pass the four gates for one attempt to `model` expected to use about `estimate` tokens
+    /// (prompt plus the reply's cap). With `coordination`, the model names the shared bucket.
+    pub async fn acquire_for(
+        &self,
+        bounds: &CallBounds<'_>,
+        estimate: u32,
+        model: &str,
+    ) -> Result<Admitted<'_>, ChatError> {
         let slot = bounds
             .wait(async {
                 self.concurrency
@@ -114,23 +157,33 @@ impl Admission {
         let lease = self.lease_key(bounds).await?;
 
         let limiter = self.limiters.get(lease.index);
-        let rate = match limiter {
-            Some(l) => Some(
-                bounds
+        let (rate, bucket) = match (limiter, self.shared.get(lease.index)) {
+            (Some(l), Some(shared)) => {
+                let bucket = shared.bucket(model);
+                let reserved = bounds
                     .wait(async {
-                        l.acquire_before(estimate, Some(bounds.deadline()))
+                        shared
+                            .acquire(&bucket, estimate, bounds.deadline(), l)
                             .await
                             .map_err(rate_limit_error)
                     })
-                    .await?,
-            ),
-            None => None,
+                    .await?;
+                let rate = match reserved {
+                    Some(lease) => Lease::Shared(lease),
+                    // Redis is unavailable: this process's share of the budget.
+                    None => local_lease(l, bounds, estimate).await?,
+                };
+                (Some(rate), Some(bucket))
+            }
+            (Some(l), None) => (Some(local_lease(l, bounds, estimate).await?), None),
+            (None, _) => (None, None),
         };
         Ok(Admitted {
             slot: Some(slot),
             permit,
             lease,
             limiter,
+            bucket,
             rate,
         })
     }
@@ -168,8 +221,17 @@ impl Admitted<'_> {
 
     /// Let the key's rate limiter learn from a response's `x-ratelimit-*` headers.
     pub fn observe_headers(&self, headers: &http::HeaderMap) {
+        if self.limiter.is_none() && self.bucket.is_none() {
+            return;
+        }
+        let Some(reading) = RateHeaders::read(headers) else {
+            return;
+        };
         if let Some(l) = self.limiter {
-            l.observe_headers(headers);
+            l.observe(&reading);
+        }
+        if let Some(b) = &self.bucket {
+            b.observe(reading);
         }
     }
 
@@ -185,8 +247,10 @@ impl Admitted<'_> {
         if let Some(p) = self.permit.take() {
             p.record(Outcome::Success);
         }
-        if let Some(r) = self.rate.take() {
-            r.settle(tokens);
+        match self.rate.take() {
+            Some(Lease::Local(r)) => r.settle(tokens),
+            Some(Lease::Shared(r)) => r.settle(tokens),
+            None => {}
         }
     }
 
@@ -197,11 +261,21 @@ impl Admitted<'_> {
         if let Some(p) = self.permit.take() {
             p.record(breaker_outcome(e));
         }
+        if e.not_sent {
+            // No connection was made, so the server counted nothing: give the shared budget
+            // back (the in-process lease keeps it, as it always has).
+            if let Some(Lease::Shared(r)) = self.rate.take() {
+                r.credit_back();
+            }
+        }
         let keys = &admission.keys;
         if e.code == ErrorCode::RateLimited {
             Metrics::inc(&metrics.rate_limited_responses);
             if let Some(l) = self.limiter {
                 l.pause_for(e.retry_after);
+            }
+            if let Some(b) = &self.bucket {
+                b.pause_for(e.retry_after);
             }
             if keys.len() > 1 {
                 keys.cool_down(self.lease.index, e.retry_after);
@@ -213,6 +287,18 @@ impl Admitted<'_> {
             Metrics::inc(&metrics.keys_disabled);
         }
     }
+}
+
+/// A lease from the in-process limiter, waited for under the call's bounds.
+async fn local_lease(l: &RateLimiter, bounds: &CallBounds<'_>, estimate: u32) -> Result<Lease, ChatError> {
+    bounds
+        .wait(async {
+            l.acquire_before(estimate, Some(bounds.deadline()))
+                .await
+                .map(Lease::Local)
+                .map_err(rate_limit_error)
+        })
+        .await
 }
 
 /// Why the rate limiter refused a call, as the call's error.

@@ -16,6 +16,8 @@ pub struct Outbound {
     pub stream: bool,
     /// What the rate limiter reserves before sending: prompt plus the most the reply may use.
     pub estimate: u32,
+    /// The model asked for, when rate limits are shared (it names the bucket); else empty.
+    pub model: String,
     /// The call's own headers, the same on every attempt (so its `Idempotency-Key` is too).
     pub headers: Option<std::sync::Arc<reqwest::header::HeaderMap>>,
     /// The number of choices asked for (`n`, 1 when absent): how a stream is folded, and how

@@ -135,6 +135,7 @@ impl ChatClient {
             keys: self.admission.keys().status(),
             cache_entries: self.sharing.as_ref().map_or(0, |s| s.cache().len() as u64),
             cache_bytes: self.sharing.as_ref().map_or(0, |s| s.cache().bytes()),
+            coordination: self.admission.coordinator().map(|c| c.stats()),
         }
     }
 
@@ -152,12 +153,25 @@ impl ChatClient {
             cache_entries: stats.cache_entries,
             cache_bytes: stats.cache_bytes,
         };
-        prometheus_text(&stats.metrics, &gauges)
+        let mut text = prometheus_text(&stats.metrics, &gauges);
+        if let Some(c) = &stats.coordination {
+            text.push_str(&super::metrics::coordination_text(c));
+        }
+        text
     }
 
     /// Zero the counters and histograms (gauges keep reporting the live state).
     pub fn reset_metrics(&self) {
         self.metrics.reset();
+        if let Some(c) = self.admission.coordinator() {
+            c.reset_stats();
+        }
+    }
+
+    /// The one-time warning that shared rate limits fell back to local ones (Redis failed or
+    /// was slow), the first time it is asked for after that happened; else `None`.
+    pub fn take_coordination_warning(&self) -> Option<String> {
+        self.admission.coordinator()?.take_warning()
     }
 
     /// Open a connection to the upstream before the first real call (TCP, TLS, HTTP/2 when
@@ -420,6 +434,15 @@ impl ChatClient {
                 body,
                 stream: req.stream,
                 estimate: prompt.prompt_tokens.saturating_add(reply_cap),
+                // Only shared buckets are per model; the in-process limiter is per key.
+                model: match self.admission.coordinator() {
+                    Some(_) => params
+                        .get("model")
+                        .and_then(Value::as_str)
+                        .unwrap_or(self.cfg.model())
+                        .to_owned(),
+                    None => String::new(),
+                },
                 headers: req.headers.clone(),
                 choices,
                 output: OutputFormat::of(&params),
@@ -580,7 +603,7 @@ impl ChatClient {
         loop {
             let mut admitted = self
                 .admission
-                .acquire(bounds, request.estimate)
+                .acquire_for(bounds, request.estimate, &request.model)
                 .await
                 .map_err(|e| finish(e, attempts))?;
             attempts = attempts.saturating_add(1);
@@ -877,6 +900,8 @@ pub struct ClientStats {
     pub keys: Vec<KeyStatus>,
     pub cache_entries: u64,
     pub cache_bytes: u64,
+    /// Redis use, with `coordination`.
+    pub coordination: Option<super::coordination::CoordinationStats>,
 }
 
 #[cfg(test)]

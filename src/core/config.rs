@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use super::breaker::BreakerConfig;
 use super::cache::CacheConfig;
+use super::coordination::{CoordinationConfig, CoordinationOptions};
 use super::error::ChatError;
 use super::limits::RateLimitConfig;
 use super::redact::redact_url;
@@ -132,6 +133,8 @@ pub struct ClientOptions {
     /// PEM certificates (one or several per entry) trusted beside the OS roots.
     pub ca: Vec<Vec<u8>>,
     pub proxy: ProxySetting,
+    /// Budgets shared with other processes through Redis (`None`: this process alone).
+    pub coordination: Option<CoordinationOptions>,
 }
 
 /// The `azure` option: where a deployment lives and the API version every request names.
@@ -208,6 +211,8 @@ pub struct ClientConfig {
     pub circuit_breaker: Option<BreakerConfig>,
     /// `None` (the default): no response cache and no coalescing.
     pub cache: Option<CacheConfig>,
+    /// `None` (the default): rate limits are this process's alone.
+    pub coordination: Option<CoordinationConfig>,
 }
 
 /// Reads an environment variable, treating empty as unset.
@@ -349,6 +354,7 @@ impl ClientConfig {
             max_concurrency: opts.max_concurrency,
             max_queue: opts.max_queue,
             rate_limit: opts.rate_limit,
+            coordination: opts.coordination.map(CoordinationConfig::build).transpose()?,
             circuit_breaker: opts.circuit_breaker.resolve_on_by_default(),
             // Off unless asked for: a repeated request is a new sample, as in `chatgpt` v5.
             cache: opts.cache.resolve_off_by_default(),

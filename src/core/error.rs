@@ -149,6 +149,9 @@ pub struct ErrorInfo {
     pub text: Option<String>,
     /// For `Refusal`: the model's refusal message.
     pub refusal: Option<String>,
+    /// The request never left: no connection to the server could be made. A rate reservation
+    /// shared with other processes is given back for it.
+    pub not_sent: bool,
 }
 
 /// A value a caller's code failed with, carried as the error's `cause`. Opaque here: the binding
@@ -191,6 +194,7 @@ impl ChatError {
             cause: None,
             text: None,
             refusal: None,
+            not_sent: false,
         })
     }
 

@@ -449,6 +449,7 @@ mod tests {
                         body: bytes::Bytes::from(i.to_string()),
                         stream: false,
                         estimate: 1,
+                        model: String::new(),
                         headers: None,
                         choices: 1,
                         output: OutputFormat::Text,

@@ -237,6 +237,30 @@ pub struct RateLimitConfig {
     pub tokens_per_minute: Option<u32>,
 }
 
+impl RateLimitConfig {
+    /// `share` (0 to 1) of each budget, rounded up so a configured budget never becomes
+    /// unlimited (0): what one process may use on its own when the shared budget is unreachable.
+    pub fn scaled(self, share: f64) -> Self {
+        let scale = |limit: Option<u32>| {
+            limit.filter(|&l| l > 0).map(|l| {
+                let scaled = (f64::from(l) * share.clamp(0.0, 1.0)).ceil();
+                // In range: at most `l`, at least 1 (float-to-int casts saturate in any case).
+                (scaled as u32).clamp(1, l)
+            })
+        };
+        RateLimitConfig {
+            requests_per_minute: scale(self.requests_per_minute),
+            tokens_per_minute: scale(self.tokens_per_minute),
+        }
+    }
+}
+
+/// How long a 429 pauses new sends: its `retry-after`, 1 s when it has none, capped at
+/// [`SERVER_WAIT_CAP`](super::time::SERVER_WAIT_CAP).
+pub fn server_pause(retry_after: Option<Duration>) -> Duration {
+    cap_server_wait(retry_after.unwrap_or(DEFAULT_PAUSE))
+}
+
 /// Why [`RateLimiter::acquire`] refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateLimitError {
@@ -326,19 +350,16 @@ const DEFAULT_PAUSE: Duration = Duration::from_secs(1);
 
 /// The `x-ratelimit-*` header names of one bucket.
 struct BucketHeaders {
-    is_requests: bool,
     limit: &'static str,
     reset: &'static str,
 }
 
 const REQUEST_HEADERS: BucketHeaders = BucketHeaders {
-    is_requests: true,
     limit: "x-ratelimit-limit-requests",
     reset: "x-ratelimit-reset-requests",
 };
 
 const TOKEN_HEADERS: BucketHeaders = BucketHeaders {
-    is_requests: false,
     limit: "x-ratelimit-limit-tokens",
     reset: "x-ratelimit-reset-tokens",
 };
@@ -525,31 +546,24 @@ impl RateLimiter {
     /// refuse until then, and refilling at a configured rate would send too early. Missing or
     /// unparsable headers are ignored.
     pub fn observe_headers(&self, headers: &http::HeaderMap) {
-        let number = |name: &str| -> Option<f64> {
-            let text = headers.get(name)?.to_str().ok()?.trim();
-            text.parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0)
-        };
-        let duration = |name: &str| headers.get(name)?.to_str().ok().and_then(parse_go_duration);
-        let retry_after = parse_retry_after(headers);
-        let remaining_requests = number("x-ratelimit-remaining-requests");
-        let remaining_tokens = number("x-ratelimit-remaining-tokens");
-        if remaining_requests.is_none() && remaining_tokens.is_none() {
-            return;
+        if let Some(reading) = RateHeaders::read(headers) {
+            self.observe(&reading);
         }
+    }
 
+    /// [`observe_headers`](Self::observe_headers) for headers already read.
+    pub fn observe(&self, reading: &RateHeaders) {
         let paused = {
-            let mut state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut guard = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            let state = &mut *guard;
             let now = Instant::now();
             state.refill(now);
-            let mut paused = false;
-            for (remaining, names) in [(remaining_requests, REQUEST_HEADERS), (remaining_tokens, TOKEN_HEADERS)] {
+            for (remaining, stated, bucket) in [
+                (reading.remaining_requests, reading.limit_requests, &mut state.requests),
+                (reading.remaining_tokens, reading.limit_tokens, &mut state.tokens),
+            ] {
                 let Some(remaining) = remaining else { continue };
-                let bucket = if names.is_requests {
-                    &mut state.requests
-                } else {
-                    &mut state.tokens
-                };
-                match (bucket.as_mut(), number(names.limit).filter(|l| *l > 0.0)) {
+                match (bucket.as_mut(), stated) {
                     (Some(bucket), _) => bucket.level = bucket.level.min(remaining),
                     // No limit configured but the server states its own: adopt it as a learned
                     // bucket, so later sends are paced smoothly instead of bursting into 429s.
@@ -561,17 +575,11 @@ impl RateLimiter {
                     }
                     (None, None) => {}
                 }
-                if remaining <= 0.0 {
-                    // The server has told us it will refuse until its reset. A `retry-after` on
-                    // the same response is its explicit answer to "when may I send again" and
-                    // wins: the reset headers give when the bucket is full again (OpenAI:
-                    // "resets to its initial state"), which can be minutes after a retry fits.
-                    let reset = retry_after.or_else(|| duration(names.reset)).unwrap_or(DEFAULT_PAUSE);
-                    state.pause_until(instant_after(now, cap_server_wait(reset)));
-                    paused = true;
-                }
             }
-            paused
+            if let Some(pause) = reading.pause {
+                state.pause_until(instant_after(now, pause));
+            }
+            reading.pause.is_some()
         };
         if paused {
             // The head waiter recomputes its wake-up (and may fail at once if its deadline is
@@ -586,8 +594,7 @@ impl RateLimiter {
     pub fn pause_for(&self, retry_after: Option<Duration>) {
         {
             let mut state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
-            let wait = cap_server_wait(retry_after.unwrap_or(DEFAULT_PAUSE));
-            let until = instant_after(Instant::now(), wait);
+            let until = instant_after(Instant::now(), server_pause(retry_after));
             state.pause_until(until);
         }
         self.inner.credited.notify_waiters();
@@ -667,6 +674,60 @@ impl fmt::Debug for RateLease {
         f.debug_struct("RateLease")
             .field("estimate", &self.estimate)
             .finish_non_exhaustive()
+    }
+}
+
+/// What a response's `x-ratelimit-*` headers say, read once and shared by the in-process limiter
+/// and the Redis-shared one (`core/coordination`), so both follow the same rules.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateHeaders {
+    /// `x-ratelimit-remaining-requests`.
+    pub remaining_requests: Option<f64>,
+    /// `x-ratelimit-remaining-tokens`.
+    pub remaining_tokens: Option<f64>,
+    /// `x-ratelimit-limit-requests`, when positive: adopted when no budget is configured.
+    pub limit_requests: Option<f64>,
+    /// `x-ratelimit-limit-tokens`, when positive.
+    pub limit_tokens: Option<f64>,
+    /// How long to pause new sends (capped at [`SERVER_WAIT_CAP`](super::time::SERVER_WAIT_CAP)):
+    /// set when a remaining count is 0. A `retry-after` on the same response is the server's
+    /// explicit answer to "when may I send again" and wins; else the bucket's
+    /// `x-ratelimit-reset-*` (the later of the two when both are 0); else 1 s. The reset headers
+    /// give when the bucket is full again (OpenAI: "resets to its initial state"), which can be
+    /// minutes after a retry fits.
+    pub pause: Option<Duration>,
+}
+
+impl RateHeaders {
+    /// `None` when the response has neither remaining count (nothing to learn). Unparsable
+    /// values are ignored.
+    pub fn read(headers: &http::HeaderMap) -> Option<Self> {
+        let number = |name: &str| -> Option<f64> {
+            let text = headers.get(name)?.to_str().ok()?.trim();
+            text.parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0)
+        };
+        let remaining_requests = number("x-ratelimit-remaining-requests");
+        let remaining_tokens = number("x-ratelimit-remaining-tokens");
+        if remaining_requests.is_none() && remaining_tokens.is_none() {
+            return None;
+        }
+        let duration = |name: &str| headers.get(name)?.to_str().ok().and_then(parse_go_duration);
+        let retry_after = parse_retry_after(headers);
+        let mut pause: Option<Duration> = None;
+        for (remaining, names) in [(remaining_requests, REQUEST_HEADERS), (remaining_tokens, TOKEN_HEADERS)] {
+            if remaining.is_some_and(|r| r <= 0.0) {
+                let reset = retry_after.or_else(|| duration(names.reset)).unwrap_or(DEFAULT_PAUSE);
+                let reset = cap_server_wait(reset);
+                pause = Some(pause.map_or(reset, |p| p.max(reset)));
+            }
+        }
+        Some(RateHeaders {
+            remaining_requests,
+            remaining_tokens,
+            limit_requests: number(REQUEST_HEADERS.limit).filter(|l| *l > 0.0),
+            limit_tokens: number(TOKEN_HEADERS.limit).filter(|l| *l > 0.0),
+            pause,
+        })
     }
 }
 

@@ -509,6 +509,42 @@ pub fn prometheus_text(snapshot: &MetricsSnapshot, gauges: &Gauges) -> String {
 /// Metric name prefix shared by every family.
 const PREFIX: &str = "chatgpt_native_";
 
+/// The `coordination` families, for a client that shares its limits through Redis (appended
+/// to [`prometheus_text`]'s output; absent without `coordination`).
+pub fn coordination_text(stats: &crate::core::coordination::CoordinationStats) -> String {
+    let mut out = Exposition(String::with_capacity(768));
+    let shared = stats.mode == crate::core::coordination::CoordinationMode::Shared;
+    out.single(
+        Family::new(
+            "coordination_shared",
+            "gauge",
+            "1 while rate limits are shared through Redis, 0 while they fall back to local limits.",
+        ),
+        if shared { 1.0 } else { 0.0 },
+    );
+    let counters: [(&str, &str, u64); 3] = [
+        (
+            "coordination_operations_total",
+            "Redis operations started.",
+            stats.operations,
+        ),
+        (
+            "coordination_redis_errors_total",
+            "Redis operations that failed or outlasted operationTimeoutMs.",
+            stats.redis_errors,
+        ),
+        (
+            "coordination_fallbacks_total",
+            "Rate-limit admissions that used the local limits because Redis was unavailable.",
+            stats.fallbacks,
+        ),
+    ];
+    for (name, help, v) in counters {
+        out.single(Family::new(name, "counter", help), v as f64);
+    }
+    out.0
+}
+
 /// Output buffer with helpers for the text format. `write!` to a `String` cannot fail, so its
 /// `fmt::Result` is discarded.
 struct Exposition(String);

@@ -12,6 +12,7 @@ pub mod client;
 pub mod config;
 pub mod content;
 pub mod conversation;
+pub mod coordination;
 pub mod debug;
 pub mod error;
 pub mod flight;

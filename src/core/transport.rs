@@ -346,6 +346,7 @@ pub fn network_error(err: reqwest::Error) -> ChatError {
     } else {
         ErrorCode::Network
     };
+    let not_sent = err.is_connect();
     let err = err.without_url();
     let mut message = err.to_string();
     let mut source = std::error::Error::source(&err);
@@ -363,7 +364,9 @@ pub fn network_error(err: reqwest::Error) -> ChatError {
             " (the server's certificate is not trusted: pass its CA as the `ca` option or name its file in NODE_EXTRA_CA_CERTS)",
         );
     }
-    ChatError::new(code, message)
+    let mut e = ChatError::new(code, message);
+    e.not_sent = not_sent;
+    e
 }
 
 #[cfg(test)]
