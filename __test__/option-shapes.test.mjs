@@ -68,6 +68,15 @@ const shapes = {
     call: (o) => thrown(() => new ChatGPTAPI({ ...base, circuitBreaker: o })),
   },
   CacheOptions: { label: (n) => `cache.${n}`, call: (o) => thrown(() => new ChatGPTAPI({ ...base, cache: o })) },
+  CoordinationOptions: {
+    label: (n) => `coordination.${n}`,
+    call: (o) => thrown(() => new ChatGPTAPI({ ...base, coordination: o })),
+  },
+  RedisCoordinationOptions: {
+    label: (n) => `coordination.redis.${n}`,
+    call: (o) =>
+      thrown(() => new ChatGPTAPI({ ...base, coordination: { redis: { url: 'redis://127.0.0.1:9', ...o } } })),
+  },
   SendMessageOptions: { label: (n) => n, call: (o) => rejection(new ChatGPTAPI(base).sendMessage('hi', o)) },
   SendMessagesOptions: {
     label: (n) => n,

@@ -176,7 +176,7 @@ impl Coordinator {
             .compare_exchange(WARNING_DUE, WARNING_SHOWN, Ordering::AcqRel, Ordering::Acquire)
             .ok()?;
         Some(format!(
-            "chatgpt-native: Redis at {} did not answer within `coordination.operationTimeoutMs` ({} ms); \
+            "chatgpt-native: Redis at {} failed or did not answer within `coordination.operationTimeoutMs` ({} ms); \
              rate limits fall back to {}% of `rateLimit` in each process until it answers again",
             self.cfg.shown_url(),
             self.cfg.operation_timeout.as_millis(),

@@ -1,0 +1,228 @@
+// `coordination`: rate limits shared through Redis by several processes. A real redis-server
+// (pinned, installed by scripts/redis.mjs) runs on 127.0.0.1 on a free port; other processes are
+// child processes running __test__/coordination/worker.mjs against the same simulator.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
+import { createInterface } from 'node:readline'
+
+import { ChatGPTAPI } from '../index.js'
+import { startRedis, freePort } from '../scripts/redis.mjs'
+import { API_KEY, clientFor, rejection, startSimulator, thrown } from './helpers.mjs'
+
+const WORKER = new URL('./coordination/worker.mjs', import.meta.url)
+const FALLBACK_WARNING = 'CHATGPT_NATIVE_COORDINATION_FALLBACK'
+
+let redis
+before(async () => {
+  redis = await startRedis()
+})
+after(async () => {
+  await redis?.stop()
+})
+
+/** Keys of one test only, so tests sharing the server never share a bucket. */
+const freshPrefix = () => `t-${randomUUID()}`
+
+/** A worker process for `config`; resolves once it is ready to send. */
+async function startWorker(config) {
+  const child = spawn(process.execPath, [WORKER.pathname, JSON.stringify({ apiKey: API_KEY, ...config })], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  })
+  const lines = createInterface({ input: child.stdout })
+  const next = () =>
+    new Promise((resolve, reject) => {
+      lines.once('line', resolve)
+      child.once('exit', (code) => reject(new Error(`worker exited (${code})`)))
+    })
+  assert.equal(await next(), 'ready')
+  return {
+    /** Starts its calls; resolves with its report. */
+    async run() {
+      const report = next()
+      child.stdin.write('go\n')
+      return JSON.parse(await report)
+    },
+    stop: () => child.kill(),
+  }
+}
+
+/** Collects the process warnings with `code` while `fn` runs (and a tick after). */
+async function warningsDuring(code, fn) {
+  const seen = []
+  const listener = (w) => {
+    if (w.code === code) seen.push(w)
+  }
+  process.on('warning', listener)
+  try {
+    await fn()
+    await new Promise((resolve) => setImmediate(resolve))
+  } finally {
+    process.off('warning', listener)
+  }
+  return seen
+}
+
+test('two processes sharing one bucket together stay within rateLimit: the server never answers 429', async () => {
+  const sim = await startSimulator({ rateLimitRpm: 10 })
+  try {
+    const config = {
+      simUrl: sim.url,
+      redisUrl: redis.url,
+      keyPrefix: freshPrefix(),
+      rateLimit: { requestsPerMinute: 10 },
+      calls: 10,
+      timeoutMs: 1500,
+    }
+    const workers = await Promise.all([startWorker(config), startWorker(config)])
+    try {
+      const reports = await Promise.all(workers.map((w) => w.run()))
+      const succeeded = reports.reduce((n, r) => n + r.succeeded, 0)
+      // 20 calls against a budget of 10 per minute within 1.5 s: 10 are sent, the rest wait
+      // for the shared bucket until their deadline.
+      assert.equal(succeeded, 10, JSON.stringify(reports))
+      assert.equal(sim.stats().rateLimited, 0)
+      assert.equal(sim.stats().chatRequests, 10)
+      for (const r of reports) {
+        assert.equal(r.coordination.mode, 'shared')
+        assert.equal(r.coordination.fallbacks, 0)
+        assert.ok(r.coordination.operations >= r.succeeded, JSON.stringify(r))
+        for (const code of Object.keys(r.failures)) {
+          assert.ok(['ERR_CHATGPT_TIMEOUT', 'ERR_CHATGPT_RATE_LIMITED'].includes(code), code)
+        }
+      }
+    } finally {
+      for (const w of workers) w.stop()
+    }
+  } finally {
+    await sim.close()
+  }
+})
+
+test("a 429 pauses the other process too: its call fails fast without reaching the server", async () => {
+  const sim = await startSimulator()
+  const keyPrefix = freshPrefix()
+  try {
+    const api = clientFor(sim, { maxRetries: 0, coordination: { redis: { url: redis.url, keyPrefix } } })
+    sim.enqueueFault({ kind: 'status', status: 429, code: 'rate_limit_exceeded', retryAfter: '20' })
+    assert.equal((await rejection(api.sendMessage('hi'))).code, 'ERR_CHATGPT_RATE_LIMITED')
+    const before = sim.stats().chatRequests
+    const worker = await startWorker({ simUrl: sim.url, redisUrl: redis.url, keyPrefix, calls: 1, timeoutMs: 3000 })
+    try {
+      const report = await worker.run()
+      assert.deepEqual(report.failures, { ERR_CHATGPT_RATE_LIMITED: 1 }, JSON.stringify(report))
+      assert.equal(sim.stats().chatRequests, before, 'the other process sent nothing')
+    } finally {
+      worker.stop()
+    }
+  } finally {
+    await sim.close()
+  }
+})
+
+test('Redis killed mid-run: calls go on with local limits, one warning, and sharing resumes after a restart', async () => {
+  const sim = await startSimulator()
+  const port = await freePort()
+  let own = await startRedis({ port })
+  try {
+    const api = clientFor(sim, {
+      rateLimit: { requestsPerMinute: 6000 },
+      coordination: { redis: { url: own.url, keyPrefix: freshPrefix(), operationTimeoutMs: 200 } },
+    })
+    await api.sendMessage('before')
+    assert.equal(api.metrics().coordination.mode, 'shared')
+    await own.stop()
+    const warnings = await warningsDuring(FALLBACK_WARNING, async () => {
+      for (let i = 0; i < 5; i++) await api.sendMessage(`during ${i}`)
+    })
+    assert.equal(warnings.length, 1)
+    const during = api.metrics().coordination
+    assert.equal(during.mode, 'local')
+    assert.ok(during.fallbacks >= 1 && during.redisErrors >= 1, JSON.stringify(during))
+    assert.match(api.metricsText(), /^chatgpt_native_coordination_shared 0$/m)
+
+    own = await startRedis({ port })
+    // Calls drive the reconnection: keep sending until a reservation goes through Redis again.
+    const resumed = async () => {
+      const started = Date.now()
+      while (Date.now() - started < 10_000) {
+        const ops = api.metrics().coordination.operations
+        await api.sendMessage('after')
+        const now = api.metrics().coordination
+        if (now.mode === 'shared' && now.operations > ops) return true
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+      return false
+    }
+    const later = await warningsDuring(FALLBACK_WARNING, async () => {
+      assert.ok(await resumed(), 'sharing resumed')
+    })
+    assert.equal(later.length, 0, 'warned once only')
+    assert.match(api.metricsText(), /^chatgpt_native_coordination_shared 1$/m)
+  } finally {
+    await own.stop()
+    await sim.close()
+  }
+})
+
+test('bad coordination options are refused naming the option and the value', () => {
+  const base = { apiKey: API_KEY, apiBaseUrl: 'http://127.0.0.1:9' }
+  const cases = [
+    [{ redis: 'http://127.0.0.1:6379' }, 'coordination.url'],
+    [{ redis: 42 }, 'coordination.redis'],
+    [{}, 'coordination.redis'],
+    [{ redis: { url: 'redis://127.0.0.1', keyPrefix: 'a{b}' } }, 'coordination.keyPrefix'],
+    [{ redis: { url: 'redis://127.0.0.1', operationTimeoutMs: 0 } }, 'coordination.operationTimeoutMs'],
+    [{ redis: { url: 'redis://127.0.0.1', localShare: 1.5 } }, 'coordination.localShare'],
+    [{ redis: { url: 'redis://127.0.0.1', localShare: 0 } }, 'coordination.localShare'],
+    [{ redis: { url: 'redis://127.0.0.1', keyPrefx: 'x' } }, 'keyPrefx'],
+  ]
+  for (const [coordination, named] of cases) {
+    const err = thrown(() => new ChatGPTAPI({ ...base, coordination }))
+    assert.equal(err.code, 'ERR_CHATGPT_INVALID_ARG', JSON.stringify(coordination))
+    assert.ok(err.message.includes(named), `${JSON.stringify(coordination)}: ${err.message}`)
+  }
+})
+
+test("the Redis URL's password appears in no error, warning or metric", async () => {
+  const sim = await startSimulator()
+  try {
+    const secret = 'hunter2-do-not-print'
+    for (const coordination of [
+      { redis: `http://:${secret}@127.0.0.1:6379` },
+      { redis: `redis://:${secret}@[::1` },
+      { redis: { url: `redis://user:${secret}@127.0.0.1:6379`, localShare: 2 } },
+    ]) {
+      const err = thrown(() => new ChatGPTAPI({ apiKey: API_KEY, coordination }))
+      assert.equal(err.code, 'ERR_CHATGPT_INVALID_ARG')
+      assert.ok(!err.message.includes(secret) && !err.stack.includes(secret), err.message)
+    }
+    // Nothing listens on this port: every call falls back, and warns.
+    const port = await freePort()
+    const api = clientFor(sim, {
+      rateLimit: { requestsPerMinute: 600 },
+      coordination: { redis: `redis://:${secret}@127.0.0.1:${port}` },
+    })
+    const warnings = await warningsDuring(FALLBACK_WARNING, () => api.sendMessage('hi'))
+    assert.equal(warnings.length, 1)
+    assert.ok(warnings[0].message.includes(String(port)), warnings[0].message)
+    for (const text of [warnings[0].message, api.metricsText(), JSON.stringify(api.metrics())]) {
+      assert.ok(!text.includes(secret), text)
+    }
+  } finally {
+    await sim.close()
+  }
+})
+
+test('without coordination, metrics have no coordination entry and the text no coordination lines', async () => {
+  const sim = await startSimulator()
+  try {
+    const api = clientFor(sim)
+    await api.sendMessage('hi')
+    assert.equal(api.metrics().coordination, undefined)
+    assert.doesNotMatch(api.metricsText(), /coordination/)
+  } finally {
+    await sim.close()
+  }
+})
