@@ -517,4 +517,81 @@ mod tests {
         let (refused, ()) = futures::join!(waiting, abort);
         assert_eq!(refused.err().unwrap().code, ErrorCode::Aborted);
     }
+
+    /// Admission for one "process" whose rate limits are shared through Redis at `url`.
+    fn coordinated(url: &str, prefix: &str, rpm: u32) -> Admission {
+        admission(ClientOptions {
+            rate_limit: Some(RateLimitConfig {
+                requests_per_minute: Some(rpm),
+                tokens_per_minute: None,
+            }),
+            coordination: Some(crate::core::coordination::CoordinationOptions {
+                url: url.into(),
+                key_prefix: Some(prefix.into()),
+                operation_timeout_ms: Some(2_000),
+                local_share: Some(0.5),
+            }),
+            ..keys(1)
+        })
+    }
+
+    /// How many attempts `admission` admits within `within` (each held until the end).
+    async fn admitted_within(admission: &Admission, tries: usize, within: Duration) -> usize {
+        let cancel = CancellationToken::new();
+        let mut held = Vec::new();
+        for _ in 0..tries {
+            let bounds = bounds_for(&cancel, within);
+            match admission.acquire_for(&bounds, 1, "sim-gpt").await {
+                Ok(admitted) => held.push(admitted),
+                Err(e) => assert_eq!(e.code, ErrorCode::Timeout, "{e:?}"),
+            }
+        }
+        held.len()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_coordinated_clients_share_one_budget() {
+        let redis = crate::core::coordination::test_redis::TestRedis::start();
+        let a = coordinated(&redis.url(), "adm", 4);
+        let b = coordinated(&redis.url(), "adm", 4);
+        let window = Duration::from_millis(300);
+        let total = admitted_within(&a, 3, window).await + admitted_within(&b, 3, window).await;
+        assert_eq!(total, 4);
+        // Another model has its own bucket.
+        let cancel = CancellationToken::new();
+        assert!(a.acquire_for(&bounds_for(&cancel, window), 1, "other").await.is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_that_never_left_gives_its_shared_reservation_back() {
+        let redis = crate::core::coordination::test_redis::TestRedis::start();
+        let a = coordinated(&redis.url(), "unsent", 1);
+        let b = coordinated(&redis.url(), "unsent", 1);
+        let metrics = Metrics::default();
+        let cancel = CancellationToken::new();
+        let bounds = bounds_for(&cancel, Duration::from_secs(5));
+        let mut refused = ChatError::new(ErrorCode::Network, "connection refused");
+        refused.not_sent = true;
+        let mut admitted = a.acquire_for(&bounds, 1, "m").await.unwrap();
+        admitted.failed(&refused, &a, &metrics);
+        drop(admitted);
+        // The minute's only request is back (in the background): the other process gets it
+        // long before the bucket would refill (60 s).
+        assert!(b.acquire_for(&bounds, 1, "m").await.is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_redis_unreachable_each_process_uses_its_local_share() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let admission = coordinated(&format!("redis://127.0.0.1:{port}"), "down", 10);
+        // localShare 0.5 of 10 per minute: 5 at once, the 6th waits ~12 s.
+        assert_eq!(admitted_within(&admission, 7, Duration::from_millis(300)).await, 5);
+        let stats = admission.coordinator().unwrap().stats();
+        assert_eq!(stats.mode, crate::core::coordination::CoordinationMode::Local);
+        assert!(stats.fallbacks >= 5, "{stats:?}");
+    }
 }
