@@ -1,19 +1,21 @@
 //! The rate limiter of one API key whose buckets live in Redis, one per model: what admission
 //! uses instead of the in-process [`RateLimiter`] when `coordination` is on.
 //!
-//! Within a process, reservations go out in arrival order (a FIFO gate, as in the in-process
-//! limiter): only the head waiter asks Redis, and while the bucket is short it sleeps for the
-//! wait the script computed, then asks again. Across processes, the script's atomicity is the
-//! arbiter. A pause the process itself just learned (a 429, a remaining count of 0) is in the
-//! in-process limiter at once and is honoured here too, before Redis has it.
+//! Within a process, reservations of one bucket go out in arrival order (a FIFO gate per model,
+//! as the in-process limiter has one per key): only the head waiter asks Redis, and while the
+//! bucket is short it sleeps for the wait the script computed, then asks again. Across
+//! processes, the script's atomicity is the arbiter. A pause the process itself just learned (a
+//! 429, a remaining count of 0) is in the in-process limiter at once and is honoured here too,
+//! before Redis has it.
 //!
 //! The in-process limiter remains the fallback: when a Redis operation fails or is slow,
 //! [`SharedLimiter::acquire`] answers `Ok(None)` and the caller uses it (built with `localShare`
 //! of the budgets). Reconciling, giving back and learning are sent in the background: a call
 //! never waits for them.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -28,6 +30,12 @@ use crate::core::time::instant_after;
 const MAX_POLL: Duration = Duration::from_secs(1);
 /// Longest model name used as-is in a key; longer or unusual ones are hashed.
 const MAX_MODEL_IN_KEY: usize = 100;
+/// Most per-model gates kept; past it, idle ones are dropped, and while all are in use further
+/// models share one gate (the names come from callers, so their number is not ours to trust).
+const MAX_GATES: usize = 1024;
+
+/// A FIFO gate: the waiter holding it is the only one of its bucket asking Redis.
+type Gate = Arc<tokio::sync::Mutex<()>>;
 
 /// One API key's shared buckets (one per model).
 pub struct SharedLimiter {
@@ -36,8 +44,11 @@ pub struct SharedLimiter {
     key_stem: String,
     /// The configured budgets: the whole budget every process shares.
     limits: RateLimitConfig,
-    /// FIFO hand-out within this process (see the module docs).
-    gate: tokio::sync::Mutex<()>,
+    /// FIFO hand-out within this process, per bucket, so a wait for one model's budget never
+    /// holds up another model's calls (see the module docs).
+    gates: Mutex<HashMap<Arc<str>, Gate>>,
+    /// The gate of models beyond [`MAX_GATES`].
+    overflow: Gate,
 }
 
 /// Capacity taken from a shared bucket by [`SharedLimiter::acquire`]. Dropping it without
@@ -91,8 +102,25 @@ impl SharedLimiter {
             coordinator,
             key_stem,
             limits,
-            gate: tokio::sync::Mutex::new(()),
+            gates: Mutex::new(HashMap::new()),
+            overflow: Gate::default(),
         }
+    }
+
+    /// The FIFO gate of `bucket`.
+    fn gate(&self, bucket: &SharedBucket) -> Gate {
+        let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(gate) = gates.get(&bucket.key) {
+            return Arc::clone(gate);
+        }
+        if gates.len() >= MAX_GATES {
+            // Only this map holds an idle gate.
+            gates.retain(|_, gate| Arc::strong_count(gate) > 1);
+            if gates.len() >= MAX_GATES {
+                return Arc::clone(&self.overflow);
+            }
+        }
+        Arc::clone(gates.entry(Arc::clone(&bucket.key)).or_default())
     }
 
     /// The bucket of `model`. Its key is one hash tag (`{...}`), so a script's keys share a
@@ -143,7 +171,8 @@ impl SharedLimiter {
                 });
             }
         }
-        let _turn = self.gate.lock().await;
+        let gate = self.gate(bucket);
+        let _turn = gate.lock().await;
         loop {
             let now = Instant::now();
             if let Some(until) = local.paused_until() {
@@ -389,6 +418,40 @@ mod tests {
         assert!(b.acquire(&b.bucket("m"), 1, far(), &local).await.unwrap().is_some());
         let waited = started.elapsed();
         assert!(waited >= Duration::from_millis(800), "waited {waited:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wait_for_one_models_budget_does_not_hold_up_another_model() {
+        let redis = TestRedis::start();
+        let limiter = Arc::new(SharedLimiter::new(
+            process(&redis.url(), "t"),
+            KEY,
+            limits(Some(1), None),
+        ));
+        let local = Arc::new(unlimited());
+        assert!(limiter
+            .acquire(&limiter.bucket("a"), 0, far(), &local)
+            .await
+            .unwrap()
+            .is_some());
+        // The next request of model `a` waits a minute for the refill, holding `a`'s gate.
+        let waiting = {
+            let (limiter, local) = (Arc::clone(&limiter), Arc::clone(&local));
+            tokio::spawn(async move {
+                limiter
+                    .acquire(&limiter.bucket("a"), 0, far(), &local)
+                    .await
+                    .map(|l| l.is_some())
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let other = tokio::time::timeout(
+            Duration::from_millis(1_000),
+            limiter.acquire(&limiter.bucket("b"), 0, far(), &local),
+        )
+        .await;
+        assert!(matches!(other, Ok(Ok(Some(_)))), "model b waited behind model a");
+        waiting.abort();
     }
 
     fn pause_of(pause: Duration) -> RateHeaders {
