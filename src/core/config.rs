@@ -1046,6 +1046,44 @@ mod tests {
     }
 
     #[test]
+    fn an_upstream_takes_the_instance_limits_breaker_and_headers_unless_it_has_its_own() {
+        let limit = |rpm| RateLimitConfig {
+            requests_per_minute: Some(rpm),
+            tokens_per_minute: None,
+        };
+        let upstream = |rate_limit, circuit_breaker| UpstreamOptions {
+            api_base_url: Some("http://127.0.0.1:9".into()),
+            api_key: Some("sk-u".into()),
+            headers: vec![("X-Tenant".into(), "upstream".into())],
+            rate_limit,
+            circuit_breaker,
+            ..Default::default()
+        };
+        let cfg = ClientConfig::build(ClientOptions {
+            rate_limit: Some(limit(10)),
+            headers: vec![("x-tenant".into(), "instance".into()), ("x-app".into(), "a".into())],
+            upstreams: vec![upstream(None, Setting::Unset), upstream(Some(limit(20)), Setting::Off)],
+            ..Default::default()
+        })
+        .unwrap();
+        let [first, second] = [&cfg.upstreams[0], &cfg.upstreams[1]];
+        assert_eq!(first.rate_limit, Some(limit(10)));
+        assert_eq!(second.rate_limit, Some(limit(20)));
+        assert!(first.circuit_breaker.is_some() && second.circuit_breaker.is_none());
+        let derived = cfg.for_upstream(second);
+        assert_eq!(
+            derived.headers,
+            [
+                ("x-app".to_owned(), "a".to_owned()),
+                ("X-Tenant".to_owned(), "upstream".to_owned())
+            ],
+            "an upstream's header replaces the instance's of the same name"
+        );
+        assert_eq!((cfg.api_key.expose(), derived.api_key.expose()), ("sk-u", "sk-u"));
+        assert!(derived.upstreams.is_empty());
+    }
+
+    #[test]
     fn civil_dates_are_right() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(20_418), (2025, 11, 26));

@@ -357,4 +357,87 @@ mod tests {
             "the instance's is the first upstream's"
         );
     }
+
+    /// Two upstreams at an address nothing is sent to: `pool` with two keys and a breaker that
+    /// opens on one failure, then `backup`.
+    fn two_routes() -> Routes {
+        let breaker = crate::core::breaker::BreakerConfig {
+            volume_threshold: 1,
+            error_threshold_percentage: 0,
+            reset_timeout: std::time::Duration::from_secs(30),
+            ..Default::default()
+        };
+        let cfg = ClientConfig::build(ClientOptions {
+            upstreams: vec![
+                UpstreamOptions {
+                    name: Some("pool".into()),
+                    api_base_url: Some("http://127.0.0.1:9".into()),
+                    api_keys: vec!["sk-1".into(), "sk-2".into()],
+                    circuit_breaker: crate::core::config::Setting::Custom(breaker),
+                    ..Default::default()
+                },
+                UpstreamOptions {
+                    name: Some("backup".into()),
+                    api_base_url: Some("http://127.0.0.1:9".into()),
+                    api_key: Some("sk-3".into()),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        })
+        .unwrap();
+        routes_for(&cfg).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_upstream_whose_keys_all_cool_falls_back_until_one_is_back() {
+        let routes = two_routes();
+        let pool = routes.first();
+        assert!(pool.unusable_keys().is_none());
+        pool.admission
+            .keys()
+            .cool_down(0, Some(std::time::Duration::from_secs(5)));
+        assert!(pool.unusable_keys().is_none(), "one key is still usable");
+        pool.admission
+            .keys()
+            .cool_down(1, Some(std::time::Duration::from_secs(10)));
+        let e = pool.tag(pool.unusable_keys().expect("every key cooling"));
+        assert_eq!(
+            (e.code, e.upstream.as_deref()),
+            (ErrorCode::NoKeyAvailable, Some("pool"))
+        );
+        assert!(falls_back(&e, 0, true));
+        assert!(
+            routes.get(1).unwrap().unusable_keys().is_none(),
+            "the backup's keys are its own"
+        );
+        tokio::time::advance(std::time::Duration::from_secs(6)).await;
+        assert!(pool.unusable_keys().is_none(), "the first key is back");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_open_breaker_falls_back_until_its_probe_may_go() {
+        let routes = two_routes();
+        let pool = routes.first();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let bounds = crate::core::bounds::CallBounds::from_now(
+            std::time::Duration::from_secs(600),
+            std::time::Duration::from_secs(60),
+            &cancel,
+        );
+        let metrics = crate::core::metrics::Metrics::default();
+        let mut admitted = pool.admission.acquire(&bounds, 10).await.unwrap();
+        admitted.failed(&err(ErrorCode::Http, Some(503)), &pool.admission, &metrics);
+        drop(admitted);
+        let refused = pool.admission.acquire(&bounds, 10).await.err().unwrap();
+        assert_eq!(refused.code, ErrorCode::CircuitOpen);
+        assert!(falls_back(&refused, 0, true));
+        // The backup has a breaker of its own (the instance's default), still closed.
+        assert!(routes.get(1).unwrap().admission.acquire(&bounds, 10).await.is_ok());
+        tokio::time::advance(std::time::Duration::from_secs(30)).await;
+        assert!(
+            pool.admission.acquire(&bounds, 10).await.is_ok(),
+            "the half-open probe goes"
+        );
+    }
 }
