@@ -398,7 +398,11 @@ impl ChatClient {
         // With a configured token rate the reservation must be exact: an upper bound could make a
         // request look larger than `tokensPerMinute` and fail it as too large.
         // `debug` logs the prompt's exact count, as the `chatgpt` package does.
-        let exact_count = self.cfg.debug || self.cfg.rate_limit.is_some_and(|r| r.tokens_per_minute.is_some());
+        let paces_tokens =
+            |r: &Option<super::limits::RateLimitConfig>| r.is_some_and(|r| r.tokens_per_minute.is_some());
+        let exact_count = self.cfg.debug
+            || paces_tokens(&self.cfg.rate_limit)
+            || self.cfg.upstreams.iter().any(|u| paces_tokens(&u.rate_limit));
         let prepared = bounds.wait(Box::pin(self.prepare(&req, exact_count))).await?;
         let PreparedRequest {
             params,
