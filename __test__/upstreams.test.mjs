@@ -143,6 +143,18 @@ test('429 rate_limit_exceeded on a single key falls back once its retries are sp
 })
 
 for (const [name, fault] of [
+  ['401', { kind: 'status', status: 401 }],
+  ['429 insufficient_quota', { kind: 'status', status: 429, code: 'insufficient_quota' }],
+]) {
+  test(`a ${name}, about the upstream's account rather than the request, falls back at once`, async () => {
+    a.enqueueFault(fault)
+    const reply = await fallbackClient().sendMessage('hello')
+    assert.equal(reply.upstream, 'b')
+    assert.equal(chats(a), 1, 'not retried there')
+  })
+}
+
+for (const [name, fault] of [
   ['400', { kind: 'status', status: 400, type: 'invalid_request_error' }],
   ['404', { kind: 'status', status: 404, code: 'model_not_found' }],
   ['422', { kind: 'status', status: 422 }],

@@ -797,9 +797,14 @@ impl ChatClient {
                 body: redactor.scrub(received.completion.detail.get()).into_owned(),
             }),
             Err(e) => {
+                // With `upstreams`, the server of the last failure.
+                let base = e
+                    .upstream
+                    .as_ref()
+                    .and_then(|name| self.cfg.upstreams.iter().find(|u| &u.name == name))
+                    .map_or(&self.cfg.api_base_url, |u| &u.api_base_url);
                 let line = format!(
-                    "[chatgpt-native] POST {}/chat/completions model={model} stream={stream} -> {} status={} in {} ms request_id={}",
-                    self.cfg.api_base_url,
+                    "[chatgpt-native] POST {base}/chat/completions model={model} stream={stream} -> {} status={} in {} ms request_id={}",
                     e.code,
                     e.status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
                     elapsed.as_millis(),
