@@ -68,6 +68,11 @@ const shapes = {
     call: (o) => thrown(() => new ChatGPTAPI({ ...base, circuitBreaker: o })),
   },
   CacheOptions: { label: (n) => `cache.${n}`, call: (o) => thrown(() => new ChatGPTAPI({ ...base, cache: o })) },
+  UpstreamOptions: {
+    label: (n) => `upstreams[0].${n}`,
+    call: (o) =>
+      thrown(() => new ChatGPTAPI({ maxRetries: 0, upstreams: [{ apiKey: API_KEY, apiBaseUrl: 'http://127.0.0.1:9', ...o }] })),
+  },
   SendMessageOptions: { label: (n) => n, call: (o) => rejection(new ChatGPTAPI(base).sendMessage('hi', o)) },
   SendMessagesOptions: {
     label: (n) => n,

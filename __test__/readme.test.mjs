@@ -79,3 +79,11 @@ test('the structured-outputs example prints what its comments say: parsed JSON, 
 test('the reasoning-models example prints what its comments say: reasoning tokens inside the completion tokens', () => {
   runsAsPromised('### Reasoning models', ['true true'])
 })
+
+test('the upstream-fallbacks example prints what its comments say: a fallback after 503s, then a 400 that stays', () => {
+  runsAsPromised('### Upstream fallbacks', [
+    'backup backup-model',
+    'ERR_CHATGPT_HTTP 400 primary',
+    "[ [ 'primary', 3, 1 ], [ 'backup', 1, 0 ] ]",
+  ])
+})

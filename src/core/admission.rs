@@ -27,7 +27,9 @@ use super::metrics::Metrics;
 
 /// The gates of one client, shared by all its calls.
 pub struct Admission {
-    concurrency: ConcurrencyLimiter,
+    /// Shared by every upstream of a client (see `upstreams`): `maxConcurrency` bounds the
+    /// instance, whichever server an attempt goes to.
+    concurrency: Arc<ConcurrencyLimiter>,
     breaker: Option<CircuitBreaker>,
     keys: Arc<KeyPool>,
     /// One per key: providers limit each key (organisation) separately.
@@ -50,6 +52,17 @@ pub struct Admitted<'a> {
 impl Admission {
     /// The gates for `cfg`, with `breaker` (when the client has one).
     pub fn new(cfg: &ClientConfig, breaker: Option<CircuitBreaker>) -> Self {
+        let concurrency = Arc::new(ConcurrencyLimiter::new(cfg.max_concurrency, cfg.max_queue));
+        Self::sharing_concurrency(cfg, breaker, concurrency)
+    }
+
+    /// The gates for `cfg`, whose concurrency slots are `concurrency`'s (shared with the other
+    /// upstreams of the same client); breaker, keys and rate limiters are its own.
+    pub fn sharing_concurrency(
+        cfg: &ClientConfig,
+        breaker: Option<CircuitBreaker>,
+        concurrency: Arc<ConcurrencyLimiter>,
+    ) -> Self {
         // A limiter per key even without `rateLimit`: it then starts unlimited but still learns
         // from 429s and `x-ratelimit-*` headers.
         let limit = cfg.rate_limit.unwrap_or(RateLimitConfig {
@@ -57,7 +70,7 @@ impl Admission {
             tokens_per_minute: None,
         });
         Admission {
-            concurrency: ConcurrencyLimiter::new(cfg.max_concurrency, cfg.max_queue),
+            concurrency,
             breaker,
             keys: KeyPool::new(cfg.api_keys.clone()),
             limiters: cfg.api_keys.iter().map(|_| RateLimiter::new(limit)).collect(),

@@ -149,6 +149,8 @@ pub struct ErrorInfo {
     pub text: Option<String>,
     /// For `Refusal`: the model's refusal message.
     pub refusal: Option<String>,
+    /// With `upstreams`: the name of the upstream this failure came from.
+    pub upstream: Option<String>,
 }
 
 /// A value a caller's code failed with, carried as the error's `cause`. Opaque here: the binding
@@ -191,6 +193,7 @@ impl ChatError {
             cause: None,
             text: None,
             refusal: None,
+            upstream: None,
         })
     }
 

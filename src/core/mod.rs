@@ -31,3 +31,4 @@ pub mod tokens;
 pub mod tools;
 pub mod transport;
 pub mod turn;
+pub mod upstreams;
