@@ -380,14 +380,25 @@ export interface ChatGPTAPIOptions {
   reasoningEffort?: ReasoningEffort
   /**
    * Share `rateLimit` with every process that points at the same Redis (and `keyPrefix`):
-   * the request and token buckets per key and model, the pause after a 429 and what
-   * `x-ratelimit-*` headers say live in Redis, updated atomically by server-side scripts.
+   * the request and token buckets per key and model (and per upstream, with `upstreams`),
+   * the pause after a 429 and what `x-ratelimit-*` headers say live in Redis, updated
+   * atomically by server-side scripts.
    * When Redis fails or is slower than `operationTimeoutMs`, calls use `localShare` of the
    * limits in-process (one warning, `metrics().coordination.mode` is `'local'`) until it
    * answers again. The URL's password never appears in messages or metrics.
    * @default none (limits are per process)
    */
   coordination?: CoordinationOptions
+  /**
+   * Servers to fall back between (1 to 16), each with its own base URL, keys, model, rate
+   * limit and circuit breaker. A call goes to the first healthy one and moves to the next when
+   * that one's breaker is open, its keys are all cooling or disabled, or its retries were spent
+   * on 5xx, timeouts, connection errors or 429s; never on a failure of the request itself (400,
+   * 404, 422...), an abort, or once a stream delivered a delta. `reply.upstream` names the one
+   * that answered; `metrics().upstreams` counts each. Exclusive with `apiKey`, `apiKeys`,
+   * `apiBaseUrl` and `azure` (each upstream has its own); every other option applies to all.
+   */
+  upstreams?: Array<UpstreamOptions>
 }
 
 /** The history sent with a prompt. */
@@ -443,9 +454,15 @@ export interface ChatMetrics {
   breakerOpened: number
   keyCoolDowns: number
   keysDisabled: number
+  /** The first upstream's keys (the only one's without `upstreams`). */
   keys: Array<KeyMetrics>
   /** Redis use, with the `coordination` option (absent without it). */
   coordination?: CoordinationMetrics
+  /**
+   * With the `upstreams` option: each upstream's counters and state, in order (`breakerState`,
+   * `breakerOpened` and `keys` above are the first's). Absent without `upstreams`.
+   */
+  upstreams?: Array<UpstreamMetrics>
 }
 
 /**
@@ -520,6 +537,11 @@ export interface ChatReply {
    * against the schema here (with `strict: true` the server does that).
    */
   parsed?: unknown
+  /**
+   * With the `upstreams` option: the `name` of the upstream whose answer this is (for a
+   * `cached` reply, the one that produced it). Absent on an instance without `upstreams`.
+   */
+  upstream?: string
 }
 
 /**
@@ -1090,4 +1112,61 @@ export interface TokenizerOptions {
   model?: string
   /** An encoding name. */
   encoding?: 'o200k_base' | 'cl100k_base'
+}
+
+/** One upstream's counters and state (`metrics().upstreams`). */
+export interface UpstreamMetrics {
+  /** Its `name` (its index as a string when it has none). */
+  name: string
+  /** HTTP attempts sent to it. */
+  requests: number
+  /** Calls it answered. */
+  successes: number
+  /** Calls that failed on it: moved on to the next upstream, or ended there. */
+  failures: number
+  /** Of those, calls that moved on to the next upstream. */
+  fallbacks: number
+  /** `'closed' | 'open' | 'half-open' | 'disabled'`. */
+  breakerState: string
+  breakerOpened: number
+  keys: Array<KeyMetrics>
+}
+
+/**
+ * One entry of `upstreams` in `new ChatGPTAPI(options)`: a server and how to use it. Give
+ * `apiBaseUrl` or `azure`, and `apiKey` or `apiKeys`.
+ */
+export interface UpstreamOptions {
+  /**
+   * How `reply.upstream`, an error's `upstream` and `metrics().upstreams` name it (1 to 64
+   * characters, unique).
+   * @default its index in `upstreams`, as a string ('0', '1', ...)
+   */
+  name?: string
+  /** Base URL of an OpenAI-compatible server, as the instance's `apiBaseUrl`. */
+  apiBaseUrl?: string
+  /** Its API key (never logged or included in errors). */
+  apiKey?: string
+  /** Several keys instead of `apiKey`: a key pool of its own, as the instance's `apiKeys`. */
+  apiKeys?: Array<string>
+  /** An Azure OpenAI deployment instead of `apiBaseUrl`, as the instance's `azure`. */
+  azure?: AzureOptions
+  /**
+   * The model this server is asked for, replacing the request's `model` (e.g. a cheaper
+   * model on a backup provider, or a local server's own model name).
+   * @default the request's model
+   */
+  model?: string
+  /** Headers sent to this server, set over the instance's `headers`. */
+  headers?: Record<string, string>
+  /**
+   * Its own pacing per key, as the instance's `rateLimit`.
+   * @default the instance's `rateLimit`
+   */
+  rateLimit?: RateLimitOptions
+  /**
+   * Its own circuit breaker, as the instance's `circuitBreaker` (`false` turns it off).
+   * @default the instance's `circuitBreaker`
+   */
+  circuitBreaker?: boolean | CircuitBreakerOptions
 }

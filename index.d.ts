@@ -560,7 +560,17 @@ export interface ChatGPTErrorOptions {
   text?: string
   /** `ERR_CHATGPT_REFUSAL`: the model's refusal message. */
   refusal?: string
-  /** The underlying error, kept as the standard `cause`. */
+  /**
+   * With the `upstreams` option: the name of the upstream this failure came from. When a call
+   * fell back and every upstream failed, the error is the last upstream's, and its `cause` chain
+   * holds the earlier upstreams' errors, latest first (each with its own `upstream`).
+   */
+  upstream?: string
+  /**
+   * The underlying error, kept as the standard `cause`: the failure behind an
+   * `ERR_CHATGPT_STREAM_INTERRUPTED`, the previous upstream's error after fallbacks, or what a
+   * store callback threw.
+   */
   cause?: unknown
 }
 

@@ -226,3 +226,34 @@ test('without coordination, metrics have no coordination entry and the text no c
     await sim.close()
   }
 })
+
+test('two upstreams with coordination never share a bucket, and the instance has one set of Redis counters', async () => {
+  const [a, b] = await Promise.all([startSimulator(), startSimulator()])
+  try {
+    const api = new ChatGPTAPI({
+      // The same key on both: only the upstream tells their buckets apart.
+      upstreams: [
+        { name: 'a', apiBaseUrl: a.url, apiKey: API_KEY },
+        { name: 'b', apiBaseUrl: b.url, apiKey: API_KEY },
+      ],
+      completionParams: { model: 'sim-gpt' },
+      systemMessage: '',
+      maxRetries: 0,
+      timeoutMs: 2000,
+      rateLimit: { requestsPerMinute: 1 },
+      coordination: { redis: { url: redis.url, keyPrefix: freshPrefix(), operationTimeoutMs: 2000 } },
+    })
+    // `a` spends its minute's only request on a 503; `b` still has its own to answer with (a
+    // shared bucket would hold the call for a minute, past its deadline).
+    a.enqueueFault({ kind: 'status', status: 503 })
+    const reply = await api.sendMessage('hi')
+    assert.equal(reply.upstream, 'b')
+    assert.equal(a.stats().chatRequests, 1)
+    const coordination = api.metrics().coordination
+    assert.equal(coordination.mode, 'shared')
+    assert.equal(coordination.fallbacks, 0)
+    assert.ok(coordination.operations >= 2, JSON.stringify(coordination))
+  } finally {
+    await Promise.all([a.close(), b.close()])
+  }
+})

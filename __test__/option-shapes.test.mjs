@@ -77,6 +77,11 @@ const shapes = {
     call: (o) =>
       thrown(() => new ChatGPTAPI({ ...base, coordination: { redis: { url: 'redis://127.0.0.1:9', ...o } } })),
   },
+  UpstreamOptions: {
+    label: (n) => `upstreams[0].${n}`,
+    call: (o) =>
+      thrown(() => new ChatGPTAPI({ maxRetries: 0, upstreams: [{ apiKey: API_KEY, apiBaseUrl: 'http://127.0.0.1:9', ...o }] })),
+  },
   SendMessageOptions: { label: (n) => n, call: (o) => rejection(new ChatGPTAPI(base).sendMessage('hi', o)) },
   SendMessagesOptions: {
     label: (n) => n,

@@ -48,16 +48,7 @@ test("the simulator example prints what its comments say: a retried 429, then a 
 })
 
 test('the tool calling example prints what its comments say: a call by hand, then a runTools loop', () => {
-  const code = exampleUnder('### Tool calling')
-  const promised = promisedLines(code)
-  assert.deepEqual(promised, ['tool_calls get_weather', 'stop undefined', '2 stop'])
-  const run = spawnSync(process.execPath, ['--input-type=module', '-e', code], {
-    cwd: root,
-    encoding: 'utf8',
-    timeout: 30_000,
-  })
-  assert.equal(run.status, 0, run.stderr)
-  assert.deepEqual(run.stdout.trim().split('\n'), promised)
+  runsAsPromised('### Tool calling', ['tool_calls get_weather', 'stop undefined', '2 stop'])
 })
 
 /** Runs the example under `heading` and checks it prints exactly the lines its comments promise. */
@@ -87,4 +78,12 @@ test('the structured-outputs example prints what its comments say: parsed JSON, 
 
 test('the reasoning-models example prints what its comments say: reasoning tokens inside the completion tokens', () => {
   runsAsPromised('### Reasoning models', ['true true'])
+})
+
+test('the upstream-fallbacks example prints what its comments say: a fallback after 503s, then a 400 that stays', () => {
+  runsAsPromised('### Upstream fallbacks', [
+    'backup backup-model',
+    'ERR_CHATGPT_HTTP 400 primary',
+    "[ [ 'primary', 3, 1 ], [ 'backup', 1, 0 ] ]",
+  ])
 })

@@ -312,8 +312,10 @@ test('identical JSON calls sharing one request each reject with the refusal', as
   try {
     const client = api(`http://127.0.0.1:${raw.address().port}/v1`, { cache: true })
     const calls = [0, 1, 2].map(() => rejection(client.sendMessage('same', { responseFormat: { type: 'json_object' } })))
-    // Event-driven: the shared request has reached the server before it answers.
-    while (bodies.length === 0) await new Promise((resolve) => setImmediate(resolve))
+    // Event-driven: the shared request has reached the server and the two other calls have
+    // joined it (counted as coalesced when they join) before it answers; on a loaded machine a
+    // call still being prepared when the answer came would start a request of its own.
+    while (bodies.length === 0 || client.metrics().coalesced < 2) await new Promise((resolve) => setImmediate(resolve))
     release()
     for (const err of await Promise.all(calls)) {
       assert.equal(err.code, 'ERR_CHATGPT_REFUSAL')

@@ -21,6 +21,7 @@ const FIELDS = Object.freeze([
   'maxPromptTokens',
   'text',
   'refusal',
+  'upstream',
 ])
 
 class ChatGPTError extends Error {

@@ -151,6 +151,12 @@ impl ChatGPTAPI {
                 "Expected `apiKey` to be a non-empty string without spaces or control characters",
             ));
         }
+        if !self.client().config().upstreams.is_empty() {
+            return Err(invalid_arg(
+                &env,
+                "Expected no `apiKey` to be set on an instance with `upstreams`: each upstream has its own keys",
+            ));
+        }
         let key = ApiKey::new(key);
         self.reconfigure(&env, |cfg| {
             cfg.api_keys = vec![key.clone()];

@@ -15,7 +15,7 @@ use crate::core::error::{ChatError, ErrorCode, ErrorInfo};
 use crate::core::redact::Redactor;
 
 /// The fields [`js_error`] may set, by their JavaScript names, in `lib/errors.js`'s order.
-pub const ERROR_FIELDS: [&str; 13] = [
+pub const ERROR_FIELDS: [&str; 14] = [
     "code",
     "statusCode",
     "statusText",
@@ -29,6 +29,7 @@ pub const ERROR_FIELDS: [&str; 13] = [
     "maxPromptTokens",
     "text",
     "refusal",
+    "upstream",
 ];
 
 /// One field's value, as the options object of the class's constructor carries it.
@@ -71,6 +72,7 @@ fn scrubbed_js_error<'env>(env: &'env Env, scrubbed: &ChatError) -> Result<Unkno
         refusal,
         // Internal: what admission gives back, not something JavaScript sees.
         not_sent: _,
+        upstream,
     } = info;
     fn text(v: &Option<String>) -> Option<FieldValue<'_>> {
         v.as_deref().map(FieldValue::Text)
@@ -89,6 +91,7 @@ fn scrubbed_js_error<'env>(env: &'env Env, scrubbed: &ChatError) -> Result<Unkno
         max_prompt_tokens.map(FieldValue::Number),
         text(reply_text),
         text(refusal),
+        text(upstream),
     ];
     let class = BindingData::get(env)?.js(|js| js.error_class.borrow_back(env))?;
     let mut options = Object::new(env)?;
@@ -100,8 +103,9 @@ fn scrubbed_js_error<'env>(env: &'env Env, scrubbed: &ChatError) -> Result<Unkno
         }
     }
     // `cause` is the constructor's own option (passed on to `Error`), not one of the fields: the
-    // failure behind a STREAM_INTERRUPTED (an error's cause has no cause of its own, so this
-    // recurses once), else the value the caller's own code threw.
+    // failure behind a STREAM_INTERRUPTED, or the previous upstream's failure (so this recurses
+    // at most once per upstream, and `upstreams` has at most 16), else the value the caller's own
+    // code threw.
     if let Some(cause) = cause {
         options.set("cause", scrubbed_js_error(env, cause)?)?;
     } else if let Some(value) = thrown.as_ref().and_then(|t| t.0.downcast_ref::<Error>()) {

@@ -196,6 +196,10 @@ pub struct ChatMessage {
     #[napi(ts_type = "unknown")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parsed: Option<serde_json::Value>,
+    /// With the `upstreams` option: the `name` of the upstream whose answer this is (for a
+    /// `cached` reply, the one that produced it). Absent on an instance without `upstreams`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
 }
 
 /// One choice of a reply that asked for several (`reply.choices`).
@@ -329,6 +333,7 @@ impl From<ChatReply> for ChatMessage {
             logprobs: r.logprobs,
             choices: (!r.choices.is_empty()).then(|| r.choices.into_iter().map(ReplyChoice::from).collect()),
             parsed: r.parsed,
+            upstream: r.upstream,
         }
     }
 }

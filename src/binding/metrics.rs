@@ -58,6 +58,25 @@ pub struct CoordinationMetrics {
     pub fallbacks: f64,
 }
 
+/// One upstream's counters and state (`metrics().upstreams`).
+#[napi(object)]
+pub struct UpstreamMetrics {
+    /// Its `name` (its index as a string when it has none).
+    pub name: String,
+    /// HTTP attempts sent to it.
+    pub requests: f64,
+    /// Calls it answered.
+    pub successes: f64,
+    /// Calls that failed on it: moved on to the next upstream, or ended there.
+    pub failures: f64,
+    /// Of those, calls that moved on to the next upstream.
+    pub fallbacks: f64,
+    /// `'closed' | 'open' | 'half-open' | 'disabled'`.
+    pub breaker_state: String,
+    pub breaker_opened: f64,
+    pub keys: Vec<KeyMetrics>,
+}
+
 /// A snapshot of a client's metrics (`api.metrics()`).
 #[napi(object)]
 pub struct ChatMetrics {
@@ -97,9 +116,27 @@ pub struct ChatMetrics {
     pub breaker_opened: f64,
     pub key_cool_downs: f64,
     pub keys_disabled: f64,
+    /// The first upstream's keys (the only one's without `upstreams`).
     pub keys: Vec<KeyMetrics>,
     /// Redis use, with the `coordination` option (absent without it).
     pub coordination: Option<CoordinationMetrics>,
+    /// With the `upstreams` option: each upstream's counters and state, in order (`breakerState`,
+    /// `breakerOpened` and `keys` above are the first's). Absent without `upstreams`.
+    pub upstreams: Option<Vec<UpstreamMetrics>>,
+}
+
+fn key_metrics(keys: Vec<crate::core::keys::KeyStatus>) -> Vec<KeyMetrics> {
+    keys.into_iter()
+        .map(|k| KeyMetrics {
+            index: k.index as u32,
+            fingerprint: k.fingerprint,
+            in_flight: k.in_flight,
+            cooling: k.cooling,
+            disabled: k.disabled,
+            requests: k.requests as f64,
+            cool_downs: k.cool_downs as f64,
+        })
+        .collect()
 }
 
 impl From<ClientStats> for ChatMetrics {
@@ -140,20 +177,23 @@ impl From<ClientStats> for ChatMetrics {
             breaker_opened: s.breaker.opened as f64,
             key_cool_downs: m.key_cool_downs as f64,
             keys_disabled: m.keys_disabled as f64,
-            keys: s
-                .keys
-                .into_iter()
-                .map(|k| KeyMetrics {
-                    index: k.index as u32,
-                    fingerprint: k.fingerprint,
-                    in_flight: k.in_flight,
-                    cooling: k.cooling,
-                    disabled: k.disabled,
-                    requests: k.requests as f64,
-                    cool_downs: k.cool_downs as f64,
-                })
-                .collect(),
+            keys: key_metrics(s.keys),
             coordination,
+            upstreams: (!s.upstreams.is_empty()).then(|| {
+                s.upstreams
+                    .into_iter()
+                    .map(|u| UpstreamMetrics {
+                        name: u.name,
+                        requests: u.requests as f64,
+                        successes: u.successes as f64,
+                        failures: u.failures as f64,
+                        fallbacks: u.fallbacks as f64,
+                        breaker_state: u.breaker_state.map_or("disabled", |b| b.as_str()).to_owned(),
+                        breaker_opened: u.breaker_opened as f64,
+                        keys: key_metrics(u.keys),
+                    })
+                    .collect()
+            }),
         }
     }
 }

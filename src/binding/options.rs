@@ -427,6 +427,63 @@ impl<'a> Opts<'a> {
         }))
     }
 
+    /// An array of 1 to `max` options objects, each read with names prefixed (`upstreams[1].`);
+    /// `None` when absent.
+    pub fn object_array(&self, key: &str, max: u32) -> Result<Option<Vec<Opts<'a>>>> {
+        let Some(v) = self.raw(key)? else { return Ok(None) };
+        let fail = |v: &Unknown| {
+            invalid_arg(
+                self.env,
+                format!(
+                    "Expected `{}` to be an array of 1 to {max} objects, got {}",
+                    self.name(key),
+                    describe(self.env, v)
+                ),
+            )
+        };
+        let is_array = v.get_type()? == ValueType::Object && unsafe { v.cast::<Object>() }?.is_array()?;
+        if !is_array {
+            return Err(fail(&v));
+        }
+        let array: Array = unsafe { v.cast() }?;
+        if array.len() == 0 || array.len() > max {
+            return Err(invalid_arg(
+                self.env,
+                format!(
+                    "Expected `{}` to be an array of 1 to {max} objects, got {} entries",
+                    self.name(key),
+                    array.len()
+                ),
+            ));
+        }
+        let mut out = Vec::with_capacity(array.len() as usize);
+        for i in 0..array.len() {
+            let entry = format!("{key}[{i}]");
+            let item: Option<Unknown<'a>> = array.get(i).map_err(|e| self.threw(&entry, &e))?;
+            let object = match item {
+                Some(item)
+                    if item.get_type()? == ValueType::Object && !unsafe { item.cast::<Object>() }?.is_array()? =>
+                {
+                    unsafe { item.cast::<Object<'a>>() }?
+                }
+                Some(item) => return Err(self.type_error(&entry, "an object", &item)),
+                None => {
+                    return Err(invalid_arg(
+                        self.env,
+                        format!("Expected `{}` to be an object", self.name(&entry)),
+                    ))
+                }
+            };
+            out.push(Opts {
+                env: self.env,
+                obj: Some(object),
+                prefix: format!("{}.", self.name(&entry)),
+                label: self.name(&entry),
+            });
+        }
+        Ok(Some(out))
+    }
+
     /// `Some(bool)` for a boolean, `None` for absent or an object (read it with `nested`).
     pub fn bool_or_object(&self, key: &str) -> Result<Option<bool>> {
         match self.raw(key)? {

@@ -187,14 +187,24 @@ pub struct ChatGPTAPIOptions {
     #[napi(ts_type = "ReasoningEffort")]
     pub reasoning_effort: Option<String>,
     /// Share `rateLimit` with every process that points at the same Redis (and `keyPrefix`):
-    /// the request and token buckets per key and model, the pause after a 429 and what
-    /// `x-ratelimit-*` headers say live in Redis, updated atomically by server-side scripts.
+    /// the request and token buckets per key and model (and per upstream, with `upstreams`),
+    /// the pause after a 429 and what `x-ratelimit-*` headers say live in Redis, updated
+    /// atomically by server-side scripts.
     /// When Redis fails or is slower than `operationTimeoutMs`, calls use `localShare` of the
     /// limits in-process (one warning, `metrics().coordination.mode` is `'local'`) until it
     /// answers again. The URL's password never appears in messages or metrics.
     /// @default none (limits are per process)
     #[napi(ts_type = "CoordinationOptions")]
     pub coordination: Option<serde_json::Value>,
+    /// Servers to fall back between (1 to 16), each with its own base URL, keys, model, rate
+    /// limit and circuit breaker. A call goes to the first healthy one and moves to the next when
+    /// that one's breaker is open, its keys are all cooling or disabled, or its retries were spent
+    /// on 5xx, timeouts, connection errors or 429s; never on a failure of the request itself (400,
+    /// 404, 422...), an abort, or once a stream delivered a delta. `reply.upstream` names the one
+    /// that answered; `metrics().upstreams` counts each. Exclusive with `apiKey`, `apiKeys`,
+    /// `apiBaseUrl` and `azure` (each upstream has its own); every other option applies to all.
+    #[napi(ts_type = "Array<UpstreamOptions>")]
+    pub upstreams: Option<serde_json::Value>,
 }
 
 impl ChatGPTAPIOptions {
@@ -235,6 +245,7 @@ impl ChatGPTAPIOptions {
         "responseFormat",
         "reasoningEffort",
         "coordination",
+        "upstreams",
     ];
 }
 
@@ -531,6 +542,55 @@ impl RateLimitOptions {
     pub const NAMES: &'static [&'static str] = &["requestsPerMinute", "tokensPerMinute"];
 }
 
+/// One entry of `upstreams` in `new ChatGPTAPI(options)`: a server and how to use it. Give
+/// `apiBaseUrl` or `azure`, and `apiKey` or `apiKeys`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct UpstreamOptions {
+    /// How `reply.upstream`, an error's `upstream` and `metrics().upstreams` name it (1 to 64
+    /// characters, unique).
+    /// @default its index in `upstreams`, as a string ('0', '1', ...)
+    pub name: Option<String>,
+    /// Base URL of an OpenAI-compatible server, as the instance's `apiBaseUrl`.
+    pub api_base_url: Option<String>,
+    /// Its API key (never logged or included in errors).
+    pub api_key: Option<String>,
+    /// Several keys instead of `apiKey`: a key pool of its own, as the instance's `apiKeys`.
+    pub api_keys: Option<Vec<String>>,
+    /// An Azure OpenAI deployment instead of `apiBaseUrl`, as the instance's `azure`.
+    #[napi(ts_type = "AzureOptions")]
+    pub azure: Option<serde_json::Value>,
+    /// The model this server is asked for, replacing the request's `model` (e.g. a cheaper
+    /// model on a backup provider, or a local server's own model name).
+    /// @default the request's model
+    pub model: Option<String>,
+    /// Headers sent to this server, set over the instance's `headers`.
+    #[napi(ts_type = "Record<string, string>")]
+    pub headers: Option<std::collections::HashMap<String, String>>,
+    /// Its own pacing per key, as the instance's `rateLimit`.
+    /// @default the instance's `rateLimit`
+    #[napi(ts_type = "RateLimitOptions")]
+    pub rate_limit: Option<serde_json::Value>,
+    /// Its own circuit breaker, as the instance's `circuitBreaker` (`false` turns it off).
+    /// @default the instance's `circuitBreaker`
+    #[napi(ts_type = "boolean | CircuitBreakerOptions")]
+    pub circuit_breaker: Option<serde_json::Value>,
+}
+
+impl UpstreamOptions {
+    /// The names the reader accepts: the fields above, as JavaScript spells them.
+    pub const NAMES: &'static [&'static str] = &[
+        "name",
+        "apiBaseUrl",
+        "apiKey",
+        "apiKeys",
+        "azure",
+        "model",
+        "headers",
+        "rateLimit",
+        "circuitBreaker",
+    ];
+}
+
 /// `circuitBreaker` of `new ChatGPTAPI(options)`: when more than `errorThresholdPercentage`
 /// of at least `volumeThreshold` calls in the last `windowMs` failed, calls fail fast with
 /// `ERR_CHATGPT_CIRCUIT_OPEN` for `resetTimeoutMs`, then one trial call decides.
@@ -625,6 +685,7 @@ pub fn read_client_options(o: &Opts) -> Result<ClientOptions> {
         ca: read_ca(o)?,
         proxy: read_proxy(o)?,
         coordination: read_coordination(o)?,
+        upstreams: read_upstreams(o)?,
     })
 }
 
@@ -663,6 +724,33 @@ fn read_coordination(o: &Opts) -> Result<Option<crate::core::coordination::Coord
     }))
 }
 
+/// `upstreams: [{ name?, apiBaseUrl | azure, apiKey | apiKeys, model?, headers?, rateLimit?,
+/// circuitBreaker? }]`, 1 to [`MAX_UPSTREAMS`](crate::core::config::MAX_UPSTREAMS) entries;
+/// `ClientConfig::build` checks the values.
+fn read_upstreams(o: &Opts) -> Result<Vec<crate::core::config::UpstreamOptions>> {
+    use crate::core::config::MAX_UPSTREAMS;
+    let Some(entries) = o.object_array("upstreams", MAX_UPSTREAMS as u32)? else {
+        return Ok(Vec::new());
+    };
+    entries
+        .into_iter()
+        .map(|u| {
+            u.allow_only(UpstreamOptions::NAMES, &[])?;
+            Ok(crate::core::config::UpstreamOptions {
+                name: u.string("name")?,
+                api_base_url: u.string("apiBaseUrl")?,
+                api_key: u.secret_string("apiKey")?,
+                api_keys: u.string_array("apiKeys")?.unwrap_or_default(),
+                azure: read_azure(&u)?,
+                model: u.string("model")?,
+                headers: u.string_record("headers")?,
+                rate_limit: read_rate_limit(&u)?,
+                circuit_breaker: read_breaker(&u)?,
+            })
+        })
+        .collect()
+}
+
 /// `azure: { resource?, baseUrl?, deployment, apiVersion }`.
 fn read_azure(o: &Opts) -> Result<Option<crate::core::config::AzureOptions>> {
     let Some(a) = o.nested("azure")? else {
@@ -670,8 +758,12 @@ fn read_azure(o: &Opts) -> Result<Option<crate::core::config::AzureOptions>> {
     };
     a.allow_only(AzureOptions::NAMES, &[])?;
     let required = |name: &str| -> Result<String> {
-        a.string(name)?
-            .ok_or_else(|| a.invalid(format!("Expected `azure.{name}` to be a string, got undefined")))
+        a.string(name)?.ok_or_else(|| {
+            a.invalid(format!(
+                "Expected `{}` to be a string, got undefined",
+                a.option_name(name)
+            ))
+        })
     };
     Ok(Some(crate::core::config::AzureOptions {
         resource: a.string("resource")?,
@@ -720,7 +812,8 @@ fn read_breaker(o: &Opts) -> Result<Setting<BreakerConfig>> {
         .unwrap_or(d.error_threshold_percentage as u64);
     if percentage > 100 {
         return Err(b.invalid(format!(
-            "Expected `circuitBreaker.errorThresholdPercentage` to be at most 100, got {percentage}"
+            "Expected `{}` to be at most 100, got {percentage}",
+            b.option_name("errorThresholdPercentage")
         )));
     }
     Ok(Setting::Custom(BreakerConfig {
@@ -1111,6 +1204,7 @@ mod tests {
             ("CircuitBreakerOptions", CircuitBreakerOptions::NAMES),
             ("CacheOptions", CacheOptions::NAMES),
             ("AzureOptions", AzureOptions::NAMES),
+            ("UpstreamOptions", UpstreamOptions::NAMES),
         ];
         check_option_names(include_str!("requests.rs"), declared);
     }

@@ -27,9 +27,11 @@ use super::limits::{
 };
 use super::metrics::Metrics;
 
-/// The gates of one client, shared by all its calls.
+/// The gates of one server a client sends to (one per upstream), shared by all its calls.
 pub struct Admission {
-    concurrency: ConcurrencyLimiter,
+    /// Shared by every upstream of a client (see `upstreams`): `maxConcurrency` bounds the
+    /// instance, whichever server an attempt goes to.
+    concurrency: Arc<ConcurrencyLimiter>,
     breaker: Option<CircuitBreaker>,
     keys: Arc<KeyPool>,
     /// One per key: providers limit each key (organisation) separately. With `coordination`,
@@ -38,7 +40,27 @@ pub struct Admission {
     limiters: Vec<RateLimiter>,
     /// One per key with `coordination` (empty without): the budgets shared through Redis.
     shared: Vec<SharedLimiter>,
+    /// The client's Redis link, shared by every upstream (see [`ClientGates`]).
     coordinator: Option<Arc<Coordinator>>,
+}
+
+/// What every upstream of one client shares: `maxConcurrency` bounds the instance whichever
+/// server an attempt goes to, and with `coordination` the instance has one Redis link (one
+/// connection, one set of `metrics().coordination` counters) however many upstreams it has.
+#[derive(Clone)]
+pub struct ClientGates {
+    pub concurrency: Arc<ConcurrencyLimiter>,
+    pub coordinator: Option<Arc<Coordinator>>,
+}
+
+impl ClientGates {
+    /// The shared gates of a client configured by `cfg`.
+    pub fn for_client(cfg: &ClientConfig) -> Self {
+        ClientGates {
+            concurrency: Arc::new(ConcurrencyLimiter::new(cfg.max_concurrency, cfg.max_queue)),
+            coordinator: cfg.coordination.clone().map(|c| Arc::new(Coordinator::new(c))),
+        }
+    }
 }
 
 /// Capacity taken from a rate limiter for one attempt.
@@ -63,27 +85,41 @@ pub struct Admitted<'a> {
 }
 
 impl Admission {
-    /// The gates for `cfg`, with `breaker` (when the client has one).
+    /// The gates for `cfg`, with `breaker` (when the client has one), for a client of one server.
     pub fn new(cfg: &ClientConfig, breaker: Option<CircuitBreaker>) -> Self {
+        Self::sharing(cfg, breaker, &ClientGates::for_client(cfg), None)
+    }
+
+    /// The gates for `cfg` whose concurrency slots and Redis link are `gates`' (shared with the
+    /// other upstreams of the same client); breaker, keys and rate limiters are its own.
+    /// `upstream` names the upstream in the shared buckets' keys (see
+    /// [`SharedLimiter::new`]), so two upstreams never share one; `None` for a client of one
+    /// server.
+    pub fn sharing(
+        cfg: &ClientConfig,
+        breaker: Option<CircuitBreaker>,
+        gates: &ClientGates,
+        upstream: Option<&str>,
+    ) -> Self {
         // A limiter per key even without `rateLimit`: it then starts unlimited but still learns
         // from 429s and `x-ratelimit-*` headers.
         let limit = cfg.rate_limit.unwrap_or(RateLimitConfig {
             requests_per_minute: None,
             tokens_per_minute: None,
         });
-        let coordinator = cfg.coordination.clone().map(|c| Arc::new(Coordinator::new(c)));
+        let coordinator = gates.coordinator.clone();
         let (local, shared) = match &coordinator {
             Some(c) => (
                 limit.scaled(c.config().local_share),
                 cfg.api_keys
                     .iter()
-                    .map(|key| SharedLimiter::new(Arc::clone(c), key.expose(), limit))
+                    .map(|key| SharedLimiter::new(Arc::clone(c), upstream, key.expose(), limit))
                     .collect(),
             ),
             None => (limit, Vec::new()),
         };
         Admission {
-            concurrency: ConcurrencyLimiter::new(cfg.max_concurrency, cfg.max_queue),
+            concurrency: Arc::clone(&gates.concurrency),
             breaker,
             keys: KeyPool::new(cfg.api_keys.clone()),
             limiters: cfg.api_keys.iter().map(|_| RateLimiter::new(local)).collect(),
@@ -92,7 +128,7 @@ impl Admission {
         }
     }
 
-    /// The Redis link, with `coordination`.
+    /// The Redis link, with `coordination` (the same for every upstream of a client).
     pub fn coordinator(&self) -> Option<&Arc<Coordinator>> {
         self.coordinator.as_ref()
     }

@@ -75,6 +75,8 @@ pub struct CachedCompletion {
     /// Every choice of an answer to a request for several (`n > 1`), else empty. `text` and
     /// `delta_ends` are the first choice's.
     pub all_choices: Vec<CompletionChoice>,
+    /// The index of the upstream that answered (see [`Received::upstream`](super::call::Received)).
+    pub upstream: Option<usize>,
 }
 
 impl CachedCompletion {
@@ -463,6 +465,7 @@ mod tests {
             refusal: None,
             logprobs: None,
             all_choices: Vec::new(),
+            upstream: None,
         }
     }
 

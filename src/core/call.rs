@@ -48,4 +48,7 @@ pub struct Received {
     pub attempts: u32,
     /// Served from the response cache.
     pub cached: bool,
+    /// With `upstreams`: the index of the upstream whose answer this is (for a cached answer,
+    /// the one that produced it).
+    pub upstream: Option<usize>,
 }

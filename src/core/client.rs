@@ -19,9 +19,9 @@ use futures::FutureExt;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::admission::{Admission, Admitted};
+use super::admission::Admitted;
 use super::bounds::{CallBounds, Deadline};
-use super::breaker::{BreakerState, BreakerStats, CircuitBreaker};
+use super::breaker::{BreakerState, BreakerStats};
 use super::cache::{cache_key, ResponseCache};
 use super::call::{CallPlan, Outbound, Received};
 use super::chat::{
@@ -45,9 +45,10 @@ pub use super::stream::{DeltaSink, Progress};
 use super::structured::{parse_output, ChoiceOutput, OutputFormat};
 use super::time::instant_after;
 use super::tokens::Encoding;
-use super::transport::{read_capped, Transport};
+use super::transport::read_capped;
 use super::turn::{settle, MessageIds};
 pub use super::turn::{ChatReply, SendRequest};
+use super::upstreams::{chain, falls_back, routes_for, Route, RouteCounters, Routes, UpstreamStats};
 
 /// A request ready to send: body parameters, prompt and the model's encoding.
 pub struct PreparedRequest {
@@ -62,11 +63,11 @@ pub struct PreparedRequest {
 /// One configured client. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct ChatClient {
     cfg: ClientConfig,
-    transport: Transport,
+    /// The servers calls go to, each with its transport and the gates of its attempts
+    /// (concurrency, breaker, keys, rate limits): one, or one per `upstreams` entry.
+    routes: Routes,
     store: Arc<dyn ConversationStore>,
     counts: TokenCountCache,
-    /// Concurrency, breaker, keys and rate limits: the gates of each attempt.
-    admission: Admission,
     metrics: Metrics,
     /// The response cache and the identical calls in flight (when the cache is on).
     sharing: Option<Arc<Sharing>>,
@@ -95,7 +96,7 @@ fn uses_max_completion_tokens(model: &str) -> bool {
 impl ChatClient {
     /// A client with the default in-memory store, or `store` when given.
     pub fn new(cfg: ClientConfig, store: Option<Arc<dyn ConversationStore>>) -> Result<Self, ChatError> {
-        let transport = Transport::new(&cfg)?;
+        let routes = routes_for(&cfg)?;
         let (store, builtin_store): (Arc<dyn ConversationStore>, _) = match store {
             Some(given) => (given, None),
             None => {
@@ -104,8 +105,6 @@ impl ChatClient {
             }
         };
         let counts = TokenCountCache::new(cfg.message_store_size);
-        let breaker = cfg.circuit_breaker.clone().map(CircuitBreaker::new);
-        let admission = Admission::new(&cfg, breaker);
         let cfg_cache = cfg.cache.map(ResponseCache::new);
         let params = Arc::new(Params::new(cfg.completion_params.clone()));
         let debug_log: Option<Arc<dyn DebugLog>> = cfg.debug.then(|| Arc::new(StdoutLog) as Arc<dyn DebugLog>);
@@ -114,29 +113,41 @@ impl ChatClient {
             params,
             builtin_store,
             cfg,
-            transport,
+            routes,
             store,
             counts,
-            admission,
             metrics: Metrics::default(),
             sharing: cfg_cache.map(Sharing::new),
         })
     }
 
     /// Counters and live gauges of this client.
+    /// The breaker and keys reported at the top level are the first upstream's; with `upstreams`,
+    /// `upstreams` has every one's.
     pub fn stats(&self) -> ClientStats {
-        let breaker = self.admission.breaker();
+        let first = self.routes.first();
+        let admission = &first.admission;
+        let breaker = admission.breaker();
         ClientStats {
             metrics: self.metrics.snapshot(),
-            in_flight: self.admission.concurrency().in_flight(),
-            queued: self.admission.concurrency().queued(),
+            in_flight: admission.concurrency().in_flight(),
+            queued: admission.concurrency().queued(),
             breaker_state: breaker.map(|b| b.state()),
             breaker: breaker.map(|b| b.stats()).unwrap_or_default(),
-            keys: self.admission.keys().status(),
+            keys: admission.keys().status(),
             cache_entries: self.sharing.as_ref().map_or(0, |s| s.cache().len() as u64),
             cache_bytes: self.sharing.as_ref().map_or(0, |s| s.cache().bytes()),
-            coordination: self.admission.coordinator().map(|c| c.stats()),
+            coordination: self.routes.coordinator().map(|c| c.stats()),
+            upstreams: self.upstream_stats(),
         }
+    }
+
+    /// Every upstream's counters and state; empty without `upstreams`.
+    fn upstream_stats(&self) -> Vec<UpstreamStats> {
+        if self.cfg.upstreams.is_empty() {
+            return Vec::new();
+        }
+        self.routes.iter().enumerate().map(|(i, r)| r.stats(i)).collect()
     }
 
     /// The same numbers in Prometheus text exposition format.
@@ -154,6 +165,7 @@ impl ChatClient {
             cache_bytes: stats.cache_bytes,
         };
         let mut text = prometheus_text(&stats.metrics, &gauges);
+        super::metrics::upstreams_text(&mut text, &stats.upstreams);
         if let Some(c) = &stats.coordination {
             text.push_str(&super::metrics::coordination_text(c));
         }
@@ -163,7 +175,10 @@ impl ChatClient {
     /// Zero the counters and histograms (gauges keep reporting the live state).
     pub fn reset_metrics(&self) {
         self.metrics.reset();
-        if let Some(c) = self.admission.coordinator() {
+        for route in self.routes.iter() {
+            route.counters.reset();
+        }
+        if let Some(c) = self.routes.coordinator() {
             c.reset_stats();
         }
     }
@@ -171,7 +186,7 @@ impl ChatClient {
     /// The one-time warning that shared rate limits fell back to local ones (Redis failed or
     /// was slow), the first time it is asked for after that happened; else `None`.
     pub fn take_coordination_warning(&self) -> Option<String> {
-        self.admission.coordinator()?.take_warning()
+        self.routes.coordinator()?.take_warning()
     }
 
     /// Open a connection to the upstream before the first real call (TCP, TLS, HTTP/2 when
@@ -186,7 +201,7 @@ impl ChatClient {
             .cloned()
             .unwrap_or_else(|| self.cfg.api_key.clone());
         let timeout = self.cfg.timeout.min(Duration::from_secs(30));
-        match tokio::time::timeout(timeout, self.transport.warmup(&key)).await {
+        match tokio::time::timeout(timeout, self.routes.first().transport.warmup(&key)).await {
             Ok(result) => result.map(|_| started.elapsed()).map_err(|mut e| {
                 self.redactor().scrub_error(&mut e);
                 e
@@ -396,7 +411,11 @@ impl ChatClient {
         // With a configured token rate the reservation must be exact: an upper bound could make a
         // request look larger than `tokensPerMinute` and fail it as too large.
         // `debug` logs the prompt's exact count, as the `chatgpt` package does.
-        let exact_count = self.cfg.debug || self.cfg.rate_limit.is_some_and(|r| r.tokens_per_minute.is_some());
+        let paces_tokens =
+            |r: &Option<super::limits::RateLimitConfig>| r.is_some_and(|r| r.tokens_per_minute.is_some());
+        let exact_count = self.cfg.debug
+            || paces_tokens(&self.cfg.rate_limit)
+            || self.cfg.upstreams.iter().any(|u| paces_tokens(&u.rate_limit));
         let prepared = bounds.wait(Box::pin(self.prepare(&req, exact_count))).await?;
         let PreparedRequest {
             params,
@@ -435,7 +454,7 @@ impl ChatClient {
                 stream: req.stream,
                 estimate: prompt.prompt_tokens.saturating_add(reply_cap),
                 // Only shared buckets are per model; the in-process limiter is per key.
-                model: match self.admission.coordinator() {
+                model: match self.routes.coordinator() {
                     Some(_) => params
                         .get("model")
                         .and_then(Value::as_str)
@@ -472,6 +491,7 @@ impl ChatClient {
             }
         }
         let received = outcome?;
+        let upstream = self.upstream_name(received.upstream);
         // A JSON reply that is not JSON (cut, refused, malformed) rejects, and nothing is stored.
         let parsed = match read_output(&params, &received) {
             Ok(parsed) => parsed,
@@ -491,6 +511,7 @@ impl ChatClient {
         let stores = req.messages.is_none();
         let (mut reply, messages) = settle(req, encoding, &prompt, ids, received).into_stored();
         parsed.apply_to(&mut reply);
+        reply.upstream = upstream;
         // Store the messages (awaited, as `chatgpt` v5 does) so the reply's id can be the next
         // call's parentMessageId. A caller's own messages are not stored.
         if !stores {
@@ -544,12 +565,15 @@ impl ChatClient {
             deltas: 0,
             attempts: 0,
             cached: true,
+            upstream: hit.upstream,
         };
         // Only answers `response_format` accepts are cached; the async path reports any other.
         let parsed = read_output(&params, &received).ok()?;
         let stores = req.messages.is_none();
+        let upstream = self.upstream_name(received.upstream);
         let (mut reply, messages) = settle(req.clone(), encoding, &prompt, ids, received).into_stored();
         parsed.apply_to(&mut reply);
+        reply.upstream = upstream;
         if stores {
             for message in messages {
                 store.insert(message);
@@ -558,6 +582,15 @@ impl ChatClient {
         let result = Ok(reply);
         self.record_call(started, None, &result);
         result.ok()
+    }
+
+    /// The name of the upstream at `index`, for `reply.upstream`: `None` without `upstreams`, so
+    /// a plain client's replies keep their shape.
+    fn upstream_name(&self, index: Option<usize>) -> Option<String> {
+        if self.cfg.upstreams.is_empty() {
+            return None;
+        }
+        self.cfg.upstreams.get(index?).map(|u| u.name.clone())
     }
 
     /// The response cache's key of a prepared call: for a caller's own messages, over the JSON
@@ -578,8 +611,10 @@ impl ChatClient {
         }
     }
 
-    /// One call's attempts: admission (a concurrency slot, the breaker, a key, the rate
-    /// limiter), the request, and on failure the retry decision.
+    /// One call's attempts: on each upstream in turn (one without `upstreams`), its attempts
+    /// there (`route_attempts`), moving on while the failure is one another server could answer
+    /// ([`falls_back`]). A call that fails everywhere rejects with the last upstream's error, the
+    /// earlier ones in its `cause` chain.
     async fn run_attempts(&self, plan: CallPlan<'_, '_>) -> Result<Received, ChatError> {
         let CallPlan {
             request,
@@ -589,8 +624,7 @@ impl ChatClient {
         } = plan;
         #[cfg(test)]
         tests::panic_if_asked(&request.body).await;
-        let mut schedule = self.cfg.retry.schedule(None);
-        let mut attempts = 0u32;
+        let mut tally = AttemptTally { attempts: 0, published };
         let finish = |mut e: ChatError, attempts: u32| {
             if attempts > 1 {
                 e.message = format!("{} (after {attempts} attempts)", e.message);
@@ -600,30 +634,91 @@ impl ChatClient {
             }
             e
         };
+        let last = self.routes.len().saturating_sub(1);
+        let mut earlier: Option<ChatError> = None;
+        for (index, route) in self.routes.iter().enumerate() {
+            let body = route.body_for(&request.body).map_err(|e| finish(e, tally.attempts))?;
+            let leg = RouteLeg {
+                route,
+                body,
+                falls_back: index < last,
+            };
+            let outcome = self
+                .route_attempts(&leg, &request, bounds, &mut delivery, &mut tally)
+                .await;
+            match outcome {
+                Ok(mut received) => {
+                    RouteCounters::inc(&route.counters.successes);
+                    received.upstream = Some(index);
+                    return Ok(received);
+                }
+                Err(e) => {
+                    RouteCounters::inc(&route.counters.failures);
+                    let e = route.tag(e);
+                    let time_left = bounds.deadline() > Instant::now();
+                    if !leg.falls_back || !falls_back(&e, delivery.delivered(), time_left) {
+                        return Err(finish(chain(e, earlier), tally.attempts));
+                    }
+                    RouteCounters::inc(&route.counters.fallbacks);
+                    earlier = Some(chain(e, earlier));
+                }
+            }
+        }
+        // Unreachable: the last route returns either way. Said as an error, not a panic.
+        Err(finish(
+            earlier.unwrap_or_else(|| ChatError::new(ErrorCode::Internal, "No upstream to send to")),
+            tally.attempts,
+        ))
+    }
+
+    /// A call's attempts on one upstream: admission (a concurrency slot, the breaker, a key, the
+    /// rate limiter), the request, and on failure the retry decision. With an upstream to fall
+    /// back to, keys that are all cooling or disabled end it at once instead of being waited for.
+    async fn route_attempts(
+        &self,
+        leg: &RouteLeg<'_>,
+        request: &Outbound,
+        bounds: &CallBounds<'_>,
+        delivery: &mut Delivery<'_, '_>,
+        tally: &mut AttemptTally<'_>,
+    ) -> Result<Received, ChatError> {
+        let route = leg.route;
+        let admission = &route.admission;
+        let mut schedule = self.cfg.retry.schedule(None);
         loop {
-            let mut admitted = self
-                .admission
-                .acquire_for(bounds, request.estimate, &request.model)
-                .await
-                .map_err(|e| finish(e, attempts))?;
-            attempts = attempts.saturating_add(1);
-            if let Some(published) = published {
-                published.store(attempts, Ordering::Relaxed);
+            if leg.falls_back {
+                if let Some(e) = route.unusable_keys() {
+                    return Err(e);
+                }
+            }
+            // A shared bucket is per model: the one this upstream is sent (its own `model`, else the
+            // request's). `request.model` is empty without `coordination` (no buckets per model).
+            let model = match &route.model {
+                Some(model) if !request.model.is_empty() => model.as_str(),
+                _ => request.model.as_str(),
+            };
+            let mut admitted = admission.acquire_for(bounds, request.estimate, model).await?;
+            tally.attempts = tally.attempts.saturating_add(1);
+            if let Some(published) = tally.published {
+                published.store(tally.attempts, Ordering::Relaxed);
             }
             Metrics::inc(&self.metrics.attempts);
-            if attempts > 1 {
+            RouteCounters::inc(&route.counters.requests);
+            if tally.attempts > 1 {
                 Metrics::inc(&self.metrics.retries);
             }
             let attempt_bounds = bounds.for_attempt(self.cfg.attempt_timeout);
             let exchange = Exchange {
-                request: &request,
+                request,
+                body: &leg.body,
+                route,
                 bounds: &attempt_bounds,
                 admitted: &admitted,
             };
             // Boxed: the attempt's future (reqwest's, the SSE state, the timers) is most of a
             // call's state, and an unboxed one is copied whole each time the call's future moves
             // (into its task, out of it): ~6 KB per call.
-            let outcome = Box::pin(self.attempt_once(exchange, &mut delivery)).await;
+            let outcome = Box::pin(self.attempt_once(exchange, delivery)).await;
             admitted.end_attempt();
             let mut e = match outcome {
                 Ok(fetched) => {
@@ -632,16 +727,17 @@ impl ChatClient {
                         completion: fetched.completion,
                         request_id: fetched.request_id,
                         deltas: delivery.delivered(),
-                        attempts,
+                        attempts: tally.attempts,
                         cached: false,
+                        upstream: None,
                     });
                 }
                 Err(e) => e,
             };
-            admitted.failed(&e, &self.admission, &self.metrics);
+            admitted.failed(&e, admission, &self.metrics);
             let delivered = delivery.delivered();
             // A rejected key in a pool fails over to the next key at once.
-            if e.code == ErrorCode::Auth && delivered == 0 && self.admission.can_fail_over() {
+            if e.code == ErrorCode::Auth && delivered == 0 && admission.can_fail_over() {
                 continue;
             }
             if delivered > 0 {
@@ -650,19 +746,20 @@ impl ChatClient {
                 if e.code != ErrorCode::Aborted {
                     e = e.interrupted_after(delivered);
                 }
-                return Err(finish(e, attempts));
+                return Err(e);
             }
             let remaining = bounds.deadline().saturating_duration_since(Instant::now());
             match decide(&e, &mut schedule, remaining) {
-                Decision::Stop => return Err(finish(e, attempts)),
+                Decision::Stop => return Err(e),
                 Decision::RetryAfter(delay) => {
                     // After a 429 another key may be free right now: fail over without waiting.
-                    let fail_over = e.code == ErrorCode::RateLimited && self.admission.can_fail_over();
+                    let fail_over = e.code == ErrorCode::RateLimited && admission.can_fail_over();
+                    // Every key cooling: the next upstream answers sooner than waiting here.
+                    if leg.falls_back && !admission.keys().has_usable() {
+                        return Err(e);
+                    }
                     if !fail_over && !delay.is_zero() {
-                        bounds
-                            .sleep_until(instant_after(Instant::now(), delay))
-                            .await
-                            .map_err(|e| finish(e, attempts))?;
+                        bounds.sleep_until(instant_after(Instant::now(), delay)).await?;
                     }
                 }
             }
@@ -678,14 +775,16 @@ impl ChatClient {
     ) -> Result<Fetched, ChatError> {
         let Exchange {
             request,
+            body,
+            route,
             bounds,
             admitted,
         } = exchange;
         let observe = |headers: &reqwest::header::HeaderMap| admitted.observe_headers(headers);
         let resp = bounds
-            .wait(self.transport.post_chat(
+            .wait(route.transport.post_chat(
                 super::transport::ChatPost {
-                    body: request.body.clone(),
+                    body: body.clone(),
                     stream: request.stream,
                     headers: request.headers.as_deref(),
                 },
@@ -694,7 +793,7 @@ impl ChatClient {
             ))
             .await?;
         let request_id = resp.request_id;
-        let max = self.transport.max_response_bytes();
+        let max = route.transport.max_response_bytes();
         let completion = if request.stream {
             read_stream(resp.inner, bounds, max, request.choices, delivery).await
         } else {
@@ -726,9 +825,14 @@ impl ChatClient {
                 body: redactor.scrub(received.completion.detail.get()).into_owned(),
             }),
             Err(e) => {
+                // With `upstreams`, the server of the last failure.
+                let base = e
+                    .upstream
+                    .as_ref()
+                    .and_then(|name| self.cfg.upstreams.iter().find(|u| &u.name == name))
+                    .map_or(&self.cfg.api_base_url, |u| &u.api_base_url);
                 let line = format!(
-                    "[chatgpt-native] POST {}/chat/completions model={model} stream={stream} -> {} status={} in {} ms request_id={}",
-                    self.cfg.api_base_url,
+                    "[chatgpt-native] POST {base}/chat/completions model={model} stream={stream} -> {} status={} in {} ms request_id={}",
                     e.code,
                     e.status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
                     elapsed.as_millis(),
@@ -751,11 +855,21 @@ impl ChatClient {
                 .any(|hint| name.contains(hint))
                 .then_some(value.as_str())
         });
+        let upstream_keys = self.cfg.upstreams.iter().flat_map(|u| u.api_keys.iter());
+        let upstream_headers = self.cfg.upstreams.iter().flat_map(|u| u.headers.iter());
+        let secret_headers = secret_headers.chain(upstream_headers.filter_map(|(name, value)| {
+            let name = name.to_ascii_lowercase();
+            SECRET_HEADER_HINTS
+                .iter()
+                .any(|hint| name.contains(hint))
+                .then_some(value.as_str())
+        }));
         Redactor::new(
             self.cfg
                 .api_keys
                 .iter()
                 .chain(std::iter::once(&self.cfg.api_key))
+                .chain(upstream_keys)
                 .map(ApiKey::expose)
                 .chain(secret_headers),
         )
@@ -865,11 +979,31 @@ fn own_prompt(own: &OwnMessages, budget: &Budget) -> Result<BuiltPrompt, ChatErr
     })
 }
 
-/// One attempt's view of its call: the request, the attempt's bounds, and what admission gave.
+/// One attempt's view of its call: the request, where it goes, the attempt's bounds, and what
+/// admission gave.
 struct Exchange<'a> {
     request: &'a Outbound,
+    /// What this upstream is sent: `request.body`, or with its `model`.
+    body: &'a Bytes,
+    route: &'a Route,
     bounds: &'a CallBounds<'a>,
     admitted: &'a Admitted<'a>,
+}
+
+/// One upstream's part of a call.
+struct RouteLeg<'a> {
+    route: &'a Route,
+    /// The request's body as this upstream is sent it.
+    body: Bytes,
+    /// Another upstream follows this one.
+    falls_back: bool,
+}
+
+/// The HTTP attempts of a call so far, over every upstream it tried.
+struct AttemptTally<'a> {
+    attempts: u32,
+    /// Where they are published for the waiters of a shared call (see [`CallPlan::attempts`]).
+    published: Option<&'a std::sync::atomic::AtomicU32>,
 }
 
 /// The caller's sink, timing the first delta (time to first token).
@@ -902,6 +1036,8 @@ pub struct ClientStats {
     pub cache_bytes: u64,
     /// Redis use, with `coordination`.
     pub coordination: Option<super::coordination::CoordinationStats>,
+    /// Each upstream's counters and state, in order; empty without `upstreams`.
+    pub upstreams: Vec<UpstreamStats>,
 }
 
 #[cfg(test)]

@@ -135,6 +135,51 @@ pub struct ClientOptions {
     pub proxy: ProxySetting,
     /// Budgets shared with other processes through Redis (`None`: this process alone).
     pub coordination: Option<CoordinationOptions>,
+    /// Servers tried in order (`upstreams`); empty for a client of one server (`apiBaseUrl`).
+    pub upstreams: Vec<UpstreamOptions>,
+}
+
+/// One entry of the `upstreams` option, before checks: a server with its own keys, model and
+/// limits. What it does not set is the instance's (`rateLimit`, `circuitBreaker`, `headers`).
+#[derive(Debug, Default, Clone)]
+pub struct UpstreamOptions {
+    /// How replies (`reply.upstream`), errors and metrics name it; its index (`"0"`) if absent.
+    pub name: Option<String>,
+    pub api_base_url: Option<String>,
+    pub api_key: Option<String>,
+    pub api_keys: Vec<String>,
+    /// Azure OpenAI instead of `api_base_url` (exclusive with it).
+    pub azure: Option<AzureOptions>,
+    /// Replaces the request's `model` for this server.
+    pub model: Option<String>,
+    /// Set over the instance's `headers`.
+    pub headers: Vec<(String, String)>,
+    pub rate_limit: Option<RateLimitConfig>,
+    pub circuit_breaker: Setting<BreakerConfig>,
+}
+
+/// Most entries of `upstreams`.
+pub const MAX_UPSTREAMS: usize = 16;
+/// Longest `upstreams[i].name`, in characters.
+pub const MAX_UPSTREAM_NAME_CHARS: usize = 64;
+
+/// One checked entry of `upstreams`: where it sends requests, with what, under which limits.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Unique among the instance's upstreams.
+    pub name: String,
+    /// Without a trailing slash, as [`ClientConfig::api_base_url`].
+    pub api_base_url: String,
+    pub api_query: Option<String>,
+    pub key_header: KeyHeader,
+    pub api_keys: Vec<ApiKey>,
+    pub model: Option<String>,
+    /// Its own `headers`, set over the instance's.
+    pub headers: Vec<(String, String)>,
+    /// Its own, else the instance's `rateLimit`.
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Its own, else the instance's `circuitBreaker` (`None`: no breaker).
+    pub circuit_breaker: Option<BreakerConfig>,
 }
 
 /// The `azure` option: where a deployment lives and the API version every request names.
@@ -213,6 +258,10 @@ pub struct ClientConfig {
     pub cache: Option<CacheConfig>,
     /// `None` (the default): rate limits are this process's alone.
     pub coordination: Option<CoordinationConfig>,
+    /// The servers calls go to, first healthy one first (`upstreams`); empty for a client of
+    /// one server, which the fields above describe. With upstreams, those fields are the first
+    /// upstream's.
+    pub upstreams: Vec<UpstreamConfig>,
 }
 
 /// Reads an environment variable, treating empty as unset.
@@ -222,7 +271,17 @@ fn env_var(name: &str) -> Option<String> {
 
 impl ClientConfig {
     /// Apply fallbacks and defaults, then check what types alone cannot.
-    pub fn build(opts: ClientOptions) -> Result<Self, ChatError> {
+    pub fn build(mut opts: ClientOptions) -> Result<Self, ChatError> {
+        let upstreams = std::mem::take(&mut opts.upstreams);
+        let checked_upstreams = check_upstreams(&upstreams, &opts)?;
+        if let Some(first) = upstreams.into_iter().next() {
+            // The instance's own endpoint and keys are the first upstream's: what `apiBaseUrl`,
+            // `warmup` and the cache key use.
+            opts.api_base_url = first.api_base_url;
+            opts.azure = first.azure;
+            opts.api_keys = first.api_keys;
+            opts.api_key = first.api_key;
+        }
         if !opts.api_keys.is_empty() && opts.api_key.is_some() {
             return Err(ChatError::invalid_arg(
                 "Expected either `apiKey` or `apiKeys`, not both",
@@ -304,16 +363,7 @@ impl ClientConfig {
             completion_params.extend(params);
         }
 
-        for (name, value) in &opts.headers {
-            reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                ChatError::invalid_arg(format!(
-                    "Expected `headers` keys to be valid header names, got {name:?}"
-                ))
-            })?;
-            reqwest::header::HeaderValue::from_str(value).map_err(|_| {
-                ChatError::invalid_arg(format!("Expected `headers[{name:?}]` to be a valid header value"))
-            })?;
-        }
+        check_headers(&opts.headers, "headers")?;
 
         // 0 is no whole-call timeout, as in the `chatgpt` package.
         let timeout_ms = opts.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
@@ -347,7 +397,20 @@ impl ClientConfig {
                 "Expected `attemptTimeoutMs` to be a positive integer, got 0",
             ));
         }
+        let instance_breaker = opts.circuit_breaker.resolve_on_by_default();
+        let upstreams = checked_upstreams
+            .into_iter()
+            .map(|(u, breaker)| UpstreamConfig {
+                rate_limit: u.rate_limit.or(opts.rate_limit),
+                circuit_breaker: match breaker {
+                    Setting::Unset => instance_breaker.clone(),
+                    other => other.resolve_on_by_default(),
+                },
+                ..u
+            })
+            .collect();
         Ok(ClientConfig {
+            upstreams,
             api_keys,
             retry,
             attempt_timeout: opts.attempt_timeout_ms.map(Duration::from_millis),
@@ -355,7 +418,7 @@ impl ClientConfig {
             max_queue: opts.max_queue,
             rate_limit: opts.rate_limit,
             coordination: opts.coordination.map(CoordinationConfig::build).transpose()?,
-            circuit_breaker: opts.circuit_breaker.resolve_on_by_default(),
+            circuit_breaker: instance_breaker,
             // Off unless asked for: a repeated request is a new sample, as in `chatgpt` v5.
             cache: opts.cache.resolve_off_by_default(),
             api_key: ApiKey::new(api_key),
@@ -378,6 +441,32 @@ impl ClientConfig {
         })
     }
 
+    /// The configuration requests to `upstream` run with: this one's, with the upstream's
+    /// endpoint, keys, headers, rate limit and breaker.
+    pub fn for_upstream(&self, upstream: &UpstreamConfig) -> ClientConfig {
+        let mut headers = self.headers.clone();
+        for (name, value) in &upstream.headers {
+            headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+            headers.push((name.clone(), value.clone()));
+        }
+        ClientConfig {
+            api_key: upstream
+                .api_keys
+                .first()
+                .cloned()
+                .unwrap_or_else(|| self.api_key.clone()),
+            api_keys: upstream.api_keys.clone(),
+            api_base_url: upstream.api_base_url.clone(),
+            api_query: upstream.api_query.clone(),
+            key_header: upstream.key_header,
+            headers,
+            rate_limit: upstream.rate_limit,
+            circuit_breaker: upstream.circuit_breaker.clone(),
+            upstreams: Vec::new(),
+            ..self.clone()
+        }
+    }
+
     /// The model requests use unless a call overrides it.
     pub fn model(&self) -> &str {
         self.completion_params
@@ -385,6 +474,148 @@ impl ClientConfig {
             .and_then(Value::as_str)
             .unwrap_or(DEFAULT_MODEL)
     }
+}
+
+/// Check `upstreams` (with the instance options they exclude): each entry as its
+/// [`UpstreamConfig`] (rate limit and breaker not yet defaulted to the instance's) and its
+/// `circuitBreaker` setting. Messages name the entry (`upstreams[1].apiBaseUrl`); keys are never
+/// shown.
+fn check_upstreams(
+    upstreams: &[UpstreamOptions],
+    opts: &ClientOptions,
+) -> Result<Vec<(UpstreamConfig, Setting<BreakerConfig>)>, ChatError> {
+    if upstreams.is_empty() {
+        return Ok(Vec::new());
+    }
+    if upstreams.len() > MAX_UPSTREAMS {
+        return Err(ChatError::invalid_arg(format!(
+            "Expected `upstreams` to have from 1 to {MAX_UPSTREAMS} entries, got {}",
+            upstreams.len()
+        )));
+    }
+    let exclusive = [
+        ("apiKey", opts.api_key.is_some()),
+        ("apiKeys", !opts.api_keys.is_empty()),
+        ("apiBaseUrl", opts.api_base_url.is_some()),
+        ("azure", opts.azure.is_some()),
+    ];
+    if let Some((name, _)) = exclusive.iter().find(|(_, given)| *given) {
+        return Err(ChatError::invalid_arg(format!(
+            "Expected either `{name}` or `upstreams`, not both: each upstream has its own (`upstreams[0].{name}`)"
+        )));
+    }
+    let mut out: Vec<(UpstreamConfig, Setting<BreakerConfig>)> = Vec::with_capacity(upstreams.len());
+    for (i, u) in upstreams.iter().enumerate() {
+        let at = format!("upstreams[{i}]");
+        let name = match &u.name {
+            None => i.to_string(),
+            Some(name) => {
+                let chars = name.chars().count();
+                if chars == 0 || chars > MAX_UPSTREAM_NAME_CHARS || name.chars().any(char::is_control) {
+                    return Err(ChatError::invalid_arg(format!(
+                        "Expected `{at}.name` to be 1 to {MAX_UPSTREAM_NAME_CHARS} characters without control characters, got {:?}",
+                        name.chars().take(MAX_UPSTREAM_NAME_CHARS).collect::<String>()
+                    )));
+                }
+                name.clone()
+            }
+        };
+        if out.iter().any(|(other, _)| other.name == name) {
+            return Err(ChatError::invalid_arg(format!(
+                "Expected `{at}.name` to be unique among `upstreams`, got {name:?} twice"
+            )));
+        }
+        let keys = upstream_keys(u, &at)?;
+        let (endpoint, key_header) = match (&u.azure, &u.api_base_url) {
+            (Some(_), Some(_)) => {
+                return Err(ChatError::invalid_arg(format!(
+                    "Expected either `{at}.apiBaseUrl` or `{at}.azure`, not both"
+                )))
+            }
+            (Some(azure), None) => (
+                azure_endpoint(azure)
+                    .map_err(|e| ChatError::invalid_arg(e.message.replace("`azure.", &format!("`{at}.azure."))))?,
+                KeyHeader::ApiKey,
+            ),
+            (None, Some(base)) => (
+                validate_endpoint(base).map_err(|e| {
+                    ChatError::invalid_arg(e.message.replace("`apiBaseUrl`", &format!("`{at}.apiBaseUrl`")))
+                })?,
+                KeyHeader::Bearer,
+            ),
+            (None, None) => {
+                return Err(ChatError::invalid_arg(format!(
+                    "Expected `{at}.apiBaseUrl` (or `{at}.azure`) to be given, got undefined"
+                )))
+            }
+        };
+        if let Some(model) = &u.model {
+            if model.is_empty() {
+                return Err(ChatError::invalid_arg(format!(
+                    "Expected `{at}.model` to be a non-empty string, got \"\""
+                )));
+            }
+        }
+        check_headers(&u.headers, &format!("{at}.headers"))?;
+        let config = UpstreamConfig {
+            name,
+            api_base_url: endpoint.base,
+            api_query: endpoint.query,
+            key_header,
+            api_keys: keys,
+            model: u.model.clone(),
+            headers: u.headers.clone(),
+            rate_limit: u.rate_limit,
+            circuit_breaker: None,
+        };
+        out.push((config, u.circuit_breaker.clone()));
+    }
+    Ok(out)
+}
+
+/// An upstream's `apiKey` or `apiKeys` (one of them, required), checked like the instance's.
+fn upstream_keys(u: &UpstreamOptions, at: &str) -> Result<Vec<ApiKey>, ChatError> {
+    let keys: Vec<&String> = match (&u.api_key, u.api_keys.is_empty()) {
+        (Some(_), false) => {
+            return Err(ChatError::invalid_arg(format!(
+                "Expected either `{at}.apiKey` or `{at}.apiKeys`, not both"
+            )))
+        }
+        (Some(key), true) => vec![key],
+        (None, false) => u.api_keys.iter().collect(),
+        (None, true) => {
+            return Err(ChatError::invalid_arg(format!(
+                "Missing API key: pass `{at}.apiKey` or `{at}.apiKeys`"
+            )))
+        }
+    };
+    for (j, key) in keys.iter().enumerate() {
+        if key.is_empty() || key.chars().any(|c| c.is_control() || c == ' ') {
+            let name = match u.api_key {
+                Some(_) => format!("{at}.apiKey"),
+                None => format!("{at}.apiKeys[{j}]"),
+            };
+            // Never echo it: say what is wrong without the value.
+            return Err(ChatError::invalid_arg(format!(
+                "Expected `{name}` to be a non-empty key without spaces or control characters"
+            )));
+        }
+    }
+    Ok(keys.into_iter().map(|k| ApiKey::new(k.clone())).collect())
+}
+
+/// Header names and values a request can carry; `option` names them in messages.
+fn check_headers(headers: &[(String, String)], option: &str) -> Result<(), ChatError> {
+    for (name, value) in headers {
+        reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            ChatError::invalid_arg(format!(
+                "Expected `{option}` keys to be valid header names, got {name:?}"
+            ))
+        })?;
+        reqwest::header::HeaderValue::from_str(value)
+            .map_err(|_| ChatError::invalid_arg(format!("Expected `{option}[{name:?}]` to be a valid header value")))?;
+    }
+    Ok(())
 }
 
 fn check_positive(name: &str, value: u64) -> Result<(), ChatError> {
@@ -818,6 +1049,44 @@ mod tests {
             ..CacheConfig::default()
         };
         assert_eq!(cache_of(Setting::Custom(tuned)), Some(tuned));
+    }
+
+    #[test]
+    fn an_upstream_takes_the_instance_limits_breaker_and_headers_unless_it_has_its_own() {
+        let limit = |rpm| RateLimitConfig {
+            requests_per_minute: Some(rpm),
+            tokens_per_minute: None,
+        };
+        let upstream = |rate_limit, circuit_breaker| UpstreamOptions {
+            api_base_url: Some("http://127.0.0.1:9".into()),
+            api_key: Some("sk-u".into()),
+            headers: vec![("X-Tenant".into(), "upstream".into())],
+            rate_limit,
+            circuit_breaker,
+            ..Default::default()
+        };
+        let cfg = ClientConfig::build(ClientOptions {
+            rate_limit: Some(limit(10)),
+            headers: vec![("x-tenant".into(), "instance".into()), ("x-app".into(), "a".into())],
+            upstreams: vec![upstream(None, Setting::Unset), upstream(Some(limit(20)), Setting::Off)],
+            ..Default::default()
+        })
+        .unwrap();
+        let [first, second] = [&cfg.upstreams[0], &cfg.upstreams[1]];
+        assert_eq!(first.rate_limit, Some(limit(10)));
+        assert_eq!(second.rate_limit, Some(limit(20)));
+        assert!(first.circuit_breaker.is_some() && second.circuit_breaker.is_none());
+        let derived = cfg.for_upstream(second);
+        assert_eq!(
+            derived.headers,
+            [
+                ("x-app".to_owned(), "a".to_owned()),
+                ("X-Tenant".to_owned(), "upstream".to_owned())
+            ],
+            "an upstream's header replaces the instance's of the same name"
+        );
+        assert_eq!((cfg.api_key.expose(), derived.api_key.expose()), ("sk-u", "sk-u"));
+        assert!(derived.upstreams.is_empty());
     }
 
     #[test]

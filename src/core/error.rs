@@ -152,6 +152,8 @@ pub struct ErrorInfo {
     /// The request never left: no connection to the server could be made. A rate reservation
     /// shared with other processes is given back for it.
     pub not_sent: bool,
+    /// With `upstreams`: the name of the upstream this failure came from.
+    pub upstream: Option<String>,
 }
 
 /// A value a caller's code failed with, carried as the error's `cause`. Opaque here: the binding
@@ -195,6 +197,7 @@ impl ChatError {
             text: None,
             refusal: None,
             not_sent: false,
+            upstream: None,
         })
     }
 

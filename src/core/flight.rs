@@ -115,6 +115,7 @@ impl Sharing {
                 deltas: delivery.delivered(),
                 attempts: 0,
                 cached: true,
+                upstream: hit.upstream,
             });
         }
         Metrics::inc(&metrics.cache_misses);
@@ -194,6 +195,7 @@ impl Sharing {
             // Identical calls share one request: one reply accounts for it, the others are
             // answered without one, as a cache hit is.
             cached: !flight.claim_request(),
+            upstream: result.completion.upstream,
         })
     }
 
@@ -256,6 +258,7 @@ impl Sharing {
                     .await;
                 let ends = std::mem::take(&mut recorder.ends);
                 outcome.map(|received| {
+                    let upstream = received.upstream;
                     let completion = received.completion;
                     let choices = completion.choices;
                     let stored = CachedCompletion {
@@ -269,6 +272,7 @@ impl Sharing {
                         refusal: completion.refusal,
                         logprobs: completion.logprobs,
                         all_choices: completion.all_choices,
+                        upstream,
                     };
                     // An answer with several choices asked for them: it is cached whole when
                     // every choice finished.

@@ -21,6 +21,8 @@
 
 use serde_json::{Map, Number, Value};
 
+use super::error::ChatError;
+
 /// Deepest nesting of objects and arrays accepted, the option itself being level 1. Request
 /// parameters nest a handful of levels (a JSON schema in `response_format` perhaps a dozen).
 pub const MAX_DEPTH: usize = 64;
@@ -398,6 +400,28 @@ pub fn js_number(n: f64) -> String {
         }
     };
     format!("{sign}{body}")
+}
+
+/// A JSON value as an option error names what it got: the value itself for a scalar (a string
+/// quoted and cut to 40 characters), "an array" or "an object" otherwise.
+pub fn describe_json(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => js_string(s, 40),
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+/// The error for an option of JSON value `got` that is not `expected`: "Expected `option` to be
+/// expected, got ...".
+pub fn expected_arg(option: &str, expected: &str, got: &Value) -> ChatError {
+    ChatError::invalid_arg(format!(
+        "Expected `{option}` to be {expected}, got {}",
+        describe_json(got)
+    ))
 }
 
 /// `s` quoted as a JavaScript string literal (JSON escapes), cut to `max_chars` characters with

@@ -506,6 +506,61 @@ pub fn prometheus_text(snapshot: &MetricsSnapshot, gauges: &Gauges) -> String {
     out.0
 }
 
+/// Appends the per-upstream families (`upstream` label) of a client with `upstreams`; nothing
+/// for one without.
+pub fn upstreams_text(out: &mut String, upstreams: &[super::upstreams::UpstreamStats]) {
+    if upstreams.is_empty() {
+        return;
+    }
+    let mut text = Exposition(std::mem::take(out));
+    type Read = fn(&super::upstreams::UpstreamStats) -> f64;
+    let families: [(&str, &str, &str, Read); 5] = [
+        (
+            "upstream_requests_total",
+            "counter",
+            "HTTP attempts sent to each upstream.",
+            |u| u.requests as f64,
+        ),
+        (
+            "upstream_successes_total",
+            "counter",
+            "Calls each upstream answered.",
+            |u| u.successes as f64,
+        ),
+        (
+            "upstream_failures_total",
+            "counter",
+            "Calls that failed on each upstream (fell back from it, or ended there).",
+            |u| u.failures as f64,
+        ),
+        (
+            "upstream_fallbacks_total",
+            "counter",
+            "Calls that fell back from each upstream to the next.",
+            |u| u.fallbacks as f64,
+        ),
+        (
+            "upstream_circuit_open",
+            "gauge",
+            "1 while the upstream's circuit breaker is open, else 0.",
+            |u| {
+                if u.breaker_state == Some(super::breaker::BreakerState::Open) {
+                    1.0
+                } else {
+                    0.0
+                }
+            },
+        ),
+    ];
+    for (name, kind, help, read) in families {
+        text.family(name, kind, help);
+        for u in upstreams {
+            text.sample(name, &[("upstream", &u.name)], read(u));
+        }
+    }
+    *out = text.0;
+}
+
 /// Metric name prefix shared by every family.
 const PREFIX: &str = "chatgpt_native_";
 

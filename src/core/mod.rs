@@ -32,3 +32,4 @@ pub mod tokens;
 pub mod tools;
 pub mod transport;
 pub mod turn;
+pub mod upstreams;

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::chat::Params;
 use super::error::{ChatError, ErrorCode};
-use super::jsvalue::{js_string, MAX_DEPTH};
+use super::jsvalue::{expected_arg, js_string, MAX_DEPTH};
 
 /// The `reasoning_effort` values OpenAI documents for its reasoning models.
 pub const REASONING_EFFORTS: [&str; 4] = ["minimal", "low", "medium", "high"];
@@ -121,32 +121,19 @@ fn nesting_depth(text: &str) -> usize {
     deepest
 }
 
-fn kind_of(v: &Value) -> String {
-    match v {
-        Value::Null => "null".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => js_string(s, 40),
-        Value::Array(_) => "an array".into(),
-        Value::Object(_) => "an object".into(),
-    }
-}
-
-fn invalid(option: &str, expected: &str, got: &Value) -> ChatError {
-    ChatError::invalid_arg(format!("Expected `{option}` to be {expected}, got {}", kind_of(got)))
-}
-
 /// `responseFormat`: `{ type: 'text' } | { type: 'json_object' } | { type: 'json_schema',
 /// json_schema: { name, schema?, strict?, description? } }`. `option` names it in messages
 /// (`responseFormat`, `completionParams.response_format`).
 pub fn check_response_format(format: &Value, option: &str) -> Result<(), ChatError> {
     const EXPECTED: &str = "{ type: 'text' | 'json_object' | 'json_schema' }";
-    let object = format.as_object().ok_or_else(|| invalid(option, EXPECTED, format))?;
+    let object = format
+        .as_object()
+        .ok_or_else(|| expected_arg(option, EXPECTED, format))?;
     let kind = object.get("type").unwrap_or(&Value::Null);
     match kind.as_str() {
         Some("text" | "json_object") => Ok(()),
         Some("json_schema") => check_json_schema(object, &format!("{option}.json_schema")),
-        _ => Err(invalid(
+        _ => Err(expected_arg(
             &format!("{option}.type"),
             "'text', 'json_object' or 'json_schema'",
             kind,
@@ -159,14 +146,14 @@ fn check_json_schema(format: &Map<String, Value>, option: &str) -> Result<(), Ch
     let spec = format.get("json_schema").unwrap_or(&Value::Null);
     let spec = spec
         .as_object()
-        .ok_or_else(|| invalid(option, "an object ({ name, schema?, strict?, description? })", spec))?;
+        .ok_or_else(|| expected_arg(option, "an object ({ name, schema?, strict?, description? })", spec))?;
     let name = spec.get("name").unwrap_or(&Value::Null);
     let valid_name = name.as_str().is_some_and(|n| {
         (1..=MAX_SCHEMA_NAME).contains(&n.len())
             && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     });
     if !valid_name {
-        return Err(invalid(
+        return Err(expected_arg(
             &format!("{option}.name"),
             "1 to 64 letters, digits, '_' or '-'",
             name,
@@ -174,17 +161,21 @@ fn check_json_schema(format: &Map<String, Value>, option: &str) -> Result<(), Ch
     }
     if let Some(schema) = spec.get("schema").filter(|s| !s.is_null()) {
         if !schema.is_object() {
-            return Err(invalid(&format!("{option}.schema"), "a JSON Schema object", schema));
+            return Err(expected_arg(
+                &format!("{option}.schema"),
+                "a JSON Schema object",
+                schema,
+            ));
         }
     }
     if let Some(strict) = spec.get("strict").filter(|s| !s.is_null()) {
         if !strict.is_boolean() {
-            return Err(invalid(&format!("{option}.strict"), "a boolean", strict));
+            return Err(expected_arg(&format!("{option}.strict"), "a boolean", strict));
         }
     }
     if let Some(description) = spec.get("description") {
         if !description.is_string() {
-            return Err(invalid(&format!("{option}.description"), "a string", description));
+            return Err(expected_arg(&format!("{option}.description"), "a string", description));
         }
     }
     Ok(())
@@ -194,7 +185,7 @@ fn check_json_schema(format: &Map<String, Value>, option: &str) -> Result<(), Ch
 pub fn check_reasoning_effort(effort: &Value, option: &str) -> Result<(), ChatError> {
     match effort.as_str() {
         Some(e) if REASONING_EFFORTS.contains(&e) => Ok(()),
-        _ => Err(invalid(option, "'minimal', 'low', 'medium' or 'high'", effort)),
+        _ => Err(expected_arg(option, "'minimal', 'low', 'medium' or 'high'", effort)),
     }
 }
 

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::chat::{ToolCall, ToolFunction, MAX_TOOL_CALLS};
 use super::error::ChatError;
-use super::jsvalue::js_string;
+use super::jsvalue::{describe_json, expected_arg};
 
 /// Most entries of `tools` (OpenAI's own limit) and of `toolResults`.
 pub const MAX_TOOLS: usize = 128;
@@ -22,28 +22,13 @@ pub struct ToolResult {
     pub content: String,
 }
 
-fn kind_of(v: &Value) -> String {
-    match v {
-        Value::Null => "null".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => js_string(s, 40),
-        Value::Array(_) => "an array".into(),
-        Value::Object(_) => "an object".into(),
-    }
-}
-
-fn invalid(option: &str, expected: &str, got: &Value) -> ChatError {
-    ChatError::invalid_arg(format!("Expected `{option}` to be {expected}, got {}", kind_of(got)))
-}
-
 /// A non-empty string field of `object`, or the error naming `option.key`.
 fn required_string<'a>(object: &'a Map<String, Value>, key: &str, option: &str) -> Result<&'a str, ChatError> {
     let value = object.get(key).unwrap_or(&Value::Null);
     value
         .as_str()
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| invalid(&format!("{option}.{key}"), "a non-empty string", value))
+        .ok_or_else(|| expected_arg(&format!("{option}.{key}"), "a non-empty string", value))
 }
 
 /// `tools`: `[{ type: 'function', function: { name, description?, parameters?, strict? } }]`.
@@ -51,7 +36,7 @@ fn required_string<'a>(object: &'a Map<String, Value>, key: &str, option: &str) 
 pub fn check_tools(tools: &Value, option: &str) -> Result<(), ChatError> {
     let list = tools
         .as_array()
-        .ok_or_else(|| invalid(option, "an array of tools", tools))?;
+        .ok_or_else(|| expected_arg(option, "an array of tools", tools))?;
     if list.len() > MAX_TOOLS {
         return Err(ChatError::invalid_arg(format!(
             "Expected `{option}` to have at most {MAX_TOOLS} tools, got {}",
@@ -62,19 +47,19 @@ pub fn check_tools(tools: &Value, option: &str) -> Result<(), ChatError> {
         let name = format!("{option}[{i}]");
         let object = tool
             .as_object()
-            .ok_or_else(|| invalid(&name, "a tool object ({ type: 'function', function })", tool))?;
+            .ok_or_else(|| expected_arg(&name, "a tool object ({ type: 'function', function })", tool))?;
         let kind = object.get("type").unwrap_or(&Value::Null);
         if kind.as_str() != Some("function") {
-            return Err(invalid(&format!("{name}.type"), "'function'", kind));
+            return Err(expected_arg(&format!("{name}.type"), "'function'", kind));
         }
         let function = object.get("function").unwrap_or(&Value::Null);
         let function = function
             .as_object()
-            .ok_or_else(|| invalid(&format!("{name}.function"), "an object", function))?;
+            .ok_or_else(|| expected_arg(&format!("{name}.function"), "an object", function))?;
         required_string(function, "name", &format!("{name}.function"))?;
         if let Some(parameters) = function.get("parameters").filter(|p| !p.is_null()) {
             if !parameters.is_object() {
-                return Err(invalid(
+                return Err(expected_arg(
                     &format!("{name}.function.parameters"),
                     "a JSON Schema object",
                     parameters,
@@ -96,10 +81,10 @@ pub fn check_tool_choice(choice: &Value, option: &str) -> Result<(), ChatError> 
                 (Some("function"), Some(function)) => {
                     required_string(function, "name", &format!("{option}.function")).map(|_| ())
                 }
-                _ => Err(invalid(option, EXPECTED, choice)),
+                _ => Err(expected_arg(option, EXPECTED, choice)),
             }
         }
-        _ => Err(invalid(option, EXPECTED, choice)),
+        _ => Err(expected_arg(option, EXPECTED, choice)),
     }
 }
 
@@ -110,7 +95,7 @@ pub fn read_tool_results(results: &Value, option: &str) -> Result<Vec<ToolResult
     let list = results
         .as_array()
         .filter(|l| !l.is_empty())
-        .ok_or_else(|| invalid(option, EXPECTED, results))?;
+        .ok_or_else(|| expected_arg(option, EXPECTED, results))?;
     check_result_count(list, option)?;
     list.iter()
         .enumerate()
@@ -118,7 +103,7 @@ pub fn read_tool_results(results: &Value, option: &str) -> Result<Vec<ToolResult
             let name = format!("{option}[{i}]");
             let object = result
                 .as_object()
-                .ok_or_else(|| invalid(&name, "an object ({ toolCallId, content })", result))?;
+                .ok_or_else(|| expected_arg(&name, "an object ({ toolCallId, content })", result))?;
             read_tool_result(object, &name)
         })
         .collect()
@@ -146,7 +131,7 @@ fn read_tool_result(object: &Map<String, Value>, name: &str) -> Result<ToolResul
     let tool_call_id = required_string(object, "toolCallId", name)?.to_owned();
     let content = match object.get("content") {
         None | Some(Value::Null) => {
-            return Err(invalid(
+            return Err(expected_arg(
                 &format!("{name}.content"),
                 "a string or a JSON value",
                 &Value::Null,
@@ -190,7 +175,7 @@ fn read_tool_message_list(items: &[Value], name: &str) -> Result<Vec<ToolResult>
                 return Err(ChatError::invalid_arg(format!(
                     "Expected `{at}` to be a tool message {{ role: 'tool', toolCallId, content }}, got {}: content \
                      parts and tool messages do not mix in one input",
-                    kind_of(item)
+                    describe_json(item)
                 )));
             }
             read_tool_message(item, &at)
@@ -202,7 +187,7 @@ fn read_tool_message_list(items: &[Value], name: &str) -> Result<Vec<ToolResult>
 /// cannot be dropped unnoticed.
 fn read_tool_message(item: &Value, name: &str) -> Result<ToolResult, ChatError> {
     let Some(object) = item.as_object() else {
-        return Err(invalid(
+        return Err(expected_arg(
             name,
             "a tool message { role: 'tool', toolCallId, content }",
             item,
@@ -210,7 +195,7 @@ fn read_tool_message(item: &Value, name: &str) -> Result<ToolResult, ChatError> 
     };
     let role = object.get("role").unwrap_or(&Value::Null);
     if role.as_str() != Some("tool") {
-        return Err(invalid(
+        return Err(expected_arg(
             &format!("{name}.role"),
             "'tool' (a tool message { role: 'tool', toolCallId, content }; other messages go through `sendMessages`)",
             role,
@@ -231,7 +216,7 @@ fn read_tool_message(item: &Value, name: &str) -> Result<ToolResult, ChatError> 
 /// Other fields of a call are allowed (and not counted).
 pub fn read_tool_calls(value: &Value, path: &str) -> Result<Vec<ToolCall>, ChatError> {
     const EXPECTED: &str = "an array of tool calls { id, type: 'function', function: { name, arguments } }";
-    let list = value.as_array().ok_or_else(|| invalid(path, EXPECTED, value))?;
+    let list = value.as_array().ok_or_else(|| expected_arg(path, EXPECTED, value))?;
     if list.len() > MAX_TOOL_CALLS {
         return Err(ChatError::invalid_arg(format!(
             "Expected `{path}` to have at most {MAX_TOOL_CALLS} tool calls, got {}",
@@ -244,21 +229,21 @@ pub fn read_tool_calls(value: &Value, path: &str) -> Result<Vec<ToolCall>, ChatE
             let at = format!("{path}[{i}]");
             let object = call
                 .as_object()
-                .ok_or_else(|| invalid(&at, "a tool call { id, type: 'function', function }", call))?;
+                .ok_or_else(|| expected_arg(&at, "a tool call { id, type: 'function', function }", call))?;
             let id = required_string(object, "id", &at)?.to_owned();
             let kind = object.get("type").unwrap_or(&Value::Null);
             if kind.as_str() != Some("function") {
-                return Err(invalid(&format!("{at}.type"), "'function'", kind));
+                return Err(expected_arg(&format!("{at}.type"), "'function'", kind));
             }
             let function = object.get("function").unwrap_or(&Value::Null);
             let function = function
                 .as_object()
-                .ok_or_else(|| invalid(&format!("{at}.function"), "an object { name, arguments }", function))?;
+                .ok_or_else(|| expected_arg(&format!("{at}.function"), "an object { name, arguments }", function))?;
             let name = required_string(function, "name", &format!("{at}.function"))?.to_owned();
             let arguments = function.get("arguments").unwrap_or(&Value::Null);
             let arguments = arguments
                 .as_str()
-                .ok_or_else(|| invalid(&format!("{at}.function.arguments"), "a string (JSON text)", arguments))?
+                .ok_or_else(|| expected_arg(&format!("{at}.function.arguments"), "a string (JSON text)", arguments))?
                 .to_owned();
             Ok(ToolCall {
                 id,

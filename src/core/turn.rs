@@ -91,6 +91,8 @@ pub struct ChatReply {
     /// The JSON value of the reply's text, when the request's `response_format` asked for JSON
     /// (`None` otherwise); set by the client once the reply passed [`parse_output`](super::structured::parse_output).
     pub parsed: Option<Value>,
+    /// With `upstreams`: the name of the upstream whose answer this is; set by the client.
+    pub upstream: Option<String>,
 }
 
 /// A reply and the messages a call stores: its tool results, the user's message (none when a
@@ -150,6 +152,7 @@ pub fn settle(
         deltas,
         attempts,
         cached,
+        upstream: _,
     } = received;
     let mut completion = completion;
     if req.stream {
@@ -217,6 +220,7 @@ pub fn settle(
         logprobs: completion.logprobs,
         choices: completion.all_choices,
         parsed: None,
+        upstream: None,
     };
     // Tool results are chained after the reply they answer, in order; the user message (if any)
     // follows them. Without text or parts the last result takes the user message's id, which the
@@ -351,6 +355,7 @@ mod tests {
             deltas: 0,
             attempts: 1,
             cached: false,
+            upstream: None,
         }
     }
 

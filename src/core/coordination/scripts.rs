@@ -1,7 +1,8 @@
 //! The Lua scripts that keep one shared rate bucket in Redis, and their typed calls.
 //!
-//! A bucket is one hash, `{prefix:rl:key-hash:model}` (the braces are a Redis Cluster hash tag:
-//! every script touches one key, so it always runs on one node). Its fields:
+//! A bucket is one hash, `{prefix:rl:key-hash:model}` (`{prefix:rl:up:upstream-hash:key-hash:model}`
+//! for an entry of `upstreams`; the braces are a Redis Cluster hash tag: every script touches one
+//! key, so it always runs on one node). Its fields:
 //! `r` / `t` the request and token levels, `ts` when they were last refilled (microseconds of
 //! the Redis server's clock, `TIME`, so processes on machines with different clocks agree),
 //! `p` until when sending is paused, `lr` / `lt` limits learned from `x-ratelimit-limit-*` when

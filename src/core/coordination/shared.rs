@@ -40,7 +40,8 @@ type Gate = Arc<tokio::sync::Mutex<()>>;
 /// One API key's shared buckets (one per model).
 pub struct SharedLimiter {
     coordinator: Arc<Coordinator>,
-    /// `{prefix:rl:<key hash>:`: the bucket's key is this, the model, and `}`.
+    /// `{prefix:rl:<key hash>:` (`{prefix:rl:up:<upstream hash>:<key hash>:` for an upstream):
+    /// the bucket's key is this, the model, and `}`.
     key_stem: String,
     /// The configured budgets: the whole budget every process shares.
     limits: RateLimitConfig,
@@ -92,12 +93,20 @@ fn in_background(work: impl std::future::Future<Output = ()> + Send + 'static) {
 
 impl SharedLimiter {
     /// The shared buckets of `api_key` (never stored: only a hash of it names the buckets).
-    pub fn new(coordinator: Arc<Coordinator>, api_key: &str, limits: RateLimitConfig) -> Self {
-        let key_stem = format!(
-            "{{{}:rl:{}:",
-            coordinator.config().key_prefix,
-            short_hash("chatgpt-native api key", api_key)
-        );
+    /// `upstream` (set for each entry of `upstreams`, from its name and base URL) puts the
+    /// buckets in a space of their own, `{prefix:rl:up:<upstream hash>:<key hash>:<model>}`, so
+    /// two upstreams of a client never share one, even with the same key; a client of one server
+    /// (`None`) keeps `{prefix:rl:<key hash>:<model>}`.
+    pub fn new(coordinator: Arc<Coordinator>, upstream: Option<&str>, api_key: &str, limits: RateLimitConfig) -> Self {
+        let prefix = &coordinator.config().key_prefix;
+        let key_hash = short_hash("chatgpt-native api key", api_key);
+        let key_stem = match upstream {
+            None => format!("{{{prefix}:rl:{key_hash}:"),
+            Some(upstream) => format!(
+                "{{{prefix}:rl:up:{}:{key_hash}:",
+                short_hash("chatgpt-native upstream", upstream)
+            ),
+        };
         SharedLimiter {
             coordinator,
             key_stem,
@@ -318,8 +327,8 @@ mod tests {
     /// How many of `tries` concurrent reservations of `tokens` each, spread over two processes,
     /// are granted within `window`.
     async fn granted_across_two_processes(redis: &TestRedis, l: RateLimitConfig, tokens: u32, tries: usize) -> usize {
-        let a = Arc::new(SharedLimiter::new(process(&redis.url(), "t"), KEY, l));
-        let b = Arc::new(SharedLimiter::new(process(&redis.url(), "t"), KEY, l));
+        let a = Arc::new(SharedLimiter::new(process(&redis.url(), "t"), None, KEY, l));
+        let b = Arc::new(SharedLimiter::new(process(&redis.url(), "t"), None, KEY, l));
         let mut tasks = Vec::new();
         for i in 0..tries {
             let limiter = if i % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
@@ -356,7 +365,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_empty_bucket_refills_at_the_per_minute_rate() {
         let redis = TestRedis::start();
-        let limiter = SharedLimiter::new(process(&redis.url(), "t"), KEY, limits(Some(60), None));
+        let limiter = SharedLimiter::new(process(&redis.url(), "t"), None, KEY, limits(Some(60), None));
         let bucket = limiter.bucket("m");
         let local = unlimited();
         for _ in 0..60 {
@@ -374,8 +383,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn settling_gives_back_the_unused_estimate_and_credit_back_the_whole_reservation() {
         let redis = TestRedis::start();
-        let a = SharedLimiter::new(process(&redis.url(), "t"), KEY, limits(Some(2), Some(1_000)));
-        let b = SharedLimiter::new(process(&redis.url(), "t"), KEY, limits(Some(2), Some(1_000)));
+        let a = SharedLimiter::new(process(&redis.url(), "t"), None, KEY, limits(Some(2), Some(1_000)));
+        let b = SharedLimiter::new(process(&redis.url(), "t"), None, KEY, limits(Some(2), Some(1_000)));
         let (bucket_a, bucket_b) = (a.bucket("m"), b.bucket("m"));
         let local = unlimited();
         let soon = || Instant::now() + Duration::from_millis(300);
@@ -398,8 +407,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_pause_learned_by_one_process_holds_the_other() {
         let redis = TestRedis::start();
-        let a = SharedLimiter::new(process(&redis.url(), "t"), KEY, limits(None, None));
-        let b = SharedLimiter::new(process(&redis.url(), "t"), KEY, limits(None, None));
+        let a = SharedLimiter::new(process(&redis.url(), "t"), None, KEY, limits(None, None));
+        let b = SharedLimiter::new(process(&redis.url(), "t"), None, KEY, limits(None, None));
         let local = unlimited();
         a.bucket("m").observe_now(pause_of(Duration::from_millis(1_000))).await;
         // A caller whose deadline the pause outlasts is refused at once.
@@ -425,6 +434,7 @@ mod tests {
         let redis = TestRedis::start();
         let limiter = Arc::new(SharedLimiter::new(
             process(&redis.url(), "t"),
+            None,
             KEY,
             limits(Some(1), None),
         ));
@@ -468,7 +478,7 @@ mod tests {
     async fn a_retry_after_beside_remaining_zero_is_the_shared_pause_not_the_reset() {
         let redis = TestRedis::start();
         let coordinator = process(&redis.url(), "t");
-        let limiter = SharedLimiter::new(Arc::clone(&coordinator), KEY, limits(None, None));
+        let limiter = SharedLimiter::new(Arc::clone(&coordinator), None, KEY, limits(None, None));
         let mut headers = http::HeaderMap::new();
         headers.insert("x-ratelimit-remaining-tokens", "0".parse().unwrap());
         headers.insert("x-ratelimit-reset-tokens", "6m0s".parse().unwrap());
@@ -494,8 +504,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stated_limit_is_learned_and_shared_when_none_is_configured() {
         let redis = TestRedis::start();
-        let a = SharedLimiter::new(process(&redis.url(), "t"), KEY, limits(None, None));
-        let b = SharedLimiter::new(process(&redis.url(), "t"), KEY, limits(None, None));
+        let a = SharedLimiter::new(process(&redis.url(), "t"), None, KEY, limits(None, None));
+        let b = SharedLimiter::new(process(&redis.url(), "t"), None, KEY, limits(None, None));
         let mut headers = http::HeaderMap::new();
         headers.insert("x-ratelimit-limit-requests", "60".parse().unwrap());
         headers.insert("x-ratelimit-remaining-requests", "1".parse().unwrap());
@@ -517,7 +527,7 @@ mod tests {
             })
             .unwrap(),
         ));
-        let limiter = SharedLimiter::new(coordinator, KEY, limits(Some(1), None));
+        let limiter = SharedLimiter::new(coordinator, None, KEY, limits(Some(1), None));
         for model in ["gpt-4o-mini", "a}b{c", "", &"x".repeat(500)] {
             let bucket = limiter.bucket(model);
             let key = bucket.key();
@@ -527,6 +537,20 @@ mod tests {
         }
         assert!(limiter.bucket("gpt-4o-mini").key().ends_with(":gpt-4o-mini}"));
         assert_ne!(limiter.bucket("a").key(), limiter.bucket("b").key());
+        // An upstream's buckets have a space of their own, still one hash tag.
+        let coordinator = Arc::clone(&limiter.coordinator);
+        let upstream =
+            |name: &str| SharedLimiter::new(Arc::clone(&coordinator), Some(name), KEY, limits(Some(1), None));
+        let (a, b) = (upstream("a\nhttp://a.test/v1"), upstream("b\nhttp://a.test/v1"));
+        let key = a.bucket("gpt-4o-mini").key().to_owned();
+        assert!(
+            key.starts_with("{app:rl:up:") && key.ends_with(":gpt-4o-mini}"),
+            "{key}"
+        );
+        assert_eq!(key.matches(['{', '}']).count(), 2, "{key}");
+        assert!(!key.contains("a.test"), "{key}");
+        assert_ne!(key, b.bucket("gpt-4o-mini").key());
+        assert_ne!(key, limiter.bucket("gpt-4o-mini").key());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -537,7 +561,7 @@ mod tests {
             .unwrap()
             .port();
         let coordinator = process(&format!("redis://:secret-pw@127.0.0.1:{port}"), "t");
-        let limiter = SharedLimiter::new(Arc::clone(&coordinator), KEY, limits(Some(100), None));
+        let limiter = SharedLimiter::new(Arc::clone(&coordinator), None, KEY, limits(Some(100), None));
         let bucket = limiter.bucket("m");
         let local = unlimited();
         assert!(limiter.acquire(&bucket, 1, far(), &local).await.unwrap().is_none());
