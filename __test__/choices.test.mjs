@@ -1,11 +1,12 @@
 // Several choices (`completionParams.n`), refusals and logprobs through the public API, against a
 // raw node:http server in the test that answers with crafted JSON or SSE: `reply.choices`,
-// `onProgress`'s `choiceIndex`, `reply.refusal`, `reply.logprobs`, and the bounds on `n`.
+// `onProgress`'s `choiceIndex`, `reply.refusal`, `reply.logprobs`, and the bounds on `n`; and the same
+// end to end against the simulator, which answers `n`, `[refuse]` and `logprobs` itself.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
 
-import { ChatGPTAPI } from '../index.js'
+import { ChatGPTAPI, ChatGPTSimulator } from '../index.js'
 import { API_KEY, rejection, thrown } from './helpers.mjs'
 
 /**
@@ -354,5 +355,51 @@ test('the rate limiter reserves the reply budget once per choice', async () => {
     assert.equal(server.bodies.length, 1, 'the second request was not sent')
   } finally {
     server.close()
+  }
+})
+
+test('against the simulator: n choices, logprobs and refusals arrive the same streamed or not', async () => {
+  const sim = await ChatGPTSimulator.start()
+  try {
+    const api = new ChatGPTAPI({ apiKey: API_KEY, apiBaseUrl: sim.url })
+    const completionParams = { n: 3, logprobs: true, top_logprobs: 2 }
+    const plain = await api.sendMessage('Name a colour', { completionParams })
+    const byIndex = new Map()
+    const streamed = await api.sendMessage('Name a colour', {
+      completionParams,
+      onProgress: (p) => byIndex.set(p.choiceIndex, p.text),
+    })
+    for (const reply of [plain, streamed]) {
+      assert.equal(reply.choices.length, 3)
+      assert.deepEqual(reply.choices.map((c) => c.index), [0, 1, 2])
+      for (const choice of reply.choices) {
+        assert.equal(choice.finishReason, 'stop')
+        // One logprobs entry per answer token, each with its two alternatives.
+        const tokens = choice.logprobs.content.map((e) => e.token).join('')
+        assert.equal(tokens.trim(), choice.text)
+        for (const entry of choice.logprobs.content) {
+          assert.ok(entry.logprob <= 0)
+          assert.equal(entry.top_logprobs.length, 2)
+        }
+      }
+      assert.equal(reply.text, reply.choices[0].text)
+    }
+    // The simulator's answers are deterministic: the same request gives the same choices.
+    assert.deepEqual(streamed.choices.map((c) => c.text), plain.choices.map((c) => c.text))
+    assert.deepEqual([...byIndex.keys()].sort(), [0, 1, 2])
+    for (const [index, text] of byIndex) assert.equal(text.trim(), streamed.choices[index].text)
+    // The usage counts every choice.
+    const one = await api.sendMessage('Name a colour')
+    assert.ok(plain.usage.completionTokens > one.usage.completionTokens)
+
+    for (const stream of [false, true]) {
+      const refused = await api.sendMessage('[refuse] Name a colour', { stream })
+      assert.equal(refused.text, '')
+      assert.equal(typeof refused.refusal, 'string')
+      assert.ok(refused.refusal.length > 0)
+      assert.equal(refused.choices, undefined)
+    }
+  } finally {
+    await sim.close()
   }
 })

@@ -980,13 +980,16 @@ struct Folded {
 
 impl ChoiceState {
     /// Fold one chunk's choice (`index` is its own) into this one.
-    fn fold(&mut self, index: usize, choice: ChunkChoice<'_>) -> Result<Folded, ChatError> {
+    ///
+    /// By reference: a chunk's choice is a dozen words, moved out of the parsed list and into
+    /// this call once per delta otherwise (this runs for every streamed token).
+    fn fold(&mut self, index: usize, choice: &ChunkChoice<'_>) -> Result<Folded, ChatError> {
         let mut out = ChoiceDelta {
             choice: index,
             ..ChoiceDelta::default()
         };
         let mut started = false;
-        if let Some(delta) = choice.delta {
+        if let Some(delta) = &choice.delta {
             if let Some(fragments) = delta.tool_calls {
                 started = true;
                 out.tool_calls_changed = self.fold_tool_calls(fragments)?;
@@ -1240,7 +1243,7 @@ impl StreamState {
         let choices = chunk.choices.unwrap_or_default();
         let count = choices.len();
         let mut finished = false;
-        for choice in choices {
+        for choice in &choices {
             // A choice nobody asked for is ignored (bounded by `requested`).
             let index = choice.index as usize;
             if index >= self.requested {
