@@ -4,40 +4,18 @@
 // end to end against the simulator, which answers `n`, `[refuse]` and `logprobs` itself.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import http from 'node:http'
 
 import { ChatGPTAPI, ChatGPTSimulator } from '../index.js'
-import { API_KEY, rejection, thrown } from './helpers.mjs'
+import { API_KEY, answeringServer, rejection, thrown } from './helpers.mjs'
 
 /**
  * A server answering every request with `answer` (an array of SSE frames, objects or strings, or
  * an object sent as JSON); records the request bodies. `options` are the client's.
  */
 async function rawServer(answer, options = {}) {
-  const bodies = []
-  const server = http.createServer((req, res) => {
-    let body = ''
-    req.on('data', (c) => (body += c))
-    req.on('end', () => {
-      bodies.push(JSON.parse(body))
-      if (Array.isArray(answer)) {
-        res.writeHead(200, { 'content-type': 'text/event-stream' })
-        for (const frame of answer) res.write(`data: ${typeof frame === 'string' ? frame : JSON.stringify(frame)}\n\n`)
-        res.end()
-      } else {
-        res.writeHead(200, { 'content-type': 'application/json' })
-        res.end(JSON.stringify(answer))
-      }
-    })
-  })
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const api = new ChatGPTAPI({
-    apiKey: API_KEY,
-    apiBaseUrl: `http://127.0.0.1:${server.address().port}/v1`,
-    systemMessage: '',
-    ...options,
-  })
-  return { api, bodies, close: () => server.close() }
+  const server = await answeringServer(answer)
+  const api = new ChatGPTAPI({ apiKey: API_KEY, apiBaseUrl: server.url, systemMessage: '', ...options })
+  return { api, bodies: server.bodies, close: server.close }
 }
 
 /** A stream chunk of choice `index`. */

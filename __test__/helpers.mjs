@@ -1,6 +1,7 @@
 // Shared test helpers: one simulator per test file, a client factory pointed at it, and waits
 // for a state to be reached (so tests act on events, not on guessed delays).
 import { ChatGPTAPI, ChatGPTSimulator } from '../index.js'
+import http from 'node:http'
 
 export const API_KEY = 'sk-test-0123456789abcdef'
 
@@ -76,4 +77,29 @@ export function completionJson(content, { id = 'chatcmpl-1', completionTokens = 
     choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
     usage: { prompt_tokens: 1, completion_tokens: completionTokens, total_tokens: 1 + completionTokens },
   })
+}
+
+/**
+ * A loopback server answering every request with `answer`: an array of SSE frames (objects are
+ * sent as JSON, strings as they are) or an object sent as JSON. Records the request bodies.
+ */
+export async function answeringServer(answer) {
+  const bodies = []
+  const server = http.createServer((req, res) => {
+    let body = ''
+    req.on('data', (c) => (body += c))
+    req.on('end', () => {
+      bodies.push(JSON.parse(body))
+      if (Array.isArray(answer)) {
+        res.writeHead(200, { 'content-type': 'text/event-stream' })
+        for (const frame of answer) res.write(`data: ${typeof frame === 'string' ? frame : JSON.stringify(frame)}\n\n`)
+        res.end()
+      } else {
+        res.writeHead(200, { 'content-type': 'application/json' })
+        res.end(JSON.stringify(answer))
+      }
+    })
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return { url: `http://127.0.0.1:${server.address().port}/v1`, bodies, close: () => server.close() }
 }

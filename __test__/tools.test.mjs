@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
 
-import { startSimulator, clientFor, rejection, thrown, API_KEY } from './helpers.mjs'
+import { startSimulator, clientFor, rejection, thrown, API_KEY, answeringServer } from './helpers.mjs'
 import { ChatGPTAPI, countMessageTokens, countTokens } from '../index.js'
 
 let sim
@@ -122,21 +122,7 @@ test('bad tools, toolChoice and toolResults are rejected naming the option', asy
 })
 
 /** A server answering every chat request with the SSE `frames`; records the request bodies. */
-async function rawStreamServer(frames) {
-  const bodies = []
-  const server = http.createServer((req, res) => {
-    let body = ''
-    req.on('data', (c) => (body += c))
-    req.on('end', () => {
-      bodies.push(JSON.parse(body))
-      res.writeHead(200, { 'content-type': 'text/event-stream' })
-      for (const frame of frames) res.write(`data: ${typeof frame === 'string' ? frame : JSON.stringify(frame)}\n\n`)
-      res.end()
-    })
-  })
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
-  return { url: `http://127.0.0.1:${server.address().port}/v1`, bodies, close: () => server.close() }
-}
+const rawStreamServer = (frames) => answeringServer(frames)
 
 const chunk = (delta, finish = null) => ({ id: 'c', choices: [{ index: 0, delta, finish_reason: finish }] })
 
