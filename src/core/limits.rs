@@ -539,12 +539,13 @@ impl RateLimiter {
     /// it, because a response reflects the server at an earlier moment than our own accounting.
     /// When no limit is configured for a bucket but the server sends `x-ratelimit-limit-*`, that
     /// limit is adopted (level = remaining), so pacing starts from the server's own numbers.
-    /// A remaining count of 0 pauses new acquisitions until `retry-after` when the response has
-    /// one, else until `x-ratelimit-reset-requests` /
-    /// `-tokens` (Go durations such as `"6m0s"`, or plain seconds; 1 s if no reset is given,
-    /// [`SERVER_WAIT_CAP`](super::time::SERVER_WAIT_CAP) at most), whatever the configured budget: the server has said it will
-    /// refuse until then, and refilling at a configured rate would send too early. Missing or
-    /// unparsable headers are ignored.
+    /// A remaining count of 0 pauses new acquisitions, whatever the configured budget (refilling at
+    /// a configured rate would send too early): for the response's `retry-after` when it has one,
+    /// else until the bucket's first unit is back, its `x-ratelimit-reset-requests` / `-tokens`
+    /// (Go durations such as `"6m0s"`, or plain seconds) divided by its `x-ratelimit-limit-*`, or
+    /// the whole reset when no limit is sent (see [`RateHeaders::pause`]; 1 s if no reset is
+    /// given, [`SERVER_WAIT_CAP`](super::time::SERVER_WAIT_CAP) at most). Missing or unparsable
+    /// headers are ignored.
     pub fn observe_headers(&self, headers: &http::HeaderMap) {
         if let Some(reading) = RateHeaders::read(headers) {
             self.observe(&reading);
@@ -691,10 +692,11 @@ pub struct RateHeaders {
     pub limit_tokens: Option<f64>,
     /// How long to pause new sends (capped at [`SERVER_WAIT_CAP`](super::time::SERVER_WAIT_CAP)):
     /// set when a remaining count is 0. A `retry-after` on the same response is the server's
-    /// explicit answer to "when may I send again" and wins; else the bucket's
-    /// `x-ratelimit-reset-*` (the later of the two when both are 0); else 1 s. The reset headers
-    /// give when the bucket is full again (OpenAI: "resets to its initial state"), which can be
-    /// minutes after a retry fits.
+    /// explicit answer to "when may I send again" and wins; else the time the bucket's first unit
+    /// is back: its `x-ratelimit-reset-*` divided by its `x-ratelimit-limit-*` (the reset gives
+    /// when the bucket is full again, OpenAI: "resets to its initial state", and it refills
+    /// evenly), or the whole reset when no limit is sent (the later of the two buckets when both
+    /// are 0); else 1 s.
     pub pause: Option<Duration>,
 }
 
@@ -716,9 +718,20 @@ impl RateHeaders {
         let mut pause: Option<Duration> = None;
         for (remaining, names) in [(remaining_requests, REQUEST_HEADERS), (remaining_tokens, TOKEN_HEADERS)] {
             if remaining.is_some_and(|r| r <= 0.0) {
-                let reset = retry_after.or_else(|| duration(names.reset)).unwrap_or(DEFAULT_PAUSE);
-                let reset = cap_server_wait(reset);
-                pause = Some(pause.map_or(reset, |p| p.max(reset)));
+                let limit = number(names.limit).filter(|l| *l >= 1.0);
+                let wait = match (retry_after, duration(names.reset)) {
+                    (Some(retry_after), _) => retry_after,
+                    // The reset is when the whole bucket (`limit`) is back; it refills evenly, so
+                    // the first unit is back after reset / limit. Pausing until the reset would
+                    // leave the budget idle (all of it, a minute at a time, for a per-minute limit).
+                    (None, Some(reset)) => match limit {
+                        Some(limit) => duration_from_secs_f64(reset.as_secs_f64() / limit).unwrap_or(reset),
+                        None => reset,
+                    },
+                    (None, None) => DEFAULT_PAUSE,
+                };
+                let wait = cap_server_wait(wait);
+                pause = Some(pause.map_or(wait, |p| p.max(wait)));
             }
         }
         Some(RateHeaders {
@@ -1153,6 +1166,35 @@ mod tests {
     async fn remaining_tokens_zero_waits_for_the_token_reset() {
         let limiter = rate(Some(6000), Some(1_000_000));
         assert_eq!(wait_after_token_reset(&limiter, "1s", 10).await, Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn remaining_zero_with_a_stated_limit_waits_for_one_unit_not_the_full_reset() {
+        // 600 a minute, none left, the bucket full again in a minute: the next request fits
+        // after a tenth of a second (the bucket refills evenly), not after the whole minute.
+        for configured in [None, Some(600)] {
+            let limiter = rate(configured, None);
+            let pairs = [
+                ("x-ratelimit-limit-requests", "600"),
+                ("x-ratelimit-remaining-requests", "0"),
+                ("x-ratelimit-reset-requests", "1m0s"),
+            ];
+            let waited = secs(wait_after_headers(&limiter, &pairs, 10).await);
+            assert!(
+                (waited - 0.1).abs() < 0.01,
+                "configured {configured:?}: waited {waited}"
+            );
+        }
+        // Tokens too: 60,000 a minute, none left; one token is back after 1 ms, and the bucket
+        // (learned from the limit) paces the 100 the request needs: 0.1 s.
+        let limiter = rate(None, None);
+        let pairs = [
+            ("x-ratelimit-limit-tokens", "60000"),
+            ("x-ratelimit-remaining-tokens", "0"),
+            ("x-ratelimit-reset-tokens", "1m0s"),
+        ];
+        let waited = secs(wait_after_headers(&limiter, &pairs, 100).await);
+        assert!((waited - 0.1).abs() < 0.01, "waited {waited}");
     }
 
     #[tokio::test(start_paused = true)]
