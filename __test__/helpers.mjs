@@ -81,7 +81,8 @@ export function completionJson(content, { id = 'chatcmpl-1', completionTokens = 
 
 /**
  * A loopback server answering every request with `answer`: an array of SSE frames (objects are
- * sent as JSON, strings as they are) or an object sent as JSON. Records the request bodies.
+ * sent as JSON, strings as they are) or an object sent as JSON, or a function of the request's
+ * number (1 for the first) returning one. Records the request bodies.
  */
 export async function answeringServer(answer) {
   const bodies = []
@@ -90,13 +91,14 @@ export async function answeringServer(answer) {
     req.on('data', (c) => (body += c))
     req.on('end', () => {
       bodies.push(JSON.parse(body))
-      if (Array.isArray(answer)) {
+      const reply = typeof answer === 'function' ? answer(bodies.length) : answer
+      if (Array.isArray(reply)) {
         res.writeHead(200, { 'content-type': 'text/event-stream' })
-        for (const frame of answer) res.write(`data: ${typeof frame === 'string' ? frame : JSON.stringify(frame)}\n\n`)
+        for (const frame of reply) res.write(`data: ${typeof frame === 'string' ? frame : JSON.stringify(frame)}\n\n`)
         res.end()
       } else {
         res.writeHead(200, { 'content-type': 'application/json' })
-        res.end(JSON.stringify(answer))
+        res.end(JSON.stringify(reply))
       }
     })
   })

@@ -293,21 +293,14 @@ test('runTools reports a throwing tool and bad arguments to the model as `Error:
     { id: 'call_1', type: 'function', function: { name: 'lookup', arguments: '{oops' } },
     { id: 'call_2', type: 'function', function: { name: 'missing', arguments: '{}' } },
   ]
-  const bodies = []
-  const raw = http.createServer((req, res) => {
-    let body = ''
-    req.on('data', (c) => (body += c))
-    req.on('end', () => {
-      bodies.push(JSON.parse(body))
-      const first = bodies.length === 1
-      const message = first ? { role: 'assistant', content: null, tool_calls: calls } : { role: 'assistant', content: 'done' }
-      res.writeHead(200, { 'content-type': 'application/json' })
-      res.end(JSON.stringify({ id: 'x', choices: [{ index: 0, message, finish_reason: first ? 'tool_calls' : 'stop' }] }))
-    })
+  const raw = await answeringServer((n) => {
+    const first = n === 1
+    const message = first ? { role: 'assistant', content: null, tool_calls: calls } : { role: 'assistant', content: 'done' }
+    return { id: 'x', choices: [{ index: 0, message, finish_reason: first ? 'tool_calls' : 'stop' }] }
   })
-  await new Promise((resolve) => raw.listen(0, '127.0.0.1', resolve))
+  const bodies = raw.bodies
   try {
-    const rawApi = new ChatGPTAPI({ apiKey: API_KEY, apiBaseUrl: `http://127.0.0.1:${raw.address().port}/v1`, systemMessage: '' })
+    const rawApi = new ChatGPTAPI({ apiKey: API_KEY, apiBaseUrl: raw.url, systemMessage: '' })
     let ran = 0
     const done = await rawApi.runTools('go', {
       tools: [{ type: 'function', function: { name: 'lookup', function: () => ran++ } }],
