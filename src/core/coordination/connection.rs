@@ -19,6 +19,10 @@ use tokio::time::Instant;
 use super::CoordinationConfig;
 use crate::core::metrics::Metrics;
 
+/// The connection an operation is given: cheap to clone, each clone usable on its own
+/// (`redis::aio::ConnectionLike`), so scripts and commands take it by value.
+pub type RedisConn = ConnectionManager;
+
 /// How long after a failed operation Redis is left alone.
 pub const RETRY_AFTER_FAILURE: Duration = Duration::from_millis(500);
 /// Longest wait between reconnection attempts of the connection manager.
@@ -108,7 +112,7 @@ impl Coordinator {
     }
 
     /// The connection, made on first use (inside the runtime: the manager spawns its driver).
-    fn connection(&self) -> Option<ConnectionManager> {
+    fn connection(&self) -> Option<RedisConn> {
         if let Some(m) = self.manager.get() {
             return Some(m.clone());
         }
@@ -127,7 +131,7 @@ impl Coordinator {
     /// timed out, or Redis is being left alone after a recent failure.
     pub async fn run<T, F, Fut>(&self, op: F) -> Result<T, Unavailable>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(RedisConn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let now = Instant::now();

@@ -22,7 +22,7 @@ mod shared;
 use std::fmt;
 use std::time::Duration;
 
-pub use connection::{CoordinationMode, CoordinationStats, Coordinator};
+pub use connection::{CoordinationMode, CoordinationStats, Coordinator, RedisConn};
 pub use shared::{SharedBucket, SharedLease, SharedLimiter};
 
 use super::error::ChatError;

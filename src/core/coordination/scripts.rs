@@ -18,8 +18,9 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::{RedisResult, Script};
+
+use super::connection::RedisConn;
 
 use crate::core::limits::{RateHeaders, RateLimitConfig};
 
@@ -133,12 +134,7 @@ fn limit_args(limits: RateLimitConfig) -> (u32, u32) {
 }
 
 /// Takes 1 request and `tokens` from the bucket at `key`, or says how long to wait.
-pub async fn reserve(
-    mut conn: ConnectionManager,
-    key: &str,
-    limits: RateLimitConfig,
-    tokens: u32,
-) -> RedisResult<Reservation> {
+pub async fn reserve(mut conn: RedisConn, key: &str, limits: RateLimitConfig, tokens: u32) -> RedisResult<Reservation> {
     let (rpm, tpm) = limit_args(limits);
     let answer: Vec<i64> = RESERVE_SCRIPT
         .key(key)
@@ -164,7 +160,7 @@ pub async fn reserve(
 
 /// Gives back `tokens` (negative: takes more) and `requests` to the bucket at `key`.
 pub async fn adjust(
-    mut conn: ConnectionManager,
+    mut conn: RedisConn,
     key: &str,
     limits: RateLimitConfig,
     tokens: i64,
@@ -183,12 +179,7 @@ pub async fn adjust(
 }
 
 /// Applies what a response's headers (or a 429's pause) said to the bucket at `key`.
-pub async fn observe(
-    mut conn: ConnectionManager,
-    key: &str,
-    limits: RateLimitConfig,
-    reading: RateHeaders,
-) -> RedisResult<()> {
+pub async fn observe(mut conn: RedisConn, key: &str, limits: RateLimitConfig, reading: RateHeaders) -> RedisResult<()> {
     let (rpm, tpm) = limit_args(limits);
     let given = |v: Option<f64>| v.unwrap_or(-1.0);
     let pause_ms = reading
