@@ -247,6 +247,25 @@ test('the circuit breaker is on by default: 20 upstream failures in 10 s open it
   }
 })
 
+test('a burst to a healthy upstream with slow replies and some fast 5xx does not open the circuit', async () => {
+  // The 5xx come back at once, the replies after 400 ms: the first outcomes are all failures.
+  const slow = await startSimulator({ responseTokens: 4, ttftMs: 400, failureRate: 0.2, seed: 11 })
+  try {
+    const api = clientFor(slow, { maxRetries: 0 })
+    const settled = await Promise.allSettled(Array.from({ length: 200 }, (_, i) => api.sendMessage(`q${i}`)))
+    const codes = new Map()
+    for (const s of settled) {
+      const code = s.status === 'fulfilled' ? 'ok' : s.reason.code
+      codes.set(code, (codes.get(code) ?? 0) + 1)
+    }
+    assert.equal(codes.get('ERR_CHATGPT_CIRCUIT_OPEN'), undefined, JSON.stringify([...codes]))
+    assert.ok(codes.get('ERR_CHATGPT_HTTP') >= 20, `enough fast failures to have opened it: ${JSON.stringify([...codes])}`)
+    assert.equal(api.metrics().breakerOpened, 0)
+  } finally {
+    await slow.close()
+  }
+})
+
 test('4xx answers never open the circuit', async () => {
   const api = clientFor(sim, { maxRetries: 0, circuitBreaker: { volumeThreshold: 2, resetTimeoutMs: 10000 } })
   for (let i = 0; i < 5; i++) {

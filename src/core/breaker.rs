@@ -16,8 +16,9 @@
 //!
 //! * **Closed** — every call is admitted. Outcomes land in a rolling window of `buckets` time slots
 //!   spanning `window`; a slot older than the window is forgotten. After each failure the window is
-//!   checked: with at least `volume_threshold` calls and `failures * 100 > calls * threshold` the
-//!   breaker opens. Only failures trigger the check, so a success can never open the circuit.
+//!   checked: with at least `volume_threshold` calls and `failures * 100 > max(calls, started) *
+//!   threshold` the breaker opens. Only failures trigger the check, so a success can never open the
+//!   circuit.
 //! * **Open** — every call is rejected with [`BreakerOpen`] carrying the time left until a probe may
 //!   go. Nothing is recorded.
 //! * **HalfOpen** — exactly one call (the probe) is out. Its outcome alone decides: `Success` closes
@@ -26,6 +27,18 @@
 //!
 //! `Outcome::Ignored` (client errors, aborts) says nothing about the upstream's health, so it is not
 //! counted as a call at all.
+//!
+//! # Fast failures, slow successes
+//!
+//! A failing attempt usually ends sooner than a successful one: a 5xx or a refused connection comes
+//! back at once, a completion after its first token and the whole reply. Counted over finished
+//! calls alone, the first outcomes of a burst are therefore mostly failures: 600 calls sent
+//! together to an upstream failing 5% of them, with replies taking 800 ms, would show 30 failures
+//! and no success after 100 ms, and open the circuit on a healthy upstream. So the failure share is
+//! taken over the larger of the calls finished and the calls *started* (permits issued) in the
+//! window: 30 failures out of 600 started is 5%. When every call fails, starts and failures move
+//! together and the share reaches 100% as before; a permit that ends `Ignored` is taken back out of
+//! the starts.
 //!
 //! # Stale outcomes
 //!
@@ -142,6 +155,8 @@ pub struct BreakerStats {
 #[derive(Debug, Clone, Copy, Default)]
 struct Bucket {
     index: u64,
+    /// Permits issued while closed (taken back out when one ends `Ignored`).
+    started: u64,
     calls: u64,
     failures: u64,
 }
@@ -243,14 +258,18 @@ impl CircuitBreaker {
         let now = Instant::now();
         let mut inner = self.lock();
         match inner.phase {
-            Phase::Closed => Ok(self.permit(inner.generation, false)),
+            Phase::Closed => {
+                let current = self.bucket_index(now);
+                Self::update_bucket(&mut inner, current, |b| b.started = b.started.saturating_add(1));
+                Ok(self.permit(inner.generation, Some(current)))
+            }
             Phase::Open { opened_at } => {
                 let elapsed = now.saturating_duration_since(opened_at);
                 if elapsed >= self.config.reset_timeout {
                     inner.phase = Phase::HalfOpen { probe_out: true };
                     inner.stats.half_opened = inner.stats.half_opened.saturating_add(1);
                     let generation = inner.bump_generation();
-                    Ok(self.permit(generation, true))
+                    Ok(self.permit(generation, None))
                 } else {
                     inner.stats.rejected = inner.stats.rejected.saturating_add(1);
                     Err(BreakerOpen {
@@ -268,7 +287,7 @@ impl CircuitBreaker {
                 inner.phase = Phase::HalfOpen { probe_out: true };
                 // A fresh generation per probe keeps "only the current probe decides" airtight.
                 let generation = inner.bump_generation();
-                Ok(self.permit(generation, true))
+                Ok(self.permit(generation, None))
             }
         }
     }
@@ -298,12 +317,31 @@ impl CircuitBreaker {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn permit(&self, generation: u64, probe: bool) -> BreakerPermit<'_> {
+    /// A permit of `generation`: a closed-state call started in bucket `started_in`, or (`None`)
+    /// the half-open probe.
+    fn permit(&self, generation: u64, started_in: Option<u64>) -> BreakerPermit<'_> {
         BreakerPermit {
             breaker: self,
             generation,
-            probe,
+            started_in,
             resolved: false,
+        }
+    }
+
+    /// Updates the bucket of absolute index `index` (the current one) with `update`, recycling it
+    /// first if its slot still holds data from a full window ago or earlier.
+    fn update_bucket(inner: &mut Inner, index: u64, update: impl FnOnce(&mut Bucket)) {
+        let len = inner.buckets.len() as u64;
+        let slot = usize::try_from(index.checked_rem(len).unwrap_or(0)).unwrap_or(0);
+        // `new` makes at least one bucket, so the slot always exists.
+        if let Some(bucket) = inner.buckets.get_mut(slot) {
+            if bucket.index != index {
+                *bucket = Bucket {
+                    index,
+                    ..Bucket::default()
+                };
+            }
+            update(bucket);
         }
     }
 
@@ -313,16 +351,16 @@ impl CircuitBreaker {
         u64::try_from(index).unwrap_or(u64::MAX)
     }
 
-    fn resolve(&self, generation: u64, probe: bool, outcome: Outcome) {
+    fn resolve(&self, generation: u64, started_in: Option<u64>, outcome: Outcome) {
         let now = Instant::now();
         let mut inner = self.lock();
         if inner.generation != generation {
             // The breaker changed state since this permit was issued; its outcome is stale.
             return;
         }
-        match (inner.phase, probe) {
-            (Phase::Closed, false) => self.record_closed(&mut inner, now, outcome),
-            (Phase::HalfOpen { .. }, true) => match outcome {
+        match (inner.phase, started_in) {
+            (Phase::Closed, Some(started)) => self.record_closed(&mut inner, now, started, outcome),
+            (Phase::HalfOpen { .. }, None) => match outcome {
                 Outcome::Success => inner.close(),
                 Outcome::Failure => inner.open(now),
                 // The probe learned nothing (e.g. the caller aborted). Re-opening would punish the
@@ -335,40 +373,44 @@ impl CircuitBreaker {
         }
     }
 
-    fn record_closed(&self, inner: &mut Inner, now: Instant, outcome: Outcome) {
+    /// Books the outcome of a closed-state call that started in bucket `started`.
+    fn record_closed(&self, inner: &mut Inner, now: Instant, started: u64, outcome: Outcome) {
         let failed = match outcome {
             Outcome::Success => false,
             Outcome::Failure => true,
-            Outcome::Ignored => return,
+            Outcome::Ignored => {
+                // Not a call after all: take it back out of the starts if its bucket is still live.
+                let len = inner.buckets.len() as u64;
+                let slot = usize::try_from(started.checked_rem(len).unwrap_or(0)).unwrap_or(0);
+                if let Some(bucket) = inner.buckets.get_mut(slot).filter(|b| b.index == started) {
+                    bucket.started = bucket.started.saturating_sub(1);
+                }
+                return;
+            }
         };
         let current = self.bucket_index(now);
-        let len = inner.buckets.len() as u64;
-        let slot = usize::try_from(current.checked_rem(len).unwrap_or(0)).unwrap_or(0);
-        if let Some(bucket) = inner.buckets.get_mut(slot) {
-            if bucket.index != current {
-                // The slot still holds data from a full window ago (or earlier): recycle it.
-                *bucket = Bucket {
-                    index: current,
-                    calls: 0,
-                    failures: 0,
-                };
-            }
-            bucket.calls = bucket.calls.saturating_add(1);
-            bucket.failures = bucket.failures.saturating_add(u64::from(failed));
-        }
+        Self::update_bucket(inner, current, |b| {
+            b.calls = b.calls.saturating_add(1);
+            b.failures = b.failures.saturating_add(u64::from(failed));
+        });
         if !failed {
             return;
         }
-        let (calls, failures) = inner
+        let len = inner.buckets.len() as u64;
+        let totals = inner
             .buckets
             .iter()
             .filter(|b| current.saturating_sub(b.index) < len)
-            .fold((0u64, 0u64), |(c, f), b| {
-                (c.saturating_add(b.calls), f.saturating_add(b.failures))
+            .fold(Bucket::default(), |t, b| Bucket {
+                index: 0,
+                started: t.started.saturating_add(b.started),
+                calls: t.calls.saturating_add(b.calls),
+                failures: t.failures.saturating_add(b.failures),
             });
         let threshold = u64::from(self.config.error_threshold_percentage);
-        if calls >= u64::from(self.config.volume_threshold)
-            && failures.saturating_mul(100) > calls.saturating_mul(threshold)
+        let volume = totals.calls.max(totals.started);
+        if totals.calls >= u64::from(self.config.volume_threshold)
+            && totals.failures.saturating_mul(100) > volume.saturating_mul(threshold)
         {
             inner.open(now);
         }
@@ -386,7 +428,8 @@ impl CircuitBreaker {
 pub struct BreakerPermit<'a> {
     breaker: &'a CircuitBreaker,
     generation: u64,
-    probe: bool,
+    /// The bucket a closed-state call started in; `None` for the half-open probe.
+    started_in: Option<u64>,
     resolved: bool,
 }
 
@@ -395,19 +438,19 @@ impl BreakerPermit<'_> {
     /// are discarded.
     pub fn record(mut self, outcome: Outcome) {
         self.resolved = true;
-        self.breaker.resolve(self.generation, self.probe, outcome);
+        self.breaker.resolve(self.generation, self.started_in, outcome);
     }
 
     /// Whether this permit is the half-open probe whose outcome decides the breaker's next state.
     pub fn is_probe(&self) -> bool {
-        self.probe
+        self.started_in.is_none()
     }
 }
 
 impl Drop for BreakerPermit<'_> {
     fn drop(&mut self) {
         if !self.resolved {
-            self.breaker.resolve(self.generation, self.probe, Outcome::Ignored);
+            self.breaker.resolve(self.generation, self.started_in, Outcome::Ignored);
         }
     }
 }
@@ -416,7 +459,7 @@ impl fmt::Debug for BreakerPermit<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BreakerPermit")
             .field("generation", &self.generation)
-            .field("probe", &self.probe)
+            .field("probe", &self.is_probe())
             .finish()
     }
 }
@@ -545,6 +588,72 @@ mod tests {
         record_n(&b, 50, Outcome::Ignored);
         record_n(&b, 10, Outcome::Failure);
         assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fast_failures_of_a_burst_are_weighed_against_every_call_started() {
+        // 600 calls go out together; 5% fail at once while the others are still being answered.
+        let b = breaker();
+        let in_flight: Vec<_> = (0..570).map(|_| b.try_acquire().expect("closed")).collect();
+        advance(Duration::from_millis(100)).await;
+        record_n(&b, 30, Outcome::Failure);
+        assert_eq!(b.state(), BreakerState::Closed, "30 failures of 600 started is 5%");
+        advance(Duration::from_millis(700)).await;
+        in_flight.into_iter().for_each(|p| p.record(Outcome::Success));
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert_eq!(b.stats().opened, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_that_mostly_fails_still_opens_before_the_rest_finish() {
+        let b = breaker();
+        let _in_flight: Vec<_> = (0..40).map(|_| b.try_acquire().expect("closed")).collect();
+        record_n(&b, 40, Outcome::Failure); // 40 failed of 80 started: 50%, not more
+        assert_eq!(b.state(), BreakerState::Closed);
+        record_n(&b, 1, Outcome::Failure); // 41 of 81
+        assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_hanging_until_their_timeout_open_it_as_they_fail() {
+        let b = breaker();
+        let hanging: Vec<_> = (0..100).map(|_| b.try_acquire().expect("closed")).collect();
+        advance(Duration::from_secs(5)).await;
+        let mut hanging = hanging.into_iter();
+        hanging.by_ref().take(50).for_each(|p| p.record(Outcome::Failure));
+        assert_eq!(
+            b.state(),
+            BreakerState::Closed,
+            "50 of 100 started is not more than 50%"
+        );
+        hanging.next().expect("left").record(Outcome::Failure);
+        assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ignored_calls_are_taken_back_out_of_the_starts() {
+        let b = breaker();
+        let aborted: Vec<_> = (0..100).map(|_| b.try_acquire().expect("closed")).collect();
+        drop(aborted);
+        record_n(&b, 20, Outcome::Failure);
+        assert_eq!(
+            b.state(),
+            BreakerState::Open,
+            "aborted calls must not dilute the failure share"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn starts_slide_out_of_the_window_with_their_bucket() {
+        let b = breaker();
+        record_n(&b, 200, Outcome::Success);
+        advance(Duration::from_secs(11)).await;
+        record_n(&b, 20, Outcome::Failure);
+        assert_eq!(
+            b.state(),
+            BreakerState::Open,
+            "the 200 earlier calls have left the window"
+        );
     }
 
     #[tokio::test(start_paused = true)]
