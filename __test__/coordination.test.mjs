@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline'
 
 import { ChatGPTAPI } from '../index.js'
 import { startRedis, freePort } from '../scripts/redis.mjs'
-import { API_KEY, clientFor, rejection, startSimulator, thrown } from './helpers.mjs'
+import { API_KEY, clientFor, rejection, startSimulator, thrown, until } from './helpers.mjs'
 
 const WORKER = new URL('./coordination/worker.mjs', import.meta.url)
 const FALLBACK_WARNING = 'CHATGPT_NATIVE_COORDINATION_FALLBACK'
@@ -162,6 +162,55 @@ test('Redis killed mid-run: calls go on with local limits, one warning, and shar
     assert.match(api.metricsText(), /^chatgpt_native_coordination_shared 1$/m)
   } finally {
     await own.stop()
+    await sim.close()
+  }
+})
+
+test('the circuit breaker is shared: one process opening it stops the other, and one probe goes out across both', async () => {
+  const sim = await startSimulator({ ttftMs: 300 })
+  const keyPrefix = freshPrefix()
+  const circuitBreaker = { volumeThreshold: 4, errorThresholdPercentage: 50, resetTimeoutMs: 1500 }
+  const config = { simUrl: sim.url, redisUrl: redis.url, keyPrefix, circuitBreaker, timeoutMs: 5000 }
+  const workers = await Promise.all([startWorker({ ...config, calls: 2 }), startWorker({ ...config, calls: 3 })])
+  try {
+    const api = clientFor(sim, { maxRetries: 0, circuitBreaker, coordination: { redis: { url: redis.url, keyPrefix } } })
+    for (let i = 0; i < 4; i++) {
+      sim.enqueueFault({ kind: 'status', status: 500 })
+      assert.equal((await rejection(api.sendMessage('x'))).code, 'ERR_CHATGPT_HTTP')
+    }
+    // Outcomes reach Redis in the background; the answer to the fourth says it opened.
+    await until(() => api.metrics().breakerState === 'open', 'the shared breaker to open')
+    assert.equal(api.metrics().breakerOpened, 1)
+    const sent = sim.stats().chatRequests
+
+    const stopped = await workers[0].run()
+    assert.deepEqual(stopped.failures, { ERR_CHATGPT_CIRCUIT_OPEN: 2 }, JSON.stringify(stopped))
+    assert.equal(sim.stats().chatRequests, sent, 'the other process sent nothing')
+
+    // Time is what is tested: the probe may go once resetTimeoutMs (1500) has passed.
+    await new Promise((resolve) => setTimeout(resolve, 1600))
+    const [here, there] = await Promise.all([
+      Promise.allSettled([1, 2, 3].map((i) => api.sendMessage(`probe? ${i}`))),
+      workers[1].run(),
+    ])
+    const succeededHere = here.filter((r) => r.status === 'fulfilled').length
+    for (const r of here) if (r.status === 'rejected') assert.equal(r.reason.code, 'ERR_CHATGPT_CIRCUIT_OPEN')
+    for (const code of Object.keys(there.failures)) assert.equal(code, 'ERR_CHATGPT_CIRCUIT_OPEN')
+    assert.equal(succeededHere + there.succeeded, 1, `one probe of six calls: ${JSON.stringify(there)}`)
+    assert.equal(sim.stats().chatRequests, sent + 1, 'exactly one request reached the server')
+
+    // The probe succeeded (its outcome reaches Redis in the background): closed for everyone.
+    let reply
+    for (let i = 0; i < 50 && !reply; i++) {
+      reply = await api.sendMessage('closed again').catch(async (e) => {
+        assert.equal(e.code, 'ERR_CHATGPT_CIRCUIT_OPEN')
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      })
+    }
+    assert.equal(reply?.finishReason, 'stop')
+    assert.equal(api.metrics().breakerState, 'closed')
+  } finally {
+    for (const w of workers) w.stop()
     await sim.close()
   }
 })

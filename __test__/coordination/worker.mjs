@@ -14,6 +14,7 @@ const api = new ChatGPTAPI({
   completionParams: { model: 'sim-gpt' },
   maxRetries: 0,
   ...(config.rateLimit ? { rateLimit: config.rateLimit } : {}),
+  ...(config.circuitBreaker ? { circuitBreaker: config.circuitBreaker } : {}),
   ...(config.redisUrl
     ? { coordination: { redis: { url: config.redisUrl, keyPrefix: config.keyPrefix, operationTimeoutMs: 1000 } } }
     : {}),

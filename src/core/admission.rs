@@ -3,7 +3,9 @@
 //!
 //! 1. a concurrency slot (FIFO, the queue bounded by `maxQueue`), held for the attempt only, so a
 //!    call waiting out a backoff does not occupy one;
-//! 2. a circuit-breaker permit, refused at once while the circuit is open;
+//! 2. a circuit-breaker permit, refused at once while the circuit is open (with `coordination`,
+//!    the breaker kept in Redis, shared by the processes; the in-process one while Redis is
+//!    unavailable);
 //! 3. a key from the pool, waiting for a cooling key when it is free before the call's deadline;
 //! 4. the key's rate lease (its requests and tokens per minute), refused at once when a
 //!    server-imposed pause outlasts the call's deadline.
@@ -16,9 +18,11 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::bounds::CallBounds;
-use super::breaker::{BreakerPermit, CircuitBreaker, Outcome};
+use super::breaker::{BreakerOpen, BreakerPermit, BreakerState, BreakerStats, CircuitBreaker, Outcome};
 use super::config::{ApiKey, ClientConfig};
-use super::coordination::{Coordinator, SharedBucket, SharedLease, SharedLimiter};
+use super::coordination::{
+    CoordinationMode, Coordinator, SharedAdmit, SharedBreaker, SharedBucket, SharedLease, SharedLimiter, SharedPermit,
+};
 use super::error::{ChatError, ErrorCode};
 use super::keys::{KeyLease, KeyPool, NoKey};
 use super::limits::{
@@ -32,7 +36,10 @@ pub struct Admission {
     /// Shared by every upstream of a client (see `upstreams`): `maxConcurrency` bounds the
     /// instance, whichever server an attempt goes to.
     concurrency: Arc<ConcurrencyLimiter>,
+    /// The in-process breaker; with `coordination`, the fallback while Redis is unavailable.
     breaker: Option<CircuitBreaker>,
+    /// With `coordination` and a breaker: the breaker every process shares.
+    shared_breaker: Option<SharedBreaker>,
     keys: Arc<KeyPool>,
     /// One per key: providers limit each key (organisation) separately. With `coordination`,
     /// the fallback used while Redis is unavailable (`localShare` of the budgets); it also
@@ -63,6 +70,21 @@ impl ClientGates {
     }
 }
 
+/// A circuit-breaker permit for one attempt.
+enum Permit<'a> {
+    Local(BreakerPermit<'a>),
+    Shared(SharedPermit),
+}
+
+impl Permit<'_> {
+    fn record(self, outcome: Outcome) {
+        match self {
+            Permit::Local(p) => p.record(outcome),
+            Permit::Shared(p) => p.record(outcome),
+        }
+    }
+}
+
 /// Capacity taken from a rate limiter for one attempt.
 enum Lease {
     Local(RateLease),
@@ -75,7 +97,7 @@ enum Lease {
 pub struct Admitted<'a> {
     /// `None` once the attempt has ended ([`Admitted::end_attempt`]).
     slot: Option<ConcurrencyPermit>,
-    permit: Option<BreakerPermit<'a>>,
+    permit: Option<Permit<'a>>,
     lease: KeyLease,
     /// The key's rate limiter and the capacity taken from it.
     limiter: Option<&'a RateLimiter>,
@@ -118,9 +140,14 @@ impl Admission {
             ),
             None => (limit, Vec::new()),
         };
+        let shared_breaker = match (&coordinator, &breaker) {
+            (Some(c), Some(b)) => Some(SharedBreaker::new(Arc::clone(c), upstream, b.config().clone())),
+            _ => None,
+        };
         Admission {
             concurrency: Arc::clone(&gates.concurrency),
             breaker,
+            shared_breaker,
             keys: KeyPool::new(cfg.api_keys.clone()),
             limiters: cfg.api_keys.iter().map(|_| RateLimiter::new(local)).collect(),
             shared,
@@ -137,8 +164,30 @@ impl Admission {
         &self.concurrency
     }
 
-    pub fn breaker(&self) -> Option<&CircuitBreaker> {
-        self.breaker.as_ref()
+    /// The breaker's state (`None` without one): with `coordination`, the shared one's as Redis
+    /// last showed it, or the in-process one's while Redis is unavailable.
+    pub fn breaker_state(&self) -> Option<BreakerState> {
+        let local = self.breaker.as_ref()?;
+        match (&self.shared_breaker, &self.coordinator) {
+            (Some(shared), Some(c)) if c.stats().mode == CoordinationMode::Shared => Some(shared.state()),
+            _ => Some(local.state()),
+        }
+    }
+
+    /// The breaker's counters (zero without one): with `coordination`, what this process saw of
+    /// the shared breaker plus what its in-process one did while Redis was unavailable.
+    pub fn breaker_stats(&self) -> BreakerStats {
+        let local = self.breaker.as_ref().map(CircuitBreaker::stats).unwrap_or_default();
+        let Some(shared) = &self.shared_breaker else {
+            return local;
+        };
+        let s = shared.stats();
+        BreakerStats {
+            opened: local.opened.saturating_add(s.opened),
+            half_opened: local.half_opened.saturating_add(s.half_opened),
+            closed: local.closed.saturating_add(s.closed),
+            rejected: local.rejected.saturating_add(s.rejected),
+        }
     }
 
     pub fn keys(&self) -> &KeyPool {
@@ -177,18 +226,7 @@ impl Admission {
             })
             .await?;
 
-        let permit = match &self.breaker {
-            Some(b) => Some(b.try_acquire().map_err(|open| {
-                ChatError::new(
-                    ErrorCode::CircuitOpen,
-                    format!(
-                        "The circuit breaker is open after repeated upstream failures; next probe in {} ms",
-                        open.retry_in.as_millis()
-                    ),
-                )
-            })?),
-            None => None,
-        };
+        let permit = self.breaker_permit(bounds).await?;
 
         let lease = self.lease_key(bounds).await?;
 
@@ -222,6 +260,26 @@ impl Admission {
             bucket,
             rate,
         })
+    }
+
+    /// The breaker's permit for one attempt (`None` without a breaker): the shared breaker's
+    /// when Redis answers, the in-process one's otherwise.
+    async fn breaker_permit(&self, bounds: &CallBounds<'_>) -> Result<Option<Permit<'_>>, ChatError> {
+        let Some(local) = &self.breaker else {
+            return Ok(None);
+        };
+        if let Some(shared) = &self.shared_breaker {
+            let time_left = bounds.deadline().saturating_duration_since(Instant::now());
+            match bounds.wait(async { Ok(shared.acquire(time_left).await) }).await? {
+                SharedAdmit::Permit(p) => return Ok(Some(Permit::Shared(p))),
+                SharedAdmit::Open(open) => return Err(circuit_open(open)),
+                SharedAdmit::Unavailable => {}
+            }
+        }
+        local
+            .try_acquire()
+            .map(|p| Some(Permit::Local(p)))
+            .map_err(circuit_open)
     }
 
     /// A key, waiting for a cooling one when it is free before the call's deadline.
@@ -323,6 +381,17 @@ impl Admitted<'_> {
             Metrics::inc(&metrics.keys_disabled);
         }
     }
+}
+
+/// The error of a call the circuit breaker refused.
+fn circuit_open(open: BreakerOpen) -> ChatError {
+    ChatError::new(
+        ErrorCode::CircuitOpen,
+        format!(
+            "The circuit breaker is open after repeated upstream failures; next probe in {} ms",
+            open.retry_in.as_millis()
+        ),
+    )
 }
 
 /// A lease from the in-process limiter, waited for under the call's bounds.

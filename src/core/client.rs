@@ -127,13 +127,12 @@ impl ChatClient {
     pub fn stats(&self) -> ClientStats {
         let first = self.routes.first();
         let admission = &first.admission;
-        let breaker = admission.breaker();
         ClientStats {
             metrics: self.metrics.snapshot(),
             in_flight: admission.concurrency().in_flight(),
             queued: admission.concurrency().queued(),
-            breaker_state: breaker.map(|b| b.state()),
-            breaker: breaker.map(|b| b.stats()).unwrap_or_default(),
+            breaker_state: admission.breaker_state(),
+            breaker: admission.breaker_stats(),
             keys: admission.keys().status(),
             cache_entries: self.sharing.as_ref().map_or(0, |s| s.cache().len() as u64),
             cache_bytes: self.sharing.as_ref().map_or(0, |s| s.cache().bytes()),

@@ -165,15 +165,14 @@ impl Route {
     /// Its counters and live state, named `index` when it has no name of its own.
     pub fn stats(&self, index: usize) -> UpstreamStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let breaker = self.admission.breaker();
         UpstreamStats {
             name: self.name.clone().unwrap_or_else(|| index.to_string()),
             requests: get(&self.counters.requests),
             successes: get(&self.counters.successes),
             failures: get(&self.counters.failures),
             fallbacks: get(&self.counters.fallbacks),
-            breaker_state: breaker.map(CircuitBreaker::state),
-            breaker_opened: breaker.map_or(0, |b| b.stats().opened),
+            breaker_state: self.admission.breaker_state(),
+            breaker_opened: self.admission.breaker_stats().opened,
             keys: self.admission.keys().status(),
         }
     }

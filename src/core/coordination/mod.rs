@@ -9,12 +9,15 @@
 //!   per-operation time budget, and the counters of [`CoordinationStats`].
 //! - `scripts`: the Lua scripts that reserve, reconcile and learn atomically on the server.
 //! - `shared`: the per-key limiter that admission uses instead of the in-process one.
+//! - `breaker`: the circuit breaker of each upstream, kept in Redis (one half-open probe across
+//!   processes).
 //!
 //! Redis failing is not the service failing: an operation that errors or outlasts
 //! `operationTimeoutMs` makes that call use the in-process limiter, scaled to `localShare` of the
 //! configured budgets, and a one-time warning says so; the next operation that succeeds resumes
 //! sharing.
 
+mod breaker;
 mod connection;
 mod scripts;
 mod shared;
@@ -22,6 +25,7 @@ mod shared;
 use std::fmt;
 use std::time::Duration;
 
+pub use breaker::{SharedAdmit, SharedBreaker, SharedPermit};
 pub use connection::{CoordinationMode, CoordinationStats, Coordinator, RedisConn};
 pub use shared::{SharedBucket, SharedLease, SharedLimiter};
 

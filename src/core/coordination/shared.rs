@@ -71,7 +71,7 @@ pub struct SharedBucket {
 }
 
 /// The first 8 bytes of SHA-256 of `text`, in hex: names a key in Redis without revealing it.
-fn short_hash(domain: &str, text: &str) -> String {
+pub(super) fn short_hash(domain: &str, text: &str) -> String {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(domain.as_bytes());
     ctx.update(&[0]);
@@ -85,7 +85,7 @@ fn short_hash(domain: &str, text: &str) -> String {
 }
 
 /// Runs `work` on the current runtime without waiting for it (nothing to do outside one).
-fn in_background(work: impl std::future::Future<Output = ()> + Send + 'static) {
+pub(super) fn in_background(work: impl std::future::Future<Output = ()> + Send + 'static) {
     if let Ok(handle) = tokio::runtime::Handle::try_current() {
         handle.spawn(work);
     }
