@@ -16,16 +16,28 @@
 //! bucket slot `i<n>` (its absolute index), `s<n>` / `c<n>` / `f<n>` (started, finished,
 //! failed). The hash expires when it could hold nothing live any more.
 //!
+//! # Closed without a round trip
+//!
+//! While the circuit is closed, asking Redis before every call would double the round trips on
+//! each call's path for an answer that is nearly always "go". So a process that heard "closed"
+//! from Redis within the last [`FRESH_CLOSED`] (at most half the reset timeout) admits the call
+//! itself and counts its start locally; the counted starts reach Redis with the next outcome it
+//! records, or at the latest [`FLUSH_DELAY`] later in a flush of their own. Every record and flush
+//! answers with the current state, so a process that sends learns of an opening at its next
+//! outcome, and one that sends rarely asks Redis again after `FRESH_CLOSED`. Once the circuit is
+//! not closed, every call asks Redis: the single probe is decided there.
+//!
 //! When Redis is unavailable (an operation failed or outlasted `operationTimeoutMs`),
 //! [`SharedBreaker::acquire`] answers [`SharedAdmit::Unavailable`] and admission uses the
 //! in-process breaker, which then sees only the calls of that period. Outcomes are recorded in
 //! the background: a call never waits for them.
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use redis::{RedisResult, Script};
+use tokio::time::Instant;
 
 use super::connection::{Coordinator, RedisConn};
 use super::shared::{in_background, short_hash};
@@ -35,6 +47,11 @@ use crate::core::metrics::Metrics;
 /// Longest a half-open probe holds its lease: a process that dies while probing blocks other
 /// probes this long at most.
 pub const MAX_PROBE_LEASE: Duration = Duration::from_secs(600);
+/// How long a "closed" from Redis lets this process admit calls without asking (capped at half
+/// the reset timeout, so a process can never miss a whole open period).
+pub const FRESH_CLOSED: Duration = Duration::from_secs(1);
+/// Longest a start counted locally waits before it is sent to Redis.
+pub const FLUSH_DELAY: Duration = Duration::from_millis(20);
 
 /// Shared by both scripts: the clock, the configuration (ARGV[1..3]: window ms, buckets, reset
 /// ms), the state, and `expire()`, which keeps the hash as long as anything in it can matter.
@@ -54,23 +71,28 @@ local function expire(extra)
 end
 local function bump(new_state)
   gen = gen + 1
+  state = new_state
   redis.call('DEL', KEYS[1])
   if new_state ~= 'c' then redis.call('HSET', KEYS[1], 'st', new_state) end
   redis.call('HSET', KEYS[1], 'g', gen)
 end
+local function current_slot()
+  local slot = current % buckets
+  if tonumber(redis.call('HGET', KEYS[1], 'i' .. slot)) ~= current then
+    redis.call('HSET', KEYS[1], 'i' .. slot, current, 's' .. slot, 0, 'c' .. slot, 0, 'f' .. slot, 0)
+  end
+  return slot
+end
 "#;
 
-/// ARGV[4]: the probe's lease in ms. Returns `{0, gen, bucket}` a closed-state permit (counted
-/// as started in `bucket`), `{1, retry_in_ms}` refused, `{2, gen}` the half-open probe.
+/// ARGV[4]: the probe's lease in ms; ARGV[5]: starts counted locally, added when closed. Returns
+/// `{0, gen, bucket}` a closed-state permit (counted as started in `bucket`), `{1, retry_in_ms}`
+/// refused, `{2, gen}` the half-open probe.
 const ACQUIRE: &str = r#"
 local lease = math.max(1, tonumber(ARGV[4]))
 if state == 'c' then
-  local slot = current % buckets
-  local at = tonumber(redis.call('HGET', KEYS[1], 'i' .. slot))
-  if at ~= current then
-    redis.call('HSET', KEYS[1], 'i' .. slot, current, 's' .. slot, 0, 'c' .. slot, 0, 'f' .. slot, 0)
-  end
-  redis.call('HINCRBY', KEYS[1], 's' .. slot, 1)
+  local slot = current_slot()
+  redis.call('HINCRBY', KEYS[1], 's' .. slot, 1 + math.max(0, tonumber(ARGV[5])))
   redis.call('HSET', KEYS[1], 'g', gen)
   expire(0)
   return {0, gen, current}
@@ -88,38 +110,48 @@ expire(lease)
 return {2, gen}
 "#;
 
-/// ARGV[4]: the permit's generation; ARGV[5]: the bucket it started in (-1: the probe); ARGV[6]:
-/// the outcome (0 success, 1 failure, 2 ignored); ARGV[7] / ARGV[8]: volume threshold and
-/// error threshold percentage. Returns `{transition}`: 0 none, 1 opened, 2 closed.
+/// ARGV[4]: the permit's generation; ARGV[5]: the bucket it started in (-1: the probe; -2: a
+/// start counted locally and already sent, taken back from the current bucket); ARGV[6]: the
+/// outcome (0 success, 1 failure, 2 ignored, 3 none: only flush); ARGV[7] / ARGV[8]: volume
+/// threshold and error threshold percentage; ARGV[9]: starts counted locally, added first when
+/// closed. Returns `{transition, state, gen}`: transition 0 none, 1 opened, 2 closed; state 0
+/// closed, 1 open, 2 half-open.
 const RECORD: &str = r#"
-if tonumber(ARGV[4]) ~= gen then return {0} end
-local started = tonumber(ARGV[5])
-local outcome = tonumber(ARGV[6])
-if started < 0 then
-  if state ~= 'h' then return {0} end
-  if outcome == 0 then bump('c'); expire(0); return {2} end
-  if outcome == 1 then bump('o'); redis.call('HSET', KEYS[1], 'op', now); expire(0); return {1} end
-  redis.call('HSET', KEYS[1], 'pu', 0)
-  return {0}
+local function answer(transition)
+  local code = 0
+  if state == 'o' then code = 1 elseif state == 'h' then code = 2 end
+  return {transition, code, gen}
 end
-if state ~= 'c' then return {0} end
+local flush = math.max(0, tonumber(ARGV[9]))
+if state == 'c' and flush > 0 then
+  redis.call('HINCRBY', KEYS[1], 's' .. current_slot(), flush)
+  expire(0)
+end
+local outcome = tonumber(ARGV[6])
+if outcome == 3 or tonumber(ARGV[4]) ~= gen then return answer(0) end
+local started = tonumber(ARGV[5])
+if started == -1 then
+  if state ~= 'h' then return answer(0) end
+  if outcome == 0 then bump('c'); expire(0); return answer(2) end
+  if outcome == 1 then bump('o'); redis.call('HSET', KEYS[1], 'op', now); expire(0); return answer(1) end
+  redis.call('HSET', KEYS[1], 'pu', 0)
+  return answer(0)
+end
+if state ~= 'c' then return answer(0) end
 if outcome == 2 then
+  if started == -2 then started = current end
   local slot = started % buckets
   if tonumber(redis.call('HGET', KEYS[1], 'i' .. slot)) == started then
     if (tonumber(redis.call('HGET', KEYS[1], 's' .. slot)) or 0) > 0 then
       redis.call('HINCRBY', KEYS[1], 's' .. slot, -1)
     end
   end
-  return {0}
+  return answer(0)
 end
-local slot = current % buckets
-local at = tonumber(redis.call('HGET', KEYS[1], 'i' .. slot))
-if at ~= current then
-  redis.call('HSET', KEYS[1], 'i' .. slot, current, 's' .. slot, 0, 'c' .. slot, 0, 'f' .. slot, 0)
-end
+local slot = current_slot()
 redis.call('HINCRBY', KEYS[1], 'c' .. slot, 1)
 expire(0)
-if outcome ~= 1 then return {0} end
+if outcome ~= 1 then return answer(0) end
 redis.call('HINCRBY', KEYS[1], 'f' .. slot, 1)
 local total_s, total_c, total_f = 0, 0, 0
 for n = 0, buckets - 1 do
@@ -136,9 +168,9 @@ if total_c >= tonumber(ARGV[7]) and total_f * 100 > volume * tonumber(ARGV[8]) t
   bump('o')
   redis.call('HSET', KEYS[1], 'op', now)
   expire(0)
-  return {1}
+  return answer(1)
 end
-return {0}
+return answer(0)
 "#;
 
 static ACQUIRE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("{PRELUDE}{ACQUIRE}")));
@@ -147,7 +179,7 @@ static RECORD_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(&format!("
 /// Most buckets sent to the scripts: the record script walks them all.
 const MAX_BUCKETS: u32 = 1000;
 
-/// Last state learned from Redis, for `metrics().breakerState`.
+/// States as the scripts and `metrics().breakerState` see them.
 const STATE_CLOSED: u8 = 0;
 const STATE_OPEN: u8 = 1;
 const STATE_HALF_OPEN: u8 = 2;
@@ -162,12 +194,50 @@ struct Inner {
     coordinator: Arc<Coordinator>,
     key: String,
     config: BreakerConfig,
+    /// How long a "closed" from Redis is trusted: [`FRESH_CLOSED`], at most half the reset.
+    fresh_closed: Duration,
     /// The state the last answer from Redis showed.
     state: AtomicU8,
+    known: Mutex<Known>,
     opened: AtomicU64,
     half_opened: AtomicU64,
     closed: AtomicU64,
     rejected: AtomicU64,
+}
+
+/// What this process last heard from Redis, and the starts it has not sent yet.
+#[derive(Debug, Default)]
+struct Known {
+    /// When Redis last said "closed" (`None` since it said otherwise, or before it said anything).
+    closed_at: Option<Instant>,
+    /// The generation Redis last gave.
+    generation: i64,
+    /// Calls admitted locally whose start Redis has not counted yet.
+    unsent_starts: u64,
+    /// A flush of `unsent_starts` is scheduled.
+    flush_due: bool,
+}
+
+/// Where a permit's start was counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// By Redis, in this bucket.
+    Bucket(i64),
+    /// Locally (sent with a later record or flush).
+    Local,
+    /// The half-open probe: not counted as a start.
+    Probe,
+}
+
+impl Start {
+    /// The script's ARGV for it (see `RECORD`).
+    fn arg(self) -> i64 {
+        match self {
+            Start::Bucket(index) => index,
+            Start::Probe => -1,
+            Start::Local => -2,
+        }
+    }
 }
 
 /// The answer of [`SharedBreaker::acquire`].
@@ -187,8 +257,7 @@ pub enum SharedAdmit {
 pub struct SharedPermit {
     inner: Arc<Inner>,
     generation: i64,
-    /// The bucket a closed-state call started in; `None` for the half-open probe.
-    started_in: Option<i64>,
+    start: Start,
     resolved: bool,
 }
 
@@ -196,7 +265,7 @@ impl std::fmt::Debug for SharedPermit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedPermit")
             .field("generation", &self.generation)
-            .field("probe", &self.is_probe())
+            .field("start", &self.start)
             .finish()
     }
 }
@@ -209,6 +278,15 @@ fn parse_error() -> redis::RedisError {
     redis::RedisError::from((redis::ErrorKind::Parse, "unexpected breaker answer"))
 }
 
+/// What a record or flush asks of the `RECORD` script.
+#[derive(Debug, Clone, Copy)]
+struct Report {
+    generation: i64,
+    start: Start,
+    /// `None`: only send the unsent starts.
+    outcome: Option<Outcome>,
+}
+
 impl SharedBreaker {
     /// The shared breaker of the upstream named `upstream` (`None`: the client's one server),
     /// with `config` (every process should be given the same).
@@ -218,12 +296,15 @@ impl SharedBreaker {
             None => format!("{{{prefix}:br}}"),
             Some(upstream) => format!("{{{prefix}:br:{}}}", short_hash("chatgpt-native upstream", upstream)),
         };
+        let fresh_closed = FRESH_CLOSED.min(config.reset_timeout / 2);
         SharedBreaker {
             inner: Arc::new(Inner {
                 coordinator,
                 key,
                 config,
+                fresh_closed,
                 state: AtomicU8::new(STATE_CLOSED),
+                known: Mutex::new(Known::default()),
                 opened: AtomicU64::new(0),
                 half_opened: AtomicU64::new(0),
                 closed: AtomicU64::new(0),
@@ -232,10 +313,25 @@ impl SharedBreaker {
         }
     }
 
-    /// Asks Redis for permission for one call that may last `probe_lease` (its time left; capped
-    /// at [`MAX_PROBE_LEASE`]), which is how long it holds the probe if it becomes the probe.
+    /// Permission for one call that may last `probe_lease` (its time left; capped at
+    /// [`MAX_PROBE_LEASE`]), which is how long it holds the probe if it becomes the probe. Asks
+    /// Redis unless it said "closed" recently (see the module docs).
     pub async fn acquire(&self, probe_lease: Duration) -> SharedAdmit {
         let inner = &self.inner;
+        let unsent = {
+            let mut known = inner.known();
+            let fresh = known
+                .closed_at
+                .is_some_and(|at| Instant::now().saturating_duration_since(at) < inner.fresh_closed);
+            if fresh {
+                known.unsent_starts = known.unsent_starts.saturating_add(1);
+                let generation = known.generation;
+                drop(known);
+                inner.schedule_flush();
+                return SharedAdmit::Permit(self.permit(generation, Start::Local));
+            }
+            std::mem::take(&mut known.unsent_starts)
+        };
         let lease = millis(probe_lease.min(MAX_PROBE_LEASE)).max(1);
         let key = inner.key.as_str();
         let cfg = &inner.config;
@@ -248,44 +344,43 @@ impl SharedBreaker {
                     .arg(cfg.buckets.clamp(1, MAX_BUCKETS))
                     .arg(millis(cfg.reset_timeout))
                     .arg(lease)
+                    .arg(unsent)
                     .invoke_async(&mut conn)
                     .await?;
                 RedisResult::Ok(answer)
             })
             .await;
         let Ok(answer) = answer else {
+            inner.known().closed_at = None;
             return SharedAdmit::Unavailable;
         };
         match answer.as_slice() {
             [0, generation, bucket, ..] => {
-                inner.state.store(STATE_CLOSED, Ordering::Relaxed);
-                SharedAdmit::Permit(self.permit(*generation, Some(*bucket)))
+                inner.heard(STATE_CLOSED, *generation);
+                SharedAdmit::Permit(self.permit(*generation, Start::Bucket(*bucket)))
             }
             [1, retry_in, ..] => {
-                inner.state.store(
-                    if *retry_in > 0 { STATE_OPEN } else { STATE_HALF_OPEN },
-                    Ordering::Relaxed,
-                );
+                inner.heard(if *retry_in > 0 { STATE_OPEN } else { STATE_HALF_OPEN }, 0);
                 Metrics::inc(&inner.rejected);
                 SharedAdmit::Open(BreakerOpen {
                     retry_in: Duration::from_millis(u64::try_from(*retry_in).unwrap_or(0)),
                 })
             }
             [2, generation, ..] => {
-                inner.state.store(STATE_HALF_OPEN, Ordering::Relaxed);
+                inner.heard(STATE_HALF_OPEN, *generation);
                 Metrics::inc(&inner.half_opened);
-                SharedAdmit::Permit(self.permit(*generation, None))
+                SharedAdmit::Permit(self.permit(*generation, Start::Probe))
             }
             // Not an answer these scripts give: treat Redis as unavailable for this call.
             _ => SharedAdmit::Unavailable,
         }
     }
 
-    fn permit(&self, generation: i64, started_in: Option<i64>) -> SharedPermit {
+    fn permit(&self, generation: i64, start: Start) -> SharedPermit {
         SharedPermit {
             inner: Arc::clone(&self.inner),
             generation,
-            started_in,
+            start,
             resolved: false,
         }
     }
@@ -317,6 +412,57 @@ impl SharedBreaker {
     }
 }
 
+impl Inner {
+    /// The lock only guards plain fields that are never left half-updated.
+    fn known(&self) -> MutexGuard<'_, Known> {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Redis said the state is `state` (and, when closed, the generation).
+    fn heard(&self, state: u8, generation: i64) {
+        self.state.store(state, Ordering::Relaxed);
+        let mut known = self.known();
+        if state == STATE_CLOSED {
+            known.closed_at = Some(Instant::now());
+            known.generation = generation;
+        } else {
+            known.closed_at = None;
+        }
+    }
+
+    /// Sends the locally counted starts within [`FLUSH_DELAY`], unless a record takes them first.
+    fn schedule_flush(self: &Arc<Self>) {
+        {
+            let mut known = self.known();
+            if known.flush_due {
+                return;
+            }
+            known.flush_due = true;
+        }
+        let inner = Arc::clone(self);
+        in_background(async move {
+            tokio::time::sleep(FLUSH_DELAY).await;
+            let generation = {
+                let mut known = inner.known();
+                known.flush_due = false;
+                if known.unsent_starts == 0 {
+                    return;
+                }
+                known.generation
+            };
+            report(
+                &inner,
+                Report {
+                    generation,
+                    start: Start::Local,
+                    outcome: None,
+                },
+            )
+            .await;
+        });
+    }
+}
+
 impl SharedPermit {
     /// Reports the call's outcome (in the background).
     pub fn record(mut self, outcome: Outcome) {
@@ -326,14 +472,25 @@ impl SharedPermit {
 
     /// Whether this permit is the half-open probe.
     pub fn is_probe(&self) -> bool {
-        self.started_in.is_none()
+        self.start == Start::Probe
     }
 
     fn send(&self, outcome: Outcome) {
+        if outcome == Outcome::Ignored && self.start == Start::Local {
+            // Not a call after all: if its start has not left this process, un-count it here.
+            let mut known = self.inner.known();
+            if known.unsent_starts > 0 && known.generation == self.generation {
+                known.unsent_starts = known.unsent_starts.saturating_sub(1);
+                return;
+            }
+        }
         let inner = Arc::clone(&self.inner);
-        let generation = self.generation;
-        let started = self.started_in.unwrap_or(-1);
-        in_background(async move { record(&inner, generation, started, outcome).await });
+        let report_of = Report {
+            generation: self.generation,
+            start: self.start,
+            outcome: Some(outcome),
+        };
+        in_background(async move { report(&inner, report_of).await });
     }
 }
 
@@ -345,12 +502,15 @@ impl Drop for SharedPermit {
     }
 }
 
-async fn record(inner: &Inner, generation: i64, started: i64, outcome: Outcome) {
-    let code: u8 = match outcome {
-        Outcome::Success => 0,
-        Outcome::Failure => 1,
-        Outcome::Ignored => 2,
+/// Runs the `RECORD` script for `r`, with the starts not sent yet, and learns the state.
+async fn report(inner: &Inner, r: Report) {
+    let code: u8 = match r.outcome {
+        Some(Outcome::Success) => 0,
+        Some(Outcome::Failure) => 1,
+        Some(Outcome::Ignored) => 2,
+        None => 3,
     };
+    let unsent = std::mem::take(&mut inner.known().unsent_starts);
     let key = inner.key.as_str();
     let cfg = &inner.config;
     let answer = inner
@@ -361,25 +521,33 @@ async fn record(inner: &Inner, generation: i64, started: i64, outcome: Outcome) 
                 .arg(millis(cfg.window))
                 .arg(cfg.buckets.clamp(1, MAX_BUCKETS))
                 .arg(millis(cfg.reset_timeout))
-                .arg(generation)
-                .arg(started)
+                .arg(r.generation)
+                .arg(r.start.arg())
                 .arg(code)
                 .arg(cfg.volume_threshold)
                 .arg(cfg.error_threshold_percentage)
+                .arg(unsent)
                 .invoke_async(&mut conn)
                 .await?;
-            answer.first().copied().ok_or_else(parse_error)
+            match answer.as_slice() {
+                [transition, state, generation, ..] => Ok((*transition, *state, *generation)),
+                _ => Err(parse_error()),
+            }
         })
         .await;
-    match answer {
-        Ok(1) => {
-            inner.state.store(STATE_OPEN, Ordering::Relaxed);
-            Metrics::inc(&inner.opened);
-        }
-        Ok(2) => {
-            inner.state.store(STATE_CLOSED, Ordering::Relaxed);
-            Metrics::inc(&inner.closed);
-        }
+    let Ok((transition, state, generation)) = answer else {
+        inner.known().closed_at = None;
+        return;
+    };
+    let state = match state {
+        1 => STATE_OPEN,
+        2 => STATE_HALF_OPEN,
+        _ => STATE_CLOSED,
+    };
+    inner.heard(state, generation);
+    match transition {
+        1 => Metrics::inc(&inner.opened),
+        2 => Metrics::inc(&inner.closed),
         _ => {}
     }
 }
@@ -545,19 +713,24 @@ mod tests {
         let redis = TestRedis::start();
         let a = SharedBreaker::new(process(&redis.url(), "br5"), None, config(Duration::from_secs(30)));
         let b = SharedBreaker::new(process(&redis.url(), "br5"), None, config(Duration::from_secs(30)));
-        // 40 calls out in one process; the other sees 10 fast failures: 10 of 50 started.
+        // 40 calls out in one process (their starts reach Redis within FLUSH_DELAY); the other
+        // sees 10 fast failures: 10 of 50 started.
+        let ops = a.inner.coordinator.stats().operations;
         let mut in_flight = Vec::new();
         for _ in 0..40 {
             in_flight.push(permit(&a).await);
         }
+        tokio::time::sleep(FLUSH_DELAY * 5).await;
+        let a_ops = a.inner.coordinator.stats().operations - ops;
+        assert!(
+            a_ops <= 3,
+            "one acquire from Redis, then starts counted locally and flushed: {a_ops} operations"
+        );
         for _ in 0..10 {
             permit(&b).await.record(Outcome::Failure);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(matches!(
-            b.acquire(Duration::from_secs(5)).await,
-            SharedAdmit::Permit(_)
-        ));
+        assert_eq!(b.state(), BreakerState::Closed, "the records' answers say closed");
         // The calls in flight are aborted: they no longer count, and the failures dominate.
         drop(in_flight);
         tokio::time::sleep(Duration::from_millis(100)).await;
