@@ -44,8 +44,8 @@ function parse(command, argv, options, { allowPositionals = true } = {}) {
     })
   } catch (err) {
     if (typeof err.code === 'string' && err.code.startsWith('ERR_PARSE_ARGS')) {
-      // parseArgs' messages are one sentence of what was wrong, then advice about `--`.
-      const what = String(err.message).split('. ')[0].replace(/\.$/, '')
+      // parseArgs' messages start with a sentence of what was wrong; advice about `--` follows.
+      const what = String(err.message).split('\n')[0].split('. ')[0].replace(/\.$/, '')
       throw new UsageError(`${command}: ${what} (see chatgpt-native ${command} --help)`)
     }
     throw err
