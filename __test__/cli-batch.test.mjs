@@ -33,8 +33,9 @@ test('every line gets a record with its id (or line number) and the answer to it
   )
   const input = inputFile(lines)
   const output = path.join(path.dirname(input), 'results.jsonl')
-  const out = await runCli(['batch', input, '-o', output, '--concurrency', '8', '--json', '-q'], { env: simEnv(sim) })
+  const out = await runCli(['batch', input, '-o', output, '--concurrency', '16', '--json', '-q'], { env: simEnv(sim) })
   assert.equal(out.code, 0, out.stderr)
+  assert.equal(out.stderr, '', 'nothing on stderr with -q (no warning either)')
   const records = readRecords(output)
   assert.equal(records.length, 30)
   const api = clientFor(sim)
@@ -196,6 +197,12 @@ test('--rpm spaces the requests itself, against a server that states no limit', 
   // The bucket holds a minute's requests (120); the 6 past it come two a second.
   assert.ok(summary.elapsedSeconds >= 2.4, `took ${summary.elapsedSeconds} s`)
   assert.equal(summary.rpmLimit, 120)
+  // Utilisation is of what the limit admits in the run: the full bucket (a minute's worth) plus
+  // the rate over the elapsed time; a run held at the limit reads close to 100%, never above.
+  const admitted = 120 * (summary.elapsedSeconds / 60 + 1)
+  assert.ok(Math.abs(summary.requestUtilization - summary.attempts / admitted) < 0.001)
+  assert.ok(summary.requestUtilization > 0.9 && summary.requestUtilization <= 1, `${summary.requestUtilization}`)
+  assert.equal(summary.tokenUtilization, null, 'no --tpm, no token utilisation')
 })
 
 test("the summary's numbers agree with the simulator's counters", async () => {

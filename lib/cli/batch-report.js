@@ -90,6 +90,10 @@ const round = (n, digits = 0) => Number(n.toFixed(digits))
 function summarize(tally, metrics, limits) {
   const elapsedMs = Math.max(1, (tally.endedAt ?? performance.now()) - tally.startedAt)
   const minutes = elapsedMs / 60_000
+  // What a limit admits in the elapsed time: its bucket starts full (a minute's worth, as at
+  // OpenAI and in the client's own limiter), then refills at the per-minute rate. Over a long
+  // run this tends to the rate; over a short one it keeps the burst from reading as >100%.
+  const budgetMinutes = minutes + 1
   const sorted = [...tally.latenciesMs].sort((a, b) => a - b)
   const mean = sorted.length ? sorted.reduce((a, b) => a + b, 0) / sorted.length : 0
   const finished = tally.finished
@@ -122,9 +126,9 @@ function summarize(tally, metrics, limits) {
     tokensPerMinute: round(tokensUsed / minutes, 1),
     rpmLimit: limits.rpm ?? null,
     tpmLimit: limits.tpm ?? null,
-    // HTTP attempts (retries included: each one spends a request of the budget) over the budget.
-    requestUtilization: limits.rpm ? round(metrics.attempts / (limits.rpm * minutes), 4) : null,
-    tokenUtilization: limits.tpm ? round(tokensUsed / (limits.tpm * minutes), 4) : null,
+    // HTTP attempts (retries included: each spends a request of the budget) over the budget.
+    requestUtilization: limits.rpm ? round(metrics.attempts / (limits.rpm * budgetMinutes), 4) : null,
+    tokenUtilization: limits.tpm ? round(tokensUsed / (limits.tpm * budgetMinutes), 4) : null,
   }
 }
 

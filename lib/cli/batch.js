@@ -11,6 +11,7 @@
 'use strict'
 
 const fs = require('node:fs')
+const { setMaxListeners } = require('node:events')
 const { performance } = require('node:perf_hooks')
 const {
   parse,
@@ -169,6 +170,8 @@ async function run(argv) {
   const progress = new Progress({ tally, metrics: () => api.metrics(), limits, intervalMs, quiet: values.quiet })
 
   const controller = new AbortController()
+  // Every call in flight listens on this one signal.
+  setMaxListeners(0, controller.signal)
   let stopping = false
   const stop = () => {
     if (stopping) process.exit(130)
