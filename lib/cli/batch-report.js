@@ -9,8 +9,8 @@
 
 const { performance } = require('node:perf_hooks')
 
-/** How far back the live requests- and tokens-per-minute rates look. */
-const RATE_WINDOW_MS = 60_000
+/** How far back the live requests- and tokens-per-minute rates look (short: they are live). */
+const RATE_WINDOW_MS = 10_000
 
 /** The tally of one run. */
 class Tally {
@@ -61,7 +61,7 @@ class Tally {
     }
   }
 
-  /** Requests and tokens per minute over the last minute (or since the start, if shorter). */
+  /** Requests and tokens per minute over the last RATE_WINDOW_MS (or since the start, if shorter). */
   rates() {
     const now = performance.now()
     while (this.recent.length > 0 && now - this.recent[0].at > RATE_WINDOW_MS) this.recent.shift()
@@ -90,10 +90,6 @@ const round = (n, digits = 0) => Number(n.toFixed(digits))
 function summarize(tally, metrics, limits) {
   const elapsedMs = Math.max(1, (tally.endedAt ?? performance.now()) - tally.startedAt)
   const minutes = elapsedMs / 60_000
-  // What a limit admits in the elapsed time: its bucket starts full (a minute's worth, as at
-  // OpenAI and in the client's own limiter), then refills at the per-minute rate. Over a long
-  // run this tends to the rate; over a short one it keeps the burst from reading as >100%.
-  const budgetMinutes = minutes + 1
   const sorted = [...tally.latenciesMs].sort((a, b) => a - b)
   const mean = sorted.length ? sorted.reduce((a, b) => a + b, 0) / sorted.length : 0
   const finished = tally.finished
@@ -126,9 +122,12 @@ function summarize(tally, metrics, limits) {
     tokensPerMinute: round(tokensUsed / minutes, 1),
     rpmLimit: limits.rpm ?? null,
     tpmLimit: limits.tpm ?? null,
-    // HTTP attempts (retries included: each spends a request of the budget) over the budget.
-    requestUtilization: limits.rpm ? round(metrics.attempts / (limits.rpm * budgetMinutes), 4) : null,
-    tokenUtilization: limits.tpm ? round(tokensUsed / (limits.tpm * budgetMinutes), 4) : null,
+    // Used over the limit times the elapsed minutes. HTTP attempts count (a retry spends a request
+    // of the budget too). A limit's bucket starts full (a minute's worth, at OpenAI as in the
+    // client's own limiter), so a run of a few minutes that starts with full buckets can read
+    // above 100%; over a long run the figure tends to the steady rate over the limit.
+    requestUtilization: limits.rpm ? round(metrics.attempts / (limits.rpm * minutes), 4) : null,
+    tokenUtilization: limits.tpm ? round(tokensUsed / (limits.tpm * minutes), 4) : null,
   }
 }
 
