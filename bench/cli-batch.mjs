@@ -1,7 +1,10 @@
 // `chatgpt-native batch` as a load test: writes N request lines, starts a simulator with an
-// organisation limit (600 RPM / 60k TPM by default), runs the bin's `batch` against it with the
-// same limits as a child process (the progress display on stderr, the load-test table on stdout),
-// and then prints the simulator's own counts beside the table's.
+// organisation limit (600 RPM / 60k TPM by default), runs the bin's `batch --json` against it
+// with the same limits as a child process (its progress display on stderr), prints the bin's
+// load-test table from that summary, the simulator's own counts beside it, and the steady-state
+// share of the request limit: both buckets start full (a minute's worth of requests goes at
+// once), so the table's utilisation of a run of a quarter of an hour reads about 6% above the
+// steady rate; (attempts - rpm) / (rpm x elapsed minutes) takes that first minute's worth out.
 //
 //   node bench/cli-batch.mjs [--requests 10000] [--rpm 600] [--tpm 60000] [--concurrency 32]
 //                            [--response-tokens 50] [--latency-ms 200] [--keep]
@@ -17,6 +20,7 @@ import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import { ChatGPTSimulator } from '../index.js'
+import report from '../lib/cli/batch-report.js'
 
 const BIN = fileURLToPath(new URL('../bin/chatgpt-native.js', import.meta.url))
 const API_KEY = 'sk-bench-0123456789abcdef'
@@ -55,15 +59,26 @@ const sim = await ChatGPTSimulator.start({
 })
 try {
   console.log(`${n} requests, ${rpm} RPM / ${tpm} TPM at the simulator and in the client, concurrency ${values.concurrency}`)
-  const args = [BIN, 'batch', input, '-o', output, '--rpm', String(rpm), '--tpm', String(tpm), '--concurrency', values.concurrency, '--model', 'sim-gpt']
+  const args = [BIN, 'batch', input, '-o', output, '--json', '--rpm', String(rpm), '--tpm', String(tpm), '--concurrency', values.concurrency, '--model', 'sim-gpt']
+  let json = ''
   const code = await new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, {
-      stdio: 'inherit',
+      stdio: ['ignore', 'pipe', 'inherit'],
       env: { ...process.env, OPENAI_API_KEY: API_KEY, OPENAI_BASE_URL: sim.url },
     })
+    child.stdout.on('data', (d) => (json += d))
     child.on('error', reject)
     child.on('exit', (status) => resolve(status))
   })
+  const summary = JSON.parse(json)
+  process.stdout.write(report.formatTable(summary))
+  const minutes = summary.elapsedSeconds / 60
+  if (summary.attempts > rpm) {
+    const share = (summary.attempts - rpm) / (rpm * minutes)
+    console.log(`steady-state share of the request limit: ${(share * 100).toFixed(1)}% ((attempts - ${rpm}) / (${rpm} x ${minutes.toFixed(2)} min))`)
+  } else {
+    console.log('steady-state share of the request limit: none (every request fit in the starting bucket)')
+  }
   const stats = sim.stats()
   const records = readFileSync(output, 'utf8').trim().split('\n').map((line) => JSON.parse(line))
   const failed = records.filter((r) => r.error).length
