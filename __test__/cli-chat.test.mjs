@@ -14,8 +14,7 @@ const skip = hasScript ? false : 'util-linux `script` is not installed: no pseud
 const SYSTEM = 'Be brief.'
 let sim
 before(async () => {
-  // 40 tokens 25 ms apart: an answer streams for about a second, time to press Ctrl-C in it.
-  if (hasScript) sim = await startSimulator({ responseTokens: 40, tokenDelayMs: 25 })
+  if (hasScript) sim = await startSimulator({ responseTokens: 40, tokenDelayMs: 5 })
 })
 after(async () => {
   await sim?.close()
@@ -56,10 +55,11 @@ test('chat streams an answer, Ctrl-C aborts the next one, and the question after
     await chat.waitFor(/completion tokens/)
     assert.ok(chat.output().includes(first.text), 'the streamed answer is shown')
 
-    chat.write('second question\r')
+    // The second answer streams five words, then nothing more until it is aborted.
+    sim.enqueueFault({ kind: 'stall', afterChunks: 5 })
     const shown = chat.output().length
-    // Some of the answer is on screen, the rest still to come: abort it.
-    await until(() => chat.output().length > shown + 40, 'part of the second answer', 20_000)
+    chat.write('second question\r')
+    await until(() => sim.stats().inFlight === 1 && chat.output().length > shown + 'second question'.length + 5, 'part of the second answer', 20_000)
     chat.write('\x03')
     await chat.waitFor(/\[aborted\]/)
     assert.equal(promptTokens(chat.output()).length, 1, 'no usage line for the aborted answer')

@@ -243,6 +243,15 @@ try {
 }
 `
 
+/** The full path of `command` on this process's PATH. */
+function whichOnPath(command) {
+  for (const dir of (process.env.PATH || '').split(path.delimiter)) {
+    const candidate = path.join(dir, command)
+    if (dir && existsSync(candidate)) return candidate
+  }
+  throw new Error(`${command} is not on the PATH`)
+}
+
 /** The package's runtime dependencies and theirs, as installed in the checkout's node_modules. */
 function runtimeDependencies() {
   const found = new Set()
@@ -410,7 +419,12 @@ async function main() {
     )
 
     log('npx chatgpt-native --help, and the installed command\'s batch against the bundled simulator')
-    const help = await npm(['exec', '--offline', '--no-update-notifier', '--cache', path.join(dir, 'cache'), '--', 'chatgpt-native', '--help'], { cwd: project, env: userEnv })
+    // npm exec runs the command through a shell, which the stripped PATH leaves out: name it.
+    const shell = process.platform === 'win32' ? [] : [`--script-shell=${whichOnPath('sh')}`]
+    const help = await npm(['exec', '--offline', '--no-update-notifier', ...shell, '--cache', path.join(dir, 'cache'), '--', 'chatgpt-native', '--help'], {
+      cwd: project,
+      env: userEnv,
+    })
     assert.match(help.stdout, /^Usage: chatgpt-native <command>/)
     writeFileSync(path.join(project, 'use-bin.mjs'), USE_BIN)
     log((await run(process.execPath, ['use-bin.mjs'], { cwd: project, env: userEnv })).stdout.trim())
