@@ -205,31 +205,49 @@ test('--rpm spaces the requests itself, against a server that states no limit', 
 })
 
 test("the summary's numbers agree with the simulator's counters", async () => {
-  const flaky = await startSimulator({ responseTokens: 5, failureRate: 0.3, seed: 11 })
+  const flaky = await startSimulator({ responseTokens: 5 })
   try {
-    const n = 40
-    for (let i = 0; i < 3; i++) flaky.enqueueFault({ kind: 'status', status: 429, code: 'rate_limit_exceeded', retryAfterMs: '5' })
+    const n = 20
+    // One line at a time, so the scripted faults (FIFO, one per request) meet known attempts:
+    // id 0 gets 500 twice (fails), id 1 a 429 then an answer ('ok', a zero delay), id 2 503 then
+    // 502 (fails), id 3 a 429 then an answer.
+    const faults = [500, 500, 429, 'ok', 503, 502, 429, 'ok']
+    for (const fault of faults) {
+      if (fault === 'ok') flaky.enqueueFault({ kind: 'delay', delayMs: 0 })
+      else if (fault === 429) flaky.enqueueFault({ kind: 'status', status: 429, code: 'rate_limit_exceeded', retryAfterMs: '5' })
+      else flaky.enqueueFault({ kind: 'status', status: fault })
+    }
     const input = inputFile(Array.from({ length: n }, (_, i) => ({ id: i, text: `count ${i}` })))
     const output = path.join(path.dirname(input), 'out.jsonl')
-    const out = await runCli(['batch', input, '-o', output, '--max-retries', '1', '--concurrency', '4', '--json', '-q'], { env: simEnv(flaky) })
+    const out = await runCli(['batch', input, '-o', output, '--max-retries', '1', '--concurrency', '1', '--json', '-q'], { env: simEnv(flaky) })
+    assert.equal(out.code, 1)
     const summary = summaryOf(out)
     const stats = flaky.stats()
     const records = readRecords(output)
     const failed = records.filter((r) => r.error)
-    assert.ok(failed.length > 0 && failed.length < n, `${failed.length} failed`)
-    assert.equal(out.code, 1)
+    assert.deepEqual(
+      failed.map((r) => [r.id, r.error.status]),
+      [
+        [0, 500],
+        [2, 502],
+      ],
+    )
     assert.equal(summary.requests, n)
-    assert.equal(summary.succeeded, n - failed.length)
-    assert.equal(summary.failed, failed.length)
+    assert.equal(summary.succeeded, n - 2)
+    assert.equal(summary.failed, 2)
     const byCode = {}
     for (const r of failed) byCode[r.error.code] = (byCode[r.error.code] ?? 0) + 1
     assert.deepEqual(summary.failuresByCode, byCode)
     assert.equal(summary.attempts, stats.chatRequests, 'attempts: every request the simulator received')
+    assert.equal(summary.attempts, n + 4)
     assert.equal(summary.retries, stats.chatRequests - n)
-    assert.equal(summary.rateLimitedResponses, 3, 'the three scripted 429s')
-    assert.equal(summary.tokensOut, stats.completionTokens)
+    assert.equal(summary.retries, 4)
+    assert.equal(summary.rateLimitedResponses, 2, 'the two scripted 429s')
+    assert.equal(stats.faultsInjected, faults.length)
     assert.equal(summary.tokensIn, stats.promptTokens)
-    assert.equal(summary.errorRate, Number((failed.length / n).toFixed(6)))
+    assert.equal(summary.tokensOut, stats.completionTokens)
+    assert.equal(summary.tokensOut, 5 * (n - 2))
+    assert.equal(summary.errorRate, 0.1)
     assert.ok(summary.latencyMs.p50 <= summary.latencyMs.p95 && summary.latencyMs.p95 <= summary.latencyMs.p99)
   } finally {
     await flaky.close()
