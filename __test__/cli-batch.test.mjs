@@ -93,6 +93,22 @@ test('bad lines get structured error records and do not stop the job; the exit i
   assert.equal(byId.get('"good-2"').line, 10, 'line numbers count blank lines')
 })
 
+test('a line over 64 MiB becomes an error record without stopping the job; CRLF line ends are read', async () => {
+  const dir = tempDir()
+  const input = path.join(dir, 'requests.jsonl')
+  const long = JSON.stringify({ id: 'long', text: 'x'.repeat(64 * 1024 * 1024) })
+  writeFileSync(input, `${JSON.stringify({ id: 'before', text: 'a' })}\r\n${long}\r\n${JSON.stringify({ id: 'after', text: 'b' })}\r\n`)
+  const output = path.join(dir, 'results.jsonl')
+  const out = await runCli(['batch', input, '-o', output, '-q'], { env: simEnv(sim) })
+  assert.equal(out.code, 1)
+  const records = readRecords(output)
+  assert.deepEqual(records.map((r) => [r.id, r.error?.code ?? 'ok']).sort(), [
+    [2, 'ERR_CHATGPT_MALFORMED_LINE'],
+    ['after', 'ok'],
+    ['before', 'ok'],
+  ])
+})
+
 test('a killed run loses no finished line, and re-running sends only the lines not answered', async () => {
   const slow = await startSimulator({ responseTokens: 4, ttftMs: 30 })
   try {

@@ -12,7 +12,6 @@
 'use strict'
 
 const { createReadStream } = require('node:fs')
-const readline = require('node:readline')
 
 /** The code of a result record for a line that is not a request (bad JSON, no messages). */
 const MALFORMED = 'ERR_CHATGPT_MALFORMED_LINE'
@@ -34,6 +33,7 @@ const isId = (value) => typeof value === 'string' || (typeof value === 'number' 
  */
 function readRequest(text, line) {
   const bad = (message, id = line, metadata) => ({ id, line, metadata, error: { code: MALFORMED, message: `line ${line}: ${message}` } })
+  if (text === undefined) return bad(`longer than ${MAX_LINE_BYTES} bytes`)
   let value
   try {
     value = JSON.parse(text)
@@ -91,13 +91,55 @@ function errorRecord(request, err) {
   return record
 }
 
-/** The lines of `file`, numbered from 1, blank ones left out. */
+/**
+ * The longest line read, in bytes: a longer one becomes a MALFORMED record (the library takes at
+ * most 32 MiB of JSON text in a request anyway) and is skipped without being held in memory.
+ */
+const MAX_LINE_BYTES = 64 * 1024 * 1024
+
+/**
+ * The lines of `file` as `{ text, line }`, numbered from 1 (blank lines are counted, not
+ * yielded; a trailing `\r` is dropped). A line longer than MAX_LINE_BYTES is `{ line, tooLong:
+ * true }`, with no text.
+ */
 async function* numberedLines(file) {
-  const rl = readline.createInterface({ input: createReadStream(file), crlfDelay: Infinity })
   let line = 0
-  for await (const text of rl) {
+  let parts = []
+  let size = 0
+  let tooLong = false
+  const add = (piece) => {
+    if (tooLong || piece.length === 0) return
+    if (size + piece.length > MAX_LINE_BYTES) {
+      tooLong = true
+      parts = []
+      size = 0
+      return
+    }
+    parts.push(piece)
+    size += piece.length
+  }
+  const take = () => {
     line += 1
-    if (text.trim() !== '') yield { text, line }
+    const taken = tooLong ? { line, tooLong: true } : { line, text: Buffer.concat(parts, size).toString('utf8').replace(/\r$/, '') }
+    parts = []
+    size = 0
+    tooLong = false
+    return taken
+  }
+  const wanted = (taken) => taken.tooLong || taken.text.trim() !== ''
+  for await (const chunk of createReadStream(file)) {
+    let start = 0
+    for (let newline = chunk.indexOf(0x0a); newline !== -1; newline = chunk.indexOf(0x0a, start)) {
+      add(chunk.subarray(start, newline))
+      start = newline + 1
+      const taken = take()
+      if (wanted(taken)) yield taken
+    }
+    add(chunk.subarray(start))
+  }
+  if (size > 0 || tooLong) {
+    const taken = take()
+    if (wanted(taken)) yield taken
   }
 }
 
@@ -115,6 +157,7 @@ async function readAnswered(file) {
     for await (const { text } of numberedLines(file)) {
       let record
       try {
+        if (text === undefined) throw new Error('too long')
         record = JSON.parse(text)
       } catch {
         unreadable += 1
@@ -145,4 +188,4 @@ async function lastByteIsNewline(file) {
   }
 }
 
-module.exports = { MALFORMED, idKey, readRequest, replyRecord, errorRecord, numberedLines, readAnswered }
+module.exports = { MALFORMED, MAX_LINE_BYTES, idKey, readRequest, replyRecord, errorRecord, numberedLines, readAnswered }
