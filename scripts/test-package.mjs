@@ -4,8 +4,11 @@
 // packages prints no warning, packs this platform's package and the main package, installs both
 // with `npm install --offline` into an empty project with no cargo, rustc or C compiler on PATH,
 // and then requires the package from a .cjs file, imports it from an .mjs file (each streams a
-// reply from the bundled simulator and counts tokens) and type-checks a .ts file with
-// `tsc --strict`. The installed tree must hold no Rust sources and exactly the release binary.
+// reply from the bundled simulator and counts tokens), type-checks a .ts file with
+// `tsc --strict`, runs `npx chatgpt-native --help` and the installed command's `batch` against
+// the bundled simulator. The package's runtime dependencies (the command's progress bar) are
+// packed from the checkout's node_modules and installed beside it, as the registry would serve
+// them. The installed tree must hold no Rust sources and exactly the release binary.
 // It also checks that the main package alone (its platform package left out) fails to load with
 // ERR_CHATGPT_UNSUPPORTED_PLATFORM. Prints each tarball's packed and unpacked size.
 //
@@ -216,6 +219,54 @@ const tokens: number = countTokens('hello world')
 export { tokens }
 `
 
+const USE_BIN = `
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { ChatGPTSimulator } from 'chatgpt-native'
+
+// The simulator answers on native threads, so the blocking spawnSync below does not stall it.
+const sim = await ChatGPTSimulator.start({ responseTokens: 4 })
+try {
+  writeFileSync('requests.jsonl', ['{"id":"a","text":"one"}', '{"id":"b","text":"two"}', '{"id":"c","text":"three"}'].join('\\n') + '\\n')
+  const run = spawnSync('node_modules/.bin/chatgpt-native', ['batch', 'requests.jsonl', '-o', 'results.jsonl', '--json', '--model', 'sim-gpt'], {
+    encoding: 'utf8',
+    env: { ...process.env, OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: sim.url },
+  })
+  assert.equal(run.status, 0, run.stderr)
+  assert.equal(JSON.parse(run.stdout).succeeded, 3)
+  const ids = readFileSync('results.jsonl', 'utf8').trim().split('\\n').map((line) => JSON.parse(line).id).sort()
+  assert.deepEqual(ids, ['a', 'b', 'c'])
+  console.log('bin ok', ids.length)
+} finally {
+  await sim.close()
+}
+`
+
+/** The full path of `command` on this process's PATH. */
+function whichOnPath(command) {
+  for (const dir of (process.env.PATH || '').split(path.delimiter)) {
+    const candidate = path.join(dir, command)
+    if (dir && existsSync(candidate)) return candidate
+  }
+  throw new Error(`${command} is not on the PATH`)
+}
+
+/** The package's runtime dependencies and theirs, as installed in the checkout's node_modules. */
+function runtimeDependencies() {
+  const found = new Set()
+  const visit = (names) => {
+    for (const name of names) {
+      if (found.has(name)) continue
+      found.add(name)
+      const dependencyManifest = JSON.parse(readFileSync(path.join(root, 'node_modules', name, 'package.json'), 'utf8'))
+      visit(Object.keys(dependencyManifest.dependencies ?? {}))
+    }
+  }
+  visit(Object.keys(manifest.dependencies ?? {}))
+  return [...found].sort()
+}
+
 async function main() {
   const suffix = platformSuffix()
   const targets = manifest.napi.targets.map(suffixOfTriple)
@@ -287,10 +338,28 @@ async function main() {
     const mainFiles = packed[manifest.name].files.map((f) => f.path).sort()
     assert.deepEqual(
       mainFiles,
-      ['LICENSE', 'README.md', 'binding.d.ts', 'binding.js', 'index.d.ts', 'index.js', 'index.mjs', 'package.json', ...readdirSync(path.join(root, 'lib')).map((f) => `lib/${f}`)].sort(),
-      'the main package holds exactly the JavaScript, the typings, README and LICENSE',
+      [
+        'LICENSE',
+        'README.md',
+        'binding.d.ts',
+        'binding.js',
+        'index.d.ts',
+        'index.js',
+        'index.mjs',
+        'package.json',
+        ...walk(path.join(root, 'lib')).map((f) => `lib/${f}`),
+        ...walk(path.join(root, 'bin')).map((f) => `bin/${f}`),
+      ].sort(),
+      'the main package holds exactly the JavaScript, the command, the typings, README and LICENSE',
     )
     assert.deepEqual(packed[platformPackage].files.map((f) => f.path).sort(), ['README.md', binaryFile, 'package.json'])
+
+    log('npm pack of the runtime dependencies, from node_modules:', Object.keys(manifest.dependencies ?? {}).join(', '))
+    const dependencyTarballs = []
+    for (const dependency of runtimeDependencies()) {
+      const out = await npm(['pack', '--json', '--ignore-scripts', '--pack-destination', tarballs, ...common, path.join(root, 'node_modules', dependency)], { cwd: dir })
+      dependencyTarballs.push(path.join(tarballs, JSON.parse(out.stdout)[0].filename))
+    }
 
     // An empty project; npm and node run with a PATH holding node alone.
     const bin = path.join(dir, 'bin')
@@ -304,7 +373,7 @@ async function main() {
     const tgz = (name) => path.join(tarballs, packed[name].filename)
 
     log('npm install --offline of the two tarballs, without cargo, rustc or a C compiler')
-    const install = await npm(['install', '--offline', '--no-audit', '--no-fund', '--no-update-notifier', '--cache', path.join(dir, 'cache'), tgz(platformPackage), tgz(manifest.name)], {
+    const install = await npm(['install', '--offline', '--no-audit', '--no-fund', '--no-update-notifier', '--cache', path.join(dir, 'cache'), tgz(platformPackage), tgz(manifest.name), ...dependencyTarballs], {
       cwd: project,
       env: userEnv,
     })
@@ -349,11 +418,22 @@ async function main() {
       { cwd: project, env: userEnv },
     )
 
+    log('npx chatgpt-native --help, and the installed command\'s batch against the bundled simulator')
+    // npm exec runs the command through a shell, which the stripped PATH leaves out: name it.
+    const shell = process.platform === 'win32' ? [] : [`--script-shell=${whichOnPath('sh')}`]
+    const help = await npm(['exec', '--offline', '--no-update-notifier', ...shell, '--cache', path.join(dir, 'cache'), '--', 'chatgpt-native', '--help'], {
+      cwd: project,
+      env: userEnv,
+    })
+    assert.match(help.stdout, /^Usage: chatgpt-native <command>/)
+    writeFileSync(path.join(project, 'use-bin.mjs'), USE_BIN)
+    log((await run(process.execPath, ['use-bin.mjs'], { cwd: project, env: userEnv })).stdout.trim())
+
     log('the main package alone (no platform package): ERR_CHATGPT_UNSUPPORTED_PLATFORM')
     const bare = path.join(dir, 'bare-project')
     mkdirSync(bare)
     writeFileSync(path.join(bare, 'package.json'), JSON.stringify({ name: 'bare-project', version: '1.0.0', private: true }))
-    await npm(['install', '--offline', '--no-audit', '--no-fund', '--no-update-notifier', '--cache', path.join(dir, 'cache'), tgz(manifest.name)], { cwd: bare, env: userEnv })
+    await npm(['install', '--offline', '--no-audit', '--no-fund', '--no-update-notifier', '--cache', path.join(dir, 'cache'), tgz(manifest.name), ...dependencyTarballs], { cwd: bare, env: userEnv })
     const probe = "try { require('chatgpt-native'); console.log('loaded') } catch (e) { console.log(e.code, e.message) }"
     const bareRun = await run(process.execPath, ['-e', probe], { cwd: bare, env: userEnv })
     assert.match(bareRun.stdout, new RegExp(`^ERR_CHATGPT_UNSUPPORTED_PLATFORM .*${platformPackage} is not installed`))
