@@ -168,6 +168,7 @@ impl ChatClient {
         super::metrics::upstreams_text(&mut text, &stats.upstreams);
         if let Some(c) = &stats.coordination {
             text.push_str(&super::metrics::coordination_text(c));
+            text.push_str(&super::metrics::coordination_sharing_text(&stats.metrics));
         }
         text
     }
@@ -697,7 +698,9 @@ impl ChatClient {
                 Some(model) if !request.model.is_empty() => model.as_str(),
                 _ => request.model.as_str(),
             };
-            let mut admitted = admission.acquire_for(bounds, request.estimate, model).await?;
+            let mut admitted = admission
+                .acquire_for(bounds, request.estimate, model, &self.metrics)
+                .await?;
             tally.attempts = tally.attempts.saturating_add(1);
             if let Some(published) = tally.published {
                 published.store(tally.attempts, Ordering::Relaxed);

@@ -9,6 +9,8 @@
 //!   per-operation time budget, and the counters of [`CoordinationStats`].
 //! - `scripts`: the Lua scripts that reserve, reconcile and learn atomically on the server.
 //! - `shared`: the per-key limiter that admission uses instead of the in-process one.
+//! - `health`: key health shared by every process (a 429 cool-down, a 401/403 disable), read
+//!   by the reservation itself.
 //!
 //! Redis failing is not the service failing: an operation that errors or outlasts
 //! `operationTimeoutMs` makes that call use the in-process limiter, scaled to `localShare` of the
@@ -16,6 +18,7 @@
 //! sharing.
 
 mod connection;
+mod health;
 mod scripts;
 mod shared;
 
@@ -23,7 +26,9 @@ use std::fmt;
 use std::time::Duration;
 
 pub use connection::{CoordinationMode, CoordinationStats, Coordinator, RedisConn};
-pub use shared::{SharedBucket, SharedLease, SharedLimiter};
+pub use health::{HealthMark, SHARED_DISABLE};
+pub use scripts::KeyHealth;
+pub use shared::{SharedBucket, SharedGrant, SharedLease, SharedLimiter};
 
 use super::error::ChatError;
 use super::redact::redact_url;
