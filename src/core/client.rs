@@ -32,6 +32,7 @@ use super::config::ApiKey;
 use super::config::{check_completion_params, default_system_message, ClientConfig};
 use super::content::Content;
 use super::conversation::{build_prompt, Budget, BuiltPrompt, ConversationStore, MessageStore, TokenCountCache};
+use super::coordination::SharedCache;
 use super::debug::{DebugEntry, DebugLog, StdoutLog};
 use super::error::{ChatError, ErrorCode};
 use super::flight::{completion_from_cache, Sharing, Upstream};
@@ -105,6 +106,11 @@ impl ChatClient {
             }
         };
         let counts = TokenCountCache::new(cfg.message_store_size);
+        // With `coordination`, the cache has a second level in Redis, bounded by the same settings.
+        let shared_cache = match (cfg.cache, routes.coordinator()) {
+            (Some(cache), Some(c)) => Some(SharedCache::new(Arc::clone(c), cache, cfg.upstreams.len())),
+            _ => None,
+        };
         let cfg_cache = cfg.cache.map(ResponseCache::new);
         let params = Arc::new(Params::new(cfg.completion_params.clone()));
         let debug_log: Option<Arc<dyn DebugLog>> = cfg.debug.then(|| Arc::new(StdoutLog) as Arc<dyn DebugLog>);
@@ -117,7 +123,7 @@ impl ChatClient {
             store,
             counts,
             metrics: Metrics::default(),
-            sharing: cfg_cache.map(Sharing::new),
+            sharing: cfg_cache.map(|cache| Sharing::new(cache, shared_cache)),
         })
     }
 
@@ -886,6 +892,10 @@ impl Upstream for ChatClient {
 
     fn idle_timeout(&self) -> Duration {
         self.cfg.idle_timeout
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 }
 

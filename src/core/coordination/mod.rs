@@ -11,12 +11,14 @@
 //! - `shared`: the per-key limiter that admission uses instead of the in-process one.
 //! - `health`: key health shared by every process (a 429 cool-down, a 401/403 disable), read
 //!   by the reservation itself.
+//! - `cache`: the response cache's second level, in Redis (with `cache` on).
 //!
 //! Redis failing is not the service failing: an operation that errors or outlasts
 //! `operationTimeoutMs` makes that call use the in-process limiter, scaled to `localShare` of the
 //! configured budgets, and a one-time warning says so; the next operation that succeeds resumes
 //! sharing.
 
+mod cache;
 mod connection;
 mod health;
 mod scripts;
@@ -25,6 +27,7 @@ mod shared;
 use std::fmt;
 use std::time::Duration;
 
+pub use cache::{Lookup, SharedCache, MAX_ENTRY_BYTES};
 pub use connection::{CoordinationMode, CoordinationStats, Coordinator, RedisConn};
 pub use health::{HealthMark, SHARED_DISABLE};
 pub use scripts::KeyHealth;
