@@ -635,6 +635,21 @@ export interface CoordinationMetrics {
   redisErrors: number
   /** Attempts admitted by the local limits because Redis was unavailable. */
   fallbacks: number
+  /** Keys skipped as cooling down because another process got a 429 with them. */
+  peerKeyCoolDowns: number
+  /** Keys skipped as disabled because another process got a 401/403 with them. */
+  peerKeysDisabled: number
+  /** With `cache`: local cache misses answered from the cache in Redis. */
+  cacheHits: number
+  /** Local cache misses not answered from Redis either (also when Redis was unavailable). */
+  cacheMisses: number
+  /** Answers stored in the cache in Redis. */
+  cacheStores: number
+  /**
+   * Entries read from the cache in Redis that were refused (too big or undecodable); each
+   * is also a miss.
+   */
+  cacheRejected: number
 }
 
 /** `coordination` of `new ChatGPTAPI(options)`: where the shared budgets live. */
@@ -701,6 +716,11 @@ export interface KeyMetrics {
   disabled: boolean
   requests: number
   coolDowns: number
+  /**
+   * With `coordination`: `cooling` or `disabled` holds because another process sharing the
+   * same Redis and `keyPrefix` said so, not because of a 429/401/403 this instance received.
+   */
+  fromPeer: boolean
 }
 
 /** Latency percentiles, in milliseconds. */
