@@ -221,6 +221,7 @@ impl Admission {
                         SharedGrant::Unavailable => local_lease(l, bounds, estimate).await?,
                         SharedGrant::KeyUnhealthy(health) => {
                             self.learn_peer_health(lease.index, health, metrics);
+                            self.keys.unsent(lease);
                             continue;
                         }
                     };
@@ -709,7 +710,10 @@ mod tests {
         assert_eq!(metrics_b.peer_key_cool_downs.load(Ordering::Relaxed), 1);
         let learned: Vec<_> = b.keys().status().into_iter().filter(|k| k.cooling).collect();
         assert_eq!(learned.len(), 1);
-        assert!(learned[0].from_peer && learned[0].cool_downs == 0, "{learned:?}");
+        assert!(
+            learned[0].from_peer && learned[0].cool_downs == 0 && learned[0].requests == 0,
+            "{learned:?}"
+        );
 
         // `a` gets a 401 with the other key: `b` has no key left before its deadline.
         let mut admitted = a.acquire_for(&bounds, 1, "m", &metrics_a).await.unwrap();

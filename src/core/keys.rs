@@ -232,6 +232,16 @@ impl KeyPool {
         }
     }
 
+    /// `lease` was never sent (its key turned out unhealthy): it is not counted in the key's
+    /// `requests`.
+    pub fn unsent(&self, lease: KeyLease) {
+        let index = lease.index;
+        drop(lease);
+        if let Some(k) = self.lock().get_mut(index) {
+            k.requests = k.requests.saturating_sub(1);
+        }
+    }
+
     /// A 401/403 on this key: never use it again. Returns true the first time.
     pub fn disable(&self, index: usize) -> bool {
         let mut keys = self.lock();
