@@ -382,7 +382,9 @@ export interface ChatGPTAPIOptions {
    * Share `rateLimit` with every process that points at the same Redis (and `keyPrefix`):
    * the request and token buckets per key and model (and per upstream, with `upstreams`),
    * the pause after a 429 and what `x-ratelimit-*` headers say live in Redis, updated
-   * atomically by server-side scripts.
+   * atomically by server-side scripts. A key of `apiKeys` one process cools down (429) or
+   * disables (401/403, for 10 minutes) is skipped by every process, and with `cache` the
+   * response cache has a second level in Redis (same key, TTL and bounds).
    * When Redis fails or is slower than `operationTimeoutMs`, calls use `localShare` of the
    * limits in-process (one warning, `metrics().coordination.mode` is `'local'`) until it
    * answers again. The URL's password never appears in messages or metrics.
