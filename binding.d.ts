@@ -831,6 +831,12 @@ export interface RedisCoordinationOptions {
    * @default 0.5
    */
   localShare?: number
+  /**
+   * With `cache` on: whether the response cache has a second level in Redis, shared by every
+   * process (`false`: each process keeps its own cache only).
+   * @default true
+   */
+  cache?: boolean
 }
 
 /** One choice of a reply that asked for several (`reply.choices`). */

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto'
 
 import { ChatGPTAPI } from '../index.js'
 import { startRedis, freePort } from '../scripts/redis.mjs'
-import { API_KEY, startSimulator } from './helpers.mjs'
+import { API_KEY, startSimulator, thrown } from './helpers.mjs'
 import { eventually, peer, redisCommand } from './coordination/redis-client.mjs'
 
 let redis
@@ -128,6 +128,32 @@ test('a corrupt entry in Redis is a counted miss: the call goes upstream and suc
     assert.equal(metrics.coordination.cacheMisses, 1)
   } finally {
     other.stop()
+    await sim.close()
+  }
+})
+
+test('coordination.redis.cache: false keeps the cache in-process: nothing is stored in or read from Redis', async () => {
+  const sim = await startSimulator()
+  const keyPrefix = `t-${randomUUID()}`
+  const own = (extra) => ({
+    ...options(sim, redis.url, keyPrefix),
+    coordination: { redis: { url: redis.url, keyPrefix, operationTimeoutMs: 1000, ...extra } },
+  })
+  try {
+    const api = new ChatGPTAPI(own({ cache: false }))
+    await api.sendMessage('kept at home')
+    assert.equal((await api.sendMessage('kept at home')).cached, true, 'the in-process cache answers')
+    const other = new ChatGPTAPI(own({ cache: false }))
+    assert.equal((await other.sendMessage('kept at home')).cached, false)
+    assert.equal(sim.stats().chatRequests, 2)
+    assert.equal(await redisCommand(redis.port, 'EXISTS', `{${keyPrefix}:cache}:i`), 0)
+    const coordination = api.metrics().coordination
+    assert.equal(coordination.cacheMisses + coordination.cacheStores, 0, JSON.stringify(coordination))
+
+    const err = thrown(() => new ChatGPTAPI(own({ cache: 'yes' })))
+    assert.equal(err.code, 'ERR_CHATGPT_INVALID_ARG')
+    assert.ok(err.message.includes('coordination.redis.cache'), err.message)
+  } finally {
     await sim.close()
   }
 })

@@ -514,11 +514,15 @@ pub struct RedisCoordinationOptions {
     /// at the full budget.
     /// @default 0.5
     pub local_share: Option<f64>,
+    /// With `cache` on: whether the response cache has a second level in Redis, shared by every
+    /// process (`false`: each process keeps its own cache only).
+    /// @default true
+    pub cache: Option<bool>,
 }
 
 impl RedisCoordinationOptions {
     /// The names the reader accepts: the fields above, as JavaScript spells them.
-    pub const NAMES: &'static [&'static str] = &["url", "keyPrefix", "operationTimeoutMs", "localShare"];
+    pub const NAMES: &'static [&'static str] = &["url", "keyPrefix", "operationTimeoutMs", "localShare", "cache"];
 }
 
 /// `azure` of `new ChatGPTAPI(options)`: an Azure OpenAI deployment. Give `resource` or `baseUrl`.
@@ -691,7 +695,7 @@ pub fn read_client_options(o: &Opts) -> Result<ClientOptions> {
     })
 }
 
-/// `coordination: { redis: url | { url, keyPrefix?, operationTimeoutMs?, localShare? } }`. The
+/// `coordination: { redis: url | { url, keyPrefix?, operationTimeoutMs?, localShare?, cache? } }`. The
 /// URL is read as a secret (its password is never echoed); core checks it and the ranges.
 fn read_coordination(o: &Opts) -> Result<Option<crate::core::coordination::CoordinationOptions>> {
     let Some(c) = o.nested("coordination")? else {
@@ -723,6 +727,7 @@ fn read_coordination(o: &Opts) -> Result<Option<crate::core::coordination::Coord
         key_prefix: r.string("keyPrefix")?,
         operation_timeout_ms: r.non_negative_int("operationTimeoutMs")?,
         local_share: r.finite_number("localShare")?,
+        cache: r.bool("cache")?,
     }))
 }
 

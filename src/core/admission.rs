@@ -601,6 +601,7 @@ mod tests {
                 key_prefix: Some(prefix.into()),
                 operation_timeout_ms: Some(2_000),
                 local_share: Some(0.5),
+                cache: None,
             }),
             ..keys(1)
         })
@@ -664,6 +665,7 @@ mod tests {
                 key_prefix: Some(prefix.into()),
                 operation_timeout_ms: Some(2_000),
                 local_share: None,
+                cache: None,
             }),
             ..Default::default()
         })

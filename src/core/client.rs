@@ -108,7 +108,9 @@ impl ChatClient {
         let counts = TokenCountCache::new(cfg.message_store_size);
         // With `coordination`, the cache has a second level in Redis, bounded by the same settings.
         let shared_cache = match (cfg.cache, routes.coordinator()) {
-            (Some(cache), Some(c)) => Some(SharedCache::new(Arc::clone(c), cache, cfg.upstreams.len())),
+            (Some(cache), Some(c)) if c.config().shared_cache => {
+                Some(SharedCache::new(Arc::clone(c), cache, cfg.upstreams.len()))
+            }
             _ => None,
         };
         let cfg_cache = cfg.cache.map(ResponseCache::new);

@@ -58,6 +58,9 @@ pub struct CoordinationOptions {
     pub key_prefix: Option<String>,
     pub operation_timeout_ms: Option<u64>,
     pub local_share: Option<f64>,
+    /// Whether the response cache (when `cache` is on) has its second level in Redis; default
+    /// true.
+    pub cache: Option<bool>,
 }
 
 impl fmt::Debug for CoordinationOptions {
@@ -67,6 +70,7 @@ impl fmt::Debug for CoordinationOptions {
             .field("key_prefix", &self.key_prefix)
             .field("operation_timeout_ms", &self.operation_timeout_ms)
             .field("local_share", &self.local_share)
+            .field("cache", &self.cache)
             .finish()
     }
 }
@@ -82,6 +86,8 @@ pub struct CoordinationConfig {
     pub operation_timeout: Duration,
     /// Share (0 to 1] of `rateLimit` one process uses on its own while Redis is unreachable.
     pub local_share: f64,
+    /// The response cache (when on) has its second level in Redis (see `cache.rs`).
+    pub shared_cache: bool,
 }
 
 impl fmt::Debug for CoordinationConfig {
@@ -91,6 +97,7 @@ impl fmt::Debug for CoordinationConfig {
             .field("key_prefix", &self.key_prefix)
             .field("operation_timeout", &self.operation_timeout)
             .field("local_share", &self.local_share)
+            .field("shared_cache", &self.shared_cache)
             .finish()
     }
 }
@@ -153,6 +160,7 @@ impl CoordinationConfig {
             key_prefix,
             operation_timeout,
             local_share,
+            shared_cache: opts.cache.unwrap_or(true),
         })
     }
 
@@ -183,6 +191,7 @@ mod tests {
         assert_eq!(cfg.key_prefix, DEFAULT_KEY_PREFIX);
         assert_eq!(cfg.operation_timeout, DEFAULT_OPERATION_TIMEOUT);
         assert_eq!(cfg.local_share, DEFAULT_LOCAL_SHARE);
+        assert!(cfg.shared_cache);
         assert!(!format!("{cfg:?}").contains("hunter2"));
         assert!(!cfg.shown_url().contains("hunter2"));
         assert!(build("rediss://:pw@example.test:6380").is_ok());
