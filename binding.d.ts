@@ -382,7 +382,9 @@ export interface ChatGPTAPIOptions {
    * Share `rateLimit` with every process that points at the same Redis (and `keyPrefix`):
    * the request and token buckets per key and model (and per upstream, with `upstreams`),
    * the pause after a 429 and what `x-ratelimit-*` headers say live in Redis, updated
-   * atomically by server-side scripts.
+   * atomically by server-side scripts. A key of `apiKeys` one process cools down (429) or
+   * disables (401/403, for 10 minutes) is skipped by every process, and with `cache` the
+   * response cache has a second level in Redis (same key, TTL and bounds).
    * When Redis fails or is slower than `operationTimeoutMs`, calls use `localShare` of the
    * limits in-process (one warning, `metrics().coordination.mode` is `'local'`) until it
    * answers again. The URL's password never appears in messages or metrics.
@@ -635,6 +637,21 @@ export interface CoordinationMetrics {
   redisErrors: number
   /** Attempts admitted by the local limits because Redis was unavailable. */
   fallbacks: number
+  /** Keys skipped as cooling down because another process got a 429 with them. */
+  peerKeyCoolDowns: number
+  /** Keys skipped as disabled because another process got a 401/403 with them. */
+  peerKeysDisabled: number
+  /** With `cache`: local cache misses answered from the cache in Redis. */
+  cacheHits: number
+  /** Local cache misses not answered from Redis either (also when Redis was unavailable). */
+  cacheMisses: number
+  /** Answers stored in the cache in Redis. */
+  cacheStores: number
+  /**
+   * Entries read from the cache in Redis that were refused (too big or undecodable); each
+   * is also a miss.
+   */
+  cacheRejected: number
 }
 
 /** `coordination` of `new ChatGPTAPI(options)`: where the shared budgets live. */
@@ -701,6 +718,11 @@ export interface KeyMetrics {
   disabled: boolean
   requests: number
   coolDowns: number
+  /**
+   * With `coordination`: `cooling` or `disabled` holds because another process sharing the
+   * same Redis and `keyPrefix` said so, not because of a 429/401/403 this instance received.
+   */
+  fromPeer: boolean
 }
 
 /** Latency percentiles, in milliseconds. */
@@ -809,6 +831,12 @@ export interface RedisCoordinationOptions {
    * @default 0.5
    */
   localShare?: number
+  /**
+   * With `cache` on: whether the response cache has a second level in Redis, shared by every
+   * process (`false`: each process keeps its own cache only).
+   * @default true
+   */
+  cache?: boolean
 }
 
 /** One choice of a reply that asked for several (`reply.choices`). */

@@ -41,6 +41,9 @@ pub struct KeyMetrics {
     pub disabled: bool,
     pub requests: f64,
     pub cool_downs: f64,
+    /// With `coordination`: `cooling` or `disabled` holds because another process sharing the
+    /// same Redis and `keyPrefix` said so, not because of a 429/401/403 this instance received.
+    pub from_peer: bool,
 }
 
 /// How a client with `coordination` is using Redis.
@@ -56,6 +59,19 @@ pub struct CoordinationMetrics {
     pub redis_errors: f64,
     /// Attempts admitted by the local limits because Redis was unavailable.
     pub fallbacks: f64,
+    /// Keys skipped as cooling down because another process got a 429 with them.
+    pub peer_key_cool_downs: f64,
+    /// Keys skipped as disabled because another process got a 401/403 with them.
+    pub peer_keys_disabled: f64,
+    /// With `cache`: local cache misses answered from the cache in Redis.
+    pub cache_hits: f64,
+    /// Local cache misses not answered from Redis either (also when Redis was unavailable).
+    pub cache_misses: f64,
+    /// Answers stored in the cache in Redis.
+    pub cache_stores: f64,
+    /// Entries read from the cache in Redis that were refused (too big or undecodable); each
+    /// is also a miss.
+    pub cache_rejected: f64,
 }
 
 /// One upstream's counters and state (`metrics().upstreams`).
@@ -135,6 +151,7 @@ fn key_metrics(keys: Vec<crate::core::keys::KeyStatus>) -> Vec<KeyMetrics> {
             disabled: k.disabled,
             requests: k.requests as f64,
             cool_downs: k.cool_downs as f64,
+            from_peer: k.from_peer,
         })
         .collect()
 }
@@ -147,6 +164,12 @@ impl From<ClientStats> for ChatMetrics {
             operations: c.operations as f64,
             redis_errors: c.redis_errors as f64,
             fallbacks: c.fallbacks as f64,
+            peer_key_cool_downs: m.peer_key_cool_downs as f64,
+            peer_keys_disabled: m.peer_keys_disabled as f64,
+            cache_hits: m.shared_cache_hits as f64,
+            cache_misses: m.shared_cache_misses as f64,
+            cache_stores: m.shared_cache_stores as f64,
+            cache_rejected: m.shared_cache_rejected as f64,
         });
         ChatMetrics {
             calls_started: m.calls_started as f64,

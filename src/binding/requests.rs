@@ -189,7 +189,9 @@ pub struct ChatGPTAPIOptions {
     /// Share `rateLimit` with every process that points at the same Redis (and `keyPrefix`):
     /// the request and token buckets per key and model (and per upstream, with `upstreams`),
     /// the pause after a 429 and what `x-ratelimit-*` headers say live in Redis, updated
-    /// atomically by server-side scripts.
+    /// atomically by server-side scripts. A key of `apiKeys` one process cools down (429) or
+    /// disables (401/403, for 10 minutes) is skipped by every process, and with `cache` the
+    /// response cache has a second level in Redis (same key, TTL and bounds).
     /// When Redis fails or is slower than `operationTimeoutMs`, calls use `localShare` of the
     /// limits in-process (one warning, `metrics().coordination.mode` is `'local'`) until it
     /// answers again. The URL's password never appears in messages or metrics.
@@ -512,11 +514,15 @@ pub struct RedisCoordinationOptions {
     /// at the full budget.
     /// @default 0.5
     pub local_share: Option<f64>,
+    /// With `cache` on: whether the response cache has a second level in Redis, shared by every
+    /// process (`false`: each process keeps its own cache only).
+    /// @default true
+    pub cache: Option<bool>,
 }
 
 impl RedisCoordinationOptions {
     /// The names the reader accepts: the fields above, as JavaScript spells them.
-    pub const NAMES: &'static [&'static str] = &["url", "keyPrefix", "operationTimeoutMs", "localShare"];
+    pub const NAMES: &'static [&'static str] = &["url", "keyPrefix", "operationTimeoutMs", "localShare", "cache"];
 }
 
 /// `azure` of `new ChatGPTAPI(options)`: an Azure OpenAI deployment. Give `resource` or `baseUrl`.
@@ -689,7 +695,7 @@ pub fn read_client_options(o: &Opts) -> Result<ClientOptions> {
     })
 }
 
-/// `coordination: { redis: url | { url, keyPrefix?, operationTimeoutMs?, localShare? } }`. The
+/// `coordination: { redis: url | { url, keyPrefix?, operationTimeoutMs?, localShare?, cache? } }`. The
 /// URL is read as a secret (its password is never echoed); core checks it and the ranges.
 fn read_coordination(o: &Opts) -> Result<Option<crate::core::coordination::CoordinationOptions>> {
     let Some(c) = o.nested("coordination")? else {
@@ -721,6 +727,7 @@ fn read_coordination(o: &Opts) -> Result<Option<crate::core::coordination::Coord
         key_prefix: r.string("keyPrefix")?,
         operation_timeout_ms: r.non_negative_int("operationTimeoutMs")?,
         local_share: r.finite_number("localShare")?,
+        cache: r.bool("cache")?,
     }))
 }
 

@@ -8,7 +8,9 @@
 //!    unavailable);
 //! 3. a key from the pool, waiting for a cooling key when it is free before the call's deadline;
 //! 4. the key's rate lease (its requests and tokens per minute), refused at once when a
-//!    server-imposed pause outlasts the call's deadline.
+//!    server-imposed pause outlasts the call's deadline. With `coordination`, the reservation
+//!    also says when another process cooled the key down or disabled it: the pool learns it and
+//!    the attempt goes back to step 3 for another key.
 //!
 //! Every wait runs under the call's [`CallBounds`], so admission is cut short by abort and
 //! deadline like any other await point.
@@ -21,10 +23,11 @@ use super::bounds::CallBounds;
 use super::breaker::{BreakerOpen, BreakerPermit, BreakerState, BreakerStats, CircuitBreaker, Outcome};
 use super::config::{ApiKey, ClientConfig};
 use super::coordination::{
-    CoordinationMode, Coordinator, SharedAdmit, SharedBreaker, SharedBucket, SharedLease, SharedLimiter, SharedPermit,
+    CoordinationMode, Coordinator, HealthMark, KeyHealth, SharedAdmit, SharedBreaker, SharedBucket, SharedGrant,
+    SharedLease, SharedLimiter, SharedPermit, SHARED_DISABLE,
 };
 use super::error::{ChatError, ErrorCode};
-use super::keys::{KeyLease, KeyPool, NoKey};
+use super::keys::{cool_down_wait, KeyLease, KeyPool, NoKey};
 use super::limits::{
     AcquireError, ConcurrencyLimiter, ConcurrencyPermit, RateHeaders, RateLease, RateLimitConfig, RateLimitError,
     RateLimiter,
@@ -200,17 +203,20 @@ impl Admission {
     }
 
     /// [`acquire_for`](Self::acquire_for) the configured model.
+    #[cfg(test)]
     pub async fn acquire(&self, bounds: &CallBounds<'_>, estimate: u32) -> Result<Admitted<'_>, ChatError> {
-        self.acquire_for(bounds, estimate, "").await
+        self.acquire_for(bounds, estimate, "", &Metrics::default()).await
     }
 
     /// Pass the four gates for one attempt to `model` expected to use about `estimate` tokens
-    /// (prompt plus the reply's cap). With `coordination`, the model names the shared bucket.
+    /// (prompt plus the reply's cap). With `coordination`, the model names the shared bucket, and
+    /// key health learned from other processes is counted in `metrics`.
     pub async fn acquire_for(
         &self,
         bounds: &CallBounds<'_>,
         estimate: u32,
         model: &str,
+        metrics: &Metrics,
     ) -> Result<Admitted<'_>, ChatError> {
         let slot = bounds
             .wait(async {
@@ -228,29 +234,40 @@ impl Admission {
 
         let permit = self.breaker_permit(bounds).await?;
 
-        let lease = self.lease_key(bounds).await?;
-
-        let limiter = self.limiters.get(lease.index);
-        let (rate, bucket) = match (limiter, self.shared.get(lease.index)) {
-            (Some(l), Some(shared)) => {
-                let bucket = shared.bucket(model);
-                let reserved = bounds
-                    .wait(async {
-                        shared
-                            .acquire(&bucket, estimate, bounds.deadline(), l)
-                            .await
-                            .map_err(rate_limit_error)
-                    })
-                    .await?;
-                let rate = match reserved {
-                    Some(lease) => Lease::Shared(lease),
-                    // Redis is unavailable: this process's share of the budget.
-                    None => local_lease(l, bounds, estimate).await?,
-                };
-                (Some(rate), Some(bucket))
-            }
-            (Some(l), None) => (Some(local_lease(l, bounds, estimate).await?), None),
-            (None, _) => (None, None),
+        // Each turn that finds the key unhealthy marks it in the pool, so the next lease is
+        // another key (or a wait for one, or the end when all are disabled).
+        let (lease, limiter, rate, bucket) = loop {
+            let lease = self.lease_key(bounds).await?;
+            let limiter = self.limiters.get(lease.index);
+            let (rate, bucket) = match (limiter, self.shared.get(lease.index)) {
+                (Some(l), Some(shared)) => {
+                    let bucket = shared.bucket(model);
+                    // A pool of one key ignores its health, shared or not: it has no other.
+                    let check_health = self.keys.len() > 1;
+                    let reserved = bounds
+                        .wait(async {
+                            shared
+                                .acquire_checked(&bucket, estimate, bounds.deadline(), l, check_health)
+                                .await
+                                .map_err(rate_limit_error)
+                        })
+                        .await?;
+                    let rate = match reserved {
+                        SharedGrant::Granted(lease) => Lease::Shared(lease),
+                        // Redis is unavailable: this process's share of the budget.
+                        SharedGrant::Unavailable => local_lease(l, bounds, estimate).await?,
+                        SharedGrant::KeyUnhealthy(health) => {
+                            self.learn_peer_health(lease.index, health, metrics);
+                            self.keys.unsent(lease);
+                            continue;
+                        }
+                    };
+                    (Some(rate), Some(bucket))
+                }
+                (Some(l), None) => (Some(local_lease(l, bounds, estimate).await?), None),
+                (None, _) => (None, None),
+            };
+            break (lease, limiter, rate, bucket);
         };
         Ok(Admitted {
             slot: Some(slot),
@@ -280,6 +297,17 @@ impl Admission {
             .try_acquire()
             .map(|p| Some(Permit::Local(p)))
             .map_err(circuit_open)
+    }
+
+    /// Another process cooled the key at `index` down or disabled it: the pool skips it too.
+    fn learn_peer_health(&self, index: usize, health: KeyHealth, metrics: &Metrics) {
+        if health.disabled {
+            if self.keys.disable_from_peer(index, health.remaining) {
+                Metrics::inc(&metrics.peer_keys_disabled);
+            }
+        } else if self.keys.cool_down_from_peer(index, health.remaining) {
+            Metrics::inc(&metrics.peer_key_cool_downs);
+        }
     }
 
     /// A key, waiting for a cooling one when it is free before the call's deadline.
@@ -374,11 +402,17 @@ impl Admitted<'_> {
             if keys.len() > 1 {
                 keys.cool_down(self.lease.index, e.retry_after);
                 Metrics::inc(&metrics.key_cool_downs);
+                if let Some(b) = &self.bucket {
+                    b.share_health(HealthMark::CoolDown(cool_down_wait(e.retry_after)));
+                }
             }
         }
         // A rejected key in a pool is disabled; the call may fail over to the next key at once.
         if e.code == ErrorCode::Auth && keys.len() > 1 && keys.disable(self.lease.index) {
             Metrics::inc(&metrics.keys_disabled);
+            if let Some(b) = &self.bucket {
+                b.share_health(HealthMark::Disable(SHARED_DISABLE));
+            }
         }
     }
 }
@@ -635,6 +669,7 @@ mod tests {
                 key_prefix: Some(prefix.into()),
                 operation_timeout_ms: Some(2_000),
                 local_share: Some(0.5),
+                cache: None,
             }),
             ..keys(1)
         })
@@ -646,7 +681,7 @@ mod tests {
         let mut held = Vec::new();
         for _ in 0..tries {
             let bounds = bounds_for(&cancel, within);
-            match admission.acquire_for(&bounds, 1, "sim-gpt").await {
+            match admission.acquire_for(&bounds, 1, "sim-gpt", &Metrics::default()).await {
                 Ok(admitted) => held.push(admitted),
                 Err(e) => assert_eq!(e.code, ErrorCode::Timeout, "{e:?}"),
             }
@@ -664,7 +699,10 @@ mod tests {
         assert_eq!(total, 4);
         // Another model has its own bucket.
         let cancel = CancellationToken::new();
-        assert!(a.acquire_for(&bounds_for(&cancel, window), 1, "other").await.is_ok());
+        assert!(a
+            .acquire_for(&bounds_for(&cancel, window), 1, "other", &Metrics::default())
+            .await
+            .is_ok());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -677,12 +715,108 @@ mod tests {
         let bounds = bounds_for(&cancel, Duration::from_secs(5));
         let mut refused = ChatError::new(ErrorCode::Network, "connection refused");
         refused.not_sent = true;
-        let mut admitted = a.acquire_for(&bounds, 1, "m").await.unwrap();
+        let mut admitted = a.acquire_for(&bounds, 1, "m", &metrics).await.unwrap();
         admitted.failed(&refused, &a, &metrics);
         drop(admitted);
         // The minute's only request is back (in the background): the other process gets it
         // long before the bucket would refill (60 s).
-        assert!(b.acquire_for(&bounds, 1, "m").await.is_ok());
+        assert!(b.acquire_for(&bounds, 1, "m", &metrics).await.is_ok());
+    }
+
+    /// Admission for one "process" with a pool of `keys`, sharing its limits and key health
+    /// through Redis at `url`.
+    fn pooled(url: &str, prefix: &str, keys: &[&str]) -> Admission {
+        admission(ClientOptions {
+            api_keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+            coordination: Some(crate::core::coordination::CoordinationOptions {
+                url: url.into(),
+                key_prefix: Some(prefix.into()),
+                operation_timeout_ms: Some(2_000),
+                local_share: None,
+                cache: None,
+            }),
+            ..Default::default()
+        })
+    }
+
+    /// Waits until the health hash of `admitted`'s key is in Redis (it is written in the
+    /// background).
+    async fn until_shared(admission: &Admission, health_key: &str) {
+        let coordinator = admission.coordinator().unwrap();
+        for _ in 0..200 {
+            let key = health_key.to_owned();
+            let exists: i64 = coordinator
+                .run(|mut conn| async move { redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await })
+                .await
+                .unwrap_or(0);
+            if exists == 1 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{health_key} was never written");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_key_another_process_cooled_down_or_disabled_is_skipped_here_too() {
+        let redis = crate::core::coordination::test_redis::TestRedis::start();
+        let a = pooled(&redis.url(), "health", &["sk-test-first", "sk-test-second"]);
+        // The same keys in another order: health follows the key, not its index.
+        let b = pooled(&redis.url(), "health", &["sk-test-second", "sk-test-first"]);
+        let (metrics_a, metrics_b) = (Metrics::default(), Metrics::default());
+        let cancel = CancellationToken::new();
+        let bounds = bounds_for(&cancel, Duration::from_secs(5));
+
+        let mut admitted = a.acquire_for(&bounds, 1, "m", &metrics_a).await.unwrap();
+        let cooled = admitted.key().clone();
+        let health = admitted.bucket.as_ref().unwrap().health_key().to_owned();
+        admitted.failed(&rate_limited(Duration::from_secs(30)), &a, &metrics_a);
+        drop(admitted);
+        until_shared(&a, &health).await;
+        for model in ["m", "another-model"] {
+            let next = b.acquire_for(&bounds, 1, model, &metrics_b).await.unwrap();
+            assert!(!next.key().same(&cooled), "the cooled key was used for {model}");
+        }
+        assert_eq!(metrics_b.peer_key_cool_downs.load(Ordering::Relaxed), 1);
+        let learned: Vec<_> = b.keys().status().into_iter().filter(|k| k.cooling).collect();
+        assert_eq!(learned.len(), 1);
+        assert!(
+            learned[0].from_peer && learned[0].cool_downs == 0 && learned[0].requests == 0,
+            "{learned:?}"
+        );
+
+        // `a` gets a 401 with the other key: `b` has no key left before its deadline.
+        let mut admitted = a.acquire_for(&bounds, 1, "m", &metrics_a).await.unwrap();
+        assert!(!admitted.key().same(&cooled));
+        let health = admitted.bucket.as_ref().unwrap().health_key().to_owned();
+        admitted.failed(&ChatError::new(ErrorCode::Auth, "401"), &a, &metrics_a);
+        drop(admitted);
+        until_shared(&a, &health).await;
+        let refused = b.acquire_for(&bounds, 1, "m", &metrics_b).await.err().unwrap();
+        assert_eq!(refused.code, ErrorCode::NoKeyAvailable);
+        assert!(
+            refused.retry_after.is_some(),
+            "the cooled key is waited for, past the deadline"
+        );
+        assert_eq!(metrics_b.peer_keys_disabled.load(Ordering::Relaxed), 1);
+        assert!(b.keys().status().iter().any(|k| k.disabled && k.from_peer));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pool_of_one_key_ignores_the_keys_shared_health() {
+        let redis = crate::core::coordination::test_redis::TestRedis::start();
+        let a = pooled(&redis.url(), "one", &["sk-test-first", "sk-test-second"]);
+        let metrics = Metrics::default();
+        let cancel = CancellationToken::new();
+        let bounds = bounds_for(&cancel, Duration::from_secs(5));
+        let mut admitted = a.acquire_for(&bounds, 1, "m", &metrics).await.unwrap();
+        let b = pooled(&redis.url(), "one", &[admitted.key().expose()]);
+        let health = admitted.bucket.as_ref().unwrap().health_key().to_owned();
+        admitted.failed(&ChatError::new(ErrorCode::Auth, "401"), &a, &metrics);
+        drop(admitted);
+        until_shared(&a, &health).await;
+        // Its only key is sent, as without `coordination`: the server's answer decides.
+        assert!(b.acquire_for(&bounds, 1, "m", &metrics).await.is_ok());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

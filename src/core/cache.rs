@@ -253,6 +253,8 @@ pub fn cache_key(base_url: &str, params: &Params, added_max: AddedMax, messages:
 pub struct FlightResult {
     pub completion: Arc<CachedCompletion>,
     pub request_id: Option<String>,
+    /// Answered from the response cache in Redis (`coordination`): no request was sent.
+    pub from_shared_cache: bool,
 }
 
 struct FlightState {
@@ -599,6 +601,7 @@ mod tests {
                 flight.finish(Ok(FlightResult {
                     completion: Arc::new(completion("abc", vec![1, 2, 3])),
                     request_id: None,
+                    from_shared_cache: false,
                 }));
             })
         };

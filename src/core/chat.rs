@@ -65,7 +65,7 @@ impl Serialize for PromptMessage {
 
 /// A function call the model asked for, in openai-node's `ChatCompletionMessageToolCall` shape:
 /// `{ id, type: 'function', function: { name, arguments } }`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ToolCall {
     pub id: String,
     #[serde(rename = "type")]
@@ -74,7 +74,7 @@ pub struct ToolCall {
 }
 
 /// The function part of a [`ToolCall`]: its name and its arguments as the JSON text the model wrote.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ToolFunction {
     pub name: String,
     pub arguments: String,
@@ -111,7 +111,7 @@ impl ToolCall {
 }
 
 /// Token usage of one completion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Usage {
     #[serde(default)]
     pub prompt_tokens: u32,
@@ -131,7 +131,7 @@ pub struct Usage {
 }
 
 /// The breakdown of a response's prompt tokens (`usage.prompt_tokens_details`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PromptTokensDetails {
     /// Prompt tokens read from OpenAI's prompt cache (billed at a discount).
     #[serde(default)]
@@ -141,7 +141,7 @@ pub struct PromptTokensDetails {
 }
 
 /// The breakdown of a response's completion tokens (`usage.completion_tokens_details`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CompletionTokensDetails {
     /// Tokens a reasoning model spent thinking (billed, but not in the reply's text).
     #[serde(default)]

@@ -32,6 +32,7 @@ use super::config::ApiKey;
 use super::config::{check_completion_params, default_system_message, ClientConfig};
 use super::content::Content;
 use super::conversation::{build_prompt, Budget, BuiltPrompt, ConversationStore, MessageStore, TokenCountCache};
+use super::coordination::SharedCache;
 use super::debug::{DebugEntry, DebugLog, StdoutLog};
 use super::error::{ChatError, ErrorCode};
 use super::flight::{completion_from_cache, Sharing, Upstream};
@@ -105,6 +106,13 @@ impl ChatClient {
             }
         };
         let counts = TokenCountCache::new(cfg.message_store_size);
+        // With `coordination`, the cache has a second level in Redis, bounded by the same settings.
+        let shared_cache = match (cfg.cache, routes.coordinator()) {
+            (Some(cache), Some(c)) if c.config().shared_cache => {
+                Some(SharedCache::new(Arc::clone(c), cache, cfg.upstreams.len()))
+            }
+            _ => None,
+        };
         let cfg_cache = cfg.cache.map(ResponseCache::new);
         let params = Arc::new(Params::new(cfg.completion_params.clone()));
         let debug_log: Option<Arc<dyn DebugLog>> = cfg.debug.then(|| Arc::new(StdoutLog) as Arc<dyn DebugLog>);
@@ -117,7 +125,7 @@ impl ChatClient {
             store,
             counts,
             metrics: Metrics::default(),
-            sharing: cfg_cache.map(Sharing::new),
+            sharing: cfg_cache.map(|cache| Sharing::new(cache, shared_cache)),
         })
     }
 
@@ -167,6 +175,7 @@ impl ChatClient {
         super::metrics::upstreams_text(&mut text, &stats.upstreams);
         if let Some(c) = &stats.coordination {
             text.push_str(&super::metrics::coordination_text(c));
+            text.push_str(&super::metrics::coordination_sharing_text(&stats.metrics));
         }
         text
     }
@@ -696,7 +705,9 @@ impl ChatClient {
                 Some(model) if !request.model.is_empty() => model.as_str(),
                 _ => request.model.as_str(),
             };
-            let mut admitted = admission.acquire_for(bounds, request.estimate, model).await?;
+            let mut admitted = admission
+                .acquire_for(bounds, request.estimate, model, &self.metrics)
+                .await?;
             tally.attempts = tally.attempts.saturating_add(1);
             if let Some(published) = tally.published {
                 published.store(tally.attempts, Ordering::Relaxed);
@@ -882,6 +893,10 @@ impl Upstream for ChatClient {
 
     fn idle_timeout(&self) -> Duration {
         self.cfg.idle_timeout
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 }
 

@@ -21,6 +21,7 @@ use super::bounds::{CallBounds, Deadline};
 use super::cache::{is_cacheable, CachedCompletion, Flight, FlightResult, Flights, ResponseCache};
 use super::call::{CallPlan, Outbound, Received};
 use super::chat::Completion;
+use super::coordination::{Lookup, SharedCache};
 use super::error::{ChatError, ErrorCode};
 use super::metrics::Metrics;
 use super::stream::{Delivery, DeltaEvent, DeltaSink, Progress, ProgressIds};
@@ -33,11 +34,17 @@ pub trait Upstream: Send + Sync + 'static {
 
     /// How long a body read may wait for data (`idleTimeoutMs`).
     fn idle_timeout(&self) -> Duration;
+
+    /// The client's counters (the shared cache's are bumped in the flight's task).
+    fn metrics(&self) -> &Metrics;
 }
 
 /// The response cache and the flights in progress of one client.
 pub struct Sharing {
     cache: ResponseCache,
+    /// The second level in Redis, with `coordination`: looked up by a flight before it goes
+    /// upstream, and given every answer the first level keeps.
+    shared: Option<Arc<SharedCache>>,
     flights: Flights,
     /// Resolves once the latest flight started has entered admission (see `start_flight`).
     last_admitted: Mutex<Option<oneshot::Receiver<()>>>,
@@ -60,9 +67,10 @@ struct SharedCall {
 }
 
 impl Sharing {
-    pub fn new(cache: ResponseCache) -> Arc<Self> {
+    pub fn new(cache: ResponseCache, shared: Option<SharedCache>) -> Arc<Self> {
         Arc::new(Sharing {
             cache,
+            shared: shared.map(Arc::new),
             flights: Flights::default(),
             last_admitted: Mutex::new(None),
         })
@@ -193,8 +201,8 @@ impl Sharing {
             deltas: delivery.delivered(),
             attempts: flight.attempts.load(Ordering::Relaxed),
             // Identical calls share one request: one reply accounts for it, the others are
-            // answered without one, as a cache hit is.
-            cached: !flight.claim_request(),
+            // answered without one, as a cache hit is. An answer from Redis had no request.
+            cached: result.from_shared_cache || !flight.claim_request(),
             upstream: result.completion.upstream,
         })
     }
@@ -221,6 +229,36 @@ impl Sharing {
                 request,
                 timeout,
             } = call;
+            // The second level first (before waiting for the previous flight, so lookups of
+            // flights started together overlap): a hit answers every waiter without a request.
+            if let Some(shared) = &sharing.shared {
+                let found = tokio::select! {
+                    found = shared.lookup(keys.cache) => found,
+                    () = flight.cancel.cancelled() => Lookup::Miss,
+                };
+                let metrics = upstream.metrics();
+                match found {
+                    Lookup::Hit(hit) => {
+                        Metrics::inc(&metrics.shared_cache_hits);
+                        if request.stream {
+                            replay_into(&flight, &hit);
+                        }
+                        sharing.cache.insert(keys.cache, (*hit).clone());
+                        flight.finish(Ok(FlightResult {
+                            completion: Arc::new(*hit),
+                            request_id: None,
+                            from_shared_cache: true,
+                        }));
+                        sharing.flights.remove(keys.flight, &flight);
+                        return;
+                    }
+                    Lookup::Miss => Metrics::inc(&metrics.shared_cache_misses),
+                    Lookup::Rejected => {
+                        Metrics::inc(&metrics.shared_cache_rejected);
+                        Metrics::inc(&metrics.shared_cache_misses);
+                    }
+                }
+            }
             if let Some(previous) = previous {
                 // Resolves (with an error) as soon as the previous task dropped its sender: after
                 // its first poll, or when it ended, panicking included.
@@ -231,6 +269,8 @@ impl Sharing {
             }
             let stream = request.stream;
             let output = request.output;
+            // The client, for the counters of a store to Redis (`upstream` is shadowed below).
+            let client = Arc::clone(&upstream);
             let run = async {
                 let bounds = CallBounds::new(
                     Deadline::Shared(&flight),
@@ -290,10 +330,21 @@ impl Sharing {
                         output == OutputFormat::Json && stored.outputs().into_iter().any(|c| parse_output(c).is_err());
                     if !rejected && cacheable {
                         sharing.cache.insert(keys.cache, stored.clone());
+                        if let Some(shared) = &sharing.shared {
+                            // In the background: no caller waits for Redis to have it.
+                            let (shared, client, stored) = (Arc::clone(shared), Arc::clone(&client), stored.clone());
+                            let key = keys.cache;
+                            tokio::spawn(async move {
+                                if shared.store(key, &stored).await {
+                                    Metrics::inc(&client.metrics().shared_cache_stores);
+                                }
+                            });
+                        }
                     }
                     FlightResult {
                         completion: Arc::new(stored),
                         request_id: received.request_id,
+                        from_shared_cache: false,
                     }
                 })
             };
@@ -310,6 +361,20 @@ impl Sharing {
             flight.finish(result);
             sharing.flights.remove(keys.flight, &flight);
         });
+    }
+}
+
+/// Gives a flight's streaming waiters an answer from the cache in Redis as deltas: the first
+/// choice's as they originally streamed, each other choice's whole (as the first level replays
+/// them).
+fn replay_into(flight: &Flight, hit: &CachedCompletion) {
+    for delta in hit.deltas() {
+        flight.push_delta(0, delta);
+    }
+    for choice in hit.all_choices.iter().skip(1) {
+        if !choice.text.is_empty() {
+            flight.push_delta(choice.index, &choice.text);
+        }
     }
 }
 
@@ -405,6 +470,7 @@ mod tests {
     #[derive(Default)]
     struct Recorder {
         order: Mutex<Vec<usize>>,
+        metrics: Metrics,
     }
 
     impl Upstream for Recorder {
@@ -420,6 +486,10 @@ mod tests {
         fn idle_timeout(&self) -> Duration {
             Duration::from_secs(60)
         }
+
+        fn metrics(&self) -> &Metrics {
+            &self.metrics
+        }
     }
 
     struct Quiet;
@@ -429,7 +499,7 @@ mod tests {
 
     /// `n` different calls started together, as `sendMany` starts its items.
     async fn start_together(n: usize) -> Vec<usize> {
-        let sharing = Sharing::new(ResponseCache::new(CacheConfig::default()));
+        let sharing = Sharing::new(ResponseCache::new(CacheConfig::default()), None);
         let upstream = Arc::new(Recorder::default());
         let metrics = Metrics::default();
         let cancel = CancellationToken::new();

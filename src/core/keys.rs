@@ -7,6 +7,11 @@
 //! every key is cooling, callers wait for the earliest to come back; when every key is disabled,
 //! the call fails.
 //!
+//! With `coordination`, what another process learned about a key reaches the pool too (see
+//! `coordination/health.rs`): a key it cooled down is skipped here until the same time, and a key
+//! it disabled is skipped for as long as the shared disable lasts (not for the client's life,
+//! since this process has no 401/403 of its own to go on). Such states are marked `from_peer`.
+//!
 //! Keys are never logged or reported in clear: they are identified by index and a fingerprint
 //! that shows only the last four characters (`sk-…abcd`).
 
@@ -30,10 +35,27 @@ struct KeyState {
     key: ApiKey,
     in_flight: u32,
     cooling_until: Option<Instant>,
+    /// The cool-down running was learned from another process.
+    cooling_from_peer: bool,
     disabled: bool,
+    /// Disabled until then because another process got a 401/403 with the key.
+    peer_disabled_until: Option<Instant>,
     last_used: u64,
     requests: u64,
     cool_downs: u64,
+}
+
+impl KeyState {
+    /// Disabled by this process (for good) or, until a time still to come, by another.
+    fn disabled_at(&self, now: Instant) -> bool {
+        self.disabled || self.peer_disabled_until.is_some_and(|u| u > now)
+    }
+}
+
+/// How long a 429 with `retry_after` cools a key down: the server's `retry-after` (or
+/// [`DEFAULT_COOL_DOWN`]), at most [`super::time::SERVER_WAIT_CAP`].
+pub fn cool_down_wait(retry_after: Option<Duration>) -> Duration {
+    cap_server_wait(retry_after.unwrap_or(DEFAULT_COOL_DOWN))
 }
 
 /// Public view of one key (no secret in it).
@@ -47,6 +69,9 @@ pub struct KeyStatus {
     pub disabled: bool,
     pub requests: u64,
     pub cool_downs: u64,
+    /// `cooling` or `disabled` holds because another process sharing the same Redis said so
+    /// (`coordination`), not because of a 429/401/403 this process received.
+    pub from_peer: bool,
 }
 
 /// Why no key could be leased right now.
@@ -90,7 +115,9 @@ impl KeyPool {
                 key,
                 in_flight: 0,
                 cooling_until: None,
+                cooling_from_peer: false,
                 disabled: false,
+                peer_disabled_until: None,
                 last_used: 0,
                 requests: 0,
                 cool_downs: 0,
@@ -121,7 +148,13 @@ impl KeyPool {
         let mut keys = self.lock();
         // Expired cool-downs end here; the earliest still running is what a caller waits for.
         let mut earliest: Option<Instant> = None;
-        for k in keys.iter_mut().filter(|k| !k.disabled) {
+        for k in keys.iter_mut() {
+            if k.peer_disabled_until.is_some_and(|u| u <= now) {
+                k.peer_disabled_until = None;
+            }
+            if k.disabled_at(now) {
+                continue;
+            }
             match k.cooling_until {
                 Some(until) if until > now => earliest = Some(earliest.map_or(until, |e| e.min(until))),
                 Some(_) => k.cooling_until = None,
@@ -131,7 +164,7 @@ impl KeyPool {
         let pick = keys
             .iter()
             .enumerate()
-            .filter(|(_, k)| !k.disabled && k.cooling_until.is_none())
+            .filter(|(_, k)| !k.disabled_at(now) && k.cooling_until.is_none())
             .min_by_key(|(_, k)| (k.in_flight, k.last_used))
             .map(|(i, _)| i);
         match pick {
@@ -159,12 +192,53 @@ impl KeyPool {
     /// [`super::time::SERVER_WAIT_CAP`]: a server asking for an hour must not take the key out of
     /// the pool for that long.
     pub fn cool_down(&self, index: usize, retry_after: Option<Duration>) {
-        let wait = cap_server_wait(retry_after.unwrap_or(DEFAULT_COOL_DOWN));
-        let until = instant_after(Instant::now(), wait);
+        let until = instant_after(Instant::now(), cool_down_wait(retry_after));
         let mut keys = self.lock();
         if let Some(k) = keys.get_mut(index) {
             k.cooling_until = Some(k.cooling_until.map_or(until, |u| u.max(until)));
+            k.cooling_from_peer = false;
             k.cool_downs = k.cool_downs.saturating_add(1);
+        }
+    }
+
+    /// Another process cooled this key down for `remaining` more (capped like
+    /// [`cool_down`](Self::cool_down)): skip it until then. Returns true when that extends what
+    /// this pool knew.
+    pub fn cool_down_from_peer(&self, index: usize, remaining: Duration) -> bool {
+        let until = instant_after(Instant::now(), cap_server_wait(remaining));
+        let mut keys = self.lock();
+        match keys.get_mut(index) {
+            Some(k) if k.cooling_until.is_none_or(|u| u < until) => {
+                k.cooling_until = Some(until);
+                k.cooling_from_peer = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Another process got a 401/403 with this key: skip it for `remaining` more (the shared
+    /// disable's time left). Returns true when that extends what this pool knew.
+    pub fn disable_from_peer(&self, index: usize, remaining: Duration) -> bool {
+        let now = Instant::now();
+        let until = instant_after(now, remaining);
+        let mut keys = self.lock();
+        match keys.get_mut(index) {
+            Some(k) if !k.disabled && k.peer_disabled_until.is_none_or(|u| u < until) => {
+                k.peer_disabled_until = Some(until);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// `lease` was never sent (its key turned out unhealthy): it is not counted in the key's
+    /// `requests`.
+    pub fn unsent(&self, lease: KeyLease) {
+        let index = lease.index;
+        drop(lease);
+        if let Some(k) = self.lock().get_mut(index) {
+            k.requests = k.requests.saturating_sub(1);
         }
     }
 
@@ -186,7 +260,7 @@ impl KeyPool {
         let now = Instant::now();
         self.lock()
             .iter()
-            .any(|k| !k.disabled && k.cooling_until.is_none_or(|u| u <= now))
+            .any(|k| !k.disabled_at(now) && k.cooling_until.is_none_or(|u| u <= now))
     }
 
     /// Keys cooling down right now.
@@ -194,7 +268,7 @@ impl KeyPool {
         let now = Instant::now();
         self.lock()
             .iter()
-            .filter(|k| !k.disabled && k.cooling_until.is_some_and(|u| u > now))
+            .filter(|k| !k.disabled_at(now) && k.cooling_until.is_some_and(|u| u > now))
             .count()
     }
 
@@ -203,14 +277,23 @@ impl KeyPool {
         self.lock()
             .iter()
             .enumerate()
-            .map(|(index, k)| KeyStatus {
-                index,
-                fingerprint: fingerprint(k.key.expose()),
-                in_flight: k.in_flight,
-                cooling: k.cooling_until.is_some_and(|u| u > now),
-                disabled: k.disabled,
-                requests: k.requests,
-                cool_downs: k.cool_downs,
+            .map(|(index, k)| {
+                let disabled = k.disabled_at(now);
+                let cooling = k.cooling_until.is_some_and(|u| u > now);
+                KeyStatus {
+                    index,
+                    fingerprint: fingerprint(k.key.expose()),
+                    in_flight: k.in_flight,
+                    cooling,
+                    disabled,
+                    requests: k.requests,
+                    cool_downs: k.cool_downs,
+                    from_peer: if disabled {
+                        !k.disabled
+                    } else {
+                        cooling && k.cooling_from_peer
+                    },
+                }
             })
             .collect()
     }
@@ -301,6 +384,47 @@ mod tests {
         assert!(!p.has_usable());
         tokio::time::advance(Duration::from_secs(6)).await;
         assert!(p.has_usable());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peers_cool_down_is_skipped_until_it_ends_and_shows_as_from_peer() {
+        let p = pool(2);
+        assert!(p.cool_down_from_peer(0, Duration::from_secs(5)));
+        // Learning the same again (or less) changes nothing.
+        assert!(!p.cool_down_from_peer(0, Duration::from_secs(3)));
+        for _ in 0..3 {
+            assert_eq!(p.acquire().unwrap().index, 1);
+        }
+        let status = p.status();
+        assert!(status[0].cooling && status[0].from_peer && !status[0].disabled);
+        assert!(!status[1].from_peer);
+        // This process's own 429 on the key makes it its own.
+        p.cool_down(0, Some(Duration::from_secs(1)));
+        assert!(p.status()[0].cooling && !p.status()[0].from_peer);
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(p.cooling(), 0);
+        assert!(!p.status()[0].from_peer);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peers_disable_lasts_its_time_and_then_the_key_is_tried_again() {
+        let p = pool(2);
+        assert!(p.disable_from_peer(0, Duration::from_secs(600)));
+        assert_eq!(p.acquire().unwrap().index, 1);
+        let status = p.status();
+        assert!(status[0].disabled && status[0].from_peer);
+        // With the other key disabled too, nothing is left to wait for.
+        assert!(p.disable_from_peer(1, Duration::from_secs(600)));
+        assert_eq!(p.acquire().unwrap_err(), NoKey::AllDisabled);
+        assert!(!p.has_usable());
+        tokio::time::advance(Duration::from_secs(601)).await;
+        assert!(p.has_usable());
+        assert!(!p.status()[0].disabled);
+        // A key this process disabled itself stays disabled whatever peers say.
+        assert!(p.disable(0));
+        assert!(!p.disable_from_peer(0, Duration::from_secs(1)));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(p.status()[0].disabled && !p.status()[0].from_peer);
     }
 
     #[tokio::test(start_paused = true)]

@@ -44,6 +44,20 @@ pub struct Metrics {
     pub key_cool_downs: AtomicU64,
     /// Times a key was disabled after a 401/403.
     pub keys_disabled: AtomicU64,
+    /// With `coordination`: times a key was skipped as cooling down because another process
+    /// said so (learned anew; not counted in `key_cool_downs`).
+    pub peer_key_cool_downs: AtomicU64,
+    /// With `coordination`: times a key was skipped as disabled because another process said so.
+    pub peer_keys_disabled: AtomicU64,
+    /// With `cache` and `coordination`: local misses answered from the cache in Redis.
+    pub shared_cache_hits: AtomicU64,
+    /// Local misses not found in Redis either (or not looked up: Redis unavailable).
+    pub shared_cache_misses: AtomicU64,
+    /// Answers stored in Redis.
+    pub shared_cache_stores: AtomicU64,
+    /// Entries read from Redis that were refused (too big, or not a stored answer): each is
+    /// also a miss.
+    pub shared_cache_rejected: AtomicU64,
     /// Calls answered from the response cache.
     pub cache_hits: AtomicU64,
     /// Cacheable calls that were not in the cache.
@@ -172,6 +186,18 @@ pub struct MetricsSnapshot {
     pub key_cool_downs: u64,
     /// See [`Metrics::keys_disabled`].
     pub keys_disabled: u64,
+    /// See [`Metrics::peer_key_cool_downs`].
+    pub peer_key_cool_downs: u64,
+    /// See [`Metrics::peer_keys_disabled`].
+    pub peer_keys_disabled: u64,
+    /// See [`Metrics::shared_cache_hits`].
+    pub shared_cache_hits: u64,
+    /// See [`Metrics::shared_cache_misses`].
+    pub shared_cache_misses: u64,
+    /// See [`Metrics::shared_cache_stores`].
+    pub shared_cache_stores: u64,
+    /// See [`Metrics::shared_cache_rejected`].
+    pub shared_cache_rejected: u64,
     /// Failed calls per error code, sorted by code string.
     pub failed_by_code: Vec<(ErrorCode, u64)>,
     /// See [`Metrics::cache_hits`].
@@ -252,6 +278,12 @@ impl Metrics {
             &self.rate_limited_responses,
             &self.key_cool_downs,
             &self.keys_disabled,
+            &self.peer_key_cool_downs,
+            &self.peer_keys_disabled,
+            &self.shared_cache_hits,
+            &self.shared_cache_misses,
+            &self.shared_cache_stores,
+            &self.shared_cache_rejected,
             &self.cache_hits,
             &self.cache_misses,
             &self.coalesced,
@@ -295,6 +327,12 @@ impl Metrics {
             rate_limited_responses: get(&self.rate_limited_responses),
             key_cool_downs: get(&self.key_cool_downs),
             keys_disabled: get(&self.keys_disabled),
+            peer_key_cool_downs: get(&self.peer_key_cool_downs),
+            peer_keys_disabled: get(&self.peer_keys_disabled),
+            shared_cache_hits: get(&self.shared_cache_hits),
+            shared_cache_misses: get(&self.shared_cache_misses),
+            shared_cache_stores: get(&self.shared_cache_stores),
+            shared_cache_rejected: get(&self.shared_cache_rejected),
             failed_by_code,
             cache_hits: get(&self.cache_hits),
             cache_misses: get(&self.cache_misses),
@@ -592,6 +630,48 @@ pub fn coordination_text(stats: &crate::core::coordination::CoordinationStats) -
             "coordination_fallbacks_total",
             "Rate-limit admissions that used the local limits because Redis was unavailable.",
             stats.fallbacks,
+        ),
+    ];
+    for (name, help, v) in counters {
+        out.single(Family::new(name, "counter", help), v as f64);
+    }
+    out.0
+}
+
+/// The `coordination` families of key health learned from other processes and of the response
+/// cache in Redis (appended after [`coordination_text`]'s; absent without `coordination`).
+pub fn coordination_sharing_text(m: &MetricsSnapshot) -> String {
+    let mut out = Exposition(String::with_capacity(1024));
+    let counters: [(&str, &str, u64); 6] = [
+        (
+            "coordination_peer_key_cool_downs_total",
+            "Keys skipped as cooling down because another process said so through Redis.",
+            m.peer_key_cool_downs,
+        ),
+        (
+            "coordination_peer_keys_disabled_total",
+            "Keys skipped as disabled because another process said so through Redis.",
+            m.peer_keys_disabled,
+        ),
+        (
+            "coordination_cache_hits_total",
+            "Local cache misses answered from the cache in Redis.",
+            m.shared_cache_hits,
+        ),
+        (
+            "coordination_cache_misses_total",
+            "Local cache misses not answered from Redis either.",
+            m.shared_cache_misses,
+        ),
+        (
+            "coordination_cache_stores_total",
+            "Answers stored in the cache in Redis.",
+            m.shared_cache_stores,
+        ),
+        (
+            "coordination_cache_rejected_total",
+            "Entries read from the cache in Redis that were refused (too big or undecodable).",
+            m.shared_cache_rejected,
         ),
     ];
     for (name, help, v) in counters {

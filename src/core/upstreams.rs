@@ -476,6 +476,7 @@ mod tests {
                 key_prefix: Some("routes".into()),
                 operation_timeout_ms: Some(2_000),
                 local_share: None,
+                cache: None,
             }),
             ..Default::default()
         })
@@ -501,12 +502,25 @@ mod tests {
                 &cancel,
             )
         };
-        let held_a = a.admission.acquire_for(&bounds(), 1, "m").await.unwrap();
+        let held_a = a
+            .admission
+            .acquire_for(&bounds(), 1, "m", &crate::core::metrics::Metrics::default())
+            .await
+            .unwrap();
         // `a`'s minute is spent (its next request waits ~60 s)...
-        let refused = a.admission.acquire_for(&bounds(), 1, "m").await.err().unwrap();
+        let refused = a
+            .admission
+            .acquire_for(&bounds(), 1, "m", &crate::core::metrics::Metrics::default())
+            .await
+            .err()
+            .unwrap();
         assert_eq!(refused.code, ErrorCode::Timeout);
         // ...but `b`, with the same key and model, has a bucket of its own.
-        let held_b = b.admission.acquire_for(&bounds(), 1, "m").await.unwrap();
+        let held_b = b
+            .admission
+            .acquire_for(&bounds(), 1, "m", &crate::core::metrics::Metrics::default())
+            .await
+            .unwrap();
         let stats = link.stats();
         assert_eq!(stats.mode, crate::core::coordination::CoordinationMode::Shared);
         assert_eq!(stats.fallbacks, 0, "{stats:?}");

@@ -11,6 +11,9 @@
 //! - `shared`: the per-key limiter that admission uses instead of the in-process one.
 //! - `breaker`: the circuit breaker of each upstream, kept in Redis (one half-open probe across
 //!   processes).
+//! - `health`: key health shared by every process (a 429 cool-down, a 401/403 disable), read
+//!   by the reservation itself.
+//! - `cache`: the response cache's second level, in Redis (with `cache` on).
 //!
 //! Redis failing is not the service failing: an operation that errors or outlasts
 //! `operationTimeoutMs` makes that call use the in-process limiter, scaled to `localShare` of the
@@ -18,7 +21,9 @@
 //! sharing.
 
 mod breaker;
+mod cache;
 mod connection;
+mod health;
 mod scripts;
 mod shared;
 
@@ -26,8 +31,11 @@ use std::fmt;
 use std::time::Duration;
 
 pub use breaker::{SharedAdmit, SharedBreaker, SharedPermit};
+pub use cache::{Lookup, SharedCache, MAX_ENTRY_BYTES};
 pub use connection::{CoordinationMode, CoordinationStats, Coordinator, RedisConn};
-pub use shared::{SharedBucket, SharedLease, SharedLimiter};
+pub use health::{HealthMark, SHARED_DISABLE};
+pub use scripts::KeyHealth;
+pub use shared::{SharedBucket, SharedGrant, SharedLease, SharedLimiter};
 
 use super::error::ChatError;
 use super::redact::redact_url;
@@ -54,6 +62,9 @@ pub struct CoordinationOptions {
     pub key_prefix: Option<String>,
     pub operation_timeout_ms: Option<u64>,
     pub local_share: Option<f64>,
+    /// Whether the response cache (when `cache` is on) has its second level in Redis; default
+    /// true.
+    pub cache: Option<bool>,
 }
 
 impl fmt::Debug for CoordinationOptions {
@@ -63,6 +74,7 @@ impl fmt::Debug for CoordinationOptions {
             .field("key_prefix", &self.key_prefix)
             .field("operation_timeout_ms", &self.operation_timeout_ms)
             .field("local_share", &self.local_share)
+            .field("cache", &self.cache)
             .finish()
     }
 }
@@ -78,6 +90,8 @@ pub struct CoordinationConfig {
     pub operation_timeout: Duration,
     /// Share (0 to 1] of `rateLimit` one process uses on its own while Redis is unreachable.
     pub local_share: f64,
+    /// The response cache (when on) has its second level in Redis (see `cache.rs`).
+    pub shared_cache: bool,
 }
 
 impl fmt::Debug for CoordinationConfig {
@@ -87,6 +101,7 @@ impl fmt::Debug for CoordinationConfig {
             .field("key_prefix", &self.key_prefix)
             .field("operation_timeout", &self.operation_timeout)
             .field("local_share", &self.local_share)
+            .field("shared_cache", &self.shared_cache)
             .finish()
     }
 }
@@ -149,6 +164,7 @@ impl CoordinationConfig {
             key_prefix,
             operation_timeout,
             local_share,
+            shared_cache: opts.cache.unwrap_or(true),
         })
     }
 
@@ -179,6 +195,7 @@ mod tests {
         assert_eq!(cfg.key_prefix, DEFAULT_KEY_PREFIX);
         assert_eq!(cfg.operation_timeout, DEFAULT_OPERATION_TIMEOUT);
         assert_eq!(cfg.local_share, DEFAULT_LOCAL_SHARE);
+        assert!(cfg.shared_cache);
         assert!(!format!("{cfg:?}").contains("hunter2"));
         assert!(!cfg.shown_url().contains("hunter2"));
         assert!(build("rediss://:pw@example.test:6380").is_ok());

@@ -1,8 +1,9 @@
 //! The Lua scripts that keep one shared rate bucket in Redis, and their typed calls.
 //!
-//! A bucket is one hash, `{prefix:rl:key-hash:model}` (`{prefix:rl:up:upstream-hash:key-hash:model}`
-//! for an entry of `upstreams`; the braces are a Redis Cluster hash tag: every script touches one
-//! key, so it always runs on one node). Its fields:
+//! A bucket is one hash, `{prefix:rl:key-hash}:m:model` (`{prefix:rl:up:upstream-hash:key-hash}:m:model`
+//! for an entry of `upstreams`). The braces are a Redis Cluster hash tag covering the key (and
+//! upstream) only, so the buckets of one key and its health hash (`{…}:h`, see `health.rs`,
+//! which the reservation reads) share a slot, and a script always runs on one node. Its fields:
 //! `r` / `t` the request and token levels, `ts` when they were last refilled (microseconds of
 //! the Redis server's clock, `TIME`, so processes on machines with different clocks agree),
 //! `p` until when sending is paused, `lr` / `lt` limits learned from `x-ratelimit-limit-*` when
@@ -55,12 +56,22 @@ local function save()
 end
 "#;
 
-/// ARGV[3]: the tokens needed. Returns `{granted, wait_ms, paused}`: takes 1 request and the
-/// tokens and returns `{1, 0, 0}`, or takes nothing and says how long to wait (`paused` 1 when
-/// the wait is a server-imposed pause). A need above a learned token limit waits for a full
-/// bucket (a configured limit is checked before the script runs).
+/// ARGV[3]: the tokens needed; ARGV[4]: `1` to honour the key's health, KEYS[2] (see
+/// `health.rs`: the key's shared cool-down and disable; pools of one key ignore it, as they
+/// ignore their own). Returns `{granted, wait_ms, why}`: takes 1 request and the tokens and
+/// returns `{1, 0, 0}`, or takes nothing and says how long to wait and why: 0 the bucket is
+/// short, 1 a server-imposed pause, 2 the key is cooling down, 3 the key is disabled (the wait is
+/// then what is left of the disable). A need above a learned token limit waits for a full bucket
+/// (a configured limit is checked before the script runs).
 const RESERVE: &str = r#"
 local need = tonumber(ARGV[3])
+if ARGV[4] == '1' then
+  local health = redis.call('HMGET', KEYS[2], 'c', 'd')
+  local off = tonumber(health[2]) or 0
+  if off > now then return {0, math.max(1, math.ceil((off - now) / 1000)), 3} end
+  local cool = tonumber(health[1]) or 0
+  if cool > now then return {0, math.max(1, math.ceil((cool - now) / 1000)), 2} end
+end
 if paused > now then return {0, math.ceil((paused - now) / 1000), 1} end
 if tpm > 0 then need = math.min(need, tpm) end
 local wait = 0
@@ -123,6 +134,30 @@ pub enum Reservation {
         /// The wait is a pause the server imposed (a 429, or a remaining count of 0).
         paused: bool,
     },
+    /// Nothing was taken: some process cooled the key down or disabled it (see `health.rs`);
+    /// another key should be used.
+    Unhealthy(KeyHealth),
+}
+
+/// A key's shared health, as a reservation found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyHealth {
+    /// Disabled (a 401/403) rather than cooling down (a 429).
+    pub disabled: bool,
+    /// How long the cool-down or disable still lasts.
+    pub remaining: Duration,
+}
+
+/// The keys and numbers of one [`reserve`].
+pub struct ReserveArgs<'a> {
+    /// The bucket's key.
+    pub bucket: &'a str,
+    /// The key's health hash (in the bucket's hash-tag slot).
+    pub health: &'a str,
+    /// Whether the key's health decides (pools of more than one key).
+    pub check_health: bool,
+    pub limits: RateLimitConfig,
+    pub tokens: u32,
 }
 
 /// A configured budget as the scripts take it (0: none).
@@ -133,21 +168,29 @@ fn limit_args(limits: RateLimitConfig) -> (u32, u32) {
     )
 }
 
-/// Takes 1 request and `tokens` from the bucket at `key`, or says how long to wait.
-pub async fn reserve(mut conn: RedisConn, key: &str, limits: RateLimitConfig, tokens: u32) -> RedisResult<Reservation> {
-    let (rpm, tpm) = limit_args(limits);
+/// Takes 1 request and `tokens` from the bucket, or says how long to wait (or that the key is
+/// unhealthy).
+pub async fn reserve(mut conn: RedisConn, args: &ReserveArgs<'_>) -> RedisResult<Reservation> {
+    let (rpm, tpm) = limit_args(args.limits);
     let answer: Vec<i64> = RESERVE_SCRIPT
-        .key(key)
+        .key(args.bucket)
+        .key(args.health)
         .arg(rpm)
         .arg(tpm)
-        .arg(tokens)
+        .arg(args.tokens)
+        .arg(u8::from(args.check_health))
         .invoke_async(&mut conn)
         .await?;
+    let millis = |wait: i64| Duration::from_millis(u64::try_from(wait).unwrap_or(1).max(1));
     Ok(match answer.as_slice() {
         [1, ..] => Reservation::Granted,
-        [_, wait, paused, ..] => Reservation::Wait {
-            wait: Duration::from_millis(u64::try_from(*wait).unwrap_or(1).max(1)),
-            paused: *paused == 1,
+        [_, wait, why @ (2 | 3), ..] => Reservation::Unhealthy(KeyHealth {
+            disabled: *why == 3,
+            remaining: millis(*wait),
+        }),
+        [_, wait, why, ..] => Reservation::Wait {
+            wait: millis(*wait),
+            paused: *why == 1,
         },
         _ => {
             return Err(redis::RedisError::from((

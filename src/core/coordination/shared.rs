@@ -21,7 +21,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::connection::Coordinator;
-use super::scripts::{adjust, observe, reserve, Reservation};
+use super::health::{mark, HealthMark};
+use super::scripts::{adjust, observe, reserve, KeyHealth, Reservation, ReserveArgs};
 use crate::core::limits::{server_pause, RateHeaders, RateLimitConfig, RateLimitError, RateLimiter};
 use crate::core::time::instant_after;
 
@@ -40,9 +41,11 @@ type Gate = Arc<tokio::sync::Mutex<()>>;
 /// One API key's shared buckets (one per model).
 pub struct SharedLimiter {
     coordinator: Arc<Coordinator>,
-    /// `{prefix:rl:<key hash>:` (`{prefix:rl:up:<upstream hash>:<key hash>:` for an upstream):
-    /// the bucket's key is this, the model, and `}`.
-    key_stem: String,
+    /// `{prefix:rl:<key hash>}` (`{prefix:rl:up:<upstream hash>:<key hash>}` for an upstream):
+    /// the hash tag of every key of this API key; a bucket's key is this, `:m:` and the model.
+    key_tag: String,
+    /// `<key_tag>:h`: the key's shared health (see `health.rs`).
+    health: Arc<str>,
     /// The configured budgets: the whole budget every process shares.
     limits: RateLimitConfig,
     /// FIFO hand-out within this process, per bucket, so a wait for one model's budget never
@@ -67,7 +70,19 @@ pub struct SharedLease {
 pub struct SharedBucket {
     coordinator: Arc<Coordinator>,
     key: Arc<str>,
+    /// The API key's health hash (one per key, whatever the model).
+    health: Arc<str>,
     limits: RateLimitConfig,
+}
+
+/// The answer of [`SharedLimiter::acquire_checked`].
+pub enum SharedGrant {
+    /// The request and tokens were taken from the shared bucket.
+    Granted(SharedLease),
+    /// Redis is unavailable: the caller uses the local limiter.
+    Unavailable,
+    /// Another process cooled the key down or disabled it: the caller takes another key.
+    KeyUnhealthy(KeyHealth),
 }
 
 /// The first 8 bytes of SHA-256 of `text`, in hex: names a key in Redis without revealing it.
@@ -94,22 +109,24 @@ pub(super) fn in_background(work: impl std::future::Future<Output = ()> + Send +
 impl SharedLimiter {
     /// The shared buckets of `api_key` (never stored: only a hash of it names the buckets).
     /// `upstream` (set for each entry of `upstreams`, from its name and base URL) puts the
-    /// buckets in a space of their own, `{prefix:rl:up:<upstream hash>:<key hash>:<model>}`, so
-    /// two upstreams of a client never share one, even with the same key; a client of one server
-    /// (`None`) keeps `{prefix:rl:<key hash>:<model>}`.
+    /// buckets in a space of their own, `{prefix:rl:up:<upstream hash>:<key hash>}:m:<model>`,
+    /// so two upstreams of a client never share one, even with the same key; a client of one
+    /// server (`None`) has `{prefix:rl:<key hash>}:m:<model>`. The hash tag is the key's, so its
+    /// buckets and its health hash (`{…}:h`) share a cluster slot and one script reads both.
     pub fn new(coordinator: Arc<Coordinator>, upstream: Option<&str>, api_key: &str, limits: RateLimitConfig) -> Self {
         let prefix = &coordinator.config().key_prefix;
         let key_hash = short_hash("chatgpt-native api key", api_key);
-        let key_stem = match upstream {
-            None => format!("{{{prefix}:rl:{key_hash}:"),
+        let key_tag = match upstream {
+            None => format!("{{{prefix}:rl:{key_hash}}}"),
             Some(upstream) => format!(
-                "{{{prefix}:rl:up:{}:{key_hash}:",
+                "{{{prefix}:rl:up:{}:{key_hash}}}",
                 short_hash("chatgpt-native upstream", upstream)
             ),
         };
         SharedLimiter {
             coordinator,
-            key_stem,
+            health: format!("{key_tag}:h").into(),
+            key_tag,
             limits,
             gates: Mutex::new(HashMap::new()),
             overflow: Gate::default(),
@@ -132,8 +149,9 @@ impl SharedLimiter {
         Arc::clone(gates.entry(Arc::clone(&bucket.key)).or_default())
     }
 
-    /// The bucket of `model`. Its key is one hash tag (`{...}`), so a script's keys share a
-    /// cluster slot; a model name that could break the tag or bloat the key is hashed.
+    /// The bucket of `model`. Its key starts with the API key's hash tag (`{...}`), so a
+    /// script's keys share a cluster slot; a model name that could bloat the key, or hold a
+    /// brace (another tag), is hashed.
     pub fn bucket(&self, model: &str) -> SharedBucket {
         let plain = !model.is_empty()
             && model.len() <= MAX_MODEL_IN_KEY
@@ -147,7 +165,8 @@ impl SharedLimiter {
         };
         SharedBucket {
             coordinator: Arc::clone(&self.coordinator),
-            key: format!("{}{model_part}}}", self.key_stem).into(),
+            key: format!("{}:m:{model_part}", self.key_tag).into(),
+            health: Arc::clone(&self.health),
             limits: self.limits,
         }
     }
@@ -158,13 +177,8 @@ impl SharedLimiter {
 
     /// Takes 1 request and `estimate` tokens from `bucket`, waiting (in arrival order) while it
     /// is short or paused. `Ok(None)`: Redis is unavailable, the caller uses `local` instead.
-    /// `local`'s pause (what this process learned itself) is honoured too.
-    ///
-    /// Fails at once with [`RateLimitError::RequestTooLarge`] when the estimate exceeds the
-    /// configured tokens per minute, and with [`RateLimitError::Paused`] when a pause ends after
-    /// `deadline`. Other waits are bounded by the caller (admission runs this under the call's
-    /// bounds). Dropped while Redis is answering, a reservation Redis made stays spent: counting
-    /// too much only slows pacing a little, counting too little costs 429s.
+    /// The key's shared health is not checked (see [`acquire_checked`](Self::acquire_checked)).
+    #[cfg(test)]
     pub async fn acquire(
         &self,
         bucket: &SharedBucket,
@@ -172,6 +186,33 @@ impl SharedLimiter {
         deadline: Instant,
         local: &RateLimiter,
     ) -> Result<Option<SharedLease>, RateLimitError> {
+        let grant = self.acquire_checked(bucket, estimate, deadline, local, false).await?;
+        Ok(match grant {
+            SharedGrant::Granted(lease) => Some(lease),
+            SharedGrant::Unavailable | SharedGrant::KeyUnhealthy(_) => None,
+        })
+    }
+
+    /// Takes 1 request and `estimate` tokens from `bucket`, waiting (in arrival order) while it
+    /// is short or paused. [`SharedGrant::Unavailable`]: Redis is unavailable, the caller uses
+    /// `local` instead. `local`'s pause (what this process learned itself) is honoured too. With
+    /// `check_health` (a pool of several keys), the same script reads the key's shared health,
+    /// and a key another process cooled down or disabled is [`SharedGrant::KeyUnhealthy`] at once:
+    /// nothing is taken, the caller takes another key.
+    ///
+    /// Fails at once with [`RateLimitError::RequestTooLarge`] when the estimate exceeds the
+    /// configured tokens per minute, and with [`RateLimitError::Paused`] when a pause ends after
+    /// `deadline`. Other waits are bounded by the caller (admission runs this under the call's
+    /// bounds). Dropped while Redis is answering, a reservation Redis made stays spent: counting
+    /// too much only slows pacing a little, counting too little costs 429s.
+    pub async fn acquire_checked(
+        &self,
+        bucket: &SharedBucket,
+        estimate: u32,
+        deadline: Instant,
+        local: &RateLimiter,
+        check_health: bool,
+    ) -> Result<SharedGrant, RateLimitError> {
         if let Some(tpm) = self.limits.tokens_per_minute.filter(|&l| l > 0) {
             if estimate > tpm {
                 return Err(RateLimitError::RequestTooLarge {
@@ -193,25 +234,35 @@ impl SharedLimiter {
                 tokio::time::sleep_until(until).await;
                 continue;
             }
-            let key = Arc::clone(&bucket.key);
+            let (key, health) = (Arc::clone(&bucket.key), Arc::clone(&bucket.health));
             let limits = self.limits;
             let answer = self
                 .coordinator
-                .run(|conn| async move { reserve(conn, &key, limits, estimate).await })
+                .run(|conn| async move {
+                    let args = ReserveArgs {
+                        bucket: &key,
+                        health: &health,
+                        check_health,
+                        limits,
+                        tokens: estimate,
+                    };
+                    reserve(conn, &args).await
+                })
                 .await;
             match answer {
                 Err(_) => {
                     self.coordinator.record_fallback();
-                    return Ok(None);
+                    return Ok(SharedGrant::Unavailable);
                 }
                 Ok(Reservation::Granted) => {
-                    return Ok(Some(SharedLease {
+                    return Ok(SharedGrant::Granted(SharedLease {
                         coordinator: Arc::clone(&self.coordinator),
                         bucket: Arc::clone(&bucket.key),
                         limits: self.limits,
                         estimate,
                     }))
                 }
+                Ok(Reservation::Unhealthy(health)) => return Ok(SharedGrant::KeyUnhealthy(health)),
                 Ok(Reservation::Wait { wait, paused }) => {
                     let now = Instant::now();
                     if paused && instant_after(now, wait) > deadline {
@@ -254,6 +305,22 @@ impl SharedBucket {
     /// The Redis key of this bucket.
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// The Redis key of the API key's health hash.
+    pub fn health_key(&self) -> &str {
+        &self.health
+    }
+
+    /// Shares what this process learned about the key (a 429 cool-down, a 401/403 disable), in
+    /// the background: one script.
+    pub fn share_health(&self, what: HealthMark) {
+        let (coordinator, health) = (Arc::clone(&self.coordinator), Arc::clone(&self.health));
+        in_background(async move {
+            let _ = coordinator
+                .run(|conn| async move { mark(conn, &health, what).await })
+                .await;
+        });
     }
 }
 
@@ -304,6 +371,7 @@ mod tests {
             key_prefix: Some(prefix.into()),
             operation_timeout_ms: Some(2_000),
             local_share: None,
+            cache: None,
         })
         .unwrap();
         Arc::new(Coordinator::new(cfg))
@@ -485,9 +553,18 @@ mod tests {
         headers.insert("retry-after", "1".parse().unwrap());
         let bucket = limiter.bucket("m");
         bucket.observe_now(RateHeaders::read(&headers).unwrap()).await;
-        let key = bucket.key().to_owned();
+        let (key, health) = (bucket.key().to_owned(), bucket.health_key().to_owned());
         let answer = coordinator
-            .run(|conn| async move { reserve(conn, &key, limits(None, None), 1).await })
+            .run(|conn| async move {
+                let args = ReserveArgs {
+                    bucket: &key,
+                    health: &health,
+                    check_health: true,
+                    limits: limits(None, None),
+                    tokens: 1,
+                };
+                reserve(conn, &args).await
+            })
             .await
             .unwrap();
         match answer {
@@ -531,11 +608,14 @@ mod tests {
         for model in ["gpt-4o-mini", "a}b{c", "", &"x".repeat(500)] {
             let bucket = limiter.bucket(model);
             let key = bucket.key();
-            assert!(key.starts_with("{app:rl:") && key.ends_with('}'), "{key}");
+            assert!(key.starts_with("{app:rl:") && key.contains("}:m:"), "{key}");
             assert_eq!(key.matches(['{', '}']).count(), 2, "{key}");
             assert!(!key.contains("sk-test") && key.len() < 160, "{key}");
+            // The health hash shares the bucket's hash tag (one cluster slot).
+            let tag = &key[..key.find('}').unwrap() + 1];
+            assert_eq!(bucket.health_key(), format!("{tag}:h"));
         }
-        assert!(limiter.bucket("gpt-4o-mini").key().ends_with(":gpt-4o-mini}"));
+        assert!(limiter.bucket("gpt-4o-mini").key().ends_with("}:m:gpt-4o-mini"));
         assert_ne!(limiter.bucket("a").key(), limiter.bucket("b").key());
         // An upstream's buckets have a space of their own, still one hash tag.
         let coordinator = Arc::clone(&limiter.coordinator);
@@ -544,13 +624,14 @@ mod tests {
         let (a, b) = (upstream("a\nhttp://a.test/v1"), upstream("b\nhttp://a.test/v1"));
         let key = a.bucket("gpt-4o-mini").key().to_owned();
         assert!(
-            key.starts_with("{app:rl:up:") && key.ends_with(":gpt-4o-mini}"),
+            key.starts_with("{app:rl:up:") && key.ends_with("}:m:gpt-4o-mini"),
             "{key}"
         );
         assert_eq!(key.matches(['{', '}']).count(), 2, "{key}");
         assert!(!key.contains("a.test"), "{key}");
         assert_ne!(key, b.bucket("gpt-4o-mini").key());
         assert_ne!(key, limiter.bucket("gpt-4o-mini").key());
+        assert_ne!(a.bucket("m").health_key(), limiter.bucket("m").health_key());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
