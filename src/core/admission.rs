@@ -566,6 +566,7 @@ mod tests {
                 key_prefix: Some(prefix.into()),
                 operation_timeout_ms: Some(2_000),
                 local_share: Some(0.5),
+                ..Default::default()
             }),
             ..keys(1)
         })

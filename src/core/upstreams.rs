@@ -477,6 +477,7 @@ mod tests {
                 key_prefix: Some("routes".into()),
                 operation_timeout_ms: Some(2_000),
                 local_share: None,
+                ..Default::default()
             }),
             ..Default::default()
         })

@@ -304,6 +304,7 @@ mod tests {
             key_prefix: Some(prefix.into()),
             operation_timeout_ms: Some(2_000),
             local_share: None,
+            ..Default::default()
         })
         .unwrap();
         Arc::new(Coordinator::new(cfg))
