@@ -170,9 +170,17 @@ async function freeClusterPort() {
   }
 }
 
-/** Runs the pinned redis-cli with `args`; its output. */
+/**
+ * Runs the pinned redis-cli with `args`; its output. Killed after `READY_TIMEOUT_MS`
+ * (`--cluster create` waits for the nodes to join for as long as it takes).
+ */
 export function redisCli(args) {
-  return execFileSync(redisPaths().cli, args, { env: redisEnv(), encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+  return execFileSync(redisPaths().cli, args, {
+    env: redisEnv(),
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: READY_TIMEOUT_MS,
+  })
 }
 
 /**

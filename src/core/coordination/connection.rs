@@ -544,6 +544,47 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tls_cluster_with_the_private_ca_serves_buckets_on_every_node() {
+        let ca = TestCa::make();
+        let cluster = TestCluster::start_tls(&ca);
+        assert!(cluster.urls().iter().all(|u| u.starts_with("rediss://")));
+        let coordinator = process(CoordinationOptions {
+            nodes: cluster.urls(),
+            ca: vec![ca.ca_pem.clone()],
+            ..Default::default()
+        });
+        let limiter = SharedLimiter::new(Arc::clone(&coordinator), None, KEY, limits(Some(1_000)));
+        assert_eq!(reserve_on_many_slots(&limiter).await, 30);
+        let keys = cluster.keys_per_node();
+        assert!(keys.iter().all(|&n| n > 0), "keys per node: {keys:?}");
+        assert_eq!(coordinator.stats().redis_errors, 0);
+    }
+
+    #[test]
+    fn a_private_ca_is_trusted_beside_the_system_roots() {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::CertificateDer;
+        let ca = TestCa::make();
+        let cfg = CoordinationConfig::build(CoordinationOptions {
+            url: "rediss://127.0.0.1:6380".into(),
+            ca: vec![ca.ca_pem.clone()],
+            ..Default::default()
+        })
+        .unwrap();
+        let system = rustls_native_certs::load_native_certs().certs;
+        let roots: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&trusted_roots(&cfg).unwrap())
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(roots.len(), system.len() + 1);
+        assert_eq!(roots[..system.len()], system[..]);
+        let given = CertificateDer::from_pem_slice(&ca.ca_pem).unwrap();
+        assert_eq!(roots.last(), Some(&given));
+        // Without `ca`, redis-rs loads the system roots itself.
+        let plain = CoordinationConfig { ca: Vec::new(), ..cfg };
+        assert!(trusted_roots(&plain).is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rediss_with_the_private_ca_shares_and_without_it_falls_back() {
         let ca = TestCa::make();
         let redis = TestRedis::start_tls(&ca, Some("tls-secret-pw"));

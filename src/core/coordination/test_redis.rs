@@ -5,7 +5,7 @@
 //! Three shapes: one server ([`TestRedis::start`]), one server speaking only TLS with a
 //! certificate of a private CA made with the `openssl` CLI ([`TestRedis::start_tls`],
 //! [`TestCa`]), and a 3-master Redis Cluster joined with `redis-cli --cluster create`
-//! ([`TestCluster`]), whose nodes can be killed and restarted where they were.
+//! ([`TestCluster`], over TLS too), whose nodes can be killed and restarted where they were.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -93,24 +93,7 @@ impl TestRedis {
     /// 127.0.0.1 (clients need not present one), requiring `password` when given.
     pub fn start_tls(ca: &TestCa, password: Option<&str>) -> TestRedis {
         let port = free_port();
-        let file = |name: &str| ca.dir.join(name).display().to_string();
-        let args = [
-            "--port",
-            "0",
-            "--tls-port",
-            &port.to_string(),
-            "--tls-cert-file",
-            &file("server.pem"),
-            "--tls-key-file",
-            &file("server.key"),
-            "--tls-ca-cert-file",
-            &file("ca.pem"),
-            "--tls-auth-clients",
-            "no",
-        ]
-        .map(str::to_owned)
-        .to_vec();
-        let mut args = args;
+        let mut args = tls_args(ca, port);
         if let Some(p) = password {
             args.extend(["--requirepass".to_owned(), p.to_owned()]);
         }
@@ -178,22 +161,64 @@ impl Drop for TestRedis {
     }
 }
 
-/// Runs the pinned `redis-cli` with `args`; its standard output.
-fn redis_cli(args: &[&str]) -> String {
-    let output = Command::new(root().join(".redis/usr/bin/redis-cli"))
+/// The arguments that make a server speak only TLS on `port`, with `ca`'s server certificate
+/// (clients need not present one).
+fn tls_args(ca: &TestCa, port: u16) -> Vec<String> {
+    let file = |name: &str| ca.dir.join(name).display().to_string();
+    [
+        "--port",
+        "0",
+        "--tls-port",
+        &port.to_string(),
+        "--tls-cert-file",
+        &file("server.pem"),
+        "--tls-key-file",
+        &file("server.key"),
+        "--tls-ca-cert-file",
+        &file("ca.pem"),
+        "--tls-auth-clients",
+        "no",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// Runs the pinned `redis-cli` with `args` (after `connect`, e.g. its TLS arguments); its
+/// standard output. Killed after [`READY_TIMEOUT`] (`--cluster create` waits for the nodes to
+/// join for as long as it takes).
+fn redis_cli(connect: &[String], args: &[&str]) -> String {
+    use std::io::Read;
+    let mut child = Command::new(root().join(".redis/usr/bin/redis-cli"))
+        .args(connect)
         .args(args)
         .env("LD_LIBRARY_PATH", library_path())
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .output()
+        .spawn()
         .expect("redis-cli runs");
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > READY_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("redis-cli {args:?} did not finish within {READY_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        let _ = stdout.read_to_string(&mut out);
+    }
+    out
 }
 
 /// A Redis Cluster of three masters (no replicas), each on a free port whose cluster bus port
 /// (port + 10000) is free too.
 pub struct TestCluster {
     pub nodes: Vec<TestRedis>,
+    /// What `redis-cli` needs to reach a node (its TLS arguments, for a TLS cluster).
+    cli_connect: Vec<String>,
 }
 
 /// A port free on 127.0.0.1 whose cluster bus port is free as well.
@@ -219,21 +244,44 @@ impl TestCluster {
 
     /// [`start`](Self::start) on `ports` (to start it where its clients already expect it).
     pub fn start_on(ports: [u16; 3]) -> TestCluster {
+        Self::start_with(ports, None)
+    }
+
+    /// [`start`](Self::start), with every node (and the cluster bus) speaking only TLS with a
+    /// certificate `ca` signed.
+    pub fn start_tls(ca: &TestCa) -> TestCluster {
+        Self::start_with(Self::free_ports(), Some(ca))
+    }
+
+    fn start_with(ports: [u16; 3], ca: Option<&TestCa>) -> TestCluster {
         let nodes: Vec<TestRedis> = ports
             .into_iter()
             .map(|port| {
-                let args = ["--port", &port.to_string(), "--cluster-enabled", "yes"]
-                    .map(str::to_owned)
-                    .to_vec();
-                TestRedis::spawn(port, temp_dir("redis-cluster", port), args, false)
+                let mut args = match ca {
+                    Some(ca) => tls_args(ca, port),
+                    None => vec!["--port".to_owned(), port.to_string()],
+                };
+                args.extend(["--cluster-enabled", "yes"].map(str::to_owned));
+                if ca.is_some() {
+                    args.extend(["--tls-cluster", "yes"].map(str::to_owned));
+                }
+                TestRedis::spawn(port, temp_dir("redis-cluster", port), args, ca.is_some())
             })
             .collect();
+        let cli_connect = match ca {
+            Some(ca) => vec![
+                "--tls".to_owned(),
+                "--cacert".to_owned(),
+                ca.dir.join("ca.pem").display().to_string(),
+            ],
+            None => Vec::new(),
+        };
         let addresses: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
         let mut create = vec!["--cluster", "create"];
         create.extend(addresses.iter().map(String::as_str));
         create.extend(["--cluster-replicas", "0", "--cluster-yes"]);
-        redis_cli(&create);
-        let cluster = TestCluster { nodes };
+        redis_cli(&cli_connect, &create);
+        let cluster = TestCluster { nodes, cli_connect };
         cluster.wait_until_ok();
         cluster
     }
@@ -243,7 +291,7 @@ impl TestCluster {
         let started = Instant::now();
         for node in &self.nodes {
             let port = node.port.to_string();
-            while !redis_cli(&["-p", &port, "cluster", "info"]).contains("cluster_state:ok") {
+            while !redis_cli(&self.cli_connect, &["-p", &port, "cluster", "info"]).contains("cluster_state:ok") {
                 assert!(started.elapsed() < READY_TIMEOUT, "the cluster did not become ok");
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -260,7 +308,7 @@ impl TestCluster {
         self.nodes
             .iter()
             .map(|n| {
-                redis_cli(&["-p", &n.port.to_string(), "dbsize"])
+                redis_cli(&self.cli_connect, &["-p", &n.port.to_string(), "dbsize"])
                     .trim()
                     .parse()
                     .unwrap_or(0)
@@ -270,7 +318,9 @@ impl TestCluster {
 }
 
 /// A private certificate authority made with the `openssl` CLI, and a server certificate it
-/// signed for 127.0.0.1 and localhost, in a temporary directory removed on drop.
+/// signed for 127.0.0.1 and localhost, in a temporary directory removed on drop. The
+/// certificate serves as a client's too: a TLS cluster's nodes present it to each other on the
+/// cluster bus, which always checks it.
 pub struct TestCa {
     dir: PathBuf,
     /// The CA's certificate, PEM.
@@ -324,7 +374,7 @@ impl TestCa {
         std::fs::write(
             dir.join("server.ext"),
             "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
-             keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+             keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n",
         )
         .unwrap();
         openssl(&[
