@@ -215,6 +215,9 @@ test('bad coordination.redis.nodes values are refused naming the option and the 
     [{ nodes: ['redis://127.0.0.1:7000', `http://:${secret}@127.0.0.1:7001`] }, 'coordination.nodes[1]'],
     [{ nodes: ['redis://127.0.0.1:7000', `rediss://:${secret}@127.0.0.1:7001`] }, 'coordination.nodes'],
     [{ url: `redis://:${secret}@127.0.0.1:6379`, nodes: ['redis://127.0.0.1:7000'] }, 'coordination.nodes'],
+    // One client seeds from all of them: one user and password, database 0.
+    [{ nodes: [`redis://:${secret}@127.0.0.1:7000`, 'redis://:other@127.0.0.1:7001'] }, 'coordination.nodes'],
+    [{ nodes: [`redis://:${secret}@127.0.0.1:7000/3`] }, 'coordination.nodes[0]'],
   ]
   for (const [redis, named] of cases) {
     const err = thrown(() => new ChatGPTAPI({ ...base, coordination: { redis } }))

@@ -130,6 +130,31 @@ fn check_url(url: &str, name: &str) -> Result<(), ChatError> {
     Ok(())
 }
 
+/// Checks that `nodes` (each a valid URL) can seed one cluster client: database 0 (the only
+/// one a Redis Cluster has), and the same credentials and TLS mode on every node.
+fn check_cluster_nodes(nodes: &[String]) -> Result<(), ChatError> {
+    use redis::IntoConnectionInfo;
+    for (i, node) in nodes.iter().enumerate() {
+        let db = node
+            .as_str()
+            .into_connection_info()
+            .map_or(0, |info| info.redis_settings().db());
+        if db != 0 {
+            return Err(ChatError::invalid_arg(format!(
+                "Expected `coordination.nodes[{i}]` to use database 0 (a Redis Cluster has no other), got {:?}",
+                redact_url(node)
+            )));
+        }
+    }
+    if let Err(e) = redis::cluster::ClusterClient::new(nodes.iter().map(String::as_str)) {
+        let detail = super::redact::scrub_credentials(&e.to_string()).into_owned();
+        return Err(ChatError::invalid_arg(format!(
+            "Expected `coordination.nodes` to be nodes of one cluster, with the same user and password ({detail})"
+        )));
+    }
+    Ok(())
+}
+
 fn is_tls(url: &str) -> bool {
     url.to_ascii_lowercase().starts_with("rediss://")
 }
@@ -194,6 +219,7 @@ impl CoordinationConfig {
                         "Expected `coordination.nodes` to be all redis:// or all rediss:// URLs, got both".to_owned(),
                     ));
                 }
+                check_cluster_nodes(&opts.nodes)?;
                 (opts.nodes.first().cloned().unwrap_or_default(), opts.nodes)
             }
             (false, false) => {
@@ -342,8 +368,13 @@ mod tests {
             CoordinationConfig::build(o)
         };
         let nodes = |urls: &[&str]| urls.iter().map(|u| (*u).to_owned()).collect::<Vec<_>>();
-        let cfg =
-            with(&|o| o.nodes = nodes(&["redis://:hunter2-secret@10.0.0.1:7000", "redis://10.0.0.2:7000"])).unwrap();
+        let cfg = with(&|o| {
+            o.nodes = nodes(&[
+                "redis://:hunter2-secret@10.0.0.1:7000",
+                "redis://:hunter2-secret@10.0.0.2:7000",
+            ])
+        })
+        .unwrap();
         assert!(cfg.is_cluster());
         assert_eq!(cfg.url, "redis://:hunter2-secret@10.0.0.1:7000");
         assert!(cfg.shown_url().contains("10.0.0.2:7000") && !cfg.shown_url().contains("hunter2"));
@@ -373,6 +404,14 @@ mod tests {
         refused(
             &|o| o.nodes = nodes(&["redis://10.0.0.1:7000", "rediss://:hunter2-secret@10.0.0.2"]),
             "all redis:// or all rediss://",
+        );
+        refused(
+            &|o| o.nodes = nodes(&["redis://:hunter2-secret@10.0.0.1:7000", "redis://:other@10.0.0.2:7000"]),
+            "same user and password",
+        );
+        refused(
+            &|o| o.nodes = nodes(&["redis://:hunter2-secret@10.0.0.1:7000/2"]),
+            "coordination.nodes[0]",
         );
         refused(
             &|o| {
