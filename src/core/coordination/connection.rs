@@ -472,7 +472,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn buckets_on_every_node_work_and_a_killed_node_falls_back_until_it_returns() {
+    async fn buckets_on_every_node_work_even_after_noscript_and_a_killed_node_falls_back_until_it_returns() {
         let mut cluster = TestCluster::start();
         let coordinator = process(CoordinationOptions {
             nodes: cluster.urls(),
@@ -486,6 +486,10 @@ mod tests {
         assert!(keys.iter().all(|&n| n > 0), "keys per node: {keys:?}");
         assert_eq!(coordinator.stats().redis_errors, 0);
         assert_eq!(coordinator.take_warning(), None);
+        // A node that forgot the scripts answers NOSCRIPT to EVALSHA: each is sent again in full.
+        cluster.flush_scripts();
+        assert_eq!(reserve_on_many_slots(&limiter).await, 30);
+        assert_eq!(coordinator.stats().redis_errors, 0);
 
         cluster.nodes[1].kill();
         let started = std::time::Instant::now();

@@ -303,6 +303,14 @@ impl TestCluster {
         self.nodes.iter().map(TestRedis::url).collect()
     }
 
+    /// Empties every node's script cache (`SCRIPT FLUSH`), as a restarted server's is.
+    pub fn flush_scripts(&self) {
+        for n in &self.nodes {
+            let answer = redis_cli(&self.cli_connect, &["-p", &n.port.to_string(), "script", "flush"]);
+            assert_eq!(answer.trim(), "OK");
+        }
+    }
+
     /// How many keys each node holds, in the order of `nodes`.
     pub fn keys_per_node(&self) -> Vec<u64> {
         self.nodes
