@@ -809,10 +809,21 @@ export interface RateLimitOptions {
   tokensPerMinute?: number
 }
 
-/** `coordination.redis` as an object. */
+/** `coordination.redis` as an object: `url` for one Redis, or `nodes` for a Redis Cluster. */
 export interface RedisCoordinationOptions {
-  /** `'redis://[user:password@]host:port[/db]'`, or `rediss://` for TLS. */
-  url: string
+  /** `'redis://[user:password@]host:port[/db]'`, or `rediss://` for TLS. Give this or `nodes`. */
+  url?: string
+  /**
+   * A Redis Cluster instead of one Redis: some of its nodes' URLs (1 to 64, all `redis://`
+   * or all `rediss://`), from which the client learns the others and the slots. Every
+   * script's keys share one hash tag, so each runs on one node.
+   */
+  nodes?: Array<string>
+  /**
+   * PEM certificates (a string or Buffer, or an array of them) trusted beside the system
+   * roots for `rediss://`: a private CA. Only with `rediss://`.
+   */
+  ca?: string | Buffer | Array<string | Buffer>
   /**
    * Start of every Redis key: processes share when their Redis and prefix are the same.
    * @default 'chatgpt-native'

@@ -3,8 +3,9 @@
 // with `rateLimit` shared through a local redis-server from scripts/redis.mjs). Prints a table;
 // run after `npm run build:dev` (or `npm run build` for release figures). `SIM_RPM=1000000` makes
 // the simulator send `x-ratelimit-*` headers, which are shared too (one more operation per call).
+// `REDIS_CLUSTER=1` shares through a 3-node Redis Cluster (`coordination.redis.nodes`) instead.
 import { ChatGPTAPI, ChatGPTSimulator } from '../index.js'
-import { startRedis } from '../scripts/redis.mjs'
+import { startRedis, startRedisCluster } from '../scripts/redis.mjs'
 
 const CALLS = Number(process.argv[2] ?? 2000)
 const WARMUP = 200
@@ -29,16 +30,18 @@ async function measure(api) {
 }
 
 const sim = await ChatGPTSimulator.start({ rateLimitRpm: Number(process.env.SIM_RPM ?? 0) })
-const redis = await startRedis()
+const inCluster = process.env.REDIS_CLUSTER === '1'
+const redis = inCluster ? await startRedisCluster() : await startRedis()
 try {
   const base = { apiKey: 'sk-bench-0123456789abcdef', apiBaseUrl: sim.url, systemMessage: '', completionParams: { model: 'sim-gpt' }, rateLimit }
   const local = await measure(new ChatGPTAPI(base))
-  const shared = await measure(new ChatGPTAPI({ ...base, coordination: { redis: redis.url } }))
+  const coordination = { redis: inCluster ? { nodes: redis.urls } : redis.url }
+  const shared = await measure(new ChatGPTAPI({ ...base, coordination }))
   const row = (name, r) => `${name.padEnd(22)} ${r.p50.toFixed(3).padStart(8)} ${r.p95.toFixed(3).padStart(8)} ${r.opsPerCall.toFixed(2).padStart(8)}`
   console.log(`${CALLS} sequential calls on loopback (ms)`)
   console.log(`${''.padEnd(22)} ${'p50'.padStart(8)} ${'p95'.padStart(8)} ${'ops/call'.padStart(8)}`)
   console.log(row('rateLimit alone', local))
-  console.log(row('rateLimit + Redis', shared))
+  console.log(row(inCluster ? 'rateLimit + Cluster' : 'rateLimit + Redis', shared))
   console.log(`added p50: ${(shared.p50 - local.p50).toFixed(3)} ms`)
 } finally {
   await redis.stop()

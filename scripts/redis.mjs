@@ -4,7 +4,8 @@
 // installed system-wide. `node scripts/redis.mjs` installs it (when missing or when a pin
 // changed) and prints the binary's path; `.ci/run` runs it before `npm test`, and the tests call
 // `ensureRedis()` themselves so a plain `npm test` works too. `startRedis()` starts a throwaway
-// server on 127.0.0.1 on a free port with a temporary directory and no persistence.
+// server on 127.0.0.1 on a free port with a temporary directory and no persistence (optionally
+// speaking only TLS); `startRedisCluster()` starts three such servers as a Redis Cluster.
 import { execFileSync, spawn } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
@@ -30,7 +31,11 @@ export function redisPaths() {
   const libDirs = existsSync(libRoot)
     ? [libRoot, ...readdirSync(libRoot, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => join(libRoot, d.name))]
     : []
-  return { server: join(REDIS_DIR, 'usr', 'bin', 'redis-server'), libDirs }
+  return {
+    server: join(REDIS_DIR, 'usr', 'bin', 'redis-server'),
+    cli: join(REDIS_DIR, 'usr', 'bin', 'redis-cli'),
+    libDirs,
+  }
 }
 
 /** The environment redis-server runs with: its unpacked libraries first. */
@@ -77,22 +82,52 @@ export function freePort() {
 }
 
 /**
- * Starts redis-server on 127.0.0.1 (`port`, or a free one) in a temporary directory, without
- * persistence. Resolves once it accepts connections, with `{ port, url, stop() }`; `stop()`
- * kills it (SIGKILL: nothing to save) and removes the directory, and is safe to call twice.
+ * Starts redis-server on 127.0.0.1 (`port`, or a free one) in a temporary directory (`dir`, or a
+ * new one), without persistence. Resolves once it accepts connections, with
+ * `{ port, url, dir, stop(), kill(), restart() }`: `stop()` kills it (SIGKILL: nothing to save)
+ * and removes the directory, and is safe to call twice; `kill()` kills it and keeps the
+ * directory, and `restart()` starts it again on the same port and directory (a cluster node
+ * finds its nodes.conf there).
+ *
+ * `tls: { certFile, keyFile, caFile }` makes it speak only TLS on the port (clients need not
+ * present a certificate; the URL is `rediss://`). `args` are further redis-server arguments.
  */
-export async function startRedis({ port } = {}) {
+export async function startRedis({ port, tls, args: extra = [], password } = {}) {
   const server = ensureRedis()
   port ??= await freePort()
   const dir = mkdtempSync(join(tmpdir(), 'chatgpt-native-redis-'))
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no']
+  const listen = tls
+    ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', tls.certFile, '--tls-key-file', tls.keyFile,
+        '--tls-ca-cert-file', tls.caFile, '--tls-auth-clients', 'no']
+    : ['--port', String(port)]
+  const args = [...listen, '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no',
+    ...(password ? ['--requirepass', password] : []), ...extra]
+  let running = await spawnRedis(server, args)
+  const kill = () => running.kill()
+  return {
+    port,
+    dir,
+    url: `${tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
+    kill,
+    async restart() {
+      await kill()
+      running = await spawnRedis(server, args)
+    },
+    async stop() {
+      await kill()
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+/** Runs redis-server with `args` until it is ready; resolves with `{ kill() }`. */
+async function spawnRedis(server, args) {
   const child = spawn(server, args, { env: redisEnv(), stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
   const exited = new Promise((resolveExit) => child.once('exit', resolveExit))
-  const stop = async () => {
+  const kill = async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
     await exited
-    rmSync(dir, { recursive: true, force: true })
   }
   const ready = new Promise((resolveReady, reject) => {
     const timer = setTimeout(() => reject(new Error(`redis-server did not start within ${READY_TIMEOUT_MS} ms:\n${output}`)), READY_TIMEOUT_MS)
@@ -113,12 +148,73 @@ export async function startRedis({ port } = {}) {
   try {
     await ready
   } catch (err) {
-    await stop()
+    await kill()
     throw err
   }
   // Keep draining output so a chatty server never blocks on a full pipe.
   child.stdout.resume()
-  return { port, url: `redis://127.0.0.1:${port}`, stop }
+  return { kill }
+}
+
+/** A free port whose Redis Cluster bus port (port + 10000) is free too. */
+async function freeClusterPort() {
+  for (;;) {
+    const port = await freePort()
+    if (port > 65535 - 10000) continue
+    const busFree = await new Promise((resolveFree) => {
+      const probe = net.createServer()
+      probe.once('error', () => resolveFree(false))
+      probe.listen(port + 10000, '127.0.0.1', () => probe.close(() => resolveFree(true)))
+    })
+    if (busFree) return port
+  }
+}
+
+/**
+ * Runs the pinned redis-cli with `args`; its output. Killed after `READY_TIMEOUT_MS`
+ * (`--cluster create` waits for the nodes to join for as long as it takes).
+ */
+export function redisCli(args) {
+  return execFileSync(redisPaths().cli, args, {
+    env: redisEnv(),
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: READY_TIMEOUT_MS,
+  })
+}
+
+/**
+ * Starts a Redis Cluster of three masters (no replicas) on 127.0.0.1, joined with
+ * `redis-cli --cluster create`, and resolves once every node says `cluster_state:ok`, with
+ * `{ nodes, urls, waitUntilOk(), stop() }` (each node as `startRedis` gives it).
+ */
+export async function startRedisCluster() {
+  const nodes = []
+  try {
+    for (let i = 0; i < 3; i++) {
+      nodes.push(await startRedis({ port: await freeClusterPort(), args: ['--cluster-enabled', 'yes'] }))
+    }
+    redisCli(['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'])
+    const waitUntilOk = async () => {
+      const started = Date.now()
+      for (const node of nodes) {
+        while (!redisCli(['-p', String(node.port), 'cluster', 'info']).includes('cluster_state:ok')) {
+          if (Date.now() - started > 2 * READY_TIMEOUT_MS) throw new Error('the Redis Cluster did not become ok')
+          await new Promise((resolveWait) => setTimeout(resolveWait, 50))
+        }
+      }
+    }
+    await waitUntilOk()
+    return {
+      nodes,
+      urls: nodes.map((n) => n.url),
+      waitUntilOk,
+      stop: () => Promise.all(nodes.map((n) => n.stop())),
+    }
+  } catch (err) {
+    await Promise.all(nodes.map((n) => n.stop()))
+    throw err
+  }
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

@@ -1,7 +1,9 @@
 // A second process for __test__/coordination.test.mjs: one ChatGPTAPI with `coordination`,
 // configured by the JSON in argv[2]. It prints `ready`, waits for a line on stdin (so two workers
 // start sending at the same moment), sends `calls` messages at once, and prints one JSON line:
-// how many succeeded, the failures by code, and its `metrics().coordination`.
+// how many succeeded, the failures by code, and its `metrics().coordination`. `redis` (an object,
+// e.g. `{ nodes, keyPrefix }` or `{ url, ca, keyPrefix }`) is passed as `coordination.redis`
+// as is; `redisUrl` and `keyPrefix` make a plain one.
 import { createInterface } from 'node:readline'
 
 import { ChatGPTAPI } from '../../index.js'
@@ -15,6 +17,7 @@ const api = new ChatGPTAPI({
   maxRetries: 0,
   ...(config.rateLimit ? { rateLimit: config.rateLimit } : {}),
   ...(config.circuitBreaker ? { circuitBreaker: config.circuitBreaker } : {}),
+  ...(config.redis ? { coordination: { redis: { operationTimeoutMs: 1000, ...config.redis } } } : {}),
   ...(config.redisUrl
     ? { coordination: { redis: { url: config.redisUrl, keyPrefix: config.keyPrefix, operationTimeoutMs: 1000 } } }
     : {}),

@@ -497,11 +497,19 @@ impl CoordinationOptions {
     pub const NAMES: &'static [&'static str] = &["redis"];
 }
 
-/// `coordination.redis` as an object.
+/// `coordination.redis` as an object: `url` for one Redis, or `nodes` for a Redis Cluster.
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct RedisCoordinationOptions {
-    /// `'redis://[user:password@]host:port[/db]'`, or `rediss://` for TLS.
-    pub url: String,
+    /// `'redis://[user:password@]host:port[/db]'`, or `rediss://` for TLS. Give this or `nodes`.
+    pub url: Option<String>,
+    /// A Redis Cluster instead of one Redis: some of its nodes' URLs (1 to 64, all `redis://`
+    /// or all `rediss://`), from which the client learns the others and the slots. Every
+    /// script's keys share one hash tag, so each runs on one node.
+    pub nodes: Option<Vec<String>>,
+    /// PEM certificates (a string or Buffer, or an array of them) trusted beside the system
+    /// roots for `rediss://`: a private CA. Only with `rediss://`.
+    #[napi(ts_type = "string | Buffer | Array<string | Buffer>")]
+    pub ca: Option<serde_json::Value>,
     /// Start of every Redis key: processes share when their Redis and prefix are the same.
     /// @default 'chatgpt-native'
     pub key_prefix: Option<String>,
@@ -522,7 +530,15 @@ pub struct RedisCoordinationOptions {
 
 impl RedisCoordinationOptions {
     /// The names the reader accepts: the fields above, as JavaScript spells them.
-    pub const NAMES: &'static [&'static str] = &["url", "keyPrefix", "operationTimeoutMs", "localShare", "cache"];
+    pub const NAMES: &'static [&'static str] = &[
+        "url",
+        "nodes",
+        "ca",
+        "keyPrefix",
+        "operationTimeoutMs",
+        "localShare",
+        "cache",
+    ];
 }
 
 /// `azure` of `new ChatGPTAPI(options)`: an Azure OpenAI deployment. Give `resource` or `baseUrl`.
@@ -695,14 +711,16 @@ pub fn read_client_options(o: &Opts) -> Result<ClientOptions> {
     })
 }
 
-/// `coordination: { redis: url | { url, keyPrefix?, operationTimeoutMs?, localShare?, cache? } }`. The
-/// URL is read as a secret (its password is never echoed); core checks it and the ranges.
+/// `coordination: { redis: url | { url | nodes, ca?, keyPrefix?, operationTimeoutMs?, localShare?, cache? } }`.
+/// The URLs are read as secrets (their passwords are never echoed); core checks them and the
+/// ranges.
 fn read_coordination(o: &Opts) -> Result<Option<crate::core::coordination::CoordinationOptions>> {
     let Some(c) = o.nested("coordination")? else {
         return Ok(None);
     };
     c.allow_only(CoordinationOptions::NAMES, &[])?;
-    let missing = || c.invalid("Expected `coordination.redis` to be a Redis URL or an object with `url`".to_owned());
+    let missing =
+        || c.invalid("Expected `coordination.redis` to be a Redis URL or an object with `url` or `nodes`".to_owned());
     let is_string = match c.raw("redis")? {
         Some(v) => v.get_type()? == ValueType::String,
         None => return Err(missing()),
@@ -719,11 +737,15 @@ fn read_coordination(o: &Opts) -> Result<Option<crate::core::coordination::Coord
         return Err(missing());
     };
     r.allow_only(RedisCoordinationOptions::NAMES, &[])?;
-    let Some(url) = r.secret_string("url")? else {
+    let url = r.secret_string("url")?;
+    let nodes = r.string_array("nodes")?;
+    if url.is_none() && nodes.is_none() {
         return Err(missing());
-    };
+    }
     Ok(Some(crate::core::coordination::CoordinationOptions {
-        url,
+        url: url.unwrap_or_default(),
+        nodes: nodes.unwrap_or_default(),
+        ca: r.pem_list("ca")?,
         key_prefix: r.string("keyPrefix")?,
         operation_timeout_ms: r.non_negative_int("operationTimeoutMs")?,
         local_share: r.finite_number("localShare")?,

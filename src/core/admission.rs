@@ -669,7 +669,7 @@ mod tests {
                 key_prefix: Some(prefix.into()),
                 operation_timeout_ms: Some(2_000),
                 local_share: Some(0.5),
-                cache: None,
+                ..Default::default()
             }),
             ..keys(1)
         })
@@ -732,8 +732,7 @@ mod tests {
                 url: url.into(),
                 key_prefix: Some(prefix.into()),
                 operation_timeout_ms: Some(2_000),
-                local_share: None,
-                cache: None,
+                ..Default::default()
             }),
             ..Default::default()
         })

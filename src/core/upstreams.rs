@@ -476,7 +476,7 @@ mod tests {
                 key_prefix: Some("routes".into()),
                 operation_timeout_ms: Some(2_000),
                 local_share: None,
-                cache: None,
+                ..Default::default()
             }),
             ..Default::default()
         })

@@ -53,11 +53,18 @@ pub const MAX_KEY_PREFIX_CHARS: usize = 128;
 pub const MAX_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest Redis URL accepted.
 pub const MAX_URL_CHARS: usize = 4096;
+/// Most seed nodes of a Redis Cluster accepted (`nodes`): a few are enough to find the rest.
+pub const MAX_CLUSTER_NODES: usize = 64;
+/// Most CA certificates (`ca`) accepted, in all.
+pub const MAX_CA_CERTIFICATES: usize = 1024;
+/// Largest `ca` accepted, in bytes, in all.
+pub const MAX_CA_BYTES: usize = 4 * 1024 * 1024;
 
 /// What the caller gave as `coordination`, before checks.
 #[derive(Clone, Default)]
 pub struct CoordinationOptions {
-    /// `redis://` or `rediss://` (TLS); may carry a user and password.
+    /// `redis://` or `rediss://` (TLS); may carry a user and password. Empty when `nodes` is
+    /// given.
     pub url: String,
     pub key_prefix: Option<String>,
     pub operation_timeout_ms: Option<u64>,
@@ -65,6 +72,10 @@ pub struct CoordinationOptions {
     /// Whether the response cache (when `cache` is on) has its second level in Redis; default
     /// true.
     pub cache: Option<bool>,
+    /// Seed nodes of a Redis Cluster (each a `redis://` or `rediss://` URL) instead of `url`.
+    pub nodes: Vec<String>,
+    /// PEM certificates trusted beside the system roots for `rediss://`.
+    pub ca: Vec<Vec<u8>>,
 }
 
 impl fmt::Debug for CoordinationOptions {
@@ -75,6 +86,8 @@ impl fmt::Debug for CoordinationOptions {
             .field("operation_timeout_ms", &self.operation_timeout_ms)
             .field("local_share", &self.local_share)
             .field("cache", &self.cache)
+            .field("nodes", &self.nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>())
+            .field("ca", &self.ca.len())
             .finish()
     }
 }
@@ -92,6 +105,11 @@ pub struct CoordinationConfig {
     pub local_share: f64,
     /// The response cache (when on) has its second level in Redis (see `cache.rs`).
     pub shared_cache: bool,
+    /// Seed nodes of a Redis Cluster, credentials included (never shown); empty for one Redis
+    /// at `url`. With nodes, `url` is the first of them.
+    pub cluster_nodes: Vec<String>,
+    /// PEM certificates trusted beside the system roots (only with `rediss://`).
+    pub ca: Vec<Vec<u8>>,
 }
 
 impl fmt::Debug for CoordinationConfig {
@@ -102,31 +120,142 @@ impl fmt::Debug for CoordinationConfig {
             .field("operation_timeout", &self.operation_timeout)
             .field("local_share", &self.local_share)
             .field("shared_cache", &self.shared_cache)
+            .field("cluster", &!self.cluster_nodes.is_empty())
+            .field("ca", &self.ca.len())
             .finish()
     }
+}
+
+/// Checks one Redis URL; errors call it `name` and show it without credentials.
+fn check_url(url: &str, name: &str) -> Result<(), ChatError> {
+    let shown = redact_url(url);
+    if url.chars().count() > MAX_URL_CHARS {
+        return Err(ChatError::invalid_arg(format!(
+            "Expected `{name}` to be at most {MAX_URL_CHARS} characters"
+        )));
+    }
+    let lower = url.to_ascii_lowercase();
+    if !(lower.starts_with("redis://") || lower.starts_with("rediss://")) {
+        return Err(ChatError::invalid_arg(format!(
+            "Expected `{name}` to be a redis:// or rediss:// URL, got {shown:?}"
+        )));
+    }
+    if let Err(e) = redis::Client::open(url) {
+        let detail = super::redact::scrub_credentials(&e.to_string()).into_owned();
+        return Err(ChatError::invalid_arg(format!(
+            "Expected `{name}` to be a valid Redis URL, got {shown:?} ({detail})"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that `nodes` (each a valid URL) can seed one cluster client: database 0 (the only
+/// one a Redis Cluster has), and the same credentials and TLS mode on every node.
+fn check_cluster_nodes(nodes: &[String]) -> Result<(), ChatError> {
+    use redis::IntoConnectionInfo;
+    for (i, node) in nodes.iter().enumerate() {
+        let db = node
+            .as_str()
+            .into_connection_info()
+            .map_or(0, |info| info.redis_settings().db());
+        if db != 0 {
+            return Err(ChatError::invalid_arg(format!(
+                "Expected `coordination.nodes[{i}]` to use database 0 (a Redis Cluster has no other), got {:?}",
+                redact_url(node)
+            )));
+        }
+    }
+    if let Err(e) = redis::cluster::ClusterClient::new(nodes.iter().map(String::as_str)) {
+        let detail = super::redact::scrub_credentials(&e.to_string()).into_owned();
+        return Err(ChatError::invalid_arg(format!(
+            "Expected `coordination.nodes` to be nodes of one cluster, with the same user and password ({detail})"
+        )));
+    }
+    Ok(())
+}
+
+fn is_tls(url: &str) -> bool {
+    url.to_ascii_lowercase().starts_with("rediss://")
+}
+
+/// Checks `ca`: each entry holds PEM certificates, within [`MAX_CA_CERTIFICATES`] and
+/// [`MAX_CA_BYTES`] in all.
+fn check_ca(ca: &[Vec<u8>]) -> Result<(), ChatError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let bytes = ca.iter().map(Vec::len).fold(0usize, usize::saturating_add);
+    let mut certificates = 0usize;
+    for (i, pem) in ca.iter().enumerate() {
+        let name = if ca.len() == 1 {
+            "coordination.ca".to_owned()
+        } else {
+            format!("coordination.ca[{i}]")
+        };
+        let mut found = 0usize;
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            if cert.is_err() {
+                found = 0;
+                break;
+            }
+            found = found.saturating_add(1);
+        }
+        if found == 0 {
+            return Err(ChatError::invalid_arg(format!(
+                "Expected `{name}` to hold PEM certificates (-----BEGIN CERTIFICATE-----), found none"
+            )));
+        }
+        certificates = certificates.saturating_add(found);
+    }
+    if bytes > MAX_CA_BYTES || certificates > MAX_CA_CERTIFICATES {
+        return Err(ChatError::invalid_arg(format!(
+            "Expected `coordination.ca` to be at most {MAX_CA_BYTES} bytes and {MAX_CA_CERTIFICATES} certificates, \
+             got {bytes} bytes and {certificates} certificates"
+        )));
+    }
+    Ok(())
 }
 
 impl CoordinationConfig {
     /// Checks `opts`; errors name the option and the value (the URL without its credentials).
     pub fn build(opts: CoordinationOptions) -> Result<Self, ChatError> {
-        let url = opts.url;
-        let shown = redact_url(&url).into_owned();
-        if url.chars().count() > MAX_URL_CHARS {
-            return Err(ChatError::invalid_arg(format!(
-                "Expected `coordination.url` to be at most {MAX_URL_CHARS} characters"
-            )));
-        }
-        let lower = url.to_ascii_lowercase();
-        if !(lower.starts_with("redis://") || lower.starts_with("rediss://")) {
-            return Err(ChatError::invalid_arg(format!(
-                "Expected `coordination.url` to be a redis:// or rediss:// URL, got {shown:?}"
-            )));
-        }
-        if let Err(e) = redis::Client::open(url.as_str()) {
-            let detail = super::redact::scrub_credentials(&e.to_string()).into_owned();
-            return Err(ChatError::invalid_arg(format!(
-                "Expected `coordination.url` to be a valid Redis URL, got {shown:?} ({detail})"
-            )));
+        let (url, cluster_nodes) = match (opts.url.is_empty(), opts.nodes.is_empty()) {
+            (_, true) => {
+                check_url(&opts.url, "coordination.url")?;
+                (opts.url, Vec::new())
+            }
+            (true, false) => {
+                if opts.nodes.len() > MAX_CLUSTER_NODES {
+                    return Err(ChatError::invalid_arg(format!(
+                        "Expected `coordination.nodes` to be 1 to {MAX_CLUSTER_NODES} URLs, got {}",
+                        opts.nodes.len()
+                    )));
+                }
+                for (i, node) in opts.nodes.iter().enumerate() {
+                    check_url(node, &format!("coordination.nodes[{i}]"))?;
+                }
+                if opts.nodes.iter().any(|n| is_tls(n)) != opts.nodes.iter().all(|n| is_tls(n)) {
+                    return Err(ChatError::invalid_arg(
+                        "Expected `coordination.nodes` to be all redis:// or all rediss:// URLs, got both".to_owned(),
+                    ));
+                }
+                check_cluster_nodes(&opts.nodes)?;
+                (opts.nodes.first().cloned().unwrap_or_default(), opts.nodes)
+            }
+            (false, false) => {
+                return Err(ChatError::invalid_arg(
+                    "Expected `coordination.url` (one Redis) or `coordination.nodes` (a Redis Cluster), got both"
+                        .to_owned(),
+                ))
+            }
+        };
+        if !opts.ca.is_empty() {
+            if !is_tls(&url) {
+                return Err(ChatError::invalid_arg(format!(
+                    "Expected `coordination.ca` only with rediss:// URLs (TLS), got {:?}",
+                    redact_url(&url)
+                )));
+            }
+            check_ca(&opts.ca)?;
         }
         let key_prefix = opts.key_prefix.unwrap_or_else(|| DEFAULT_KEY_PREFIX.to_owned());
         if key_prefix.is_empty()
@@ -165,12 +294,38 @@ impl CoordinationConfig {
             operation_timeout,
             local_share,
             shared_cache: opts.cache.unwrap_or(true),
+            cluster_nodes,
+            ca: opts.ca,
         })
     }
 
-    /// The URL as it may be shown: credentials replaced.
+    /// Whether Redis is a cluster (`nodes` was given).
+    pub fn is_cluster(&self) -> bool {
+        !self.cluster_nodes.is_empty()
+    }
+
+    /// Whether the connection is TLS (`rediss://`).
+    pub fn is_tls(&self) -> bool {
+        is_tls(&self.url)
+    }
+
+    /// The URL as it may be shown: credentials replaced. For a cluster, its first seed nodes.
     pub fn shown_url(&self) -> String {
-        redact_url(&self.url).into_owned()
+        const SHOWN_NODES: usize = 3;
+        if self.cluster_nodes.is_empty() {
+            return redact_url(&self.url).into_owned();
+        }
+        let mut shown = self
+            .cluster_nodes
+            .iter()
+            .take(SHOWN_NODES)
+            .map(|n| redact_url(n).into_owned())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if let Some(more) = self.cluster_nodes.len().checked_sub(SHOWN_NODES).filter(|&m| m > 0) {
+            shown.push_str(&format!(" and {more} more"));
+        }
+        format!("the cluster of {shown}")
     }
 }
 
@@ -224,5 +379,81 @@ mod tests {
         assert!(with(&|o| o.local_share = Some(0.0)).contains("coordination.localShare"));
         assert!(with(&|o| o.local_share = Some(1.5)).contains("1.5"));
         assert!(with(&|o| o.local_share = Some(f64::NAN)).contains("coordination.localShare"));
+    }
+
+    #[test]
+    fn cluster_nodes_and_ca_are_checked_naming_the_option_and_never_the_password() {
+        let with = |f: &dyn Fn(&mut CoordinationOptions)| {
+            let mut o = CoordinationOptions::default();
+            f(&mut o);
+            CoordinationConfig::build(o)
+        };
+        let nodes = |urls: &[&str]| urls.iter().map(|u| (*u).to_owned()).collect::<Vec<_>>();
+        let cfg = with(&|o| {
+            o.nodes = nodes(&[
+                "redis://:hunter2-secret@10.0.0.1:7000",
+                "redis://:hunter2-secret@10.0.0.2:7000",
+            ])
+        })
+        .unwrap();
+        assert!(cfg.is_cluster());
+        assert_eq!(cfg.url, "redis://:hunter2-secret@10.0.0.1:7000");
+        assert!(cfg.shown_url().contains("10.0.0.2:7000") && !cfg.shown_url().contains("hunter2"));
+        assert!(!format!("{cfg:?}").contains("hunter2"));
+
+        let refused = |f: &dyn Fn(&mut CoordinationOptions), named: &str| {
+            let e = with(f).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidArg);
+            assert!(e.message.contains(named), "{}", e.message);
+            assert!(!e.message.contains("hunter2"), "{}", e.message);
+        };
+        refused(
+            &|o| {
+                o.url = "redis://:hunter2-secret@10.0.0.1".into();
+                o.nodes = nodes(&["redis://10.0.0.2:7000"]);
+            },
+            "got both",
+        );
+        refused(
+            &|o| o.nodes = vec!["redis://10.0.0.1:7000".into(); 65],
+            "coordination.nodes",
+        );
+        refused(
+            &|o| o.nodes = nodes(&["redis://10.0.0.1:7000", "http://:hunter2-secret@10.0.0.2"]),
+            "coordination.nodes[1]",
+        );
+        refused(
+            &|o| o.nodes = nodes(&["redis://10.0.0.1:7000", "rediss://:hunter2-secret@10.0.0.2"]),
+            "all redis:// or all rediss://",
+        );
+        refused(
+            &|o| o.nodes = nodes(&["redis://:hunter2-secret@10.0.0.1:7000", "redis://:other@10.0.0.2:7000"]),
+            "same user and password",
+        );
+        refused(
+            &|o| o.nodes = nodes(&["redis://:hunter2-secret@10.0.0.1:7000/2"]),
+            "coordination.nodes[0]",
+        );
+        refused(
+            &|o| {
+                o.url = "redis://:hunter2-secret@10.0.0.1".into();
+                o.ca = vec![b"-----BEGIN CERTIFICATE-----".to_vec()];
+            },
+            "coordination.ca",
+        );
+        refused(
+            &|o| {
+                o.url = "rediss://:hunter2-secret@10.0.0.1".into();
+                o.ca = vec![b"not a certificate".to_vec()];
+            },
+            "coordination.ca",
+        );
+        refused(
+            &|o| {
+                o.nodes = nodes(&["rediss://10.0.0.1:7000"]);
+                o.ca = vec![b"not a certificate".to_vec(), b"x".to_vec()];
+            },
+            "coordination.ca[0]",
+        );
     }
 }

@@ -371,7 +371,7 @@ mod tests {
             key_prefix: Some(prefix.into()),
             operation_timeout_ms: Some(2_000),
             local_share: None,
-            cache: None,
+            ..Default::default()
         })
         .unwrap();
         Arc::new(Coordinator::new(cfg))
