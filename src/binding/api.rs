@@ -41,8 +41,8 @@ fn resolved_promise<'env, T: ToNapiValue>(env: &'env Env, value: T) -> Result<Pr
     }
 }
 
-/// The `code` of the process warning emitted once when shared rate limits fall back to local
-/// ones (Redis failed or was slower than `coordination.redis.operationTimeoutMs`).
+/// The `code` of the process warning emitted once when coordination falls back to this process's own
+/// limits, key health, breaker and cache (Redis failed or was slower than `coordination.redis.operationTimeoutMs`).
 pub const COORDINATION_FALLBACK_WARNING: &str = "CHATGPT_NATIVE_COORDINATION_FALLBACK";
 
 /// Client for OpenAI-compatible chat-completions APIs; a drop-in for `chatgpt`'s `ChatGPTAPI`.

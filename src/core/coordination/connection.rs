@@ -238,7 +238,7 @@ impl Coordinator {
             .ok()?;
         Some(format!(
             "chatgpt-native: Redis at {} failed or did not answer within `coordination.operationTimeoutMs` ({} ms); \
-             rate limits fall back to {}% of `rateLimit` in each process until it answers again",
+             until it answers again, each process uses {}% of `rateLimit` and its own key health, circuit breaker and cache",
             self.cfg.shown_url(),
             self.cfg.operation_timeout.as_millis(),
             (self.cfg.local_share * 100.0).round()
