@@ -4,16 +4,15 @@
 // and requires a password.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { randomUUID } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { ChatGPTAPI } from '../index.js'
 import { startRedis } from '../scripts/redis.mjs'
 import { API_KEY, clientFor, rejection, startSimulator, thrown } from './helpers.mjs'
+import { FALLBACK_WARNING, freshPrefix, warningsDuring } from './coordination/harness.mjs'
 import { makePrivateCa } from './private-ca.mjs'
 
-const FALLBACK_WARNING = 'CHATGPT_NATIVE_COORDINATION_FALLBACK'
 const PASSWORD = 'tls-hunter2-do-not-print'
 
 let ca
@@ -36,25 +35,6 @@ after(async () => {
   await redis?.stop()
   ca?.remove()
 })
-
-/** Keys of one test only, so tests sharing the server never share a bucket. */
-const freshPrefix = () => `t-${randomUUID()}`
-
-/** Collects the process warnings with `code` while `fn` runs (and a tick after). */
-async function warningsDuring(code, fn) {
-  const seen = []
-  const listener = (w) => {
-    if (w.code === code) seen.push(w)
-  }
-  process.on('warning', listener)
-  try {
-    await fn()
-    await new Promise((resolve) => setImmediate(resolve))
-  } finally {
-    process.off('warning', listener)
-  }
-  return seen
-}
 
 test('rediss:// with the private CA in coordination.redis.ca shares one bucket between two instances', async () => {
   const sim = await startSimulator()

@@ -3,16 +3,11 @@
 // child processes running __test__/coordination/worker.mjs against the same simulator.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { randomUUID } from 'node:crypto'
-import { createInterface } from 'node:readline'
 
 import { ChatGPTAPI } from '../index.js'
 import { startRedis, freePort } from '../scripts/redis.mjs'
 import { API_KEY, clientFor, rejection, startSimulator, thrown, until } from './helpers.mjs'
-
-const WORKER = new URL('./coordination/worker.mjs', import.meta.url)
-const FALLBACK_WARNING = 'CHATGPT_NATIVE_COORDINATION_FALLBACK'
+import { FALLBACK_WARNING, freshPrefix, startWorker, warningsDuring } from './coordination/harness.mjs'
 
 let redis
 before(async () => {
@@ -21,48 +16,6 @@ before(async () => {
 after(async () => {
   await redis?.stop()
 })
-
-/** Keys of one test only, so tests sharing the server never share a bucket. */
-const freshPrefix = () => `t-${randomUUID()}`
-
-/** A worker process for `config`; resolves once it is ready to send. */
-async function startWorker(config) {
-  const child = spawn(process.execPath, [WORKER.pathname, JSON.stringify({ apiKey: API_KEY, ...config })], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  })
-  const lines = createInterface({ input: child.stdout })
-  const next = () =>
-    new Promise((resolve, reject) => {
-      lines.once('line', resolve)
-      child.once('exit', (code) => reject(new Error(`worker exited (${code})`)))
-    })
-  assert.equal(await next(), 'ready')
-  return {
-    /** Starts its calls; resolves with its report. */
-    async run() {
-      const report = next()
-      child.stdin.write('go\n')
-      return JSON.parse(await report)
-    },
-    stop: () => child.kill(),
-  }
-}
-
-/** Collects the process warnings with `code` while `fn` runs (and a tick after). */
-async function warningsDuring(code, fn) {
-  const seen = []
-  const listener = (w) => {
-    if (w.code === code) seen.push(w)
-  }
-  process.on('warning', listener)
-  try {
-    await fn()
-    await new Promise((resolve) => setImmediate(resolve))
-  } finally {
-    process.off('warning', listener)
-  }
-  return seen
-}
 
 test('two processes sharing one bucket together stay within rateLimit: the server never answers 429', async () => {
   const sim = await startSimulator({ rateLimitRpm: 10 })
