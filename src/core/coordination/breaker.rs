@@ -701,10 +701,22 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(matches!(b.acquire(Duration::from_secs(5)).await, SharedAdmit::Open(_)));
         probe.record(Outcome::Failure);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        match b.acquire(Duration::from_secs(5)).await {
-            SharedAdmit::Open(open) => assert!(open.retry_in > Duration::from_millis(100), "{open:?}"),
-            other => panic!("a failed probe reopens, got {other:?}"),
+        // The record lands in the background: the probe is out (retry in 0) until it does.
+        let started = std::time::Instant::now();
+        loop {
+            match b.acquire(Duration::from_secs(5)).await {
+                SharedAdmit::Open(open) if open.retry_in > Duration::ZERO => {
+                    assert!(open.retry_in > Duration::from_millis(50), "a fresh reset: {open:?}");
+                    break;
+                }
+                SharedAdmit::Open(_) => {}
+                other => panic!("a failed probe reopens, got {other:?}"),
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "the failed probe never reopened it"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
@@ -739,15 +751,31 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn redis_away_answers_unavailable_at_once() {
+    async fn redis_away_answers_unavailable_once_its_closed_is_stale_or_a_record_fails() {
         let mut redis = TestRedis::start();
         let a = SharedBreaker::new(process(&redis.url(), "br6"), None, config(Duration::from_secs(30)));
-        drop(permit(&a).await);
+        let first = permit(&a).await;
         redis.kill();
-        assert!(matches!(
-            a.acquire(Duration::from_secs(5)).await,
-            SharedAdmit::Unavailable
-        ));
+        // Redis said "closed" a moment ago: the next call is admitted without asking.
+        let local = permit(&a).await;
+        assert_eq!(local.start, Start::Local);
+        drop(local);
+        // The failed record forgets "closed"; the next call asks Redis, which is away.
+        first.record(Outcome::Success);
+        let started = std::time::Instant::now();
+        loop {
+            match a.acquire(Duration::from_secs(5)).await {
+                SharedAdmit::Unavailable => break,
+                SharedAdmit::Permit(p) => drop(p),
+                SharedAdmit::Open(open) => panic!("Redis is away, not open: {open:?}"),
+            }
+            assert!(
+                started.elapsed() < FRESH_CLOSED * 2,
+                "still admitting locally after {:?}",
+                started.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     #[test]
