@@ -15,8 +15,9 @@
 //! - `flight`: answers repeated requests from `cache` and coalesces identical ones in flight
 //!   (only when the `cache` option turns it on).
 //! - `upstreams`: the servers a call goes to, one `Route` each (transport and `admission`), and
-//!   when a call falls back to the next; `coordination`: rate buckets shared through Redis by
-//!   every process (one link per client, keyed per upstream).
+//!   when a call falls back to the next; `coordination`: what every process shares through Redis
+//!   (rate buckets, key health, the circuit breaker, the cache's second level; one link per
+//!   client, a single Redis or a Cluster, keyed per upstream).
 //! - Around each attempt: `admission` passes `limits` (concurrency slot, rate lease),
 //!   `breaker` and `keys`; `retry` decides what happens after a failure; `bounds` races every
 //!   await against abort, the deadline and the idle timeout (`time` keeps that arithmetic
