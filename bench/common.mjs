@@ -4,9 +4,12 @@ import { fileURLToPath } from 'node:url'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
-/** Start `npm run simulate` in a child process; resolves with { url, stop }. */
+/** Start `chatgpt-native simulate` in a child process; resolves with { url, stop }. */
 export async function startSimulatorProcess(args = []) {
-  const child = spawn(process.execPath, ['scripts/simulate.mjs', '--port', '0', ...args], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, ['bin/chatgpt-native.js', 'simulate', '--port', '0', ...args], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
   const url = await new Promise((resolve, reject) => {
     let buf = ''
     child.stdout.on('data', (d) => {
