@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { ChatGPTAPI } from '../index.js'
 import { startRedisCluster, redisCli } from '../scripts/redis.mjs'
 import { API_KEY, clientFor, rejection, startSimulator, thrown } from './helpers.mjs'
-import { FALLBACK_WARNING, freshPrefix, startWorker, warningsDuring } from './coordination/harness.mjs'
+import { FALLBACK_WARNING, freshPrefix, startWorker, twoProcessesShareOneBucket, warningsDuring } from './coordination/harness.mjs'
 
 let cluster
 before(async () => {
@@ -24,31 +24,7 @@ const keysPerNode = () => cluster.nodes.map((n) => Number(redisCli(['-p', String
 test('two processes sharing one bucket through a Redis Cluster together stay within rateLimit', async () => {
   const sim = await startSimulator({ rateLimitRpm: 10 })
   try {
-    const config = {
-      simUrl: sim.url,
-      redis: { nodes: cluster.urls, keyPrefix: freshPrefix() },
-      rateLimit: { requestsPerMinute: 10 },
-      calls: 10,
-      timeoutMs: 1500,
-    }
-    const workers = await Promise.all([startWorker(config), startWorker(config)])
-    try {
-      const reports = await Promise.all(workers.map((w) => w.run()))
-      const succeeded = reports.reduce((n, r) => n + r.succeeded, 0)
-      assert.equal(succeeded, 10, JSON.stringify(reports))
-      assert.equal(sim.stats().rateLimited, 0)
-      assert.equal(sim.stats().chatRequests, 10)
-      for (const r of reports) {
-        assert.equal(r.coordination.mode, 'shared')
-        assert.equal(r.coordination.fallbacks, 0)
-        assert.equal(r.coordination.redisErrors, 0)
-        for (const code of Object.keys(r.failures)) {
-          assert.ok(['ERR_CHATGPT_TIMEOUT', 'ERR_CHATGPT_RATE_LIMITED'].includes(code), code)
-        }
-      }
-    } finally {
-      for (const w of workers) w.stop()
-    }
+    await twoProcessesShareOneBucket(sim, { nodes: cluster.urls, keyPrefix: freshPrefix() })
   } finally {
     await sim.close()
   }

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { ChatGPTAPI } from '../index.js'
 import { startRedis, freePort } from '../scripts/redis.mjs'
 import { API_KEY, clientFor, rejection, startSimulator, thrown, until } from './helpers.mjs'
-import { FALLBACK_WARNING, freshPrefix, startWorker, warningsDuring } from './coordination/harness.mjs'
+import { FALLBACK_WARNING, freshPrefix, startWorker, twoProcessesShareOneBucket, warningsDuring } from './coordination/harness.mjs'
 
 let redis
 before(async () => {
@@ -20,34 +20,7 @@ after(async () => {
 test('two processes sharing one bucket together stay within rateLimit: the server never answers 429', async () => {
   const sim = await startSimulator({ rateLimitRpm: 10 })
   try {
-    const config = {
-      simUrl: sim.url,
-      redisUrl: redis.url,
-      keyPrefix: freshPrefix(),
-      rateLimit: { requestsPerMinute: 10 },
-      calls: 10,
-      timeoutMs: 1500,
-    }
-    const workers = await Promise.all([startWorker(config), startWorker(config)])
-    try {
-      const reports = await Promise.all(workers.map((w) => w.run()))
-      const succeeded = reports.reduce((n, r) => n + r.succeeded, 0)
-      // 20 calls against a budget of 10 per minute within 1.5 s: 10 are sent, the rest wait
-      // for the shared bucket until their deadline.
-      assert.equal(succeeded, 10, JSON.stringify(reports))
-      assert.equal(sim.stats().rateLimited, 0)
-      assert.equal(sim.stats().chatRequests, 10)
-      for (const r of reports) {
-        assert.equal(r.coordination.mode, 'shared')
-        assert.equal(r.coordination.fallbacks, 0)
-        assert.ok(r.coordination.operations >= r.succeeded, JSON.stringify(r))
-        for (const code of Object.keys(r.failures)) {
-          assert.ok(['ERR_CHATGPT_TIMEOUT', 'ERR_CHATGPT_RATE_LIMITED'].includes(code), code)
-        }
-      }
-    } finally {
-      for (const w of workers) w.stop()
-    }
+    await twoProcessesShareOneBucket(sim, { url: redis.url, keyPrefix: freshPrefix() })
   } finally {
     await sim.close()
   }

@@ -54,3 +54,33 @@ export async function warningsDuring(code, fn) {
   }
   return seen
 }
+
+/**
+ * Two worker processes sharing one 10-requests-a-minute bucket through the Redis `redis` names
+ * (a worker's `coordination.redis`) each send 10 calls at once against `sim` (limited to 10 a
+ * minute too): together they send exactly 10, the server never answers 429, and the other calls
+ * wait for the shared bucket until their 1.5 s deadline. Resolves with the workers' reports.
+ */
+export async function twoProcessesShareOneBucket(sim, redis) {
+  const config = { simUrl: sim.url, redis, rateLimit: { requestsPerMinute: 10 }, calls: 10, timeoutMs: 1500 }
+  const workers = await Promise.all([startWorker(config), startWorker(config)])
+  try {
+    const reports = await Promise.all(workers.map((w) => w.run()))
+    const succeeded = reports.reduce((n, r) => n + r.succeeded, 0)
+    assert.equal(succeeded, 10, JSON.stringify(reports))
+    assert.equal(sim.stats().rateLimited, 0)
+    assert.equal(sim.stats().chatRequests, 10)
+    for (const r of reports) {
+      assert.equal(r.coordination.mode, 'shared')
+      assert.equal(r.coordination.fallbacks, 0)
+      assert.equal(r.coordination.redisErrors, 0)
+      assert.ok(r.coordination.operations >= r.succeeded, JSON.stringify(r))
+      for (const code of Object.keys(r.failures)) {
+        assert.ok(['ERR_CHATGPT_TIMEOUT', 'ERR_CHATGPT_RATE_LIMITED'].includes(code), code)
+      }
+    }
+    return reports
+  } finally {
+    for (const w of workers) w.stop()
+  }
+}
