@@ -147,14 +147,15 @@ fn encode(c: &CachedCompletion) -> Option<Vec<u8>> {
 }
 
 /// An answer read back from Redis, or `None` when it is not one this version stored: any other
-/// version, a shape that does not decode, offsets past the text, more choices or tool calls than
-/// an answer can have, an upstream index of no upstream of this client (`upstreams`, 0 without).
+/// version, a shape that does not decode, delta offsets past the text or inside a character, more
+/// choices or tool calls than an answer can have, an upstream index of no upstream of this client
+/// (`upstreams`, 0 without).
 fn decode(bytes: &[u8], upstreams: usize) -> Option<CachedCompletion> {
     let s: Stored = serde_json::from_slice(bytes).ok()?;
     let calls_ok = |calls: &[ToolCall]| calls.len() <= MAX_TOOL_CALLS;
     let ends_ok = s.delta_ends.len() <= s.text.len()
         && s.delta_ends.is_sorted()
-        && s.delta_ends.last().is_none_or(|&end| end <= s.text.len());
+        && s.delta_ends.iter().all(|&end| s.text.is_char_boundary(end));
     if s.v != VERSION
         || !ends_ok
         || !calls_ok(&s.tool_calls)
@@ -470,6 +471,14 @@ mod tests {
             (7, valid.replace(r#""upstream":null"#, r#""upstream":5"#).into_bytes()),
             (8, vec![0xff, 0xfe, 0x00]),
             (9, vec![b'['; 100_000]),
+            // A delta ending inside a character: replaying it would lose text.
+            (
+                11,
+                valid
+                    .replacen(r#""text":"real""#, r#""text":"réal""#, 1)
+                    .replace("[1,4]", "[2,5]")
+                    .into_bytes(),
+            ),
         ];
         // Larger than an entry may be: refused before it is sent.
         cases.push((10, vec![b' '; MAX_ENTRY_BYTES + 1]));
