@@ -386,20 +386,12 @@ test('identical calls in flight share one request, and each gets the tool calls 
 /** A server answering its first chat request with a call of `get_weather` and later ones with text; records the bodies. */
 async function callThenAnswerServer() {
   const call = { id: 'call_img', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris","days":1}' } }
-  const bodies = []
-  const server = http.createServer((req, res) => {
-    let body = ''
-    req.on('data', (c) => (body += c))
-    req.on('end', () => {
-      bodies.push(JSON.parse(body))
-      const first = bodies.length === 1
-      const message = first ? { role: 'assistant', content: null, tool_calls: [call] } : { role: 'assistant', content: 'sunny' }
-      res.writeHead(200, { 'content-type': 'application/json' })
-      res.end(JSON.stringify({ id: 'x', choices: [{ index: 0, message, finish_reason: first ? 'tool_calls' : 'stop' }] }))
-    })
+  const server = await answeringServer((n) => {
+    const first = n === 1
+    const message = first ? { role: 'assistant', content: null, tool_calls: [call] } : { role: 'assistant', content: 'sunny' }
+    return { id: 'x', choices: [{ index: 0, message, finish_reason: first ? 'tool_calls' : 'stop' }] }
   })
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
-  return { url: `http://127.0.0.1:${server.address().port}/v1`, bodies, call, close: () => server.close() }
+  return { ...server, call }
 }
 
 const photo = { type: 'image_url', image_url: { url: 'https://example.com/paris.png', detail: 'low' } }
