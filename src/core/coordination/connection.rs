@@ -463,6 +463,17 @@ mod tests {
             .collect()
     }
 
+    /// Reserves on 30 keys' buckets through `coordinator` and checks every one went through the
+    /// cluster, every node holds buckets, and nothing failed; returns the limiters.
+    async fn every_node_serves(cluster: &TestCluster, coordinator: &Arc<Coordinator>) -> Vec<SharedLimiter> {
+        let limiters = many_keys(coordinator);
+        assert_eq!(reserve_on_many_slots(&limiters).await, 30);
+        let keys = cluster.keys_per_node();
+        assert!(keys.iter().all(|&n| n > 0), "keys per node: {keys:?}");
+        assert_eq!(coordinator.stats().redis_errors, 0);
+        limiters
+    }
+
     /// How many of one reservation per limiter in `limiters` went through Redis.
     async fn reserve_on_many_slots(limiters: &[SharedLimiter]) -> usize {
         let mut shared = 0;
@@ -490,12 +501,8 @@ mod tests {
             operation_timeout_ms: Some(500),
             ..Default::default()
         });
-        let limiters = many_keys(&coordinator);
-        assert_eq!(reserve_on_many_slots(&limiters).await, 30);
-        // Each node ran the scripts (loaded by EVAL after its NOSCRIPT) on buckets of its own.
-        let keys = cluster.keys_per_node();
-        assert!(keys.iter().all(|&n| n > 0), "keys per node: {keys:?}");
-        assert_eq!(coordinator.stats().redis_errors, 0);
+        // Each node runs the scripts (loaded by EVAL after its NOSCRIPT) on buckets of its own.
+        let limiters = every_node_serves(&cluster, &coordinator).await;
         assert_eq!(coordinator.take_warning(), None);
         // A node that forgot the scripts answers NOSCRIPT to EVALSHA: each is sent again in full.
         cluster.flush_scripts();
@@ -569,11 +576,7 @@ mod tests {
             ca: vec![ca.ca_pem.clone()],
             ..Default::default()
         });
-        let limiters = many_keys(&coordinator);
-        assert_eq!(reserve_on_many_slots(&limiters).await, 30);
-        let keys = cluster.keys_per_node();
-        assert!(keys.iter().all(|&n| n > 0), "keys per node: {keys:?}");
-        assert_eq!(coordinator.stats().redis_errors, 0);
+        every_node_serves(&cluster, &coordinator).await;
     }
 
     #[test]
